@@ -1,0 +1,17 @@
+//! llama-webgpu: Llama 3 inference on WebGPU through wgpu and our own WGSL kernels.
+//!
+//! Data flow: a [`gguf::ByteSource`] (file, HTTP ranges, Blob) → [`gguf::GgufFile`] (header
+//! only) → [`model::LlamaModel`] (weights streamed into GPU buffers) → [`session::Session`]
+//! (KV cache, sampling, chat) → text.
+
+pub mod error;
+pub mod gguf;
+pub mod tokenizer;
+pub mod chat;
+pub mod gpu;
+pub mod kernels;
+pub mod model;
+pub mod sampler;
+pub mod session;
+
+pub use error::{Error, Result};
