@@ -1,1 +1,389 @@
-//! TODO
+//! GPU runtime on wgpu: device setup from the adapter's own limits, buffers, bounded uploads,
+//! pipeline cache, readback, and error/device-loss capture as typed errors.
+//!
+//! The same code drives Vulkan/Metal/DX12 natively and WebGPU in the browser; the only
+//! difference is how we wait for the GPU (`poll` natively, the event loop on the web).
+
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Numeric precision of the KV cache and f16-capable kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// f16 where the adapter has `shader-f16`, else f32.
+    #[default]
+    Auto,
+    F32,
+    F16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "f32" => Ok(Self::F32),
+            "f16" => Ok(Self::F16),
+            _ => Err(Error::InvalidArgument(format!("precision must be auto, f32 or f16, got '{s}'"))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct GpuOptions {
+    pub precision: Precision,
+    /// Cap on any single buffer binding, below the device's own limit (to reproduce
+    /// small-limit browsers). `None` = device limit.
+    pub max_binding_size: Option<u64>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+}
+
+/// Errors reported asynchronously by wgpu (validation, OOM, device loss) land here and are
+/// turned into `Error`s at the next check instead of panicking.
+#[derive(Default)]
+struct ErrorSink {
+    error: Option<Error>,
+    lost: Option<String>,
+}
+
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter: AdapterSummary,
+    /// Features enabled on the device.
+    pub features: wgpu::Features,
+    pub limits: wgpu::Limits,
+    /// Use f16 storage (KV cache) and f16 kernels.
+    pub use_f16: bool,
+    /// Largest binding we allow (device limit, possibly capped by the user).
+    pub max_binding: u64,
+    sink: Arc<Mutex<ErrorSink>>,
+    pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
+    /// A small buffer bound where a kernel's optional input is absent.
+    pub dummy: wgpu::Buffer,
+}
+
+impl Gpu {
+    pub async fn new(opts: &GpuOptions) -> Result<Gpu> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                force_fallback_adapter: false,
+                compatible_surface: None,
+                apply_limit_buckets: false,
+            })
+            .await
+            .map_err(|e| Error::NoAdapter(format!("{e} (is WebGPU / Vulkan available?)")))?;
+        let info = adapter.get_info();
+        let available = adapter.features();
+        let use_f16 = match opts.precision {
+            Precision::F32 => false,
+            Precision::Auto => available.contains(wgpu::Features::SHADER_F16),
+            Precision::F16 if available.contains(wgpu::Features::SHADER_F16) => true,
+            Precision::F16 => {
+                return Err(Error::InvalidArgument(format!(
+                    "precision f16 requested but adapter '{}' lacks shader-f16",
+                    info.name
+                )))
+            }
+        };
+        let mut features = wgpu::Features::empty();
+        if use_f16 {
+            features |= wgpu::Features::SHADER_F16;
+        }
+        // Ask for everything the adapter offers: the defaults (128 MiB bindings, 256 MiB
+        // buffers) are far below what real adapters allow.
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("llama-webgpu"),
+                required_features: features,
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::Device(format!("request_device failed: {e}")))?;
+
+        let sink = Arc::new(Mutex::new(ErrorSink::default()));
+        let s = sink.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let err = match e {
+                wgpu::Error::OutOfMemory { .. } => Error::OutOfMemory(e.to_string()),
+                _ => Error::Device(e.to_string()),
+            };
+            if let Ok(mut g) = s.lock() {
+                g.error.get_or_insert(err);
+            }
+        }));
+        let s = sink.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            if let Ok(mut g) = s.lock() {
+                g.lost = Some(format!("{reason:?}: {msg}"));
+            }
+        });
+
+        let device_max = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        let max_binding = opts.max_binding_size.map_or(device_max, |m| m.min(device_max));
+        if max_binding < 1 << 20 {
+            return Err(Error::LimitsTooSmall(format!("max binding size {max_binding} bytes is below 1 MiB")));
+        }
+        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("dummy"),
+            size: 256,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
+            mapped_at_creation: false,
+        });
+        Ok(Gpu {
+            device,
+            queue,
+            adapter: AdapterSummary {
+                name: info.name,
+                backend: format!("{:?}", info.backend),
+                device_type: format!("{:?}", info.device_type),
+                driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+            },
+            features,
+            limits,
+            use_f16,
+            max_binding,
+            sink,
+            pipelines: Mutex::new(HashMap::new()),
+            dummy,
+        })
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new_blocking(opts: &GpuOptions) -> Result<Gpu> {
+        pollster::block_on(Self::new(opts))
+    }
+
+    /// Turns errors wgpu reported asynchronously into a typed error (once).
+    pub fn check(&self) -> Result<()> {
+        let mut g = self.sink.lock().map_err(|_| Error::Device("error sink poisoned".into()))?;
+        if let Some(l) = &g.lost {
+            return Err(Error::DeviceLost(l.clone()));
+        }
+        match g.error.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// A storage buffer of `size` bytes (rounded up to 4), zero-initialized by wgpu.
+    pub fn storage(&self, label: &str, size: u64) -> Result<wgpu::Buffer> {
+        let size = size.max(4).next_multiple_of(4);
+        if size > self.limits.max_buffer_size {
+            return Err(Error::LimitsTooSmall(format!(
+                "buffer '{label}' needs {size} bytes, device max_buffer_size is {}",
+                self.limits.max_buffer_size
+            )));
+        }
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        }))
+    }
+
+    /// A uniform buffer holding `words`.
+    pub fn uniform(&self, label: &str, words: &[u32]) -> wgpu::Buffer {
+        let size = ((words.len() * 4) as u64).max(16).next_multiple_of(16);
+        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.queue.write_buffer(&buf, 0, bytemuck::cast_slice(words));
+        buf
+    }
+
+    /// Storage buffer initialised from `data` (small things: norms, test inputs).
+    pub fn storage_from(&self, label: &str, data: &[u8]) -> Result<wgpu::Buffer> {
+        let buf = self.storage(label, data.len() as u64)?;
+        self.write(&buf, 0, data);
+        Ok(buf)
+    }
+
+    /// Writes `data` at `offset`; pads the tail to the 4-byte copy alignment.
+    pub fn write(&self, buf: &wgpu::Buffer, offset: u64, data: &[u8]) {
+        if data.len() % 4 == 0 {
+            self.queue.write_buffer(buf, offset, data);
+        } else {
+            let mut v = data.to_vec();
+            v.resize(data.len().next_multiple_of(4), 0);
+            self.queue.write_buffer(buf, offset, &v);
+        }
+    }
+
+    /// Compiles (once per key) a compute pipeline with an explicit layout of `bindings`.
+    pub fn pipeline(&self, key: &str, source: &str, bindings: &[Binding]) -> Result<Arc<wgpu::ComputePipeline>> {
+        if let Some(p) = self.pipelines.lock().ok().and_then(|m| m.get(key).cloned()) {
+            return Ok(p);
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(key),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupLayoutEntry {
+                binding: i as u32,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: match b {
+                    Binding::Read => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only: true },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    Binding::ReadWrite => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only: false },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    Binding::Uniform => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                },
+                count: None,
+            })
+            .collect();
+        let bgl = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(key), entries: &entries });
+        let layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(key),
+            bind_group_layouts: &[Some(&bgl)],
+            immediate_size: 0,
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(key),
+            layout: Some(&layout),
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: wgpu::PipelineCompilationOptions::default(),
+            cache: None,
+        });
+        if let Some(e) = block_on_scope(scope.pop()) {
+            return Err(Error::Device(format!("compiling kernel '{key}': {e}")));
+        }
+        let p = Arc::new(pipeline);
+        if let Ok(mut m) = self.pipelines.lock() {
+            m.insert(key.to_string(), p.clone());
+        }
+        Ok(p)
+    }
+
+    pub fn bind_group(&self, pipeline: &wgpu::ComputePipeline, buffers: &[BufSlice<'_>]) -> wgpu::BindGroup {
+        let layout = pipeline.get_bind_group_layout(0);
+        let entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: b.buffer,
+                    offset: b.offset,
+                    size: b.size.and_then(wgpu::BufferSize::new),
+                }),
+            })
+            .collect();
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &entries })
+    }
+
+    /// Copies `size` bytes at `offset` of `src` back to the host.
+    pub async fn read(&self, src: &wgpu::Buffer, offset: u64, size: u64) -> Result<Vec<u8>> {
+        let size4 = size.next_multiple_of(4);
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: size4.max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(src, offset, &staging, 0, size4);
+        self.queue.submit([enc.finish()]);
+        let (tx, rx) = futures_channel::oneshot::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        match rx.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                self.check()?;
+                return Err(Error::Device(format!("readback failed: {e}")));
+            }
+            Err(_) => return Err(Error::Device("readback cancelled".into())),
+        }
+        let out = match staging.slice(..).get_mapped_range() {
+            Ok(view) => view[..size as usize].to_vec(),
+            Err(e) => return Err(Error::Device(format!("readback mapping: {e}"))),
+        };
+        staging.unmap();
+        self.check()?;
+        Ok(out)
+    }
+
+    pub async fn read_f32(&self, src: &wgpu::Buffer, offset: u64, len: usize) -> Result<Vec<f32>> {
+        let bytes = self.read(src, offset, len as u64 * 4).await?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// Blocks until submitted work finishes (native); the browser resolves mapping on its own.
+    pub fn wait(&self) -> Result<()> {
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Device(format!("poll: {e}")))?;
+        self.check()
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn block_on_scope<F: std::future::Future>(f: F) -> F::Output {
+    pollster::block_on(f)
+}
+
+/// On the web the scope result arrives asynchronously; errors surface through the
+/// uncaptured-error sink instead (checked after each step).
+#[cfg(target_arch = "wasm32")]
+fn block_on_scope<F: std::future::Future<Output = Option<wgpu::Error>>>(_f: F) -> Option<wgpu::Error> {
+    None
+}
+
+/// How a kernel sees each binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding {
+    Read,
+    ReadWrite,
+    Uniform,
+}
+
+/// A (part of a) buffer to bind.
+#[derive(Clone, Copy)]
+pub struct BufSlice<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub offset: u64,
+    pub size: Option<u64>,
+}
+
+impl<'a> From<&'a wgpu::Buffer> for BufSlice<'a> {
+    fn from(buffer: &'a wgpu::Buffer) -> Self {
+        BufSlice { buffer, offset: 0, size: None }
+    }
+}

@@ -1,0 +1,236 @@
+//! Every GPU kernel against its CPU reference (`kernels::reference`) on random inputs whose
+//! sizes are not multiples of the workgroup sizes, in f32 and (where the adapter has
+//! shader-f16) f16 mode. Runs on whatever adapter wgpu finds (lavapipe in CI).
+
+use llama_webgpu::gguf::GgmlType;
+use llama_webgpu::gpu::{Gpu, GpuOptions, Precision};
+use llama_webgpu::kernels::{self, reference as cpu, AttnShape, GpuWeight, MatmulOpts, Step};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+fn gpus() -> Vec<Gpu> {
+    let mut v = vec![Gpu::new_blocking(&GpuOptions { precision: Precision::F32, max_binding_size: None }).expect("adapter")];
+    if let Ok(g) = Gpu::new_blocking(&GpuOptions { precision: Precision::F16, max_binding_size: None }) {
+        v.push(g);
+    }
+    v
+}
+
+fn rand_vec(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-scale..scale)).collect()
+}
+
+fn read(gpu: &Gpu, b: &wgpu::Buffer, n: usize) -> Vec<f32> {
+    pollster::block_on(gpu.read_f32(b, 0, n)).expect("read")
+}
+
+fn buf(gpu: &Gpu, data: &[f32]) -> wgpu::Buffer {
+    gpu.storage_from("test", bytemuck::cast_slice(data)).unwrap()
+}
+
+fn assert_close(name: &str, got: &[f32], want: &[f32], tol: f32) {
+    assert_eq!(got.len(), want.len(), "{name}: length");
+    let scale = want.iter().fold(0f32, |a, v| a.max(v.abs())).max(1e-6);
+    let (i, err) = got.iter().zip(want).map(|(a, b)| (a - b).abs()).enumerate().fold((0, 0f32), |m, (i, e)| if e > m.1 || e.is_nan() { (i, e) } else { m });
+    assert!(err <= tol * scale && !err.is_nan(), "{name}: max error {err} at {i} (got {}, want {}) > {tol} × {scale}", got[i], want[i]);
+}
+
+const TYPES: [GgmlType; 6] = [GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1];
+
+/// Uploads random weights of `ty`; returns them with their dequantized values.
+fn weight(gpu: &Gpu, rng: &mut StdRng, ty: GgmlType, rows: usize, cols: usize) -> (GpuWeight, Vec<f32>) {
+    let w = rand_vec(rng, rows * cols, 1.0);
+    let raw = cpu::quantize(ty, &w).unwrap();
+    let deq = cpu::dequantize(ty, &raw).unwrap();
+    let gw = GpuWeight::upload(gpu, "w", ty, rows as u64, cols as u64, &raw, 0, 4096, |_| {}).unwrap();
+    (gw, deq)
+}
+
+#[test]
+fn matmul_all_types_against_cpu() {
+    let mut rng = StdRng::seed_from_u64(1);
+    for gpu in gpus() {
+        let step = kernels::step_buffer(&gpu);
+        for ty in TYPES {
+            // 37 rows (not a multiple of 4 rows/workgroup), 13 blocks (not of 16 lanes), 11 tokens (not of 8)
+            let (rows, cols, n) = (37, 13 * 32, 11);
+            let (w, deq) = weight(&gpu, &mut rng, ty, rows, cols);
+            let x = rand_vec(&mut rng, n * cols, 1.0);
+            let xb = buf(&gpu, &x);
+            let want = cpu::matmul(&deq, rows, cols, &x, n);
+            let name = format!("{ty:?} f16={}", gpu.use_f16);
+
+            let yb = gpu.storage("y", (n * rows * 4) as u64).unwrap();
+            let d = kernels::matmul(&gpu, &w, &xb, &yb, rows as u32, &step, MatmulOpts::default()).unwrap();
+            kernels::submit(&gpu, &step, Step { n_tokens: n as u32, pos: 0, kv_len: n as u32, _pad: 0 }, &d.iter().collect::<Vec<_>>());
+            assert_close(&format!("matmul {name}"), &read(&gpu, &yb, n * rows), &want, 1e-5);
+
+            // accumulate: y += W x, starting from y = 1
+            let yb = buf(&gpu, &vec![1.0; n * rows]);
+            let d = kernels::matmul(&gpu, &w, &xb, &yb, rows as u32, &step, MatmulOpts { accumulate: true, last_only: false }).unwrap();
+            kernels::submit(&gpu, &step, Step { n_tokens: n as u32, pos: 0, kv_len: n as u32, _pad: 0 }, &d.iter().collect::<Vec<_>>());
+            let want1: Vec<f32> = want.iter().map(|v| v + 1.0).collect();
+            assert_close(&format!("matmul acc {name}"), &read(&gpu, &yb, n * rows), &want1, 1e-5);
+
+            // last token only, written to row 0
+            let yb = gpu.storage("y", (rows * 4) as u64).unwrap();
+            let d = kernels::matmul(&gpu, &w, &xb, &yb, rows as u32, &step, MatmulOpts { accumulate: false, last_only: true }).unwrap();
+            kernels::submit(&gpu, &step, Step { n_tokens: n as u32, pos: 0, kv_len: n as u32, _pad: 0 }, &d.iter().collect::<Vec<_>>());
+            assert_close(&format!("matmul last {name}"), &read(&gpu, &yb, rows), &want[(n - 1) * rows..], 1e-5);
+        }
+    }
+}
+
+#[test]
+fn matmul_and_embed_split_across_bindings() {
+    // A 1 MiB binding cap splits a 300 × 1024 f32 matrix (1.2 MB) into parts; results must not change.
+    let mut rng = StdRng::seed_from_u64(2);
+    let gpu = Gpu::new_blocking(&GpuOptions { precision: Precision::F32, max_binding_size: Some(1 << 20) }).unwrap();
+    let step = kernels::step_buffer(&gpu);
+    for ty in [GgmlType::F32, GgmlType::Q8_0] {
+        let (rows, cols, n) = (300, 1024, 3);
+        let (w, deq) = weight(&gpu, &mut rng, ty, rows, cols);
+        assert!(ty != GgmlType::F32 || w.parts.len() >= 2, "expected a split, got {} part(s)", w.parts.len());
+        let x = rand_vec(&mut rng, n * cols, 1.0);
+        let xb = buf(&gpu, &x);
+        let yb = gpu.storage("y", (n * rows * 4) as u64).unwrap();
+        let d = kernels::matmul(&gpu, &w, &xb, &yb, rows as u32, &step, MatmulOpts::default()).unwrap();
+        kernels::submit(&gpu, &step, Step { n_tokens: n as u32, pos: 0, kv_len: n as u32, _pad: 0 }, &d.iter().collect::<Vec<_>>());
+        assert_close(&format!("split matmul {ty:?}"), &read(&gpu, &yb, n * rows), &cpu::matmul(&deq, rows, cols, &x, n), 1e-5);
+
+        let ids: Vec<u32> = vec![0, 299, 17, 255, 256, 123];
+        let idb = gpu.storage_from("ids", bytemuck::cast_slice(&ids)).unwrap();
+        let ob = gpu.storage("out", (ids.len() * cols * 4) as u64).unwrap();
+        let d = kernels::embed(&gpu, &w, &idb, &ob, &step).unwrap();
+        kernels::submit(&gpu, &step, Step { n_tokens: ids.len() as u32, pos: 0, kv_len: 0, _pad: 0 }, &d.iter().collect::<Vec<_>>());
+        let want: Vec<f32> = ids.iter().flat_map(|&i| deq[i as usize * cols..][..cols].to_vec()).collect();
+        assert_close(&format!("split embed {ty:?}"), &read(&gpu, &ob, ids.len() * cols), &want, 0.0);
+    }
+}
+
+#[test]
+fn embed_all_types_against_cpu() {
+    let mut rng = StdRng::seed_from_u64(3);
+    for gpu in gpus() {
+        let step = kernels::step_buffer(&gpu);
+        for ty in TYPES {
+            let (rows, cols) = (53, 9 * 32);
+            let (w, deq) = weight(&gpu, &mut rng, ty, rows, cols);
+            let ids: Vec<u32> = (0..7).map(|_| rng.random_range(0..rows as u32)).collect();
+            let idb = gpu.storage_from("ids", bytemuck::cast_slice(&ids)).unwrap();
+            let ob = gpu.storage("out", (ids.len() * cols * 4) as u64).unwrap();
+            let d = kernels::embed(&gpu, &w, &idb, &ob, &step).unwrap();
+            kernels::submit(&gpu, &step, Step { n_tokens: ids.len() as u32, pos: 0, kv_len: 0, _pad: 0 }, &d.iter().collect::<Vec<_>>());
+            let want: Vec<f32> = ids.iter().flat_map(|&i| deq[i as usize * cols..][..cols].to_vec()).collect();
+            assert_close(&format!("embed {ty:?}"), &read(&gpu, &ob, ids.len() * cols), &want, 0.0);
+        }
+    }
+}
+
+#[test]
+fn rmsnorm_against_cpu() {
+    let mut rng = StdRng::seed_from_u64(4);
+    for gpu in gpus() {
+        let step = kernels::step_buffer(&gpu);
+        let (dim, n) = (333, 5);
+        let x = rand_vec(&mut rng, dim * n, 3.0);
+        let g = rand_vec(&mut rng, dim, 2.0);
+        let (xb, gb, yb) = (buf(&gpu, &x), buf(&gpu, &g), gpu.storage("y", (dim * n * 4) as u64).unwrap());
+        let d = kernels::rmsnorm(&gpu, &xb, &gb, &yb, dim as u32, 1e-5, &step).unwrap();
+        kernels::submit(&gpu, &step, Step { n_tokens: n as u32, pos: 0, kv_len: 0, _pad: 0 }, &[&d]);
+        assert_close("rmsnorm", &read(&gpu, &yb, dim * n), &cpu::rmsnorm(&x, &g, 1e-5), 1e-5);
+    }
+}
+
+#[test]
+fn swiglu_against_cpu() {
+    let mut rng = StdRng::seed_from_u64(5);
+    for gpu in gpus() {
+        let step = kernels::step_buffer(&gpu);
+        let (dim, n) = (1000, 3);
+        let g = rand_vec(&mut rng, dim * n, 6.0);
+        let u = rand_vec(&mut rng, dim * n, 2.0);
+        let (gb, ub) = (buf(&gpu, &g), buf(&gpu, &u));
+        let d = kernels::swiglu(&gpu, &gb, &ub, dim as u32, &step).unwrap();
+        kernels::submit(&gpu, &step, Step { n_tokens: n as u32, pos: 0, kv_len: 0, _pad: 0 }, &[&d]);
+        assert_close("swiglu", &read(&gpu, &gb, dim * n), &cpu::swiglu(&g, &u), 1e-5);
+    }
+}
+
+/// Reads a KV cache buffer (f32 or f16) back as f32.
+fn read_kv(gpu: &Gpu, b: &wgpu::Buffer, n: usize) -> Vec<f32> {
+    if gpu.use_f16 {
+        let bytes = pollster::block_on(gpu.read(b, 0, (n * 2) as u64)).unwrap();
+        bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+    } else {
+        read(gpu, b, n)
+    }
+}
+
+fn kv_buf(gpu: &Gpu, data: &[f32]) -> wgpu::Buffer {
+    if gpu.use_f16 {
+        let h: Vec<half::f16> = data.iter().map(|&v| half::f16::from_f32(v)).collect();
+        gpu.storage_from("kv", bytemuck::cast_slice(&h)).unwrap()
+    } else {
+        buf(gpu, data)
+    }
+}
+
+#[test]
+fn rope_and_cache_append_against_cpu() {
+    let mut rng = StdRng::seed_from_u64(6);
+    for gpu in gpus() {
+        let step = kernels::step_buffer(&gpu);
+        let s = AttnShape { n_head: 6, n_kv: 2, head_dim: 34, ctx: 40 };
+        let (nh, nkv, hd, ctx, n, pos0) = (6usize, 2usize, 34usize, 40usize, 5usize, 29usize);
+        let q = rand_vec(&mut rng, n * nh * hd, 2.0);
+        let k = rand_vec(&mut rng, n * nkv * hd, 2.0);
+        let v = rand_vec(&mut rng, n * nkv * hd, 2.0);
+        let factors: Vec<f32> = (0..hd / 2).map(|j| 1.0 + j as f32 * 0.5).collect();
+        let inv = cpu::rope_inv_freq(hd, 500000.0, Some(&factors));
+        let (qb, kb, vb, ib) = (buf(&gpu, &q), buf(&gpu, &k), buf(&gpu, &v), buf(&gpu, &inv));
+        let kc = kv_buf(&gpu, &vec![0.0; ctx * nkv * hd]);
+        let vc = kv_buf(&gpu, &vec![0.0; ctx * nkv * hd]);
+        let d = kernels::rope_store(&gpu, s, &qb, &kb, &vb, &kc, &vc, &ib, &step).unwrap();
+        kernels::submit(&gpu, &step, Step { n_tokens: n as u32, pos: pos0 as u32, kv_len: (pos0 + n) as u32, _pad: 0 }, &[&d]);
+        let (mut wq, mut wk) = (q.clone(), k.clone());
+        cpu::rope(&mut wq, nh, hd, pos0, &inv);
+        cpu::rope(&mut wk, nkv, hd, pos0, &inv);
+        let tol = if gpu.use_f16 { 1e-3 } else { 2e-5 };
+        assert_close("rope q", &read(&gpu, &qb, q.len()), &wq, 2e-5);
+        let kcache = read_kv(&gpu, &kc, ctx * nkv * hd);
+        let vcache = read_kv(&gpu, &vc, ctx * nkv * hd);
+        let off = pos0 * nkv * hd;
+        assert_close("rope k → cache", &kcache[off..off + k.len()], &wk, tol);
+        assert_close("v → cache", &vcache[off..off + v.len()], &v, tol);
+        assert!(kcache[..off].iter().all(|&x| x == 0.0), "cache before pos0 untouched");
+    }
+}
+
+#[test]
+fn attention_gqa_causal_against_cpu() {
+    let mut rng = StdRng::seed_from_u64(7);
+    for gpu in gpus() {
+        let step = kernels::step_buffer(&gpu);
+        // head_dim 40 and 70 keys: neither a multiple of the 64-thread workgroup
+        let (nh, nkv, hd, ctx) = (6usize, 2usize, 40usize, 80usize);
+        let s = AttnShape { n_head: nh as u32, n_kv: nkv as u32, head_dim: hd as u32, ctx: ctx as u32 };
+        for (pos0, n) in [(0usize, 7usize), (65, 5), (70, 1)] {
+            let q = rand_vec(&mut rng, n * nh * hd, 1.0);
+            let mut k = rand_vec(&mut rng, ctx * nkv * hd, 1.0);
+            let mut v = rand_vec(&mut rng, ctx * nkv * hd, 1.0);
+            if gpu.use_f16 {
+                // the reference sees the same rounded cache the GPU holds
+                for x in k.iter_mut().chain(v.iter_mut()) {
+                    *x = half::f16::from_f32(*x).to_f32();
+                }
+            }
+            let (qb, kc, vc) = (buf(&gpu, &q), kv_buf(&gpu, &k), kv_buf(&gpu, &v));
+            let sc = gpu.storage("scores", (n * nh * ctx * 4) as u64).unwrap();
+            let ob = gpu.storage("o", (q.len() * 4) as u64).unwrap();
+            let d = kernels::attention(&gpu, s, &qb, &kc, &vc, &sc, &ob, &step).unwrap();
+            kernels::submit(&gpu, &step, Step { n_tokens: n as u32, pos: pos0 as u32, kv_len: (pos0 + n) as u32, _pad: 0 }, &[&d]);
+            let want = cpu::attention(&q, &k[..(pos0 + n) * nkv * hd], &v[..(pos0 + n) * nkv * hd], nh, nkv, hd, pos0);
+            assert_close(&format!("attention pos0={pos0} n={n} f16={}", gpu.use_f16), &read(&gpu, &ob, q.len()), &want, 2e-5);
+        }
+    }
+}

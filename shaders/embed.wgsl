@@ -1,0 +1,34 @@
+// Embedding lookup: out[t, :] = token_embd[ids[t], :], dequantized from one weight part
+// (rows row0..row0+rows; tokens outside the part are left to the other parts' dispatches).
+// One thread per 32-element block.
+
+struct Params {
+    row0: u32,
+    rows: u32,
+    k_blocks: u32,
+    row_qs_v4: u32,
+    row_sc_h: u32,
+}
+
+@group(0) @binding(0) var<storage, read> wq: array<vec4<u32>>;
+@group(0) @binding(1) var<storage, read> ws: array<u32>;
+@group(0) @binding(2) var<storage, read> ids: array<u32>;
+@group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(5) var<uniform> step: Step;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let b = gid.x;
+    let t = gid.y;
+    let id = ids[t];
+    if (b >= p.k_blocks || id < p.row0 || id >= p.row0 + p.rows) {
+        return;
+    }
+    let r = id - p.row0;
+    let w = load_block(r * p.row_qs_v4 + b * QS_V4, r * p.row_sc_h + b * SC_H);
+    let ob = (t * p.k_blocks + b) * 8u;
+    for (var i = 0u; i < 8u; i++) {
+        out[ob + i] = w[i];
+    }
+}
