@@ -1,0 +1,576 @@
+//! GGUF reader (v2, v3): header, metadata, tensor infos, data offsets.
+//!
+//! Reads through a [`ByteSource`] ("read N bytes at offset"), so the header can come from a
+//! file, an HTTP range request or a `Blob` slice; tensor data is never read here. Every count
+//! and length in the header is checked against the bytes that remain before anything is
+//! allocated, so a hostile header cannot make us allocate 2^60 entries.
+
+mod reader;
+#[cfg(test)]
+mod tests;
+mod writer;
+
+pub use writer::GgufWriter;
+
+use crate::error::{Error, Result};
+
+/// Default `general.alignment`.
+pub const DEFAULT_ALIGNMENT: u64 = 32;
+
+/// Random-access bytes: a local file, an in-memory buffer, later HTTP ranges.
+pub trait ByteSource {
+    /// Total length in bytes.
+    fn len(&self) -> u64;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Fill `buf` with the bytes at `offset..offset + buf.len()`; `Error::Truncated` if short.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
+}
+
+/// `Truncated` unless `offset..offset + n` lies inside `len`.
+fn check_range(offset: u64, n: usize, len: u64) -> Result<()> {
+    let needed = n as u64;
+    match offset.checked_add(needed) {
+        Some(end) if end <= len => Ok(()),
+        _ => Err(Error::Truncated { offset, needed, len }),
+    }
+}
+
+/// A local file (native only).
+#[cfg(not(target_arch = "wasm32"))]
+pub struct FileSource {
+    file: std::fs::File,
+    len: u64,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl FileSource {
+    pub fn open(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let io = |e: std::io::Error| Error::Io(format!("{}: {e}", path.display()));
+        let file = std::fs::File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        Ok(Self { file, len })
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl ByteSource for FileSource {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        check_range(offset, buf.len(), self.len)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileExt;
+            self.file.read_exact_at(buf, offset)?;
+        }
+        #[cfg(not(unix))]
+        {
+            // `&File` is Read + Seek; not safe against concurrent readers of the same handle.
+            use std::io::{Read, Seek, SeekFrom};
+            let mut f = &self.file;
+            f.seek(SeekFrom::Start(offset))?;
+            f.read_exact(buf)?;
+        }
+        Ok(())
+    }
+}
+
+impl ByteSource for [u8] {
+    fn len(&self) -> u64 {
+        <[u8]>::len(self) as u64
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        check_range(offset, buf.len(), ByteSource::len(self))?;
+        // In range after the check above, and offset fits usize because len does.
+        let start = offset as usize;
+        let src = self.get(start..start + buf.len()).ok_or(Error::Truncated {
+            offset,
+            needed: buf.len() as u64,
+            len: ByteSource::len(self),
+        })?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+impl ByteSource for Vec<u8> {
+    fn len(&self) -> u64 {
+        self.as_slice().len() as u64
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.as_slice().read_at(offset, buf)
+    }
+}
+
+/// So that a `&[u8]` (unsized target) can be passed as `&dyn ByteSource` via `&slice`.
+impl<T: ByteSource + ?Sized> ByteSource for &T {
+    fn len(&self) -> u64 {
+        (**self).len()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        (**self).read_at(offset, buf)
+    }
+}
+
+/// ggml tensor types (numbering from ggml.h).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GgmlType {
+    F32,
+    F16,
+    Q4_0,
+    Q4_1,
+    Q5_0,
+    Q5_1,
+    Q8_0,
+    Q8_1,
+    Q2K,
+    Q3K,
+    Q4K,
+    Q5K,
+    Q6K,
+    Q8K,
+    BF16,
+}
+
+impl GgmlType {
+    pub const ALL: [GgmlType; 15] = [
+        Self::F32,
+        Self::F16,
+        Self::Q4_0,
+        Self::Q4_1,
+        Self::Q5_0,
+        Self::Q5_1,
+        Self::Q8_0,
+        Self::Q8_1,
+        Self::Q2K,
+        Self::Q3K,
+        Self::Q4K,
+        Self::Q5K,
+        Self::Q6K,
+        Self::Q8K,
+        Self::BF16,
+    ];
+
+    /// `Error::UnsupportedType` for ids we do not know (IQ* etc.).
+    pub fn from_id(id: u32, tensor: &str) -> Result<Self> {
+        Self::ALL.into_iter().find(|t| t.id() == id).ok_or_else(|| Error::UnsupportedType {
+            tensor: tensor.to_owned(),
+            ty: id,
+            name: unsupported_name(id).to_owned(),
+        })
+    }
+    pub fn id(self) -> u32 {
+        self.info().0
+    }
+    pub fn name(self) -> &'static str {
+        self.info().1
+    }
+    /// Elements per block (1 for F32/F16/BF16, 32 for Q4_0.., 256 for K-quants).
+    pub fn block_size(self) -> u64 {
+        self.info().2
+    }
+    /// Bytes per block.
+    pub fn type_size(self) -> u64 {
+        self.info().3
+    }
+
+    /// (id, name, block size, type size)
+    fn info(self) -> (u32, &'static str, u64, u64) {
+        match self {
+            Self::F32 => (0, "F32", 1, 4),
+            Self::F16 => (1, "F16", 1, 2),
+            Self::Q4_0 => (2, "Q4_0", 32, 18),
+            Self::Q4_1 => (3, "Q4_1", 32, 20),
+            Self::Q5_0 => (6, "Q5_0", 32, 22),
+            Self::Q5_1 => (7, "Q5_1", 32, 24),
+            Self::Q8_0 => (8, "Q8_0", 32, 34),
+            Self::Q8_1 => (9, "Q8_1", 32, 36),
+            Self::Q2K => (10, "Q2_K", 256, 84),
+            Self::Q3K => (11, "Q3_K", 256, 110),
+            Self::Q4K => (12, "Q4_K", 256, 144),
+            Self::Q5K => (13, "Q5_K", 256, 176),
+            Self::Q6K => (14, "Q6_K", 256, 210),
+            Self::Q8K => (15, "Q8_K", 256, 292),
+            Self::BF16 => (30, "BF16", 1, 2),
+        }
+    }
+
+    /// Bytes of `n_elements` elements; `None` if not a whole number of blocks or on overflow.
+    pub fn bytes_for(self, n_elements: u64) -> Option<u64> {
+        if !n_elements.is_multiple_of(self.block_size()) {
+            return None;
+        }
+        (n_elements / self.block_size()).checked_mul(self.type_size())
+    }
+}
+
+/// ggml names of the type ids we do not support, for error messages.
+fn unsupported_name(id: u32) -> &'static str {
+    match id {
+        4 => "Q4_2",
+        5 => "Q4_3",
+        16 => "IQ2_XXS",
+        17 => "IQ2_XS",
+        18 => "IQ3_XXS",
+        19 => "IQ1_S",
+        20 => "IQ4_NL",
+        21 => "IQ3_S",
+        22 => "IQ2_S",
+        23 => "IQ4_XS",
+        24 => "I8",
+        25 => "I16",
+        26 => "I32",
+        27 => "I64",
+        28 => "F64",
+        29 => "IQ1_M",
+        31 => "Q4_0_4_4",
+        32 => "Q4_0_4_8",
+        33 => "Q4_0_8_8",
+        34 => "TQ1_0",
+        35 => "TQ2_0",
+        36 => "IQ4_NL_4_4",
+        37 => "IQ4_NL_4_8",
+        38 => "IQ4_NL_8_8",
+        39 => "MXFP4",
+        40 => "NVFP4",
+        41 => "Q1_0",
+        _ => "unknown",
+    }
+}
+
+/// A metadata value. Arrays may nest.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    U8(u8),
+    I8(i8),
+    U16(u16),
+    I16(i16),
+    U32(u32),
+    I32(i32),
+    F32(f32),
+    Bool(bool),
+    String(String),
+    Array(Vec<Value>),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+}
+
+impl Value {
+    /// Any integer type that fits in u64 (negative → None).
+    pub fn as_u64(&self) -> Option<u64> {
+        match *self {
+            Value::U8(v) => Some(v.into()),
+            Value::U16(v) => Some(v.into()),
+            Value::U32(v) => Some(v.into()),
+            Value::U64(v) => Some(v),
+            Value::I8(v) => u64::try_from(v).ok(),
+            Value::I16(v) => u64::try_from(v).ok(),
+            Value::I32(v) => u64::try_from(v).ok(),
+            Value::I64(v) => u64::try_from(v).ok(),
+            _ => None,
+        }
+    }
+    /// Any integer that fits i64.
+    pub fn as_i64(&self) -> Option<i64> {
+        match *self {
+            Value::U8(v) => Some(v.into()),
+            Value::U16(v) => Some(v.into()),
+            Value::U32(v) => Some(v.into()),
+            Value::U64(v) => i64::try_from(v).ok(),
+            Value::I8(v) => Some(v.into()),
+            Value::I16(v) => Some(v.into()),
+            Value::I32(v) => Some(v.into()),
+            Value::I64(v) => Some(v),
+            _ => None,
+        }
+    }
+    /// F32/F64 (and integers) as f64.
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            Value::F32(v) => Some(v.into()),
+            Value::F64(v) => Some(v),
+            Value::U64(v) => Some(v as f64),
+            Value::I64(v) => Some(v as f64),
+            _ => self.as_i64().map(|v| v as f64),
+        }
+    }
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn as_array(&self) -> Option<&[Value]> {
+        match self {
+            Value::Array(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// GGUF value type id (0 u8 .. 12 f64).
+    pub fn type_id(&self) -> u32 {
+        match self {
+            Value::U8(_) => 0,
+            Value::I8(_) => 1,
+            Value::U16(_) => 2,
+            Value::I16(_) => 3,
+            Value::U32(_) => 4,
+            Value::I32(_) => 5,
+            Value::F32(_) => 6,
+            Value::Bool(_) => 7,
+            Value::String(_) => 8,
+            Value::Array(_) => 9,
+            Value::U64(_) => 10,
+            Value::I64(_) => 11,
+            Value::F64(_) => 12,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TensorInfo {
+    pub name: String,
+    /// Innermost first: a weight used as `y = W x` has `dims = [in, out]`.
+    pub dims: Vec<u64>,
+    pub ty: GgmlType,
+    /// Absolute byte offset of the tensor's data in the file.
+    pub offset: u64,
+    /// Size of the data in bytes (from dims and type).
+    pub n_bytes: u64,
+}
+
+impl TensorInfo {
+    pub fn n_elements(&self) -> u64 {
+        self.dims.iter().product()
+    }
+    /// Length of a row (dims[0]).
+    pub fn cols(&self) -> u64 {
+        self.dims.first().copied().unwrap_or(1)
+    }
+    /// Number of rows (product of dims[1..]).
+    pub fn rows(&self) -> u64 {
+        self.dims.iter().skip(1).product()
+    }
+    /// Bytes of one row.
+    pub fn row_bytes(&self) -> u64 {
+        self.cols() / self.ty.block_size() * self.ty.type_size()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct GgufFile {
+    pub version: u32,
+    /// Metadata in file order.
+    pub metadata: Vec<(String, Value)>,
+    pub tensors: Vec<TensorInfo>,
+    pub alignment: u64,
+    /// Absolute offset where tensor data begins.
+    pub data_offset: u64,
+    pub file_len: u64,
+}
+
+impl GgufFile {
+    /// Parse the header. Reads only the header bytes; checks that every tensor lies inside
+    /// the file (`Error::Truncated` otherwise) and that tensor sizes match their types.
+    pub fn read(src: &dyn ByteSource) -> Result<Self> {
+        reader::read(src)
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+    fn typed<'a, T>(
+        &'a self,
+        key: &str,
+        expected: &'static str,
+        f: impl FnOnce(&'a Value) -> Option<T>,
+    ) -> Result<T> {
+        let v = self.get(key).ok_or_else(|| Error::MissingKey(key.to_owned()))?;
+        f(v).ok_or_else(|| Error::WrongType { key: key.to_owned(), expected })
+    }
+    /// `Error::MissingKey` / `Error::WrongType`.
+    pub fn get_u64(&self, key: &str) -> Result<u64> {
+        self.typed(key, "unsigned integer", Value::as_u64)
+    }
+    pub fn get_u32(&self, key: &str) -> Result<u32> {
+        self.typed(key, "integer in u32 range", |v| v.as_u64().and_then(|x| u32::try_from(x).ok()))
+    }
+    pub fn get_f32(&self, key: &str) -> Result<f32> {
+        self.typed(key, "number", |v| v.as_f64().map(|x| x as f32))
+    }
+    pub fn get_str(&self, key: &str) -> Result<&str> {
+        self.typed(key, "string", Value::as_str)
+    }
+    pub fn get_array(&self, key: &str) -> Result<&[Value]> {
+        self.typed(key, "array", Value::as_array)
+    }
+    /// Array of strings (e.g. `tokenizer.ggml.tokens`).
+    pub fn get_str_array(&self, key: &str) -> Result<Vec<&str>> {
+        self.typed(key, "array of strings", |v| v.as_array()?.iter().map(Value::as_str).collect())
+    }
+    pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+}
+
+/// Llama hyperparameters from the `{arch}.*` keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlamaConfig {
+    /// `general.architecture` (we accept "llama").
+    pub architecture: String,
+    pub name: Option<String>,
+    pub n_layer: usize,
+    pub n_embd: usize,
+    pub n_ff: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+    pub n_vocab: usize,
+    pub context_length: usize,
+    pub rms_eps: f32,
+    pub rope_base: f32,
+    /// `rope_freqs.weight` present (Llama 3.1/3.2 scaling factors).
+    pub has_rope_freqs: bool,
+    /// No `output.weight`: the output layer is `token_embd`.
+    pub tied_embeddings: bool,
+}
+
+/// `Ok(None)` for a missing key, errors otherwise propagate.
+fn optional<T>(r: Result<T>) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(Error::MissingKey(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl LlamaConfig {
+    /// Reads `general.architecture`, `{arch}.block_count`, `.embedding_length`,
+    /// `.feed_forward_length`, `.attention.head_count`, `.attention.head_count_kv` (default =
+    /// head_count), `.rope.dimension_count` (default embd/heads), `.context_length`,
+    /// `.attention.layer_norm_rms_epsilon`, `.rope.freq_base` (default 10000); vocab from
+    /// `token_embd.weight` dims[1]. Validates divisibility and required tensors' shapes.
+    pub fn from_gguf(f: &GgufFile) -> Result<Self> {
+        let arch = f.get_str("general.architecture")?;
+        if arch != "llama" {
+            return Err(Error::UnsupportedModel(format!(
+                "architecture '{arch}' (only 'llama' is supported)"
+            )));
+        }
+        let key = |k: &str| format!("{arch}.{k}");
+        // Required nonzero count.
+        let count = |k: &str| -> Result<u64> {
+            let k = key(k);
+            match f.get_u32(&k)? {
+                0 => Err(Error::Corrupt(format!("'{k}' is 0"))),
+                v => Ok(v.into()),
+            }
+        };
+        let n_layer = count("block_count")?;
+        let n_embd = count("embedding_length")?;
+        let n_ff = count("feed_forward_length")?;
+        let n_head = count("attention.head_count")?;
+        let n_head_kv = match optional(count("attention.head_count_kv"))? {
+            Some(v) => v,
+            None => n_head,
+        };
+        let head_dim = match optional(count("rope.dimension_count"))? {
+            Some(v) => v,
+            None if n_embd % n_head == 0 => n_embd / n_head,
+            None => {
+                return Err(Error::Corrupt(format!(
+                    "embedding_length {n_embd} is not divisible by head_count {n_head}"
+                )))
+            }
+        };
+        if n_head % n_head_kv != 0 {
+            return Err(Error::Corrupt(format!(
+                "head_count {n_head} is not a multiple of head_count_kv {n_head_kv}"
+            )));
+        }
+        if head_dim % 2 != 0 {
+            return Err(Error::Corrupt(format!(
+                "head dimension {head_dim} is odd (RoPE needs pairs)"
+            )));
+        }
+        let context_length = optional(f.get_u32(&key("context_length")))?.unwrap_or(2048);
+        let rms_eps =
+            optional(f.get_f32(&key("attention.layer_norm_rms_epsilon")))?.unwrap_or(1e-5);
+        let rope_base = optional(f.get_f32(&key("rope.freq_base")))?.unwrap_or(10000.0);
+
+        // All values are u32, so these products fit u64.
+        let q_dim = n_head * head_dim;
+        let kv_dim = n_head_kv * head_dim;
+
+        let embd = f
+            .tensor("token_embd.weight")
+            .ok_or_else(|| Error::MissingTensor("token_embd.weight".into()))?;
+        let n_vocab = match embd.dims.as_slice() {
+            [e, v] if *e == n_embd && *v > 0 => *v,
+            d => {
+                return Err(Error::BadShape {
+                    name: embd.name.clone(),
+                    got: d.to_vec(),
+                    expected: vec![n_embd, d.get(1).copied().unwrap_or(0)],
+                })
+            }
+        };
+        let check = |name: &str, expected: &[u64]| -> Result<()> {
+            let t = f.tensor(name).ok_or_else(|| Error::MissingTensor(name.to_owned()))?;
+            if t.dims != expected {
+                return Err(Error::BadShape {
+                    name: name.to_owned(),
+                    got: t.dims.clone(),
+                    expected: expected.to_vec(),
+                });
+            }
+            Ok(())
+        };
+        for i in 0..n_layer {
+            let b = |s: &str| format!("blk.{i}.{s}.weight");
+            check(&b("attn_norm"), &[n_embd])?;
+            check(&b("attn_q"), &[n_embd, q_dim])?;
+            check(&b("attn_k"), &[n_embd, kv_dim])?;
+            check(&b("attn_v"), &[n_embd, kv_dim])?;
+            check(&b("attn_output"), &[q_dim, n_embd])?;
+            check(&b("ffn_norm"), &[n_embd])?;
+            check(&b("ffn_gate"), &[n_embd, n_ff])?;
+            check(&b("ffn_up"), &[n_embd, n_ff])?;
+            check(&b("ffn_down"), &[n_ff, n_embd])?;
+        }
+        check("output_norm.weight", &[n_embd])?;
+        let tied_embeddings = f.tensor("output.weight").is_none();
+        if !tied_embeddings {
+            check("output.weight", &[n_embd, n_vocab])?;
+        }
+        let has_rope_freqs = f.tensor("rope_freqs.weight").is_some();
+        if has_rope_freqs {
+            check("rope_freqs.weight", &[head_dim / 2])?;
+        }
+
+        let us = |v: u64, what: &str| {
+            usize::try_from(v).map_err(|_| Error::UnsupportedModel(format!("{what} {v} too large")))
+        };
+        Ok(Self {
+            architecture: arch.to_owned(),
+            name: f.get("general.name").and_then(Value::as_str).map(str::to_owned),
+            n_layer: us(n_layer, "block_count")?,
+            n_embd: us(n_embd, "embedding_length")?,
+            n_ff: us(n_ff, "feed_forward_length")?,
+            n_head: us(n_head, "head_count")?,
+            n_head_kv: us(n_head_kv, "head_count_kv")?,
+            head_dim: us(head_dim, "head dimension")?,
+            n_vocab: us(n_vocab, "vocabulary size")?,
+            context_length: us(context_length.into(), "context_length")?,
+            rms_eps,
+            rope_base,
+            has_rope_freqs,
+            tied_embeddings,
+        })
+    }
+}
