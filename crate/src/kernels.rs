@@ -60,6 +60,8 @@ pub struct Dispatch {
     bind_group: wgpu::BindGroup,
     x: u32,
     tile: u32,
+    /// A variant specialised for single-token passes (decode), with its bind group.
+    single: Option<(Arc<wgpu::ComputePipeline>, wgpu::BindGroup)>,
 }
 
 impl Dispatch {
@@ -68,8 +70,12 @@ impl Dispatch {
         if self.x == 0 || y == 0 {
             return;
         }
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
+        let (p, bg) = match &self.single {
+            Some((p, bg)) if n_tokens == 1 => (p, bg),
+            _ => (&self.pipeline, &self.bind_group),
+        };
+        pass.set_pipeline(p);
+        pass.set_bind_group(0, bg, &[]);
         pass.dispatch_workgroups(self.x, y, 1);
     }
 }
@@ -112,7 +118,7 @@ fn make(
 ) -> Result<Dispatch> {
     let x = check_x(&label, x, gpu)?;
     let bind_group = gpu.bind_group(&pipeline, buffers);
-    Ok(Dispatch { label, pipeline, bind_group, x, tile })
+    Ok(Dispatch { label, pipeline, bind_group, x, tile, single: None })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -289,7 +295,6 @@ impl GpuWeight {
 
 /// Threads per row, rows per workgroup and tokens per tile of the matmul kernel.
 const MM_WG: u32 = 64;
-const MM_TPR: u32 = 16;
 const MM_TT: u32 = 8;
 
 fn weight_consts(fmt: GpuFormat) -> Vec<(&'static str, String)> {
@@ -313,13 +318,17 @@ pub struct MatmulOpts {
 /// `x` rows are `w.cols` floats, `y` rows `y_stride` floats.
 pub fn matmul(gpu: &Gpu, w: &GpuWeight, x: &wgpu::Buffer, y: &wgpu::Buffer, y_stride: u32, step: &wgpu::Buffer, opts: MatmulOpts) -> Result<Vec<Dispatch>> {
     let mut out = Vec::new();
-    let rpw = MM_WG / MM_TPR;
-    for part in &w.parts {
+    let tpr = gpu.matmul_tpr;
+    let rpw = MM_WG / tpr;
+    let pipe = |tt: u32| -> Result<Arc<wgpu::ComputePipeline>> {
         let mut consts = weight_consts(w.fmt);
-        consts.extend([("WG", format!("{MM_WG}u")), ("TPR", format!("{MM_TPR}u")), ("TT", format!("{MM_TT}u"))]);
-        let key = format!("matmul_{}_{}", w.fmt.load_fn, MM_TT);
+        consts.extend([("WG", format!("{MM_WG}u")), ("TPR", format!("{tpr}u")), ("TT", format!("{tt}u"))]);
         let src = source(gpu, &consts, &[QUANT, MATMUL, &load_block_alias(w.fmt)]);
-        let pipeline = gpu.pipeline(&key, &src, &MATMUL_BINDINGS)?;
+        gpu.pipeline(&format!("matmul_{}_{tt}_{tpr}", w.fmt.load_fn), &src, &MATMUL_BINDINGS)
+    };
+    // decode gets a one-token variant: no per-token accumulator array to index
+    let (multi, single) = (pipe(MM_TT)?, pipe(1)?);
+    for part in &w.parts {
         let l = part.layout;
         let flags = opts.accumulate as u32 | (opts.last_only as u32) << 1;
         let params = gpu.uniform(
@@ -335,14 +344,12 @@ pub fn matmul(gpu: &Gpu, w: &GpuWeight, x: &wgpu::Buffer, y: &wgpu::Buffer, y_st
                 flags,
             ],
         );
-        out.push(make(
-            gpu,
-            format!("matmul {}[{}..]", w.name, part.row0),
-            pipeline,
-            &[GpuWeight::qs_slice(part), GpuWeight::sc_slice(part), x.into(), y.into(), (&params).into(), step.into()],
-            (l.rows as u32).div_ceil(rpw),
-            if opts.last_only { 0 } else { MM_TT },
-        )?);
+        let buffers = [GpuWeight::qs_slice(part), GpuWeight::sc_slice(part), x.into(), y.into(), (&params).into(), step.into()];
+        let label = format!("matmul {}[{}..]", w.name, part.row0);
+        let mut d = make(gpu, label, multi.clone(), &buffers, (l.rows as u32).div_ceil(rpw), if opts.last_only { 0 } else { MM_TT })?;
+        let bg = gpu.bind_group(&single, &buffers);
+        d.single = Some((single.clone(), bg));
+        out.push(d);
     }
     Ok(out)
 }

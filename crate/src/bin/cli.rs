@@ -1,1 +1,252 @@
-fn main() {}
+//! `llama-webgpu` command line: the same engine as the browser package, natively on wgpu.
+
+use llama_webgpu::chat::{self, ChatTemplate, Message};
+use llama_webgpu::gguf::{FileSource, GgufFile, Value};
+use llama_webgpu::gpu::{Gpu, GpuOptions, Precision};
+use llama_webgpu::model::{LlamaModel, LoadOptions};
+use llama_webgpu::sampler::SamplerConfig;
+use llama_webgpu::session::{GenerateOptions, Session};
+use llama_webgpu::tokenizer::Tokenizer;
+use llama_webgpu::{Error, Result};
+use std::collections::HashMap;
+use std::io::Write;
+
+const USAGE: &str = "usage:
+  llama-webgpu logits   --model M.gguf --tokens 1,2,3 --out out.npy
+  llama-webgpu generate --model M.gguf (--prompt TEXT | --tokens 1,2,3) [--chat] [--system TEXT]
+                        [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--min-p P]
+                        [--repeat-penalty R] [--seed S] [--stop STR] [--json]
+  llama-webgpu tokenize (--model M.gguf | --tokenizer tokenizer.json) --text TEXT
+  llama-webgpu info     --model M.gguf
+common options: --precision auto|f32|f16 (default auto), --max-binding-size BYTES,
+                --context N (KV cache tokens)
+generate is greedy unless --temperature > 0.";
+
+/// `--key value` pairs and bare `--flag`s.
+struct Args {
+    cmd: String,
+    kv: HashMap<String, String>,
+    flags: Vec<String>,
+}
+
+const FLAGS: [&str; 3] = ["--chat", "--json", "--help"];
+
+impl Args {
+    fn parse() -> Result<Args> {
+        let mut it = std::env::args().skip(1);
+        let cmd = it.next().unwrap_or_default();
+        let (mut kv, mut flags) = (HashMap::new(), Vec::new());
+        while let Some(a) = it.next() {
+            if FLAGS.contains(&a.as_str()) {
+                flags.push(a);
+            } else if a.starts_with("--") {
+                let v = it.next().ok_or_else(|| Error::InvalidArgument(format!("{a} needs a value")))?;
+                kv.insert(a, v);
+            } else {
+                return Err(Error::InvalidArgument(format!("unexpected argument '{a}'")));
+            }
+        }
+        Ok(Args { cmd, kv, flags })
+    }
+    fn get(&self, k: &str) -> Option<&str> {
+        self.kv.get(k).map(String::as_str)
+    }
+    fn req(&self, k: &str) -> Result<&str> {
+        self.get(k).ok_or_else(|| Error::InvalidArgument(format!("missing {k}")))
+    }
+    fn num<T: std::str::FromStr>(&self, k: &str) -> Result<Option<T>> {
+        self.get(k).map(|v| v.parse::<T>().map_err(|_| Error::InvalidArgument(format!("{k}: cannot parse '{v}'")))).transpose()
+    }
+    fn flag(&self, f: &str) -> bool {
+        self.flags.iter().any(|x| x == f)
+    }
+    fn gpu_options(&self) -> Result<GpuOptions> {
+        Ok(GpuOptions {
+            precision: self.get("--precision").unwrap_or("auto").parse::<Precision>()?,
+            max_binding_size: self.num("--max-binding-size")?,
+        })
+    }
+    fn load_options(&self) -> Result<LoadOptions> {
+        Ok(LoadOptions { gpu: self.gpu_options()?, context: self.num("--context")?, ..Default::default() })
+    }
+    fn tokens(&self) -> Result<Option<Vec<u32>>> {
+        self.get("--tokens")
+            .map(|s| {
+                s.split(',')
+                    .filter(|t| !t.trim().is_empty())
+                    .map(|t| t.trim().parse::<u32>().map_err(|_| Error::InvalidArgument(format!("--tokens: '{t}' is not a token id"))))
+                    .collect()
+            })
+            .transpose()
+    }
+}
+
+fn open(path: &str) -> Result<(FileSource, GgufFile)> {
+    let src = FileSource::open(path)?;
+    let file = GgufFile::read(&src)?;
+    Ok((src, file))
+}
+
+fn load(args: &Args) -> Result<(LlamaModel, GgufFile)> {
+    let (src, file) = open(args.req("--model")?)?;
+    let model = LlamaModel::load_blocking(&src, &file, &args.load_options()?, |_| {})?;
+    Ok((model, file))
+}
+
+/// Float32 `.npy` (format 1.0) of shape `shape`.
+fn write_npy(path: &str, shape: &[usize], data: &[f32]) -> Result<()> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({},), }}", dims.join(", "));
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len() + data.len() * 4);
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(bytemuck::cast_slice(data));
+    std::fs::write(path, out)?;
+    Ok(())
+}
+
+fn cmd_logits(args: &Args) -> Result<()> {
+    let tokens = args.tokens()?.ok_or_else(|| Error::InvalidArgument("missing --tokens".into()))?;
+    let out = args.req("--out")?;
+    let (mut model, _) = load(args)?;
+    let logits = model.forward_blocking(&tokens, 0, true)?;
+    write_npy(out, &[tokens.len(), model.cfg.n_vocab], &logits)
+}
+
+fn add_bos(file: &GgufFile) -> bool {
+    matches!(file.get("tokenizer.ggml.add_bos_token"), Some(Value::Bool(true)))
+}
+
+fn cmd_generate(args: &Args) -> Result<()> {
+    let (mut model, file) = load(args)?;
+    let tok = Tokenizer::from_gguf(&file)?;
+    let prompt = match (args.tokens()?, args.get("--prompt")) {
+        (Some(t), None) => t,
+        (None, Some(text)) if args.flag("--chat") => {
+            let template = ChatTemplate::detect(tok.chat_template(), &tok);
+            let mut msgs = Vec::new();
+            if let Some(sys) = args.get("--system") {
+                msgs.push(Message { role: "system".into(), content: sys.into() });
+            }
+            msgs.push(Message { role: "user".into(), content: text.into() });
+            chat::encode_chat(&tok, template, &msgs, true)?
+        }
+        (None, Some(text)) => {
+            let mut ids = Vec::new();
+            if let (true, Some(bos)) = (add_bos(&file), tok.bos_id()) {
+                ids.push(bos);
+            }
+            ids.extend(tok.encode(text)?);
+            ids
+        }
+        _ => return Err(Error::InvalidArgument("give exactly one of --prompt or --tokens".into())),
+    };
+    let opts = GenerateOptions {
+        max_tokens: args.num("--max-tokens")?.unwrap_or(128),
+        sampler: SamplerConfig {
+            temperature: args.num("--temperature")?.unwrap_or(0.0),
+            top_k: args.num("--top-k")?.unwrap_or(0),
+            top_p: args.num("--top-p")?.unwrap_or(1.0),
+            min_p: args.num("--min-p")?.unwrap_or(0.0),
+            repetition_penalty: args.num("--repeat-penalty")?.unwrap_or(1.0),
+            seed: args.num("--seed")?.unwrap_or(0),
+            ..SamplerConfig::default()
+        },
+        stop: args.get("--stop").map(|s| vec![s.to_string()]).unwrap_or_default(),
+    };
+    let mut stdout = std::io::stdout();
+    let mut session = Session::new();
+    let g = pollster::block_on(session.generate(&mut model, &tok, &prompt, &opts, |_, piece| {
+        let _ = stdout.write_all(piece.as_bytes());
+        let _ = stdout.flush();
+        true
+    }))?;
+    println!();
+    if args.flag("--json") {
+        let j = serde_json::json!({
+            "prompt_tokens": g.prompt_tokens,
+            "tokens": g.tokens,
+            "text": g.text,
+            "prefill_tokens_per_s": g.prefill_tokens_per_s,
+            "decode_tokens_per_s": g.decode_tokens_per_s,
+            "stop_reason": g.stop_reason,
+            "dispatches_per_token": model.dispatches_per_token(),
+        });
+        println!("{j}");
+    }
+    Ok(())
+}
+
+fn cmd_tokenize(args: &Args) -> Result<()> {
+    let tok = match (args.get("--model"), args.get("--tokenizer")) {
+        (Some(m), None) => Tokenizer::from_gguf(&open(m)?.1)?,
+        (None, Some(t)) => Tokenizer::from_json(&std::fs::read(t)?)?,
+        _ => return Err(Error::InvalidArgument("give exactly one of --model or --tokenizer".into())),
+    };
+    let ids = tok.encode(args.req("--text")?)?;
+    println!("{}", serde_json::to_string(&ids).map_err(|e| Error::InvalidArgument(e.to_string()))?);
+    Ok(())
+}
+
+fn cmd_info(args: &Args) -> Result<()> {
+    let (model, file) = load(args)?;
+    let c = &model.cfg;
+    let g: &Gpu = &model.gpu;
+    println!("file:           {} (GGUF v{}, {} tensors)", args.req("--model")?, file.version, file.tensors.len());
+    println!("architecture:   {}  name: {}", c.architecture, c.name.as_deref().unwrap_or("-"));
+    println!(
+        "shape:          {} layers, embd {}, ffn {}, heads {} / kv {} (head_dim {}), vocab {}",
+        c.n_layer, c.n_embd, c.n_ff, c.n_head, c.n_head_kv, c.head_dim, c.n_vocab
+    );
+    println!(
+        "rope:           base {}, rope_freqs {}, tied embeddings {}, rms eps {}, trained context {}",
+        c.rope_base, c.has_rope_freqs, c.tied_embeddings, c.rms_eps, c.context_length
+    );
+    let types: Vec<String> = model.tensor_types.iter().map(|(t, n)| format!("{t}×{n}")).collect();
+    println!("weight types:   {}", types.join(", "));
+    println!("adapter:        {} ({}, {}, {})", g.adapter.name, g.adapter.backend, g.adapter.device_type, g.adapter.driver);
+    println!("features:       shader-f16 {} (using f16: {})", g.features.contains(wgpu::Features::SHADER_F16) || g.use_f16, g.use_f16);
+    println!(
+        "limits:         max_storage_buffer_binding_size {}, max_buffer_size {}, invocations/workgroup {}, storage buffers/stage {}",
+        g.limits.max_storage_buffer_binding_size, g.limits.max_buffer_size, g.limits.max_compute_invocations_per_workgroup, g.limits.max_storage_buffers_per_shader_stage
+    );
+    println!("binding cap:    {} bytes", g.max_binding);
+    println!(
+        "memory:         weights {:.1} MiB, total GPU {:.1} MiB, KV cache {} tokens ({})",
+        model.weight_bytes as f64 / 1048576.0,
+        model.gpu_bytes as f64 / 1048576.0,
+        model.context,
+        if g.use_f16 { "f16" } else { "f32" }
+    );
+    println!("dispatches:     {} per decoded token, prefill chunk {} tokens", model.dispatches_per_token(), model.chunk);
+    Ok(())
+}
+
+fn main() {
+    let result = Args::parse().and_then(|args| {
+        if args.flag("--help") {
+            println!("{USAGE}");
+            return Ok(());
+        }
+        match args.cmd.as_str() {
+            "logits" => cmd_logits(&args),
+            "generate" => cmd_generate(&args),
+            "tokenize" => cmd_tokenize(&args),
+            "info" => cmd_info(&args),
+            "" | "help" | "--help" => {
+                println!("{USAGE}");
+                Ok(())
+            }
+            other => Err(Error::InvalidArgument(format!("unknown command '{other}'\n{USAGE}"))),
+        }
+    });
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
