@@ -18,6 +18,7 @@ const USAGE: &str = "usage:
                         [--repeat-penalty R] [--seed S] [--stop STR] [--json]
   llama-webgpu tokenize (--model M.gguf | --tokenizer tokenizer.json) --text TEXT
   llama-webgpu info     --model M.gguf
+  llama-webgpu bench    --model M.gguf [--prompt-tokens 512] [--gen-tokens 128] [--bandwidth GBPS] [--json]
 common options: --precision auto|f32|f16 (default auto), --max-binding-size BYTES,
                 --context N (KV cache tokens)
 generate is greedy unless --temperature > 0.";
@@ -227,6 +228,74 @@ fn cmd_info(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// Prefill and decode speed, bytes read per token, and the bandwidth roofline.
+fn cmd_bench(args: &Args) -> Result<()> {
+    let t_load = web_time::Instant::now();
+    let (mut model, _) = load(args)?;
+    let load_s = t_load.elapsed().as_secs_f64();
+    let n_prompt: usize = args.num("--prompt-tokens")?.unwrap_or(512);
+    let n_gen: usize = args.num("--gen-tokens")?.unwrap_or(128);
+    if n_prompt == 0 || n_prompt + n_gen > model.context {
+        return Err(Error::InvalidArgument(format!("need 0 < prompt + gen tokens <= context {}", model.context)));
+    }
+    let vocab = model.cfg.n_vocab as u32;
+    // deterministic pseudo-random prompt (content does not change the cost)
+    let prompt: Vec<u32> = (0..n_prompt as u64).map(|i| ((i * 2654435761 + 12345) % vocab as u64) as u32).collect();
+    // first token: compiles every pipeline (cold start), not part of the rates
+    let t0 = web_time::Instant::now();
+    model.forward_blocking(&prompt[..1], 0, false)?;
+    let first_token_s = t0.elapsed().as_secs_f64();
+    let t1 = web_time::Instant::now();
+    let mut logits = model.forward_blocking(&prompt, 0, false)?;
+    let prefill_s = t1.elapsed().as_secs_f64();
+    let t2 = web_time::Instant::now();
+    for i in 0..n_gen {
+        let next = logits.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0 as u32;
+        logits = model.forward_blocking(&[next], n_prompt + i, false)?;
+    }
+    let decode_s = t2.elapsed().as_secs_f64();
+    let decode_tps = n_gen as f64 / decode_s.max(1e-9);
+    let bytes = model.weight_bytes_per_token();
+    let bandwidth: Option<f64> = args.num("--bandwidth")?;
+    let roofline = bandwidth.map(|gbps| gbps * 1e9 / bytes as f64);
+    let j = serde_json::json!({
+        "model": args.req("--model")?,
+        "adapter": model.gpu.adapter.name,
+        "backend": model.gpu.adapter.backend,
+        "precision": if model.gpu.use_f16 { "f16" } else { "f32" },
+        "load_s": load_s,
+        "first_token_s": first_token_s,
+        "prompt_tokens": n_prompt,
+        "gen_tokens": n_gen,
+        "prefill_tokens_per_s": n_prompt as f64 / prefill_s.max(1e-9),
+        "decode_tokens_per_s": decode_tps,
+        "weight_bytes_per_token": bytes,
+        "decode_bytes_per_s": bytes as f64 * decode_tps,
+        "dispatches_per_token": model.dispatches_per_token(),
+        "gpu_memory_bytes": model.gpu_bytes,
+        "roofline_tokens_per_s": roofline,
+        "fraction_of_roofline": roofline.map(|r| decode_tps / r),
+    });
+    if args.flag("--json") {
+        println!("{j}");
+    } else {
+        println!("adapter {} ({}), {}", j["adapter"], j["backend"], j["precision"]);
+        println!("load {load_s:.2} s, first token (pipeline compile) {first_token_s:.2} s");
+        println!("prefill {n_prompt} tokens: {:.2} tokens/s", j["prefill_tokens_per_s"].as_f64().unwrap_or(0.0));
+        println!(
+            "decode {n_gen} tokens: {decode_tps:.2} tokens/s, {:.1} MB weights read per token ({:.2} GB/s), {} dispatches per token",
+            bytes as f64 / 1e6,
+            bytes as f64 * decode_tps / 1e9,
+            model.dispatches_per_token()
+        );
+        if let Some(r) = roofline {
+            println!("bandwidth roofline {r:.1} tokens/s: decode at {:.1}% of it", 100.0 * decode_tps / r);
+        }
+        println!("GPU memory {:.1} MiB", model.gpu_bytes as f64 / 1048576.0);
+    }
+    Ok(())
+}
+
 fn main() {
     let result = Args::parse().and_then(|args| {
         if args.flag("--help") {
@@ -238,6 +307,7 @@ fn main() {
             "generate" => cmd_generate(&args),
             "tokenize" => cmd_tokenize(&args),
             "info" => cmd_info(&args),
+            "bench" => cmd_bench(&args),
             "" | "help" | "--help" => {
                 println!("{USAGE}");
                 Ok(())
