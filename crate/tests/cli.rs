@@ -85,7 +85,7 @@ fn bad_inputs_exit_with_a_named_error() {
     let model = fx("tiny-q8_0.gguf");
     let m = model.to_str().unwrap();
     for (args, want) in [
-        (vec!["info", "--model", "/nonexistent.gguf"], "I/O error"),
+        (vec!["info", "--model", "/nonexistent.gguf"], "i/o error"),
         (vec!["info", "--model", tmp.to_str().unwrap()], "truncated"),
         (vec!["logits", "--model", m, "--tokens", "1,320", "--out", "/tmp/x.npy"], "out of vocabulary"),
         (vec!["logits", "--model", m, "--tokens", "1,x", "--out", "/tmp/x.npy"], "not a token id"),

@@ -97,7 +97,8 @@ fn load(args: &Args) -> Result<(LlamaModel, GgufFile)> {
 /// Float32 `.npy` (format 1.0) of shape `shape`.
 fn write_npy(path: &str, shape: &[usize], data: &[f32]) -> Result<()> {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({},), }}", dims.join(", "));
+    let shape_s = if dims.len() == 1 { format!("{},", dims[0]) } else { dims.join(", ") };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({shape_s}), }}");
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
     }
