@@ -89,8 +89,8 @@ pub struct LlamaModel {
     pub tensor_types: Vec<(String, usize)>,
     tok_embd: GpuWeight,
     output: Option<GpuWeight>,
-    _output_norm: wgpu::Buffer,
-    _inv_freq: wgpu::Buffer,
+    output_norm: wgpu::Buffer,
+    inv_freq_buf: wgpu::Buffer,
     layers: Vec<Layer>,
     acts: Acts,
     body: Vec<Dispatch>,
@@ -225,8 +225,8 @@ impl LlamaModel {
             tensor_types,
             tok_embd,
             output,
-            _output_norm: output_norm,
-            _inv_freq: inv_freq_buf,
+            output_norm,
+            inv_freq_buf,
             layers,
             acts,
             body: vec![],
@@ -258,7 +258,7 @@ impl LlamaModel {
             body.extend(kernels::matmul(g, &l.wq, &a.h, &a.q, q_dim, s, set)?);
             body.extend(kernels::matmul(g, &l.wk, &a.h, &a.k, kv_dim, s, set)?);
             body.extend(kernels::matmul(g, &l.wv, &a.h, &a.v, kv_dim, s, set)?);
-            body.push(kernels::rope_store(g, shape, &a.q, &a.k, &a.v, &l.k_cache, &l.v_cache, &self._inv_freq, s)?);
+            body.push(kernels::rope_store(g, shape, &a.q, &a.k, &a.v, &l.k_cache, &l.v_cache, &self.inv_freq_buf, s)?);
             body.push(kernels::attention(g, shape, &a.q, &l.k_cache, &l.v_cache, &a.scores, &a.att, s)?);
             body.extend(kernels::matmul(g, &l.wo, &a.att, &a.x, embd, s, acc)?);
             body.push(kernels::rmsnorm(g, &a.x, &l.ffn_norm, &a.h, embd, c.rms_eps, s)?);
@@ -267,7 +267,7 @@ impl LlamaModel {
             body.push(kernels::swiglu(g, &a.gate, &a.up, c.n_ff as u32, s)?);
             body.extend(kernels::matmul(g, &l.w_down, &a.gate, &a.x, embd, s, acc)?);
         }
-        body.push(kernels::rmsnorm(g, &a.x, &self._output_norm, &a.h, embd, c.rms_eps, s)?);
+        body.push(kernels::rmsnorm(g, &a.x, &self.output_norm, &a.h, embd, c.rms_eps, s)?);
         let out_w = self.output.as_ref().unwrap_or(&self.tok_embd);
         let vocab = c.n_vocab as u32;
         self.out_all = kernels::matmul(g, out_w, &a.h, &a.logits_all, vocab, s, set)?;
