@@ -368,18 +368,20 @@ def hf_to_gguf_tensors(sd: dict[str, np.ndarray], tied: bool) -> list[tuple[str,
     return out
 
 
-def gguf_to_hf(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def gguf_to_hf(tensors: dict[str, np.ndarray], n_layer: int = N_LAYER, n_head: int = N_HEAD,
+               n_kv: int = N_KV_HEAD) -> dict[str, np.ndarray]:
+    """GGUF tensors → HF state dict (q/k un-permuted); no lm_head when the file is tied."""
     sd = {"model.embed_tokens.weight": tensors["token_embd.weight"],
           "model.norm.weight": tensors["output_norm.weight"]}
     if "output.weight" in tensors:
         sd["lm_head.weight"] = tensors["output.weight"]
-    for i in range(N_LAYER):
+    for i in range(n_layer):
         for hf, gg in HF2GGUF_LAYER.items():
             w = tensors[f"blk.{i}.{gg}"]
             if hf == "self_attn.q_proj.weight":
-                w = unpermute(w, N_HEAD, N_HEAD)
+                w = unpermute(w, n_head, n_head)
             elif hf == "self_attn.k_proj.weight":
-                w = unpermute(w, N_HEAD, N_KV_HEAD)
+                w = unpermute(w, n_head, n_kv)
             sd[f"model.layers.{i}.{hf}"] = w
     return sd
 
@@ -673,17 +675,8 @@ def smollm2_fallback_model(path: Path) -> LlamaForCausalLM:
     cfg = LlamaConfig(**kw)
     cfg._attn_implementation = "eager"
     m = LlamaForCausalLM(cfg).to(torch.float32).eval()
-    sd = {"model.embed_tokens.weight": tensors["token_embd.weight"],
-          "model.norm.weight": tensors["output_norm.weight"]}
-    sd["lm_head.weight"] = tensors.get("output.weight", tensors["token_embd.weight"])
-    for i in range(n_layer):
-        for hf, gg in HF2GGUF_LAYER.items():
-            w = tensors[f"blk.{i}.{gg}"]
-            if hf == "self_attn.q_proj.weight":
-                w = unpermute(w, n_head, n_head)
-            elif hf == "self_attn.k_proj.weight":
-                w = unpermute(w, n_head, n_kv)
-            sd[f"model.layers.{i}.{hf}"] = w
+    sd = gguf_to_hf(tensors, n_layer, n_head, n_kv)
+    sd.setdefault("lm_head.weight", tensors["token_embd.weight"])
     missing, unexpected = m.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()},
                                             strict=False)
     assert not [k for k in missing if "rotary_emb" not in k] and not unexpected, (missing, unexpected)

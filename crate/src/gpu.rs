@@ -71,8 +71,6 @@ pub struct Gpu {
     pub matmul_tpr: u32,
     sink: Arc<Mutex<ErrorSink>>,
     pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
-    /// A small buffer bound where a kernel's optional input is absent.
-    pub dummy: wgpu::Buffer,
 }
 
 impl Gpu {
@@ -142,12 +140,6 @@ impl Gpu {
         if max_binding < 1 << 20 {
             return Err(Error::LimitsTooSmall(format!("max binding size {max_binding} bytes is below 1 MiB")));
         }
-        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("dummy"),
-            size: 256,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
-            mapped_at_creation: false,
-        });
         Ok(Gpu {
             device,
             queue,
@@ -164,7 +156,6 @@ impl Gpu {
             matmul_tpr: matmul_tpr(info.device_type),
             sink,
             pipelines: Mutex::new(HashMap::new()),
-            dummy,
         })
     }
 

@@ -359,6 +359,7 @@ const MATMUL_BINDINGS: [Binding; 6] = [Binding::Read, Binding::Read, Binding::Re
 const ELEM_WG: u32 = 256;
 const NORM_WG: u32 = 256;
 const ATTN_WG: u32 = 64;
+const _: () = assert!(MM_WG <= MAX_WG && ELEM_WG <= MAX_WG && NORM_WG <= MAX_WG && ATTN_WG <= MAX_WG);
 
 fn wg_const(n: u32) -> Vec<(&'static str, String)> {
     vec![("WG", format!("{n}u"))]

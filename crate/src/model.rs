@@ -58,6 +58,13 @@ struct Layer {
     v_cache: wgpu::Buffer,
 }
 
+impl Layer {
+    /// GPU bytes of the matrices of `layers` (each is read once per token).
+    fn weight_bytes(layers: &[Layer]) -> u64 {
+        layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]).map(|w| w.gpu_bytes()).sum()
+    }
+}
+
 /// Activations for one prefill chunk, sized once.
 struct Acts {
     step: wgpu::Buffer,
@@ -206,9 +213,7 @@ impl LlamaModel {
             logits_last: gpu.storage("logits_last", (cfg.n_vocab * 4) as u64)?,
         };
 
-        let weight_bytes = tok_embd.gpu_bytes()
-            + output.as_ref().map_or(0, |o| o.gpu_bytes())
-            + layers.iter().map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down].iter().map(|w| w.gpu_bytes()).sum::<u64>()).sum::<u64>();
+        let weight_bytes = tok_embd.gpu_bytes() + output.as_ref().map_or(0, |o| o.gpu_bytes()) + Layer::weight_bytes(&layers);
         let kv_bytes = (2 * cfg.n_layer * context * kv_dim * kv_elem) as u64;
         let act_bytes: u64 = [&acts.x, &acts.h, &acts.q, &acts.k, &acts.v, &acts.att, &acts.gate, &acts.up, &acts.scores, &acts.logits_all, &acts.logits_last]
             .iter()
@@ -285,8 +290,7 @@ impl LlamaModel {
     pub fn weight_bytes_per_token(&self) -> u64 {
         let row = self.tok_embd.gpu_bytes() / self.tok_embd.rows.max(1);
         let out = self.output.as_ref().unwrap_or(&self.tok_embd).gpu_bytes();
-        let layers: u64 = self.layers.iter().map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down].iter().map(|w| w.gpu_bytes()).sum::<u64>()).sum();
-        row + out + layers
+        row + out + Layer::weight_bytes(&self.layers)
     }
 
     /// Runs `tokens` at positions `pos..`, appending to the KV cache. Returns the logits of

@@ -145,9 +145,10 @@ impl Session {
             decoded += 1;
         }
         if reason != StopReason::Stop {
+            // bytes held back for an unfinished character belong to the last token
             let rest = stream.flush();
-            if !rest.is_empty() {
-                on_text(0, &rest);
+            if let (Some(&last), false) = (tokens.last(), rest.is_empty()) {
+                on_text(last, &rest);
                 text.push_str(&rest);
             }
         }
