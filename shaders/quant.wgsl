@@ -88,3 +88,55 @@ fn load_block_q4_1(qi: u32, si: u32) -> array<vec4<f32>, 8> {
     }
     return o;
 }
+
+// K-quants, unpacked at upload into 32-value sub-blocks: f32 scale and min (as ggml
+// computes them: d·sc, dmin·m) in ws, so v = scale · q − min matches ggml exactly.
+fn f32_at(si: u32) -> f32 {
+    return bitcast<f32>(ws[si >> 1u]);
+}
+
+fn load_block_q4_k(qi: u32, si: u32) -> array<vec4<f32>, 8> {
+    let d = f32_at(si);
+    let m = f32_at(si + 2u);
+    let w = wq[qi];
+    var o: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 4u; i++) {
+        o[i] = d * nibbles_lo(w[i]) - m;
+        o[4u + i] = d * nibbles_hi(w[i]) - m;
+    }
+    return o;
+}
+
+// Fifth bits of values s..s+3, from a word holding one bit per value.
+fn bits4(h: u32, s: u32) -> vec4<f32> {
+    return vec4<f32>((vec4<u32>(h) >> (vec4<u32>(s) + vec4<u32>(0u, 1u, 2u, 3u))) & vec4<u32>(1u));
+}
+
+fn load_block_q5_k(qi: u32, si: u32) -> array<vec4<f32>, 8> {
+    let d = f32_at(si);
+    let m = f32_at(si + 2u);
+    let h = ws[(si >> 1u) + 2u];
+    let w = wq[qi];
+    var o: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 4u; i++) {
+        o[i] = d * (nibbles_lo(w[i]) + 16.0 * bits4(h, 4u * i)) - m;
+        o[4u + i] = d * (nibbles_hi(w[i]) + 16.0 * bits4(h, 16u + 4u * i)) - m;
+    }
+    return o;
+}
+
+// Q6_K: signed bytes (q − 32) and one scale per 16 values.
+fn load_block_q6_k(qi: u32, si: u32) -> array<vec4<f32>, 8> {
+    let s0 = f32_at(si);
+    let s1 = f32_at(si + 2u);
+    var o: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 2u; i++) {
+        let w = wq[qi + i];
+        let s = select(s0, s1, i == 1u);
+        o[4u * i] = s * i8x4(w.x);
+        o[4u * i + 1u] = s * i8x4(w.y);
+        o[4u * i + 2u] = s * i8x4(w.z);
+        o[4u * i + 3u] = s * i8x4(w.w);
+    }
+    return o;
+}

@@ -13,5 +13,7 @@ pub mod kernels;
 pub mod model;
 pub mod sampler;
 pub mod session;
+pub mod quantize;
+pub mod synth;
 
 pub use error::{Error, Result};

@@ -234,3 +234,42 @@ fn attention_gqa_causal_against_cpu() {
         }
     }
 }
+
+mod common;
+
+/// K-quant blocks against llama.cpp's `gguf` package (tests/make_kquant_refs.py): our
+/// unpacking, the GPU embedding lookup (exact) and matmul (vs CPU on gguf's values).
+#[test]
+fn kquants_match_gguf_package() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+    let mut rng = StdRng::seed_from_u64(8);
+    for (name, ty) in [("q4_k", GgmlType::Q4K), ("q5_k", GgmlType::Q5K), ("q6_k", GgmlType::Q6K)] {
+        let raw = std::fs::read(dir.join(format!("kquant-{name}.bin"))).unwrap();
+        let (_, want) = common::read_npy(&dir.join(format!("kquant-{name}.npy")));
+        let ours = cpu::dequantize(ty, &raw).unwrap();
+        assert_eq!(ours, want, "{name}: CPU unpacking differs from gguf.quants.dequantize");
+        // 8 rows (not a multiple of 4 rows/workgroup) of 768 = 24 blocks (not a multiple of 16 lanes)
+        let (rows, cols, n) = (8usize, 768usize, 5usize);
+        for gpu in gpus() {
+            let step = kernels::step_buffer(&gpu);
+            let w = GpuWeight::upload(&gpu, name, ty, rows as u64, cols as u64, &raw, 0, 1000, |_| {}).unwrap();
+            let ids: Vec<u32> = vec![3, 0, 7, 7, 5];
+            let idb = gpu.storage_from("ids", bytemuck::cast_slice(&ids)).unwrap();
+            let ob = gpu.storage("out", (ids.len() * cols * 4) as u64).unwrap();
+            let d = kernels::embed(&gpu, &w, &idb, &ob, &step).unwrap();
+            kernels::submit(&gpu, &step, Step { n_tokens: ids.len() as u32, pos: 0, kv_len: 0, _pad: 0 }, &d.iter().collect::<Vec<_>>());
+            let rows_want: Vec<f32> = ids.iter().flat_map(|&i| want[i as usize * cols..][..cols].to_vec()).collect();
+            assert_close(&format!("embed {name}"), &read(&gpu, &ob, ids.len() * cols), &rows_want, 1e-6);
+
+            let x = rand_vec(&mut rng, n * cols, 1.0);
+            let xb = buf(&gpu, &x);
+            for tokens in [n, 1] {
+                let yb = gpu.storage("y", (n * rows * 4) as u64).unwrap();
+                let d = kernels::matmul(&gpu, &w, &xb, &yb, rows as u32, &step, MatmulOpts::default()).unwrap();
+                kernels::submit(&gpu, &step, Step { n_tokens: tokens as u32, pos: 0, kv_len: tokens as u32, _pad: 0 }, &d.iter().collect::<Vec<_>>());
+                let want_y = cpu::matmul(&want, rows, cols, &x[..tokens * cols], tokens);
+                assert_close(&format!("matmul {name} n={tokens} f16={}", gpu.use_f16), &read(&gpu, &yb, tokens * rows), &want_y, 1e-5);
+            }
+        }
+    }
+}

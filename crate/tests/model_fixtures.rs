@@ -8,20 +8,11 @@ use llama_webgpu::gpu::{GpuOptions, Precision};
 use llama_webgpu::model::{LlamaModel, LoadOptions};
 use std::path::PathBuf;
 
+mod common;
+use common::read_npy;
+
 fn fixtures() -> PathBuf {
     std::env::var_os("FIXTURES_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures"))
-}
-
-/// A float32 C-order `.npy` file → (shape, data).
-fn read_npy(path: &PathBuf) -> (Vec<usize>, Vec<f32>) {
-    let b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(&b[..6], b"\x93NUMPY");
-    let hlen = u16::from_le_bytes([b[8], b[9]]) as usize;
-    let header = std::str::from_utf8(&b[10..10 + hlen]).unwrap();
-    assert!(header.contains("'<f4'") && header.contains("False"), "{header}");
-    let shape_s = &header[header.find('(').unwrap() + 1..header.find(')').unwrap()];
-    let shape = shape_s.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().unwrap()).collect();
-    (shape, bytemuck::pod_collect_to_vec(&b[10 + hlen..]))
 }
 
 fn std_dev(v: &[f32]) -> f32 {

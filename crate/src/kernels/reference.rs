@@ -37,6 +37,11 @@ pub fn dequantize(ty: GgmlType, raw: &[u8]) -> Result<Vec<f32>> {
                 out.extend(qs.iter().map(|&q| val(q & 15)));
                 out.extend(qs.iter().map(|&q| val(q >> 4)));
             }
+            GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K => {
+                for sb in super::kquant::sub_blocks(ty, b).into_iter().flatten() {
+                    out.extend(super::kquant::values(&sb));
+                }
+            }
             _ => return Err(Error::UnsupportedType { tensor: "?".into(), ty: ty.id(), name: ty.name().into() }),
         }
     }
