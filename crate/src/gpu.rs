@@ -340,6 +340,13 @@ impl Gpu {
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
+    /// Submits pending `write_buffer` copies and (natively) waits, so their staging memory
+    /// is released; browsers copy at `writeBuffer` time already.
+    pub fn flush_writes(&self) -> Result<()> {
+        self.queue.submit([]);
+        self.wait()
+    }
+
     /// Blocks until submitted work finishes (native); the browser resolves mapping on its own.
     pub fn wait(&self) -> Result<()> {
         #[cfg(not(target_arch = "wasm32"))]

@@ -302,6 +302,9 @@ impl GpuWeight {
                 }
                 on_bytes(m * row_bytes);
                 r += m;
+                // hand the staged chunk to the GPU now: otherwise wgpu keeps every staging
+                // copy until the next submit, i.e. the whole model twice
+                gpu.flush_writes()?;
             }
             parts.push(WeightPart { buffer, row0, layout });
             row0 += n;

@@ -8,8 +8,58 @@ use llama_webgpu::sampler::SamplerConfig;
 use llama_webgpu::session::{GenerateOptions, Session};
 use llama_webgpu::tokenizer::Tokenizer;
 use llama_webgpu::{Error, Result};
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+/// Counts the heap our process allocates through Rust (wgpu, tokenizer, our buffers), so
+/// `info`/`bench` can report it apart from the driver's copy of GPU buffers (which lavapipe
+/// keeps in host memory too, through its own allocator).
+struct CountingAlloc;
+static HEAP: AtomicUsize = AtomicUsize::new(0);
+static HEAP_PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(n: usize) {
+    let now = HEAP.fetch_add(n, Relaxed) + n;
+    HEAP_PEAK.fetch_max(now, Relaxed);
+}
+
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(l) };
+        if !p.is_null() {
+            grew(l.size());
+        }
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) };
+        HEAP.fetch_sub(l.size(), Relaxed);
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        let q = unsafe { System.realloc(p, l, new) };
+        if !q.is_null() {
+            HEAP.fetch_sub(l.size(), Relaxed);
+            grew(new);
+        }
+        q
+    }
+}
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+/// Peak resident memory of the whole process (Linux), driver included.
+fn peak_rss() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = s.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / 1048576.0
+}
 
 const USAGE: &str = "usage:
   llama-webgpu logits   --model M.gguf --tokens 1,2,3 --out out.npy
@@ -226,6 +276,11 @@ fn cmd_info(args: &Args) -> Result<()> {
         if g.use_f16 { "f16" } else { "f32" }
     );
     println!("dispatches:     {} per decoded token, prefill chunk {} tokens", model.dispatches_per_token(), model.chunk);
+    println!(
+        "host memory:    peak Rust heap {:.1} MiB; peak process RSS {:.1} MiB (includes a CPU driver's copy of GPU buffers)",
+        mib(HEAP_PEAK.load(Relaxed) as u64),
+        mib(peak_rss().unwrap_or(0))
+    );
     Ok(())
 }
 
@@ -274,6 +329,8 @@ fn cmd_bench(args: &Args) -> Result<()> {
         "decode_bytes_per_s": bytes as f64 * decode_tps,
         "dispatches_per_token": model.dispatches_per_token(),
         "gpu_memory_bytes": model.gpu_bytes,
+        "host_heap_peak_bytes": HEAP_PEAK.load(Relaxed),
+        "process_peak_rss_bytes": peak_rss(),
         "roofline_tokens_per_s": roofline,
         "fraction_of_roofline": roofline.map(|r| decode_tps / r),
     });
@@ -292,7 +349,12 @@ fn cmd_bench(args: &Args) -> Result<()> {
         if let Some(r) = roofline {
             println!("bandwidth roofline {r:.1} tokens/s: decode at {:.1}% of it", 100.0 * decode_tps / r);
         }
-        println!("GPU memory {:.1} MiB", model.gpu_bytes as f64 / 1048576.0);
+        println!(
+            "GPU memory {:.1} MiB; host: peak Rust heap {:.1} MiB, peak process RSS {:.1} MiB",
+            mib(model.gpu_bytes),
+            mib(HEAP_PEAK.load(Relaxed) as u64),
+            mib(peak_rss().unwrap_or(0))
+        );
     }
     Ok(())
 }
