@@ -91,6 +91,7 @@ pub struct LlamaModel {
     pub chunk: usize,
     /// Bytes of weights on the GPU, and of everything we allocated there.
     pub weight_bytes: u64,
+    pub kv_bytes: u64,
     pub gpu_bytes: u64,
     /// Weight types by tensor count, for `info`.
     pub tensor_types: Vec<(String, usize)>,
@@ -226,6 +227,7 @@ impl LlamaModel {
             context,
             chunk,
             weight_bytes,
+            kv_bytes,
             gpu_bytes: weight_bytes + kv_bytes + act_bytes,
             tensor_types,
             tok_embd,

@@ -269,11 +269,12 @@ fn cmd_info(args: &Args) -> Result<()> {
     );
     println!("binding cap:    {} bytes", g.max_binding);
     println!(
-        "memory:         weights {:.1} MiB, total GPU {:.1} MiB, KV cache {} tokens ({})",
-        model.weight_bytes as f64 / 1048576.0,
-        model.gpu_bytes as f64 / 1048576.0,
+        "memory:         weights {:.1} MiB, KV cache {:.1} MiB ({} tokens, {}), total GPU {:.1} MiB",
+        mib(model.weight_bytes),
+        mib(model.kv_bytes),
         model.context,
-        if g.use_f16 { "f16" } else { "f32" }
+        if g.use_f16 { "f16" } else { "f32" },
+        mib(model.gpu_bytes)
     );
     println!("dispatches:     {} per decoded token, prefill chunk {} tokens", model.dispatches_per_token(), model.chunk);
     println!(
