@@ -51,6 +51,20 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             }
         }
     }
+    if (TPR == 1u) {
+        // one thread per row: nothing to reduce, no barrier
+        if (row < p.rows) {
+            for (var t = 0u; t < nt; t++) {
+                let i = select(t0 + t, 0u, last_only) * p.y_stride + p.y_offset + row;
+                var v = acc[t];
+                if ((p.flags & 1u) != 0u) {
+                    v += y[i];
+                }
+                y[i] = v;
+            }
+        }
+        return;
+    }
     for (var t = 0u; t < TT; t++) {
         red[t * WG + li] = acc[t];
     }

@@ -48,16 +48,18 @@ fn weight(gpu: &Gpu, rng: &mut StdRng, ty: GgmlType, rows: usize, cols: usize) -
 #[test]
 fn matmul_all_types_against_cpu() {
     let mut rng = StdRng::seed_from_u64(1);
-    for gpu in gpus() {
+    for mut gpu in gpus() {
         let step = kernels::step_buffer(&gpu);
-        for ty in TYPES {
+        // every threads-per-row variant: 1 (no reduction), 4 (CPU adapters), 16 (GPUs)
+        for (ty, tpr) in TYPES.iter().flat_map(|&t| [(t, 1), (t, 4), (t, 16)]) {
+            gpu.matmul_tpr = tpr;
             // 37 rows (not a multiple of 4 rows/workgroup), 13 blocks (not of 16 lanes), 11 tokens (not of 8)
             let (rows, cols, n) = (37, 13 * 32, 11);
             let (w, deq) = weight(&gpu, &mut rng, ty, rows, cols);
             let x = rand_vec(&mut rng, n * cols, 1.0);
             let xb = buf(&gpu, &x);
             let want = cpu::matmul(&deq, rows, cols, &x, n);
-            let name = format!("{ty:?} f16={}", gpu.use_f16);
+            let name = format!("{ty:?} f16={} tpr={tpr}", gpu.use_f16);
 
             let yb = gpu.storage("y", (n * rows * 4) as u64).unwrap();
             let d = kernels::matmul(&gpu, &w, &xb, &yb, rows as u32, &step, MatmulOpts::default()).unwrap();
