@@ -69,6 +69,8 @@ const USAGE: &str = "usage:
   llama-webgpu tokenize (--model M.gguf | --tokenizer tokenizer.json) --text TEXT
   llama-webgpu info     --model M.gguf
   llama-webgpu bench    --model M.gguf [--prompt-tokens 512] [--gen-tokens 128] [--bandwidth GBPS] [--json]
+  llama-webgpu quantize --type q4_k_m|q5_k_m|q6_k|q8_0|q4_0 IN.gguf OUT.gguf
+  llama-webgpu synth    --shape llama3-8b|llama3.2-1b|llama3.2-3b --type q4_k_m --out FILE [--seed S]
 common options: --precision auto|f32|f16 (default auto), --max-binding-size BYTES,
                 --context N (KV cache tokens)
 generate is greedy unless --temperature > 0.";
@@ -78,6 +80,8 @@ struct Args {
     cmd: String,
     kv: HashMap<String, String>,
     flags: Vec<String>,
+    /// Positional arguments (only `quantize IN OUT` takes them).
+    pos: Vec<String>,
 }
 
 const FLAGS: [&str; 3] = ["--chat", "--json", "--help"];
@@ -86,7 +90,7 @@ impl Args {
     fn parse() -> Result<Args> {
         let mut it = std::env::args().skip(1);
         let cmd = it.next().unwrap_or_default();
-        let (mut kv, mut flags) = (HashMap::new(), Vec::new());
+        let (mut kv, mut flags, mut pos) = (HashMap::new(), Vec::new(), Vec::new());
         while let Some(a) = it.next() {
             if FLAGS.contains(&a.as_str()) {
                 flags.push(a);
@@ -94,10 +98,10 @@ impl Args {
                 let v = it.next().ok_or_else(|| Error::InvalidArgument(format!("{a} needs a value")))?;
                 kv.insert(a, v);
             } else {
-                return Err(Error::InvalidArgument(format!("unexpected argument '{a}'")));
+                pos.push(a);
             }
         }
-        Ok(Args { cmd, kv, flags })
+        Ok(Args { cmd, kv, flags, pos })
     }
     fn get(&self, k: &str) -> Option<&str> {
         self.kv.get(k).map(String::as_str)
@@ -360,11 +364,56 @@ fn cmd_bench(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// Writes through a temporary name and renames at the end, so a failed run leaves no
+/// half-written GGUF behind.
+fn write_atomically(out: &str, f: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> Result<()>) -> Result<()> {
+    let tmp = format!("{out}.partial");
+    let mut w = std::io::BufWriter::with_capacity(8 << 20, std::fs::File::create(&tmp)?);
+    let r = f(&mut w).and_then(|_| w.flush().map_err(Error::from));
+    drop(w);
+    match r {
+        Ok(()) => Ok(std::fs::rename(&tmp, out)?),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+fn cmd_quantize(args: &Args) -> Result<()> {
+    let ftype: llama_webgpu::quantize::FileType = args.req("--type")?.parse()?;
+    let [input, output] = args.pos.as_slice() else {
+        return Err(Error::InvalidArgument("quantize needs IN.gguf OUT.gguf".into()));
+    };
+    let (src, file) = open(input)?;
+    write_atomically(output, |w| llama_webgpu::quantize::quantize_file(&src, &file, ftype, w, |_, _| {}))
+}
+
+#[cfg(any())]
+fn cmd_synth(args: &Args) -> Result<()> {
+    let shape: llama_webgpu::synth::SynthShape = args.req("--shape")?.parse()?;
+    let ftype = args.get("--type").unwrap_or("q4_k_m");
+    let seed = args.num("--seed")?.unwrap_or(0);
+    let mut last = 0u64;
+    write_atomically(args.req("--out")?, |w| {
+        llama_webgpu::synth::synth(&shape, ftype, seed, w, |done, total| {
+            if done >= last + (1 << 30) || done == total {
+                last = done;
+                eprintln!("synth: {:.2} / {:.2} GB", done as f64 / 1e9, total as f64 / 1e9);
+            }
+        })
+        .map(|_| ())
+    })
+}
+
 fn main() {
     let result = Args::parse().and_then(|args| {
         if args.flag("--help") {
             println!("{USAGE}");
             return Ok(());
+        }
+        if !args.pos.is_empty() && args.cmd != "quantize" {
+            return Err(Error::InvalidArgument(format!("unexpected argument '{}'", args.pos[0])));
         }
         match args.cmd.as_str() {
             "logits" => cmd_logits(&args),
@@ -372,6 +421,8 @@ fn main() {
             "tokenize" => cmd_tokenize(&args),
             "info" => cmd_info(&args),
             "bench" => cmd_bench(&args),
+            "quantize" => cmd_quantize(&args),
+
             "" | "help" | "--help" => {
                 println!("{USAGE}");
                 Ok(())
