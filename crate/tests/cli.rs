@@ -100,3 +100,47 @@ fn bad_inputs_exit_with_a_named_error() {
     }
     let _ = std::fs::remove_file(tmp);
 }
+
+#[test]
+fn quantize_reproduces_the_gguf_package_files() {
+    // tiny-q8_0 / tiny-q4_0 were quantized by llama.cpp's `gguf` package from the float
+    // weights in tiny-f32: our quantizer must produce the same bytes for every tensor it
+    // gives the same type (output.weight differs by design: llama.cpp's rule makes it
+    // Q6_K, falling back to Q8_0 for 128-wide rows), and q8_0 the reference logits.
+    use llama_webgpu::gguf::{ByteSource, FileSource, GgufFile};
+    let j = tiny_json();
+    let toks: Vec<String> = ids(&j["tokens"]).iter().map(|t| t.to_string()).collect();
+    for ty in ["q8_0", "q4_0"] {
+        let q = std::env::temp_dir().join(format!("lw-quant-{ty}-{}.gguf", std::process::id()));
+        let (ok, _, err) = cli(&["quantize", "--type", ty, fx("tiny-f32.gguf").to_str().unwrap(), q.to_str().unwrap()]);
+        assert!(ok, "{err}");
+        let (ours, theirs) = (FileSource::open(&q).unwrap(), FileSource::open(fx(&format!("tiny-{ty}.gguf"))).unwrap());
+        let (fo, ft) = (GgufFile::read(&ours).unwrap(), GgufFile::read(&theirs).unwrap());
+        let mut same = 0;
+        for t in &ft.tensors {
+            let o = fo.tensor(&t.name).unwrap();
+            if o.ty != t.ty {
+                assert_eq!(t.name, "output.weight", "{ty}: unexpected type change");
+                continue;
+            }
+            let (mut a, mut b) = (vec![0u8; o.n_bytes as usize], vec![0u8; t.n_bytes as usize]);
+            ours.read_at(o.offset, &mut a).unwrap();
+            theirs.read_at(t.offset, &mut b).unwrap();
+            assert!(a == b, "{ty}: tensor {} differs from the gguf package's", t.name);
+            same += 1;
+        }
+        assert!(same >= ft.tensors.len() - 1);
+        if ty == "q8_0" {
+            let out = q.with_extension("npy");
+            let (ok, _, err) = cli(&["logits", "--model", q.to_str().unwrap(), "--tokens", &toks.join(","), "--out", out.to_str().unwrap(), "--precision", "f32"]);
+            assert!(ok, "{err}");
+            let a: Vec<f32> = bytemuck::pod_collect_to_vec(&std::fs::read(&out).unwrap()[128..]);
+            let b: Vec<f32> = bytemuck::pod_collect_to_vec(&std::fs::read(fx("tiny-q8_0.logits.npy")).unwrap()[128..]);
+            let sd = j["types"][ty]["logit_std"].as_f64().unwrap() as f32;
+            let err = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+            assert!(a.len() == b.len() && err <= 0.01 * sd, "{ty}: max error {err} vs std {sd}");
+            let _ = std::fs::remove_file(out);
+        }
+        let _ = std::fs::remove_file(q);
+    }
+}

@@ -389,7 +389,6 @@ fn cmd_quantize(args: &Args) -> Result<()> {
     write_atomically(output, |w| llama_webgpu::quantize::quantize_file(&src, &file, ftype, w, |_, _| {}))
 }
 
-#[cfg(any())]
 fn cmd_synth(args: &Args) -> Result<()> {
     let shape: llama_webgpu::synth::SynthShape = args.req("--shape")?.parse()?;
     let ftype = args.get("--type").unwrap_or("q4_k_m");
@@ -422,6 +421,7 @@ fn main() {
             "info" => cmd_info(&args),
             "bench" => cmd_bench(&args),
             "quantize" => cmd_quantize(&args),
+            "synth" => cmd_synth(&args),
 
             "" | "help" | "--help" => {
                 println!("{USAGE}");
