@@ -10,6 +10,8 @@ use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
 use std::process::Command;
 
+mod common;
+
 const K_TYPES: [GgmlType; 3] = [GgmlType::Q4K, GgmlType::Q5K, GgmlType::Q6K];
 
 fn fixtures() -> PathBuf {
@@ -488,5 +490,38 @@ fn make_kquant_fixtures() {
         quantize_file(&src, &file, ft, &mut f, |_, _| {}).unwrap();
         std::io::Write::flush(&mut f).unwrap();
         println!("wrote {}", path.display());
+    }
+}
+
+/// Bit-exact with llama.cpp: tests/make_fixtures.py quantized tiny256 with llama.cpp's own
+/// `llama_model_quantize` (llama-cpp-python 0.3.36) and found every block of the K-quant
+/// fixtures identical to ours (recorded in tiny.json). Here: requantizing the float source of
+/// blk.0.attn_k.weight must give exactly the bytes those files hold (Q4_K / Q5_K / Q6_K).
+#[test]
+fn kquant_bytes_equal_llama_cpp_fixtures() {
+    let (shape, x) = common::read_npy(&fixtures().join("tiny256-attn_k.npy"));
+    assert_eq!(shape, vec![128, 256]);
+    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(fixtures().join("tiny.json")).unwrap()).unwrap();
+    for (name, ty) in [("q4_k_m", GgmlType::Q4K), ("q5_k_m", GgmlType::Q5K), ("q6_k", GgmlType::Q6K)] {
+        let entry = &j["types"][name];
+        let cmp = &entry["llama_cpp_quantize_comparison"];
+        if cmp.is_object() {
+            assert_eq!(cmp["identical_blocks"], cmp["blocks"], "{name}: fixture differs from llama.cpp's quantizer");
+        }
+        assert_eq!(entry["tensor_types"]["blk.0.attn_k.weight"], ty.name());
+        let src = FileSource::open(fixtures().join(format!("tiny-{name}.gguf"))).unwrap();
+        let file = GgufFile::read(&src).unwrap();
+        let t = file.tensor("blk.0.attn_k.weight").unwrap();
+        assert_eq!(t.ty, ty);
+        let mut want = vec![0u8; t.n_bytes as usize];
+        llama_webgpu::gguf::ByteSource::read_at(&src, t.offset, &mut want).unwrap();
+        let ours = quantize_row(ty, &x).unwrap();
+        assert!(ours == want, "{name}: our {} bytes differ from the fixture's (llama.cpp's)", ty.name());
+        // and the whole file's type mix is llama.cpp's
+        let want_types = tensor_types(&file, name.parse().unwrap());
+        for (t, w) in file.tensors.iter().zip(want_types) {
+            assert_eq!(t.ty, w, "{name}: {}", t.name);
+            assert_eq!(entry["tensor_types"][&t.name], t.ty.name());
+        }
     }
 }
