@@ -539,3 +539,47 @@ fn bench_quantize_speed() {
         println!("{}: {:.1} M values/s on one thread ({} bytes)", ty.name(), x.len() as f64 / s / 1e6, q.len());
     }
 }
+
+/// Requantizing K-quant input (tiny-q6_k.gguf → q4_k_m, q8_0) goes through dequantize; the
+/// result is close to the input's values and has llama.cpp's type mix. Tensors of a type we
+/// cannot decode are an error naming the tensor (unless they are copied as they are).
+#[test]
+fn requantize_kquant_input_and_reject_undecodable() {
+    use GgmlType::*;
+    let src = FileSource::open(fixtures().join("tiny-q6_k.gguf")).unwrap();
+    let file = GgufFile::read(&src).unwrap();
+    for (ft, lim) in [(FileType::Q4KM, 0.08), (FileType::Q8_0, 0.01)] {
+        let mut out = Vec::new();
+        quantize_file(&src, &file, ft, &mut out, |_, _| {}).unwrap();
+        let q = GgufFile::read(&out).unwrap();
+        for (a, b) in file.tensors.iter().zip(&q.tensors) {
+            let read = |s: &dyn llama_webgpu::gguf::ByteSource, t: &TensorInfo| {
+                let mut raw = vec![0u8; t.n_bytes as usize];
+                s.read_at(t.offset, &mut raw).unwrap();
+                reference::dequantize(t.ty, &raw).unwrap()
+            };
+            let (x, y) = (read(&src, a), read(&out, b));
+            if a.ty == b.ty {
+                assert_eq!(x, y, "{}: same type is copied", a.name);
+            } else {
+                assert!(rel_rmse(&x, &y) < lim, "{ft} {}: {}", a.name, rel_rmse(&x, &y));
+            }
+        }
+        let t = |n: &str| q.tensor(n).unwrap().ty;
+        if ft == FileType::Q4KM {
+            assert_eq!((t("blk.0.attn_v.weight"), t("blk.1.attn_v.weight"), t("output.weight")), (Q4K, Q6K, Q6K));
+        }
+    }
+
+    // a Q5_0 weight (no decoder here) that must be converted → UnsupportedType naming it
+    let md = vec![("general.architecture".to_string(), Value::String("test".into()))];
+    let tensors = vec![("blk.0.attn_q.weight".to_string(), vec![32u64, 2], Q5_0), ("n.weight".to_string(), vec![32u64], Q5_0)];
+    let mut w = GgufWriter::new(md, tensors, 32).unwrap();
+    let mut buf = Vec::new();
+    w.write_header(&mut buf).unwrap();
+    w.write_tensor_data(&mut buf, &[0u8; 44]).unwrap();
+    w.write_tensor_data(&mut buf, &[0u8; 22]).unwrap();
+    let f = GgufFile::read(&buf).unwrap();
+    let err = quantize_file(&buf, &f, FileType::Q8_0, &mut Vec::new(), |_, _| {}).unwrap_err();
+    assert!(matches!(&err, llama_webgpu::Error::UnsupportedType { tensor, .. } if tensor == "blk.0.attn_q.weight"), "{err}");
+}
