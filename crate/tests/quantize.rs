@@ -10,6 +10,8 @@ use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
 use std::process::Command;
 
+mod common;
+
 const K_TYPES: [GgmlType; 3] = [GgmlType::Q4K, GgmlType::Q5K, GgmlType::Q6K];
 
 fn fixtures() -> PathBuf {
@@ -272,7 +274,7 @@ fn types_by_name(f: &GgufFile, ft: FileType) -> std::collections::HashMap<String
 fn tensor_type_rules_follow_llama_cpp() {
     use GgmlType::*;
     // 32 layers (Llama 3 8B): use_more_bits(i, 32) = i < 4 || i >= 28 || (i - 4) % 3 == 2
-    let more = |i: usize| i < 4 || i >= 28 || (i as i64 - 4).rem_euclid(3) == 2;
+    let more = |i: usize| !(4..28).contains(&i) || (i as i64 - 4).rem_euclid(3) == 2;
     let f = layout(32, 4096, 14336, false);
     for (ft, base, hi) in [(FileType::Q4KM, Q4K, Q6K), (FileType::Q5KM, Q5K, Q6K)] {
         let t = types_by_name(&f, ft);
@@ -452,7 +454,7 @@ for t in r.tensors:
     let listing = String::from_utf8_lossy(&o.stdout);
     for (i, name) in names.iter().enumerate() {
         let (_, dims, ty) = &tensors[i];
-        assert!(listing.contains(&format!("{name} {} [{}, {}]", ty.name().replace("_K", "_K"), dims[0], dims[1])), "{listing}");
+        assert!(listing.contains(&format!("{name} {} [{}, {}]", ty.name(), dims[0], dims[1])), "{listing}");
         let theirs: Vec<f32> = std::fs::read(dir.join(format!("{name}.f32")))
             .unwrap()
             .chunks_exact(4)
@@ -489,4 +491,95 @@ fn make_kquant_fixtures() {
         std::io::Write::flush(&mut f).unwrap();
         println!("wrote {}", path.display());
     }
+}
+
+/// Bit-exact with llama.cpp: tests/make_fixtures.py quantized tiny256 with llama.cpp's own
+/// `llama_model_quantize` (llama-cpp-python 0.3.36) and found every block of the K-quant
+/// fixtures identical to ours (recorded in tiny.json). Here: requantizing the float source of
+/// blk.0.attn_k.weight must give exactly the bytes those files hold (Q4_K / Q5_K / Q6_K).
+#[test]
+fn kquant_bytes_equal_llama_cpp_fixtures() {
+    let (shape, x) = common::read_npy(&fixtures().join("tiny256-attn_k.npy"));
+    assert_eq!(shape, vec![128, 256]);
+    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(fixtures().join("tiny.json")).unwrap()).unwrap();
+    for (name, ty) in [("q4_k_m", GgmlType::Q4K), ("q5_k_m", GgmlType::Q5K), ("q6_k", GgmlType::Q6K)] {
+        let entry = &j["types"][name];
+        let cmp = &entry["llama_cpp_quantize_comparison"];
+        if cmp.is_object() {
+            assert_eq!(cmp["identical_blocks"], cmp["blocks"], "{name}: fixture differs from llama.cpp's quantizer");
+        }
+        assert_eq!(entry["tensor_types"]["blk.0.attn_k.weight"], ty.name());
+        let src = FileSource::open(fixtures().join(format!("tiny-{name}.gguf"))).unwrap();
+        let file = GgufFile::read(&src).unwrap();
+        let t = file.tensor("blk.0.attn_k.weight").unwrap();
+        assert_eq!(t.ty, ty);
+        let mut want = vec![0u8; t.n_bytes as usize];
+        llama_webgpu::gguf::ByteSource::read_at(&src, t.offset, &mut want).unwrap();
+        let ours = quantize_row(ty, &x).unwrap();
+        assert!(ours == want, "{name}: our {} bytes differ from the fixture's (llama.cpp's)", ty.name());
+        // and the whole file's type mix is llama.cpp's
+        let want_types = tensor_types(&file, name.parse().unwrap());
+        for (t, w) in file.tensors.iter().zip(want_types) {
+            assert_eq!(t.ty, w, "{name}: {}", t.name);
+            assert_eq!(entry["tensor_types"][&t.name], t.ty.name());
+        }
+    }
+}
+
+/// Speed (run with --release): `cargo test --release --test quantize -- --ignored bench --nocapture`.
+#[test]
+#[ignore]
+fn bench_quantize_speed() {
+    let mut rng = StdRng::seed_from_u64(9);
+    let x = gaussian(&mut rng, 1 << 22);
+    for ty in K_TYPES {
+        let t = std::time::Instant::now();
+        let q = quantize_row(ty, &x).unwrap();
+        let s = t.elapsed().as_secs_f64();
+        println!("{}: {:.1} M values/s on one thread ({} bytes)", ty.name(), x.len() as f64 / s / 1e6, q.len());
+    }
+}
+
+/// Requantizing K-quant input (tiny-q6_k.gguf → q4_k_m, q8_0) goes through dequantize; the
+/// result is close to the input's values and has llama.cpp's type mix. Tensors of a type we
+/// cannot decode are an error naming the tensor (unless they are copied as they are).
+#[test]
+fn requantize_kquant_input_and_reject_undecodable() {
+    use GgmlType::*;
+    let src = FileSource::open(fixtures().join("tiny-q6_k.gguf")).unwrap();
+    let file = GgufFile::read(&src).unwrap();
+    for (ft, lim) in [(FileType::Q4KM, 0.08), (FileType::Q8_0, 0.01)] {
+        let mut out = Vec::new();
+        quantize_file(&src, &file, ft, &mut out, |_, _| {}).unwrap();
+        let q = GgufFile::read(&out).unwrap();
+        for (a, b) in file.tensors.iter().zip(&q.tensors) {
+            let read = |s: &dyn llama_webgpu::gguf::ByteSource, t: &TensorInfo| {
+                let mut raw = vec![0u8; t.n_bytes as usize];
+                s.read_at(t.offset, &mut raw).unwrap();
+                reference::dequantize(t.ty, &raw).unwrap()
+            };
+            let (x, y) = (read(&src, a), read(&out, b));
+            if a.ty == b.ty {
+                assert_eq!(x, y, "{}: same type is copied", a.name);
+            } else {
+                assert!(rel_rmse(&x, &y) < lim, "{ft} {}: {}", a.name, rel_rmse(&x, &y));
+            }
+        }
+        let t = |n: &str| q.tensor(n).unwrap().ty;
+        if ft == FileType::Q4KM {
+            assert_eq!((t("blk.0.attn_v.weight"), t("blk.1.attn_v.weight"), t("output.weight")), (Q4K, Q6K, Q6K));
+        }
+    }
+
+    // a Q5_0 weight (no decoder here) that must be converted → UnsupportedType naming it
+    let md = vec![("general.architecture".to_string(), Value::String("test".into()))];
+    let tensors = vec![("blk.0.attn_q.weight".to_string(), vec![32u64, 2], Q5_0), ("n.weight".to_string(), vec![32u64], Q5_0)];
+    let mut w = GgufWriter::new(md, tensors, 32).unwrap();
+    let mut buf = Vec::new();
+    w.write_header(&mut buf).unwrap();
+    w.write_tensor_data(&mut buf, &[0u8; 44]).unwrap();
+    w.write_tensor_data(&mut buf, &[0u8; 22]).unwrap();
+    let f = GgufFile::read(&buf).unwrap();
+    let err = quantize_file(&buf, &f, FileType::Q8_0, &mut Vec::new(), |_, _| {}).unwrap_err();
+    assert!(matches!(&err, llama_webgpu::Error::UnsupportedType { tensor, .. } if tensor == "blk.0.attn_q.weight"), "{err}");
 }
