@@ -95,6 +95,18 @@ fn q4_0_matches_transformers() {
 fn q4_1_tied_matches_transformers() {
     run_type("q4_1");
 }
+#[test]
+fn q4_k_m_matches_transformers() {
+    run_type("q4_k_m");
+}
+#[test]
+fn q5_k_m_matches_transformers() {
+    run_type("q5_k_m");
+}
+#[test]
+fn q6_k_matches_transformers() {
+    run_type("q6_k");
+}
 
 #[test]
 fn greedy_matches_transformers_generate() {
