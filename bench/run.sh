@@ -50,7 +50,7 @@ export NODE_LLAMA_CPP_GPU=vulkan
 if [ ! -d "$here/node_modules/node-llama-cpp" ] || [ ! -d "$here/node_modules/@node-llama-cpp/linux-x64-vulkan" ]; then
     echo "== installing the peer (npm) ==" >&2
     (cd "$here" && { npm ci --omit=optional --ignore-scripts --no-audit --no-fund 2>/dev/null \
-        || npm install --omit=optional --ignore-scripts --no-audit --no-fund; })
+        || npm install --omit=optional --ignore-scripts --no-audit --no-fund; }) >&2
     git -C "$root" diff --quiet -- bench/package-lock.json bench/package.json \
         || { echo "npm changed bench/package*.json" >&2; exit 1; }
 fi
@@ -84,14 +84,15 @@ node "$here/peer.mjs" "$model" "$PROMPT_TOKENS" "$GEN_TOKENS" 2> "$out/peer.log"
 cat "$out/peer.json" >&2
 
 # --- table ------------------------------------------------------------------------------------
-node - "$out/ours.json" "$out/peer.json" <<'EOF'
+node - "$out/ours.json" "$out/peer.json" "$model" <<'EOF'
 const fs = require("fs");
-const [ours, peer] = process.argv.slice(2).map((f) => JSON.parse(fs.readFileSync(f, "utf8")));
+const [ours, peer] = process.argv.slice(2, 4).map((f) => JSON.parse(fs.readFileSync(f, "utf8")));
+const modelName = require("path").basename(process.argv[4]);
 const f = (x, d = 2) => (typeof x === "number" && isFinite(x) ? x.toFixed(d) : "n/a");
 // first token = load + first eval for both (ours reports them separately)
 const oursFirst = (ours.load_s ?? 0) + ours.first_token_s;
 const ratio = ours.decode_tokens_per_s / peer.decode_tokens_per_s;
-console.log(`Model ${process.env.MODEL_NAME ?? ""}prompt ${ours.prompt_tokens} tokens, ${ours.gen_tokens} generated; adapter ours: ${ours.adapter} (${ours.backend}, ${ours.precision}), peer: ${peer.adapter}`);
+console.log(`Model ${modelName}, prompt ${ours.prompt_tokens} tokens, ${ours.gen_tokens} generated; adapter ours: ${ours.adapter} (${ours.backend}, ${ours.precision}), peer: ${peer.adapter}`);
 console.log("");
 console.log("| engine | prefill tok/s | decode tok/s | first token s | decode ratio ours/peer |");
 console.log("|---|---:|---:|---:|---:|");
@@ -101,5 +102,5 @@ console.log("");
 console.log(`first token s = load + first evaluation, cold (incl. pipeline compilation). ours: load ${f(ours.load_s)} + first token ${f(ours.first_token_s)}; ` +
     `peer: init ${f(peer.init_s)} + load ${f(peer.load_s)} + context ${f(peer.context_s)} + first eval ${f(peer.first_eval_s)}. ` +
     `Peer rates are from its 2nd in-process run (run 1: prefill ${f(peer.run1?.prefill_tokens_per_s)}, decode ${f(peer.run1?.decode_tokens_per_s)} tok/s; ` +
-    `run 1 included compilation: ${peer.run1_included_compilation}); peer layers on the GPU: ${peer.gpu_layers}/${peer.n_layer + 1}.`);
+    `run 1 included compilation: ${peer.run1_included_compilation}); peer layers on the GPU: ${peer.gpu_layers}/${peer.n_layer + 1}; peer pipeline compilation ≈ ${f(peer.pipeline_compile_s_est, 0)} s.`);
 EOF
