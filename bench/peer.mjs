@@ -5,9 +5,11 @@
 // Prints one JSON line on stdout; progress and llama.cpp's device/offload log lines go to stderr.
 //
 // What is measured (same model, same deterministic prompt ids as our bench):
-//   first_token_s  cold: getLlama (binding load + Vulkan init) + loadModel (all layers on the
+//   first_token_s  getLlama (binding load + Vulkan init) + loadModel (all layers on the
 //                  GPU) + createContext + the first eval (1 token -> next token), so it includes
-//                  llama.cpp's Vulkan pipeline compilation on this process's first use.
+//                  llama.cpp's Vulkan pipeline compilation on this process's first use. lavapipe
+//                  keeps compiled shaders in Mesa's disk cache (MESA_SHADER_CACHE_DIR, default
+//                  ~/.cache/mesa_shader_cache_db): cold ~140 s, warm ~1 s; run.sh uses a fresh one.
 //   prefill        PROMPT_TOKENS ids, id = (i*2654435761 + 12345) % vocab, one batch
 //                  (batchSize >= PROMPT_TOKENS), logits only for the last token.
 //   decode         GEN_TOKENS greedy tokens, fed back one at a time.
@@ -154,7 +156,8 @@ const result = {
     gen_tokens: nGen,
     reported_run: 2,
     run1_included_compilation: run1Compiled,
-    note: "rates from the 2nd of two identical in-process runs; first_token_s = getLlama + loadModel + createContext + first 1-token eval (cold, incl. Vulkan pipeline compilation)",
+    note: "rates from the 2nd of two identical in-process runs; first_token_s = getLlama + loadModel + createContext + first 1-token eval, incl. Vulkan pipeline compilation (cold only if Mesa's shader cache is empty: lavapipe caches compiled shaders on disk)",
+    mesa_shader_cache_dir: process.env.MESA_SHADER_CACHE_DIR ?? "(Mesa default, ~/.cache/mesa_shader_cache_db)",
     // time spent compiling pipelines lazily: the cold first eval minus a warm 1-token eval, plus
     // how much longer run 1 took than run 2 (batched-matmul pipelines compile in run 1's prefill)
     pipeline_compile_s_est: (tFirst - tCtx) - run2.decode_s / Math.max(nGen, 1)
