@@ -501,19 +501,19 @@ pub fn synth(
 ) -> Result<u64> {
     let (mut writer, planned) = layout(shape, ftype)?;
     let total = writer.file_len();
-    let align = DEFAULT_ALIGNMENT;
     let d = dims(shape);
     let mut w = Counting { w: out, n: 0 };
     writer.write_header(&mut w)?;
     progress(w.n, total);
 
-    // GgufWriter::write_tensor_data takes a whole tensor at once; we stream each tensor in
-    // chunks instead and pad like the writer does (every tensor to the alignment), then
-    // check that the length agrees with its plan.
+    // each tensor streams in pieces of at most CHUNK bytes; the writer pads between tensors
     let mut buf = Vec::with_capacity(CHUNK);
     for (index, p) in planned.iter().enumerate() {
         let mut rng = Rng::new(seed, index as u64 + 1);
-        let n_bytes = p.ty.bytes_for(p.dims.iter().product()).expect("planned shapes fit");
+        let n_bytes = p
+            .ty
+            .bytes_for(p.dims.iter().product())
+            .ok_or_else(|| Error::InvalidArgument(format!("tensor {index}: shape {:?} does not fit {}", p.dims, p.ty.name())))?;
         match p.kind {
             Kind::Norm => {
                 buf.clear();
@@ -521,14 +521,14 @@ pub fn synth(
                 for _ in 0..p.dims[0] {
                     buf.extend((1.0 + 0.2 * (rng.unit() - 0.5)).to_le_bytes());
                 }
-                w.write_all(&buf)?;
+                writer.write_tensor_chunk(&mut w, &buf)?;
             }
             Kind::RopeFreqs => {
                 buf.clear();
                 for f in llama3_rope_factors(d.n_embd / d.n_head, d.rope_base) {
                     buf.extend(f.to_le_bytes());
                 }
-                w.write_all(&buf)?;
+                writer.write_tensor_chunk(&mut w, &buf)?;
             }
             Kind::Matrix { .. } => {
                 let std = 1.0 / (p.dims[0] as f32).sqrt();
@@ -539,15 +539,14 @@ pub fn synth(
                     let n = left.min(per_chunk);
                     buf.resize(n, 0);
                     fill_blocks(p.ty, &mut rng, std, &mut buf);
-                    w.write_all(&buf)?;
+                    writer.write_tensor_chunk(&mut w, &buf)?;
                     left -= n;
                     progress(w.n, total);
                 }
             }
         }
-        let pad = n_bytes.next_multiple_of(align) - n_bytes;
-        w.write_all(&[0u8; 32][..pad as usize])?;
     }
+    writer.finish()?;
     w.flush()?;
     progress(w.n, total);
     if w.n != total {

@@ -470,6 +470,34 @@ fn writer_rejects_bad_input() {
     w.finish().unwrap();
 }
 
+#[test]
+fn writer_streams_tensors_in_chunks() {
+    let plan = vec![("a".into(), vec![5], GgmlType::F32), ("b".into(), vec![3], GgmlType::F32)];
+    let data: Vec<u8> = (0..32).collect();
+    let (mut whole, mut chunked) = (Vec::new(), Vec::new());
+    let mut w = GgufWriter::new(vec![], plan.clone(), 32).unwrap();
+    w.write_header(&mut whole).unwrap();
+    w.write_tensor_data(&mut whole, &data[..20]).unwrap();
+    w.write_tensor_data(&mut whole, &data[20..]).unwrap();
+    w.finish().unwrap();
+    let mut w = GgufWriter::new(vec![], plan, 32).unwrap();
+    w.write_header(&mut chunked).unwrap();
+    for piece in [&data[..7], &data[7..8], &data[8..20], &data[20..32]] {
+        w.write_tensor_chunk(&mut chunked, piece).unwrap();
+    }
+    w.finish().unwrap();
+    assert_eq!(whole, chunked);
+    assert_eq!(chunked.len() as u64, w.file_len());
+    // a chunk running past its tensor, or a whole write after a partial one, is refused
+    let mut w = GgufWriter::new(vec![], vec![("a".into(), vec![4], GgmlType::F32)], 32).unwrap();
+    let mut out = Vec::new();
+    w.write_header(&mut out).unwrap();
+    w.write_tensor_chunk(&mut out, &[0; 8]).unwrap();
+    assert!(matches!(w.write_tensor_chunk(&mut out, &[0; 9]), Err(Error::InvalidArgument(_))));
+    assert!(matches!(w.write_tensor_data(&mut out, &[0; 16]), Err(Error::InvalidArgument(_))));
+    assert!(matches!(w.finish(), Err(Error::InvalidArgument(_))));
+}
+
 // ---- metadata accessors -------------------------------------------------------------------
 
 #[test]

@@ -21,6 +21,8 @@ pub struct GgufWriter {
     file_len: u64,
     /// Index of the next tensor to write; `None` until the header is written.
     next: Option<usize>,
+    /// Bytes of the current tensor written so far (chunked writes).
+    partial: u64,
 }
 
 fn invalid(msg: String) -> Error {
@@ -98,7 +100,7 @@ impl GgufWriter {
         let data_offset =
             (h.len() as u64).checked_next_multiple_of(alignment).ok_or_else(overflow)?;
         let file_len = data_offset.checked_add(rel).ok_or_else(overflow)?;
-        Ok(Self { header: h, tensors: planned, data_offset, file_len, next: None })
+        Ok(Self { header: h, tensors: planned, data_offset, file_len, next: None, partial: 0 })
     }
 
     /// Absolute offset of the first tensor's data.
@@ -122,25 +124,46 @@ impl GgufWriter {
         Ok(())
     }
 
-    /// The next tensor's data (in the order given to `new`), followed by its padding.
+    /// The next tensor's data (in the order given to `new`), whole, followed by its padding.
     pub fn write_tensor_data(&mut self, w: &mut impl Write, bytes: &[u8]) -> Result<()> {
-        let i = self.next.ok_or_else(|| invalid("tensor data written before the header".into()))?;
-        let t = self.tensors.get(i).ok_or_else(|| {
-            invalid(format!("more tensor data than the {} planned tensors", self.tensors.len()))
-        })?;
-        if bytes.len() as u64 != t.n_bytes {
+        let t = self.current()?;
+        if self.partial != 0 || bytes.len() as u64 != t.n_bytes {
             return Err(invalid(format!(
                 "tensor '{}': got {} bytes, expected {}",
                 t.name,
                 bytes.len(),
-                t.n_bytes
+                t.n_bytes - self.partial
             )));
         }
+        self.write_tensor_chunk(w, bytes)
+    }
+
+    /// Part of the next tensor's data; once all of it is written, the padding follows and
+    /// the writer moves to the next tensor. Lets big tensors stream in bounded pieces.
+    pub fn write_tensor_chunk(&mut self, w: &mut impl Write, bytes: &[u8]) -> Result<()> {
+        let t = self.current()?;
+        let (i, rel, n_bytes) = (self.next.unwrap_or(0), t.rel, t.n_bytes);
+        let done = self.partial + bytes.len() as u64;
+        if done > n_bytes {
+            return Err(invalid(format!("tensor '{}': {done} bytes written, expected {n_bytes}", t.name)));
+        }
         w.write_all(bytes)?;
-        let end = self.tensors.get(i + 1).map_or(self.file_len - self.data_offset, |n| n.rel);
-        write_zeros(w, end - t.rel - t.n_bytes)?;
-        self.next = Some(i + 1);
+        self.partial = done;
+        if done == n_bytes {
+            let end = self.tensors.get(i + 1).map_or(self.file_len - self.data_offset, |n| n.rel);
+            write_zeros(w, end - rel - n_bytes)?;
+            self.next = Some(i + 1);
+            self.partial = 0;
+        }
         Ok(())
+    }
+
+    /// The tensor whose data comes next.
+    fn current(&self) -> Result<&Planned> {
+        let i = self.next.ok_or_else(|| invalid("tensor data written before the header".into()))?;
+        self.tensors
+            .get(i)
+            .ok_or_else(|| invalid(format!("more tensor data than the {} planned tensors", self.tensors.len())))
     }
 
     /// Checks that every planned tensor was written.
