@@ -36,6 +36,9 @@ pub struct GpuOptions {
     /// Cap on any single buffer binding, below the device's own limit (to reproduce
     /// small-limit browsers). `None` = device limit.
     pub max_binding_size: Option<u64>,
+    /// The adapter is a CPU rasterizer (lavapipe, SwiftShader): fewer threads per matmul row
+    /// run faster there. Native adapters report their type; browsers only say "fallback".
+    pub cpu_adapter: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -60,6 +63,8 @@ pub struct Gpu {
     pub adapter: AdapterSummary,
     /// Features enabled on the device.
     pub features: wgpu::Features,
+    /// Everything the adapter offers (reported to users; `features` is what we enabled).
+    pub adapter_features: wgpu::Features,
     pub limits: wgpu::Limits,
     /// Use f16 storage (KV cache) and f16 kernels.
     pub use_f16: bool,
@@ -150,10 +155,11 @@ impl Gpu {
                 driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
             },
             features,
+            adapter_features: available,
             limits,
             use_f16,
             max_binding,
-            matmul_tpr: matmul_tpr(info.device_type),
+            matmul_tpr: matmul_tpr(info.device_type, opts.cpu_adapter),
             sink,
             pipelines: Mutex::new(HashMap::new()),
         })
@@ -357,11 +363,11 @@ impl Gpu {
     }
 }
 
-fn matmul_tpr(device_type: wgpu::DeviceType) -> u32 {
+fn matmul_tpr(device_type: wgpu::DeviceType, cpu_adapter: bool) -> u32 {
     let env = std::env::var("LLAMA_WEBGPU_MM_TPR").ok().and_then(|v| v.parse::<u32>().ok());
     match env {
         Some(t) if t.is_power_of_two() && t <= 64 => t,
-        _ if device_type == wgpu::DeviceType::Cpu => 4,
+        _ if cpu_adapter || device_type == wgpu::DeviceType::Cpu => 4,
         _ => 16,
     }
 }

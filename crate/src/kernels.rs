@@ -5,7 +5,7 @@
 //! not multiples of the workgroup size (see the tests at the bottom and `tests/kernels.rs`).
 
 use crate::error::{Error, Result};
-use crate::gguf::{ByteSource, GgmlType};
+use crate::gguf::{AsyncByteSource, GgmlType};
 use crate::gpu::{BufSlice, Binding, Gpu};
 use std::sync::Arc;
 
@@ -263,13 +263,13 @@ impl GpuWeight {
     /// Streams rows `[rows × cols]` of type `ty` from `src` at `offset` to the GPU in
     /// chunks of about `chunk_bytes`, repacking on the way. Host memory: one chunk.
     #[allow(clippy::too_many_arguments)]
-    pub fn upload(
+    pub async fn upload<S: AsyncByteSource + ?Sized>(
         gpu: &Gpu,
         name: &str,
         ty: GgmlType,
         rows: u64,
         cols: u64,
-        src: &dyn ByteSource,
+        src: &S,
         offset: u64,
         chunk_bytes: u64,
         mut on_bytes: impl FnMut(u64),
@@ -292,7 +292,7 @@ impl GpuWeight {
             while r < n {
                 let m = rows_per_chunk.min(n - r);
                 raw.resize((m * row_bytes) as usize, 0);
-                src.read_at(offset + (row0 + r) * row_bytes, &mut raw)?;
+                src.fetch(offset + (row0 + r) * row_bytes, &mut raw).await?;
                 qs.clear();
                 sc.clear();
                 repack(ty, cols, &raw, &mut qs, &mut sc)?;

@@ -15,5 +15,7 @@ pub mod sampler;
 pub mod session;
 pub mod quantize;
 pub mod synth;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
 
 pub use error::{Error, Result};

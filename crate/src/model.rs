@@ -14,7 +14,7 @@
 //! then `logits = Wout · rmsnorm(x) · output_norm` (Wout = token_embd when tied).
 
 use crate::error::{Error, Result};
-use crate::gguf::{ByteSource, GgmlType, GgufFile, LlamaConfig, TensorInfo};
+use crate::gguf::{AsyncByteSource, GgmlType, GgufFile, LlamaConfig, TensorInfo};
 use crate::gpu::{Gpu, GpuOptions};
 use crate::kernels::{self, reference, AttnShape, Dispatch, GpuWeight, MatmulOpts, Step};
 
@@ -37,9 +37,17 @@ impl Default for LoadOptions {
     }
 }
 
+/// What loading is doing: streaming weights to the GPU, then building pipelines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Upload,
+    Compile,
+}
+
 /// Loading progress: bytes of tensor data uploaded so far.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
+    pub phase: Phase,
     pub loaded: u64,
     pub total: u64,
 }
@@ -111,9 +119,12 @@ fn tensor<'a>(f: &'a GgufFile, name: &str) -> Result<&'a TensorInfo> {
 }
 
 /// A small tensor (norms, rope factors) read whole and converted to f32.
-fn read_f32(src: &dyn ByteSource, t: &TensorInfo) -> Result<Vec<f32>> {
+async fn read_f32<S: AsyncByteSource + ?Sized>(src: &S, t: &TensorInfo) -> Result<Vec<f32>> {
+    if t.n_bytes > 64 << 20 {
+        return Err(Error::BadShape { name: t.name.clone(), got: t.dims.clone(), expected: vec![] });
+    }
     let mut raw = vec![0u8; t.n_bytes as usize];
-    src.read_at(t.offset, &mut raw)?;
+    src.fetch(t.offset, &mut raw).await?;
     match t.ty {
         GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => reference::dequantize(t.ty, &raw),
         _ => Err(Error::UnsupportedType { tensor: t.name.clone(), ty: t.ty.id(), name: format!("{} (expected F32 for a 1-D tensor)", t.ty.name()) }),
@@ -122,47 +133,62 @@ fn read_f32(src: &dyn ByteSource, t: &TensorInfo) -> Result<Vec<f32>> {
 
 impl LlamaModel {
     /// Reads the weights of `file` (parsed from `src`) into GPU buffers and records the graph.
-    pub async fn load(src: &dyn ByteSource, file: &GgufFile, opts: &LoadOptions, mut progress: impl FnMut(Progress)) -> Result<Self> {
+    pub async fn load<S: AsyncByteSource + ?Sized>(src: &S, file: &GgufFile, opts: &LoadOptions, mut progress: impl FnMut(Progress)) -> Result<Self> {
         let cfg = LlamaConfig::from_gguf(file)?;
         let gpu = Gpu::new(&opts.gpu).await?;
         let total: u64 = file.tensors.iter().map(|t| t.n_bytes).sum();
         let mut loaded = 0u64;
         let mut types: std::collections::BTreeMap<String, usize> = Default::default();
 
-        let mut weight = |name: &str| -> Result<GpuWeight> {
+        let mut names = vec!["token_embd.weight".to_string()];
+        if !cfg.tied_embeddings {
+            names.push("output.weight".into());
+        }
+        for i in 0..cfg.n_layer {
+            for s in ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"] {
+                names.push(format!("blk.{i}.{s}.weight"));
+            }
+        }
+        let mut uploaded = Vec::with_capacity(names.len());
+        for name in &names {
             let t = tensor(file, name)?;
             *types.entry(t.ty.name().to_string()).or_default() += 1;
             let w = GpuWeight::upload(&gpu, name, t.ty, t.rows(), t.cols(), src, t.offset, opts.chunk_bytes, |n| {
                 loaded += n;
-                progress(Progress { loaded, total });
-            })?;
-            Ok(w)
-        };
-        let tok_embd = weight("token_embd.weight")?;
-        let output = if cfg.tied_embeddings { None } else { Some(weight("output.weight")?) };
-        let mut ws = Vec::with_capacity(cfg.n_layer);
-        for i in 0..cfg.n_layer {
-            let n = |s: &str| format!("blk.{i}.{s}.weight");
-            ws.push([
-                weight(&n("attn_q"))?,
-                weight(&n("attn_k"))?,
-                weight(&n("attn_v"))?,
-                weight(&n("attn_output"))?,
-                weight(&n("ffn_gate"))?,
-                weight(&n("ffn_up"))?,
-                weight(&n("ffn_down"))?,
-            ]);
+                progress(Progress { phase: Phase::Upload, loaded, total });
+            })
+            .await?;
+            uploaded.push(w);
         }
-        let tensor_types = types.into_iter().collect();
-        let norm = |name: &str| -> Result<wgpu::Buffer> {
-            let v = read_f32(src, tensor(file, name)?)?;
-            gpu.storage_from(name, bytemuck::cast_slice(&v))
-        };
-        let output_norm = norm("output_norm.weight")?;
+        let mut uploaded = uploaded.into_iter();
+        let mut next = || uploaded.next().ok_or_else(|| Error::InvalidArgument("weight list exhausted".into()));
+        let tok_embd = next()?;
+        let output = if cfg.tied_embeddings { None } else { Some(next()?) };
+        let mut ws = Vec::with_capacity(cfg.n_layer);
+        for _ in 0..cfg.n_layer {
+            ws.push([next()?, next()?, next()?, next()?, next()?, next()?, next()?]);
+        }
+        let mut small = Vec::new();
+        let mut smalls = vec!["output_norm.weight".to_string()];
+        for i in 0..cfg.n_layer {
+            smalls.push(format!("blk.{i}.attn_norm.weight"));
+            smalls.push(format!("blk.{i}.ffn_norm.weight"));
+        }
+        for name in &smalls {
+            small.push(read_f32(src, tensor(file, name)?).await?);
+        }
         let rope_freqs = match file.tensor("rope_freqs.weight") {
-            Some(t) => Some(read_f32(src, t)?),
+            Some(t) => Some(read_f32(src, t).await?),
             None => None,
         };
+        progress(Progress { phase: Phase::Compile, loaded: total, total });
+        let tensor_types = types.into_iter().collect();
+        // small f32 tensors, read above in the order of `smalls`
+        let norm = |name: &str| -> Result<wgpu::Buffer> {
+            let i = smalls.iter().position(|n| n == name).ok_or_else(|| Error::MissingTensor(name.into()))?;
+            gpu.storage_from(name, bytemuck::cast_slice(&small[i]))
+        };
+        let output_norm = norm("output_norm.weight")?;
         let inv_freq = reference::rope_inv_freq(cfg.head_dim, cfg.rope_base, rope_freqs.as_deref());
         let inv_freq_buf = gpu.storage_from("inv_freq", bytemuck::cast_slice(&inv_freq))?;
 
@@ -246,7 +272,7 @@ impl LlamaModel {
     }
 
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn load_blocking(src: &dyn ByteSource, file: &GgufFile, opts: &LoadOptions, progress: impl FnMut(Progress)) -> Result<Self> {
+    pub fn load_blocking<S: crate::gguf::ByteSource + ?Sized>(src: &S, file: &GgufFile, opts: &LoadOptions, progress: impl FnMut(Progress)) -> Result<Self> {
         pollster::block_on(Self::load(src, file, opts, progress))
     }
 

@@ -8,17 +8,30 @@ use crate::sampler::{Sampler, SamplerConfig};
 use crate::tokenizer::Tokenizer;
 use web_time::Instant;
 
+/// What happens when the KV cache is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ContextPolicy {
+    /// A prompt that does not fit is an [`Error::ContextOverflow`]; generation stops with
+    /// [`StopReason::Context`] when the cache fills.
+    #[default]
+    Error,
+    /// Keep the first `keep` tokens (the system prompt: an attention sink) and the most
+    /// recent ones, drop the middle and re-run what follows the kept prefix.
+    SlidingWindow { keep: usize },
+}
+
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
     pub max_tokens: usize,
     pub sampler: SamplerConfig,
     /// Generation ends when the text contains one of these (the stop string is cut off).
     pub stop: Vec<String>,
+    pub context_policy: ContextPolicy,
 }
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        GenerateOptions { max_tokens: 256, sampler: SamplerConfig::default(), stop: vec![] }
+        GenerateOptions { max_tokens: 256, sampler: SamplerConfig::default(), stop: vec![], context_policy: ContextPolicy::Error }
     }
 }
 
@@ -90,8 +103,36 @@ impl Session {
         Ok((logits, prompt.len() - start))
     }
 
+    /// Prefills `prompt` (fitted to the context by the policy) and returns a [`Generator`]
+    /// that yields one token per [`Generator::next`] call: callers can stop between tokens.
+    pub async fn start(&mut self, model: &mut LlamaModel, tok: &Tokenizer, prompt: &[u32], opts: &GenerateOptions) -> Result<Generator> {
+        let sampler = Sampler::new(opts.sampler.clone())?;
+        let fitted = fit_prompt(prompt, model.context, opts);
+        let t0 = Instant::now();
+        let (logits, prefilled) = self.prefill(model, &fitted).await?;
+        Ok(Generator {
+            opts: opts.clone(),
+            sampler,
+            stop_ids: tok.stop_ids(),
+            prompt: prompt.to_vec(),
+            history: fitted.clone(),
+            tokens: Vec::new(),
+            text: String::new(),
+            emitted: 0,
+            stream: tok.stream_decoder(),
+            logits,
+            done: None,
+            prefilled,
+            reused: fitted.len() - prefilled,
+            prefill_s: t0.elapsed().as_secs_f64(),
+            decode_start: Instant::now(),
+            decoded: 0,
+        })
+    }
+
     /// Generates after `prompt`. `on_text(token, new_text)` sees each token with the text it
-    /// completed (possibly empty while a UTF-8 character is split); returning false stops.
+    /// completed (possibly empty while a UTF-8 character or a possible stop string is held
+    /// back); returning false stops.
     pub async fn generate(
         &mut self,
         model: &mut LlamaModel,
@@ -100,69 +141,173 @@ impl Session {
         opts: &GenerateOptions,
         mut on_text: impl FnMut(u32, &str) -> bool,
     ) -> Result<Generation> {
-        let mut sampler = Sampler::new(opts.sampler.clone())?;
-        let stop_ids = tok.stop_ids();
-        let t0 = Instant::now();
-        let (mut logits, prefilled) = self.prefill(model, prompt).await?;
-        let prefill_s = t0.elapsed().as_secs_f64();
-
-        let mut history = prompt.to_vec();
-        let mut tokens = Vec::new();
-        let mut text = String::new();
-        let mut stream = tok.stream_decoder();
-        let mut reason = StopReason::Length;
-        let t1 = Instant::now();
-        let mut decoded = 0usize;
-        while tokens.len() < opts.max_tokens {
-            let next = sampler.sample(&logits, &history)?;
-            if stop_ids.contains(&next) {
-                reason = StopReason::Eos;
-                break;
-            }
-            tokens.push(next);
-            history.push(next);
-            let piece = stream.push(tok, next)?;
-            text.push_str(&piece);
-            if let Some(i) = opts.stop.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min() {
-                text.truncate(i);
-                reason = StopReason::Stop;
-                break;
-            }
-            if !on_text(next, &piece) {
-                reason = StopReason::Cancelled;
-                break;
-            }
-            if tokens.len() >= opts.max_tokens {
-                break;
-            }
-            if self.cached.len() >= model.context {
-                reason = StopReason::Context;
-                break;
-            }
-            let pos = self.cached.len();
-            logits = model.forward(&[next], pos, false).await?;
-            self.cached.push(next);
-            decoded += 1;
-        }
-        if reason != StopReason::Stop {
-            // bytes held back for an unfinished character belong to the last token
-            let rest = stream.flush();
-            if let (Some(&last), false) = (tokens.last(), rest.is_empty()) {
-                on_text(last, &rest);
-                text.push_str(&rest);
+        let mut g = self.start(model, tok, prompt, opts).await?;
+        while let Some(piece) = g.next(self, model, tok).await? {
+            let token = piece.token.or(g.tokens.last().copied()).unwrap_or(0);
+            if !on_text(token, &piece.text) {
+                g.cancel();
             }
         }
-        let decode_s = t1.elapsed().as_secs_f64();
-        Ok(Generation {
-            prompt_tokens: prompt.to_vec(),
-            tokens,
-            text,
-            stop_reason: reason,
-            prefilled,
-            prefill_tokens_per_s: rate(prefilled, prefill_s),
-            decode_tokens_per_s: rate(decoded, decode_s),
-        })
+        Ok(g.finish())
     }
+}
+
+/// A prompt cut to the context under [`ContextPolicy::SlidingWindow`] (kept prefix + the
+/// most recent tokens, leaving room to generate); unchanged otherwise.
+fn fit_prompt(prompt: &[u32], context: usize, opts: &GenerateOptions) -> Vec<u32> {
+    match opts.context_policy {
+        ContextPolicy::SlidingWindow { keep } if prompt.len() > context => {
+            let keep = keep.min(context / 2);
+            let room = context - keep;
+            let tail = room - opts.max_tokens.min(room / 2);
+            let mut v = prompt[..keep].to_vec();
+            v.extend_from_slice(&prompt[prompt.len() - tail..]);
+            v
+        }
+        _ => prompt.to_vec(),
+    }
+}
+
+/// One step of output: the token (None for text flushed at the end) and the text it released.
+#[derive(Debug, Clone)]
+pub struct Piece {
+    pub token: Option<u32>,
+    pub text: String,
+}
+
+/// A generation in progress (see [`Session::start`]).
+pub struct Generator {
+    opts: GenerateOptions,
+    sampler: Sampler,
+    stop_ids: Vec<u32>,
+    prompt: Vec<u32>,
+    /// Prompt (as fitted) and generated tokens: the repetition-penalty window, and what the
+    /// sliding window is cut from.
+    history: Vec<u32>,
+    pub tokens: Vec<u32>,
+    text: String,
+    /// Bytes of `text` already handed out (the rest may be the start of a stop string).
+    emitted: usize,
+    stream: crate::tokenizer::StreamDecoder,
+    logits: Vec<f32>,
+    done: Option<StopReason>,
+    prefilled: usize,
+    reused: usize,
+    prefill_s: f64,
+    decode_start: Instant,
+    decoded: usize,
+}
+
+impl Generator {
+    /// Tokens of the prompt whose KV entries were reused from the previous turn.
+    pub fn reused(&self) -> usize {
+        self.reused
+    }
+
+    /// Why generation ended, once it has.
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.done
+    }
+
+    /// Stop before the next token (the text held back is still flushed by `next`).
+    pub fn cancel(&mut self) {
+        if self.done.is_none() {
+            self.done = Some(StopReason::Cancelled);
+        }
+    }
+
+    /// Samples the next token, runs it through the model (so its logits are ready for the
+    /// following call) and returns the text it released; `None` once finished.
+    pub async fn next(&mut self, session: &mut Session, model: &mut LlamaModel, tok: &Tokenizer) -> Result<Option<Piece>> {
+        if let Some(reason) = self.done {
+            return Ok(self.flush(reason));
+        }
+        if self.tokens.len() >= self.opts.max_tokens {
+            self.done = Some(StopReason::Length);
+            return Ok(self.flush(StopReason::Length));
+        }
+        let next = self.sampler.sample(&self.logits, &self.history)?;
+        if self.stop_ids.contains(&next) {
+            self.done = Some(StopReason::Eos);
+            return Ok(self.flush(StopReason::Eos));
+        }
+        self.tokens.push(next);
+        self.history.push(next);
+        let piece = self.stream.push(tok, next)?;
+        self.text.push_str(&piece);
+        let stops = self.opts.stop.iter().filter(|s| !s.is_empty());
+        if let Some(i) = stops.clone().filter_map(|s| self.text.find(s.as_str())).min() {
+            self.text.truncate(i);
+            self.done = Some(StopReason::Stop);
+            let out = self.text.get(self.emitted..).unwrap_or("").to_string();
+            self.emitted = self.text.len();
+            return Ok(Some(Piece { token: Some(next), text: out }));
+        }
+        // hold back a suffix that may still grow into a stop string
+        let hold = stops.map(|s| held_back(&self.text, s)).max().unwrap_or(0);
+        let upto = (self.text.len() - hold).max(self.emitted);
+        let out = self.text[self.emitted..upto].to_string();
+        self.emitted = upto;
+
+        if self.tokens.len() < self.opts.max_tokens {
+            if session.cached.len() >= model.context {
+                match self.opts.context_policy {
+                    ContextPolicy::Error => {
+                        self.done = Some(StopReason::Context);
+                        return Ok(Some(Piece { token: Some(next), text: out }));
+                    }
+                    ContextPolicy::SlidingWindow { keep } => {
+                        // history ends with `next`: re-running the window yields its logits
+                        let keep = keep.min(model.context / 2);
+                        let tail = (model.context - keep) / 2;
+                        let mut window = self.history[..keep].to_vec();
+                        window.extend_from_slice(&self.history[self.history.len() - tail..]);
+                        let t = Instant::now();
+                        self.logits = session.prefill(model, &window).await?.0;
+                        self.prefill_s += t.elapsed().as_secs_f64();
+                    }
+                }
+            } else {
+                let pos = session.cached.len();
+                self.logits = model.forward(&[next], pos, false).await?;
+                session.cached.push(next);
+                self.decoded += 1;
+            }
+        }
+        Ok(Some(Piece { token: Some(next), text: out }))
+    }
+
+    /// The text still held back (an unfinished UTF-8 character, a partial stop string).
+    fn flush(&mut self, reason: StopReason) -> Option<Piece> {
+        if reason != StopReason::Stop {
+            let rest = self.stream.flush();
+            self.text.push_str(&rest);
+        }
+        if self.emitted >= self.text.len() {
+            return None;
+        }
+        let out = self.text[self.emitted..].to_string();
+        self.emitted = self.text.len();
+        Some(Piece { token: None, text: out })
+    }
+
+    pub fn finish(self) -> Generation {
+        let decode_s = self.decode_start.elapsed().as_secs_f64();
+        Generation {
+            prompt_tokens: self.prompt,
+            tokens: self.tokens,
+            text: self.text,
+            stop_reason: self.done.unwrap_or(StopReason::Length),
+            prefilled: self.prefilled,
+            prefill_tokens_per_s: rate(self.prefilled, self.prefill_s),
+            decode_tokens_per_s: rate(self.decoded, decode_s),
+        }
+    }
+}
+
+/// Length of the longest suffix of `text` that is a proper prefix of `stop`.
+fn held_back(text: &str, stop: &str) -> usize {
+    (1..stop.len()).rev().find(|&n| n <= text.len() && text.is_char_boundary(text.len() - n) && stop.starts_with(&text[text.len() - n..])).unwrap_or(0)
 }
 
 fn rate(n: usize, s: f64) -> f64 {

@@ -8,8 +8,8 @@ use llama_webgpu::kernels::{self, reference as cpu, AttnShape, GpuWeight, Matmul
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 fn gpus() -> Vec<Gpu> {
-    let mut v = vec![Gpu::new_blocking(&GpuOptions { precision: Precision::F32, max_binding_size: None }).expect("adapter")];
-    if let Ok(g) = Gpu::new_blocking(&GpuOptions { precision: Precision::F16, max_binding_size: None }) {
+    let mut v = vec![Gpu::new_blocking(&GpuOptions { precision: Precision::F32, max_binding_size: None, ..Default::default() }).expect("adapter")];
+    if let Ok(g) = Gpu::new_blocking(&GpuOptions { precision: Precision::F16, max_binding_size: None, ..Default::default() }) {
         v.push(g);
     }
     v
@@ -41,7 +41,7 @@ fn weight(gpu: &Gpu, rng: &mut StdRng, ty: GgmlType, rows: usize, cols: usize) -
     let w = rand_vec(rng, rows * cols, 1.0);
     let raw = cpu::quantize(ty, &w).unwrap();
     let deq = cpu::dequantize(ty, &raw).unwrap();
-    let gw = GpuWeight::upload(gpu, "w", ty, rows as u64, cols as u64, &raw, 0, 4096, |_| {}).unwrap();
+    let gw = pollster::block_on(GpuWeight::upload(gpu, "w", ty, rows as u64, cols as u64, &raw, 0, 4096, |_| {})).unwrap();
     (gw, deq)
 }
 
@@ -86,7 +86,7 @@ fn matmul_all_types_against_cpu() {
 fn matmul_and_embed_split_across_bindings() {
     // A 1 MiB binding cap splits a 300 × 1024 f32 matrix (1.2 MB) into parts; results must not change.
     let mut rng = StdRng::seed_from_u64(2);
-    let gpu = Gpu::new_blocking(&GpuOptions { precision: Precision::F32, max_binding_size: Some(1 << 20) }).unwrap();
+    let gpu = Gpu::new_blocking(&GpuOptions { precision: Precision::F32, max_binding_size: Some(1 << 20), ..Default::default() }).unwrap();
     let step = kernels::step_buffer(&gpu);
     for ty in [GgmlType::F32, GgmlType::Q8_0] {
         let (rows, cols, n) = (300, 1024, 3);
@@ -254,7 +254,7 @@ fn kquants_match_gguf_package() {
         let (rows, cols, n) = (8usize, 768usize, 5usize);
         for gpu in gpus() {
             let step = kernels::step_buffer(&gpu);
-            let w = GpuWeight::upload(&gpu, name, ty, rows as u64, cols as u64, &raw, 0, 1000, |_| {}).unwrap();
+            let w = pollster::block_on(GpuWeight::upload(&gpu, name, ty, rows as u64, cols as u64, &raw, 0, 1000, |_| {})).unwrap();
             let ids: Vec<u32> = vec![3, 0, 7, 7, 5];
             let idb = gpu.storage_from("ids", bytemuck::cast_slice(&ids)).unwrap();
             let ob = gpu.storage("out", (ids.len() * cols * 4) as u64).unwrap();

@@ -28,7 +28,7 @@ fn tokens() -> Vec<u32> {
 fn load(name: &str, precision: Precision) -> Option<LlamaModel> {
     let src = FileSource::open(fixtures().join(format!("tiny-{name}.gguf"))).unwrap();
     let file = GgufFile::read(&src).unwrap();
-    let opts = LoadOptions { gpu: GpuOptions { precision, max_binding_size: None }, context: Some(64), prefill_chunk: 10, ..Default::default() };
+    let opts = LoadOptions { gpu: GpuOptions { precision, max_binding_size: None, ..Default::default() }, context: Some(64), prefill_chunk: 10, ..Default::default() };
     match LlamaModel::load_blocking(&src, &file, &opts, |_| {}) {
         Ok(m) => Some(m),
         // f16 is optional: only an adapter without shader-f16 may refuse it

@@ -35,7 +35,7 @@ fn ids(v: &Value) -> Vec<u32> {
 fn load(precision: Precision) -> (LlamaModel, Tokenizer) {
     let src = FileSource::open(gguf_path()).unwrap();
     let file = GgufFile::read(&src).unwrap();
-    let opts = LoadOptions { gpu: GpuOptions { precision, max_binding_size: None }, context: Some(256), ..Default::default() };
+    let opts = LoadOptions { gpu: GpuOptions { precision, max_binding_size: None, ..Default::default() }, context: Some(256), ..Default::default() };
     let model = LlamaModel::load_blocking(&src, &file, &opts, |_| {}).unwrap();
     (model, Tokenizer::from_gguf(&file).unwrap())
 }

@@ -5,7 +5,7 @@ use llama_webgpu::gguf::{FileSource, GgufFile, Value};
 use llama_webgpu::gpu::{Gpu, GpuOptions, Precision};
 use llama_webgpu::model::{LlamaModel, LoadOptions};
 use llama_webgpu::sampler::SamplerConfig;
-use llama_webgpu::session::{GenerateOptions, Session};
+use llama_webgpu::session::{ContextPolicy, GenerateOptions, Session};
 use llama_webgpu::tokenizer::Tokenizer;
 use llama_webgpu::{Error, Result};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -66,6 +66,7 @@ const USAGE: &str = "usage:
   llama-webgpu generate --model M.gguf (--prompt TEXT | --tokens 1,2,3) [--chat] [--system TEXT]
                         [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--min-p P]
                         [--repeat-penalty R] [--seed S] [--stop STR] [--json]
+                        [--sliding-window KEEP] (full context: keep KEEP first tokens + recent ones)
   llama-webgpu tokenize (--model M.gguf | --tokenizer tokenizer.json) --text TEXT
   llama-webgpu info     --model M.gguf
   llama-webgpu bench    --model M.gguf [--prompt-tokens 512] [--gen-tokens 128] [--bandwidth GBPS] [--json]
@@ -119,6 +120,7 @@ impl Args {
         Ok(GpuOptions {
             precision: self.get("--precision").unwrap_or("auto").parse::<Precision>()?,
             max_binding_size: self.num("--max-binding-size")?,
+            cpu_adapter: false,
         })
     }
     fn load_options(&self) -> Result<LoadOptions> {
@@ -214,6 +216,10 @@ fn cmd_generate(args: &Args) -> Result<()> {
             ..SamplerConfig::default()
         },
         stop: args.get("--stop").map(|s| vec![s.to_string()]).unwrap_or_default(),
+        context_policy: match args.num("--sliding-window")? {
+            Some(keep) => ContextPolicy::SlidingWindow { keep },
+            None => ContextPolicy::Error,
+        },
     };
     let mut stdout = std::io::stdout();
     let mut session = Session::new();

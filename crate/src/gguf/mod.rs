@@ -28,6 +28,52 @@ pub trait ByteSource {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
 }
 
+/// Random-access bytes that may arrive later: HTTP ranges, `Blob` slices, OPFS chunks in a
+/// browser (JS promises). Weight uploads read through this; every [`ByteSource`] is one.
+#[allow(async_fn_in_trait)] // used with concrete types only; wasm futures are not Send anyway
+pub trait AsyncByteSource {
+    fn size(&self) -> u64;
+    /// Fill `buf` with the bytes at `offset..offset + buf.len()`.
+    async fn fetch(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
+}
+
+impl<T: ByteSource + ?Sized> AsyncByteSource for T {
+    fn size(&self) -> u64 {
+        self.len()
+    }
+    async fn fetch(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.read_at(offset, buf)
+    }
+}
+
+/// The first bytes of a larger file, for parsing a header before the rest has arrived.
+/// Reads past the prefix fail with [`Error::Truncated`] whose range still lies inside the
+/// full file; [`needs_more`] tells that apart from a file that is really too short.
+pub struct PrefixSource<'a> {
+    pub prefix: &'a [u8],
+    pub total: u64,
+}
+
+impl ByteSource for PrefixSource<'_> {
+    fn len(&self) -> u64 {
+        self.total
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        check_range(offset, buf.len(), self.total)?;
+        check_range(offset, buf.len(), self.prefix.len() as u64)?;
+        let o = offset as usize;
+        buf.copy_from_slice(&self.prefix[o..o + buf.len()]);
+        Ok(())
+    }
+}
+
+/// True when `err`, from parsing a [`PrefixSource`] of `prefix_len` bytes out of `total`,
+/// only means the prefix was too short (read more and parse again).
+pub fn needs_more(err: &Error, prefix_len: u64, total: u64) -> bool {
+    matches!(err, Error::Truncated { offset, needed, .. }
+        if prefix_len < total && offset.saturating_add(*needed) <= total && offset.saturating_add(*needed) > prefix_len)
+}
+
 /// `Truncated` unless `offset..offset + n` lies inside `len`.
 fn check_range(offset: u64, n: usize, len: u64) -> Result<()> {
     let needed = n as u64;

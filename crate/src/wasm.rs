@@ -1,0 +1,434 @@
+//! Browser bindings (wasm-bindgen). The JS package (`pkg/`) owns fetching, caching and
+//! workers; this side owns everything numeric. Weights arrive through a JS function
+//! `read(offset, length) → Promise<Uint8Array>`, one bounded chunk at a time, so wasm memory
+//! never holds the model. Errors cross as `{code, message}` objects that `pkg/errors.js`
+//! turns into typed `Error` subclasses. Nothing here may panic on input: a panic kills the
+//! whole wasm instance.
+
+use crate::chat::{encode_chat, ChatTemplate, Message};
+use crate::error::{Error, Result};
+use crate::gguf::{needs_more, AsyncByteSource, GgufFile, PrefixSource, Value};
+use crate::gpu::{GpuOptions, Precision};
+use crate::model::{LlamaModel, LoadOptions, Phase};
+use crate::sampler::SamplerConfig;
+use crate::session::{ContextPolicy, GenerateOptions, Generator, Session, StopReason};
+use crate::tokenizer::Tokenizer;
+use js_sys::{Function, Promise, Uint8Array};
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{future_to_promise, JsFuture};
+
+/// The typed-error code `pkg/errors.js` maps to a class.
+fn code(e: &Error) -> &'static str {
+    match e {
+        Error::BadMagic(_) | Error::UnsupportedVersion(_) | Error::Truncated { .. } | Error::Corrupt(_) => "invalid_model",
+        Error::MissingKey(_) | Error::WrongType { .. } | Error::MissingTensor(_) | Error::BadShape { .. } => "invalid_model",
+        Error::UnsupportedType { .. } | Error::UnsupportedModel(_) => "unsupported_model",
+        Error::Tokenizer(_) => "invalid_model",
+        Error::TokenOutOfVocab { .. } | Error::InvalidArgument(_) => "invalid_argument",
+        Error::ContextOverflow { .. } => "context_overflow",
+        Error::NoAdapter(_) => "no_webgpu",
+        Error::DeviceLost(_) => "device_lost",
+        Error::OutOfMemory(_) => "out_of_memory",
+        Error::LimitsTooSmall(_) => "limits",
+        Error::Device(_) => "gpu",
+        Error::Io(_) => "io",
+    }
+}
+
+fn to_js(e: Error) -> JsValue {
+    let o = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&o, &"code".into(), &code(&e).into());
+    let _ = js_sys::Reflect::set(&o, &"message".into(), &e.to_string().into());
+    o.into()
+}
+
+fn js_message(v: &JsValue) -> String {
+    js_sys::Reflect::get(v, &"message".into()).ok().and_then(|m| m.as_string()).or_else(|| v.as_string()).unwrap_or_else(|| format!("{v:?}"))
+}
+
+fn ser<T: Serialize>(v: &T) -> std::result::Result<JsValue, JsValue> {
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|e| to_js(Error::InvalidArgument(e.to_string())))
+}
+
+fn de<T: for<'a> Deserialize<'a> + Default>(v: JsValue) -> std::result::Result<T, JsValue> {
+    if v.is_undefined() || v.is_null() {
+        return Ok(T::default());
+    }
+    serde_wasm_bindgen::from_value(v).map_err(|e| to_js(Error::InvalidArgument(e.to_string())))
+}
+
+/// Bytes from a JS `read(offset, length)` function.
+struct JsSource {
+    size: u64,
+    read: Function,
+}
+
+impl JsSource {
+    async fn bytes(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let p = self.read.call2(&JsValue::NULL, &(offset as f64).into(), &(buf.len() as f64).into()).map_err(|e| Error::Io(js_message(&e)))?;
+        let v = JsFuture::from(Promise::resolve(&p)).await.map_err(|e| Error::Io(js_message(&e)))?;
+        let arr = Uint8Array::new(&v);
+        if arr.length() as usize != buf.len() {
+            return Err(Error::Truncated { offset, needed: buf.len() as u64, len: offset + arr.length() as u64 });
+        }
+        arr.copy_to(buf);
+        Ok(())
+    }
+}
+
+impl AsyncByteSource for JsSource {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    async fn fetch(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.bytes(offset, buf).await
+    }
+}
+
+/// Parses the header from a growing prefix: 4 MiB covers small models, Llama 3's 128K-token
+/// vocabulary needs ~8 MiB.
+async fn read_header(src: &JsSource) -> Result<GgufFile> {
+    let mut want = (4u64 << 20).min(src.size);
+    loop {
+        let mut prefix = vec![0u8; want as usize];
+        src.bytes(0, &mut prefix).await?;
+        match GgufFile::read(&PrefixSource { prefix: &prefix, total: src.size }) {
+            Err(e) if needs_more(&e, want, src.size) => want = (want * 4).min(src.size),
+            r => return r,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct JsLoadOptions {
+    context_length: Option<usize>,
+    precision: Option<String>,
+    chunk_bytes: Option<u64>,
+    max_binding_size: Option<u64>,
+    cpu_adapter: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct JsGenerateOptions {
+    max_tokens: Option<usize>,
+    temperature: Option<f32>,
+    top_k: Option<usize>,
+    top_p: Option<f32>,
+    min_p: Option<f32>,
+    repetition_penalty: Option<f32>,
+    seed: Option<u64>,
+    stop: Option<Vec<String>>,
+    /// "error" (default) or "sliding".
+    context_policy: Option<String>,
+    /// Tokens kept at the front by the sliding window (the system prompt).
+    keep: Option<usize>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Features {
+    shader_f16: bool,
+    subgroups: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Info {
+    architecture: String,
+    name: String,
+    parameters: u64,
+    quantization: String,
+    context_length: usize,
+    train_context_length: usize,
+    vocab_size: usize,
+    adapter: String,
+    features: Features,
+    /// Whether the f16 path runs (the adapter has shader-f16 and precision allows it).
+    f16: bool,
+    chat_template: Option<&'static str>,
+    gpu_bytes: u64,
+    weight_bytes: u64,
+    kv_bytes: u64,
+    layers: usize,
+}
+
+/// `general.file_type` as llama.cpp names it, else the most common tensor type.
+fn quantization(file: &GgufFile, model: &LlamaModel) -> String {
+    let names = [(0, "F32"), (1, "F16"), (2, "Q4_0"), (3, "Q4_1"), (7, "Q8_0"), (8, "Q5_0"), (9, "Q5_1"), (10, "Q2_K"), (11, "Q3_K_S"), (12, "Q3_K_M"), (13, "Q3_K_L"), (14, "Q4_K_S"), (15, "Q4_K_M"), (16, "Q5_K_S"), (17, "Q5_K_M"), (18, "Q6_K"), (32, "BF16")];
+    let ft = file.get("general.file_type").and_then(Value::as_u64);
+    if let Some((_, n)) = ft.and_then(|ft| names.iter().find(|(id, _)| *id == ft)) {
+        return n.to_string();
+    }
+    model.tensor_types.iter().max_by_key(|(_, n)| *n).map(|(t, _)| t.clone()).unwrap_or_default()
+}
+
+struct Inner {
+    model: LlamaModel,
+    tok: Tokenizer,
+    template: ChatTemplate,
+    session: Session,
+    gen: Option<Generator>,
+    info: JsValue,
+}
+
+/// A loaded model. Methods must not overlap (the JS side queues calls); an overlapping call
+/// gets an `invalid_argument` error instead of a panic.
+#[wasm_bindgen]
+pub struct Engine {
+    inner: Rc<RefCell<Inner>>,
+}
+
+fn busy() -> JsValue {
+    to_js(Error::InvalidArgument("the engine is busy with another call".into()))
+}
+
+/// Loads a GGUF of `size` bytes read through `read(offset, length) → Promise<Uint8Array>`;
+/// `progress(phase, loaded, total)` sees "upload" (bytes) then "compile".
+#[wasm_bindgen(js_name = loadEngine)]
+pub fn load_engine(size: f64, read: Function, options: JsValue, progress: Function) -> Promise {
+    future_to_promise(async move {
+        let o: JsLoadOptions = de(options)?;
+        let precision = match o.precision.as_deref() {
+            None | Some("auto") => Precision::Auto,
+            Some("f32") => Precision::F32,
+            Some("f16") => Precision::F16,
+            Some(p) => return Err(to_js(Error::InvalidArgument(format!("precision '{p}' (expected auto, f32 or f16)")))),
+        };
+        let mut opts = LoadOptions { gpu: GpuOptions { precision, max_binding_size: o.max_binding_size, cpu_adapter: o.cpu_adapter }, context: o.context_length, ..Default::default() };
+        if let Some(c) = o.chunk_bytes {
+            opts.chunk_bytes = c.clamp(64 << 10, 64 << 20);
+        }
+        let src = JsSource { size: size as u64, read };
+        let file = read_header(&src).await.map_err(to_js)?;
+        let tok = Tokenizer::from_gguf(&file).map_err(to_js)?;
+        let model = LlamaModel::load(&src, &file, &opts, |p| {
+            let phase = match p.phase {
+                Phase::Upload => "upload",
+                Phase::Compile => "compile",
+            };
+            let _ = progress.call3(&JsValue::NULL, &phase.into(), &(p.loaded as f64).into(), &(p.total as f64).into());
+        })
+        .await
+        .map_err(to_js)?;
+        let template = ChatTemplate::detect(tok.chat_template(), &tok);
+        let str_key = |k: &str| file.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let info = Info {
+            architecture: str_key("general.architecture"),
+            name: str_key("general.name"),
+            parameters: file.tensors.iter().map(|t| t.n_elements()).sum(),
+            quantization: quantization(&file, &model),
+            context_length: model.context,
+            train_context_length: model.cfg.context_length,
+            vocab_size: model.cfg.n_vocab,
+            adapter: model.gpu.adapter.name.clone(),
+            features: Features {
+                shader_f16: model.gpu.adapter_features.contains(wgpu::Features::SHADER_F16),
+                subgroups: model.gpu.adapter_features.contains(wgpu::Features::SUBGROUP),
+            },
+            f16: model.gpu.use_f16,
+            chat_template: match template {
+                ChatTemplate::Llama3 => Some("llama3"),
+                ChatTemplate::ChatMl => Some("chatml"),
+                ChatTemplate::None => None,
+            },
+            gpu_bytes: model.gpu_bytes,
+            weight_bytes: model.weight_bytes,
+            kv_bytes: model.kv_bytes,
+            layers: model.cfg.n_layer,
+        };
+        let info = ser(&info)?;
+        let inner = Inner { model, tok, template, session: Session::new(), gen: None, info };
+        Ok(Engine { inner: Rc::new(RefCell::new(inner)) }.into())
+    })
+}
+
+/// Bytes of this wasm instance's linear memory (it only grows).
+#[wasm_bindgen(js_name = wasmMemoryBytes)]
+pub fn wasm_memory_bytes() -> f64 {
+    wasm_bindgen::memory().unchecked_into::<js_sys::WebAssembly::Memory>().buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length() as f64
+}
+
+#[wasm_bindgen]
+impl Engine {
+    pub fn info(&self) -> std::result::Result<JsValue, JsValue> {
+        Ok(self.inner.try_borrow().map_err(|_| busy())?.info.clone())
+    }
+
+    /// Text → ids; `add_special` adds BOS where the model wants one.
+    pub fn tokenize(&self, text: &str, add_special: bool) -> std::result::Result<Vec<u32>, JsValue> {
+        let i = self.inner.try_borrow().map_err(|_| busy())?;
+        let mut ids = Vec::new();
+        if add_special && i.tok.add_bos() {
+            ids.extend(i.tok.bos_id());
+        }
+        ids.extend(i.tok.encode(text).map_err(to_js)?);
+        Ok(ids)
+    }
+
+    pub fn detokenize(&self, ids: Vec<u32>) -> std::result::Result<String, JsValue> {
+        let i = self.inner.try_borrow().map_err(|_| busy())?;
+        i.tok.decode(&ids).map_err(to_js)
+    }
+
+    /// Chat messages `[{role, content}]` → `{tokens, keep}` with the generation prompt
+    /// appended; `keep` = tokens of the leading system turn (the sliding window's sink).
+    #[wasm_bindgen(js_name = chatTokens)]
+    pub fn chat_tokens(&self, messages: JsValue) -> std::result::Result<JsValue, JsValue> {
+        let i = self.inner.try_borrow().map_err(|_| busy())?;
+        let msgs: Vec<Message> = serde_wasm_bindgen::from_value(messages).map_err(|e| to_js(Error::InvalidArgument(format!("messages: {e}"))))?;
+        let tokens = encode_chat(&i.tok, i.template, &msgs, true).map_err(to_js)?;
+        let keep = match msgs.first() {
+            Some(m) if m.role == "system" => encode_chat(&i.tok, i.template, &msgs[..1], false).map_err(to_js)?.len(),
+            _ => usize::from(tokens.first().is_some() && tokens.first().copied() == i.tok.bos_id()),
+        };
+        #[derive(Serialize)]
+        struct Out {
+            tokens: Vec<u32>,
+            keep: usize,
+        }
+        let keep = keep.min(tokens.len());
+        ser(&Out { tokens, keep })
+    }
+
+    /// Logits of every position of `ids` (from an empty cache), `[n * vocab]`.
+    pub fn logits(&self, ids: Vec<u32>) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let mut guard = inner.try_borrow_mut().map_err(|_| busy())?;
+            let i = &mut *guard;
+            i.gen = None;
+            i.session.reset();
+            let out = i.model.forward(&ids, 0, true).await.map_err(to_js)?;
+            Ok(js_sys::Float32Array::from(out.as_slice()).into())
+        })
+    }
+
+    /// Prefills `prompt` (reusing the cached common prefix) → `{promptTokens, cachedTokens}`.
+    pub fn start(&self, prompt: Vec<u32>, options: JsValue) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let o: JsGenerateOptions = de(options)?;
+            let mut guard = inner.try_borrow_mut().map_err(|_| busy())?;
+            let i = &mut *guard;
+            let d = SamplerConfig::default();
+            let opts = GenerateOptions {
+                max_tokens: o.max_tokens.unwrap_or(256),
+                sampler: SamplerConfig {
+                    temperature: o.temperature.unwrap_or(d.temperature),
+                    top_k: o.top_k.unwrap_or(d.top_k),
+                    top_p: o.top_p.unwrap_or(d.top_p),
+                    min_p: o.min_p.unwrap_or(d.min_p),
+                    repetition_penalty: o.repetition_penalty.unwrap_or(d.repetition_penalty),
+                    seed: o.seed.unwrap_or(d.seed),
+                    ..d
+                },
+                stop: o.stop.unwrap_or_default(),
+                context_policy: match o.context_policy.as_deref() {
+                    None | Some("error") => ContextPolicy::Error,
+                    Some("sliding") => ContextPolicy::SlidingWindow { keep: o.keep.unwrap_or(1) },
+                    Some(p) => return Err(to_js(Error::InvalidArgument(format!("contextPolicy '{p}' (expected error or sliding)")))),
+                },
+            };
+            i.gen = None;
+            let g = i.session.start(&mut i.model, &i.tok, &prompt, &opts).await.map_err(|e| {
+                // a failed prefill leaves the cache in an unknown state: start over next time
+                i.session.reset();
+                to_js(e)
+            })?;
+            #[derive(Serialize)]
+            #[serde(rename_all = "camelCase")]
+            struct Started {
+                prompt_tokens: usize,
+                cached_tokens: usize,
+            }
+            let out = Started { prompt_tokens: prompt.len(), cached_tokens: g.reused() };
+            i.gen = Some(g);
+            ser(&out)
+        })
+    }
+
+    /// The next piece `{token, text}` (token null for text flushed at the end), or null when done.
+    pub fn next(&self) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let mut guard = inner.try_borrow_mut().map_err(|_| busy())?;
+            let i = &mut *guard;
+            let Some(g) = i.gen.as_mut() else { return Ok(JsValue::NULL) };
+            match g.next(&mut i.session, &mut i.model, &i.tok).await {
+                Ok(Some(p)) => {
+                    #[derive(Serialize)]
+                    struct Piece {
+                        token: Option<u32>,
+                        text: String,
+                    }
+                    ser(&Piece { token: p.token, text: p.text })
+                }
+                Ok(None) => Ok(JsValue::NULL),
+                Err(e) => {
+                    i.session.reset();
+                    Err(to_js(e))
+                }
+            }
+        })
+    }
+
+    /// Stop after the current token (the next `next()` flushes and ends).
+    pub fn cancel(&self) -> std::result::Result<(), JsValue> {
+        let mut i = self.inner.try_borrow_mut().map_err(|_| busy())?;
+        if let Some(g) = i.gen.as_mut() {
+            g.cancel();
+        }
+        Ok(())
+    }
+
+    /// Ends the generation → `{promptTokens, cachedTokens, prefilledTokens, generatedTokens, ...}`.
+    pub fn finish(&self) -> std::result::Result<JsValue, JsValue> {
+        let mut i = self.inner.try_borrow_mut().map_err(|_| busy())?;
+        let Some(g) = i.gen.take() else { return Ok(JsValue::NULL) };
+        let cached = g.reused();
+        let r = g.finish();
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Stats {
+            prompt_tokens: usize,
+            cached_tokens: usize,
+            prefilled_tokens: usize,
+            generated_tokens: usize,
+            prefill_tokens_per_second: f64,
+            decode_tokens_per_second: f64,
+            stop_reason: StopReason,
+            tokens: Vec<u32>,
+        }
+        ser(&Stats {
+            prompt_tokens: r.prompt_tokens.len(),
+            cached_tokens: cached,
+            prefilled_tokens: r.prefilled,
+            generated_tokens: r.tokens.len(),
+            prefill_tokens_per_second: r.prefill_tokens_per_s,
+            decode_tokens_per_second: r.decode_tokens_per_s,
+            stop_reason: r.stop_reason,
+            tokens: r.tokens,
+        })
+    }
+
+    /// Forget the KV cache (a new conversation).
+    pub fn reset(&self) -> std::result::Result<(), JsValue> {
+        let mut i = self.inner.try_borrow_mut().map_err(|_| busy())?;
+        i.gen = None;
+        i.session.reset();
+        Ok(())
+    }
+
+    /// Test hook: destroys the GPU device, as a driver reset would.
+    #[wasm_bindgen(js_name = loseDevice)]
+    pub fn lose_device(&self) -> std::result::Result<(), JsValue> {
+        let i = self.inner.try_borrow().map_err(|_| busy())?;
+        i.model.gpu.device.destroy();
+        Ok(())
+    }
+}

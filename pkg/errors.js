@@ -1,0 +1,100 @@
+// Typed errors of llama-webgpu. Every error the package throws is a LlamaWebGPUError with a
+// stable `code`; subclasses let apps branch with `instanceof`. Errors cross the worker
+// boundary as {code, message, status?} and are rebuilt with `fromPlain`.
+
+export class LlamaWebGPUError extends Error {
+  constructor(message, code = "error", options) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+  toPlain() {
+    return { code: this.code, message: this.message, status: this.status };
+  }
+}
+
+/** navigator.gpu is missing or no adapter/device could be created. */
+export class WebGPUUnavailableError extends LlamaWebGPUError {
+  constructor(m) { super(m, "no_webgpu"); }
+}
+/** The adapter's limits cannot hold this model (binding size, buffer size, workgroup size). */
+export class LimitsError extends LlamaWebGPUError {
+  constructor(m) { super(m, "limits"); }
+}
+/** GPU (or storage) memory ran out. */
+export class OutOfMemoryError extends LlamaWebGPUError {
+  constructor(m) { super(m, "out_of_memory"); }
+}
+/** The GPU device was lost; load the model again. */
+export class DeviceLostError extends LlamaWebGPUError {
+  constructor(m) { super(m, "device_lost"); }
+}
+/** The file is not a valid GGUF (bad magic, truncated, corrupt header or tensors). */
+export class InvalidModelError extends LlamaWebGPUError {
+  constructor(m) { super(m, "invalid_model"); }
+}
+/** A valid GGUF this engine does not run (architecture, tensor type, shapes). */
+export class UnsupportedModelError extends LlamaWebGPUError {
+  constructor(m) { super(m, "unsupported_model"); }
+}
+/** fetch failed: offline, connection reset, or blocked by CORS. */
+export class NetworkError extends LlamaWebGPUError {
+  constructor(m) { super(m, "network"); }
+}
+/** The server answered with an HTTP error status (404, 500...). */
+export class HttpError extends LlamaWebGPUError {
+  constructor(m, status) { super(m, "http"); this.status = status; }
+}
+/** Browser storage quota exceeded while caching the model. */
+export class QuotaExceededError extends LlamaWebGPUError {
+  constructor(m) { super(m, "quota_exceeded"); }
+}
+/** Prompt (plus generation) does not fit the context and the policy is "error". */
+export class ContextOverflowError extends LlamaWebGPUError {
+  constructor(m) { super(m, "context_overflow"); }
+}
+/** Bad argument from the caller (token id out of vocabulary, empty prompt, bad option). */
+export class InvalidArgumentError extends LlamaWebGPUError {
+  constructor(m) { super(m, "invalid_argument"); }
+}
+/** The operation was aborted through its AbortSignal. */
+export class AbortError extends LlamaWebGPUError {
+  constructor(m = "aborted") { super(m, "aborted"); }
+}
+/** The model was disposed. */
+export class DisposedError extends LlamaWebGPUError {
+  constructor(m = "the model was disposed") { super(m, "disposed"); }
+}
+
+const BY_CODE = {
+  no_webgpu: WebGPUUnavailableError,
+  limits: LimitsError,
+  out_of_memory: OutOfMemoryError,
+  device_lost: DeviceLostError,
+  invalid_model: InvalidModelError,
+  unsupported_model: UnsupportedModelError,
+  network: NetworkError,
+  quota_exceeded: QuotaExceededError,
+  context_overflow: ContextOverflowError,
+  invalid_argument: InvalidArgumentError,
+  aborted: AbortError,
+  disposed: DisposedError,
+};
+
+/** Rebuild a typed error from `{code, message, status}` (worker messages, wasm errors). */
+export function fromPlain(p) {
+  if (p instanceof LlamaWebGPUError) return p;
+  if (p && p.code === "http") return new HttpError(p.message, p.status);
+  const C = p && BY_CODE[p.code];
+  if (C) return new C(p.message);
+  return new LlamaWebGPUError((p && p.message) || String(p), (p && p.code) || "error");
+}
+
+/** Any thrown value → a LlamaWebGPUError (DOMException AbortError/QuotaExceededError included). */
+export function toTyped(e) {
+  if (e instanceof LlamaWebGPUError) return e;
+  if (e && e.name === "AbortError") return new AbortError(e.message || "aborted");
+  if (e && e.name === "QuotaExceededError") return new QuotaExceededError(`storage quota exceeded while caching the model: ${e.message}`);
+  if (e && typeof e === "object" && "code" in e && "message" in e) return fromPlain(e);
+  return new LlamaWebGPUError(e && e.message ? e.message : String(e));
+}

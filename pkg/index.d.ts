@@ -1,0 +1,185 @@
+// Type declarations for llama-webgpu.
+
+export type ModelSource = string | URL | Blob | File;
+
+export interface LoadProgress {
+  phase: "download" | "upload" | "compile" | "ready";
+  /** Bytes so far (download: of the file; upload: of tensor data); 1 of 1 for compile/ready. */
+  loaded: number;
+  total: number;
+}
+
+export interface LoadOptions {
+  onProgress?: (p: LoadProgress) => void;
+  /** Cache downloads in OPFS (fallback: Cache API), chunk by chunk and resumable. Default true. */
+  cache?: boolean;
+  signal?: AbortSignal;
+  /** KV-cache capacity in tokens. Default: the model's, capped at 4096. */
+  contextLength?: number;
+  /** Run the engine in a dedicated Web Worker. Default true. */
+  useWorker?: boolean;
+  /** "auto" uses f16 when the adapter has shader-f16. Default "auto". */
+  precision?: "auto" | "f32" | "f16";
+  /** What happens when the context is full: an error, or a sliding window that keeps the system prompt. Default "error". */
+  contextPolicy?: "error" | "sliding";
+  /** Bytes per download/upload chunk (wasm memory holds a few of these). Default 8 MiB. */
+  chunkBytes?: number;
+}
+
+export interface ModelInfo {
+  architecture: string;
+  name: string;
+  parameters: number;
+  quantization: string;
+  /** KV-cache capacity in tokens. */
+  contextLength: number;
+  trainContextLength: number;
+  vocabSize: number;
+  adapter: string;
+  features: { shaderF16: boolean; subgroups: boolean };
+  /** Whether the f16 path runs. */
+  f16: boolean;
+  /** Chat format the model uses; null for base models (plain completion). */
+  chatTemplate: "llama3" | "chatml" | null;
+  gpuBytes: number;
+  weightBytes: number;
+  kvBytes: number;
+  layers: number;
+  /** True when every model byte came from the browser cache. */
+  fromCache: boolean;
+  source: string | null;
+}
+
+export interface GenerateOptions {
+  maxTokens?: number;
+  /** 0 (default) = greedy. */
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  repetitionPenalty?: number;
+  seed?: number;
+  stop?: string | string[];
+  contextPolicy?: "error" | "sliding";
+  signal?: AbortSignal;
+}
+
+export interface GenerateChunk {
+  /** The token id; null for text flushed at the end (a held-back partial character or stop string prefix). */
+  token: number | null;
+  text: string;
+}
+
+export interface GenerationStats {
+  promptTokens: number;
+  /** Prompt tokens whose KV entries were reused from the previous call. */
+  cachedTokens: number;
+  prefilledTokens: number;
+  generatedTokens: number;
+  prefillTokensPerSecond: number;
+  decodeTokensPerSecond: number;
+  stopReason: "eos" | "stop" | "length" | "context" | "cancelled";
+  tokens: number[];
+}
+
+export interface ChatMessage {
+  role: "system" | "user" | "assistant" | string;
+  content: string | Array<{ type: "text"; text: string }>;
+}
+
+export interface ChatCompletionRequest {
+  messages: ChatMessage[];
+  stream?: boolean;
+  max_tokens?: number;
+  max_completion_tokens?: number;
+  /** Default 0.7. */
+  temperature?: number;
+  /** Default 0.95. */
+  top_p?: number;
+  seed?: number;
+  stop?: string | string[];
+  repetition_penalty?: number;
+  context_policy?: "error" | "sliding";
+  signal?: AbortSignal;
+}
+
+export interface CompletionUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  prompt_tokens_details: { cached_tokens: number };
+  timings: { prefilled_tokens: number; prefill_tokens_per_s: number; decode_tokens_per_s: number };
+}
+
+export interface ChatCompletion {
+  id: string;
+  object: "chat.completion";
+  created: number;
+  model: string;
+  choices: Array<{ index: number; message: { role: "assistant"; content: string }; finish_reason: "stop" | "length"; logprobs: null }>;
+  usage: CompletionUsage;
+}
+
+export interface ChatCompletionChunk {
+  id: string;
+  object: "chat.completion.chunk";
+  created: number;
+  model: string;
+  choices: Array<{ index: number; delta: { role?: "assistant"; content?: string }; finish_reason: "stop" | "length" | null; logprobs: null }>;
+  /** On the last chunk only. */
+  usage?: CompletionUsage;
+}
+
+export interface Model {
+  readonly info: ModelInfo;
+  /** Stats of the last generation (generate or chat). */
+  readonly lastStats: GenerationStats | null;
+  tokenize(text: string, options?: { addSpecial?: boolean }): Promise<number[]>;
+  detokenize(ids: ArrayLike<number>): Promise<string>;
+  generate(prompt: string | ArrayLike<number>, options?: GenerateOptions): AsyncGenerator<GenerateChunk, GenerationStats | undefined>;
+  chat: {
+    completions: {
+      create(body: ChatCompletionRequest & { stream: true }, options?: { signal?: AbortSignal }): Promise<AsyncIterable<ChatCompletionChunk>>;
+      create(body: ChatCompletionRequest & { stream?: false }, options?: { signal?: AbortSignal }): Promise<ChatCompletion>;
+    };
+  };
+  /** Logits of every position, [tokenIds.length * vocabSize], from an empty context. */
+  logits(tokenIds: ArrayLike<number>): Promise<Float32Array>;
+  /** Forget the cached conversation. */
+  reset(): Promise<void>;
+  dispose(): Promise<void>;
+}
+
+export function loadModel(source: ModelSource, options?: LoadOptions): Promise<Model>;
+/** Current wasm memory of the engines of this page (workers included), in bytes. */
+export function wasmMemoryBytes(): number;
+
+export interface CachedModel {
+  url: string;
+  size: number;
+  cachedBytes: number;
+  complete: boolean;
+  lastUsed: number;
+}
+export function listCachedModels(): Promise<CachedModel[]>;
+export function deleteCachedModel(url: string): Promise<void>;
+export function clearModelCache(): Promise<void>;
+
+export class LlamaWebGPUError extends Error {
+  code: string;
+}
+export class WebGPUUnavailableError extends LlamaWebGPUError {}
+export class LimitsError extends LlamaWebGPUError {}
+export class OutOfMemoryError extends LlamaWebGPUError {}
+export class DeviceLostError extends LlamaWebGPUError {}
+export class InvalidModelError extends LlamaWebGPUError {}
+export class UnsupportedModelError extends LlamaWebGPUError {}
+export class NetworkError extends LlamaWebGPUError {}
+export class HttpError extends LlamaWebGPUError {
+  status: number;
+}
+export class QuotaExceededError extends LlamaWebGPUError {}
+export class ContextOverflowError extends LlamaWebGPUError {}
+export class InvalidArgumentError extends LlamaWebGPUError {}
+export class AbortError extends LlamaWebGPUError {}
+export class DisposedError extends LlamaWebGPUError {}

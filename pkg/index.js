@@ -1,0 +1,340 @@
+// llama-webgpu: Llama 3 (and other Llama-architecture GGUF models) in the browser on WebGPU.
+// Public API. The engine runs in a dedicated worker by default (useWorker: false runs it on
+// this thread); this module only proxies calls, serializes them, and shapes results the way
+// OpenAI's chat API does. No init() call is needed: the wasm loads on the first loadModel.
+import { AbortError, DisposedError, InvalidArgumentError, WebGPUUnavailableError, fromPlain, toTyped } from "./errors.js";
+import { listCachedModels, deleteCachedModel, clearModelCache } from "./loader.js";
+
+export * from "./errors.js";
+export { listCachedModels, deleteCachedModel, clearModelCache };
+
+const workerMem = new Map();
+let localHostModule = null;
+
+/** Current wasm memory of the engines in this page and its workers, in bytes (diagnostics). */
+export function wasmMemoryBytes() {
+  let n = localHostModule ? localHostModule.wasmMemoryBytes() : 0;
+  for (const v of workerMem.values()) n += v;
+  return n;
+}
+
+/** The engine in this thread. */
+class LocalBackend {
+  static async load(source, options, onProgress) {
+    localHostModule ??= await import("./engine.js");
+    const host = await localHostModule.EngineHost.load(source, options, onProgress);
+    return new LocalBackend(host);
+  }
+  constructor(host) {
+    this.host = host;
+    this.info = host.info;
+  }
+  async call(method, args) {
+    try {
+      return await this.host[method](...args);
+    } catch (e) {
+      throw toTyped(e);
+    }
+  }
+  async *stream(args, signal) {
+    const it = this.host.generate(...args, () => !!signal?.aborted);
+    try {
+      for (;;) {
+        const r = await it.next();
+        if (r.done) return r.value;
+        yield r.value;
+      }
+    } finally {
+      this.lastStats = this.host.lastStats;
+    }
+  }
+  async dispose() {
+    this.host.dispose();
+  }
+}
+
+/** The engine in a dedicated module worker. */
+class WorkerBackend {
+  static async load(source, options, onProgress) {
+    const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "llama-webgpu" });
+    const b = new WorkerBackend(worker);
+    const { signal, ...rest } = options;
+    try {
+      b.info = await b.request({ type: "load", source, options: rest }, signal, onProgress);
+    } catch (e) {
+      b.terminate();
+      throw e;
+    }
+    return b;
+  }
+  constructor(worker) {
+    this.worker = worker;
+    this.nextId = 1;
+    this.pending = new Map();
+    worker.onmessage = ({ data }) => {
+      workerMem.set(this, data.mem ?? 0);
+      this.pending.get(data.id)?.(data);
+    };
+    worker.onerror = (e) => {
+      const err = { error: { code: "worker", message: `the engine worker failed: ${e.message || "script error"}` } };
+      for (const h of this.pending.values()) h(err);
+    };
+  }
+  request(msg, signal, onMessage) {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const onAbort = () => this.worker.postMessage({ type: "abort", id });
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.pending.set(id, (d) => {
+        if (d.progress || d.chunk) return onMessage?.(d.progress ?? d.chunk);
+        this.pending.delete(id);
+        signal?.removeEventListener("abort", onAbort);
+        if (d.stats) this.lastStats = d.stats;
+        if (d.error) reject(fromPlain(d.error));
+        else resolve(d.value);
+      });
+      this.worker.postMessage({ ...msg, id });
+      if (signal?.aborted) onAbort();
+    });
+  }
+  call(method, args) {
+    return this.request({ type: "call", method, args });
+  }
+  async *stream(args, signal) {
+    // chunks are queued as they arrive; the consumer pulls them at its own pace
+    const queue = [];
+    let wake = null;
+    let end = null;
+    this.request({ type: "stream", args }, signal, (chunk) => {
+      queue.push(chunk);
+      wake?.();
+    }).then(
+      (stats) => (end = { stats }),
+      (error) => (end = { error }),
+    ).finally(() => wake?.());
+    for (;;) {
+      if (queue.length) {
+        yield queue.shift();
+        continue;
+      }
+      if (end) {
+        if (end.error) throw end.error;
+        this.lastStats = end.stats;
+        return end.stats;
+      }
+      await new Promise((r) => (wake = r));
+      wake = null;
+    }
+  }
+  terminate() {
+    this.worker.terminate();
+    workerMem.delete(this);
+  }
+  async dispose() {
+    await this.request({ type: "dispose" }).catch(() => {});
+    this.terminate();
+  }
+}
+
+function checkSource(source) {
+  const isBlob = typeof Blob !== "undefined" && source instanceof Blob;
+  if (!(typeof source === "string" || source instanceof URL || isBlob)) {
+    throw new InvalidArgumentError("loadModel: source must be a URL string, a URL, a Blob or a File");
+  }
+  // relative URLs resolve against the page, not against the worker script
+  return isBlob ? source : new URL(String(source), globalThis.location?.href).href;
+}
+
+/**
+ * Loads a GGUF model (URL, Blob or File) onto the GPU.
+ * @returns {Promise<Model>}
+ */
+export async function loadModel(source, options = {}) {
+  const src = checkSource(source);
+  if (!globalThis.navigator?.gpu) {
+    throw new WebGPUUnavailableError(
+      "WebGPU is not available in this browser. Use a current Chrome or Edge (113+), or enable WebGPU in your browser's settings/flags; pages must be served over https or from localhost.",
+    );
+  }
+  const { onProgress, useWorker = true, ...rest } = options;
+  const useW = useWorker && typeof Worker !== "undefined";
+  const emit = monotonic(onProgress);
+  const backend = await (useW ? WorkerBackend : LocalBackend).load(src, rest, emit);
+  return new Model(backend, options);
+}
+
+/** Drops progress events that would go backwards within a phase. */
+function monotonic(cb) {
+  if (!cb) return () => {};
+  const last = {};
+  return (p) => {
+    if ((last[p.phase] ?? -1) > p.loaded) return;
+    last[p.phase] = p.loaded;
+    try {
+      cb({ phase: p.phase, loaded: p.loaded, total: p.total });
+    } catch {
+      /* a throwing progress callback must not break the load */
+    }
+  };
+}
+
+let completionCounter = 0;
+const FINISH = { eos: "stop", stop: "stop", length: "length", context: "length", cancelled: "stop" };
+
+export class Model {
+  constructor(backend, options) {
+    this.backend = backend;
+    this.info = backend.info;
+    this.options = options;
+    this.lastStats = null;
+    this.queue = Promise.resolve();
+    this.disposed = false;
+    this.chat = { completions: { create: (body, reqOpts) => this.#chatCreate(body, reqOpts) } };
+  }
+
+  /** Waits for every earlier call to finish (the engine does one thing at a time); returns
+   *  the function that lets the next one run. */
+  async #acquire() {
+    if (this.disposed) throw new DisposedError();
+    let release;
+    const done = new Promise((r) => (release = r));
+    const prev = this.queue;
+    this.queue = prev.then(() => done);
+    await prev;
+    return release;
+  }
+
+  async #exclusive(fn) {
+    const release = await this.#acquire();
+    try {
+      if (this.disposed) throw new DisposedError();
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+
+  async tokenize(text, { addSpecial = false } = {}) {
+    return this.#exclusive(() => this.backend.call("tokenize", [String(text), addSpecial]));
+  }
+  async detokenize(ids) {
+    return this.#exclusive(() => this.backend.call("detokenize", [Array.from(ids)]));
+  }
+  /** Logits of every position, Float32Array [n_tokens * vocab] (starts a fresh context). */
+  async logits(tokenIds) {
+    return this.#exclusive(() => this.backend.call("logits", [Array.from(tokenIds)]));
+  }
+  /** Forget the conversation cached on the GPU. */
+  async reset() {
+    return this.#exclusive(() => this.backend.call("reset", []));
+  }
+
+  /**
+   * Streams {token, text} for a text prompt (BOS added as the model wants) or token ids.
+   * Options: maxTokens, temperature (0 = greedy, the default), topK, topP, minP,
+   * repetitionPenalty, seed, stop (string[]), contextPolicy ("error" | "sliding"), signal.
+   */
+  async *generate(prompt, opts = {}) {
+    const { signal, ...o } = opts;
+    if (typeof o.stop === "string") o.stop = [o.stop];
+    const release = await this.#acquire();
+    try {
+      if (this.disposed) throw new DisposedError();
+      if (signal?.aborted) throw new AbortError();
+      const ids = typeof prompt === "string" ? await this.backend.call("tokenize", [prompt, true]) : Array.from(prompt);
+      yield* this.#stream([ids, o], signal);
+    } finally {
+      release();
+    }
+  }
+
+  async *#stream(args, signal) {
+    try {
+      yield* this.backend.stream(args, signal);
+    } finally {
+      this.lastStats = this.backend.lastStats ?? null;
+    }
+  }
+
+  async #chatCreate(body = {}, reqOpts = {}) {
+    const signal = reqOpts.signal ?? body.signal;
+    if (!Array.isArray(body.messages) || body.messages.length === 0) {
+      throw new InvalidArgumentError("chat.completions.create: messages must be a non-empty array");
+    }
+    const opts = {
+      maxTokens: body.max_tokens ?? body.max_completion_tokens ?? 512,
+      temperature: body.temperature ?? 0.7,
+      topP: body.top_p ?? 0.95,
+      seed: body.seed ?? Math.floor(Math.random() * 2 ** 32),
+      stop: body.stop == null ? [] : [].concat(body.stop),
+      repetitionPenalty: body.repetition_penalty,
+      contextPolicy: body.context_policy ?? this.options.contextPolicy,
+    };
+    const id = `chatcmpl-${Date.now().toString(36)}${(completionCounter++).toString(36)}`;
+    const created = Math.floor(Date.now() / 1000);
+    const model = this.info.name || "llama-webgpu";
+    const self = this;
+
+    async function* run() {
+      const release = await self.#acquire();
+      try {
+        if (self.disposed) throw new DisposedError();
+        if (signal?.aborted) throw new AbortError();
+        const { tokens, keep } = await self.backend.call("chatTokens", [body.messages]);
+        yield* self.#stream([tokens, { ...opts, keep }], signal);
+      } finally {
+        release();
+      }
+    }
+    const usage = () => {
+      const s = this.lastStats ?? {};
+      return {
+        prompt_tokens: s.promptTokens ?? 0,
+        completion_tokens: s.generatedTokens ?? 0,
+        total_tokens: (s.promptTokens ?? 0) + (s.generatedTokens ?? 0),
+        prompt_tokens_details: { cached_tokens: s.cachedTokens ?? 0 },
+        timings: {
+          prefilled_tokens: s.prefilledTokens ?? 0,
+          prefill_tokens_per_s: s.prefillTokensPerSecond ?? 0,
+          decode_tokens_per_s: s.decodeTokensPerSecond ?? 0,
+        },
+      };
+    };
+    const finish = () => FINISH[this.lastStats?.stopReason] ?? "stop";
+
+    if (!body.stream) {
+      let content = "";
+      for await (const c of run()) content += c.text;
+      return {
+        id,
+        object: "chat.completion",
+        created,
+        model,
+        choices: [{ index: 0, message: { role: "assistant", content }, finish_reason: finish(), logprobs: null }],
+        usage: usage(),
+      };
+    }
+    const chunk = (delta, finish_reason = null) => ({ id, object: "chat.completion.chunk", created, model, choices: [{ index: 0, delta, finish_reason, logprobs: null }] });
+    return {
+      async *[Symbol.asyncIterator]() {
+        yield chunk({ role: "assistant", content: "" });
+        for await (const c of run()) if (c.text) yield chunk({ content: c.text });
+        yield { ...chunk({}, finish()), usage: usage() };
+      },
+    };
+  }
+
+  /** Test hook: destroy the GPU device as a driver reset would. */
+  async _loseDevice() {
+    return this.#exclusive(() => this.backend.call("loseDevice", []));
+  }
+
+  /** Frees GPU memory (and the worker). The model is unusable afterwards. */
+  async dispose() {
+    if (this.disposed) return;
+    const release = await this.#acquire();
+    this.disposed = true;
+    release();
+    await this.backend.dispose();
+  }
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Builds the npm package in pkg/: the engine compiled to wasm32 + wasm-bindgen's JS glue in
+# pkg/wasm/, next to the hand-written JS API (pkg/*.js). Offline apart from crates.io: the
+# wasm-bindgen CLI is built with cargo at exactly the version in Cargo.lock (the glue and the
+# library must match), and wasm-opt is not used (Debian's binaryen 108 breaks the output).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if command -v rustup >/dev/null && ! rustup target list --installed | grep -q wasm32-unknown-unknown; then
+  rustup target add wasm32-unknown-unknown
+fi
+
+WB_VERSION="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3 }' Cargo.lock)"
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WB_VERSION" ]; then
+  echo "== installing wasm-bindgen-cli $WB_VERSION (a few minutes, once)"
+  # not --locked: one of its locked dependencies is no longer on the registry
+  cargo install -q wasm-bindgen-cli --version "=$WB_VERSION"
+fi
+
+echo "== building the engine for wasm32"
+cargo build --release --locked --target wasm32-unknown-unknown -p llama-webgpu --lib
+rm -rf pkg/wasm
+wasm-bindgen --target web --out-dir pkg/wasm --out-name llama_webgpu \
+  target/wasm32-unknown-unknown/release/llama_webgpu.wasm
+echo "== pkg/ ready: $(du -h pkg/wasm/llama_webgpu_bg.wasm | cut -f1) of wasm"

@@ -1,0 +1,407 @@
+// The npm package in a real browser (Debian chromium, headless, WebGPU on SwiftShader): served
+// from 127.0.0.1, loading tiny fixture models by URL, Blob and File, in a worker and on the
+// page, checked against the native CLI (greedy tokens) and transformers (logits).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { readFileSync, mkdtempSync, writeFileSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, basename } from "node:path";
+import { fileURLToPath } from "node:url";
+import { launch } from "./harness.mjs";
+import { startServer } from "./server.mjs";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
+const FIX = join(ROOT, "tests/fixtures");
+const MODEL = "/tests/fixtures/tiny-q8_0.gguf";
+const tiny = JSON.parse(readFileSync(join(FIX, "tiny.json"), "utf8"));
+
+let browser, page, server, other, scratch, scratchServer;
+
+/** The native engine's answer, through the CLI (f32: the browser adapter has no shader-f16). */
+function cli(args) {
+  const out = execFileSync("cargo", ["run", "-q", "--locked", "--bin", "llama-webgpu", "--", ...args, "--precision", "f32", "--json"], {
+    cwd: ROOT,
+    encoding: "utf8",
+    env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR || "/tmp" },
+    maxBuffer: 64 << 20,
+  });
+  return JSON.parse(out.trim().split("\n").pop());
+}
+
+/** A .npy of float32 (C order) → {shape, data}. */
+function readNpy(path) {
+  const b = readFileSync(path);
+  const hlen = b.readUInt16LE(8);
+  const header = b.subarray(10, 10 + hlen).toString("latin1");
+  assert.match(header, /'descr': '<f4'/);
+  const shape = header.match(/'shape': \(([^)]*)\)/)[1].split(",").filter((s) => s.trim()).map(Number);
+  const data = new Float32Array(b.buffer.slice(b.byteOffset + 10 + hlen, b.byteOffset + b.length));
+  return { shape, data };
+}
+
+function std(a) {
+  let m = 0;
+  for (const x of a) m += x;
+  m /= a.length;
+  let v = 0;
+  for (const x of a) v += (x - m) ** 2;
+  return Math.sqrt(v / a.length);
+}
+
+/** Runs `fn(lib, arg)` in the page with the package imported. */
+function inPage(fn, arg) {
+  return page.evaluate(
+    async ([src, arg]) => {
+      const lib = await import("/pkg/index.js");
+      const f = new Function(`return (${src})`)();
+      try {
+        return await f(lib, arg);
+      } catch (e) {
+        return { thrown: { name: e.name, code: e.code, message: e.message, status: e.status, typed: e instanceof lib.LlamaWebGPUError } };
+      }
+    },
+    [fn.toString(), arg],
+  );
+}
+
+before(async () => {
+  server = await startServer({ root: ROOT });
+  other = await startServer({ root: ROOT, cors: false });
+  scratch = mkdtempSync(join(tmpdir(), "lw-scratch-"));
+  scratchServer = await startServer({ root: scratch });
+  browser = await launch();
+  page = await browser.page();
+  await page.goto(`${server.origin}/tests/browser/page.html`);
+});
+
+after(async () => {
+  if (process.exitCode && browser) console.log(browser.logs.slice(-40).join("\n"));
+  await browser?.close();
+  for (const s of [server, other, scratchServer]) await s?.close();
+});
+
+test("URL load in a worker: greedy tokens equal the native CLI's, logits match transformers", async () => {
+  const native = cli(["generate", "--model", join(ROOT, MODEL), "--tokens", tiny.greedy_prompt.join(","), "--max-tokens", "16"]);
+  const r = await inPage(
+    async (lib, { url, prompt, tokens }) => {
+      const phases = [];
+      const model = await lib.loadModel(url, { onProgress: (p) => phases.push(p) });
+      const got = [];
+      for await (const c of model.generate(prompt, { maxTokens: 16 })) got.push(c.token);
+      const logits = Array.from(await model.logits(tokens));
+      const info = model.info;
+      await model.dispose();
+      return { got, logits, info, phases };
+    },
+    { url: `${server.origin}${MODEL}`, prompt: tiny.greedy_prompt, tokens: tiny.tokens },
+  );
+  assert.ok(!r.thrown, JSON.stringify(r.thrown));
+  // a trailing null token carries text held back at the end (an unfinished UTF-8 character)
+  assert.deepEqual(r.got.filter((t) => t !== null), native.tokens, "browser greedy tokens = native CLI tokens");
+
+  const ref = readNpy(join(FIX, "tiny-q8_0.logits.npy"));
+  assert.deepEqual(ref.shape, [tiny.tokens.length, r.info.vocabSize]);
+  const sd = std(ref.data);
+  let worst = 0;
+  for (let i = 0; i < ref.data.length; i++) worst = Math.max(worst, Math.abs(r.logits[i] - ref.data[i]));
+  assert.ok(worst <= 0.03 * sd, `max |browser − transformers| = ${worst}, 3% of std = ${0.03 * sd}`);
+
+  assert.equal(r.info.architecture, "llama");
+  assert.equal(r.info.quantization, "Q8_0");
+  assert.equal(typeof r.info.features.shaderF16, "boolean");
+  // progress: every phase, each monotonic, ending in ready
+  const byPhase = {};
+  for (const p of r.phases) (byPhase[p.phase] ??= []).push(p.loaded);
+  assert.deepEqual(Object.keys(byPhase).sort(), ["compile", "download", "ready", "upload"]);
+  for (const [ph, v] of Object.entries(byPhase)) assert.deepEqual(v, [...v].sort((a, b) => a - b), `${ph} progress is monotonic`);
+  assert.equal(r.phases.at(-1).phase, "ready");
+});
+
+test("Blob and File sources, on the page (useWorker: false) and in a worker", async () => {
+  const native = cli(["generate", "--model", join(ROOT, MODEL), "--tokens", tiny.greedy_prompt.join(","), "--max-tokens", "12"]);
+  const r = await inPage(
+    async (lib, { url, prompt }) => {
+      const bytes = await (await fetch(url)).arrayBuffer();
+      const out = {};
+      for (const [label, src, useWorker] of [
+        ["blob-page", new Blob([bytes]), false],
+        ["file-worker", new File([bytes], "tiny.gguf"), true],
+      ]) {
+        const model = await lib.loadModel(src, { useWorker });
+        const got = [];
+        for await (const c of model.generate(prompt, { maxTokens: 12 })) got.push(c.token);
+        out[label] = got.filter((t) => t !== null);
+        await model.dispose();
+      }
+      return out;
+    },
+    { url: `${server.origin}${MODEL}`, prompt: tiny.greedy_prompt },
+  );
+  assert.ok(!r.thrown, JSON.stringify(r.thrown));
+  assert.deepEqual(r["blob-page"], native.tokens);
+  assert.deepEqual(r["file-worker"], native.tokens);
+});
+
+test("chat.completions.create with and without stream matches the native chat", async () => {
+  const native = cli(["generate", "--model", join(ROOT, MODEL), "--chat", "--prompt", "Hello there", "--max-tokens", "10"]);
+  const r = await inPage(
+    async (lib, { url }) => {
+      const model = await lib.loadModel(url, { useWorker: false });
+      const body = { messages: [{ role: "user", content: "Hello there" }], max_tokens: 10, temperature: 0 };
+      const whole = await model.chat.completions.create(body);
+      const chunks = [];
+      for await (const c of await model.chat.completions.create({ ...body, stream: true })) chunks.push(c);
+      await model.dispose();
+      return { whole, chunks };
+    },
+    { url: `${server.origin}${MODEL}` },
+  );
+  assert.ok(!r.thrown, JSON.stringify(r.thrown));
+  const { whole, chunks } = r;
+  assert.equal(whole.object, "chat.completion");
+  assert.equal(whole.choices[0].message.role, "assistant");
+  assert.equal(whole.choices[0].message.content, native.text, "same text as the native engine");
+  assert.equal(whole.usage.completion_tokens, native.tokens.length);
+  assert.equal(whole.usage.prompt_tokens, native.prompt_tokens.length);
+  assert.equal(whole.choices[0].finish_reason, native.stop_reason === "length" ? "length" : "stop");
+  assert.ok(chunks.every((c) => c.object === "chat.completion.chunk" && c.id === chunks[0].id));
+  assert.equal(chunks[0].choices[0].delta.role, "assistant");
+  assert.equal(chunks.map((c) => c.choices[0].delta.content ?? "").join(""), whole.choices[0].message.content);
+  assert.equal(chunks.at(-1).choices[0].finish_reason, whole.choices[0].finish_reason);
+  assert.equal(chunks.at(-1).usage.completion_tokens, whole.usage.completion_tokens);
+});
+
+test("a follow-up chat turn prefills only its new tokens", async () => {
+  const r = await inPage(
+    async (lib, { url }) => {
+      const model = await lib.loadModel(url);
+      const messages = [
+        { role: "system", content: "You are terse." },
+        { role: "user", content: "Name a color." },
+      ];
+      const a = await model.chat.completions.create({ messages, max_tokens: 6, temperature: 0 });
+      messages.push(a.choices[0].message, { role: "user", content: "And another one?" });
+      const b = await model.chat.completions.create({ messages, max_tokens: 6, temperature: 0 });
+      const newTurn = await model.tokenize("And another one?");
+      await model.dispose();
+      return { a: a.usage, b: b.usage, newTurn: newTurn.length };
+    },
+    { url: `${server.origin}${MODEL}` },
+  );
+  assert.ok(!r.thrown, JSON.stringify(r.thrown));
+  assert.equal(r.a.prompt_tokens_details.cached_tokens, 0);
+  assert.equal(r.a.timings.prefilled_tokens, r.a.prompt_tokens);
+  // the whole first prompt is reused; only the reply's tail and the new turn are computed
+  assert.ok(r.b.prompt_tokens_details.cached_tokens >= r.a.prompt_tokens, JSON.stringify(r));
+  assert.equal(r.b.timings.prefilled_tokens, r.b.prompt_tokens - r.b.prompt_tokens_details.cached_tokens);
+  const newTokens = r.b.prompt_tokens - r.a.prompt_tokens;
+  assert.ok(r.b.timings.prefilled_tokens <= newTokens, `prefilled ${r.b.timings.prefilled_tokens} of ${newTokens} new tokens`);
+  assert.ok(r.b.timings.prefilled_tokens >= r.newTurn, "at least the new user message ran");
+});
+
+test("second load comes from the cache with no model bytes over the network", async () => {
+  const path = "/tests/fixtures/tiny-q4_1.gguf";
+  server.resetStats();
+  const r = await inPage(
+    async (lib, { url }) => {
+      const out = [];
+      for (let i = 0; i < 2; i++) {
+        const model = await lib.loadModel(url);
+        const toks = [];
+        for await (const c of model.generate([1, 2, 3], { maxTokens: 4 })) toks.push(c.token);
+        out.push({ fromCache: model.info.fromCache, toks });
+        await model.dispose();
+      }
+      return out;
+    },
+    { url: `${server.origin}${path}` },
+  );
+  assert.ok(!r.thrown, JSON.stringify(r.thrown));
+  const size = readFileSync(join(ROOT, path)).length;
+  assert.equal(r[0].fromCache, false);
+  assert.equal(r[1].fromCache, true);
+  assert.deepEqual(r[1].toks, r[0].toks);
+  assert.equal(server.stats.bytes[path], size, "the file crossed the network exactly once");
+});
+
+test("a server killed mid-download and restarted: the load resumes and completes", async () => {
+  const path = "/tests/fixtures/tiny-f32.gguf";
+  const size = readFileSync(join(ROOT, path)).length;
+  server.resetStats();
+  server.failAfterBytes(path, Math.floor(size / 2));
+  const restart = setInterval(() => {
+    if (server.stats.requests.some((q) => q.path === path) && !server.listening) server.restart().catch(() => {});
+  }, 1500);
+  let r;
+  try {
+    r = await inPage(
+      async (lib, { url }) => {
+        const model = await lib.loadModel(url, { chunkBytes: 64 << 10 });
+        const toks = [];
+        for await (const c of model.generate([5, 6, 7], { maxTokens: 4 })) toks.push(c.token);
+        await model.dispose();
+        return { toks };
+      },
+      { url: `${server.origin}${path}` },
+    );
+  } finally {
+    clearInterval(restart);
+    if (!server.listening) await server.restart();
+  }
+  assert.ok(!r.thrown, JSON.stringify(r.thrown));
+  assert.equal(r.toks.length, 4);
+  const sent = server.stats.bytes[path];
+  assert.ok(sent >= size && sent < 1.5 * size, `resumed instead of restarting: ${sent} bytes sent for a ${size}-byte file`);
+});
+
+test("truncated and corrupted files give typed errors and leave the package usable", async () => {
+  const good = readFileSync(join(ROOT, MODEL));
+  writeFileSync(join(scratch, "truncated.gguf"), good.subarray(0, Math.floor(good.length * 0.7)));
+  const badMagic = Buffer.from(good);
+  badMagic.write("GGUX", 0, "latin1");
+  writeFileSync(join(scratch, "bad-magic.gguf"), badMagic);
+  writeFileSync(join(scratch, "page.gguf"), "<!doctype html><html><body>Not found</body></html>");
+  const r = await inPage(
+    async (lib, { base, good }) => {
+      const out = {};
+      for (const name of ["truncated.gguf", "bad-magic.gguf", "page.gguf", "missing.gguf"]) {
+        try {
+          await lib.loadModel(`${base}/${name}`, { cache: false });
+          out[name] = "loaded";
+        } catch (e) {
+          out[name] = { name: e.name, code: e.code, message: e.message, typed: e instanceof lib.LlamaWebGPUError, status: e.status };
+        }
+      }
+      const m = await lib.loadModel(good);
+      const toks = [];
+      for await (const c of m.generate([1, 2], { maxTokens: 3 })) toks.push(c.token);
+      await m.dispose();
+      out.after = toks.length;
+      return out;
+    },
+    { base: scratchServer.origin, good: `${server.origin}${MODEL}` },
+  );
+  assert.ok(!r.thrown, JSON.stringify(r.thrown));
+  assert.equal(r["truncated.gguf"].name, "InvalidModelError", JSON.stringify(r));
+  assert.match(r["truncated.gguf"].message, /truncated/i);
+  assert.equal(r["bad-magic.gguf"].name, "InvalidModelError");
+  assert.equal(r["page.gguf"].name, "InvalidModelError");
+  assert.equal(r["missing.gguf"].name, "HttpError");
+  assert.equal(r["missing.gguf"].status, 404);
+  for (const k of ["truncated.gguf", "bad-magic.gguf", "page.gguf", "missing.gguf"]) assert.ok(r[k].typed, k);
+  assert.equal(r.after, 3, "a model still loads and runs after the failures");
+});
+
+test("a server without CORS gives a NetworkError", async () => {
+  const r = await inPage(async (lib, { url }) => lib.loadModel(url, { cache: false }), { url: `${other.origin}${MODEL}` });
+  assert.equal(r.thrown?.name, "NetworkError", JSON.stringify(r));
+  assert.match(r.thrown.message, /CORS/);
+});
+
+test("abort stops generation within one token (worker and page)", async () => {
+  const r = await inPage(
+    async (lib, { url }) => {
+      const out = {};
+      for (const useWorker of [true, false]) {
+        const model = await lib.loadModel(url, { useWorker, contextLength: 256 });
+        const ctl = new AbortController();
+        let n = 0;
+        let after = 0;
+        let error = null;
+        try {
+          for await (const c of model.generate([1, 2, 3], { maxTokens: 200, signal: ctl.signal })) {
+            if (ctl.signal.aborted) after++;
+            if (++n === 5) ctl.abort();
+          }
+        } catch (e) {
+          error = e.name;
+        }
+        // the model is usable right after
+        const again = [];
+        for await (const c of model.generate([1, 2, 3], { maxTokens: 2 })) again.push(c.token);
+        out[useWorker ? "worker" : "page"] = { n, after, error, again: again.length, stop: model.lastStats.stopReason };
+        await model.dispose();
+      }
+      return out;
+    },
+    { url: `${server.origin}${MODEL}` },
+  );
+  assert.ok(!r.thrown, JSON.stringify(r.thrown));
+  for (const k of ["worker", "page"]) {
+    assert.equal(r[k].error, "AbortError", JSON.stringify(r));
+    assert.ok(r[k].after <= 1, `${k}: ${r[k].after} tokens after abort`);
+    assert.ok(r[k].n < 8, `${k}: stopped at ${r[k].n} of 200`);
+    assert.equal(r[k].again, 2);
+  }
+});
+
+test("no WebGPU and a lost device give typed errors; loadModel works again after a loss", async () => {
+  const r = await inPage(
+    async (lib, { url }) => {
+      const out = {};
+      const desc = Object.getOwnPropertyDescriptor(Navigator.prototype, "gpu");
+      Object.defineProperty(Navigator.prototype, "gpu", { configurable: true, get: () => undefined });
+      try {
+        await lib.loadModel(url);
+      } catch (e) {
+        out.noGpu = { name: e.name, message: e.message };
+      } finally {
+        Object.defineProperty(Navigator.prototype, "gpu", desc);
+      }
+      for (const useWorker of [false, true]) {
+        const m = await lib.loadModel(url, { useWorker });
+        await m._loseDevice();
+        try {
+          for await (const c of m.generate([1, 2, 3], { maxTokens: 3 })) void c;
+          out[`lost${useWorker}`] = "no error";
+        } catch (e) {
+          out[`lost${useWorker}`] = e.name;
+        }
+        await m.dispose();
+        const m2 = await lib.loadModel(url, { useWorker });
+        const toks = [];
+        for await (const c of m2.generate([1, 2, 3], { maxTokens: 3 })) toks.push(c.token);
+        out[`again${useWorker}`] = toks.length;
+        await m2.dispose();
+      }
+      return out;
+    },
+    { url: `${server.origin}${MODEL}` },
+  );
+  assert.ok(!r.thrown, JSON.stringify(r.thrown));
+  assert.equal(r.noGpu?.name, "WebGPUUnavailableError");
+  assert.match(r.noGpu.message, /WebGPU/);
+  for (const w of [false, true]) {
+    assert.equal(r[`lost${w}`], "DeviceLostError", JSON.stringify(r));
+    assert.equal(r[`again${w}`], 3);
+  }
+});
+
+const SMOLLM2 = process.env.SMOLLM2_GGUF;
+test("wasm memory stays bounded while streaming SmolLM2-135M (98 MB, 12 chunks) to the GPU", { skip: !SMOLLM2 || !existsSync(SMOLLM2) ? "SMOLLM2_GGUF not set (scripts/setup.sh sets it)" : false }, async () => {
+  const models = await startServer({ root: dirname(SMOLLM2) });
+  try {
+    const BOUND = 64 << 20;
+    const r = await inPage(
+      async (lib, { url }) => {
+        let peak = 0;
+        const model = await lib.loadModel(url, { cache: false, contextLength: 256, onProgress: () => (peak = Math.max(peak, lib.wasmMemoryBytes())) });
+        peak = Math.max(peak, lib.wasmMemoryBytes());
+        const info = model.info;
+        const text = await model.tokenize("The capital of France is");
+        await model.dispose();
+        return { peak, info, text };
+      },
+      { url: `${models.origin}/${basename(SMOLLM2)}` },
+    );
+    assert.ok(!r.thrown, JSON.stringify(r.thrown));
+    const size = readFileSync(SMOLLM2).length;
+    console.log(`SmolLM2 load: peak wasm memory ${(r.peak / 2 ** 20).toFixed(1)} MiB for a ${(size / 2 ** 20).toFixed(1)} MiB model`);
+    assert.ok(r.peak > 0 && r.peak < BOUND, `peak wasm memory ${r.peak} must stay below ${BOUND}`);
+    assert.ok(size > 8 * BOUND / 8 && size > 10 * (8 << 20), "the model is many chunks long");
+    assert.deepEqual(r.text, [504, 3575, 282, 4649, 314], "HF tokenizers' ids for the prompt");
+  } finally {
+    await models.close();
+  }
+});
