@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
-# Sets up, builds, and chats once with the real default model (SmolLM2-135M-Instruct).
-# Usage: scripts/demo.sh ["your question"]
+# Sets up, builds the npm package (engine → wasm) and serves the chat demo on
+# http://127.0.0.1:${PORT:-8080}, ready to chat with SmolLM2-135M-Instruct (from PyPI, served
+# locally). Open it in a browser with WebGPU (Chrome/Edge 113+).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-cargo build --release --locked --bin llama-webgpu
-./target/release/llama-webgpu info --model "$SMOLLM2_GGUF"
-./target/release/llama-webgpu generate --model "$SMOLLM2_GGUF" --chat --json \
-  --prompt "${1:-What is the capital of France?}"
+bash scripts/build-pkg.sh
+exec npm run demo

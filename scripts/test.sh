@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
 # Runs every test: kernels vs CPU references, GGUF reader and bad inputs, tokenizer parity
-# with HF tokenizers, the engine vs transformers on the fixtures, and the real SmolLM2.
+# with HF tokenizers, the engine vs transformers on the fixtures, the real SmolLM2; then the
+# npm package and the demo page in headless chromium with software WebGPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 echo "== adapter: $(vulkaninfo --summary 2>/dev/null | grep -m1 deviceName | sed 's/.*= //' || echo unknown)"
 cargo test --workspace --locked 2>&1
+
+echo "== browser tests"
+if ! command -v chromium >/dev/null; then
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+npm ci --no-audit --no-fund --loglevel=error
+bash scripts/build-pkg.sh
+npm run -s test:browser

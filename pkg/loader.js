@@ -1,0 +1,1079 @@
+// Model byte source for the engine: random-access reads over a URL (HTTP Range, chunked, cached
+// in the browser, resumable, retried) or a Blob/File. Runs in a page or a module Web Worker, so
+// it uses no DOM. The engine reads mostly sequential ranges of up to ~8 MiB; only a few chunks
+// are held in memory, never the whole file.
+//
+// Cache layout (OPFS, or the Cache API where OPFS cannot write):
+//   llama-webgpu-cache/<hash of url>/meta.json   {version, url, size, etag, lastModified,
+//                                                chunkSize, chunks: {index: checksum}, lastUsed}
+//   llama-webgpu-cache/<hash of url>/<index>.bin one file per chunk of the fixed chunk grid
+// A chunk is written first and listed in meta.json after, so an interrupted download leaves only
+// listed, complete chunks; the next open of the same URL fetches just the missing ones.
+//
+// Quota: when the storage estimate says the model cannot fit, or a write fails with a quota
+// error, caching stops for this load and the load continues from the network. The
+// QuotaExceededError is then on `source.cacheError` and passed to `onCacheError`; chunks already
+// written stay (listCachedModels shows them as incomplete; deleteCachedModel frees them).
+
+import {
+  AbortError,
+  DisposedError,
+  HttpError,
+  InvalidArgumentError,
+  InvalidModelError,
+  LlamaWebGPUError,
+  NetworkError,
+  QuotaExceededError,
+  toTyped,
+} from "./errors.js";
+
+const ROOT = "llama-webgpu-cache";
+const CACHE_NAME = "llama-webgpu-cache";
+// Cache API keys must be http(s) URLs; a reserved domain can never collide with a real fetch.
+const CACHE_URL_BASE = "https://llama-webgpu-cache.invalid/";
+const META_VERSION = 1;
+const LRU_CHUNKS = 4; // 3 recently used + 1 read-ahead
+const MAX_PENDING_WRITES = 2; // cache writes queued before network fetching waits for them
+const REVALIDATE_TIMEOUT_MS = 3000;
+
+/**
+ * @param {string|URL|Blob} source
+ * @param {{cache?: boolean|"opfs"|"cache-api", signal?: AbortSignal, chunkSize?: number,
+ *          onDownload?: (p: {loaded: number, total: number}) => void, retries?: number,
+ *          cacheKey?: string, onCacheError?: (e: Error) => void}} [opts]
+ */
+export async function openSource(source, opts = {}) {
+  const { signal } = opts;
+  if (signal?.aborted) throw new AbortError();
+  if (typeof Blob !== "undefined" && source instanceof Blob) return openBlob(source, opts);
+  if (typeof source === "string" || source instanceof URL) {
+    const src = new UrlSource(source, opts);
+    try {
+      await raceAbort(src.init(), signal);
+    } catch (e) {
+      await src.close().catch(() => {});
+      throw toTyped(e);
+    }
+    return src.handle();
+  }
+  throw new InvalidArgumentError("model source must be a URL string, a URL, a Blob or a File");
+}
+
+/** Every cached model (both backends): [{url, size, cachedBytes, complete, lastUsed, backend}]. */
+export async function listCachedModels() {
+  const out = [];
+  for (const backend of await allBackends()) {
+    for (const key of await backend.keys()) {
+      const meta = await readMetaSafe(backend.entry(key));
+      if (!meta) continue;
+      const n = chunkCount(meta.size, meta.chunkSize);
+      let cachedBytes = 0;
+      let have = 0;
+      for (const k of Object.keys(meta.chunks)) {
+        const i = Number(k);
+        if (!(i >= 0 && i < n)) continue;
+        have++;
+        cachedBytes += Math.min(meta.chunkSize, meta.size - i * meta.chunkSize);
+      }
+      out.push({ url: meta.url, size: meta.size, cachedBytes, complete: have === n, lastUsed: meta.lastUsed ?? 0, backend: backend.name });
+    }
+  }
+  return out.sort((a, b) => b.lastUsed - a.lastUsed);
+}
+
+/** Remove one cached model (by the URL, or the cacheKey, it was opened with). True if something was removed. */
+export async function deleteCachedModel(url) {
+  const keys = new Set([keyOf(String(url))]);
+  try {
+    keys.add(keyOf(normalizeUrl(url)));
+  } catch {
+    // a cacheKey that is not a URL
+  }
+  let removed = false;
+  for (const backend of await allBackends()) {
+    for (const key of keys) {
+      const entry = backend.entry(key);
+      await serial(key, async () => {
+        if (await readMetaSafe(entry)) removed = true;
+        await entry.destroy();
+      });
+    }
+  }
+  return removed;
+}
+
+/** Remove every cached model. */
+export async function clearModelCache() {
+  const root = await opfsRoot(false);
+  if (root) await root.removeEntry(ROOT, { recursive: true }).catch(ignoreNotFound);
+  if (globalThis.caches) await caches.delete(CACHE_NAME);
+}
+
+// ---------------------------------------------------------------------------------------------
+// URL source
+
+class UrlSource {
+  constructor(source, opts) {
+    const { cache = true, signal, chunkSize = 8 << 20, onDownload, retries = 5, cacheKey, onCacheError } = opts;
+    if (!Number.isSafeInteger(chunkSize) || chunkSize < 1024) throw new InvalidArgumentError(`chunkSize must be an integer >= 1024, got ${chunkSize}`);
+    if (!Number.isInteger(retries) || retries < 0) throw new InvalidArgumentError(`retries must be an integer >= 0, got ${retries}`);
+    if (![true, false, "opfs", "cache-api"].includes(cache)) throw new InvalidArgumentError(`cache must be true, false, "opfs" or "cache-api", got ${String(cache)}`);
+    this.url = normalizeUrl(source);
+    this.key = keyOf(cacheKey ?? this.url);
+    this.cacheId = cacheKey ?? this.url;
+    this.name = nameOf(this.url);
+    this.cacheMode = cache;
+    this.defaultChunkSize = chunkSize;
+    this.chunkSize = chunkSize;
+    this.retries = retries;
+    this.onDownload = onDownload;
+    this.onCacheError = onCacheError;
+    this.userSignal = signal;
+    // One controller for everything in flight: the caller's signal and close() both abort it.
+    this.ac = new AbortController();
+    this.onUserAbort = () => this.ac.abort(signal.reason);
+    signal?.addEventListener("abort", this.onUserAbort, { once: true });
+    this.closed = false;
+    this.entry = null; // cache entry (backend-specific), null when not caching
+    this.cacheOn = false; // writes allowed
+    this.cacheError = null;
+    this.meta = null;
+    this.size = null;
+    this.validators = null; // {size, etag, lastModified} the bytes must match
+    this.mode = "range"; // or "stream" when the server ignores Range
+    this.stream = null;
+    this.streamLock = Promise.resolve();
+    this.lru = new Map();
+    this.lastOffset = 0;
+    this.completeAtOpen = false;
+    this.opened = false;
+    this.quotaCheck = null;
+    this.gotResponse = false; // a response arrived, so a later TypeError is not CORS
+    this.corsChecked = false;
+    this.pendingWrites = 0;
+    this.progress = { counted: new Set(), obtained: 0, partial: new Map(), reported: 0, lastEmit: 0 };
+    this.stats = { networkBytes: 0, cacheBytes: 0, requests: 0 };
+  }
+
+  /** The public object: {size, name, url, fromCache, cacheError, stats, read, close}. */
+  handle() {
+    const self = this;
+    return {
+      get size() { return self.size; },
+      name: this.name,
+      url: this.url,
+      /** True while every byte so far came from a complete cache entry. */
+      get fromCache() { return self.completeAtOpen && self.stats.networkBytes === 0; },
+      get cacheError() { return self.cacheError; },
+      stats: this.stats,
+      read: (offset, length) => this.read(offset, length),
+      close: () => this.close(),
+    };
+  }
+
+  async init() {
+    await this.openCache();
+    let meta = this.entry ? await readMetaSafe(this.entry) : null;
+    if (meta && !metaMatches(meta, this.cacheId)) {
+      await this.dropEntry();
+      meta = null;
+    }
+    // Two passes at most: if the server's copy differs from the cached one, the cache is dropped
+    // and the second pass starts fresh. Nothing has been handed to the engine yet, so it is safe.
+    for (let pass = 0; ; pass++) {
+      this.useMeta(meta);
+      try {
+        if (meta && this.isComplete()) {
+          if (await this.changedOnServer(meta)) throw new ChangedError();
+          this.completeAtOpen = true;
+        }
+        const c0 = await this.getChunk(0);
+        checkMagic(c0); // cached chunk 0 (a fetched one was checked on arrival)
+        if (meta && !this.completeAtOpen && !this.gotResponse) {
+          // A partial cache: fetch the first missing chunk now. It is needed soon anyway, and its
+          // validators tell whether the cached chunks still belong to the file on the server.
+          await this.getChunk(this.firstMissing());
+        }
+        break;
+      } catch (e) {
+        if (!(e instanceof ChangedError)) throw e;
+        await this.dropEntry();
+        if (pass > 0) throw new NetworkError(`${this.url} changed on the server during the download; open it again`);
+        meta = null;
+      }
+    }
+    if (this.meta && this.cacheOn) {
+      this.meta.lastUsed = Date.now();
+      this.queueWrite(() => this.entry.writeMeta(this.meta));
+    }
+    this.opened = true;
+  }
+
+  useMeta(meta) {
+    this.meta = meta;
+    this.lru.clear();
+    this.stopStream();
+    this.mode = "range";
+    this.completeAtOpen = false;
+    if (meta) {
+      this.chunkSize = meta.chunkSize; // the cached grid wins over the requested chunk size
+      this.size = meta.size;
+      this.validators = { size: meta.size, etag: meta.etag, lastModified: meta.lastModified };
+    } else {
+      this.chunkSize = this.defaultChunkSize;
+      this.size = null;
+      this.validators = null;
+    }
+  }
+
+  async openCache() {
+    if (!this.cacheMode) return;
+    try {
+      const backend = await pickBackend(this.cacheMode);
+      if (!backend) return;
+      this.entry = backend.entry(this.key);
+      this.cacheOn = true;
+    } catch (e) {
+      this.cacheFailed(e);
+    }
+  }
+
+  async dropEntry() {
+    if (!this.entry) return;
+    const entry = this.entry;
+    await serial(this.key, () => entry.destroy()).catch(() => {});
+  }
+
+  /** Best-effort HEAD: true only when the server positively reports a different file. Offline → false. */
+  async changedOnServer(meta) {
+    const ac = new AbortController();
+    const stop = () => ac.abort();
+    this.ac.signal.addEventListener("abort", stop, { once: true });
+    const timer = setTimeout(stop, REVALIDATE_TIMEOUT_MS);
+    try {
+      const res = await fetch(this.url, { method: "HEAD", cache: "no-store", signal: ac.signal });
+      if (!res.ok) return false;
+      const h = res.headers;
+      const len = h.get("content-encoding") ? null : intOrNull(h.get("content-length"));
+      return differs(meta, { size: len, etag: h.get("etag"), lastModified: h.get("last-modified") });
+    } catch {
+      this.throwIfAborted();
+      return false;
+    } finally {
+      clearTimeout(timer);
+      this.ac.signal.removeEventListener("abort", stop);
+    }
+  }
+
+  async checkQuota() {
+    try {
+      const est = await globalThis.navigator?.storage?.estimate?.();
+      if (!est || !est.quota) return;
+      const need = this.size - this.cachedBytes();
+      const free = est.quota - (est.usage || 0);
+      if (need > free) {
+        this.cacheFailed(new QuotaExceededError(
+          `not enough browser storage to cache this model (${mb(need)} needed, ${mb(free)} available); loading without caching`));
+      }
+    } catch {
+      // no estimate: find out when writing
+    }
+  }
+
+  cachedBytes() {
+    if (!this.meta) return 0;
+    let n = 0;
+    for (const k of Object.keys(this.meta.chunks)) n += this.chunkLen(Number(k));
+    return n;
+  }
+
+  cacheFailed(e) {
+    const err = toTyped(e);
+    this.cacheOn = false;
+    if (this.cacheError) return;
+    this.cacheError = err instanceof QuotaExceededError ? err : new LlamaWebGPUError(`model cache disabled for this load: ${err.message}`, "cache");
+    console.warn(`llama-webgpu: ${this.cacheError.message}`);
+    try { this.onCacheError?.(this.cacheError); } catch (cbErr) { console.error(cbErr); }
+  }
+
+  // --- reading -------------------------------------------------------------------------------
+
+  async read(offset, length) {
+    if (this.closed) throw new DisposedError("the model source was closed");
+    offset = Number(offset);
+    length = Number(length);
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.size) {
+      throw new InvalidArgumentError(`read(${offset}, ${length}) is outside the file (size ${this.size})`);
+    }
+    try {
+      return await raceAbort(this.readRange(offset, length), this.ac.signal);
+    } catch (e) {
+      if (this.closed) throw new DisposedError("the model source was closed");
+      throw toTyped(e);
+    }
+  }
+
+  async readRange(offset, length) {
+    const out = new Uint8Array(length);
+    if (length === 0) return out;
+    const cs = this.chunkSize;
+    const first = Math.floor(offset / cs);
+    const last = Math.floor((offset + length - 1) / cs);
+    const forward = offset >= this.lastOffset;
+    this.lastOffset = offset;
+    for (let c = first; c <= last; c++) {
+      const p = this.getChunk(c);
+      // Read-ahead of one chunk for sequential reads, overlapping the network with the engine.
+      if (c < last || forward) this.prefetch(c + 1);
+      const bytes = await p;
+      const from = Math.max(offset, c * cs);
+      const to = Math.min(offset + length, c * cs + bytes.length);
+      out.set(bytes.subarray(from - c * cs, to - c * cs), from - offset);
+    }
+    return out;
+  }
+
+  prefetch(i) {
+    if (this.closed || this.size == null || i >= this.nChunks() || this.lru.has(i)) return;
+    this.getChunk(i).catch(() => {});
+  }
+
+  /** Chunk i (cache, memory or network), deduplicated, kept in a small LRU. */
+  getChunk(i) {
+    let p = this.lru.get(i);
+    if (p) {
+      this.lru.delete(i);
+      this.lru.set(i, p);
+      return p;
+    }
+    p = this.loadChunk(i);
+    this.lru.set(i, p);
+    // A failed chunk is forgotten so a later read tries again.
+    p.catch(() => { if (this.lru.get(i) === p) this.lru.delete(i); });
+    while (this.lru.size > LRU_CHUNKS) this.lru.delete(this.lru.keys().next().value);
+    return p;
+  }
+
+  async loadChunk(i) {
+    this.throwIfAborted();
+    if (this.meta && this.meta.chunks[i] != null && this.entry) {
+      const bytes = await this.readCached(i);
+      if (bytes) {
+        this.stats.cacheBytes += bytes.length;
+        this.chunkObtained(i, bytes.length);
+        return bytes;
+      }
+    }
+    await this.writeBackpressure();
+    const bytes = await this.retrying(`chunk ${i}`, () =>
+      this.mode === "stream" ? this.withStreamLock(() => this.streamChunkOnce(i)) : this.rangedChunkOnce(i));
+    this.accept(i, bytes);
+    return bytes;
+  }
+
+  /** A chunk from the cache, verified (size and checksum); a bad one is evicted → null. */
+  async readCached(i) {
+    let bytes = null;
+    try {
+      bytes = await this.entry.readChunk(i);
+    } catch {
+      bytes = null;
+    }
+    if (bytes && bytes.length === this.chunkLen(i) && checksum(bytes) === this.meta.chunks[i]) return bytes;
+    console.warn(`llama-webgpu: cached chunk ${i} of ${this.url} is ${bytes ? "corrupt" : "missing"}; fetching it again`);
+    const meta = this.meta;
+    delete meta.chunks[i];
+    this.completeAtOpen = false;
+    const entry = this.entry;
+    this.queueWrite(async () => {
+      await entry.deleteChunk(i).catch(() => {});
+      if (this.meta === meta) await entry.writeMeta(meta);
+    }, true);
+    return null;
+  }
+
+  /** A chunk that came from the network: magic check, progress, cache write. */
+  accept(i, bytes) {
+    if (i === 0) checkMagic(bytes);
+    this.chunkObtained(i, bytes.length);
+    this.store(i, bytes);
+  }
+
+  store(i, bytes) {
+    if (!this.cacheOn || !this.entry || this.size == null) return;
+    if (!this.meta) {
+      const v = this.validators;
+      this.meta = { version: META_VERSION, url: this.cacheId, size: this.size, etag: v?.etag ?? null, lastModified: v?.lastModified ?? null,
+        chunkSize: this.chunkSize, chunks: {}, lastUsed: Date.now() };
+    }
+    if (this.meta.chunks[i] != null) return;
+    this.meta.etag ??= this.validators?.etag ?? null;
+    this.meta.lastModified ??= this.validators?.lastModified ?? null;
+    const meta = this.meta;
+    const entry = this.entry;
+    const sum = checksum(bytes);
+    this.queueWrite(async () => {
+      // Before the first chunk write: does the rest of the model fit at all?
+      await (this.quotaCheck ??= this.checkQuota());
+      if (!this.cacheOn || this.meta !== meta) return;
+      await entry.writeChunk(i, bytes);
+      meta.chunks[i] = sum;
+      meta.lastUsed = Date.now();
+      await entry.writeMeta(meta);
+    });
+  }
+
+  /** Cache writes run one at a time per cache entry (across sources of this realm). */
+  queueWrite(fn, always = false) {
+    this.pendingWrites++;
+    serial(this.key, async () => {
+      if (!always && !this.cacheOn) return;
+      try {
+        await fn();
+      } catch (e) {
+        this.cacheFailed(e);
+      }
+    }).finally(() => this.pendingWrites--);
+  }
+
+  async writeBackpressure() {
+    // Writing to the cache slower than the network must not pile chunks up in memory.
+    while (this.pendingWrites > MAX_PENDING_WRITES) await (queues.get(this.key) ?? sleep(10, this.ac.signal));
+  }
+
+  // --- network -------------------------------------------------------------------------------
+
+  async retrying(what, once) {
+    let delay = 500;
+    for (let attempt = 0; ; attempt++) {
+      this.throwIfAborted();
+      try {
+        return await once();
+      } catch (e) {
+        this.throwIfAborted();
+        if (e instanceof ChangedError) {
+          if (!this.opened) throw e; // init() starts over with a fresh cache
+          this.cacheOn = false;
+          await this.dropEntry();
+          throw new NetworkError(`${this.url} changed on the server during the download; open it again`);
+        }
+        const retriable = e instanceof RetriableError || e instanceof TypeError ||
+          (e instanceof HttpError && (e.status >= 500 || e.status === 408 || e.status === 429)) ||
+          (e && e.name === "AbortError"); // a transport-level abort that was not ours
+        if (!retriable) throw e;
+        if (e instanceof TypeError && !this.gotResponse && !this.corsChecked) {
+          this.corsChecked = true;
+          if (await this.blockedByCors()) {
+            throw new NetworkError(`fetching ${this.url} was blocked by CORS: the server answers, but without ` +
+              `Access-Control-Allow-Origin for ${globalThis.location?.origin ?? "this origin"} (it must also allow the Range header ` +
+              `and expose Content-Range). Serve the model with CORS headers, or from this origin.`);
+          }
+        }
+        if (attempt >= this.retries) {
+          if (e instanceof HttpError) throw e;
+          const why = e instanceof TypeError
+            ? "the server may be down or unreachable, or the request was blocked by CORS"
+            : "the connection kept failing";
+          throw new NetworkError(`failed to fetch ${what} of ${this.url} after ${attempt + 1} attempt(s) (${e.message}); ${why}`);
+        }
+        await sleep(delay, this.ac.signal);
+        delay = Math.min(delay * 2, 8000);
+      }
+    }
+  }
+
+  /** A cross-origin fetch failed with TypeError: if a no-cors HEAD gets through, CORS is the cause. */
+  async blockedByCors() {
+    const here = globalThis.location?.origin;
+    if (!here || new URL(this.url).origin === here) return false;
+    try {
+      const res = await fetch(this.url, { method: "HEAD", mode: "no-cors", cache: "no-store", signal: this.ac.signal });
+      return res.type === "opaque";
+    } catch {
+      return false;
+    }
+  }
+
+  async fetch(init) {
+    this.stats.requests++;
+    const res = await fetch(this.url, { cache: "no-store", signal: this.ac.signal, ...init });
+    this.gotResponse = true;
+    return res;
+  }
+
+  async rangedChunkOnce(i) {
+    const cs = this.chunkSize;
+    const start = i * cs;
+    const end = (this.size == null ? start + cs : Math.min(this.size, start + cs)) - 1;
+    const res = await this.fetch({ headers: { Range: `bytes=${start}-${end}` } });
+    if (res.status === 200) {
+      // The server ignores Range: read its body sequentially from here on.
+      this.mode = "stream";
+      return this.withStreamLock(async () => {
+        if (this.stream) res.body?.cancel().catch(() => {});
+        else this.startStream(res);
+        return this.streamChunkOnce(i);
+      });
+    }
+    if (res.status === 416) {
+      res.body?.cancel().catch(() => {});
+      if (this.size == null) throw new InvalidModelError(`${this.url} is empty, not a GGUF model`);
+      throw new ChangedError(); // the file shrank
+    }
+    if (res.status !== 206) throw await httpError(res, this.url);
+    const cr = parseContentRange(res.headers.get("content-range"));
+    if (cr && cr.start !== start) {
+      res.body?.cancel().catch(() => {});
+      throw new NetworkError(`the server answered bytes ${cr.start}-${cr.end} to a request for ${start}-${end} of ${this.url}`);
+    }
+    const want = end - start + 1;
+    const bytes = await this.readBody(res, want, i);
+    let total = cr?.total ?? this.size;
+    if (total == null) {
+      // Content-Range not exposed cross-origin: a short first chunk is the whole file, else ask HEAD.
+      total = bytes.length < want ? start + bytes.length : await this.headSize();
+    }
+    this.checkValidators(res.headers, total);
+    if (bytes.length !== this.chunkLen(i)) throw new RetriableError(`got ${bytes.length} of ${this.chunkLen(i)} bytes`);
+    return bytes;
+  }
+
+  async headSize() {
+    const res = await this.fetch({ method: "HEAD" });
+    const len = intOrNull(res.headers.get("content-length"));
+    if (!res.ok || len == null) {
+      throw new NetworkError(`cannot learn the size of ${this.url}: the server does not expose Content-Range ` +
+        `(Access-Control-Expose-Headers) and HEAD gave no Content-Length`);
+    }
+    return len;
+  }
+
+  checkValidators(headers, size) {
+    const v = { size, etag: headers.get("etag"), lastModified: headers.get("last-modified") };
+    if (!this.validators) {
+      this.validators = v;
+      this.size = size;
+      return;
+    }
+    if (differs(this.validators, v)) throw new ChangedError();
+    // Fill in what the cached metadata lacked (e.g. an ETag first exposed now).
+    this.validators.etag ??= v.etag;
+    this.validators.lastModified ??= v.lastModified;
+  }
+
+  async readBody(res, max, i) {
+    const reader = res.body.getReader();
+    const out = new Uint8Array(max);
+    let got = 0;
+    let done = false;
+    try {
+      for (;;) {
+        const r = await reader.read();
+        if (r.done) { done = true; break; }
+        const v = r.value;
+        this.stats.networkBytes += v.length;
+        // Some servers send past the requested end; the rest of the body is not this chunk.
+        const k = Math.min(v.length, max - got);
+        out.set(v.subarray(0, k), got);
+        got += k;
+        this.chunkPartial(i, got);
+        if (got === max) break;
+      }
+    } finally {
+      if (!done) reader.cancel().catch(() => {});
+    }
+    return got === max ? out : out.subarray(0, got);
+  }
+
+  // Range-less servers: one response body read front to back. Going backwards to a chunk that is
+  // neither in memory nor in the cache re-requests the file from the start.
+
+  withStreamLock(fn) {
+    const run = this.streamLock.then(fn);
+    this.streamLock = run.catch(() => {});
+    return run;
+  }
+
+  startStream(res) {
+    const len = res.headers.get("content-encoding") ? null : intOrNull(res.headers.get("content-length"));
+    if (len == null) {
+      res.body?.cancel().catch(() => {});
+      throw new NetworkError(`${this.url}: the server supports neither Range requests nor Content-Length, so the model size is unknown`);
+    }
+    this.checkValidators(res.headers, len);
+    const reader = res.body.getReader();
+    this.stream = { reader, pos: 0, buf: null, off: 0 };
+  }
+
+  stopStream() {
+    if (this.stream) this.stream.reader.cancel().catch(() => {});
+    this.stream = null;
+  }
+
+  async streamChunkOnce(i) {
+    const start = i * this.chunkSize;
+    if (this.stream && this.stream.pos > start) this.stopStream();
+    try {
+      if (!this.stream) {
+        const res = await this.fetch({});
+        if (res.status !== 200) throw await httpError(res, this.url);
+        this.startStream(res);
+      }
+      while (this.stream.pos < start) {
+        // Chunks before the one wanted have to be read anyway: keep them in the cache.
+        const j = this.stream.pos / this.chunkSize;
+        const b = await this.take(this.chunkLen(j), j);
+        if (this.meta?.chunks[j] != null) this.chunkObtained(j, b.length);
+        else this.accept(j, b);
+      }
+      return await this.take(this.chunkLen(i), i);
+    } catch (e) {
+      this.stopStream();
+      throw e;
+    }
+  }
+
+  async take(n, i) {
+    const s = this.stream;
+    const out = new Uint8Array(n);
+    let got = 0;
+    while (got < n) {
+      if (!s.buf || s.off >= s.buf.length) {
+        const r = await s.reader.read();
+        if (r.done) break;
+        s.buf = r.value;
+        s.off = 0;
+        this.stats.networkBytes += s.buf.length;
+        continue;
+      }
+      const k = Math.min(n - got, s.buf.length - s.off);
+      out.set(s.buf.subarray(s.off, s.off + k), got);
+      s.off += k;
+      got += k;
+      this.chunkPartial(i, got);
+    }
+    s.pos += got;
+    if (got < n) throw new RetriableError(`the response ended ${n - got} bytes early`);
+    return out;
+  }
+
+  // --- progress ------------------------------------------------------------------------------
+
+  chunkPartial(i, bytes) {
+    const p = this.progress;
+    if (p.counted.has(i)) return;
+    p.partial.set(i, bytes);
+    const now = Date.now();
+    if (now - p.lastEmit >= 100) this.emitProgress(now);
+  }
+
+  chunkObtained(i, len) {
+    const p = this.progress;
+    p.partial.delete(i);
+    if (p.counted.has(i)) return;
+    p.counted.add(i);
+    p.obtained += len;
+    this.emitProgress(Date.now());
+  }
+
+  emitProgress(now) {
+    const p = this.progress;
+    if (!this.onDownload || this.size == null) return;
+    let loaded = p.obtained;
+    for (const b of p.partial.values()) loaded += b;
+    loaded = Math.min(loaded, this.size);
+    if (loaded <= p.reported) return; // monotonic: the partial bytes of a retried chunk don't count twice
+    p.reported = loaded;
+    p.lastEmit = now;
+    try {
+      this.onDownload({ loaded, total: this.size });
+    } catch (e) {
+      console.error(e);
+    }
+  }
+
+  // --- helpers -------------------------------------------------------------------------------
+
+  nChunks() { return chunkCount(this.size, this.chunkSize); }
+  chunkLen(i) { return this.size == null ? this.chunkSize : Math.max(0, Math.min(this.chunkSize, this.size - i * this.chunkSize)); }
+  isComplete() { return Object.keys(this.meta.chunks).length === this.nChunks(); }
+  firstMissing() {
+    const n = this.nChunks();
+    for (let i = 0; i < n; i++) if (this.meta.chunks[i] == null) return i;
+    return 0;
+  }
+
+  throwIfAborted() {
+    if (this.closed) throw new DisposedError("the model source was closed");
+    if (this.ac.signal.aborted) throw new AbortError();
+  }
+
+  async close() {
+    if (this.closed) return;
+    this.closed = true;
+    this.userSignal?.removeEventListener("abort", this.onUserAbort);
+    this.ac.abort();
+    this.stopStream();
+    this.lru.clear();
+    // Let queued cache writes of chunks already fetched land, so the next open finds them.
+    await queues.get(this.key)?.catch(() => {});
+  }
+}
+
+/** The server has a different file than the cached metadata (or than earlier in this load). */
+class ChangedError extends Error {}
+/** A failure worth retrying at the same chunk (short body, dropped connection). */
+class RetriableError extends Error {}
+
+// ---------------------------------------------------------------------------------------------
+// Blob / File source: the browser already has random access, nothing to cache.
+
+async function openBlob(blob, { signal, onDownload } = {}) {
+  const size = blob.size;
+  const head = new Uint8Array(await raceAbort(blob.slice(0, 4).arrayBuffer(), signal));
+  checkMagic(head);
+  let closed = false;
+  let reported = 0;
+  return {
+    size,
+    name: typeof blob.name === "string" && blob.name ? blob.name : "blob",
+    url: null,
+    fromCache: false,
+    cacheError: null,
+    async read(offset, length) {
+      if (closed) throw new DisposedError("the model source was closed");
+      if (signal?.aborted) throw new AbortError();
+      offset = Number(offset);
+      length = Number(length);
+      if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > size) {
+        throw new InvalidArgumentError(`read(${offset}, ${length}) is outside the file (size ${size})`);
+      }
+      const bytes = new Uint8Array(await raceAbort(blob.slice(offset, offset + length).arrayBuffer(), signal));
+      // Reads are mostly sequential, so the furthest byte read is a fair progress measure.
+      if (onDownload && offset + length > reported) {
+        reported = offset + length;
+        try { onDownload({ loaded: reported, total: size }); } catch (e) { console.error(e); }
+      }
+      return bytes;
+    },
+    async close() { closed = true; },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cache backends. Each entry stores named files (meta.json, <i>.bin) under one key.
+
+const queues = new Map(); // key → tail promise of that entry's serialized cache operations
+
+function serial(key, fn) {
+  const prev = queues.get(key) ?? Promise.resolve();
+  const run = prev.then(fn);
+  const tail = run.catch(() => {});
+  queues.set(key, tail);
+  tail.then(() => { if (queues.get(key) === tail) queues.delete(key); });
+  return run;
+}
+
+class Entry {
+  async readMeta() {
+    const b = await this.readFile("meta.json");
+    return b ? JSON.parse(new TextDecoder().decode(b)) : null;
+  }
+  writeMeta(meta) { return this.writeFile("meta.json", new TextEncoder().encode(JSON.stringify(meta))); }
+  readChunk(i) { return this.readFile(`${i}.bin`); }
+  writeChunk(i, bytes) { return this.writeFile(`${i}.bin`, bytes); }
+  deleteChunk(i) { return this.removeFile(`${i}.bin`); }
+}
+
+class OpfsEntry extends Entry {
+  constructor(root, key) { super(); this.root = root; this.key = key; }
+  async dir(create) {
+    try {
+      return await this.root.getDirectoryHandle(this.key, { create });
+    } catch (e) {
+      if (!create && (e.name === "NotFoundError" || e.name === "TypeMismatchError")) return null;
+      throw e;
+    }
+  }
+  async readFile(name) {
+    const d = await this.dir(false);
+    if (!d) return null;
+    try {
+      const fh = await d.getFileHandle(name);
+      return new Uint8Array(await (await fh.getFile()).arrayBuffer());
+    } catch (e) {
+      if (e.name === "NotFoundError" || e.name === "TypeMismatchError") return null;
+      throw e;
+    }
+  }
+  async writeFile(name, bytes) {
+    const d = await this.dir(true);
+    const fh = await d.getFileHandle(name, { create: true });
+    // createWritable writes a swap file and swaps it in on close: a crash never leaves half a chunk.
+    const w = await fh.createWritable();
+    try {
+      await w.write(bytes);
+      await w.close();
+    } catch (e) {
+      await w.abort().catch(() => {});
+      throw e;
+    }
+  }
+  async removeFile(name) {
+    const d = await this.dir(false);
+    if (d) await d.removeEntry(name).catch(ignoreNotFound);
+  }
+  async destroy() { await this.root.removeEntry(this.key, { recursive: true }).catch(ignoreNotFound); }
+}
+
+class CacheApiEntry extends Entry {
+  constructor(cache, key) { super(); this.cache = cache; this.key = key; }
+  req(name) { return new Request(`${CACHE_URL_BASE}${this.key}/${name}`); }
+  async readFile(name) {
+    const res = await this.cache.match(this.req(name));
+    return res ? new Uint8Array(await res.arrayBuffer()) : null;
+  }
+  async writeFile(name, bytes) {
+    await this.cache.put(this.req(name), new Response(bytes, { headers: { "content-type": "application/octet-stream" } }));
+  }
+  async removeFile(name) { await this.cache.delete(this.req(name)); }
+  async destroy() {
+    const prefix = `${CACHE_URL_BASE}${this.key}/`;
+    for (const r of await this.cache.keys()) if (r.url.startsWith(prefix)) await this.cache.delete(r);
+  }
+}
+
+async function opfsRoot(create) {
+  try {
+    if (!globalThis.navigator?.storage?.getDirectory) return null;
+    // Safari's main thread has OPFS without createWritable; use the Cache API there.
+    if (typeof FileSystemFileHandle === "undefined" || !("createWritable" in FileSystemFileHandle.prototype)) return null;
+    const top = await navigator.storage.getDirectory();
+    if (!create) {
+      try {
+        await top.getDirectoryHandle(ROOT);
+      } catch {
+        return null;
+      }
+    }
+    return top;
+  } catch {
+    return null; // e.g. private browsing
+  }
+}
+
+function opfsBackend(top) {
+  return {
+    name: "opfs",
+    entry(key) {
+      // llama-webgpu-cache/ is looked up on each use (clearModelCache may remove it) and created
+      // only by a write, so a rejected model leaves nothing behind.
+      const lazyRoot = {
+        async getDirectoryHandle(name, o) {
+          return (await top.getDirectoryHandle(ROOT, { create: !!o?.create })).getDirectoryHandle(name, o);
+        },
+        async removeEntry(name, o) {
+          return (await top.getDirectoryHandle(ROOT)).removeEntry(name, o);
+        },
+      };
+      return new OpfsEntry(lazyRoot, key);
+    },
+    async keys() {
+      const out = [];
+      let dir;
+      try {
+        dir = await top.getDirectoryHandle(ROOT);
+      } catch {
+        return out;
+      }
+      for await (const [name, h] of dir.entries()) if (h.kind === "directory") out.push(name);
+      return out;
+    },
+  };
+}
+
+function cacheApiBackend(cache) {
+  return {
+    name: "cache-api",
+    entry: (key) => new CacheApiEntry(cache, key),
+    async keys() {
+      const out = [];
+      for (const r of await cache.keys()) {
+        if (!r.url.startsWith(CACHE_URL_BASE) || !r.url.endsWith("/meta.json")) continue;
+        out.push(r.url.slice(CACHE_URL_BASE.length, -"/meta.json".length));
+      }
+      return out;
+    },
+  };
+}
+
+async function pickBackend(mode) {
+  if (mode === true || mode === "opfs") {
+    const top = await opfsRoot(true);
+    if (top) return opfsBackend(top);
+    if (mode === "opfs") throw new LlamaWebGPUError("OPFS is not available in this context", "cache");
+  }
+  if (mode === true || mode === "cache-api") {
+    if (globalThis.caches) return cacheApiBackend(await caches.open(CACHE_NAME));
+    if (mode === "cache-api") throw new LlamaWebGPUError("the Cache API is not available in this context", "cache");
+    return null; // no storage (e.g. an insecure context): load uncached, silently
+  }
+  throw new InvalidArgumentError(`cache must be true, false, "opfs" or "cache-api", got ${String(mode)}`);
+}
+
+async function allBackends() {
+  const out = [];
+  const top = await opfsRoot(false);
+  if (top) out.push(opfsBackend(top));
+  if (globalThis.caches && (await caches.has(CACHE_NAME))) out.push(cacheApiBackend(await caches.open(CACHE_NAME)));
+  return out;
+}
+
+async function readMetaSafe(entry) {
+  try {
+    const m = await entry.readMeta();
+    return m && typeof m === "object" && Number.isSafeInteger(m.size) && m.size > 0 &&
+      Number.isSafeInteger(m.chunkSize) && m.chunkSize > 0 && m.chunks && typeof m.chunks === "object" ? m : null;
+  } catch {
+    return null;
+  }
+}
+
+function metaMatches(meta, id) {
+  return meta.version === META_VERSION && meta.url === id;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+function checkMagic(bytes) {
+  if (bytes.length < 4 || bytes[0] !== 0x47 || bytes[1] !== 0x47 || bytes[2] !== 0x55 || bytes[3] !== 0x46) {
+    const text = new TextDecoder().decode(bytes.subarray(0, 16)).replace(/[^\x20-\x7e]/g, ".");
+    const hint = /^\s*</.test(text) ? " (looks like an HTML page: wrong URL, or a login/error page?)" : "";
+    throw new InvalidModelError(`not a GGUF file: it starts with "${text}"${hint}`);
+  }
+}
+
+/**
+ * 32-bit checksum of a chunk: FNV-1a-style multiply/xor over 32-bit words in two lanes, with a
+ * rotation so high bits feed back into low ones. ~10x faster than a byte-wise CRC32 in JS; meant
+ * to catch truncated or damaged cache files, not tampering.
+ */
+function checksum(bytes) {
+  const n = bytes.length;
+  const words = n >>> 2;
+  const u32 = bytes.byteOffset % 4 === 0
+    ? new Uint32Array(bytes.buffer, bytes.byteOffset, words)
+    : new Uint32Array(bytes.slice(0, words * 4).buffer);
+  let a = 0x811c9dc5 ^ n;
+  let b = 0x9e3779b9;
+  let i = 0;
+  for (; i + 1 < words; i += 2) {
+    a = Math.imul(a ^ u32[i], 0x01000193);
+    a = (a << 13) | (a >>> 19);
+    b = Math.imul(b ^ u32[i + 1], 0x5bd1e995);
+    b = (b << 15) | (b >>> 17);
+  }
+  if (i < words) a = Math.imul(a ^ u32[i], 0x01000193);
+  for (let j = words * 4; j < n; j++) b = Math.imul(b ^ bytes[j], 0x5bd1e995);
+  let h = a ^ Math.imul(b, 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 16), 0xc2b2ae35);
+  return (h ^ (h >>> 13)) >>> 0;
+}
+
+/** 64-bit FNV-1a of the URL (as two 32-bit lanes) → a directory name; meta.json holds the URL itself. */
+function keyOf(url) {
+  const bytes = new TextEncoder().encode(url);
+  let h1 = 0x811c9dc5;
+  let h2 = 0xcbf29ce4;
+  for (const c of bytes) {
+    h1 = Math.imul(h1 ^ c, 0x01000193);
+    h2 = Math.imul(h2 ^ c, 0x01000193) ^ (h1 >>> 7);
+  }
+  return (h1 >>> 0).toString(16).padStart(8, "0") + (h2 >>> 0).toString(16).padStart(8, "0");
+}
+
+function normalizeUrl(source) {
+  let u;
+  try {
+    u = new URL(String(source), globalThis.location?.href);
+  } catch {
+    throw new InvalidArgumentError(`not a valid URL: ${String(source)}`);
+  }
+  u.hash = "";
+  return u.href;
+}
+
+function nameOf(url) {
+  const u = new URL(url);
+  const last = u.pathname.split("/").filter(Boolean).pop();
+  try {
+    return last ? decodeURIComponent(last) : u.host;
+  } catch {
+    return last;
+  }
+}
+
+function chunkCount(size, chunkSize) { return Math.ceil(size / chunkSize); }
+
+function intOrNull(s) {
+  if (s == null || !/^\d+$/.test(s.trim())) return null;
+  return Number(s.trim());
+}
+
+function parseContentRange(s) {
+  const m = s && /^\s*bytes\s+(\d+)-(\d+)\/(\d+|\*)\s*$/i.exec(s);
+  if (!m) return null;
+  return { start: Number(m[1]), end: Number(m[2]), total: m[3] === "*" ? null : Number(m[3]) };
+}
+
+function normEtag(e) { return e == null ? null : e.replace(/^W\//, ""); }
+
+/** Different file? Size must match; then the ETag when both sides have one, else Last-Modified. */
+function differs(old, now) {
+  if (now.size != null && old.size != null && now.size !== old.size) return true;
+  if (old.etag && now.etag) return normEtag(old.etag) !== normEtag(now.etag);
+  if (old.lastModified && now.lastModified) return old.lastModified !== now.lastModified;
+  return false;
+}
+
+async function httpError(res, url) {
+  res.body?.cancel().catch(() => {});
+  const text = res.statusText ? ` ${res.statusText}` : "";
+  const hint = res.status === 401 || res.status === 403 ? " (the model may need authentication or accepting its license)" : "";
+  return new HttpError(`HTTP ${res.status}${text} for ${url}${hint}`, res.status);
+}
+
+function ignoreNotFound(e) {
+  if (e && e.name === "NotFoundError") return;
+  throw e;
+}
+
+function mb(n) { return `${(n / (1 << 20)).toFixed(1)} MiB`; }
+
+function sleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(new AbortError());
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(new AbortError());
+    };
+    const t = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/** Reject with AbortError as soon as `signal` aborts, even if `p` is stuck in a non-abortable step. */
+function raceAbort(p, signal) {
+  if (!signal) return p;
+  if (signal.aborted) return Promise.reject(new AbortError());
+  let onAbort;
+  const aborted = new Promise((_, reject) => {
+    onAbort = () => reject(new AbortError());
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  return Promise.race([p, aborted]).finally(() => signal.removeEventListener("abort", onAbort));
+}
