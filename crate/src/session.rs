@@ -233,7 +233,8 @@ impl Generator {
         }
         self.tokens.push(next);
         self.history.push(next);
-        let piece = self.stream.push(tok, next)?;
+        // control tokens (headers, turn markers) are not text for the reader
+        let piece = if tok.is_special(next) { String::new() } else { self.stream.push(tok, next)? };
         self.text.push_str(&piece);
         let stops = self.opts.stop.iter().filter(|s| !s.is_empty());
         if let Some(i) = stops.clone().filter_map(|s| self.text.find(s.as_str())).min() {

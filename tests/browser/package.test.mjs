@@ -379,7 +379,7 @@ test("no WebGPU and a lost device give typed errors; loadModel works again after
 });
 
 const SMOLLM2 = process.env.SMOLLM2_GGUF;
-test("wasm memory stays bounded while streaming SmolLM2-135M (98 MB, 12 chunks) to the GPU", { skip: !SMOLLM2 || !existsSync(SMOLLM2) ? "SMOLLM2_GGUF not set (scripts/setup.sh sets it)" : false }, async () => {
+test("SmolLM2-135M (98 MB, 12 chunks): bounded wasm memory while streaming, greedy tokens = transformers, chat answers Paris", { skip: !SMOLLM2 || !existsSync(SMOLLM2) ? "SMOLLM2_GGUF not set (scripts/setup.sh sets it)" : false }, async () => {
   const models = await startServer({ root: dirname(SMOLLM2) });
   try {
     const BOUND = 64 << 20;
@@ -390,8 +390,13 @@ test("wasm memory stays bounded while streaming SmolLM2-135M (98 MB, 12 chunks) 
         peak = Math.max(peak, lib.wasmMemoryBytes());
         const info = model.info;
         const text = await model.tokenize("The capital of France is");
+        const t0 = performance.now();
+        const greedy = [];
+        for await (const c of model.generate(text, { maxTokens: 8 })) if (c.token !== null) greedy.push(c.token);
+        const seconds = (performance.now() - t0) / 1000;
+        const chat = await model.chat.completions.create({ messages: [{ role: "user", content: "What is the capital of France?" }], max_tokens: 12, temperature: 0 });
         await model.dispose();
-        return { peak, info, text };
+        return { peak, info, text, greedy, seconds, stats: model.lastStats, answer: chat.choices[0].message.content };
       },
       { url: `${models.origin}/${basename(SMOLLM2)}` },
     );
@@ -400,7 +405,11 @@ test("wasm memory stays bounded while streaming SmolLM2-135M (98 MB, 12 chunks) 
     console.log(`SmolLM2 load: peak wasm memory ${(r.peak / 2 ** 20).toFixed(1)} MiB for a ${(size / 2 ** 20).toFixed(1)} MiB model`);
     assert.ok(r.peak > 0 && r.peak < BOUND, `peak wasm memory ${r.peak} must stay below ${BOUND}`);
     assert.ok(size > BOUND && size > 10 * (8 << 20), "the model is larger than the bound and many chunks long");
-    assert.deepEqual(r.text, [504, 3575, 282, 4649, 314], "HF tokenizers' ids for the prompt");
+    const ref = JSON.parse(readFileSync(join(FIX, "smollm2.json"), "utf8"));
+    assert.deepEqual(r.text, ref.prompt_ids, "HF tokenizers' ids for the prompt");
+    assert.deepEqual(r.greedy, ref.greedy_ids.slice(0, 8), "greedy tokens = transformers on the same GGUF");
+    assert.match(r.answer, /Paris/);
+    console.log(`SmolLM2 in the browser (${r.info.adapter}): 8 greedy tokens in ${r.seconds.toFixed(1)} s; chat decode ${r.stats.decodeTokensPerSecond.toFixed(2)} tok/s, prefill ${r.stats.prefillTokensPerSecond.toFixed(2)} tok/s: ${JSON.stringify(r.answer)}`);
   } finally {
     await models.close();
   }
