@@ -77,7 +77,7 @@ export class EngineHost {
     let engine;
     try {
       const progress = (phase, loaded, total) => emit({ phase, loaded, total });
-      engine = await loadEngine(src.size, read, { contextLength: opts.contextLength, precision: opts.precision, chunkBytes, cpuAdapter: adapter.fallback }, progress);
+      engine = await loadEngine(src.size, read, { contextLength: opts.contextLength, precision: opts.precision, chunkBytes, maxBindingSize: opts.maxBindingSize, cpuAdapter: adapter.fallback }, progress);
     } catch (e) {
       throw toTyped(sourceError ?? fromPlain(e));
     } finally {

@@ -24,6 +24,8 @@ export interface LoadOptions {
   contextPolicy?: "error" | "sliding";
   /** Bytes per download/upload chunk (wasm memory holds a few of these). Default 8 MiB. */
   chunkBytes?: number;
+  /** Cap on any GPU buffer binding below the adapter's own limit (to reproduce small-limit devices). */
+  maxBindingSize?: number;
 }
 
 export interface ModelInfo {

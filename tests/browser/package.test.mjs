@@ -293,6 +293,30 @@ test("truncated and corrupted files give typed errors and leave the package usab
   assert.equal(r.after, 3, "a model still loads and runs after the failures");
 });
 
+test("adapter limits too small for the model (or the asked context) give a LimitsError", async () => {
+  const r = await inPage(
+    async (lib, { url }) => {
+      const out = {};
+      try {
+        await lib.loadModel(url, { maxBindingSize: 256 << 10, useWorker: false });
+      } catch (e) {
+        out.tiny = { name: e.name, message: e.message };
+      }
+      try {
+        await lib.loadModel(url, { maxBindingSize: 1 << 20, contextLength: 100000 });
+      } catch (e) {
+        out.context = { name: e.name, message: e.message };
+      }
+      return out;
+    },
+    { url: `${server.origin}${MODEL}` },
+  );
+  assert.ok(!r.thrown, JSON.stringify(r.thrown));
+  assert.equal(r.tiny?.name, "LimitsError", JSON.stringify(r));
+  assert.equal(r.context?.name, "LimitsError", JSON.stringify(r));
+  assert.match(r.context.message, /context 100000/);
+});
+
 test("a server without CORS gives a NetworkError", async () => {
   const r = await inPage(async (lib, { url }) => lib.loadModel(url, { cache: false }), { url: `${other.origin}${MODEL}` });
   assert.equal(r.thrown?.name, "NetworkError", JSON.stringify(r));
