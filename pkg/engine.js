@@ -109,6 +109,9 @@ export class EngineHost {
   reset() {
     this.engine.reset();
   }
+  async bench(promptTokens, genTokens) {
+    return await this.engine.bench(promptTokens, genTokens);
+  }
   loseDevice() {
     this.engine.loseDevice();
   }

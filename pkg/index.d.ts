@@ -149,7 +149,25 @@ export interface Model {
   logits(tokenIds: ArrayLike<number>): Promise<Float32Array>;
   /** Forget the cached conversation. */
   reset(): Promise<void>;
+  /** Speed benchmark (clears the cached conversation). */
+  bench(options?: { promptTokens?: number; genTokens?: number }): Promise<BenchResult>;
   dispose(): Promise<void>;
+}
+
+export interface BenchResult {
+  adapter: string;
+  backend: string;
+  precision: "f16" | "f32";
+  first_token_s: number;
+  prompt_tokens: number;
+  gen_tokens: number;
+  prefill_tokens_per_s: number;
+  decode_tokens_per_s: number;
+  /** Weight bytes read per decoded token; bandwidth / this = the roofline. */
+  weight_bytes_per_token: number;
+  decode_bytes_per_s: number;
+  dispatches_per_token: number;
+  gpu_memory_bytes: number;
 }
 
 export function loadModel(source: ModelSource, options?: LoadOptions): Promise<Model>;

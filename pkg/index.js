@@ -224,6 +224,15 @@ export class Model {
   async logits(tokenIds) {
     return this.#exclusive(() => this.backend.call("logits", [Array.from(tokenIds)]));
   }
+  /**
+   * Speed benchmark: a cold first token, then `promptTokens` of prefill and `genTokens` of
+   * greedy decode → {prefill_tokens_per_s, decode_tokens_per_s, weight_bytes_per_token, …}.
+   * Clears the cached conversation.
+   */
+  async bench({ promptTokens = 64, genTokens = 32 } = {}) {
+    return this.#exclusive(() => this.backend.call("bench", [promptTokens, genTokens]));
+  }
+
   /** Forget the conversation cached on the GPU. */
   async reset() {
     return this.#exclusive(() => this.backend.call("reset", []));

@@ -15,6 +15,7 @@ pub mod sampler;
 pub mod session;
 pub mod quantize;
 pub mod synth;
+pub mod bench;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
 

@@ -416,6 +416,19 @@ impl Engine {
         })
     }
 
+    /// Speed benchmark (see [`crate::bench`]); overwrites the conversation's cache.
+    pub fn bench(&self, prompt_tokens: usize, gen_tokens: usize) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let mut guard = inner.try_borrow_mut().map_err(|_| busy())?;
+            let i = &mut *guard;
+            i.gen = None;
+            i.session.reset();
+            let r = crate::bench::run(&mut i.model, prompt_tokens, gen_tokens).await.map_err(to_js)?;
+            ser(&r)
+        })
+    }
+
     /// Forget the KV cache (a new conversation).
     pub fn reset(&self) -> std::result::Result<(), JsValue> {
         let mut i = self.inner.try_borrow_mut().map_err(|_| busy())?;

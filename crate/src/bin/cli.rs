@@ -302,49 +302,22 @@ fn cmd_bench(args: &Args) -> Result<()> {
     let load_s = t_load.elapsed().as_secs_f64();
     let n_prompt: usize = args.num("--prompt-tokens")?.unwrap_or(512);
     let n_gen: usize = args.num("--gen-tokens")?.unwrap_or(128);
-    if n_prompt == 0 || n_prompt + n_gen > model.context {
-        return Err(Error::InvalidArgument(format!("need 0 < prompt + gen tokens <= context {}", model.context)));
-    }
-    let vocab = model.cfg.n_vocab as u32;
-    // deterministic pseudo-random prompt (content does not change the cost)
-    let prompt: Vec<u32> = (0..n_prompt as u64).map(|i| ((i * 2654435761 + 12345) % vocab as u64) as u32).collect();
-    // first token: compiles every pipeline (cold start), not part of the rates
-    let t0 = web_time::Instant::now();
-    model.forward_blocking(&prompt[..1], 0, false)?;
-    let first_token_s = t0.elapsed().as_secs_f64();
-    let t1 = web_time::Instant::now();
-    let mut logits = model.forward_blocking(&prompt, 0, false)?;
-    let prefill_s = t1.elapsed().as_secs_f64();
-    let t2 = web_time::Instant::now();
-    for i in 0..n_gen {
-        let next = logits.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0 as u32;
-        logits = model.forward_blocking(&[next], n_prompt + i, false)?;
-    }
-    let decode_s = t2.elapsed().as_secs_f64();
-    let decode_tps = n_gen as f64 / decode_s.max(1e-9);
-    let bytes = model.weight_bytes_per_token();
+    let r = pollster::block_on(llama_webgpu::bench::run(&mut model, n_prompt, n_gen))?;
+    let (first_token_s, decode_tps, bytes) = (r.first_token_s, r.decode_tokens_per_s, r.weight_bytes_per_token);
     let bandwidth: Option<f64> = args.num("--bandwidth")?;
     let roofline = bandwidth.map(|gbps| gbps * 1e9 / bytes as f64);
-    let j = serde_json::json!({
+    let mut j = serde_json::to_value(&r).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let extra = serde_json::json!({
         "model": args.req("--model")?,
-        "adapter": model.gpu.adapter.name,
-        "backend": model.gpu.adapter.backend,
-        "precision": if model.gpu.use_f16 { "f16" } else { "f32" },
         "load_s": load_s,
-        "first_token_s": first_token_s,
-        "prompt_tokens": n_prompt,
-        "gen_tokens": n_gen,
-        "prefill_tokens_per_s": n_prompt as f64 / prefill_s.max(1e-9),
-        "decode_tokens_per_s": decode_tps,
-        "weight_bytes_per_token": bytes,
-        "decode_bytes_per_s": bytes as f64 * decode_tps,
-        "dispatches_per_token": model.dispatches_per_token(),
-        "gpu_memory_bytes": model.gpu_bytes,
         "host_heap_peak_bytes": HEAP_PEAK.load(Relaxed),
         "process_peak_rss_bytes": peak_rss(),
         "roofline_tokens_per_s": roofline,
         "fraction_of_roofline": roofline.map(|r| decode_tps / r),
     });
+    if let (Some(o), Some(e)) = (j.as_object_mut(), extra.as_object()) {
+        o.extend(e.clone());
+    }
     if args.flag("--json") {
         println!("{j}");
     } else {
