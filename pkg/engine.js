@@ -84,7 +84,14 @@ export class EngineHost {
       await src.close?.().catch(() => {});
     }
     emit({ phase: "ready", loaded: 1, total: 1 });
-    const info = { ...engine.info(), adapter: adapter.name, fromCache: !!src.fromCache, source: src.url ?? src.name ?? null };
+    const info = {
+      ...engine.info(),
+      adapter: adapter.name,
+      fromCache: !!src.fromCache,
+      source: src.url ?? src.name ?? null,
+      // the model loaded, but could not be cached (quota, storage disabled): why
+      cacheError: src.cacheError ? toTyped(src.cacheError).toPlain() : null,
+    };
     return new EngineHost(engine, info, opts);
   }
 

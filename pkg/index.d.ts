@@ -50,6 +50,8 @@ export interface ModelInfo {
   /** True when every model byte came from the browser cache. */
   fromCache: boolean;
   source: string | null;
+  /** Set when the model loaded but could not be stored in the browser cache (e.g. quota_exceeded). */
+  cacheError: { code: string; message: string } | null;
 }
 
 export interface GenerateOptions {
