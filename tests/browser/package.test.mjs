@@ -479,3 +479,30 @@ test("context policies: error (typed error, 'length') and sliding window", async
   assert.equal(r.sliding.overflow, null, "a long prompt is cut to fit");
   assert.ok(["stop", "length"].includes(r.sliding.chat), JSON.stringify(r));
 });
+
+const LLAMA3_JSON = process.env.LLAMA3_TOKENIZER_JSON;
+test("the real Llama 3 vocabulary (128,256 tokens, an ~8 MB header) loads and tokenizes as HF does", { skip: !LLAMA3_JSON || !existsSync(LLAMA3_JSON) ? "LLAMA3_TOKENIZER_JSON not set (scripts/setup.sh sets it)" : false }, async () => {
+  const file = join(scratch, "llama3-vocab.gguf");
+  execFileSync("python3", [join(ROOT, "tests/browser/make_llama3_vocab_model.py"), LLAMA3_JSON, file]);
+  const cases = JSON.parse(readFileSync(join(ROOT, "tests/tokenizer/refs.json"), "utf8")).cases.slice(0, 40);
+  const r = await inPage(
+    async (lib, { url, texts }) => {
+      const model = await lib.loadModel(url, { cache: false, chunkBytes: 1 << 20 });
+      const ids = [];
+      for (const t of texts) ids.push(await model.tokenize(t));
+      const back = await model.detokenize(ids[0]);
+      const chat = await model.chat.completions.create({ messages: [{ role: "user", content: "Hi" }], max_tokens: 3, temperature: 0 });
+      const info = model.info;
+      await model.dispose();
+      return { ids, back, info, usage: chat.usage };
+    },
+    { url: `${scratchServer.origin}/llama3-vocab.gguf`, texts: cases.map((c) => c.text) },
+  );
+  assert.ok(!r.thrown, JSON.stringify(r.thrown));
+  assert.equal(r.info.vocabSize, 128256);
+  assert.equal(r.info.chatTemplate, "llama3");
+  cases.forEach((c, i) => assert.deepEqual(r.ids[i], c.llama3, `tokenize(${JSON.stringify(c.text)})`));
+  assert.equal(r.back, cases[0].text);
+  // <|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|> + assistant header
+  assert.equal(r.usage.prompt_tokens, 1 + 4 + 2 + 4);
+});
