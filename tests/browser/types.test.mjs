@@ -1,0 +1,13 @@
+// pkg/index.d.ts type-checks the documented usage (tests/types/usage.ts) with TypeScript.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
+
+test("TypeScript declarations check the documented usage and reject misuse", () => {
+  const r = spawnSync(process.execPath, [join(ROOT, "node_modules/typescript/bin/tsc"), "-p", join(ROOT, "tests/types/tsconfig.json")], { encoding: "utf8" });
+  assert.equal(r.status, 0, `tsc failed:\n${r.stdout}${r.stderr}`);
+});
