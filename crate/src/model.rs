@@ -140,55 +140,40 @@ impl LlamaModel {
         let mut loaded = 0u64;
         let mut types: std::collections::BTreeMap<String, usize> = Default::default();
 
-        let mut names = vec!["token_embd.weight".to_string()];
-        if !cfg.tied_embeddings {
-            names.push("output.weight".into());
-        }
-        for i in 0..cfg.n_layer {
-            for s in ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"] {
-                names.push(format!("blk.{i}.{s}.weight"));
-            }
-        }
-        let mut uploaded = Vec::with_capacity(names.len());
-        for name in &names {
+        let mut weight = async |name: &str| -> Result<GpuWeight> {
             let t = tensor(file, name)?;
             *types.entry(t.ty.name().to_string()).or_default() += 1;
-            let w = GpuWeight::upload(&gpu, name, t.ty, t.rows(), t.cols(), src, t.offset, opts.chunk_bytes, |n| {
+            GpuWeight::upload(&gpu, name, t.ty, t.rows(), t.cols(), src, t.offset, opts.chunk_bytes, |n| {
                 loaded += n;
                 progress(Progress { phase: Phase::Upload, loaded, total });
             })
-            .await?;
-            uploaded.push(w);
-        }
-        let mut uploaded = uploaded.into_iter();
-        let mut next = || uploaded.next().ok_or_else(|| Error::InvalidArgument("weight list exhausted".into()));
-        let tok_embd = next()?;
-        let output = if cfg.tied_embeddings { None } else { Some(next()?) };
+            .await
+        };
+        let tok_embd = weight("token_embd.weight").await?;
+        let output = if cfg.tied_embeddings { None } else { Some(weight("output.weight").await?) };
         let mut ws = Vec::with_capacity(cfg.n_layer);
-        for _ in 0..cfg.n_layer {
-            ws.push([next()?, next()?, next()?, next()?, next()?, next()?, next()?]);
-        }
-        let mut small = Vec::new();
-        let mut smalls = vec!["output_norm.weight".to_string()];
         for i in 0..cfg.n_layer {
-            smalls.push(format!("blk.{i}.attn_norm.weight"));
-            smalls.push(format!("blk.{i}.ffn_norm.weight"));
+            let n = |s: &str| format!("blk.{i}.{s}.weight");
+            ws.push([
+                weight(&n("attn_q")).await?,
+                weight(&n("attn_k")).await?,
+                weight(&n("attn_v")).await?,
+                weight(&n("attn_output")).await?,
+                weight(&n("ffn_gate")).await?,
+                weight(&n("ffn_up")).await?,
+                weight(&n("ffn_down")).await?,
+            ]);
         }
-        for name in &smalls {
-            small.push(read_f32(src, tensor(file, name)?).await?);
-        }
+        let tensor_types = types.into_iter().collect();
+        let norm = async |name: &str| -> Result<wgpu::Buffer> {
+            let v = read_f32(src, tensor(file, name)?).await?;
+            gpu.storage_from(name, bytemuck::cast_slice(&v))
+        };
+        let output_norm = norm("output_norm.weight").await?;
         let rope_freqs = match file.tensor("rope_freqs.weight") {
             Some(t) => Some(read_f32(src, t).await?),
             None => None,
         };
-        progress(Progress { phase: Phase::Compile, loaded: total, total });
-        let tensor_types = types.into_iter().collect();
-        // small f32 tensors, read above in the order of `smalls`
-        let norm = |name: &str| -> Result<wgpu::Buffer> {
-            let i = smalls.iter().position(|n| n == name).ok_or_else(|| Error::MissingTensor(name.into()))?;
-            gpu.storage_from(name, bytemuck::cast_slice(&small[i]))
-        };
-        let output_norm = norm("output_norm.weight")?;
         let inv_freq = reference::rope_inv_freq(cfg.head_dim, cfg.rope_base, rope_freqs.as_deref());
         let inv_freq_buf = gpu.storage_from("inv_freq", bytemuck::cast_slice(&inv_freq))?;
 
@@ -208,8 +193,8 @@ impl LlamaModel {
         for (i, w) in ws.into_iter().enumerate() {
             let [wq, wk, wv, wo, w_gate, w_up, w_down] = w;
             layers.push(Layer {
-                attn_norm: norm(&format!("blk.{i}.attn_norm.weight"))?,
-                ffn_norm: norm(&format!("blk.{i}.ffn_norm.weight"))?,
+                attn_norm: norm(&format!("blk.{i}.attn_norm.weight")).await?,
+                ffn_norm: norm(&format!("blk.{i}.ffn_norm.weight")).await?,
                 k_cache: gpu.storage("k_cache", (context * kv_dim * kv_elem) as u64)?,
                 v_cache: gpu.storage("v_cache", (context * kv_dim * kv_elem) as u64)?,
                 wq,
@@ -266,6 +251,7 @@ impl LlamaModel {
             out_all: vec![],
             out_last: vec![],
         };
+        progress(Progress { phase: Phase::Compile, loaded: total, total });
         m.record()?;
         m.gpu.check()?;
         Ok(m)

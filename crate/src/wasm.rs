@@ -91,10 +91,13 @@ impl AsyncByteSource for JsSource {
 /// Parses the header from a growing prefix: 4 MiB covers small models, Llama 3's 128K-token
 /// vocabulary needs ~8 MiB.
 async fn read_header(src: &JsSource) -> Result<GgufFile> {
+    let mut prefix = Vec::new();
     let mut want = (4u64 << 20).min(src.size);
     loop {
-        let mut prefix = vec![0u8; want as usize];
-        src.bytes(0, &mut prefix).await?;
+        // read only what the prefix does not have yet
+        let have = prefix.len();
+        prefix.resize(want as usize, 0);
+        src.bytes(have as u64, &mut prefix[have..]).await?;
         match GgufFile::read(&PrefixSource { prefix: &prefix, total: src.size }) {
             Err(e) if needs_more(&e, want, src.size) => want = (want * 4).min(src.size),
             r => return r,
@@ -174,6 +177,15 @@ struct Inner {
     session: Session,
     gen: Option<Generator>,
     info: JsValue,
+}
+
+impl Inner {
+    /// Drops the generation in progress and the cached conversation: the next prompt (or a
+    /// call that writes the KV cache itself) starts from position 0.
+    fn forget(&mut self) {
+        self.gen = None;
+        self.session.reset();
+    }
 }
 
 /// A loaded model. Methods must not overlap (the JS side queues calls); an overlapping call
@@ -284,7 +296,7 @@ impl Engine {
         let tokens = encode_chat(&i.tok, i.template, &msgs, true).map_err(to_js)?;
         let keep = match msgs.first() {
             Some(m) if m.role == "system" => encode_chat(&i.tok, i.template, &msgs[..1], false).map_err(to_js)?.len(),
-            _ => usize::from(tokens.first().is_some() && tokens.first().copied() == i.tok.bos_id()),
+            _ => usize::from(tokens.first().is_some_and(|&t| Some(t) == i.tok.bos_id())),
         };
         #[derive(Serialize)]
         struct Out {
@@ -301,8 +313,7 @@ impl Engine {
         future_to_promise(async move {
             let mut guard = inner.try_borrow_mut().map_err(|_| busy())?;
             let i = &mut *guard;
-            i.gen = None;
-            i.session.reset();
+            i.forget();
             let out = i.model.forward(&ids, 0, true).await.map_err(to_js)?;
             Ok(js_sys::Float32Array::from(out.as_slice()).into())
         })
@@ -422,8 +433,7 @@ impl Engine {
         future_to_promise(async move {
             let mut guard = inner.try_borrow_mut().map_err(|_| busy())?;
             let i = &mut *guard;
-            i.gen = None;
-            i.session.reset();
+            i.forget();
             let r = crate::bench::run(&mut i.model, prompt_tokens, gen_tokens).await.map_err(to_js)?;
             ser(&r)
         })
@@ -431,9 +441,7 @@ impl Engine {
 
     /// Forget the KV cache (a new conversation).
     pub fn reset(&self) -> std::result::Result<(), JsValue> {
-        let mut i = self.inner.try_borrow_mut().map_err(|_| busy())?;
-        i.gen = None;
-        i.session.reset();
+        self.inner.try_borrow_mut().map_err(|_| busy())?.forget();
         Ok(())
     }
 
