@@ -1,7 +1,7 @@
 // The engine where it runs (a worker by default, or the page with useWorker: false): the
 // wasm module, the byte source feeding it, and the token loop. Everything crossing to the
 // caller is plain data, so the same code serves both cases.
-import init, { loadEngine, wasmMemoryBytes } from "./wasm/llama_webgpu.js";
+import init, { loadEngine, wasmMemoryBytes as wasmModuleMemoryBytes } from "./wasm/llama_webgpu.js";
 import { openSource } from "./loader.js";
 import { AbortError, WebGPUUnavailableError, fromPlain, toTyped } from "./errors.js";
 
@@ -15,8 +15,8 @@ function initWasm() {
 }
 
 /** Linear memory of the wasm instance in this realm (0 before it is instantiated). */
-export function localWasmMemoryBytes() {
-  return wasmReady ? wasmMemoryBytes() : 0;
+export function wasmMemoryBytes() {
+  return wasmReady ? wasmModuleMemoryBytes() : 0;
 }
 
 export async function checkWebGPU() {
@@ -50,14 +50,12 @@ export class EngineHost {
     const adapter = await checkWebGPU();
     if (signal?.aborted) throw new AbortError();
     const chunkBytes = opts.chunkBytes ?? 8 << 20;
-    let downloaded = -1;
+    // the loader's byte count never goes down; index.js drops repeats of a phase's count
     const src = await openSource(source, {
       cache: opts.cache ?? true,
       signal,
       chunkSize: chunkBytes,
-      onDownload: ({ loaded, total }) => {
-        if (loaded > downloaded) emit({ phase: "download", loaded: (downloaded = loaded), total });
-      },
+      onDownload: ({ loaded, total }) => emit({ phase: "download", loaded, total }),
     }).catch((e) => {
       throw toTyped(e);
     });
@@ -129,7 +127,6 @@ export class EngineHost {
    */
   async *generate(prompt, opts = {}, aborted = () => false) {
     const o = { contextPolicy: this.contextPolicy, ...opts };
-    delete o.signal;
     let stopped = false;
     try {
       await this.engine.start(Uint32Array.from(prompt), o);
@@ -164,4 +161,3 @@ function contentText(c) {
   return c == null ? "" : String(c);
 }
 
-export { localWasmMemoryBytes as wasmMemoryBytes };

@@ -163,12 +163,12 @@ export async function loadModel(source, options = {}) {
   return new Model(backend, options);
 }
 
-/** Drops progress events that would go backwards within a phase. */
+/** Drops progress events that would go backwards within a phase, or repeat its last count. */
 function monotonic(cb) {
   if (!cb) return () => {};
   const last = {};
   return (p) => {
-    if ((last[p.phase] ?? -1) > p.loaded) return;
+    if ((last[p.phase] ?? -1) >= p.loaded) return;
     last[p.phase] = p.loaded;
     try {
       cb({ phase: p.phase, loaded: p.loaded, total: p.total });
@@ -246,12 +246,19 @@ export class Model {
   async *generate(prompt, opts = {}) {
     const { signal, ...o } = opts;
     if (typeof o.stop === "string") o.stop = [o.stop];
+    yield* this.#generation(async () => {
+      const ids = typeof prompt === "string" ? await this.backend.call("tokenize", [prompt, true]) : Array.from(prompt);
+      return [ids, o];
+    }, signal);
+  }
+
+  /** Streams one generation once earlier calls are done; `prepare()` gives [promptIds, options]. */
+  async *#generation(prepare, signal) {
     const release = await this.#acquire();
     try {
       if (this.disposed) throw new DisposedError();
       if (signal?.aborted) throw new AbortError();
-      const ids = typeof prompt === "string" ? await this.backend.call("tokenize", [prompt, true]) : Array.from(prompt);
-      yield* this.#stream([ids, o], signal);
+      yield* this.#stream(await prepare(), signal);
     } finally {
       release();
     }
@@ -282,19 +289,11 @@ export class Model {
     const id = `chatcmpl-${Date.now().toString(36)}${(completionCounter++).toString(36)}`;
     const created = Math.floor(Date.now() / 1000);
     const model = this.info.name || "llama-webgpu";
-    const self = this;
-
-    async function* run() {
-      const release = await self.#acquire();
-      try {
-        if (self.disposed) throw new DisposedError();
-        if (signal?.aborted) throw new AbortError();
-        const { tokens, keep } = await self.backend.call("chatTokens", [body.messages]);
-        yield* self.#stream([tokens, { ...opts, keep }], signal);
-      } finally {
-        release();
-      }
-    }
+    const run = () =>
+      this.#generation(async () => {
+        const { tokens, keep } = await this.backend.call("chatTokens", [body.messages]);
+        return [tokens, { ...opts, keep }];
+      }, signal);
     const usage = () => {
       const s = this.lastStats ?? {};
       return {

@@ -20,7 +20,8 @@ import { fileURLToPath } from "node:url";
 export const REPO_ROOT = resolve(fileURLToPath(new URL("..", import.meta.url)));
 export const DEFAULT_MODEL_ROUTE = "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
 
-const MIME = {
+/** Content types by extension (the browser-test server uses the same table). */
+export const MIME = {
   ".html": "text/html; charset=utf-8",
   ".js": "text/javascript; charset=utf-8",
   ".mjs": "text/javascript; charset=utf-8",
@@ -36,6 +37,7 @@ const MIME = {
   ".ico": "image/x-icon",
   ".gguf": "application/octet-stream",
   ".bin": "application/octet-stream",
+  ".npy": "application/octet-stream",
 };
 
 /** Path of the default model: $SMOLLM2_GGUF, else ask the installed PyPI package where it is. */

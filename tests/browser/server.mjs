@@ -15,20 +15,7 @@ import { createServer } from "node:http";
 import { createReadStream, existsSync, readdirSync, statSync } from "node:fs";
 import { extname, join, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
-
-const MIME = {
-  ".html": "text/html; charset=utf-8",
-  ".js": "text/javascript; charset=utf-8",
-  ".mjs": "text/javascript; charset=utf-8",
-  ".css": "text/css; charset=utf-8",
-  ".json": "application/json; charset=utf-8",
-  ".wasm": "application/wasm",
-  ".gguf": "application/octet-stream",
-  ".bin": "application/octet-stream",
-  ".npy": "application/octet-stream",
-  ".txt": "text/plain; charset=utf-8",
-  ".md": "text/markdown; charset=utf-8",
-};
+import { MIME, parseRange } from "../../www/serve.mjs";
 
 const CORS = {
   "Access-Control-Allow-Origin": "*",
@@ -143,19 +130,14 @@ export async function startServer({ root, port = 0, cors = true, range = true, h
     let start = 0;
     let end = size - 1;
     let status = 200;
-    const m = range && req.headers.range ? /^bytes=(\d*)-(\d*)$/.exec(req.headers.range.trim()) : null;
-    if (m && (m[1] !== "" || m[2] !== "")) {
-      if (m[1] === "") {
-        start = Math.max(0, size - Number(m[2])); // suffix range: the last N bytes
-      } else {
-        start = Number(m[1]);
-        if (m[2] !== "") end = Math.min(end, Number(m[2]));
-      }
-      if (start >= size || start > end) {
-        log(req, path, 416);
-        res.writeHead(416, { ...h, "Content-Range": `bytes */${size}` });
-        return res.end();
-      }
+    const r = range && req.headers.range ? parseRange(req.headers.range, size) : null;
+    if (r === "unsatisfiable") {
+      log(req, path, 416);
+      res.writeHead(416, { ...h, "Content-Range": `bytes */${size}` });
+      return res.end();
+    }
+    if (r) {
+      ({ start, end } = r);
       status = 206;
       h["Content-Range"] = `bytes ${start}-${end}/${size}`;
     }
