@@ -159,13 +159,17 @@ fn fit_prompt(prompt: &[u32], context: usize, opts: &GenerateOptions) -> Vec<u32
         ContextPolicy::SlidingWindow { keep } if prompt.len() > context => {
             let keep = keep.min(context / 2);
             let room = context - keep;
-            let tail = room - opts.max_tokens.min(room / 2);
-            let mut v = prompt[..keep].to_vec();
-            v.extend_from_slice(&prompt[prompt.len() - tail..]);
-            v
+            sink_and_tail(prompt, keep, room - opts.max_tokens.min(room / 2))
         }
         _ => prompt.to_vec(),
     }
+}
+
+/// The first `keep` tokens and the last `tail` ones (`keep + tail <= tokens.len()`).
+fn sink_and_tail(tokens: &[u32], keep: usize, tail: usize) -> Vec<u32> {
+    let mut v = tokens[..keep].to_vec();
+    v.extend_from_slice(&tokens[tokens.len() - tail..]);
+    v
 }
 
 /// One step of output: the token (None for text flushed at the end) and the text it released.
@@ -260,9 +264,7 @@ impl Generator {
                     ContextPolicy::SlidingWindow { keep } => {
                         // history ends with `next`: re-running the window yields its logits
                         let keep = keep.min(model.context / 2);
-                        let tail = (model.context - keep) / 2;
-                        let mut window = self.history[..keep].to_vec();
-                        window.extend_from_slice(&self.history[self.history.len() - tail..]);
+                        let window = sink_and_tail(&self.history, keep, (model.context - keep) / 2);
                         let t = Instant::now();
                         self.logits = session.prefill(model, &window).await?.0;
                         self.prefill_s += t.elapsed().as_secs_f64();
