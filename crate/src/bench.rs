@@ -39,7 +39,9 @@ pub async fn run(model: &mut LlamaModel, n_prompt: usize, n_gen: usize) -> Resul
     let prefill_s = t1.elapsed().as_secs_f64();
     let t2 = Instant::now();
     for i in 0..n_gen {
-        let next = logits.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0 as u32;
+        let next =
+            logits.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0
+                as u32;
         logits = model.forward(&[next], n_prompt + i, false).await?;
     }
     let decode_s = t2.elapsed().as_secs_f64();

@@ -43,16 +43,12 @@ pub struct Message {
 
 impl Message {
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Self {
-            role: role.into(),
-            content: content.into(),
-        }
+        Self { role: role.into(), content: content.into() }
     }
 }
 
 fn special(tok: &Tokenizer, name: &str) -> Result<u32> {
-    tok.token_to_id(name)
-        .ok_or_else(|| Error::Tokenizer(format!("chat template needs '{name}', not in vocab")))
+    tok.token_to_id(name).ok_or_else(|| Error::Tokenizer(format!("chat template needs '{name}', not in vocab")))
 }
 
 pub fn encode_chat(
@@ -68,11 +64,8 @@ pub fn encode_chat(
                 Some(id) => id,
                 None => special(tok, "<|begin_of_text|>")?,
             };
-            let (start, end, eot) = (
-                special(tok, "<|start_header_id|>")?,
-                special(tok, "<|end_header_id|>")?,
-                special(tok, "<|eot_id|>")?,
-            );
+            let (start, end, eot) =
+                (special(tok, "<|start_header_id|>")?, special(tok, "<|end_header_id|>")?, special(tok, "<|eot_id|>")?);
             ids.push(bos);
             for m in messages {
                 ids.push(start);
@@ -135,9 +128,7 @@ fn default_system_prompt(template: &str) -> Option<String> {
     const HEAD: &str = "<|im_start|>system";
     template.match_indices(HEAD).find_map(|(i, _)| {
         let rest = &template[i + HEAD.len()..];
-        let rest = rest
-            .strip_prefix('\n')
-            .or_else(|| rest.strip_prefix("\\n"))?;
+        let rest = rest.strip_prefix('\n').or_else(|| rest.strip_prefix("\\n"))?;
         let body = &rest[..rest.find("<|im_end|>")?];
         let literal = !body.contains(['\'', '"', '{', '}', '+']);
         (literal && !body.is_empty()).then(|| body.replace("\\n", "\n"))
@@ -156,12 +147,8 @@ mod tests {
             Some("You are a helpful AI assistant named SmolLM, trained by Hugging Face")
         );
         let escaped = r"{{- '<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>\n' }}{{- '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}";
-        assert_eq!(
-            default_system_prompt(escaped).as_deref(),
-            Some("You are a helpful assistant.")
-        );
-        let none =
-            "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>'}}";
+        assert_eq!(default_system_prompt(escaped).as_deref(), Some("You are a helpful assistant."));
+        let none = "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>'}}";
         assert_eq!(default_system_prompt(none), None);
     }
 }

@@ -266,7 +266,9 @@ impl Gpu {
                 count: None,
             })
             .collect();
-        let bgl = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(key), entries: &entries });
+        let bgl = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(key), entries: &entries });
         let layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(key),
             bind_group_layouts: &[Some(&bgl)],
@@ -356,9 +358,7 @@ impl Gpu {
     /// Blocks until submitted work finishes (native); the browser resolves mapping on its own.
     pub fn wait(&self) -> Result<()> {
         #[cfg(not(target_arch = "wasm32"))]
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Device(format!("poll: {e}")))?;
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Device(format!("poll: {e}")))?;
         self.check()
     }
 }

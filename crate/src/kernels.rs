@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::gguf::{AsyncByteSource, GgmlType};
-use crate::gpu::{BufSlice, Binding, Gpu};
+use crate::gpu::{Binding, BufSlice, Gpu};
 use std::sync::Arc;
 
 pub mod kquant;
@@ -153,7 +153,11 @@ pub fn gpu_format(ty: GgmlType) -> Option<GpuFormat> {
 }
 
 fn unsupported(ty: GgmlType, tensor: &str) -> Error {
-    Error::UnsupportedType { tensor: tensor.to_string(), ty: ty.id(), name: format!("{} (no GPU kernel yet)", ty.name()) }
+    Error::UnsupportedType {
+        tensor: tensor.to_string(),
+        ty: ty.id(),
+        name: format!("{} (no GPU kernel yet)", ty.name()),
+    }
 }
 
 /// Byte layout of one repacked weight part: [quant bits | pad to 256 | f16 scales].
@@ -185,7 +189,11 @@ pub fn repack(ty: GgmlType, cols: u64, raw: &[u8], qs: &mut Vec<u8>, sc: &mut Ve
     let fmt = gpu_format(ty).ok_or_else(|| unsupported(ty, "?"))?;
     let row_bytes = (cols / ty.block_size() * ty.type_size()) as usize;
     if row_bytes == 0 || raw.len() % row_bytes != 0 {
-        return Err(Error::Corrupt(format!("{} data of {} bytes is not whole rows of {row_bytes}", ty.name(), raw.len())));
+        return Err(Error::Corrupt(format!(
+            "{} data of {} bytes is not whole rows of {row_bytes}",
+            ty.name(),
+            raw.len()
+        )));
     }
     let k_blocks = (cols / 32) as usize;
     let row_sc_h = (k_blocks * fmt.sc_h as usize).next_multiple_of(2);
@@ -353,7 +361,15 @@ pub struct MatmulOpts {
 
 /// `y[t, :] (+)= W · x[t, :]` for every token of the pass; one dispatch per weight part.
 /// `x` rows are `w.cols` floats, `y` rows `y_stride` floats.
-pub fn matmul(gpu: &Gpu, w: &GpuWeight, x: &wgpu::Buffer, y: &wgpu::Buffer, y_stride: u32, step: &wgpu::Buffer, opts: MatmulOpts) -> Result<Vec<Dispatch>> {
+pub fn matmul(
+    gpu: &Gpu,
+    w: &GpuWeight,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    y_stride: u32,
+    step: &wgpu::Buffer,
+    opts: MatmulOpts,
+) -> Result<Vec<Dispatch>> {
     let mut out = Vec::new();
     let tpr = gpu.matmul_tpr;
     let rpw = MM_WG / tpr;
@@ -381,9 +397,17 @@ pub fn matmul(gpu: &Gpu, w: &GpuWeight, x: &wgpu::Buffer, y: &wgpu::Buffer, y_st
                 flags,
             ],
         );
-        let buffers = [GpuWeight::qs_slice(part), GpuWeight::sc_slice(part), x.into(), y.into(), (&params).into(), step.into()];
+        let buffers =
+            [GpuWeight::qs_slice(part), GpuWeight::sc_slice(part), x.into(), y.into(), (&params).into(), step.into()];
         let label = format!("matmul {}[{}..]", w.name, part.row0);
-        let mut d = make(gpu, label, multi.clone(), &buffers, (l.rows as u32).div_ceil(rpw), if opts.last_only { 0 } else { MM_TT })?;
+        let mut d = make(
+            gpu,
+            label,
+            multi.clone(),
+            &buffers,
+            (l.rows as u32).div_ceil(rpw),
+            if opts.last_only { 0 } else { MM_TT },
+        )?;
         let bg = gpu.bind_group(&single, &buffers);
         d.single = Some((single.clone(), bg));
         out.push(d);
@@ -391,7 +415,8 @@ pub fn matmul(gpu: &Gpu, w: &GpuWeight, x: &wgpu::Buffer, y: &wgpu::Buffer, y_st
     Ok(out)
 }
 
-const MATMUL_BINDINGS: [Binding; 6] = [Binding::Read, Binding::Read, Binding::Read, Binding::ReadWrite, Binding::Uniform, Binding::Uniform];
+const MATMUL_BINDINGS: [Binding; 6] =
+    [Binding::Read, Binding::Read, Binding::Read, Binding::ReadWrite, Binding::Uniform, Binding::Uniform];
 
 const ELEM_WG: u32 = 256;
 const NORM_WG: u32 = 256;
@@ -403,9 +428,21 @@ fn wg_const(n: u32) -> Vec<(&'static str, String)> {
 }
 
 /// RMSNorm of each token's row of `dim` floats: `y = x / rms(x) * g`.
-pub fn rmsnorm(gpu: &Gpu, x: &wgpu::Buffer, g: &wgpu::Buffer, y: &wgpu::Buffer, dim: u32, eps: f32, step: &wgpu::Buffer) -> Result<Dispatch> {
+pub fn rmsnorm(
+    gpu: &Gpu,
+    x: &wgpu::Buffer,
+    g: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    dim: u32,
+    eps: f32,
+    step: &wgpu::Buffer,
+) -> Result<Dispatch> {
     let src = source(gpu, &wg_const(NORM_WG), &[NORM]);
-    let pipeline = gpu.pipeline("rmsnorm", &src, &[Binding::Read, Binding::Read, Binding::ReadWrite, Binding::Uniform, Binding::Uniform])?;
+    let pipeline = gpu.pipeline(
+        "rmsnorm",
+        &src,
+        &[Binding::Read, Binding::Read, Binding::ReadWrite, Binding::Uniform, Binding::Uniform],
+    )?;
     let params = gpu.uniform("rmsnorm", &[dim, eps.to_bits()]);
     make(gpu, "rmsnorm".into(), pipeline, &[x.into(), g.into(), y.into(), (&params).into(), step.into()], 1, 1)
 }
@@ -439,7 +476,8 @@ pub fn rope_store(
     }
     let src = source(gpu, &wg_const(ELEM_WG), &[ROPE]);
     use Binding::*;
-    let pipeline = gpu.pipeline("rope_store", &src, &[ReadWrite, Read, Read, ReadWrite, ReadWrite, Read, Uniform, Uniform])?;
+    let pipeline =
+        gpu.pipeline("rope_store", &src, &[ReadWrite, Read, Read, ReadWrite, ReadWrite, Read, Uniform, Uniform])?;
     let params = gpu.uniform("rope", &[s.n_head, s.n_kv, s.head_dim]);
     let pairs = s.n_head * s.head_dim / 2;
     make(
@@ -473,24 +511,39 @@ pub fn attention(
     let pipeline = gpu.pipeline("attention", &src, &[Read, Read, Read, ReadWrite, ReadWrite, Uniform, Uniform])?;
     let scale = 1.0 / (s.head_dim as f32).sqrt();
     let params = gpu.uniform("attention", &[s.n_head, s.n_kv, s.head_dim, s.ctx, scale.to_bits()]);
-    make(gpu, "attention".into(), pipeline, &[q.into(), kc.into(), vc.into(), scores.into(), o.into(), (&params).into(), step.into()], s.n_head, 1)
+    make(
+        gpu,
+        "attention".into(),
+        pipeline,
+        &[q.into(), kc.into(), vc.into(), scores.into(), o.into(), (&params).into(), step.into()],
+        s.n_head,
+        1,
+    )
 }
 
 /// `g = silu(g) · u` over rows of `n` floats.
 pub fn swiglu(gpu: &Gpu, g: &wgpu::Buffer, u: &wgpu::Buffer, n: u32, step: &wgpu::Buffer) -> Result<Dispatch> {
     let src = source(gpu, &wg_const(ELEM_WG), &[ELEMENTWISE]);
-    let pipeline = gpu.pipeline("swiglu", &src, &[Binding::ReadWrite, Binding::Read, Binding::Uniform, Binding::Uniform])?;
+    let pipeline =
+        gpu.pipeline("swiglu", &src, &[Binding::ReadWrite, Binding::Read, Binding::Uniform, Binding::Uniform])?;
     let params = gpu.uniform("swiglu", &[n]);
     make(gpu, "swiglu".into(), pipeline, &[g.into(), u.into(), (&params).into(), step.into()], n.div_ceil(ELEM_WG), 1)
 }
 
 /// Embedding rows for the token ids in `ids` → `out` [n, cols] f32; one dispatch per part.
-pub fn embed(gpu: &Gpu, w: &GpuWeight, ids: &wgpu::Buffer, out: &wgpu::Buffer, step: &wgpu::Buffer) -> Result<Vec<Dispatch>> {
+pub fn embed(
+    gpu: &Gpu,
+    w: &GpuWeight,
+    ids: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    step: &wgpu::Buffer,
+) -> Result<Vec<Dispatch>> {
     let mut consts = weight_consts(w.fmt);
     consts.extend(wg_const(ELEM_WG));
     let src = source(gpu, &consts, &[QUANT, EMBED, &load_block_alias(w.fmt)]);
     use Binding::*;
-    let pipeline = gpu.pipeline(&format!("embed_{}", w.fmt.load_fn), &src, &[Read, Read, Read, ReadWrite, Uniform, Uniform])?;
+    let pipeline =
+        gpu.pipeline(&format!("embed_{}", w.fmt.load_fn), &src, &[Read, Read, Read, ReadWrite, Uniform, Uniform])?;
     w.parts
         .iter()
         .map(|part| {
@@ -503,7 +556,14 @@ pub fn embed(gpu: &Gpu, w: &GpuWeight, ids: &wgpu::Buffer, out: &wgpu::Buffer, s
                 gpu,
                 format!("embed {}[{}..]", w.name, part.row0),
                 pipeline.clone(),
-                &[GpuWeight::qs_slice(part), GpuWeight::sc_slice(part), ids.into(), out.into(), (&params).into(), step.into()],
+                &[
+                    GpuWeight::qs_slice(part),
+                    GpuWeight::sc_slice(part),
+                    ids.into(),
+                    out.into(),
+                    (&params).into(),
+                    step.into(),
+                ],
                 (l.k_blocks as u32).div_ceil(ELEM_WG),
                 1,
             )

@@ -4,18 +4,18 @@
 //! only) → [`model::LlamaModel`] (weights streamed into GPU buffers) → [`session::Session`]
 //! (KV cache, sampling, chat) → text.
 
+pub mod bench;
+pub mod chat;
 pub mod error;
 pub mod gguf;
-pub mod tokenizer;
-pub mod chat;
 pub mod gpu;
 pub mod kernels;
 pub mod model;
+pub mod quantize;
 pub mod sampler;
 pub mod session;
-pub mod quantize;
 pub mod synth;
-pub mod bench;
+pub mod tokenizer;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
 

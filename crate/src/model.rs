@@ -69,7 +69,11 @@ struct Layer {
 impl Layer {
     /// GPU bytes of the matrices of `layers` (each is read once per token).
     fn weight_bytes(layers: &[Layer]) -> u64 {
-        layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]).map(|w| w.gpu_bytes()).sum()
+        layers
+            .iter()
+            .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down])
+            .map(|w| w.gpu_bytes())
+            .sum()
     }
 }
 
@@ -127,13 +131,22 @@ async fn read_f32<S: AsyncByteSource + ?Sized>(src: &S, t: &TensorInfo) -> Resul
     src.fetch(t.offset, &mut raw).await?;
     match t.ty {
         GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => reference::dequantize(t.ty, &raw),
-        _ => Err(Error::UnsupportedType { tensor: t.name.clone(), ty: t.ty.id(), name: format!("{} (expected F32 for a 1-D tensor)", t.ty.name()) }),
+        _ => Err(Error::UnsupportedType {
+            tensor: t.name.clone(),
+            ty: t.ty.id(),
+            name: format!("{} (expected F32 for a 1-D tensor)", t.ty.name()),
+        }),
     }
 }
 
 impl LlamaModel {
     /// Reads the weights of `file` (parsed from `src`) into GPU buffers and records the graph.
-    pub async fn load<S: AsyncByteSource + ?Sized>(src: &S, file: &GgufFile, opts: &LoadOptions, mut progress: impl FnMut(Progress)) -> Result<Self> {
+    pub async fn load<S: AsyncByteSource + ?Sized>(
+        src: &S,
+        file: &GgufFile,
+        opts: &LoadOptions,
+        mut progress: impl FnMut(Progress),
+    ) -> Result<Self> {
         let cfg = LlamaConfig::from_gguf(file)?;
         let gpu = Gpu::new(&opts.gpu).await?;
         let total: u64 = file.tensors.iter().map(|t| t.n_bytes).sum();
@@ -185,9 +198,13 @@ impl LlamaModel {
         let max_ctx_scores = (gpu.max_binding / (cfg.n_head * 4) as u64) as usize;
         let context = want_ctx.min(max_ctx_binding).min(max_ctx_scores);
         if context < want_ctx && opts.context.is_some() {
-            return Err(Error::LimitsTooSmall(format!("context {want_ctx} needs bindings above the device's {} bytes; at most {context} fits", gpu.max_binding)));
+            return Err(Error::LimitsTooSmall(format!(
+                "context {want_ctx} needs bindings above the device's {} bytes; at most {context} fits",
+                gpu.max_binding
+            )));
         }
-        let chunk = opts.prefill_chunk.max(1).min((gpu.max_binding / (cfg.n_head * context * 4) as u64).max(1) as usize);
+        let chunk =
+            opts.prefill_chunk.max(1).min((gpu.max_binding / (cfg.n_head * context * 4) as u64).max(1) as usize);
 
         let mut layers = Vec::with_capacity(cfg.n_layer);
         for (i, w) in ws.into_iter().enumerate() {
@@ -225,12 +242,25 @@ impl LlamaModel {
             logits_last: gpu.storage("logits_last", (cfg.n_vocab * 4) as u64)?,
         };
 
-        let weight_bytes = tok_embd.gpu_bytes() + output.as_ref().map_or(0, |o| o.gpu_bytes()) + Layer::weight_bytes(&layers);
+        let weight_bytes =
+            tok_embd.gpu_bytes() + output.as_ref().map_or(0, |o| o.gpu_bytes()) + Layer::weight_bytes(&layers);
         let kv_bytes = (2 * cfg.n_layer * context * kv_dim * kv_elem) as u64;
-        let act_bytes: u64 = [&acts.x, &acts.h, &acts.q, &acts.k, &acts.v, &acts.att, &acts.gate, &acts.up, &acts.scores, &acts.logits_all, &acts.logits_last]
-            .iter()
-            .map(|b| b.size())
-            .sum();
+        let act_bytes: u64 = [
+            &acts.x,
+            &acts.h,
+            &acts.q,
+            &acts.k,
+            &acts.v,
+            &acts.att,
+            &acts.gate,
+            &acts.up,
+            &acts.scores,
+            &acts.logits_all,
+            &acts.logits_last,
+        ]
+        .iter()
+        .map(|b| b.size())
+        .sum();
 
         let mut m = LlamaModel {
             cfg,
@@ -258,7 +288,12 @@ impl LlamaModel {
     }
 
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn load_blocking<S: crate::gguf::ByteSource + ?Sized>(src: &S, file: &GgufFile, opts: &LoadOptions, progress: impl FnMut(Progress)) -> Result<Self> {
+    pub fn load_blocking<S: crate::gguf::ByteSource + ?Sized>(
+        src: &S,
+        file: &GgufFile,
+        opts: &LoadOptions,
+        progress: impl FnMut(Progress),
+    ) -> Result<Self> {
         pollster::block_on(Self::load(src, file, opts, progress))
     }
 
@@ -266,8 +301,14 @@ impl LlamaModel {
     fn record(&mut self) -> Result<()> {
         let (g, c, a) = (&self.gpu, &self.cfg, &self.acts);
         let s = &a.step;
-        let shape = AttnShape { n_head: c.n_head as u32, n_kv: c.n_head_kv as u32, head_dim: c.head_dim as u32, ctx: self.context as u32 };
-        let (embd, q_dim, kv_dim) = (c.n_embd as u32, (c.n_head * c.head_dim) as u32, (c.n_head_kv * c.head_dim) as u32);
+        let shape = AttnShape {
+            n_head: c.n_head as u32,
+            n_kv: c.n_head_kv as u32,
+            head_dim: c.head_dim as u32,
+            ctx: self.context as u32,
+        };
+        let (embd, q_dim, kv_dim) =
+            (c.n_embd as u32, (c.n_head * c.head_dim) as u32, (c.n_head_kv * c.head_dim) as u32);
         let set = MatmulOpts::default();
         let acc = MatmulOpts { accumulate: true, last_only: false };
 
@@ -290,7 +331,15 @@ impl LlamaModel {
         let out_w = self.output.as_ref().unwrap_or(&self.tok_embd);
         let vocab = c.n_vocab as u32;
         self.out_all = kernels::matmul(g, out_w, &a.h, &a.logits_all, vocab, s, set)?;
-        self.out_last = kernels::matmul(g, out_w, &a.h, &a.logits_last, vocab, s, MatmulOpts { accumulate: false, last_only: true })?;
+        self.out_last = kernels::matmul(
+            g,
+            out_w,
+            &a.h,
+            &a.logits_last,
+            vocab,
+            s,
+            MatmulOpts { accumulate: false, last_only: true },
+        )?;
         self.body = body;
         Ok(())
     }

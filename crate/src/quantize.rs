@@ -75,11 +75,7 @@ pub fn quantize_row(ty: GgmlType, x: &[f32]) -> Result<Vec<u8>> {
         _ => return reference::quantize(ty, x),
     };
     if !x.len().is_multiple_of(QK_K) {
-        return Err(Error::InvalidArgument(format!(
-            "{} values are not whole {} blocks of {QK_K}",
-            x.len(),
-            ty.name()
-        )));
+        return Err(Error::InvalidArgument(format!("{} values are not whole {} blocks of {QK_K}", x.len(), ty.name())));
     }
     let mut out = Vec::with_capacity(x.len() / QK_K * ty.type_size() as usize);
     let mut blk = [0f32; QK_K];
@@ -438,15 +434,12 @@ impl FromStr for FileType {
     /// number ("15").
     fn from_str(s: &str) -> Result<Self> {
         let t = s.trim().to_ascii_lowercase();
-        Self::ALL
-            .into_iter()
-            .find(|f| f.name() == t || t.parse::<u32>().ok() == Some(f.id()))
-            .ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "unknown quantization type '{s}' (expected q4_k_m, q5_k_m, q6_k, q8_0, q4_0 \
+        Self::ALL.into_iter().find(|f| f.name() == t || t.parse::<u32>().ok() == Some(f.id())).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "unknown quantization type '{s}' (expected q4_k_m, q5_k_m, q6_k, q8_0, q4_0 \
                      or the general.file_type numbers 15, 17, 18, 7, 2)"
-                ))
-            })
+            ))
+        })
     }
 }
 
@@ -592,17 +585,21 @@ fn usize_of(v: u64, what: &str) -> Result<usize> {
 }
 
 /// The bytes of tensor `t` converted to `ty`; `progress(n)` with input bytes done.
-fn convert_tensor(src: &dyn ByteSource, t: &TensorInfo, ty: GgmlType, mut progress: impl FnMut(u64)) -> Result<Vec<u8>> {
+fn convert_tensor(
+    src: &dyn ByteSource,
+    t: &TensorInfo,
+    ty: GgmlType,
+    mut progress: impl FnMut(u64),
+) -> Result<Vec<u8>> {
     if ty == t.ty {
         let mut buf = vec![0u8; usize_of(t.n_bytes, "tensor size")?];
         src.read_at(t.offset, &mut buf)?;
         return Ok(buf);
     }
     let (rows, cols) = (t.rows(), t.cols());
-    let out_bytes = ty
-        .bytes_for(t.n_elements())
-        .filter(|_| cols % ty.block_size() == 0)
-        .ok_or_else(|| Error::InvalidArgument(format!("tensor '{}': {cols} columns do not fit {}", t.name, ty.name())))?;
+    let out_bytes = ty.bytes_for(t.n_elements()).filter(|_| cols % ty.block_size() == 0).ok_or_else(|| {
+        Error::InvalidArgument(format!("tensor '{}': {cols} columns do not fit {}", t.name, ty.name()))
+    })?;
     let row_bytes = t.row_bytes();
     let mut out = Vec::with_capacity(usize_of(out_bytes, "tensor size")?);
     if rows == 0 || row_bytes == 0 {
@@ -637,7 +634,9 @@ fn quantize_rows(ty: GgmlType, x: &[f32], cols: usize) -> Result<Vec<u8>> {
             let parts: Vec<Result<Vec<u8>>> = std::thread::scope(|s| {
                 let hs: Vec<_> = x.chunks(per).map(|c| s.spawn(move || quantize_row(ty, c))).collect();
                 hs.into_iter()
-                    .map(|h| h.join().unwrap_or_else(|_| Err(Error::InvalidArgument("quantizer thread panicked".into()))))
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| Err(Error::InvalidArgument("quantizer thread panicked".into())))
+                    })
                     .collect()
             });
             let mut out = Vec::new();
@@ -657,9 +656,24 @@ mod tests {
 
     #[test]
     fn nearest_int_is_ggmls() {
-        for (x, want) in [(0.5f32, 0), (1.5, 2), (2.5, 2), (-0.5, 0), (-1.5, -2), (-2.5, -2), (0.49999997, 0),
-            (3.7, 4), (-3.7, -4), (4194303.0, 4194303), (-4194303.0, -4194303), (1e9, 4194303), (-1e9, -4194303),
-            (f32::NAN, 0), (f32::INFINITY, 4194303), (f32::NEG_INFINITY, -4194303)] {
+        for (x, want) in [
+            (0.5f32, 0),
+            (1.5, 2),
+            (2.5, 2),
+            (-0.5, 0),
+            (-1.5, -2),
+            (-2.5, -2),
+            (0.49999997, 0),
+            (3.7, 4),
+            (-3.7, -4),
+            (4194303.0, 4194303),
+            (-4194303.0, -4194303),
+            (1e9, 4194303),
+            (-1e9, -4194303),
+            (f32::NAN, 0),
+            (f32::INFINITY, 4194303),
+            (f32::NEG_INFINITY, -4194303),
+        ] {
             assert_eq!(nearest_int(x), want, "{x}");
         }
         for i in -100_000..100_000 {

@@ -26,15 +26,7 @@ pub struct SamplerConfig {
 
 impl Default for SamplerConfig {
     fn default() -> Self {
-        Self {
-            temperature: 0.0,
-            top_k: 0,
-            top_p: 1.0,
-            min_p: 0.0,
-            repetition_penalty: 1.0,
-            repeat_last_n: 64,
-            seed: 0,
-        }
+        Self { temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, repetition_penalty: 1.0, repeat_last_n: 64, seed: 0 }
     }
 }
 
@@ -47,10 +39,7 @@ impl SamplerConfig {
         let bad = |msg: String| Err(Error::InvalidArgument(msg));
         // Infinite values are rejected too: they turn the arithmetic below into NaN (0 * inf).
         if !(self.temperature.is_finite() && self.temperature >= 0.0) {
-            return bad(format!(
-                "temperature must be finite and >= 0, got {}",
-                self.temperature
-            ));
+            return bad(format!("temperature must be finite and >= 0, got {}", self.temperature));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return bad(format!("top_p must be in (0, 1], got {}", self.top_p));
@@ -59,10 +48,7 @@ impl SamplerConfig {
             return bad(format!("min_p must be in [0, 1], got {}", self.min_p));
         }
         if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
-            return bad(format!(
-                "repetition_penalty must be finite and > 0, got {}",
-                self.repetition_penalty
-            ));
+            return bad(format!("repetition_penalty must be finite and > 0, got {}", self.repetition_penalty));
         }
         Ok(())
     }
@@ -85,9 +71,7 @@ impl Xoshiro256 {
             z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
             z ^ (z >> 31)
         };
-        Self {
-            s: [next(), next(), next(), next()],
-        }
+        Self { s: [next(), next(), next(), next()] }
     }
 
     fn next_u64(&mut self) -> u64 {
@@ -127,13 +111,7 @@ pub struct Sampler {
 impl Sampler {
     pub fn new(cfg: SamplerConfig) -> Result<Self> {
         cfg.validate()?;
-        Ok(Self {
-            rng: Xoshiro256::seed(cfg.seed),
-            cfg,
-            logits: Vec::new(),
-            recent: Vec::new(),
-            cands: Vec::new(),
-        })
+        Ok(Self { rng: Xoshiro256::seed(cfg.seed), cfg, logits: Vec::new(), recent: Vec::new(), cands: Vec::new() })
     }
 
     pub fn config(&self) -> &SamplerConfig {
@@ -148,9 +126,7 @@ impl Sampler {
             return Err(Error::InvalidArgument("sample: empty logits row".into()));
         }
         if logits.len() > u32::MAX as usize {
-            return Err(Error::InvalidArgument(
-                "sample: logits row longer than u32 ids".into(),
-            ));
+            return Err(Error::InvalidArgument("sample: logits row longer than u32 ids".into()));
         }
 
         self.logits.clear();
@@ -184,9 +160,7 @@ impl Sampler {
             }
         }
         let Some((argmax, max)) = best else {
-            return Err(Error::InvalidArgument(
-                "sample: no finite logit in row (all NaN/-inf)".into(),
-            ));
+            return Err(Error::InvalidArgument("sample: no finite logit in row (all NaN/-inf)".into()));
         };
         if cfg.temperature <= 0.0 || cfg.top_k == 1 {
             return Ok(argmax);
@@ -197,18 +171,9 @@ impl Sampler {
         if max == f32::INFINITY {
             // +inf means "certain"; softmax would give inf - inf = NaN, so the +inf tokens share
             // the mass equally instead.
-            c.extend(
-                (0..l.len() as u32)
-                    .filter(|&i| l[i as usize] == f32::INFINITY)
-                    .map(|i| (i, 0.0)),
-            );
+            c.extend((0..l.len() as u32).filter(|&i| l[i as usize] == f32::INFINITY).map(|i| (i, 0.0)));
         } else {
-            c.extend(
-                l.iter()
-                    .enumerate()
-                    .filter(|(_, x)| **x > f32::NEG_INFINITY)
-                    .map(|(i, &x)| (i as u32, x)),
-            );
+            c.extend(l.iter().enumerate().filter(|(_, x)| **x > f32::NEG_INFINITY).map(|(i, &x)| (i as u32, x)));
         }
 
         // Top-k: O(n) partial selection, then only the k survivors get sorted.
@@ -277,11 +242,7 @@ mod tests {
     use rand::{rngs::StdRng, Rng, SeedableRng};
 
     fn sampler(f: impl FnOnce(&mut SamplerConfig)) -> Sampler {
-        let mut cfg = SamplerConfig {
-            temperature: 1.0,
-            seed: 7,
-            ..Default::default()
-        };
+        let mut cfg = SamplerConfig { temperature: 1.0, seed: 7, ..Default::default() };
         f(&mut cfg);
         Sampler::new(cfg).unwrap()
     }
@@ -329,9 +290,7 @@ mod tests {
         let l = vec![0.0; 100];
         let run = |seed| {
             let mut s = sampler(|c| c.seed = seed);
-            (0..1000)
-                .map(|_| s.sample(&l, &[]).unwrap())
-                .collect::<Vec<_>>()
+            (0..1000).map(|_| s.sample(&l, &[]).unwrap()).collect::<Vec<_>>()
         };
         assert_eq!(run(42), run(42));
         assert_ne!(run(42), run(43));
@@ -349,10 +308,7 @@ mod tests {
         for (i, &k) in c.iter().enumerate() {
             let e = n as f64 * w[i] / z;
             chi2 += (k as f64 - e).powi(2) / e;
-            assert!(
-                (k as f64 / n as f64 - w[i] / z).abs() < 0.015,
-                "token {i}: {c:?}"
-            );
+            assert!((k as f64 / n as f64 - w[i] / z).abs() < 0.015, "token {i}: {c:?}");
         }
         // 5 degrees of freedom, p = 0.001 critical value.
         assert!(chi2 < 20.52, "chi2 = {chi2}, counts {c:?}");
@@ -386,11 +342,7 @@ mod tests {
             3000,
         );
         for (id, &k) in c.iter().enumerate() {
-            assert_eq!(
-                k > 0,
-                order[..3].contains(&(id as u32)),
-                "token {id} count {k}"
-            );
+            assert_eq!(k > 0, order[..3].contains(&(id as u32)), "token {id} count {k}");
         }
     }
 
@@ -436,20 +388,11 @@ mod tests {
     #[test]
     fn repetition_penalty() {
         let greedy = |pen, last_n| {
-            Sampler::new(SamplerConfig {
-                repetition_penalty: pen,
-                repeat_last_n: last_n,
-                ..Default::default()
-            })
-            .unwrap()
+            Sampler::new(SamplerConfig { repetition_penalty: pen, repeat_last_n: last_n, ..Default::default() })
+                .unwrap()
         };
         // Positive logit is divided: 2.0 / 2 = 1.0 < 1.5.
-        assert_eq!(
-            greedy(2.0, 64)
-                .sample(&[2.0, 1.5, -1.0], &[0, 0, 0])
-                .unwrap(),
-            1
-        );
+        assert_eq!(greedy(2.0, 64).sample(&[2.0, 1.5, -1.0], &[0, 0, 0]).unwrap(), 1);
         assert_eq!(greedy(1.0, 64).sample(&[2.0, 1.5, -1.0], &[0]).unwrap(), 0);
         // Negative logit is multiplied: -1.0 * 1.5 = -1.5 < -1.2 (dividing would give -0.67 and keep 0).
         assert_eq!(greedy(1.5, 64).sample(&[-1.0, -1.2], &[0]).unwrap(), 1);
@@ -472,43 +415,17 @@ mod tests {
     #[test]
     fn nan_and_inf_handling() {
         let l = [f32::NAN, 1.0, f32::NAN, 0.5, f32::NEG_INFINITY];
-        assert_eq!(
-            Sampler::new(SamplerConfig::greedy())
-                .unwrap()
-                .sample(&l, &[])
-                .unwrap(),
-            1
-        );
+        assert_eq!(Sampler::new(SamplerConfig::greedy()).unwrap().sample(&l, &[]).unwrap(), 1);
         let c = counts(&mut sampler(|c| c.temperature = 5.0), &l, 3000);
-        assert!(
-            c[0] == 0 && c[2] == 0 && c[4] == 0 && c[1] > 0 && c[3] > 0,
-            "{c:?}"
-        );
-        for bad in [
-            &[][..],
-            &[f32::NAN, f32::NAN],
-            &[f32::NEG_INFINITY],
-            &[f32::NAN, f32::NEG_INFINITY],
-        ] {
-            for mut s in [
-                Sampler::new(SamplerConfig::greedy()).unwrap(),
-                sampler(|_| {}),
-            ] {
-                assert!(
-                    matches!(s.sample(bad, &[]), Err(Error::InvalidArgument(_))),
-                    "{bad:?}"
-                );
+        assert!(c[0] == 0 && c[2] == 0 && c[4] == 0 && c[1] > 0 && c[3] > 0, "{c:?}");
+        for bad in [&[][..], &[f32::NAN, f32::NAN], &[f32::NEG_INFINITY], &[f32::NAN, f32::NEG_INFINITY]] {
+            for mut s in [Sampler::new(SamplerConfig::greedy()).unwrap(), sampler(|_| {})] {
+                assert!(matches!(s.sample(bad, &[]), Err(Error::InvalidArgument(_))), "{bad:?}");
             }
         }
         // +inf dominates and never produces NaN probabilities.
         let l = [1.0, f32::INFINITY, 2.0, f32::INFINITY];
-        assert_eq!(
-            Sampler::new(SamplerConfig::greedy())
-                .unwrap()
-                .sample(&l, &[])
-                .unwrap(),
-            1
-        );
+        assert_eq!(Sampler::new(SamplerConfig::greedy()).unwrap().sample(&l, &[]).unwrap(), 1);
         let c = counts(&mut sampler(|c| c.top_p = 0.9), &l, 2000);
         assert!(c[0] == 0 && c[2] == 0 && c[1] > 0 && c[3] > 0, "{c:?}");
     }

@@ -31,7 +31,12 @@ pub struct GenerateOptions {
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        GenerateOptions { max_tokens: 256, sampler: SamplerConfig::default(), stop: vec![], context_policy: ContextPolicy::Error }
+        GenerateOptions {
+            max_tokens: 256,
+            sampler: SamplerConfig::default(),
+            stop: vec![],
+            context_policy: ContextPolicy::Error,
+        }
     }
 }
 
@@ -105,7 +110,13 @@ impl Session {
 
     /// Prefills `prompt` (fitted to the context by the policy) and returns a [`Generator`]
     /// that yields one token per [`Generator::next`] call: callers can stop between tokens.
-    pub async fn start(&mut self, model: &mut LlamaModel, tok: &Tokenizer, prompt: &[u32], opts: &GenerateOptions) -> Result<Generator> {
+    pub async fn start(
+        &mut self,
+        model: &mut LlamaModel,
+        tok: &Tokenizer,
+        prompt: &[u32],
+        opts: &GenerateOptions,
+    ) -> Result<Generator> {
         let sampler = Sampler::new(opts.sampler.clone())?;
         let fitted = fit_prompt(prompt, model.context, opts);
         let t0 = Instant::now();
@@ -222,7 +233,12 @@ impl Generator {
 
     /// Samples the next token, runs it through the model (so its logits are ready for the
     /// following call) and returns the text it released; `None` once finished.
-    pub async fn next(&mut self, session: &mut Session, model: &mut LlamaModel, tok: &Tokenizer) -> Result<Option<Piece>> {
+    pub async fn next(
+        &mut self,
+        session: &mut Session,
+        model: &mut LlamaModel,
+        tok: &Tokenizer,
+    ) -> Result<Option<Piece>> {
         if let Some(reason) = self.done {
             return Ok(self.flush(reason));
         }
@@ -310,7 +326,12 @@ impl Generator {
 
 /// Length of the longest suffix of `text` that is a proper prefix of `stop`.
 fn held_back(text: &str, stop: &str) -> usize {
-    (1..stop.len()).rev().find(|&n| n <= text.len() && text.is_char_boundary(text.len() - n) && stop.starts_with(&text[text.len() - n..])).unwrap_or(0)
+    (1..stop.len())
+        .rev()
+        .find(|&n| {
+            n <= text.len() && text.is_char_boundary(text.len() - n) && stop.starts_with(&text[text.len() - n..])
+        })
+        .unwrap_or(0)
 }
 
 fn rate(n: usize, s: f64) -> f64 {

@@ -91,23 +91,12 @@ pub fn dims(shape: &SynthShape) -> SynthDims {
     };
     match shape {
         SynthShape::Llama3_8B => base,
-        SynthShape::Llama3_2_1B => SynthDims {
-            n_layer: 16,
-            n_embd: 2048,
-            n_ff: 8192,
-            context_length: 131072,
-            tied: true,
-            ..base
-        },
-        SynthShape::Llama3_2_3B => SynthDims {
-            n_layer: 28,
-            n_embd: 3072,
-            n_ff: 8192,
-            n_head: 24,
-            context_length: 131072,
-            tied: true,
-            ..base
-        },
+        SynthShape::Llama3_2_1B => {
+            SynthDims { n_layer: 16, n_embd: 2048, n_ff: 8192, context_length: 131072, tied: true, ..base }
+        }
+        SynthShape::Llama3_2_3B => {
+            SynthDims { n_layer: 28, n_embd: 3072, n_ff: 8192, n_head: 24, context_length: 131072, tied: true, ..base }
+        }
         SynthShape::Custom(d) => *d,
     }
 }
@@ -163,7 +152,10 @@ enum Kind {
     Norm,
     RopeFreqs,
     /// A matrix; `output` is true for the output layer (or token_embd when tied).
-    Matrix { output: bool, more_bits: bool },
+    Matrix {
+        output: bool,
+        more_bits: bool,
+    },
 }
 
 /// Type of a matrix with rows of `n_in` values, following llama.cpp's `llama_tensor_get_type`
@@ -226,7 +218,12 @@ fn plan(d: &SynthDims, ftype: Ftype) -> Vec<Planned> {
         v.push(Planned { name, dims: vec![n_in, n_out], ty, kind: Kind::Matrix { output, more_bits } });
     };
     matrix(&mut v, "token_embd.weight".into(), embd, d.n_vocab as u64, d.tied, false);
-    v.push(Planned { name: "rope_freqs.weight".into(), dims: vec![head_dim / 2], ty: GgmlType::F32, kind: Kind::RopeFreqs });
+    v.push(Planned {
+        name: "rope_freqs.weight".into(),
+        dims: vec![head_dim / 2],
+        ty: GgmlType::F32,
+        kind: Kind::RopeFreqs,
+    });
     let norm = |name: String| Planned { name, dims: vec![embd], ty: GgmlType::F32, kind: Kind::Norm };
     for i in 0..d.n_layer {
         let b = |s: &str| format!("blk.{i}.{s}.weight");
@@ -510,10 +507,9 @@ pub fn synth(
     let mut buf = Vec::with_capacity(CHUNK);
     for (index, p) in planned.iter().enumerate() {
         let mut rng = Rng::new(seed, index as u64 + 1);
-        let n_bytes = p
-            .ty
-            .bytes_for(p.dims.iter().product())
-            .ok_or_else(|| Error::InvalidArgument(format!("tensor {index}: shape {:?} does not fit {}", p.dims, p.ty.name())))?;
+        let n_bytes = p.ty.bytes_for(p.dims.iter().product()).ok_or_else(|| {
+            Error::InvalidArgument(format!("tensor {index}: shape {:?} does not fit {}", p.dims, p.ty.name()))
+        })?;
         match p.kind {
             Kind::Norm => {
                 buf.clear();
@@ -550,10 +546,7 @@ pub fn synth(
     w.flush()?;
     progress(w.n, total);
     if w.n != total {
-        return Err(Error::InvalidArgument(format!(
-            "internal: wrote {} bytes, planned {total}",
-            w.n
-        )));
+        return Err(Error::InvalidArgument(format!("internal: wrote {} bytes, planned {total}", w.n)));
     }
     Ok(w.n)
 }
@@ -588,12 +581,27 @@ mod tests {
         assert_eq!(f[63], 8.0);
         assert!(f.windows(2).all(|w| w[0] <= w[1]));
         // torch float32 values of llama.cpp's converter (convert_hf_to_gguf.py)
-        let want: [(usize, u32); 6] = [(29, 1067093717), (30, 1069995594), (31, 1073852189), (32, 1076654894), (33, 1080806094), (34, 1084767238)];
+        let want: [(usize, u32); 6] = [
+            (29, 1067093717),
+            (30, 1069995594),
+            (31, 1073852189),
+            (32, 1076654894),
+            (33, 1080806094),
+            (34, 1084767238),
+        ];
         for (i, bits) in want {
-            assert!((f[i].to_bits() as i64 - bits as i64).abs() <= 2, "factor {i}: {} vs {}", f[i], f32::from_bits(bits));
+            assert!(
+                (f[i].to_bits() as i64 - bits as i64).abs() <= 2,
+                "factor {i}: {} vs {}",
+                f[i],
+                f32::from_bits(bits)
+            );
         }
         assert!(f[..29].iter().all(|&x| x == 1.0) && f[35..].iter().all(|&x| x == 8.0));
         let f = llama3_rope_factors(64, 500000.0);
-        assert_eq!((f[14], f[15].to_bits(), f[16].to_bits(), f[17].to_bits(), f[18]), (1.0, 1069995594, 1076654894, 1084767238, 8.0));
+        assert_eq!(
+            (f[14], f[15].to_bits(), f[16].to_bits(), f[17].to_bits(), f[18]),
+            (1.0, 1069995594, 1076654894, 1084767238, 8.0)
+        );
     }
 }

@@ -15,9 +15,7 @@ use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
-use tokenizers::{
-    AddedToken, AddedVocabulary, Model, OffsetType, PreTokenizer, SplitDelimiterBehavior,
-};
+use tokenizers::{AddedToken, AddedVocabulary, Model, OffsetType, PreTokenizer, SplitDelimiterBehavior};
 
 use crate::error::{Error, Result};
 use crate::gguf::{GgufFile, Value};
@@ -28,13 +26,7 @@ const LLAMA3_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L
 
 /// Names that end generation when the vocabulary has them (chat turn ends, document end;
 /// `<|endoftext|>` is the GPT-2-family document end, e.g. SmolLM2's id 0).
-const STOP_TOKENS: [&str; 5] = [
-    "<|eot_id|>",
-    "<|end_of_text|>",
-    "<|im_end|>",
-    "<|eom_id|>",
-    "<|endoftext|>",
-];
+const STOP_TOKENS: [&str; 5] = ["<|eot_id|>", "<|end_of_text|>", "<|im_end|>", "<|eom_id|>", "<|endoftext|>"];
 
 /// GGUF `tokenizer.ggml.token_type` values we care about.
 const TOKEN_TYPE_CONTROL: i32 = 3;
@@ -75,10 +67,7 @@ impl GgufTokenizerSpec {
                 Some(v) => v
                     .as_str()
                     .map(|s| Some(s.to_owned()))
-                    .ok_or_else(|| Error::WrongType {
-                        key: key.into(),
-                        expected: "string",
-                    }),
+                    .ok_or_else(|| Error::WrongType { key: key.into(), expected: "string" }),
             }
         };
         let opt_id = |key: &str| -> Result<Option<u32>> {
@@ -88,10 +77,7 @@ impl GgufTokenizerSpec {
                     .as_u64()
                     .and_then(|x| u32::try_from(x).ok())
                     .map(Some)
-                    .ok_or_else(|| Error::WrongType {
-                        key: key.into(),
-                        expected: "u32",
-                    }),
+                    .ok_or_else(|| Error::WrongType { key: key.into(), expected: "u32" }),
             }
         };
         let model = f.get_str("tokenizer.ggml.model")?.to_owned();
@@ -103,9 +89,7 @@ impl GgufTokenizerSpec {
             Some(v) => v
                 .as_array()
                 .and_then(|a| {
-                    a.iter()
-                        .map(|t| t.as_i64().and_then(|x| i32::try_from(x).ok()))
-                        .collect::<Option<Vec<i32>>>()
+                    a.iter().map(|t| t.as_i64().and_then(|x| i32::try_from(x).ok())).collect::<Option<Vec<i32>>>()
                 })
                 .ok_or_else(|| Error::WrongType {
                     key: "tokenizer.ggml.token_type".into(),
@@ -115,26 +99,13 @@ impl GgufTokenizerSpec {
         let add_bos = match f.get("tokenizer.ggml.add_bos_token") {
             None => None,
             Some(Value::Bool(b)) => Some(*b),
-            Some(_) => {
-                return Err(Error::WrongType {
-                    key: "tokenizer.ggml.add_bos_token".into(),
-                    expected: "bool",
-                })
-            }
+            Some(_) => return Err(Error::WrongType { key: "tokenizer.ggml.add_bos_token".into(), expected: "bool" }),
         };
         Ok(Self {
             model,
             pre: opt_str("tokenizer.ggml.pre")?,
-            tokens: f
-                .get_str_array("tokenizer.ggml.tokens")?
-                .into_iter()
-                .map(String::from)
-                .collect(),
-            merges: f
-                .get_str_array("tokenizer.ggml.merges")?
-                .into_iter()
-                .map(String::from)
-                .collect(),
+            tokens: f.get_str_array("tokenizer.ggml.tokens")?.into_iter().map(String::from).collect(),
+            merges: f.get_str_array("tokenizer.ggml.merges")?.into_iter().map(String::from).collect(),
             token_types,
             bos: opt_id("tokenizer.ggml.bos_token_id")?,
             eos: opt_id("tokenizer.ggml.eos_token_id")?,
@@ -161,12 +132,8 @@ fn pre_tokenizer_for(pre: Option<&str>) -> Result<(PreTokenizerWrapper, bool)> {
     // ByteLevel(add_prefix_space, trim_offsets, use_regex)
     Ok(match pre.unwrap_or("default") {
         "llama-bpe" | "llama3" | "llama-v3" => {
-            let split = Split::new(
-                SplitPattern::Regex(LLAMA3_REGEX.into()),
-                SplitDelimiterBehavior::Isolated,
-                false,
-            )
-            .map_err(tk_err)?;
+            let split = Split::new(SplitPattern::Regex(LLAMA3_REGEX.into()), SplitDelimiterBehavior::Isolated, false)
+                .map_err(tk_err)?;
             let seq = Sequence::new(vec![
                 PreTokenizerWrapper::Split(split),
                 PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, false)),
@@ -181,10 +148,7 @@ fn pre_tokenizer_for(pre: Option<&str>) -> Result<(PreTokenizerWrapper, bool)> {
             ]);
             (PreTokenizerWrapper::Sequence(seq), false)
         }
-        "default" | "gpt2" | "gpt-2" => (
-            PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, true)),
-            false,
-        ),
+        "default" | "gpt2" | "gpt-2" => (PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, true)), false),
         other => {
             return Err(Error::Tokenizer(format!(
                 "unsupported pre-tokenizer '{other}' (tokenizer.ggml.pre); supported: \
@@ -201,7 +165,7 @@ fn byte_of_char(c: char) -> Option<u8> {
     let c = c as u32;
     match c {
         0x21..=0x7E | 0xA1..=0xAC | 0xAE..=0xFF => Some(c as u8),
-        0x100..=0x120 => Some((c - 0x100) as u8), // bytes 0x00..=0x20
+        0x100..=0x120 => Some((c - 0x100) as u8),        // bytes 0x00..=0x20
         0x121..=0x142 => Some((c - 0x121 + 0x7F) as u8), // bytes 0x7F..=0xA0
         0x143 => Some(0xAD),
         _ => None,
@@ -246,16 +210,11 @@ impl Tokenizer {
             return Err(Error::Tokenizer(format!("bad vocabulary size {n}")));
         }
         if !spec.token_types.is_empty() && spec.token_types.len() != n {
-            return Err(Error::Tokenizer(format!(
-                "token_type has {} entries, tokens has {n}",
-                spec.token_types.len()
-            )));
+            return Err(Error::Tokenizer(format!("token_type has {} entries, tokens has {n}", spec.token_types.len())));
         }
         for (name, id) in [("bos", spec.bos), ("eos", spec.eos), ("eot", spec.eot)] {
             if let Some(id) = id.filter(|&id| id as usize >= n) {
-                return Err(Error::Tokenizer(format!(
-                    "{name} token id {id} >= vocab size {n}"
-                )));
+                return Err(Error::Tokenizer(format!("{name} token id {id} >= vocab size {n}")));
             }
         }
 
@@ -270,22 +229,15 @@ impl Tokenizer {
             .map(|m| {
                 // Split at the first space after position 0, like llama.cpp: a token never
                 // contains a space in byte-level BPE, but be lenient about a leading one.
-                let pos = m
-                    .char_indices()
-                    .skip(1)
-                    .find(|&(_, c)| c == ' ')
-                    .map(|(i, _)| i);
+                let pos = m.char_indices().skip(1).find(|&(_, c)| c == ' ').map(|(i, _)| i);
                 match pos {
                     Some(p) => Ok((m[..p].to_owned(), m[p + 1..].to_owned())),
                     None => Err(Error::Tokenizer(format!("malformed merge '{m}'"))),
                 }
             })
             .collect::<Result<Vec<_>>>()?;
-        let bpe = BpeBuilder::new()
-            .vocab_and_merges(vocab, merges)
-            .ignore_merges(ignore_merges)
-            .build()
-            .map_err(tk_err)?;
+        let bpe =
+            BpeBuilder::new().vocab_and_merges(vocab, merges).ignore_merges(ignore_merges).build().map_err(tk_err)?;
 
         let mut inner = tokenizers::Tokenizer::new(ModelWrapper::BPE(bpe));
         inner.with_pre_tokenizer(Some(pre_tokenizer));
@@ -294,10 +246,7 @@ impl Tokenizer {
         // `encode_plain`); user-defined ones are ordinary added tokens, always matched.
         let ty = |i: usize| spec.token_types.get(i).copied().unwrap_or(1);
         let added = |want: i32, special: bool| -> Vec<AddedToken> {
-            (0..n)
-                .filter(|&i| ty(i) == want)
-                .map(|i| AddedToken::from(spec.tokens[i].clone(), special))
-                .collect()
+            (0..n).filter(|&i| ty(i) == want).map(|i| AddedToken::from(spec.tokens[i].clone(), special)).collect()
         };
         inner.add_special_tokens(&added(TOKEN_TYPE_CONTROL, true));
         inner.add_tokens(&added(TOKEN_TYPE_USER_DEFINED, false));
@@ -322,9 +271,7 @@ impl Tokenizer {
         }
         // Our decode assumes byte-level tokens.
         if !matches!(inner.get_decoder(), Some(DecoderWrapper::ByteLevel(_))) {
-            return Err(Error::Tokenizer(
-                "tokenizer.json: decoder is not ByteLevel".into(),
-            ));
+            return Err(Error::Tokenizer("tokenizer.json: decoder is not ByteLevel".into()));
         }
         let vocab = inner.get_vocab(true);
         let size = vocab.values().max().map_or(0, |&m| m as usize + 1);
@@ -358,16 +305,7 @@ impl Tokenizer {
     ) -> Self {
         let mut plain_added = inner.get_added_vocabulary().clone();
         plain_added.set_encode_special_tokens(true);
-        Self {
-            inner,
-            plain_added,
-            tokens,
-            bos,
-            eos,
-            eot,
-            add_bos,
-            chat_template,
-        }
+        Self { inner, plain_added, tokens, bos, eos, eot, add_bos, chat_template }
     }
 
     /// Like HF `encode(text, add_special_tokens=False)`: special-token text such as
@@ -381,17 +319,13 @@ impl Tokenizer {
     /// user-typed "<|eot_id|>" cannot forge a control token (HF `split_special_tokens=True`).
     pub fn encode_plain(&self, text: &str) -> Result<Vec<u32>> {
         // The same steps as HF's encode, with the special-token matcher switched off.
-        let mut pts = self
-            .plain_added
-            .extract_and_normalize(self.inner.get_normalizer(), text);
+        let mut pts = self.plain_added.extract_and_normalize(self.inner.get_normalizer(), text);
         if let Some(pt) = self.inner.get_pre_tokenizer() {
             pt.pre_tokenize(&mut pts).map_err(tk_err)?;
         }
         let model = self.inner.get_model();
         pts.tokenize(|s| model.tokenize(s.get())).map_err(tk_err)?;
-        let enc = pts
-            .into_encoding(None, 0, OffsetType::None)
-            .map_err(tk_err)?;
+        let enc = pts.into_encoding(None, 0, OffsetType::None).map_err(tk_err)?;
         Ok(enc.get_ids().to_vec())
     }
 
@@ -413,10 +347,7 @@ impl Tokenizer {
             .tokens
             .get(id as usize)
             .and_then(|t| t.as_deref())
-            .ok_or(Error::TokenOutOfVocab {
-                id,
-                vocab: self.tokens.len(),
-            })?;
+            .ok_or(Error::TokenOutOfVocab { id, vocab: self.tokens.len() })?;
         let start = out.len();
         for c in tok.chars() {
             match byte_of_char(c) {
@@ -479,8 +410,7 @@ impl Tokenizer {
 
     /// Special (control) tokens by id, for callers that want to hide them.
     pub fn is_special(&self, id: u32) -> bool {
-        self.id_to_token(id)
-            .is_some_and(|t| self.inner.get_added_vocabulary().is_special_token(&t))
+        self.id_to_token(id).is_some_and(|t| self.inner.get_added_vocabulary().is_special_token(&t))
     }
 }
 
@@ -538,13 +468,7 @@ mod tests {
     fn toy_spec(pre: &str) -> GgufTokenizerSpec {
         let mut tokens: Vec<String> = (0u8..=255).map(|b| byte_char(b).to_string()).collect();
         let mut merges = Vec::new();
-        for (a, b) in [
-            ("H", "e"),
-            ("He", "l"),
-            ("Hel", "l"),
-            ("Hell", "o"),
-            ("Ġ", "w"),
-        ] {
+        for (a, b) in [("H", "e"), ("He", "l"), ("Hel", "l"), ("Hell", "o"), ("Ġ", "w")] {
             merges.push(format!("{a} {b}"));
             tokens.push(format!("{a}{b}"));
         }
@@ -566,10 +490,7 @@ mod tests {
     }
 
     fn byte_char(b: u8) -> char {
-        (0..0x200u32)
-            .filter_map(char::from_u32)
-            .find(|&c| byte_of_char(c) == Some(b))
-            .unwrap_or('?')
+        (0..0x200u32).filter_map(char::from_u32).find(|&c| byte_of_char(c) == Some(b)).unwrap_or('?')
     }
 
     #[test]
@@ -616,26 +537,17 @@ mod tests {
             }
             other => panic!("expected TokenOutOfVocab, got {other:?}"),
         }
-        assert!(matches!(
-            tok.stream_decoder().push(&tok, n + 5),
-            Err(Error::TokenOutOfVocab { .. })
-        ));
+        assert!(matches!(tok.stream_decoder().push(&tok, n + 5), Err(Error::TokenOutOfVocab { .. })));
     }
 
     #[test]
     fn unknown_pre_and_model() {
         let err = Tokenizer::from_spec(toy_spec("qwen2-fancy")).unwrap_err();
-        assert!(
-            matches!(&err, Error::Tokenizer(m) if m.contains("qwen2-fancy")),
-            "{err}"
-        );
+        assert!(matches!(&err, Error::Tokenizer(m) if m.contains("qwen2-fancy")), "{err}");
         let mut spec = toy_spec("default");
         spec.model = "llama".into();
         let err = Tokenizer::from_spec(spec).unwrap_err();
-        assert!(
-            matches!(&err, Error::Tokenizer(m) if m.contains("'llama'")),
-            "{err}"
-        );
+        assert!(matches!(&err, Error::Tokenizer(m) if m.contains("'llama'")), "{err}");
     }
 
     #[test]
@@ -656,11 +568,7 @@ mod tests {
         let tok = Tokenizer::from_spec(toy_spec("default")).unwrap();
         let text = "a€😀b";
         let ids = tok.encode(text).unwrap();
-        assert_eq!(
-            ids.len(),
-            1 + 3 + 4 + 1,
-            "toy vocab has no multi-byte merges"
-        );
+        assert_eq!(ids.len(), 1 + 3 + 4 + 1, "toy vocab has no multi-byte merges");
         let mut dec = tok.stream_decoder();
         let mut pieces = Vec::new();
         for &id in &ids {

@@ -23,8 +23,12 @@ use wasm_bindgen_futures::{future_to_promise, JsFuture};
 /// The typed-error code `pkg/errors.js` maps to a class.
 fn code(e: &Error) -> &'static str {
     match e {
-        Error::BadMagic(_) | Error::UnsupportedVersion(_) | Error::Truncated { .. } | Error::Corrupt(_) => "invalid_model",
-        Error::MissingKey(_) | Error::WrongType { .. } | Error::MissingTensor(_) | Error::BadShape { .. } => "invalid_model",
+        Error::BadMagic(_) | Error::UnsupportedVersion(_) | Error::Truncated { .. } | Error::Corrupt(_) => {
+            "invalid_model"
+        }
+        Error::MissingKey(_) | Error::WrongType { .. } | Error::MissingTensor(_) | Error::BadShape { .. } => {
+            "invalid_model"
+        }
         Error::UnsupportedType { .. } | Error::UnsupportedModel(_) => "unsupported_model",
         Error::Tokenizer(_) => "invalid_model",
         Error::TokenOutOfVocab { .. } | Error::InvalidArgument(_) => "invalid_argument",
@@ -46,11 +50,16 @@ fn to_js(e: Error) -> JsValue {
 }
 
 fn js_message(v: &JsValue) -> String {
-    js_sys::Reflect::get(v, &"message".into()).ok().and_then(|m| m.as_string()).or_else(|| v.as_string()).unwrap_or_else(|| format!("{v:?}"))
+    js_sys::Reflect::get(v, &"message".into())
+        .ok()
+        .and_then(|m| m.as_string())
+        .or_else(|| v.as_string())
+        .unwrap_or_else(|| format!("{v:?}"))
 }
 
 fn ser<T: Serialize>(v: &T) -> std::result::Result<JsValue, JsValue> {
-    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|e| to_js(Error::InvalidArgument(e.to_string())))
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| to_js(Error::InvalidArgument(e.to_string())))
 }
 
 fn de<T: for<'a> Deserialize<'a> + Default>(v: JsValue) -> std::result::Result<T, JsValue> {
@@ -68,7 +77,10 @@ struct JsSource {
 
 impl JsSource {
     async fn bytes(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let p = self.read.call2(&JsValue::NULL, &(offset as f64).into(), &(buf.len() as f64).into()).map_err(|e| Error::Io(js_message(&e)))?;
+        let p = self
+            .read
+            .call2(&JsValue::NULL, &(offset as f64).into(), &(buf.len() as f64).into())
+            .map_err(|e| Error::Io(js_message(&e)))?;
         let v = JsFuture::from(Promise::resolve(&p)).await.map_err(|e| Error::Io(js_message(&e)))?;
         let arr = Uint8Array::new(&v);
         if arr.length() as usize != buf.len() {
@@ -162,7 +174,25 @@ struct Info {
 
 /// `general.file_type` as llama.cpp names it, else the most common tensor type.
 fn quantization(file: &GgufFile, model: &LlamaModel) -> String {
-    let names = [(0, "F32"), (1, "F16"), (2, "Q4_0"), (3, "Q4_1"), (7, "Q8_0"), (8, "Q5_0"), (9, "Q5_1"), (10, "Q2_K"), (11, "Q3_K_S"), (12, "Q3_K_M"), (13, "Q3_K_L"), (14, "Q4_K_S"), (15, "Q4_K_M"), (16, "Q5_K_S"), (17, "Q5_K_M"), (18, "Q6_K"), (32, "BF16")];
+    let names = [
+        (0, "F32"),
+        (1, "F16"),
+        (2, "Q4_0"),
+        (3, "Q4_1"),
+        (7, "Q8_0"),
+        (8, "Q5_0"),
+        (9, "Q5_1"),
+        (10, "Q2_K"),
+        (11, "Q3_K_S"),
+        (12, "Q3_K_M"),
+        (13, "Q3_K_L"),
+        (14, "Q4_K_S"),
+        (15, "Q4_K_M"),
+        (16, "Q5_K_S"),
+        (17, "Q5_K_M"),
+        (18, "Q6_K"),
+        (32, "BF16"),
+    ];
     let ft = file.get("general.file_type").and_then(Value::as_u64);
     if let Some((_, n)) = ft.and_then(|ft| names.iter().find(|(id, _)| *id == ft)) {
         return n.to_string();
@@ -209,9 +239,15 @@ pub fn load_engine(size: f64, read: Function, options: JsValue, progress: Functi
             None | Some("auto") => Precision::Auto,
             Some("f32") => Precision::F32,
             Some("f16") => Precision::F16,
-            Some(p) => return Err(to_js(Error::InvalidArgument(format!("precision '{p}' (expected auto, f32 or f16)")))),
+            Some(p) => {
+                return Err(to_js(Error::InvalidArgument(format!("precision '{p}' (expected auto, f32 or f16)"))))
+            }
         };
-        let mut opts = LoadOptions { gpu: GpuOptions { precision, max_binding_size: o.max_binding_size, cpu_adapter: o.cpu_adapter }, context: o.context_length, ..Default::default() };
+        let mut opts = LoadOptions {
+            gpu: GpuOptions { precision, max_binding_size: o.max_binding_size, cpu_adapter: o.cpu_adapter },
+            context: o.context_length,
+            ..Default::default()
+        };
         if let Some(c) = o.chunk_bytes {
             opts.chunk_bytes = c.clamp(64 << 10, 64 << 20);
         }
@@ -262,7 +298,11 @@ pub fn load_engine(size: f64, read: Function, options: JsValue, progress: Functi
 /// Bytes of this wasm instance's linear memory (it only grows).
 #[wasm_bindgen(js_name = wasmMemoryBytes)]
 pub fn wasm_memory_bytes() -> f64 {
-    wasm_bindgen::memory().unchecked_into::<js_sys::WebAssembly::Memory>().buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length() as f64
+    wasm_bindgen::memory()
+        .unchecked_into::<js_sys::WebAssembly::Memory>()
+        .buffer()
+        .unchecked_into::<js_sys::ArrayBuffer>()
+        .byte_length() as f64
 }
 
 #[wasm_bindgen]
@@ -292,7 +332,8 @@ impl Engine {
     #[wasm_bindgen(js_name = chatTokens)]
     pub fn chat_tokens(&self, messages: JsValue) -> std::result::Result<JsValue, JsValue> {
         let i = self.inner.try_borrow().map_err(|_| busy())?;
-        let msgs: Vec<Message> = serde_wasm_bindgen::from_value(messages).map_err(|e| to_js(Error::InvalidArgument(format!("messages: {e}"))))?;
+        let msgs: Vec<Message> = serde_wasm_bindgen::from_value(messages)
+            .map_err(|e| to_js(Error::InvalidArgument(format!("messages: {e}"))))?;
         let tokens = encode_chat(&i.tok, i.template, &msgs, true).map_err(to_js)?;
         let keep = match msgs.first() {
             Some(m) if m.role == "system" => encode_chat(&i.tok, i.template, &msgs[..1], false).map_err(to_js)?.len(),
@@ -342,7 +383,11 @@ impl Engine {
                 context_policy: match o.context_policy.as_deref() {
                     None | Some("error") => ContextPolicy::Error,
                     Some("sliding") => ContextPolicy::SlidingWindow { keep: o.keep.unwrap_or(1) },
-                    Some(p) => return Err(to_js(Error::InvalidArgument(format!("contextPolicy '{p}' (expected error or sliding)")))),
+                    Some(p) => {
+                        return Err(to_js(Error::InvalidArgument(format!(
+                            "contextPolicy '{p}' (expected error or sliding)"
+                        ))))
+                    }
                 },
             };
             i.gen = None;

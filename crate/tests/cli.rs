@@ -9,7 +9,11 @@ fn fx(name: &str) -> PathBuf {
 
 fn cli(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_llama-webgpu")).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn tiny_json() -> serde_json::Value {
@@ -26,7 +30,17 @@ fn logits_writes_npy_matching_reference() {
     let toks: Vec<String> = ids(&j["tokens"]).iter().map(|t| t.to_string()).collect();
     let out = std::env::temp_dir().join(format!("lw-logits-{}.npy", std::process::id()));
     let model = fx("tiny-q8_0.gguf");
-    let (ok, _, err) = cli(&["logits", "--model", model.to_str().unwrap(), "--tokens", &toks.join(","), "--out", out.to_str().unwrap(), "--precision", "f32"]);
+    let (ok, _, err) = cli(&[
+        "logits",
+        "--model",
+        model.to_str().unwrap(),
+        "--tokens",
+        &toks.join(","),
+        "--out",
+        out.to_str().unwrap(),
+        "--precision",
+        "f32",
+    ]);
     assert!(ok, "{err}");
     let ours = std::fs::read(&out).unwrap();
     let reference = std::fs::read(fx("tiny-q8_0.logits.npy")).unwrap();
@@ -46,14 +60,25 @@ fn generate_json_reports_greedy_tokens_and_speed() {
     let j = tiny_json();
     let prompt: Vec<String> = ids(&j["greedy_prompt"]).iter().map(|t| t.to_string()).collect();
     let model = fx("tiny-f32.gguf");
-    let (ok, out, err) = cli(&["generate", "--model", model.to_str().unwrap(), "--tokens", &prompt.join(","), "--max-tokens", "6", "--json"]);
+    let (ok, out, err) = cli(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--tokens",
+        &prompt.join(","),
+        "--max-tokens",
+        "6",
+        "--json",
+    ]);
     assert!(ok, "{err}");
     let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     let got = ids(&last["tokens"]);
     let want = ids(&j["types"]["f32"]["greedy"]);
     assert!(!got.is_empty() && got[..] == want[..got.len()], "{got:?} vs transformers {want:?}");
     assert_eq!(ids(&last["prompt_tokens"]), ids(&j["greedy_prompt"]));
-    assert!(last["decode_tokens_per_s"].as_f64().unwrap() >= 0.0 && last["prefill_tokens_per_s"].as_f64().unwrap() > 0.0);
+    assert!(
+        last["decode_tokens_per_s"].as_f64().unwrap() >= 0.0 && last["prefill_tokens_per_s"].as_f64().unwrap() > 0.0
+    );
     assert!(last["text"].is_string());
 }
 
@@ -72,7 +97,15 @@ fn tokenize_from_gguf_equals_tokenizer_json() {
 fn info_reports_shapes_adapter_and_limits() {
     let (ok, out, err) = cli(&["info", "--model", fx("tiny-q4_1.gguf").to_str().unwrap()]);
     assert!(ok, "{err}");
-    for want in ["architecture:   llama", "2 layers, embd 128, ffn 384, heads 4 / kv 2 (head_dim 32), vocab 320", "tied embeddings true", "Q4_1", "adapter:", "max_storage_buffer_binding_size", "dispatches:"] {
+    for want in [
+        "architecture:   llama",
+        "2 layers, embd 128, ffn 384, heads 4 / kv 2 (head_dim 32), vocab 320",
+        "tied embeddings true",
+        "Q4_1",
+        "adapter:",
+        "max_storage_buffer_binding_size",
+        "dispatches:",
+    ] {
         assert!(out.contains(want), "missing '{want}' in\n{out}");
     }
 }
@@ -95,7 +128,10 @@ fn bad_inputs_exit_with_a_named_error() {
     ] {
         let (ok, _, err) = cli(&args);
         assert!(!ok, "{args:?} should fail");
-        assert!(err.starts_with("error:") && err.to_lowercase().contains(want), "{args:?}: expected '{want}' in: {err}");
+        assert!(
+            err.starts_with("error:") && err.to_lowercase().contains(want),
+            "{args:?}: expected '{want}' in: {err}"
+        );
         assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
     }
     let _ = std::fs::remove_file(tmp);
@@ -132,7 +168,17 @@ fn quantize_reproduces_the_gguf_package_files() {
         assert!(same >= ft.tensors.len() - 1);
         if ty == "q8_0" {
             let out = q.with_extension("npy");
-            let (ok, _, err) = cli(&["logits", "--model", q.to_str().unwrap(), "--tokens", &toks.join(","), "--out", out.to_str().unwrap(), "--precision", "f32"]);
+            let (ok, _, err) = cli(&[
+                "logits",
+                "--model",
+                q.to_str().unwrap(),
+                "--tokens",
+                &toks.join(","),
+                "--out",
+                out.to_str().unwrap(),
+                "--precision",
+                "f32",
+            ]);
             assert!(ok, "{err}");
             let a: Vec<f32> = bytemuck::pod_collect_to_vec(&std::fs::read(&out).unwrap()[128..]);
             let b: Vec<f32> = bytemuck::pod_collect_to_vec(&std::fs::read(fx("tiny-q8_0.logits.npy")).unwrap()[128..]);

@@ -8,8 +8,15 @@ use llama_webgpu::kernels::{self, reference as cpu, AttnShape, GpuWeight, Matmul
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 fn gpus() -> Vec<Gpu> {
-    let mut v = vec![Gpu::new_blocking(&GpuOptions { precision: Precision::F32, max_binding_size: None, ..Default::default() }).expect("adapter")];
-    if let Ok(g) = Gpu::new_blocking(&GpuOptions { precision: Precision::F16, max_binding_size: None, ..Default::default() }) {
+    let mut v = vec![Gpu::new_blocking(&GpuOptions {
+        precision: Precision::F32,
+        max_binding_size: None,
+        ..Default::default()
+    })
+    .expect("adapter")];
+    if let Ok(g) =
+        Gpu::new_blocking(&GpuOptions { precision: Precision::F16, max_binding_size: None, ..Default::default() })
+    {
         v.push(g);
     }
     v
@@ -30,18 +37,31 @@ fn buf(gpu: &Gpu, data: &[f32]) -> wgpu::Buffer {
 fn assert_close(name: &str, got: &[f32], want: &[f32], tol: f32) {
     assert_eq!(got.len(), want.len(), "{name}: length");
     let scale = want.iter().fold(0f32, |a, v| a.max(v.abs())).max(1e-6);
-    let (i, err) = got.iter().zip(want).map(|(a, b)| (a - b).abs()).enumerate().fold((0, 0f32), |m, (i, e)| if e > m.1 || e.is_nan() { (i, e) } else { m });
-    assert!(err <= tol * scale && !err.is_nan(), "{name}: max error {err} at {i} (got {}, want {}) > {tol} × {scale}", got[i], want[i]);
+    let (i, err) = got.iter().zip(want).map(|(a, b)| (a - b).abs()).enumerate().fold((0, 0f32), |m, (i, e)| {
+        if e > m.1 || e.is_nan() {
+            (i, e)
+        } else {
+            m
+        }
+    });
+    assert!(
+        err <= tol * scale && !err.is_nan(),
+        "{name}: max error {err} at {i} (got {}, want {}) > {tol} × {scale}",
+        got[i],
+        want[i]
+    );
 }
 
-const TYPES: [GgmlType; 6] = [GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1];
+const TYPES: [GgmlType; 6] =
+    [GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1];
 
 /// Uploads random weights of `ty`; returns them with their dequantized values.
 fn weight(gpu: &Gpu, rng: &mut StdRng, ty: GgmlType, rows: usize, cols: usize) -> (GpuWeight, Vec<f32>) {
     let w = rand_vec(rng, rows * cols, 1.0);
     let raw = cpu::quantize(ty, &w).unwrap();
     let deq = cpu::dequantize(ty, &raw).unwrap();
-    let gw = pollster::block_on(GpuWeight::upload(gpu, "w", ty, rows as u64, cols as u64, &raw, 0, 4096, |_| {})).unwrap();
+    let gw =
+        pollster::block_on(GpuWeight::upload(gpu, "w", ty, rows as u64, cols as u64, &raw, 0, 4096, |_| {})).unwrap();
     (gw, deq)
 }
 
@@ -63,20 +83,53 @@ fn matmul_all_types_against_cpu() {
 
             let yb = gpu.storage("y", (n * rows * 4) as u64).unwrap();
             let d = kernels::matmul(&gpu, &w, &xb, &yb, rows as u32, &step, MatmulOpts::default()).unwrap();
-            kernels::submit(&gpu, &step, Step { n_tokens: n as u32, pos: 0, kv_len: n as u32, _pad: 0 }, &d.iter().collect::<Vec<_>>());
+            kernels::submit(
+                &gpu,
+                &step,
+                Step { n_tokens: n as u32, pos: 0, kv_len: n as u32, _pad: 0 },
+                &d.iter().collect::<Vec<_>>(),
+            );
             assert_close(&format!("matmul {name}"), &read(&gpu, &yb, n * rows), &want, 1e-5);
 
             // accumulate: y += W x, starting from y = 1
             let yb = buf(&gpu, &vec![1.0; n * rows]);
-            let d = kernels::matmul(&gpu, &w, &xb, &yb, rows as u32, &step, MatmulOpts { accumulate: true, last_only: false }).unwrap();
-            kernels::submit(&gpu, &step, Step { n_tokens: n as u32, pos: 0, kv_len: n as u32, _pad: 0 }, &d.iter().collect::<Vec<_>>());
+            let d = kernels::matmul(
+                &gpu,
+                &w,
+                &xb,
+                &yb,
+                rows as u32,
+                &step,
+                MatmulOpts { accumulate: true, last_only: false },
+            )
+            .unwrap();
+            kernels::submit(
+                &gpu,
+                &step,
+                Step { n_tokens: n as u32, pos: 0, kv_len: n as u32, _pad: 0 },
+                &d.iter().collect::<Vec<_>>(),
+            );
             let want1: Vec<f32> = want.iter().map(|v| v + 1.0).collect();
             assert_close(&format!("matmul acc {name}"), &read(&gpu, &yb, n * rows), &want1, 1e-5);
 
             // last token only, written to row 0
             let yb = gpu.storage("y", (rows * 4) as u64).unwrap();
-            let d = kernels::matmul(&gpu, &w, &xb, &yb, rows as u32, &step, MatmulOpts { accumulate: false, last_only: true }).unwrap();
-            kernels::submit(&gpu, &step, Step { n_tokens: n as u32, pos: 0, kv_len: n as u32, _pad: 0 }, &d.iter().collect::<Vec<_>>());
+            let d = kernels::matmul(
+                &gpu,
+                &w,
+                &xb,
+                &yb,
+                rows as u32,
+                &step,
+                MatmulOpts { accumulate: false, last_only: true },
+            )
+            .unwrap();
+            kernels::submit(
+                &gpu,
+                &step,
+                Step { n_tokens: n as u32, pos: 0, kv_len: n as u32, _pad: 0 },
+                &d.iter().collect::<Vec<_>>(),
+            );
             assert_close(&format!("matmul last {name}"), &read(&gpu, &yb, rows), &want[(n - 1) * rows..], 1e-5);
         }
     }
@@ -86,7 +139,12 @@ fn matmul_all_types_against_cpu() {
 fn matmul_and_embed_split_across_bindings() {
     // A 1 MiB binding cap splits a 300 × 1024 f32 matrix (1.2 MB) into parts; results must not change.
     let mut rng = StdRng::seed_from_u64(2);
-    let gpu = Gpu::new_blocking(&GpuOptions { precision: Precision::F32, max_binding_size: Some(1 << 20), ..Default::default() }).unwrap();
+    let gpu = Gpu::new_blocking(&GpuOptions {
+        precision: Precision::F32,
+        max_binding_size: Some(1 << 20),
+        ..Default::default()
+    })
+    .unwrap();
     let step = kernels::step_buffer(&gpu);
     for ty in [GgmlType::F32, GgmlType::Q8_0] {
         let (rows, cols, n) = (300, 1024, 3);
@@ -96,14 +154,29 @@ fn matmul_and_embed_split_across_bindings() {
         let xb = buf(&gpu, &x);
         let yb = gpu.storage("y", (n * rows * 4) as u64).unwrap();
         let d = kernels::matmul(&gpu, &w, &xb, &yb, rows as u32, &step, MatmulOpts::default()).unwrap();
-        kernels::submit(&gpu, &step, Step { n_tokens: n as u32, pos: 0, kv_len: n as u32, _pad: 0 }, &d.iter().collect::<Vec<_>>());
-        assert_close(&format!("split matmul {ty:?}"), &read(&gpu, &yb, n * rows), &cpu::matmul(&deq, rows, cols, &x, n), 1e-5);
+        kernels::submit(
+            &gpu,
+            &step,
+            Step { n_tokens: n as u32, pos: 0, kv_len: n as u32, _pad: 0 },
+            &d.iter().collect::<Vec<_>>(),
+        );
+        assert_close(
+            &format!("split matmul {ty:?}"),
+            &read(&gpu, &yb, n * rows),
+            &cpu::matmul(&deq, rows, cols, &x, n),
+            1e-5,
+        );
 
         let ids: Vec<u32> = vec![0, 299, 17, 255, 256, 123];
         let idb = gpu.storage_from("ids", bytemuck::cast_slice(&ids)).unwrap();
         let ob = gpu.storage("out", (ids.len() * cols * 4) as u64).unwrap();
         let d = kernels::embed(&gpu, &w, &idb, &ob, &step).unwrap();
-        kernels::submit(&gpu, &step, Step { n_tokens: ids.len() as u32, pos: 0, kv_len: 0, _pad: 0 }, &d.iter().collect::<Vec<_>>());
+        kernels::submit(
+            &gpu,
+            &step,
+            Step { n_tokens: ids.len() as u32, pos: 0, kv_len: 0, _pad: 0 },
+            &d.iter().collect::<Vec<_>>(),
+        );
         let want: Vec<f32> = ids.iter().flat_map(|&i| deq[i as usize * cols..][..cols].to_vec()).collect();
         assert_close(&format!("split embed {ty:?}"), &read(&gpu, &ob, ids.len() * cols), &want, 0.0);
     }
@@ -121,7 +194,12 @@ fn embed_all_types_against_cpu() {
             let idb = gpu.storage_from("ids", bytemuck::cast_slice(&ids)).unwrap();
             let ob = gpu.storage("out", (ids.len() * cols * 4) as u64).unwrap();
             let d = kernels::embed(&gpu, &w, &idb, &ob, &step).unwrap();
-            kernels::submit(&gpu, &step, Step { n_tokens: ids.len() as u32, pos: 0, kv_len: 0, _pad: 0 }, &d.iter().collect::<Vec<_>>());
+            kernels::submit(
+                &gpu,
+                &step,
+                Step { n_tokens: ids.len() as u32, pos: 0, kv_len: 0, _pad: 0 },
+                &d.iter().collect::<Vec<_>>(),
+            );
             let want: Vec<f32> = ids.iter().flat_map(|&i| deq[i as usize * cols..][..cols].to_vec()).collect();
             assert_close(&format!("embed {ty:?}"), &read(&gpu, &ob, ids.len() * cols), &want, 0.0);
         }
@@ -193,7 +271,12 @@ fn rope_and_cache_append_against_cpu() {
         let kc = kv_buf(&gpu, &vec![0.0; ctx * nkv * hd]);
         let vc = kv_buf(&gpu, &vec![0.0; ctx * nkv * hd]);
         let d = kernels::rope_store(&gpu, s, &qb, &kb, &vb, &kc, &vc, &ib, &step).unwrap();
-        kernels::submit(&gpu, &step, Step { n_tokens: n as u32, pos: pos0 as u32, kv_len: (pos0 + n) as u32, _pad: 0 }, &[&d]);
+        kernels::submit(
+            &gpu,
+            &step,
+            Step { n_tokens: n as u32, pos: pos0 as u32, kv_len: (pos0 + n) as u32, _pad: 0 },
+            &[&d],
+        );
         let (mut wq, mut wk) = (q.clone(), k.clone());
         cpu::rope(&mut wq, nh, hd, pos0, &inv);
         cpu::rope(&mut wk, nkv, hd, pos0, &inv);
@@ -230,9 +313,19 @@ fn attention_gqa_causal_against_cpu() {
             let sc = gpu.storage("scores", (n * nh * ctx * 4) as u64).unwrap();
             let ob = gpu.storage("o", (q.len() * 4) as u64).unwrap();
             let d = kernels::attention(&gpu, s, &qb, &kc, &vc, &sc, &ob, &step).unwrap();
-            kernels::submit(&gpu, &step, Step { n_tokens: n as u32, pos: pos0 as u32, kv_len: (pos0 + n) as u32, _pad: 0 }, &[&d]);
+            kernels::submit(
+                &gpu,
+                &step,
+                Step { n_tokens: n as u32, pos: pos0 as u32, kv_len: (pos0 + n) as u32, _pad: 0 },
+                &[&d],
+            );
             let want = cpu::attention(&q, &k[..(pos0 + n) * nkv * hd], &v[..(pos0 + n) * nkv * hd], nh, nkv, hd, pos0);
-            assert_close(&format!("attention pos0={pos0} n={n} f16={}", gpu.use_f16), &read(&gpu, &ob, q.len()), &want, 2e-5);
+            assert_close(
+                &format!("attention pos0={pos0} n={n} f16={}", gpu.use_f16),
+                &read(&gpu, &ob, q.len()),
+                &want,
+                2e-5,
+            );
         }
     }
 }
@@ -254,12 +347,19 @@ fn kquants_match_gguf_package() {
         let (rows, cols, n) = (8usize, 768usize, 5usize);
         for gpu in gpus() {
             let step = kernels::step_buffer(&gpu);
-            let w = pollster::block_on(GpuWeight::upload(&gpu, name, ty, rows as u64, cols as u64, &raw, 0, 1000, |_| {})).unwrap();
+            let w =
+                pollster::block_on(GpuWeight::upload(&gpu, name, ty, rows as u64, cols as u64, &raw, 0, 1000, |_| {}))
+                    .unwrap();
             let ids: Vec<u32> = vec![3, 0, 7, 7, 5];
             let idb = gpu.storage_from("ids", bytemuck::cast_slice(&ids)).unwrap();
             let ob = gpu.storage("out", (ids.len() * cols * 4) as u64).unwrap();
             let d = kernels::embed(&gpu, &w, &idb, &ob, &step).unwrap();
-            kernels::submit(&gpu, &step, Step { n_tokens: ids.len() as u32, pos: 0, kv_len: 0, _pad: 0 }, &d.iter().collect::<Vec<_>>());
+            kernels::submit(
+                &gpu,
+                &step,
+                Step { n_tokens: ids.len() as u32, pos: 0, kv_len: 0, _pad: 0 },
+                &d.iter().collect::<Vec<_>>(),
+            );
             let rows_want: Vec<f32> = ids.iter().flat_map(|&i| want[i as usize * cols..][..cols].to_vec()).collect();
             assert_close(&format!("embed {name}"), &read(&gpu, &ob, ids.len() * cols), &rows_want, 1e-6);
 
@@ -268,9 +368,19 @@ fn kquants_match_gguf_package() {
             for tokens in [n, 1] {
                 let yb = gpu.storage("y", (n * rows * 4) as u64).unwrap();
                 let d = kernels::matmul(&gpu, &w, &xb, &yb, rows as u32, &step, MatmulOpts::default()).unwrap();
-                kernels::submit(&gpu, &step, Step { n_tokens: tokens as u32, pos: 0, kv_len: tokens as u32, _pad: 0 }, &d.iter().collect::<Vec<_>>());
+                kernels::submit(
+                    &gpu,
+                    &step,
+                    Step { n_tokens: tokens as u32, pos: 0, kv_len: tokens as u32, _pad: 0 },
+                    &d.iter().collect::<Vec<_>>(),
+                );
                 let want_y = cpu::matmul(&want, rows, cols, &x[..tokens * cols], tokens);
-                assert_close(&format!("matmul {name} n={tokens} f16={}", gpu.use_f16), &read(&gpu, &yb, tokens * rows), &want_y, 1e-5);
+                assert_close(
+                    &format!("matmul {name} n={tokens} f16={}", gpu.use_f16),
+                    &read(&gpu, &yb, tokens * rows),
+                    &want_y,
+                    1e-5,
+                );
             }
         }
     }

@@ -12,7 +12,9 @@ mod common;
 use common::read_npy;
 
 fn fixtures() -> PathBuf {
-    std::env::var_os("FIXTURES_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures"))
+    std::env::var_os("FIXTURES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures"))
 }
 
 fn std_dev(v: &[f32]) -> f32 {
@@ -28,7 +30,12 @@ fn tokens() -> Vec<u32> {
 fn load(name: &str, precision: Precision) -> Option<LlamaModel> {
     let src = FileSource::open(fixtures().join(format!("tiny-{name}.gguf"))).unwrap();
     let file = GgufFile::read(&src).unwrap();
-    let opts = LoadOptions { gpu: GpuOptions { precision, max_binding_size: None, ..Default::default() }, context: Some(64), prefill_chunk: 10, ..Default::default() };
+    let opts = LoadOptions {
+        gpu: GpuOptions { precision, max_binding_size: None, ..Default::default() },
+        context: Some(64),
+        prefill_chunk: 10,
+        ..Default::default()
+    };
     match LlamaModel::load_blocking(&src, &file, &opts, |_| {}) {
         Ok(m) => Some(m),
         // f16 is optional: only an adapter without shader-f16 may refuse it
@@ -43,7 +50,11 @@ fn check(label: &str, ours: &[f32], reference: &[f32], vocab: usize, tol: f32) -
     let sd = std_dev(reference);
     let mut worst = 0f32;
     for (t, (a, b)) in ours.chunks(vocab).zip(reference.chunks(vocab)).enumerate() {
-        let err = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, |m, e| if e.is_nan() { f32::INFINITY } else { m.max(e) });
+        let err =
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, |m, e| if e.is_nan() { f32::INFINITY } else { m.max(e) });
         assert!(err <= tol * sd, "{label}: position {t}: max |ours − ref| = {err} > {tol} × std {sd}");
         worst = worst.max(err / sd);
     }
@@ -114,12 +125,15 @@ fn greedy_matches_transformers_generate() {
     let j: serde_json::Value = serde_json::from_slice(&std::fs::read(fixtures().join("tiny.json")).unwrap()).unwrap();
     let prompt: Vec<u32> = j["greedy_prompt"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
     for name in ["f32", "q8_0", "q4_1"] {
-        let want: Vec<u32> = j["types"][name]["greedy"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let want: Vec<u32> =
+            j["types"][name]["greedy"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
         let mut m = load(name, Precision::F32).unwrap();
         let mut logits = m.forward_blocking(&prompt, 0, false).unwrap();
         let mut got = Vec::new();
         for i in 0..want.len() {
-            let next = logits.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0 as u32;
+            let next =
+                logits.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0
+                    as u32;
             got.push(next);
             logits = m.forward_blocking(&[next], prompt.len() + i, false).unwrap();
         }
@@ -131,8 +145,13 @@ fn greedy_matches_transformers_generate() {
 fn bad_input_is_a_typed_error_and_engine_stays_usable() {
     let mut m = load("q8_0", Precision::F32).unwrap();
     let vocab = m.cfg.n_vocab as u32;
-    assert!(matches!(m.forward_blocking(&[1, vocab], 0, false), Err(llama_webgpu::Error::TokenOutOfVocab { id, .. }) if id == vocab));
-    assert!(matches!(m.forward_blocking(&[1; 65], 0, false), Err(llama_webgpu::Error::ContextOverflow { needed: 65, capacity: 64 })));
+    assert!(
+        matches!(m.forward_blocking(&[1, vocab], 0, false), Err(llama_webgpu::Error::TokenOutOfVocab { id, .. }) if id == vocab)
+    );
+    assert!(matches!(
+        m.forward_blocking(&[1; 65], 0, false),
+        Err(llama_webgpu::Error::ContextOverflow { needed: 65, capacity: 64 })
+    ));
     assert!(matches!(m.forward_blocking(&[1], 64, false), Err(llama_webgpu::Error::ContextOverflow { .. })));
     // still works afterwards
     let toks = tokens();

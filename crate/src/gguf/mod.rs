@@ -430,12 +430,7 @@ impl GgufFile {
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
-    fn typed<'a, T>(
-        &'a self,
-        key: &str,
-        expected: &'static str,
-        f: impl FnOnce(&'a Value) -> Option<T>,
-    ) -> Result<T> {
+    fn typed<'a, T>(&'a self, key: &str, expected: &'static str, f: impl FnOnce(&'a Value) -> Option<T>) -> Result<T> {
         let v = self.get(key).ok_or_else(|| Error::MissingKey(key.to_owned()))?;
         f(v).ok_or_else(|| Error::WrongType { key: key.to_owned(), expected })
     }
@@ -504,9 +499,7 @@ impl LlamaConfig {
     pub fn from_gguf(f: &GgufFile) -> Result<Self> {
         let arch = f.get_str("general.architecture")?;
         if arch != "llama" {
-            return Err(Error::UnsupportedModel(format!(
-                "architecture '{arch}' (only 'llama' is supported)"
-            )));
+            return Err(Error::UnsupportedModel(format!("architecture '{arch}' (only 'llama' is supported)")));
         }
         let key = |k: &str| format!("{arch}.{k}");
         // Required nonzero count.
@@ -535,27 +528,20 @@ impl LlamaConfig {
             }
         };
         if n_head % n_head_kv != 0 {
-            return Err(Error::Corrupt(format!(
-                "head_count {n_head} is not a multiple of head_count_kv {n_head_kv}"
-            )));
+            return Err(Error::Corrupt(format!("head_count {n_head} is not a multiple of head_count_kv {n_head_kv}")));
         }
         if head_dim % 2 != 0 {
-            return Err(Error::Corrupt(format!(
-                "head dimension {head_dim} is odd (RoPE needs pairs)"
-            )));
+            return Err(Error::Corrupt(format!("head dimension {head_dim} is odd (RoPE needs pairs)")));
         }
         let context_length = optional(f.get_u32(&key("context_length")))?.unwrap_or(2048);
-        let rms_eps =
-            optional(f.get_f32(&key("attention.layer_norm_rms_epsilon")))?.unwrap_or(1e-5);
+        let rms_eps = optional(f.get_f32(&key("attention.layer_norm_rms_epsilon")))?.unwrap_or(1e-5);
         let rope_base = optional(f.get_f32(&key("rope.freq_base")))?.unwrap_or(10000.0);
 
         // All values are u32, so these products fit u64.
         let q_dim = n_head * head_dim;
         let kv_dim = n_head_kv * head_dim;
 
-        let embd = f
-            .tensor("token_embd.weight")
-            .ok_or_else(|| Error::MissingTensor("token_embd.weight".into()))?;
+        let embd = f.tensor("token_embd.weight").ok_or_else(|| Error::MissingTensor("token_embd.weight".into()))?;
         let n_vocab = match embd.dims.as_slice() {
             [e, v] if *e == n_embd && *v > 0 => *v,
             d => {

@@ -56,9 +56,7 @@ impl<'a> Cursor<'a> {
         }
         let start = (self.pos - self.buf_start) as usize;
         self.pos = end;
-        self.buf
-            .get(start..start + n)
-            .ok_or_else(|| Error::Corrupt("internal: bad read window".into()))
+        self.buf.get(start..start + n).ok_or_else(|| Error::Corrupt("internal: bad read window".into()))
     }
 
     fn corrupt(&self, what: &str) -> Error {
@@ -79,16 +77,12 @@ impl<'a> Cursor<'a> {
 
     /// Rejects a `count` of items of at least `min_size` bytes each that cannot fit in the
     /// bytes left, before anything is allocated for it.
-    fn check_count(
-        &self,
-        count: u64,
-        min_size: u64,
-        what: &dyn std::fmt::Display,
-    ) -> Result<usize> {
+    fn check_count(&self, count: u64, min_size: u64, what: &dyn std::fmt::Display) -> Result<usize> {
         let rem = self.remaining();
         match count.checked_mul(min_size) {
-            Some(need) if need <= rem => usize::try_from(count)
-                .map_err(|_| Error::Corrupt(format!("{what} {count} does not fit in memory"))),
+            Some(need) if need <= rem => {
+                usize::try_from(count).map_err(|_| Error::Corrupt(format!("{what} {count} does not fit in memory")))
+            }
             _ => Err(Error::Corrupt(format!(
                 "{what} {count} exceeds what the {rem} bytes left at offset {} can hold \
                  (truncated or corrupt file)",
@@ -104,9 +98,7 @@ impl<'a> Cursor<'a> {
         let n = self.check_count(len, 1, &format_args!("{ctx}: string length"))?;
         match std::str::from_utf8(self.take(n)?) {
             Ok(s) => Ok(s.to_owned()),
-            Err(e) => {
-                Err(Error::Corrupt(format!("{ctx}: string at offset {at} is not valid UTF-8: {e}")))
-            }
+            Err(e) => Err(Error::Corrupt(format!("{ctx}: string at offset {at} is not valid UTF-8: {e}"))),
         }
     }
 
@@ -123,24 +115,18 @@ impl<'a> Cursor<'a> {
             7 => match self.bytes::<1>()? {
                 [0] => Value::Bool(false),
                 [1] => Value::Bool(true),
-                [b] => {
-                    return Err(self.corrupt(&format!("metadata '{key}': invalid bool byte {b}")))
-                }
+                [b] => return Err(self.corrupt(&format!("metadata '{key}': invalid bool byte {b}"))),
             },
             8 => Value::String(self.string(&format_args!("metadata '{key}'"))?),
             9 => {
                 if depth >= MAX_DEPTH {
-                    return Err(self.corrupt(&format!(
-                        "metadata '{key}': arrays nested deeper than {MAX_DEPTH}"
-                    )));
+                    return Err(self.corrupt(&format!("metadata '{key}': arrays nested deeper than {MAX_DEPTH}")));
                 }
                 let elem_ty = self.u32()?;
-                let min = min_value_size(elem_ty).ok_or_else(|| {
-                    self.corrupt(&format!("metadata '{key}': unknown array element type {elem_ty}"))
-                })?;
+                let min = min_value_size(elem_ty)
+                    .ok_or_else(|| self.corrupt(&format!("metadata '{key}': unknown array element type {elem_ty}")))?;
                 let count = self.u64()?;
-                let n =
-                    self.check_count(count, min, &format_args!("metadata '{key}': array count"))?;
+                let n = self.check_count(count, min, &format_args!("metadata '{key}': array count"))?;
                 let mut v = Vec::with_capacity(n.min(MAX_PREALLOC));
                 for _ in 0..n {
                     v.push(self.value(elem_ty, key, depth + 1)?);
@@ -200,11 +186,7 @@ pub(super) fn read(src: &dyn ByteSource) -> Result<GgufFile> {
         None => DEFAULT_ALIGNMENT,
         Some((_, v)) => match v.as_u64() {
             Some(a) if a.is_power_of_two() => a,
-            _ => {
-                return Err(Error::Corrupt(format!(
-                    "general.alignment {v:?} is not a nonzero power of two"
-                )))
-            }
+            _ => return Err(Error::Corrupt(format!("general.alignment {v:?} is not a nonzero power of two"))),
         },
     };
 
@@ -214,9 +196,7 @@ pub(super) fn read(src: &dyn ByteSource) -> Result<GgufFile> {
         let name = r.string(&format_args!("name of tensor {i}"))?;
         let n_dims = r.u32()?;
         if n_dims > 4 {
-            return Err(Error::Corrupt(format!(
-                "tensor '{name}': {n_dims} dimensions (at most 4)"
-            )));
+            return Err(Error::Corrupt(format!("tensor '{name}': {n_dims} dimensions (at most 4)")));
         }
         let mut dims = Vec::with_capacity(n_dims as usize);
         for _ in 0..n_dims {
@@ -227,10 +207,8 @@ pub(super) fn read(src: &dyn ByteSource) -> Result<GgufFile> {
         infos.push((name, dims, ty, rel));
     }
 
-    let data_offset = r
-        .pos
-        .checked_next_multiple_of(alignment)
-        .ok_or_else(|| Error::Corrupt("data offset overflows".into()))?;
+    let data_offset =
+        r.pos.checked_next_multiple_of(alignment).ok_or_else(|| Error::Corrupt("data offset overflows".into()))?;
     let file_len = r.len;
     let mut names = HashSet::new();
     let mut tensors = Vec::with_capacity(infos.len());
@@ -251,17 +229,12 @@ pub(super) fn read(src: &dyn ByteSource) -> Result<GgufFile> {
                 ty.block_size()
             )));
         }
-        let n_bytes = ty
-            .bytes_for(n_elements)
-            .ok_or_else(|| bad(format!("byte size of {dims:?} {} overflows", ty.name())))?;
+        let n_bytes =
+            ty.bytes_for(n_elements).ok_or_else(|| bad(format!("byte size of {dims:?} {} overflows", ty.name())))?;
         if rel % alignment != 0 {
-            return Err(bad(format!(
-                "data offset {rel} is not a multiple of the alignment {alignment}"
-            )));
+            return Err(bad(format!("data offset {rel} is not a multiple of the alignment {alignment}")));
         }
-        let offset = data_offset
-            .checked_add(rel)
-            .ok_or_else(|| bad(format!("data offset {rel} overflows")))?;
+        let offset = data_offset.checked_add(rel).ok_or_else(|| bad(format!("data offset {rel} overflows")))?;
         if offset.checked_add(n_bytes).is_none_or(|end| end > file_len) {
             return Err(Error::Truncated { offset, needed: n_bytes, len: file_len });
         }

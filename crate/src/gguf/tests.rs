@@ -5,8 +5,7 @@ type Tensors = Vec<(String, Vec<u64>, GgmlType)>;
 
 /// A complete GGUF file from the writer, tensor data filled with a per-tensor byte.
 fn build(metadata: Kv, tensors: Tensors, alignment: u64) -> Vec<u8> {
-    let sizes: Vec<u64> =
-        tensors.iter().map(|(_, d, t)| t.bytes_for(d.iter().product()).unwrap()).collect();
+    let sizes: Vec<u64> = tensors.iter().map(|(_, d, t)| t.bytes_for(d.iter().product()).unwrap()).collect();
     let mut w = GgufWriter::new(metadata, tensors, alignment).unwrap();
     let mut out = Vec::new();
     w.write_header(&mut out).unwrap();
@@ -48,18 +47,11 @@ fn all_types_metadata() -> Kv {
         kv("array_empty", Value::Array(vec![])),
         kv(
             "array_nested",
-            Value::Array(vec![
-                Value::Array(vec![s("x"), s("yz")]),
-                Value::Array(vec![]),
-                Value::Array(vec![s("w")]),
-            ]),
+            Value::Array(vec![Value::Array(vec![s("x"), s("yz")]), Value::Array(vec![]), Value::Array(vec![s("w")])]),
         ),
         kv(
             "array_nested_mixed_inner",
-            Value::Array(vec![
-                Value::Array(vec![Value::U8(1)]),
-                Value::Array(vec![Value::F64(2.0)]),
-            ]),
+            Value::Array(vec![Value::Array(vec![Value::U8(1)]), Value::Array(vec![Value::F64(2.0)])]),
         ),
     ]
 }
@@ -122,10 +114,7 @@ fn ggml_type_table() {
     }
     assert_eq!(GgmlType::Q4K.name(), "Q4_K");
     assert_eq!(GgmlType::Q4_0.name(), "Q4_0");
-    assert_eq!(
-        (GgmlType::Q8_0.id(), GgmlType::Q8_0.block_size(), GgmlType::Q8_0.type_size()),
-        (8, 32, 34)
-    );
+    assert_eq!((GgmlType::Q8_0.id(), GgmlType::Q8_0.block_size(), GgmlType::Q8_0.type_size()), (8, 32, 34));
     assert_eq!((GgmlType::BF16.id(), GgmlType::Q8K.type_size()), (30, 292));
     assert!(GgmlType::from_id(4, "x").is_err());
 }
@@ -133,8 +122,7 @@ fn ggml_type_table() {
 #[test]
 fn file_source_reads_header() {
     let file = build(all_types_metadata(), some_tensors(), 32);
-    let path =
-        std::env::temp_dir().join(format!("llama-webgpu-gguf-test-{}.gguf", std::process::id()));
+    let path = std::env::temp_dir().join(format!("llama-webgpu-gguf-test-{}.gguf", std::process::id()));
     std::fs::write(&path, &file).unwrap();
     let src = FileSource::open(&path).unwrap();
     let f = GgufFile::read(&src);
@@ -143,9 +131,7 @@ fn file_source_reads_header() {
     std::fs::remove_file(&path).unwrap();
     assert_eq!(f.unwrap().metadata, all_types_metadata());
     assert!(matches!(past_end, Err(Error::Truncated { .. })));
-    assert!(
-        matches!(FileSource::open("/nonexistent/x.gguf"), Err(Error::Io(m)) if m.contains("/nonexistent/x.gguf"))
-    );
+    assert!(matches!(FileSource::open("/nonexistent/x.gguf"), Err(Error::Io(m)) if m.contains("/nonexistent/x.gguf")));
 }
 
 #[test]
@@ -240,10 +226,7 @@ fn truncated_everywhere_without_panic() {
     for cut in 0..file.len() {
         let r = GgufFile::read(&&file[..cut]);
         if (cut as u64) < last.offset + last.n_bytes {
-            assert!(
-                matches!(r, Err(Error::Truncated { .. } | Error::Corrupt(_))),
-                "cut at {cut}: {r:?}"
-            );
+            assert!(matches!(r, Err(Error::Truncated { .. } | Error::Corrupt(_))), "cut at {cut}: {r:?}");
         }
     }
     // Specific cut points, with the variant each one must give.
@@ -269,12 +252,8 @@ fn truncated_everywhere_without_panic() {
     let file = build(vec![kv("pad", s(&"x".repeat(200)))], some_tensors(), 1);
     let h = GgufFile::read(&file).unwrap().data_offset as usize;
     let t = |cut: usize| err(&file[..cut]);
-    assert!(
-        matches!(t(h - 4), Error::Truncated { offset, needed: 8, .. } if offset as usize == h - 8)
-    );
-    assert!(
-        matches!(t(h - 164 + 3), Error::Truncated { offset, needed: 8, .. } if offset as usize == h - 164)
-    );
+    assert!(matches!(t(h - 4), Error::Truncated { offset, needed: 8, .. } if offset as usize == h - 8));
+    assert!(matches!(t(h - 164 + 3), Error::Truncated { offset, needed: 8, .. } if offset as usize == h - 164));
 }
 
 #[test]
@@ -341,11 +320,8 @@ fn bad_metadata_values() {
     };
     assert!(one(13, &[0; 8]).contains("'k': unknown value type 13"));
     assert!(one(7, &[2]).contains("'k': invalid bool byte 2"));
-    assert!(one(8, &[2, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xfe])
-        .contains("'k': string at offset 45 is not valid UTF-8"));
-    assert!(
-        one(9, &[77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).contains("unknown array element type 77")
-    );
+    assert!(one(8, &[2, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xfe]).contains("'k': string at offset 45 is not valid UTF-8"));
+    assert!(one(9, &[77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).contains("unknown array element type 77"));
 }
 
 #[test]
@@ -400,10 +376,7 @@ fn tensor_not_whole_blocks() {
     let mut v = raw(3, 1, 0);
     raw_tensor(&mut v, "q", &[48, 2], 2, 0);
     let m = corrupt_msg(&with_data(v, 1024));
-    assert!(
-        m.contains("tensor 'q': row length 48 is not a multiple of the Q4_0 block size 32"),
-        "{m}"
-    );
+    assert!(m.contains("tensor 'q': row length 48 is not a multiple of the Q4_0 block size 32"), "{m}");
 }
 
 #[test]
@@ -433,8 +406,7 @@ fn tensor_beyond_end_of_file() {
 
 #[test]
 fn bad_alignment() {
-    for (a, shown) in [(Value::U32(0), "U32(0)"), (Value::U32(48), "U32(48)"), (s("32"), "String")]
-    {
+    for (a, shown) in [(Value::U32(0), "U32(0)"), (Value::U32(48), "U32(48)"), (s("32"), "String")] {
         let mut v = raw(3, 0, 1);
         raw_str(&mut v, "general.alignment");
         v.extend_from_slice(&a.type_id().to_le_bytes());
@@ -454,11 +426,7 @@ fn writer_rejects_bad_input() {
     assert!(inv(GgufWriter::new(vec![], vec![], 24)));
     assert!(inv(GgufWriter::new(vec![kv("general.alignment", Value::U32(64))], vec![], 32)));
     assert!(inv(GgufWriter::new(vec![], vec![("t".into(), vec![33], GgmlType::Q8_0)], 32)));
-    assert!(inv(GgufWriter::new(
-        vec![kv("a", Value::Array(vec![Value::U8(1), Value::I8(1)]))],
-        vec![],
-        32
-    )));
+    assert!(inv(GgufWriter::new(vec![kv("a", Value::Array(vec![Value::U8(1), Value::I8(1)]))], vec![], 32)));
     let mut w = GgufWriter::new(vec![], vec![("t".into(), vec![4], GgmlType::F32)], 32).unwrap();
     let mut out = Vec::new();
     assert!(matches!(w.write_tensor_data(&mut out, &[0; 16]), Err(Error::InvalidArgument(_))));
@@ -516,10 +484,7 @@ fn accessors() {
     assert_eq!(f.get_str("string").unwrap(), "héllo ✓");
     assert_eq!(f.get_str_array("array_str").unwrap(), ["a", "", "Ġthe"]);
     assert!(f.get_str_array("array_empty").unwrap().is_empty());
-    assert!(matches!(
-        f.get_str_array("array_i32"),
-        Err(Error::WrongType { expected: "array of strings", .. })
-    ));
+    assert!(matches!(f.get_str_array("array_i32"), Err(Error::WrongType { expected: "array of strings", .. })));
     assert_eq!(f.get_array("array_nested").unwrap().len(), 3);
     assert!(matches!(f.get_u32("nope"), Err(Error::MissingKey(k)) if k == "nope"));
     assert_eq!(Value::I64(-1).as_u64(), None);
@@ -647,36 +612,26 @@ fn llama_bad_shape() {
     tensors[i].1 = vec![EMBD, FF];
     match config(llama_meta(), tensors).unwrap_err() {
         Error::BadShape { name, got, expected } => {
-            assert_eq!(
-                (name.as_str(), got, expected),
-                ("blk.1.ffn_down.weight", vec![EMBD, FF], vec![FF, EMBD])
-            )
+            assert_eq!((name.as_str(), got, expected), ("blk.1.ffn_down.weight", vec![EMBD, FF], vec![FF, EMBD]))
         }
         e => panic!("{e:?}"),
     }
     let mut tensors = llama_tensors(true, true);
     tensors.last_mut().unwrap().1 = vec![4];
-    assert!(
-        matches!(config(llama_meta(), tensors), Err(Error::BadShape { name, .. }) if name == "rope_freqs.weight")
-    );
+    assert!(matches!(config(llama_meta(), tensors), Err(Error::BadShape { name, .. }) if name == "rope_freqs.weight"));
 }
 
 #[test]
 fn llama_missing_tensor() {
-    let tensors =
-        llama_tensors(true, false).into_iter().filter(|t| t.0 != "blk.0.attn_v.weight").collect();
-    assert!(
-        matches!(config(llama_meta(), tensors), Err(Error::MissingTensor(n)) if n == "blk.0.attn_v.weight")
-    );
+    let tensors = llama_tensors(true, false).into_iter().filter(|t| t.0 != "blk.0.attn_v.weight").collect();
+    assert!(matches!(config(llama_meta(), tensors), Err(Error::MissingTensor(n)) if n == "blk.0.attn_v.weight"));
 }
 
 #[test]
 fn llama_bad_heads() {
     let mut meta = llama_meta();
     meta[5].1 = Value::U32(3); // head_count 3 does not divide embd 8
-    assert!(
-        matches!(config(meta, llama_tensors(true, false)), Err(Error::Corrupt(m)) if m.contains("divisible"))
-    );
+    assert!(matches!(config(meta, llama_tensors(true, false)), Err(Error::Corrupt(m)) if m.contains("divisible")));
     let mut meta = llama_meta();
     meta[6].1 = Value::U32(0);
     assert!(

@@ -42,14 +42,11 @@ impl GgufWriter {
         }
         match metadata.iter().find(|(k, _)| k == "general.alignment") {
             Some((_, v)) if v.as_u64() != Some(alignment) => {
-                return Err(invalid(format!(
-                    "general.alignment {v:?} disagrees with alignment {alignment}"
-                )))
+                return Err(invalid(format!("general.alignment {v:?} disagrees with alignment {alignment}")))
             }
             Some(_) => {}
             None if alignment != DEFAULT_ALIGNMENT => {
-                let a = u32::try_from(alignment)
-                    .map_err(|_| invalid(format!("alignment {alignment} too large")))?;
+                let a = u32::try_from(alignment).map_err(|_| invalid(format!("alignment {alignment} too large")))?;
                 metadata.push(("general.alignment".into(), Value::U32(a)));
             }
             None => {}
@@ -70,19 +67,14 @@ impl GgufWriter {
         let mut rel = 0u64;
         for (name, dims, ty) in tensors {
             if dims.len() > 4 {
-                return Err(invalid(format!(
-                    "tensor '{name}': {} dimensions (at most 4)",
-                    dims.len()
-                )));
+                return Err(invalid(format!("tensor '{name}': {} dimensions (at most 4)", dims.len())));
             }
             let n_bytes = dims
                 .iter()
                 .try_fold(1u64, |a, &d| a.checked_mul(d))
                 .filter(|_| dims.first().copied().unwrap_or(1) % ty.block_size() == 0)
                 .and_then(|n| ty.bytes_for(n))
-                .ok_or_else(|| {
-                    invalid(format!("tensor '{name}': shape {dims:?} does not fit {}", ty.name()))
-                })?;
+                .ok_or_else(|| invalid(format!("tensor '{name}': shape {dims:?} does not fit {}", ty.name())))?;
             put_str(&mut h, &name);
             h.extend_from_slice(&(dims.len() as u32).to_le_bytes());
             for d in &dims {
@@ -97,8 +89,7 @@ impl GgufWriter {
         }
 
         let overflow = || invalid("file size overflows".into());
-        let data_offset =
-            (h.len() as u64).checked_next_multiple_of(alignment).ok_or_else(overflow)?;
+        let data_offset = (h.len() as u64).checked_next_multiple_of(alignment).ok_or_else(overflow)?;
         let file_len = data_offset.checked_add(rel).ok_or_else(overflow)?;
         Ok(Self { header: h, tensors: planned, data_offset, file_len, next: None, partial: 0 })
     }

@@ -153,7 +153,10 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], n_head: usize, n_kv: usize, hd
             let qv = &q[(t * n_head + h) * hd..][..hd];
             let keys = pos0 + t + 1;
             let s: Vec<f64> = (0..keys)
-                .map(|j| qv.iter().zip(&k[(j * n_kv + kvh) * hd..][..hd]).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() * scale)
+                .map(|j| {
+                    qv.iter().zip(&k[(j * n_kv + kvh) * hd..][..hd]).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>()
+                        * scale
+                })
                 .collect();
             let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();

@@ -13,4 +13,3 @@ pub fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
     let shape = shape_s.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().unwrap()).collect();
     (shape, bytemuck::pod_collect_to_vec(&b[10 + hlen..]))
 }
-
