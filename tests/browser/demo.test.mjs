@@ -144,6 +144,15 @@ test("serve.mjs: redirect, MIME types, Range, default model route, nothing outsi
     let r = await get("/");
     assert.equal(r.status, 302);
     assert.equal(r.headers.get("location"), "/www/");
+    // the query survives both redirects, so /?model=URL loads that model and not the default
+    const model = "https://example.org/m.gguf?x=1&y=2";
+    r = await get(`/?model=${encodeURIComponent(model)}`);
+    assert.equal(r.status, 302);
+    assert.equal(r.headers.get("location"), `/www/?model=${encodeURIComponent(model)}`);
+    assert.equal(new URL(r.headers.get("location"), srv.origin).searchParams.get("model"), model);
+    r = await get("/www?model=a.gguf");
+    assert.equal(r.status, 301);
+    assert.equal(r.headers.get("location"), "/www/?model=a.gguf");
     r = await get("/www/");
     assert.equal(r.status, 200);
     assert.match(r.headers.get("content-type"), /^text\/html/);
