@@ -12,7 +12,7 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
 /// Dequantizes `raw` (whole blocks of `ty`) to f32.
 pub fn dequantize(ty: GgmlType, raw: &[u8]) -> Result<Vec<f32>> {
     let bs = ty.type_size() as usize;
-    if raw.len() % bs != 0 {
+    if !raw.len().is_multiple_of(bs) {
         return Err(Error::Corrupt(format!("{} data of {} bytes is not whole blocks", ty.name(), raw.len())));
     }
     let mut out = Vec::with_capacity(raw.len() / bs * ty.block_size() as usize);
@@ -51,7 +51,7 @@ pub fn dequantize(ty: GgmlType, raw: &[u8]) -> Result<Vec<f32>> {
 /// Quantizes `x` (length a multiple of the block size) like ggml's reference quantizers.
 pub fn quantize(ty: GgmlType, x: &[f32]) -> Result<Vec<u8>> {
     let n = ty.block_size() as usize;
-    if x.len() % n != 0 {
+    if !x.len().is_multiple_of(n) {
         return Err(Error::InvalidArgument(format!("{} values are not whole {} blocks", x.len(), ty.name())));
     }
     let mut out = Vec::new();
