@@ -98,8 +98,8 @@ impl Output {
     /// unwritable output fails here.
     pub fn create(path: impl AsRef<Path>, force: bool) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let target = follow_links(&path)?;
-        let (overwrite, perms) = match fs::metadata(&target) {
+        // `metadata` follows every link, /proc's magic ones too (`/dev/stdout` to a pipe).
+        let (overwrite, perms) = match fs::metadata(&path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => (false, None),
             Err(e) => return Err(Error::io_at(&path, e)),
             Ok(m) if m.is_file() && !force => {
@@ -109,11 +109,13 @@ impl Output {
             Ok(m) if m.is_dir() => return Err(refuse(&path, "it is a directory")),
             Ok(m) if is_stream(&m.file_type()) => {
                 // Written in place; opening a FIFO waits for its reader.
-                let file = OpenOptions::new().write(true).open(&target).map_err(|e| Error::io_at(&path, e))?;
+                let file = OpenOptions::new().write(true).open(&path).map_err(|e| Error::io_at(&path, e))?;
                 return Ok(Self { path, file: Some(file), publish: None });
             }
             Ok(_) => return Err(refuse(&path, "it is neither a regular file nor a character device or FIFO")),
         };
+        // A new or regular file: the temporary one goes beside the link's target, for the rename.
+        let target = path.clone();
         let name = target.file_name().ok_or_else(|| refuse(&path, "it names no file"))?;
         let mut tmp_name = name.to_os_string();
         tmp_name.push(format!(".{}.partial", std::process::id()));

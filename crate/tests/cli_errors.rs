@@ -18,6 +18,8 @@ fn s(p: &Path) -> &str {
 
 struct Run {
     ok: bool,
+    /// stdout, raw and as text.
+    stdout: Vec<u8>,
     out: String,
     err: String,
 }
@@ -46,6 +48,7 @@ fn cli_stdin(args: &[&str], stdin: Option<&[u8]>) -> Run {
     let run = Run {
         ok: out.status.success(),
         out: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stdout: out.stdout,
         err: String::from_utf8_lossy(&out.stderr).into_owned(),
     };
     assert!(!run.err.contains("panicked"), "{args:?} panicked: {}", run.err);
@@ -267,6 +270,13 @@ fn a_fifo_output_is_written_through_and_a_directory_refused() {
     let parsed = GgufFile::read(&got.as_slice()).unwrap();
     assert_eq!(parsed.tensors.len(), GgufFile::read(&FileSource::open(&tiny).unwrap()).unwrap().tensors.len());
 
+    // /dev/stdout, a link to the pipe the test reads (through /proc on Linux).
+    if Path::new("/dev/stdout").exists() {
+        let r = cli(&["quantize", "--type", "q8_0", s(&tiny), "/dev/stdout"]);
+        assert!(r.ok, "{}", r.err);
+        assert!(r.stdout == got, "/dev/stdout got {} bytes", r.stdout.len());
+    }
+
     let sub = dir.join("sub");
     std::fs::create_dir(&sub).unwrap();
     for args in [
@@ -296,10 +306,10 @@ fn quantize_summary_names_the_types_and_the_q8_0_fallback() {
             *counts.entry(t.name()).or_default() += 1;
         }
         let want: Vec<String> = counts.iter().map(|(t, n)| format!("{t}×{n}")).collect();
-        let first = r.out.lines().next().unwrap_or("");
+        let first = r.err.lines().next().unwrap_or("");
         assert!(first.contains(s(&out)) && first.ends_with(&want.join(", ")), "{ty}: {first} vs {want:?}");
-        let note = r.out.lines().find(|l| l.contains("fallback"));
-        assert_eq!(note.is_some(), fallback, "{ty}: {}", r.out);
+        let note = r.err.lines().find(|l| l.contains("fallback"));
+        assert_eq!(note.is_some(), fallback, "{ty}: {}", r.err);
         if let Some(note) = note {
             assert!(note.contains("as Q8_0, not") && note.contains("rows of 128") && note.contains("256"), "{note}");
             assert!(written.iter().all(|(_, t)| *t != GgmlType::Q4K && *t != GgmlType::Q6K));

@@ -420,7 +420,8 @@ fn cmd_quantize(args: &Args) -> Result<()> {
     let (src, file) = open(input)?;
     let out = args.output(output)?;
     out.write(|w| llama_webgpu::quantize::quantize_file(&src, &file, ftype, w, |_, _| {}))?;
-    print!("{}", quantize_summary(&file, ftype, output));
+    // On stderr: the output may be stdout.
+    eprint!("{}", quantize_summary(&file, ftype, output));
     Ok(())
 }
 
