@@ -115,7 +115,7 @@ impl Output {
             Ok(_) => return Err(refuse(&path, "it is neither a regular file nor a character device or FIFO")),
         };
         // A new or regular file: the temporary one goes beside the link's target, for the rename.
-        let target = path.clone();
+        let target = follow_links(&path)?;
         let name = target.file_name().ok_or_else(|| refuse(&path, "it names no file"))?;
         let mut tmp_name = name.to_os_string();
         tmp_name.push(format!(".{}.partial", std::process::id()));

@@ -395,3 +395,26 @@ fn generate_takes_the_prompt_from_a_file_or_stdin() {
     assert_eq!(a, c);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_run_that_fails_midway_leaves_no_file_and_keeps_the_old_one() {
+    let dir = scratch("midway");
+    // A Q5_0 weight: the header is written, then converting it fails (no Q5_0 decoder).
+    let md = vec![("general.architecture".to_string(), Value::String("test".into()))];
+    let tensors = vec![("blk.0.attn_q.weight".to_string(), vec![32u64, 2], GgmlType::Q5_0)];
+    let mut w = GgufWriter::new(md, tensors, 32).unwrap();
+    let mut buf = Vec::new();
+    w.write_header(&mut buf).unwrap();
+    w.write_tensor_data(&mut buf, &[0u8; 44]).unwrap();
+    let input = dir.join("in.gguf");
+    std::fs::write(&input, &buf).unwrap();
+    let new = dir.join("new.gguf");
+    fails_with(&["quantize", "--type", "q8_0", s(&input), s(&new)], &["blk.0.attn_q.weight"]);
+    assert_eq!(names(&dir), ["in.gguf"]);
+    let old = dir.join("old.gguf");
+    std::fs::write(&old, b"precious").unwrap();
+    fails_with(&["quantize", "--type", "q8_0", s(&input), s(&old), "--force"], &["blk.0.attn_q.weight"]);
+    assert_eq!(std::fs::read(&old).unwrap(), b"precious");
+    assert_eq!(names(&dir), ["in.gguf", "old.gguf"]);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -182,13 +182,23 @@ fn open(path: &str) -> Result<(FileSource, GgufFile)> {
         return Err(Error::Io(format!("{path}: is a directory, expected a GGUF file")));
     }
     let src = FileSource::open(path)?;
-    let file = GgufFile::read(&src)?;
+    let file = GgufFile::read(&src).map_err(|e| read_error(path, e))?;
     Ok((src, file))
 }
 
+/// A read of `path` that failed below the GGUF parser (EIO, …): say which file.
+fn read_error(path: &str, e: Error) -> Error {
+    match e {
+        Error::Io(m) => Error::Io(format!("{path}: {m}")),
+        e => e,
+    }
+}
+
 fn load(args: &Args) -> Result<(LlamaModel, GgufFile)> {
-    let (src, file) = open(args.req("--model")?)?;
-    let model = LlamaModel::load_blocking(&src, &file, &args.load_options()?, |_| {})?;
+    let path = args.req("--model")?;
+    let (src, file) = open(path)?;
+    let model =
+        LlamaModel::load_blocking(&src, &file, &args.load_options()?, |_| {}).map_err(|e| read_error(path, e))?;
     Ok((model, file))
 }
 
