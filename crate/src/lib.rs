@@ -11,6 +11,8 @@ pub mod gguf;
 pub mod gpu;
 pub mod kernels;
 pub mod model;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod output;
 pub mod quantize;
 pub mod sampler;
 pub mod session;

@@ -147,6 +147,9 @@ impl LlamaModel {
         opts: &LoadOptions,
         mut progress: impl FnMut(Progress),
     ) -> Result<Self> {
+        if opts.context == Some(0) {
+            return Err(Error::InvalidArgument("context must be at least 1 token (got 0)".into()));
+        }
         let cfg = LlamaConfig::from_gguf(file)?;
         let gpu = Gpu::new(&opts.gpu).await?;
         let total: u64 = file.tensors.iter().map(|t| t.n_bytes).sum();
@@ -361,7 +364,7 @@ impl LlamaModel {
     pub async fn forward(&mut self, tokens: &[u32], pos: usize, all: bool) -> Result<Vec<f32>> {
         let vocab = self.cfg.n_vocab;
         if tokens.is_empty() {
-            return Err(Error::InvalidArgument("forward needs at least one token".into()));
+            return Err(Error::empty_input());
         }
         if let Some(&id) = tokens.iter().find(|&&t| t as usize >= vocab) {
             return Err(Error::TokenOutOfVocab { id, vocab });

@@ -488,6 +488,14 @@ fn fit(ty: GgmlType, cols: u64) -> GgmlType {
 /// * then a type whose block does not divide the row length falls back (see `fit`):
 ///   K-quant → Q8_0 if rows % 32 == 0, otherwise F16.
 pub fn tensor_types(file: &GgufFile, ftype: FileType) -> Vec<GgmlType> {
+    // A type read from the file already fits its rows (the reader checks), so `fit` only
+    // changes the types chosen here.
+    wanted_types(file, ftype).into_iter().zip(&file.tensors).map(|(ty, t)| fit(ty, t.cols())).collect()
+}
+
+/// [`tensor_types`] before the fallback for rows its blocks do not divide: where the two
+/// differ, llama.cpp's fallback applied (what `quantize` reports).
+pub fn wanted_types(file: &GgufFile, ftype: FileType) -> Vec<GgmlType> {
     let base = ftype.base_type();
     let has_output = file.tensor("output.weight").is_some();
     let count = |s: &str| file.tensors.iter().filter(|t| t.name.contains(s)).count();
@@ -501,7 +509,7 @@ pub fn tensor_types(file: &GgufFile, ftype: FileType) -> Vec<GgmlType> {
                 return t.ty;
             }
             let name = t.name.as_str();
-            let ty = if name == "output.weight" || (!has_output && name == "token_embd.weight") {
+            if name == "output.weight" || (!has_output && name == "token_embd.weight") {
                 if t.cols() % base.block_size() != 0 || base == GgmlType::Q8_0 {
                     GgmlType::Q8_0
                 } else {
@@ -529,8 +537,7 @@ pub fn tensor_types(file: &GgufFile, ftype: FileType) -> Vec<GgmlType> {
                 }
             } else {
                 base
-            };
-            fit(ty, t.cols())
+            }
         })
         .collect()
 }

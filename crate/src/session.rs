@@ -97,7 +97,7 @@ impl Session {
     /// logits of the last prompt token and how many tokens were actually computed.
     pub async fn prefill(&mut self, model: &mut LlamaModel, prompt: &[u32]) -> Result<(Vec<f32>, usize)> {
         if prompt.is_empty() {
-            return Err(Error::InvalidArgument("empty prompt".into()));
+            return Err(Error::empty_input());
         }
         let common = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
         // at least one token must run to produce logits

@@ -17,7 +17,7 @@ use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::{AddedToken, AddedVocabulary, Model, OffsetType, PreTokenizer, SplitDelimiterBehavior};
 
-use crate::error::{Error, Result};
+use crate::error::{clip, echo, Error, Result};
 use crate::gguf::{GgufFile, Value};
 
 /// The Llama 3 split regex, verbatim from Meta's `tokenizer.json` (also tiktoken's `cl100k`-like
@@ -33,7 +33,8 @@ const TOKEN_TYPE_CONTROL: i32 = 3;
 const TOKEN_TYPE_USER_DEFINED: i32 = 4;
 
 fn tk_err(e: impl std::fmt::Display) -> Error {
-    Error::Tokenizer(e.to_string())
+    // HF tokenizers' messages repeat tokens (e.g. a merge's) whole.
+    Error::Tokenizer(clip(&e.to_string()).to_string())
 }
 
 /// Everything the tokenizer needs from GGUF metadata, as plain data. Built from a
@@ -120,7 +121,8 @@ fn check_model(model: &str) -> Result<()> {
     match model {
         "gpt2" => Ok(()),
         other => Err(Error::Tokenizer(format!(
-            "unsupported tokenizer model '{other}' (only byte-level BPE 'gpt2' is supported)"
+            "unsupported tokenizer model {} (only byte-level BPE 'gpt2' is supported)",
+            echo(other)
         ))),
     }
 }
@@ -151,8 +153,9 @@ fn pre_tokenizer_for(pre: Option<&str>) -> Result<(PreTokenizerWrapper, bool)> {
         "default" | "gpt2" | "gpt-2" => (PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, true)), false),
         other => {
             return Err(Error::Tokenizer(format!(
-                "unsupported pre-tokenizer '{other}' (tokenizer.ggml.pre); supported: \
-                 llama-bpe, smollm, default, gpt2"
+                "unsupported pre-tokenizer {} (tokenizer.ggml.pre); supported: \
+                 llama-bpe, smollm, default, gpt2",
+                echo(other)
             )))
         }
     })
@@ -232,7 +235,7 @@ impl Tokenizer {
                 let pos = m.char_indices().skip(1).find(|&(_, c)| c == ' ').map(|(i, _)| i);
                 match pos {
                     Some(p) => Ok((m[..p].to_owned(), m[p + 1..].to_owned())),
-                    None => Err(Error::Tokenizer(format!("malformed merge '{m}'"))),
+                    None => Err(Error::Tokenizer(format!("malformed merge {} (no space)", echo(m)))),
                 }
             })
             .collect::<Result<Vec<_>>>()?;

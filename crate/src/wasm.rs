@@ -38,7 +38,7 @@ fn code(e: &Error) -> &'static str {
         Error::OutOfMemory(_) => "out_of_memory",
         Error::LimitsTooSmall(_) => "limits",
         Error::Device(_) => "gpu",
-        Error::Io(_) => "io",
+        Error::Io(_) | Error::RefusedOutput { .. } => "io",
     }
 }
 

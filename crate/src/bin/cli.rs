@@ -1,16 +1,18 @@
 //! `llama-webgpu` command line: the same engine as the browser package, natively on wgpu.
 
 use llama_webgpu::chat::{self, ChatTemplate, Message};
+use llama_webgpu::error::echo;
 use llama_webgpu::gguf::{FileSource, GgufFile, Value};
 use llama_webgpu::gpu::{Gpu, GpuOptions, Precision};
 use llama_webgpu::model::{LlamaModel, LoadOptions};
+use llama_webgpu::output::Output;
 use llama_webgpu::sampler::SamplerConfig;
 use llama_webgpu::session::{ContextPolicy, GenerateOptions, Session};
 use llama_webgpu::tokenizer::Tokenizer;
 use llama_webgpu::{Error, Result};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 /// Counts the heap our process allocates through Rust (wgpu, tokenizer, our buffers), so
@@ -62,18 +64,21 @@ fn mib(b: u64) -> f64 {
 }
 
 const USAGE: &str = "usage:
-  llama-webgpu logits   --model M.gguf --tokens 1,2,3 --out out.npy
-  llama-webgpu generate --model M.gguf (--prompt TEXT | --tokens 1,2,3) [--chat] [--system TEXT]
+  llama-webgpu logits   --model M.gguf --tokens 1,2,3 --out out.npy [--force]
+  llama-webgpu generate --model M.gguf (--prompt TEXT | --prompt-file PATH | --tokens 1,2,3)
+                        [--chat] [--system TEXT]
                         [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--min-p P]
                         [--repeat-penalty R] [--seed S] [--stop STR] [--json]
                         [--sliding-window KEEP] (full context: keep KEEP first tokens + recent ones)
-  llama-webgpu tokenize (--model M.gguf | --tokenizer tokenizer.json) --text TEXT
+  llama-webgpu tokenize (--model M.gguf | --tokenizer tokenizer.json) (--text TEXT | --text-file PATH)
   llama-webgpu info     --model M.gguf
   llama-webgpu bench    --model M.gguf [--prompt-tokens 512] [--gen-tokens 128] [--bandwidth GBPS] [--json]
-  llama-webgpu quantize --type q4_k_m|q5_k_m|q6_k|q8_0|q4_0 IN.gguf OUT.gguf
-  llama-webgpu synth    --shape llama3-8b|llama3.2-1b|llama3.2-3b --type q4_k_m --out FILE [--seed S]
+  llama-webgpu quantize --type q4_k_m|q5_k_m|q6_k|q8_0|q4_0 IN.gguf OUT.gguf [--force]
+  llama-webgpu synth    --shape llama3-8b|llama3.2-1b|llama3.2-3b --type q4_k_m --out FILE [--seed S] [--force]
 common options: --precision auto|f32|f16 (default auto), --max-binding-size BYTES,
                 --context N (KV cache tokens)
+a PATH of - reads stdin; an existing output file is replaced only with --force
+(a symlink is followed, a device or FIFO written through, a directory refused)
 generate is greedy unless --temperature > 0.";
 
 /// `--key value` pairs and bare `--flag`s.
@@ -85,7 +90,7 @@ struct Args {
     pos: Vec<String>,
 }
 
-const FLAGS: [&str; 3] = ["--chat", "--json", "--help"];
+const FLAGS: &[&str] = &["--chat", "--json", "--help", "--force"];
 
 impl Args {
     fn parse() -> Result<Args> {
@@ -112,11 +117,38 @@ impl Args {
     }
     fn num<T: std::str::FromStr>(&self, k: &str) -> Result<Option<T>> {
         self.get(k)
-            .map(|v| v.parse::<T>().map_err(|_| Error::InvalidArgument(format!("{k}: cannot parse '{v}'"))))
+            .map(|v| v.parse::<T>().map_err(|_| Error::InvalidArgument(format!("{k}: cannot parse {}", echo(v)))))
             .transpose()
     }
     fn flag(&self, f: &str) -> bool {
         self.flags.iter().any(|x| x == f)
+    }
+    /// The text of `flag` or the contents of `file_flag` (a path, `-` for stdin): the file
+    /// form carries text beyond the OS's argument length limit.
+    fn text(&self, flag: &str, file_flag: &str) -> Result<Option<String>> {
+        match (self.get(flag), self.get(file_flag)) {
+            (Some(_), Some(_)) => Err(Error::InvalidArgument(format!("give {flag} or {file_flag}, not both"))),
+            (Some(t), None) => Ok(Some(t.to_owned())),
+            (None, Some(path)) => {
+                let mut bytes = Vec::new();
+                let name = if path == "-" { "stdin" } else { path };
+                let read = if path == "-" {
+                    std::io::stdin().lock().read_to_end(&mut bytes).map(|_| ())
+                } else {
+                    std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).map(|_| ())
+                };
+                read.map_err(|e| Error::io_at(name, e))?;
+                String::from_utf8(bytes).map(Some).map_err(|e| {
+                    let at = e.utf8_error().valid_up_to();
+                    Error::InvalidArgument(format!("{file_flag} {name}: not UTF-8 text (invalid byte at offset {at})"))
+                })
+            }
+            (None, None) => Ok(None),
+        }
+    }
+    /// An output path checked before any long work (see `llama_webgpu::output`).
+    fn output(&self, path: &str) -> Result<Output> {
+        Output::create(path, self.flag("--force"))
     }
     fn gpu_options(&self) -> Result<GpuOptions> {
         Ok(GpuOptions {
@@ -136,7 +168,7 @@ impl Args {
                     .map(|t| {
                         t.trim()
                             .parse::<u32>()
-                            .map_err(|_| Error::InvalidArgument(format!("--tokens: '{t}' is not a token id")))
+                            .map_err(|_| Error::InvalidArgument(format!("--tokens: {} is not a token id", echo(t))))
                     })
                     .collect()
             })
@@ -145,19 +177,33 @@ impl Args {
 }
 
 fn open(path: &str) -> Result<(FileSource, GgufFile)> {
+    // A directory opens like a file on Linux and fails later with no name.
+    if std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+        return Err(Error::Io(format!("{path}: is a directory, expected a GGUF file")));
+    }
     let src = FileSource::open(path)?;
-    let file = GgufFile::read(&src)?;
+    let file = GgufFile::read(&src).map_err(|e| read_error(path, e))?;
     Ok((src, file))
 }
 
+/// A read of `path` that failed below the GGUF parser (EIO, …): say which file.
+fn read_error(path: &str, e: Error) -> Error {
+    match e {
+        Error::Io(m) => Error::Io(format!("{path}: {m}")),
+        e => e,
+    }
+}
+
 fn load(args: &Args) -> Result<(LlamaModel, GgufFile)> {
-    let (src, file) = open(args.req("--model")?)?;
-    let model = LlamaModel::load_blocking(&src, &file, &args.load_options()?, |_| {})?;
+    let path = args.req("--model")?;
+    let (src, file) = open(path)?;
+    let model =
+        LlamaModel::load_blocking(&src, &file, &args.load_options()?, |_| {}).map_err(|e| read_error(path, e))?;
     Ok((model, file))
 }
 
 /// Float32 `.npy` (format 1.0) of shape `shape`.
-fn write_npy(path: &str, shape: &[usize], data: &[f32]) -> Result<()> {
+fn write_npy(output: Output, shape: &[usize], data: &[f32]) -> Result<()> {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
     let shape_s = if dims.len() == 1 { format!("{},", dims[0]) } else { dims.join(", ") };
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({shape_s}), }}");
@@ -170,13 +216,12 @@ fn write_npy(path: &str, shape: &[usize], data: &[f32]) -> Result<()> {
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
     out.extend_from_slice(bytemuck::cast_slice(data));
-    std::fs::write(path, out)?;
-    Ok(())
+    output.write(|w| Ok(w.write_all(&out)?))
 }
 
 fn cmd_logits(args: &Args) -> Result<()> {
     let tokens = args.tokens()?.ok_or_else(|| Error::InvalidArgument("missing --tokens".into()))?;
-    let out = args.req("--out")?;
+    let out = args.output(args.req("--out")?)?;
     let (mut model, _) = load(args)?;
     let logits = model.forward_blocking(&tokens, 0, true)?;
     write_npy(out, &[tokens.len(), model.cfg.n_vocab], &logits)
@@ -187,9 +232,10 @@ fn add_bos(file: &GgufFile) -> bool {
 }
 
 fn cmd_generate(args: &Args) -> Result<()> {
+    let text = args.text("--prompt", "--prompt-file")?;
     let (mut model, file) = load(args)?;
     let tok = Tokenizer::from_gguf(&file)?;
-    let prompt = match (args.tokens()?, args.get("--prompt")) {
+    let prompt = match (args.tokens()?, text.as_deref()) {
         (Some(t), None) => t,
         (None, Some(text)) if args.flag("--chat") => {
             let template = ChatTemplate::detect(tok.chat_template(), &tok);
@@ -208,7 +254,7 @@ fn cmd_generate(args: &Args) -> Result<()> {
             ids.extend(tok.encode(text)?);
             ids
         }
-        _ => return Err(Error::InvalidArgument("give exactly one of --prompt or --tokens".into())),
+        _ => return Err(Error::InvalidArgument("give exactly one of --prompt, --prompt-file or --tokens".into())),
     };
     let opts = GenerateOptions {
         max_tokens: args.num("--max-tokens")?.unwrap_or(128),
@@ -253,12 +299,28 @@ fn cmd_generate(args: &Args) -> Result<()> {
 fn cmd_tokenize(args: &Args) -> Result<()> {
     let tok = match (args.get("--model"), args.get("--tokenizer")) {
         (Some(m), None) => Tokenizer::from_gguf(&open(m)?.1)?,
-        (None, Some(t)) => Tokenizer::from_json(&std::fs::read(t)?)?,
+        (None, Some(t)) => tokenizer_json(t)?,
         _ => return Err(Error::InvalidArgument("give exactly one of --model or --tokenizer".into())),
     };
-    let ids = tok.encode(args.req("--text")?)?;
+    let text = args.text("--text", "--text-file")?;
+    let ids = tok.encode(&text.ok_or_else(|| Error::InvalidArgument("missing --text or --text-file".into()))?)?;
     println!("{}", serde_json::to_string(&ids).map_err(|e| Error::InvalidArgument(e.to_string()))?);
     Ok(())
+}
+
+/// `--tokenizer PATH`: an HF tokenizer.json (a GGUF given here gets pointed to `--model`).
+fn tokenizer_json(path: &str) -> Result<Tokenizer> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io_at(path, e))?;
+    if bytes.starts_with(b"GGUF") {
+        return Err(Error::InvalidArgument(format!(
+            "--tokenizer {path} is a GGUF file, but --tokenizer expects a tokenizer.json; \
+             pass a GGUF as --model {path}"
+        )));
+    }
+    Tokenizer::from_json(&bytes).map_err(|e| match e {
+        Error::Tokenizer(m) => Error::Tokenizer(format!("{path}: not a usable tokenizer.json: {m}")),
+        e => e,
+    })
 }
 
 fn cmd_info(args: &Args) -> Result<()> {
@@ -360,29 +422,49 @@ fn cmd_bench(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// Writes through a temporary name and renames at the end, so a failed run leaves no
-/// half-written GGUF behind.
-fn write_atomically(out: &str, f: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> Result<()>) -> Result<()> {
-    let tmp = format!("{out}.partial");
-    let mut w = std::io::BufWriter::with_capacity(8 << 20, std::fs::File::create(&tmp)?);
-    let r = f(&mut w).and_then(|_| w.flush().map_err(Error::from));
-    drop(w);
-    match r {
-        Ok(()) => Ok(std::fs::rename(&tmp, out)?),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
-}
-
 fn cmd_quantize(args: &Args) -> Result<()> {
     let ftype: llama_webgpu::quantize::FileType = args.req("--type")?.parse()?;
     let [input, output] = args.pos.as_slice() else {
         return Err(Error::InvalidArgument("quantize needs IN.gguf OUT.gguf".into()));
     };
     let (src, file) = open(input)?;
-    write_atomically(output, |w| llama_webgpu::quantize::quantize_file(&src, &file, ftype, w, |_, _| {}))
+    let out = args.output(output)?;
+    out.write(|w| llama_webgpu::quantize::quantize_file(&src, &file, ftype, w, |_, _| {}))?;
+    // On stderr: the output may be stdout.
+    eprint!("{}", quantize_summary(&file, ftype, output));
+    Ok(())
+}
+
+/// The types `quantize` wrote, and where llama.cpp's fallback replaced the type asked for
+/// (rows whose length the type's blocks do not divide, e.g. K-quants on rows not a multiple
+/// of 256).
+fn quantize_summary(file: &GgufFile, ftype: llama_webgpu::quantize::FileType, output: &str) -> String {
+    use llama_webgpu::quantize::{tensor_types, wanted_types};
+    use std::collections::{BTreeMap, BTreeSet};
+    let (wanted, written) = (wanted_types(file, ftype), tensor_types(file, ftype));
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    // (wanted, written) names → (tensors, their row lengths, the wanted block size)
+    let mut fallbacks: BTreeMap<(&str, &str), (usize, BTreeSet<u64>, u64)> = BTreeMap::new();
+    for ((t, w), g) in file.tensors.iter().zip(&wanted).zip(&written) {
+        *counts.entry(g.name()).or_default() += 1;
+        if w != g {
+            let e = fallbacks.entry((w.name(), g.name())).or_insert((0, BTreeSet::new(), w.block_size()));
+            e.0 += 1;
+            e.1.insert(t.cols());
+        }
+    }
+    let types: Vec<String> = counts.iter().map(|(t, n)| format!("{t}×{n}")).collect();
+    let mut s = format!("quantize: wrote {output} ({ftype}, {} tensors): {}\n", written.len(), types.join(", "));
+    for ((w, g), (n, cols, block)) in &fallbacks {
+        let cols: Vec<String> = cols.iter().map(u64::to_string).collect();
+        let tensors = if *n == 1 { "tensor" } else { "tensors" };
+        s += &format!(
+            "quantize: note: {n} {tensors} written as {g}, not {w}: rows of {} values are not multiples of \
+             {block} (llama.cpp's fallback)\n",
+            cols.join(" and ")
+        );
+    }
+    s
 }
 
 fn cmd_synth(args: &Args) -> Result<()> {
@@ -390,7 +472,7 @@ fn cmd_synth(args: &Args) -> Result<()> {
     let ftype = args.get("--type").unwrap_or("q4_k_m");
     let seed = args.num("--seed")?.unwrap_or(0);
     let mut last = 0u64;
-    write_atomically(args.req("--out")?, |w| {
+    args.output(args.req("--out")?)?.write(|w| {
         llama_webgpu::synth::synth(&shape, ftype, seed, w, |done, total| {
             if done >= last + (1 << 30) || done == total {
                 last = done;
@@ -408,7 +490,7 @@ fn main() {
             return Ok(());
         }
         if !args.pos.is_empty() && args.cmd != "quantize" {
-            return Err(Error::InvalidArgument(format!("unexpected argument '{}'", args.pos[0])));
+            return Err(Error::InvalidArgument(format!("unexpected argument {}", echo(&args.pos[0]))));
         }
         match args.cmd.as_str() {
             "logits" => cmd_logits(&args),
@@ -423,7 +505,7 @@ fn main() {
                 println!("{USAGE}");
                 Ok(())
             }
-            other => Err(Error::InvalidArgument(format!("unknown command '{other}'\n{USAGE}"))),
+            other => Err(Error::InvalidArgument(format!("unknown command {}\n{USAGE}", echo(other)))),
         }
     });
     if let Err(e) = result {

@@ -12,7 +12,7 @@ mod writer;
 
 pub use writer::GgufWriter;
 
-use crate::error::{Error, Result};
+use crate::error::{echo, Error, Result};
 
 /// Default `general.alignment`.
 pub const DEFAULT_ALIGNMENT: u64 = 32;
@@ -499,7 +499,7 @@ impl LlamaConfig {
     pub fn from_gguf(f: &GgufFile) -> Result<Self> {
         let arch = f.get_str("general.architecture")?;
         if arch != "llama" {
-            return Err(Error::UnsupportedModel(format!("architecture '{arch}' (only 'llama' is supported)")));
+            return Err(Error::UnsupportedModel(format!("architecture {} (only 'llama' is supported)", echo(arch))));
         }
         let key = |k: &str| format!("{arch}.{k}");
         // Required nonzero count.

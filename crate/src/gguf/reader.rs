@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use super::{ByteSource, GgmlType, GgufFile, TensorInfo, Value, DEFAULT_ALIGNMENT};
-use crate::error::{Error, Result};
+use crate::error::{echo, Error, Result};
 
 const WINDOW: usize = 64 * 1024;
 /// Real files nest at most 2 levels; the cap keeps hostile nesting from overflowing the stack.
@@ -104,6 +104,7 @@ impl<'a> Cursor<'a> {
 
     /// A metadata value of type `ty` belonging to `key`.
     fn value(&mut self, ty: u32, key: &str, depth: u32) -> Result<Value> {
+        let k = echo(key);
         Ok(match ty {
             0 => Value::U8(u8::from_le_bytes(self.bytes()?)),
             1 => Value::I8(i8::from_le_bytes(self.bytes()?)),
@@ -115,18 +116,18 @@ impl<'a> Cursor<'a> {
             7 => match self.bytes::<1>()? {
                 [0] => Value::Bool(false),
                 [1] => Value::Bool(true),
-                [b] => return Err(self.corrupt(&format!("metadata '{key}': invalid bool byte {b}"))),
+                [b] => return Err(self.corrupt(&format!("metadata {k}: invalid bool byte {b}"))),
             },
-            8 => Value::String(self.string(&format_args!("metadata '{key}'"))?),
+            8 => Value::String(self.string(&format_args!("metadata {k}"))?),
             9 => {
                 if depth >= MAX_DEPTH {
-                    return Err(self.corrupt(&format!("metadata '{key}': arrays nested deeper than {MAX_DEPTH}")));
+                    return Err(self.corrupt(&format!("metadata {k}: arrays nested deeper than {MAX_DEPTH}")));
                 }
                 let elem_ty = self.u32()?;
                 let min = min_value_size(elem_ty)
-                    .ok_or_else(|| self.corrupt(&format!("metadata '{key}': unknown array element type {elem_ty}")))?;
+                    .ok_or_else(|| self.corrupt(&format!("metadata {k}: unknown array element type {elem_ty}")))?;
                 let count = self.u64()?;
-                let n = self.check_count(count, min, &format_args!("metadata '{key}': array count"))?;
+                let n = self.check_count(count, min, &format_args!("metadata {k}: array count"))?;
                 let mut v = Vec::with_capacity(n.min(MAX_PREALLOC));
                 for _ in 0..n {
                     v.push(self.value(elem_ty, key, depth + 1)?);
@@ -136,7 +137,7 @@ impl<'a> Cursor<'a> {
             10 => Value::U64(self.u64()?),
             11 => Value::I64(i64::from_le_bytes(self.bytes()?)),
             12 => Value::F64(f64::from_le_bytes(self.bytes()?)),
-            _ => return Err(self.corrupt(&format!("metadata '{key}': unknown value type {ty}"))),
+            _ => return Err(self.corrupt(&format!("metadata {k}: unknown value type {ty}"))),
         })
     }
 }
@@ -177,7 +178,7 @@ pub(super) fn read(src: &dyn ByteSource) -> Result<GgufFile> {
         let ty = r.u32()?;
         let value = r.value(ty, &key, 0)?;
         if !keys.insert(key.clone()) {
-            return Err(Error::Corrupt(format!("duplicate metadata key '{key}'")));
+            return Err(Error::Corrupt(format!("duplicate metadata key {}", echo(&key))));
         }
         metadata.push((key, value));
     }
@@ -196,7 +197,7 @@ pub(super) fn read(src: &dyn ByteSource) -> Result<GgufFile> {
         let name = r.string(&format_args!("name of tensor {i}"))?;
         let n_dims = r.u32()?;
         if n_dims > 4 {
-            return Err(Error::Corrupt(format!("tensor '{name}': {n_dims} dimensions (at most 4)")));
+            return Err(Error::Corrupt(format!("tensor {}: {n_dims} dimensions (at most 4)", echo(&name))));
         }
         let mut dims = Vec::with_capacity(n_dims as usize);
         for _ in 0..n_dims {
@@ -213,9 +214,9 @@ pub(super) fn read(src: &dyn ByteSource) -> Result<GgufFile> {
     let mut names = HashSet::new();
     let mut tensors = Vec::with_capacity(infos.len());
     for (name, dims, ty, rel) in infos {
-        let bad = |why: String| Error::Corrupt(format!("tensor '{name}': {why}"));
+        let bad = |why: String| Error::Corrupt(format!("tensor {}: {why}", echo(&name)));
         if !names.insert(name.clone()) {
-            return Err(Error::Corrupt(format!("duplicate tensor name '{name}'")));
+            return Err(Error::Corrupt(format!("duplicate tensor name {}", echo(&name))));
         }
         let n_elements = dims
             .iter()

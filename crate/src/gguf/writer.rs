@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 
 use super::{GgmlType, Value, DEFAULT_ALIGNMENT};
-use crate::error::{Error, Result};
+use crate::error::{echo, Error, Result};
 
 struct Planned {
     name: String,
@@ -67,14 +67,14 @@ impl GgufWriter {
         let mut rel = 0u64;
         for (name, dims, ty) in tensors {
             if dims.len() > 4 {
-                return Err(invalid(format!("tensor '{name}': {} dimensions (at most 4)", dims.len())));
+                return Err(invalid(format!("tensor {}: {} dimensions (at most 4)", echo(&name), dims.len())));
             }
             let n_bytes = dims
                 .iter()
                 .try_fold(1u64, |a, &d| a.checked_mul(d))
                 .filter(|_| dims.first().copied().unwrap_or(1) % ty.block_size() == 0)
                 .and_then(|n| ty.bytes_for(n))
-                .ok_or_else(|| invalid(format!("tensor '{name}': shape {dims:?} does not fit {}", ty.name())))?;
+                .ok_or_else(|| invalid(format!("tensor {}: shape {dims:?} does not fit {}", echo(&name), ty.name())))?;
             put_str(&mut h, &name);
             h.extend_from_slice(&(dims.len() as u32).to_le_bytes());
             for d in &dims {
@@ -120,8 +120,8 @@ impl GgufWriter {
         let t = self.current()?;
         if self.partial != 0 || bytes.len() as u64 != t.n_bytes {
             return Err(invalid(format!(
-                "tensor '{}': got {} bytes, expected {}",
-                t.name,
+                "tensor {}: got {} bytes, expected {}",
+                echo(&t.name),
                 bytes.len(),
                 t.n_bytes - self.partial
             )));
@@ -136,7 +136,7 @@ impl GgufWriter {
         let (i, rel, n_bytes) = (self.next.unwrap_or(0), t.rel, t.n_bytes);
         let done = self.partial + bytes.len() as u64;
         if done > n_bytes {
-            return Err(invalid(format!("tensor '{}': {done} bytes written, expected {n_bytes}", t.name)));
+            return Err(invalid(format!("tensor {}: {done} bytes written, expected {n_bytes}", echo(&t.name))));
         }
         w.write_all(bytes)?;
         self.partial = done;
@@ -193,7 +193,7 @@ fn put_value(h: &mut Vec<u8>, v: &Value, key: &str) -> Result<()> {
             // Empty arrays get element type u8; all elements must share the first one's type.
             let ty = a.first().map_or(0, Value::type_id);
             if a.iter().any(|e| e.type_id() != ty) {
-                return Err(invalid(format!("metadata '{key}': array elements of mixed types")));
+                return Err(invalid(format!("metadata {}: array elements of mixed types", echo(key))));
             }
             h.extend_from_slice(&ty.to_le_bytes());
             h.extend_from_slice(&(a.len() as u64).to_le_bytes());
