@@ -11,6 +11,8 @@ pub mod gguf;
 pub mod gpu;
 pub mod kernels;
 pub mod model;
+pub mod numerics;
+pub mod plan;
 pub mod quantize;
 pub mod sampler;
 pub mod session;
@@ -18,5 +20,7 @@ pub mod synth;
 pub mod tokenizer;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm_hooks;
 
 pub use error::{Error, Result};
