@@ -123,8 +123,8 @@ pub const MAX_MERGES: usize = 1 << 20;
 pub const MAX_TOKEN_TEXT: usize = 16 << 20;
 pub const MAX_MERGE_TEXT: usize = 32 << 20;
 /// Control and user-defined tokens are matched in raw text by an Aho-Corasick automaton
-/// (Llama 3 has 256 of them).
-pub const MAX_ADDED_TOKENS: usize = 1 << 16;
+/// (Llama 3 has 256 of them; 32,768 of them take ~0.7 s to index, unoptimized).
+pub const MAX_ADDED_TOKENS: usize = 1 << 15;
 pub const MAX_ADDED_TEXT: usize = 4 << 20;
 
 /// A string array of metadata, checked against `max` entries and `max_text` bytes before it
@@ -253,6 +253,22 @@ impl Tokenizer {
             }
         }
 
+        // Control tokens are special (matched in raw text by `encode`, skipped by
+        // `encode_plain`); user-defined ones are ordinary added tokens, always matched.
+        let ty = |i: usize| spec.token_types.get(i).copied().unwrap_or(1);
+        let added = |want: i32, special: bool| -> Vec<AddedToken> {
+            (0..n).filter(|&i| ty(i) == want).map(|i| AddedToken::from(spec.tokens[i].clone(), special)).collect()
+        };
+        let (control, user) = (added(TOKEN_TYPE_CONTROL, true), added(TOKEN_TYPE_USER_DEFINED, false));
+        let added_text = control.iter().chain(&user).map(|t| t.content.len()).sum();
+        check_size(
+            "control and user-defined tokens",
+            control.len() + user.len(),
+            added_text,
+            MAX_ADDED_TOKENS,
+            MAX_ADDED_TEXT,
+        )?;
+
         // Later duplicates win, as in llama.cpp and transformers' GGUF converter.
         let mut vocab = Vocab::with_capacity(n);
         for (i, t) in spec.tokens.iter().enumerate() {
@@ -277,21 +293,6 @@ impl Tokenizer {
         let mut inner = tokenizers::Tokenizer::new(ModelWrapper::BPE(bpe));
         inner.with_pre_tokenizer(Some(pre_tokenizer));
         inner.with_decoder(Some(DecoderWrapper::ByteLevel(ByteLevel::default())));
-        // Control tokens are special (matched in raw text by `encode`, skipped by
-        // `encode_plain`); user-defined ones are ordinary added tokens, always matched.
-        let ty = |i: usize| spec.token_types.get(i).copied().unwrap_or(1);
-        let added = |want: i32, special: bool| -> Vec<AddedToken> {
-            (0..n).filter(|&i| ty(i) == want).map(|i| AddedToken::from(spec.tokens[i].clone(), special)).collect()
-        };
-        let (control, user) = (added(TOKEN_TYPE_CONTROL, true), added(TOKEN_TYPE_USER_DEFINED, false));
-        let added_text = control.iter().chain(&user).map(|t| t.content.len()).sum();
-        check_size(
-            "control and user-defined tokens",
-            control.len() + user.len(),
-            added_text,
-            MAX_ADDED_TOKENS,
-            MAX_ADDED_TEXT,
-        )?;
         inner.add_special_tokens(&control);
         inner.add_tokens(&user);
 
@@ -605,6 +606,25 @@ mod tests {
         let mut spec = toy_spec("default");
         spec.eos = Some(99_999);
         assert!(Tokenizer::from_spec(spec).is_err());
+    }
+
+    #[test]
+    fn construction_bounds() {
+        let mut spec = toy_spec("default");
+        let extra = MAX_ADDED_TOKENS + 1;
+        spec.tokens.extend((0..extra).map(|i| format!("<|c{i}|>")));
+        spec.token_types.extend(std::iter::repeat_n(TOKEN_TYPE_CONTROL, extra));
+        let e = Tokenizer::from_spec(spec).unwrap_err();
+        assert!(e.to_string().contains("control and user-defined tokens: 32772 entries"), "{e}");
+        let mut spec = toy_spec("default");
+        spec.merges = vec!["a b".into(); MAX_MERGES + 1];
+        let e = Tokenizer::from_spec(spec).unwrap_err();
+        assert!(e.to_string().contains("tokenizer.ggml.merges: 1048577 entries"), "{e}");
+        let mut spec = toy_spec("default");
+        spec.tokens.push("x".repeat(MAX_TOKEN_TEXT));
+        spec.token_types.clear();
+        let e = Tokenizer::from_spec(spec).unwrap_err();
+        assert!(e.to_string().contains("bytes of text, more than the 16 MiB"), "{e}");
     }
 
     #[test]
