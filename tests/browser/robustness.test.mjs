@@ -138,6 +138,25 @@ test("a 2^27-element metadata array (it used to trap the engine) is a typed erro
   assert.equal(r.error?.name, "InvalidModelError", JSON.stringify(r));
   assert.match(r.error.message, /missing metadata key/);
   assert.equal(r.after, 3);
+  // on a page of its own (useWorker: false), the wasm memory the attempt took stays readable
+  const p = await browser.context.newPage();
+  await p.goto(`${server.origin}/tests/browser/page.html`);
+  const m = await inPage(
+    async (lib, { url }) => {
+      try {
+        await lib.loadModel(url, { cache: false, useWorker: false });
+      } catch (e) {
+        return { name: e.name, mem: lib.wasmMemoryBytes() };
+      }
+      return { loaded: true };
+    },
+    { url: `${scratchServer.origin}/u8-array.gguf` },
+    p,
+  );
+  await p.close();
+  assert.equal(m.name, "InvalidModelError", JSON.stringify(m));
+  console.log(`wasm memory after the 2^27-element array: ${(m.mem / 2 ** 20).toFixed(0)} MiB`);
+  assert.ok(m.mem < 2 ** 30, `${m.mem} bytes of wasm memory`);
 });
 
 test("deliberate traps (panic, out of memory; sync and async) and a silent worker death reject with EngineCrashedError; the next loadModel works", async () => {
