@@ -135,5 +135,7 @@ fn sliding_window_soak_8192_tokens() {
         eprintln!("skipped: set SOAK=1 for the 8,192-token soak (~20+ min on lavapipe)");
         return;
     }
-    soak(8192, 1024, 32);
+    // SOAK_TOKENS / SOAK_CONTEXT size a shorter run on a busy machine
+    let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    soak(env("SOAK_TOKENS", 8192), env("SOAK_CONTEXT", 1024), 32);
 }
