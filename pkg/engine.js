@@ -1,9 +1,68 @@
 // The engine where it runs (a worker by default, or the page with useWorker: false): the
 // wasm module, the byte source feeding it, and the token loop. Everything crossing to the
 // caller is plain data, so the same code serves both cases.
-import init, { loadEngine, wasmMemoryBytes as wasmModuleMemoryBytes } from "./wasm/llama_webgpu.js";
+import init, { loadEngine, testTrapAsync, testTrapSync, wasmMemoryBytes as wasmModuleMemoryBytes } from "./wasm/llama_webgpu.js";
 import { openSource } from "./loader.js";
-import { AbortError, WebGPUUnavailableError, fromPlain, toTyped } from "./errors.js";
+import { AbortError, DisposedError, EngineCrashedError, WebGPUUnavailableError, crashError, fromPlain, isTrap, toTyped } from "./errors.js";
+
+// A trap (panic, failed allocation) kills this realm's wasm instance for good. In a
+// synchronous call it throws a WebAssembly.RuntimeError; inside the async executor it surfaces
+// as an uncaught error and the call's promise never settles. So every wasm promise is raced
+// against `engineDied`, which rejects with an EngineCrashedError at the first trap.
+let dead = null;
+let rejectDied;
+/** Rejects (once) when this realm's wasm instance traps. */
+export const engineDied = new Promise((_, reject) => (rejectDied = reject));
+engineDied.catch(() => {});
+
+function markDead(e) {
+  if (!dead) {
+    dead = isTrap(e) ? crashError(e) : toTyped(e);
+    rejectDied(dead);
+  }
+  return dead;
+}
+
+/** The error that killed this realm's engine, or null. */
+export function engineDead() {
+  return dead;
+}
+
+// wasm calls in flight: an uncaught trap while none is running came from someone else's wasm
+let inFlight = 0;
+
+function onUncaught(ev) {
+  const e = ev.error ?? ev.reason;
+  if (isTrap(e) && inFlight > 0) {
+    ev.preventDefault?.();
+    markDead(e);
+  }
+}
+globalThis.addEventListener?.("error", onUncaught);
+globalThis.addEventListener?.("unhandledrejection", onUncaught);
+
+/** A wasm promise, or the engine's death, whichever comes first. */
+async function guarded(p) {
+  if (dead) throw dead;
+  inFlight++;
+  try {
+    return await Promise.race([p, engineDied]);
+  } catch (e) {
+    throw isTrap(e) ? markDead(e) : e;
+  } finally {
+    inFlight--;
+  }
+}
+
+/** A synchronous wasm call; a trap marks the engine dead. */
+function sync(f) {
+  if (dead) throw dead;
+  try {
+    return f();
+  } catch (e) {
+    throw isTrap(e) ? markDead(e) : e;
+  }
+}
 
 let wasmReady = null;
 function initWasm() {
@@ -46,6 +105,11 @@ export class EngineHost {
    * @param emit progress callback ({phase, loaded, total})
    */
   static async load(source, opts = {}, emit = () => {}) {
+    if (dead) {
+      throw new EngineCrashedError(
+        `the engine in this thread crashed earlier (${dead.message}); it cannot restart here: reload the page, or load in a worker (useWorker: true, the default)`,
+      );
+    }
     const signal = opts.signal;
     const adapter = await checkWebGPU();
     if (signal?.aborted) throw new AbortError();
@@ -75,15 +139,16 @@ export class EngineHost {
     let engine;
     try {
       const progress = (phase, loaded, total) => emit({ phase, loaded, total });
-      engine = await loadEngine(src.size, read, { contextLength: opts.contextLength, precision: opts.precision, chunkBytes, maxBindingSize: opts.maxBindingSize, cpuAdapter: adapter.fallback }, progress);
+      engine = await guarded(sync(() => loadEngine(src.size, read, { contextLength: opts.contextLength, precision: opts.precision, chunkBytes, maxBindingSize: opts.maxBindingSize, cpuAdapter: adapter.fallback }, progress)));
     } catch (e) {
+      if (dead) throw dead;
       throw toTyped(sourceError ?? fromPlain(e));
     } finally {
       await src.close?.().catch(() => {});
     }
     emit({ phase: "ready", loaded: 1, total: 1 });
     const info = {
-      ...engine.info(),
+      ...sync(() => engine.info()),
       adapter: adapter.name,
       fromCache: !!src.fromCache,
       source: src.url ?? src.name ?? null,
@@ -99,26 +164,38 @@ export class EngineHost {
     this.contextPolicy = opts.contextPolicy ?? "error";
   }
 
+  /** The wasm engine, or a typed error once it is disposed or dead. */
+  get #e() {
+    if (dead) throw dead;
+    if (!this.engine) throw new DisposedError();
+    return this.engine;
+  }
+
   tokenize(text, addSpecial = false) {
-    return Array.from(this.engine.tokenize(text, addSpecial));
+    return sync(() => Array.from(this.#e.tokenize(text, addSpecial)));
   }
   detokenize(ids) {
-    return this.engine.detokenize(Uint32Array.from(ids));
+    return sync(() => this.#e.detokenize(Uint32Array.from(ids)));
   }
   chatTokens(messages) {
-    return this.engine.chatTokens(messages.map((m) => ({ role: String(m.role), content: contentText(m.content) })));
+    return sync(() => this.#e.chatTokens(messages.map((m) => ({ role: String(m.role), content: contentText(m.content) }))));
   }
   async logits(ids) {
-    return await this.engine.logits(Uint32Array.from(ids));
+    return await guarded(sync(() => this.#e.logits(Uint32Array.from(ids))));
   }
   reset() {
-    this.engine.reset();
+    sync(() => this.#e.reset());
   }
   async bench(promptTokens, genTokens) {
-    return await this.engine.bench(promptTokens, genTokens);
+    return await guarded(sync(() => this.#e.bench(promptTokens, genTokens)));
   }
   loseDevice() {
-    this.engine.loseDevice();
+    sync(() => this.#e.loseDevice());
+  }
+  /** Test hook: a deliberate trap, "panic" or "oom", in a sync call or inside the executor. */
+  async _crashEngine(kind = "panic", where = "async") {
+    if (where === "sync") return sync(() => testTrapSync(kind));
+    return await guarded(sync(() => testTrapAsync(kind)));
   }
 
   /**
@@ -129,27 +206,28 @@ export class EngineHost {
     const o = { contextPolicy: this.contextPolicy, ...opts };
     let stopped = false;
     try {
-      await this.engine.start(Uint32Array.from(prompt), o);
+      await guarded(sync(() => this.#e.start(Uint32Array.from(prompt), o)));
       for (;;) {
         if (!stopped && aborted()) {
           stopped = true;
-          this.engine.cancel();
+          sync(() => this.#e.cancel());
         }
-        const piece = await this.engine.next();
+        const piece = await guarded(sync(() => this.#e.next()));
         if (piece === null) break;
         if (!stopped) yield piece;
       }
     } catch (e) {
       throw toTyped(fromPlain(e));
     } finally {
-      this.lastStats = this.engine.finish();
+      this.lastStats = this.engine && !dead ? sync(() => this.engine.finish()) : null;
     }
     if (stopped) throw new AbortError("generation aborted");
     return this.lastStats;
   }
 
   dispose() {
-    this.engine?.free();
+    // a dead instance is not called again; its memory goes with the worker or the page
+    if (!dead) this.engine?.free();
     this.engine = null;
   }
 }

@@ -65,6 +65,15 @@ export class AbortError extends LlamaWebGPUError {
 export class DisposedError extends LlamaWebGPUError {
   constructor(m = "the model was disposed") { super(m, "disposed"); }
 }
+/** NaN or Inf in the logits or in the weights: the model file's weights are probably corrupt. */
+export class NumericalError extends LlamaWebGPUError {
+  constructor(m) { super(m, "numerical"); }
+}
+/** The engine died: its WebAssembly instance trapped (a panic, out of memory) or its worker
+ *  stopped. This model is unusable; `loadModel` again starts a fresh worker. */
+export class EngineCrashedError extends LlamaWebGPUError {
+  constructor(m = "the engine crashed; load the model again") { super(m, "engine_crashed"); }
+}
 
 const BY_CODE = {
   no_webgpu: WebGPUUnavailableError,
@@ -79,11 +88,27 @@ const BY_CODE = {
   invalid_argument: InvalidArgumentError,
   aborted: AbortError,
   disposed: DisposedError,
+  numerical: NumericalError,
+  engine_crashed: EngineCrashedError,
+  worker: EngineCrashedError,
 };
+
+/** A WebAssembly trap (unreachable after a panic or a failed allocation, out-of-bounds...):
+ *  the instance it came from must not be used again. */
+export function isTrap(e) {
+  return typeof WebAssembly !== "undefined" && e instanceof WebAssembly.RuntimeError;
+}
+
+/** The typed error for a trap `e`. */
+export function crashError(e, where = "the engine") {
+  const why = e && e.message ? e.message : String(e);
+  return new EngineCrashedError(`${where} crashed (WebAssembly trap: ${why}); load the model again`);
+}
 
 /** Rebuild a typed error from `{code, message, status}` (worker messages, wasm errors). */
 export function fromPlain(p) {
   if (p instanceof LlamaWebGPUError) return p;
+  if (isTrap(p)) return crashError(p);
   if (p && p.code === "http") return new HttpError(p.message, p.status);
   const C = p && BY_CODE[p.code];
   if (C) return new C(p.message);
@@ -93,6 +118,7 @@ export function fromPlain(p) {
 /** Any thrown value → a LlamaWebGPUError (DOMException AbortError/QuotaExceededError included). */
 export function toTyped(e) {
   if (e instanceof LlamaWebGPUError) return e;
+  if (isTrap(e)) return crashError(e);
   if (e && e.name === "AbortError") return new AbortError(e.message || "aborted");
   if (e && e.name === "QuotaExceededError") return new QuotaExceededError(`storage quota exceeded while caching the model: ${e.message}`);
   if (e && typeof e === "object" && "code" in e && "message" in e) return fromPlain(e);

@@ -205,3 +205,7 @@ export class ContextOverflowError extends LlamaWebGPUError {}
 export class InvalidArgumentError extends LlamaWebGPUError {}
 export class AbortError extends LlamaWebGPUError {}
 export class DisposedError extends LlamaWebGPUError {}
+/** NaN or Inf in the logits or weights (corrupt weights). */
+export class NumericalError extends LlamaWebGPUError {}
+/** The engine trapped (panic, out of memory) or its worker died; load the model again. */
+export class EngineCrashedError extends LlamaWebGPUError {}

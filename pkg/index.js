@@ -2,7 +2,7 @@
 // Public API. The engine runs in a dedicated worker by default (useWorker: false runs it on
 // this thread); this module only proxies calls, serializes them, and shapes results the way
 // OpenAI's chat API does. No init() call is needed: the wasm loads on the first loadModel.
-import { AbortError, DisposedError, InvalidArgumentError, WebGPUUnavailableError, fromPlain, toTyped } from "./errors.js";
+import { AbortError, DisposedError, EngineCrashedError, InvalidArgumentError, WebGPUUnavailableError, fromPlain, toTyped } from "./errors.js";
 import { listCachedModels, deleteCachedModel, clearModelCache } from "./loader.js";
 
 export * from "./errors.js";
@@ -28,6 +28,10 @@ class LocalBackend {
   constructor(host) {
     this.host = host;
     this.info = host.info;
+  }
+  /** The error that killed the page's engine (all page models share one wasm instance). */
+  get dead() {
+    return localHostModule.engineDead();
   }
   async call(method, args) {
     try {
@@ -71,17 +75,35 @@ class WorkerBackend {
     this.worker = worker;
     this.nextId = 1;
     this.pending = new Map();
+    /** Set once the engine is gone (crashed, or worker terminated): every request fails with it. */
+    this.dead = null;
     worker.onmessage = ({ data }) => {
+      if (this.terminated) return;
       workerMem.set(this, data.mem ?? 0);
+      if (data.lock) this.#watch(data.lock);
+      if (data.fatal && data.id === undefined) return this.#die(fromPlain(data.error));
       this.pending.get(data.id)?.(data);
+      if (data.fatal) this.#die(fromPlain(data.error));
     };
     worker.onerror = (e) => {
-      const err = { error: { code: "worker", message: `the engine worker failed: ${e.message || "script error"}` } };
-      for (const h of this.pending.values()) h(err);
+      e.preventDefault?.();
+      this.#die(new EngineCrashedError(`the engine worker failed: ${e.message || "script error"}; load the model again`));
     };
+  }
+  /** The worker holds the Web Lock `name` while it lives: getting it means the worker died. */
+  #watch(name) {
+    globalThis.navigator?.locks?.request(name, () => {
+      if (!this.terminated) this.#die(new EngineCrashedError("the engine worker stopped unexpectedly; load the model again"));
+    }).catch(() => {});
+  }
+  /** The engine is gone: fail what is pending and everything after, free the worker. */
+  #die(err) {
+    this.dead ??= err;
+    this.terminate();
   }
   request(msg, signal, onMessage) {
     const id = this.nextId++;
+    if (this.dead) return Promise.reject(this.dead);
     return new Promise((resolve, reject) => {
       const onAbort = () => this.worker.postMessage({ type: "abort", id });
       signal?.addEventListener("abort", onAbort, { once: true });
@@ -127,11 +149,17 @@ class WorkerBackend {
     }
   }
   terminate() {
+    if (this.terminated) return;
+    this.terminated = true;
     this.worker.terminate();
     workerMem.delete(this);
+    this.dead ??= new DisposedError();
+    const err = { error: this.dead.toPlain() };
+    for (const h of [...this.pending.values()]) h(err);
   }
   async dispose() {
-    await this.request({ type: "dispose" }).catch(() => {});
+    // the worker stops what runs (a generation ends at its next token), then frees the GPU
+    if (!this.dead) await this.request({ type: "dispose" }).catch(() => {});
     this.terminate();
   }
 }
@@ -204,10 +232,16 @@ export class Model {
     return release;
   }
 
+  /** DisposedError, or the error that killed the engine. */
+  #check() {
+    if (this.disposed) throw new DisposedError();
+    if (this.backend.dead) throw this.backend.dead;
+  }
+
   async #exclusive(fn) {
     const release = await this.#acquire();
     try {
-      if (this.disposed) throw new DisposedError();
+      this.#check();
       return await fn();
     } finally {
       release();
@@ -255,11 +289,21 @@ export class Model {
   /** Streams one generation once earlier calls are done; `prepare()` gives [promptIds, options]. */
   async *#generation(prepare, signal) {
     const release = await this.#acquire();
+    // aborted by the caller's signal, or by dispose()
+    const ctl = new AbortController();
+    const onAbort = () => ctl.abort();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    this.current = ctl;
     try {
-      if (this.disposed) throw new DisposedError();
+      this.#check();
       if (signal?.aborted) throw new AbortError();
-      yield* this.#stream(await prepare(), signal);
+      yield* this.#stream(await prepare(), ctl.signal);
+    } catch (e) {
+      if (this.disposed && e?.code === "aborted") throw new DisposedError("the model was disposed during the generation");
+      throw e;
     } finally {
+      signal?.removeEventListener("abort", onAbort);
+      if (this.current === ctl) this.current = null;
       release();
     }
   }
@@ -337,12 +381,20 @@ export class Model {
     return this.#exclusive(() => this.backend.call("loseDevice", []));
   }
 
-  /** Frees GPU memory (and the worker). The model is unusable afterwards. */
+  /** Frees GPU memory (and the worker). The model is unusable afterwards: calls waiting
+   *  for their turn reject with a DisposedError, a generation in progress stops at its next
+   *  token with one. */
   async dispose() {
-    if (this.disposed) return;
-    const release = await this.#acquire();
+    if (this.disposing) return this.disposing;
     this.disposed = true;
-    release();
-    await this.backend.dispose();
+    this.current?.abort();
+    this.disposing = this.backend.dispose();
+    return this.disposing;
+  }
+
+  /** Test hook: a deliberate WebAssembly trap in the engine ("panic" or "oom"; "exit" stops
+   *  the worker without a word). */
+  async _crashEngine(kind = "panic", where = "async") {
+    return this.#exclusive(() => this.backend.call("_crashEngine", [kind, where]));
   }
 }

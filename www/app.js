@@ -419,10 +419,12 @@ async function reply() {
   state.gen = null;
 
   if (failure) {
-    if (failure instanceof DeviceLostError || failure?.code === "device_lost" || failure?.code === "disposed") {
+    const crashed = failure?.code === "engine_crashed";
+    if (failure instanceof DeviceLostError || failure?.code === "device_lost" || failure?.code === "disposed" || crashed) {
+      state.model?.dispose().catch(() => {});
       state.model = null;
       showInfo(null);
-      setStatus("The GPU was reset: load the model again", "error");
+      setStatus(crashed ? "The engine stopped: load the model again" : "The GPU was reset: load the model again", "error");
       const source = state.source;
       showError(failure, {}, { label: "Reload the model", run: () => load(source) });
     } else {
@@ -685,5 +687,8 @@ function start() {
   // Fresh visit: open ready to chat with the small default model.
   load({ kind: "url", url: presetUrl(DEFAULT_PRESET) });
 }
+
+// Browser tests reach the loaded model through this (device loss, engine crash).
+if (new URLSearchParams(location.search).has("test-hooks")) window.__demo = state;
 
 start();

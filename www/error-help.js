@@ -4,6 +4,7 @@
 import {
   LlamaWebGPUError, WebGPUUnavailableError, LimitsError, OutOfMemoryError, DeviceLostError,
   InvalidModelError, UnsupportedModelError, NetworkError, HttpError, QuotaExceededError, AbortError,
+  NumericalError, EngineCrashedError,
 } from "../pkg/index.js";
 
 export function isAbort(e) {
@@ -101,6 +102,20 @@ export function describeError(e, ctx = {}) {
   }
   if (e?.code === "context_overflow") {
     return { title: "The conversation is longer than the model's context", detail, help: ["Start a new chat, or shorten your message."] };
+  }
+  if (is(e, EngineCrashedError, "engine_crashed")) {
+    return {
+      title: "The engine stopped",
+      detail,
+      help: ["Its WebAssembly instance crashed (for example out of memory on a very large file). Load the model again."],
+    };
+  }
+  if (is(e, NumericalError, "numerical")) {
+    return {
+      title: "The model produced invalid numbers (NaN/Inf)",
+      detail,
+      help: ["The file's weights are probably corrupt. Download it again, or try another quantization."],
+    };
   }
   if (e instanceof LlamaWebGPUError) return { title: "Something went wrong", detail, help: [] };
   return { title: "Unexpected error", detail, help: ["Details are in the browser console."] };

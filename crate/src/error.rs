@@ -71,6 +71,26 @@ pub enum Error {
 
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+
+    /// Logits came back NaN or infinite: sampling from them would be garbage.
+    #[error(
+        "numerical error: the logits at position {position} contain {what} (first at vocabulary index {index}); \
+         the model's weights are probably corrupt"
+    )]
+    NonFiniteLogits { position: usize, index: usize, what: &'static str },
+
+    /// A weight tensor holds a NaN or infinite value or block scale.
+    #[error(
+        "numerical error: tensor '{tensor}' has a {what} {field} in block {block}; the file's weights are corrupt"
+    )]
+    NonFiniteWeight { tensor: String, block: u64, field: &'static str, what: &'static str },
+}
+
+impl Error {
+    /// NaN/Inf in weights or logits (`NumericalError` in the JS package).
+    pub fn is_numerical(&self) -> bool {
+        matches!(self, Error::NonFiniteLogits { .. } | Error::NonFiniteWeight { .. })
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

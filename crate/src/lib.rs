@@ -11,8 +11,10 @@ pub mod gguf;
 pub mod gpu;
 pub mod kernels;
 pub mod model;
+pub mod numerics;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod output;
+pub mod plan;
 pub mod quantize;
 pub mod sampler;
 pub mod session;
@@ -20,5 +22,7 @@ pub mod synth;
 pub mod tokenizer;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm_hooks;
 
 pub use error::{Error, Result};

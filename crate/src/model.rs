@@ -29,7 +29,7 @@ pub struct LoadOptions {
     pub prefill_chunk: usize,
 }
 
-pub const DEFAULT_MAX_CONTEXT: usize = 4096;
+pub use crate::plan::DEFAULT_MAX_CONTEXT;
 
 impl Default for LoadOptions {
     fn default() -> Self {
@@ -152,6 +152,8 @@ impl LlamaModel {
         }
         let cfg = LlamaConfig::from_gguf(file)?;
         let gpu = Gpu::new(&opts.gpu).await?;
+        let plan = crate::plan::plan(&cfg, gpu.max_binding, gpu.use_f16, opts.context, opts.prefill_chunk)?;
+        let (context, chunk, kv_dim) = (plan.context, plan.chunk, plan.kv_dim);
         let total: u64 = file.tensors.iter().map(|t| t.n_bytes).sum();
         let mut loaded = 0u64;
         let mut types: std::collections::BTreeMap<String, usize> = Default::default();
@@ -193,30 +195,14 @@ impl LlamaModel {
         let inv_freq = reference::rope_inv_freq(cfg.head_dim, cfg.rope_base, rope_freqs.as_deref());
         let inv_freq_buf = gpu.storage_from("inv_freq", bytemuck::cast_slice(&inv_freq))?;
 
-        // Context and chunk sizes: what the user asked, bounded by the bindings we have.
-        let kv_dim = cfg.n_head_kv * cfg.head_dim;
-        let kv_elem = if gpu.use_f16 { 2 } else { 4 };
-        let want_ctx = opts.context.unwrap_or_else(|| cfg.context_length.min(DEFAULT_MAX_CONTEXT)).max(1);
-        let max_ctx_binding = (gpu.max_binding / (kv_dim * kv_elem) as u64) as usize;
-        let max_ctx_scores = (gpu.max_binding / (cfg.n_head * 4) as u64) as usize;
-        let context = want_ctx.min(max_ctx_binding).min(max_ctx_scores);
-        if context < want_ctx && opts.context.is_some() {
-            return Err(Error::LimitsTooSmall(format!(
-                "context {want_ctx} needs bindings above the device's {} bytes; at most {context} fits",
-                gpu.max_binding
-            )));
-        }
-        let chunk =
-            opts.prefill_chunk.max(1).min((gpu.max_binding / (cfg.n_head * context * 4) as u64).max(1) as usize);
-
         let mut layers = Vec::with_capacity(cfg.n_layer);
         for (i, w) in ws.into_iter().enumerate() {
             let [wq, wk, wv, wo, w_gate, w_up, w_down] = w;
             layers.push(Layer {
                 attn_norm: norm(&format!("blk.{i}.attn_norm.weight")).await?,
                 ffn_norm: norm(&format!("blk.{i}.ffn_norm.weight")).await?,
-                k_cache: gpu.storage("k_cache", (context * kv_dim * kv_elem) as u64)?,
-                v_cache: gpu.storage("v_cache", (context * kv_dim * kv_elem) as u64)?,
+                k_cache: gpu.storage("k_cache", plan.kv_layer_bytes)?,
+                v_cache: gpu.storage("v_cache", plan.kv_layer_bytes)?,
                 wq,
                 wk,
                 wv,
@@ -247,7 +233,7 @@ impl LlamaModel {
 
         let weight_bytes =
             tok_embd.gpu_bytes() + output.as_ref().map_or(0, |o| o.gpu_bytes()) + Layer::weight_bytes(&layers);
-        let kv_bytes = (2 * cfg.n_layer * context * kv_dim * kv_elem) as u64;
+        let kv_bytes = plan.kv_bytes;
         let act_bytes: u64 = [
             &acts.x,
             &acts.h,
@@ -396,6 +382,7 @@ impl LlamaModel {
             }
             p += ch.len();
         }
+        crate::numerics::check_logits(&out, if all { pos } else { end - 1 }, vocab)?;
         Ok(out)
     }
 

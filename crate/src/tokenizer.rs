@@ -89,9 +89,8 @@ impl GgufTokenizerSpec {
             None => Vec::new(),
             Some(v) => v
                 .as_array()
-                .and_then(|a| {
-                    a.iter().map(|t| t.as_i64().and_then(|x| i32::try_from(x).ok())).collect::<Option<Vec<i32>>>()
-                })
+                .and_then(|a| a.to_i64s())
+                .and_then(|a| a.into_iter().map(|x| i32::try_from(x).ok()).collect::<Option<Vec<i32>>>())
                 .ok_or_else(|| Error::WrongType {
                     key: "tokenizer.ggml.token_type".into(),
                     expected: "array of integers",
@@ -105,8 +104,8 @@ impl GgufTokenizerSpec {
         Ok(Self {
             model,
             pre: opt_str("tokenizer.ggml.pre")?,
-            tokens: f.get_str_array("tokenizer.ggml.tokens")?.into_iter().map(String::from).collect(),
-            merges: f.get_str_array("tokenizer.ggml.merges")?.into_iter().map(String::from).collect(),
+            tokens: strings(f, "tokenizer.ggml.tokens", MAX_VOCAB, MAX_TOKEN_TEXT)?,
+            merges: strings(f, "tokenizer.ggml.merges", MAX_MERGES, MAX_MERGE_TEXT)?,
             token_types,
             bos: opt_id("tokenizer.ggml.bos_token_id")?,
             eos: opt_id("tokenizer.ggml.eos_token_id")?,
@@ -115,6 +114,39 @@ impl GgufTokenizerSpec {
             chat_template: opt_str("tokenizer.chat_template")?,
         })
     }
+}
+
+/// Bounds on what a tokenizer may be built from, so construction takes bounded time and
+/// memory (HF's BPE keeps several copies of every token and merge). Real vocabularies:
+/// Llama 3 128,256 tokens (~1 MB of text) and 280,147 merges (~2.5 MB); Gemma 3 262,144 tokens.
+pub const MAX_VOCAB: usize = 1 << 19;
+pub const MAX_MERGES: usize = 1 << 20;
+pub const MAX_TOKEN_TEXT: usize = 16 << 20;
+pub const MAX_MERGE_TEXT: usize = 32 << 20;
+/// Control and user-defined tokens are matched in raw text by an Aho-Corasick automaton
+/// (Llama 3 has 256 of them; 32,768 of them take ~0.7 s to index, unoptimized).
+pub const MAX_ADDED_TOKENS: usize = 1 << 15;
+pub const MAX_ADDED_TEXT: usize = 4 << 20;
+
+/// A string array of metadata, checked against `max` entries and `max_text` bytes before it
+/// is copied.
+fn strings(f: &GgufFile, key: &str, max: usize, max_text: usize) -> Result<Vec<String>> {
+    let a = f.get_str_array(key)?;
+    check_size(key, a.len(), a.text_len(), max, max_text)?;
+    Ok(a.iter().map(String::from).collect())
+}
+
+fn check_size(what: &str, n: usize, text: usize, max: usize, max_text: usize) -> Result<()> {
+    if n > max {
+        return Err(Error::Tokenizer(format!("{what}: {n} entries, more than the {max} supported")));
+    }
+    if text > max_text {
+        return Err(Error::Tokenizer(format!(
+            "{what}: {text} bytes of text, more than the {} MiB supported",
+            max_text >> 20
+        )));
+    }
+    Ok(())
 }
 
 fn check_model(model: &str) -> Result<()> {
@@ -209,9 +241,12 @@ impl Tokenizer {
         check_model(&spec.model)?;
         let (pre_tokenizer, ignore_merges) = pre_tokenizer_for(spec.pre.as_deref())?;
         let n = spec.tokens.len();
-        if n == 0 || n > u32::MAX as usize {
-            return Err(Error::Tokenizer(format!("bad vocabulary size {n}")));
+        if n == 0 {
+            return Err(Error::Tokenizer("empty vocabulary".into()));
         }
+        let text = |v: &[String]| v.iter().map(String::len).sum::<usize>();
+        check_size("tokenizer.ggml.tokens", n, text(&spec.tokens), MAX_VOCAB, MAX_TOKEN_TEXT)?;
+        check_size("tokenizer.ggml.merges", spec.merges.len(), text(&spec.merges), MAX_MERGES, MAX_MERGE_TEXT)?;
         if !spec.token_types.is_empty() && spec.token_types.len() != n {
             return Err(Error::Tokenizer(format!("token_type has {} entries, tokens has {n}", spec.token_types.len())));
         }
@@ -220,6 +255,22 @@ impl Tokenizer {
                 return Err(Error::Tokenizer(format!("{name} token id {id} >= vocab size {n}")));
             }
         }
+
+        // Control tokens are special (matched in raw text by `encode`, skipped by
+        // `encode_plain`); user-defined ones are ordinary added tokens, always matched.
+        let ty = |i: usize| spec.token_types.get(i).copied().unwrap_or(1);
+        let added = |want: i32, special: bool| -> Vec<AddedToken> {
+            (0..n).filter(|&i| ty(i) == want).map(|i| AddedToken::from(spec.tokens[i].clone(), special)).collect()
+        };
+        let (control, user) = (added(TOKEN_TYPE_CONTROL, true), added(TOKEN_TYPE_USER_DEFINED, false));
+        let added_text = control.iter().chain(&user).map(|t| t.content.len()).sum();
+        check_size(
+            "control and user-defined tokens",
+            control.len() + user.len(),
+            added_text,
+            MAX_ADDED_TOKENS,
+            MAX_ADDED_TEXT,
+        )?;
 
         // Later duplicates win, as in llama.cpp and transformers' GGUF converter.
         let mut vocab = Vocab::with_capacity(n);
@@ -245,14 +296,8 @@ impl Tokenizer {
         let mut inner = tokenizers::Tokenizer::new(ModelWrapper::BPE(bpe));
         inner.with_pre_tokenizer(Some(pre_tokenizer));
         inner.with_decoder(Some(DecoderWrapper::ByteLevel(ByteLevel::default())));
-        // Control tokens are special (matched in raw text by `encode`, skipped by
-        // `encode_plain`); user-defined ones are ordinary added tokens, always matched.
-        let ty = |i: usize| spec.token_types.get(i).copied().unwrap_or(1);
-        let added = |want: i32, special: bool| -> Vec<AddedToken> {
-            (0..n).filter(|&i| ty(i) == want).map(|i| AddedToken::from(spec.tokens[i].clone(), special)).collect()
-        };
-        inner.add_special_tokens(&added(TOKEN_TYPE_CONTROL, true));
-        inner.add_tokens(&added(TOKEN_TYPE_USER_DEFINED, false));
+        inner.add_special_tokens(&control);
+        inner.add_tokens(&user);
 
         Ok(Self::assemble(
             inner,
@@ -564,6 +609,25 @@ mod tests {
         let mut spec = toy_spec("default");
         spec.eos = Some(99_999);
         assert!(Tokenizer::from_spec(spec).is_err());
+    }
+
+    #[test]
+    fn construction_bounds() {
+        let mut spec = toy_spec("default");
+        let extra = MAX_ADDED_TOKENS + 1;
+        spec.tokens.extend((0..extra).map(|i| format!("<|c{i}|>")));
+        spec.token_types.extend(std::iter::repeat_n(TOKEN_TYPE_CONTROL, extra));
+        let e = Tokenizer::from_spec(spec).unwrap_err();
+        assert!(e.to_string().contains("control and user-defined tokens: 32772 entries"), "{e}");
+        let mut spec = toy_spec("default");
+        spec.merges = vec!["a b".into(); MAX_MERGES + 1];
+        let e = Tokenizer::from_spec(spec).unwrap_err();
+        assert!(e.to_string().contains("tokenizer.ggml.merges: 1048577 entries"), "{e}");
+        let mut spec = toy_spec("default");
+        spec.tokens.push("x".repeat(MAX_TOKEN_TEXT));
+        spec.token_types.clear();
+        let e = Tokenizer::from_spec(spec).unwrap_err();
+        assert!(e.to_string().contains("bytes of text, more than the 16 MiB"), "{e}");
     }
 
     #[test]

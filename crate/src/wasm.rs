@@ -39,6 +39,7 @@ fn code(e: &Error) -> &'static str {
         Error::LimitsTooSmall(_) => "limits",
         Error::Device(_) => "gpu",
         Error::Io(_) | Error::RefusedOutput { .. } => "io",
+        Error::NonFiniteLogits { .. } | Error::NonFiniteWeight { .. } => "numerical",
     }
 }
 

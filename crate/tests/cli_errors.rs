@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use llama_webgpu::gguf::{FileSource, GgmlType, GgufFile, GgufWriter, Value};
+use llama_webgpu::gguf::{Array, FileSource, GgmlType, GgufFile, GgufWriter, Value};
 
 fn fx(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name)
@@ -98,7 +98,7 @@ fn gguf_bytes(metadata: Vec<(String, Value)>) -> Vec<u8> {
 }
 
 fn strs(v: &[&str]) -> Value {
-    Value::Array(v.iter().map(|s| Value::String(s.to_string())).collect())
+    Value::Array(Array::strings(v.iter().map(|s| s.to_string())))
 }
 
 /// A header-only GGUF with a working byte-level BPE tokenizer; `edit` changes its metadata.

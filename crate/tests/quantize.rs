@@ -282,7 +282,7 @@ fn layout(n_layer: usize, embd: u64, ff: u64, tied: bool) -> GgufFile {
         t.push(info("output.weight", &[embd, 320], f32));
     }
     t.push(info("rope_freqs.weight", &[16], f32));
-    GgufFile { version: 3, metadata: vec![], tensors: t, alignment: 32, data_offset: 0, file_len: 0 }
+    GgufFile { version: 3, tensors: t, alignment: 32, ..Default::default() }
 }
 
 fn types_by_name(f: &GgufFile, ft: FileType) -> std::collections::HashMap<String, GgmlType> {

@@ -8,14 +8,27 @@
 mod reader;
 #[cfg(test)]
 mod tests;
+mod value;
 mod writer;
 
+pub use value::{Array, Strings, Value};
 pub use writer::GgufWriter;
 
 use crate::error::{echo, Error, Result};
 
 /// Default `general.alignment`.
 pub const DEFAULT_ALIGNMENT: u64 = 32;
+/// Most tensors a header may list. A Llama uses 9 per layer plus 3 (1,138 for the 126-layer
+/// 405B), so this is far above any real model and keeps hostile headers cheap.
+pub const MAX_TENSORS: u64 = 1 << 16;
+/// Most metadata entries a header may have (real files have ~30).
+pub const MAX_METADATA_ENTRIES: u64 = 1 << 16;
+/// Host memory the parsed header (metadata, tensor infos) may take. Llama 3's 128K-token
+/// vocabulary and 280K merges take ~8 MiB; a 2^27-element u8 array (128 MiB) still fits,
+/// twice that does not. It also bounds the header prefix the browser reads (< 256 MiB).
+pub const MAX_HEADER_BYTES: u64 = 160 << 20;
+/// Most layers we accept: Llama 3.1 405B has 126.
+pub const MAX_LAYERS: u64 = 1024;
 
 /// Random-access bytes: a local file, an in-memory buffer, later HTTP ranges.
 pub trait ByteSource {
@@ -92,13 +105,42 @@ pub struct FileSource {
 
 #[cfg(not(target_arch = "wasm32"))]
 impl FileSource {
+    /// Opens a regular file. A FIFO, socket, device or directory is an `Error::Io` before it
+    /// is opened (opening a FIFO for reading blocks until someone writes to it).
     pub fn open(path: impl AsRef<std::path::Path>) -> Result<Self> {
         let path = path.as_ref();
         let io = |e: std::io::Error| Error::Io(format!("{}: {e}", path.display()));
+        let not_regular = |m: &std::fs::Metadata| {
+            let ft = m.file_type();
+            let kind = if ft.is_dir() {
+                "a directory"
+            } else if is_fifo(&ft) {
+                "a FIFO (named pipe)"
+            } else {
+                "not a regular file"
+            };
+            Error::Io(format!("{}: {kind}; a model must be a regular file", path.display()))
+        };
+        let meta = std::fs::metadata(path).map_err(io)?;
+        if !meta.is_file() {
+            return Err(not_regular(&meta));
+        }
         let file = std::fs::File::open(path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
-        Ok(Self { file, len })
+        let meta = file.metadata().map_err(io)?;
+        if !meta.is_file() {
+            return Err(not_regular(&meta)); // replaced between the check and the open
+        }
+        Ok(Self { file, len: meta.len() })
     }
+}
+
+#[cfg(all(unix, not(target_arch = "wasm32")))]
+fn is_fifo(ft: &std::fs::FileType) -> bool {
+    std::os::unix::fs::FileTypeExt::is_fifo(ft)
+}
+#[cfg(all(not(unix), not(target_arch = "wasm32")))]
+fn is_fifo(_: &std::fs::FileType) -> bool {
+    false
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -288,96 +330,6 @@ fn unsupported_name(id: u32) -> &'static str {
     }
 }
 
-/// A metadata value. Arrays may nest.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    U8(u8),
-    I8(i8),
-    U16(u16),
-    I16(i16),
-    U32(u32),
-    I32(i32),
-    F32(f32),
-    Bool(bool),
-    String(String),
-    Array(Vec<Value>),
-    U64(u64),
-    I64(i64),
-    F64(f64),
-}
-
-impl Value {
-    /// Any integer type that fits in u64 (negative → None).
-    pub fn as_u64(&self) -> Option<u64> {
-        match *self {
-            Value::U8(v) => Some(v.into()),
-            Value::U16(v) => Some(v.into()),
-            Value::U32(v) => Some(v.into()),
-            Value::U64(v) => Some(v),
-            Value::I8(v) => u64::try_from(v).ok(),
-            Value::I16(v) => u64::try_from(v).ok(),
-            Value::I32(v) => u64::try_from(v).ok(),
-            Value::I64(v) => u64::try_from(v).ok(),
-            _ => None,
-        }
-    }
-    /// Any integer that fits i64.
-    pub fn as_i64(&self) -> Option<i64> {
-        match *self {
-            Value::U8(v) => Some(v.into()),
-            Value::U16(v) => Some(v.into()),
-            Value::U32(v) => Some(v.into()),
-            Value::U64(v) => i64::try_from(v).ok(),
-            Value::I8(v) => Some(v.into()),
-            Value::I16(v) => Some(v.into()),
-            Value::I32(v) => Some(v.into()),
-            Value::I64(v) => Some(v),
-            _ => None,
-        }
-    }
-    /// F32/F64 (and integers) as f64.
-    pub fn as_f64(&self) -> Option<f64> {
-        match *self {
-            Value::F32(v) => Some(v.into()),
-            Value::F64(v) => Some(v),
-            Value::U64(v) => Some(v as f64),
-            Value::I64(v) => Some(v as f64),
-            _ => self.as_i64().map(|v| v as f64),
-        }
-    }
-    pub fn as_str(&self) -> Option<&str> {
-        match self {
-            Value::String(s) => Some(s),
-            _ => None,
-        }
-    }
-    pub fn as_array(&self) -> Option<&[Value]> {
-        match self {
-            Value::Array(a) => Some(a),
-            _ => None,
-        }
-    }
-
-    /// GGUF value type id (0 u8 .. 12 f64).
-    pub fn type_id(&self) -> u32 {
-        match self {
-            Value::U8(_) => 0,
-            Value::I8(_) => 1,
-            Value::U16(_) => 2,
-            Value::I16(_) => 3,
-            Value::U32(_) => 4,
-            Value::I32(_) => 5,
-            Value::F32(_) => 6,
-            Value::Bool(_) => 7,
-            Value::String(_) => 8,
-            Value::Array(_) => 9,
-            Value::U64(_) => 10,
-            Value::I64(_) => 11,
-            Value::F64(_) => 12,
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct TensorInfo {
     pub name: String,
@@ -408,7 +360,7 @@ impl TensorInfo {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct GgufFile {
     pub version: u32,
     /// Metadata in file order.
@@ -418,6 +370,9 @@ pub struct GgufFile {
     /// Absolute offset where tensor data begins.
     pub data_offset: u64,
     pub file_len: u64,
+    /// Tensor name → index in `tensors` (built by the reader; lookups fall back to a scan when
+    /// it is empty or stale), so finding a Llama's tensors is not quadratic in their count.
+    pub tensor_index: std::collections::HashMap<String, usize>,
 }
 
 impl GgufFile {
@@ -447,15 +402,18 @@ impl GgufFile {
     pub fn get_str(&self, key: &str) -> Result<&str> {
         self.typed(key, "string", Value::as_str)
     }
-    pub fn get_array(&self, key: &str) -> Result<&[Value]> {
+    pub fn get_array(&self, key: &str) -> Result<&Array> {
         self.typed(key, "array", Value::as_array)
     }
     /// Array of strings (e.g. `tokenizer.ggml.tokens`).
-    pub fn get_str_array(&self, key: &str) -> Result<Vec<&str>> {
-        self.typed(key, "array of strings", |v| v.as_array()?.iter().map(Value::as_str).collect())
+    pub fn get_str_array(&self, key: &str) -> Result<&Strings> {
+        self.typed(key, "array of strings", |v| v.as_array()?.as_strings())
     }
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
-        self.tensors.iter().find(|t| t.name == name)
+        match self.tensor_index.get(name).and_then(|&i| self.tensors.get(i)) {
+            Some(t) if t.name == name => Some(t),
+            _ => self.tensors.iter().find(|t| t.name == name),
+        }
     }
 }
 
@@ -511,6 +469,11 @@ impl LlamaConfig {
             }
         };
         let n_layer = count("block_count")?;
+        if n_layer > MAX_LAYERS {
+            return Err(Error::UnsupportedModel(format!(
+                "{n_layer} layers (block_count); at most {MAX_LAYERS} are supported"
+            )));
+        }
         let n_embd = count("embedding_length")?;
         let n_ff = count("feed_forward_length")?;
         let n_head = count("attention.head_count")?;

@@ -1,9 +1,18 @@
 //! Header parser: a windowed cursor over a [`ByteSource`], so an 8 MB header with 400k strings
 //! costs ~130 `read_at` calls, not millions.
+//!
+//! Hostile headers: every count is checked against the bytes left before anything is
+//! allocated for it, and everything the parsed header keeps in memory is charged to a budget
+//! ([`MAX_HEADER_BYTES`]) before it is allocated, so no header can make us allocate more than
+//! that (a 2^27-element array of u8 costs 128 MiB, its size in the file).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
-use super::{ByteSource, GgmlType, GgufFile, TensorInfo, Value, DEFAULT_ALIGNMENT};
+use super::value::Array;
+use super::{
+    ByteSource, GgmlType, GgufFile, TensorInfo, Value, DEFAULT_ALIGNMENT, MAX_HEADER_BYTES, MAX_METADATA_ENTRIES,
+    MAX_TENSORS,
+};
 use crate::error::{echo, Error, Result};
 
 const WINDOW: usize = 64 * 1024;
@@ -13,9 +22,9 @@ const MAX_DEPTH: u32 = 16;
 const MIN_TENSOR_INFO: u64 = 24;
 /// Smallest encoded kv: key length (8) + value type (4) + 1-byte value.
 const MIN_KV: u64 = 13;
-/// Initial capacity cap: beyond it vectors grow only as elements are actually read, so a
-/// count that passes the bytes-left check still cannot allocate ~32 bytes per input byte.
-const MAX_PREALLOC: usize = 1 << 16;
+/// Memory charged per metadata entry and per tensor info on top of their strings (the
+/// structs, the name index).
+const ENTRY_COST: u64 = 128;
 
 struct Cursor<'a> {
     src: &'a dyn ByteSource,
@@ -24,11 +33,13 @@ struct Cursor<'a> {
     buf: Vec<u8>,
     buf_start: u64,
     pos: u64,
+    /// Bytes the parsed header may still allocate.
+    budget: u64,
 }
 
 impl<'a> Cursor<'a> {
     fn new(src: &'a dyn ByteSource) -> Self {
-        Self { src, len: src.len(), buf: Vec::new(), buf_start: 0, pos: 0 }
+        Self { src, len: src.len(), buf: Vec::new(), buf_start: 0, pos: 0, budget: MAX_HEADER_BYTES }
     }
 
     fn remaining(&self) -> u64 {
@@ -63,6 +74,21 @@ impl<'a> Cursor<'a> {
         Error::Corrupt(format!("{what} at offset {}", self.pos))
     }
 
+    /// Reserves `n` bytes of the header's memory budget; an error once it is spent.
+    fn charge(&mut self, n: u64, what: &dyn std::fmt::Display) -> Result<()> {
+        match self.budget.checked_sub(n) {
+            Some(left) => {
+                self.budget = left;
+                Ok(())
+            }
+            None => Err(Error::Corrupt(format!(
+                "{what} at offset {}: the header needs more than the {} MiB it may use in memory",
+                self.pos,
+                MAX_HEADER_BYTES >> 20
+            ))),
+        }
+    }
+
     fn bytes<const N: usize>(&mut self) -> Result<[u8; N]> {
         let mut a = [0u8; N];
         a.copy_from_slice(self.take(N)?);
@@ -91,20 +117,24 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// GGUF string: u64 length + UTF-8 bytes. `ctx` names what is being read.
-    fn string(&mut self, ctx: &dyn std::fmt::Display) -> Result<String> {
+    /// A string's bytes (u64 length + UTF-8), charged to the budget. `ctx` names what is read.
+    fn str_bytes(&mut self, ctx: &dyn std::fmt::Display) -> Result<&str> {
         let len = self.u64()?;
         let at = self.pos;
         let n = self.check_count(len, 1, &format_args!("{ctx}: string length"))?;
+        self.charge(len, &format_args!("{ctx}: string of {len} bytes"))?;
         match std::str::from_utf8(self.take(n)?) {
-            Ok(s) => Ok(s.to_owned()),
+            Ok(s) => Ok(s),
             Err(e) => Err(Error::Corrupt(format!("{ctx}: string at offset {at} is not valid UTF-8: {e}"))),
         }
     }
 
+    fn string(&mut self, ctx: &dyn std::fmt::Display) -> Result<String> {
+        self.str_bytes(ctx).map(str::to_owned)
+    }
+
     /// A metadata value of type `ty` belonging to `key`.
-    fn value(&mut self, ty: u32, key: &str, depth: u32) -> Result<Value> {
-        let k = echo(key);
+    fn value(&mut self, ty: u32, key: &str) -> Result<Value> {
         Ok(match ty {
             0 => Value::U8(u8::from_le_bytes(self.bytes()?)),
             1 => Value::I8(i8::from_le_bytes(self.bytes()?)),
@@ -113,43 +143,116 @@ impl<'a> Cursor<'a> {
             4 => Value::U32(self.u32()?),
             5 => Value::I32(i32::from_le_bytes(self.bytes()?)),
             6 => Value::F32(f32::from_le_bytes(self.bytes()?)),
-            7 => match self.bytes::<1>()? {
-                [0] => Value::Bool(false),
-                [1] => Value::Bool(true),
-                [b] => return Err(self.corrupt(&format!("metadata {k}: invalid bool byte {b}"))),
-            },
-            8 => Value::String(self.string(&format_args!("metadata {k}"))?),
-            9 => {
-                if depth >= MAX_DEPTH {
-                    return Err(self.corrupt(&format!("metadata {k}: arrays nested deeper than {MAX_DEPTH}")));
-                }
-                let elem_ty = self.u32()?;
-                let min = min_value_size(elem_ty)
-                    .ok_or_else(|| self.corrupt(&format!("metadata {k}: unknown array element type {elem_ty}")))?;
-                let count = self.u64()?;
-                let n = self.check_count(count, min, &format_args!("metadata {k}: array count"))?;
-                let mut v = Vec::with_capacity(n.min(MAX_PREALLOC));
-                for _ in 0..n {
-                    v.push(self.value(elem_ty, key, depth + 1)?);
-                }
-                Value::Array(v)
-            }
+            7 => Value::Bool(self.bool(key)?),
+            8 => Value::String(self.string(&format_args!("metadata {}", echo(key)))?),
+            9 => Value::Array(self.array(key, 0)?),
             10 => Value::U64(self.u64()?),
             11 => Value::I64(i64::from_le_bytes(self.bytes()?)),
             12 => Value::F64(f64::from_le_bytes(self.bytes()?)),
-            _ => return Err(self.corrupt(&format!("metadata {k}: unknown value type {ty}"))),
+            _ => return Err(self.corrupt(&format!("metadata {}: unknown value type {ty}", echo(key)))),
         })
+    }
+
+    fn bool(&mut self, key: &str) -> Result<bool> {
+        match self.bytes::<1>()? {
+            [0] => Ok(false),
+            [1] => Ok(true),
+            [b] => Err(self.corrupt(&format!("metadata {}: invalid bool byte {b}", echo(key)))),
+        }
+    }
+
+    /// An array (element type, count, elements), stored compactly by element type.
+    fn array(&mut self, key: &str, depth: u32) -> Result<Array> {
+        if depth >= MAX_DEPTH {
+            return Err(self.corrupt(&format!("metadata {}: arrays nested deeper than {MAX_DEPTH}", echo(key))));
+        }
+        let elem_ty = self.u32()?;
+        let (min, mem) = elem_sizes(elem_ty)
+            .ok_or_else(|| self.corrupt(&format!("metadata {}: unknown array element type {elem_ty}", echo(key))))?;
+        let count = self.u64()?;
+        let n = self.check_count(count, min, &format_args!("metadata {}: array count", echo(key)))?;
+        self.charge(count.saturating_mul(mem), &format_args!("metadata {}: array of {count}", echo(key)))?;
+        let mut a = Array::empty(elem_ty, n).ok_or_else(|| self.corrupt("internal: array type"))?;
+        match &mut a {
+            Array::U8(v) => self.pod(n, v, |b: [u8; 1]| b[0])?,
+            Array::I8(v) => self.pod(n, v, i8::from_le_bytes)?,
+            Array::U16(v) => self.pod(n, v, u16::from_le_bytes)?,
+            Array::I16(v) => self.pod(n, v, i16::from_le_bytes)?,
+            Array::U32(v) => self.pod(n, v, u32::from_le_bytes)?,
+            Array::I32(v) => self.pod(n, v, i32::from_le_bytes)?,
+            Array::F32(v) => self.pod(n, v, f32::from_le_bytes)?,
+            Array::U64(v) => self.pod(n, v, u64::from_le_bytes)?,
+            Array::I64(v) => self.pod(n, v, i64::from_le_bytes)?,
+            Array::F64(v) => self.pod(n, v, f64::from_le_bytes)?,
+            Array::Bool(v) => {
+                for _ in 0..n {
+                    let b = self.bool(key)?;
+                    v.push(b);
+                }
+            }
+            Array::String(v) => {
+                let ctx = format!("metadata {}", echo(key));
+                for _ in 0..n {
+                    let s = self.str_bytes(&ctx)?;
+                    v.push(s);
+                }
+            }
+            Array::Array(v) => {
+                for _ in 0..n {
+                    let inner = self.array(key, depth + 1)?;
+                    v.push(inner);
+                }
+            }
+        }
+        Ok(a)
+    }
+
+    /// `n` fixed-size little-endian elements, read a window at a time (a memcpy per window on
+    /// little-endian targets, so a 2^27-element array takes well under a second even unoptimized).
+    fn pod<T: bytemuck::Pod, const N: usize>(
+        &mut self,
+        n: usize,
+        out: &mut Vec<T>,
+        from_le: impl Fn([u8; N]) -> T,
+    ) -> Result<()> {
+        let per = WINDOW / N;
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(per);
+            let bytes = self.take(k * N)?;
+            if cfg!(target_endian = "little") {
+                match bytemuck::try_cast_slice::<u8, T>(bytes) {
+                    Ok(aligned) => out.extend_from_slice(aligned),
+                    Err(_) => {
+                        let start = out.len();
+                        out.resize(start + k, T::zeroed());
+                        bytemuck::cast_slice_mut::<T, u8>(&mut out[start..]).copy_from_slice(bytes);
+                    }
+                }
+            } else {
+                out.extend(bytes.chunks_exact(N).map(|c| {
+                    let mut a = [0u8; N];
+                    a.copy_from_slice(c);
+                    from_le(a)
+                }));
+            }
+            left -= k;
+        }
+        Ok(())
     }
 }
 
-/// Smallest encoding of a value of type `ty`; `None` for unknown types.
-fn min_value_size(ty: u32) -> Option<u64> {
+/// Smallest encoding of an element of type `ty` and the memory one costs stored compactly;
+/// `None` for unknown types.
+fn elem_sizes(ty: u32) -> Option<(u64, u64)> {
+    let array = std::mem::size_of::<Array>() as u64;
     Some(match ty {
-        0 | 1 | 7 => 1,
-        2 | 3 => 2,
-        4..=6 => 4,
-        8 | 10..=12 => 8,
-        9 => 12,
+        0 | 1 | 7 => (1, 1),
+        2 | 3 => (2, 2),
+        4..=6 => (4, 4),
+        8 => (8, std::mem::size_of::<usize>() as u64), // + the text, charged as it is read
+        9 => (12, array),
+        10..=12 => (8, 8),
         _ => return None,
     })
 }
@@ -170,20 +273,32 @@ pub(super) fn read(src: &dyn ByteSource) -> Result<GgufFile> {
     let n_kv = r.u64()?;
     let n_tensors = r.check_count(n_tensors, MIN_TENSOR_INFO, &"header: tensor count")?;
     let n_kv = r.check_count(n_kv, MIN_KV, &"header: metadata count")?;
+    if n_tensors as u64 > MAX_TENSORS {
+        return Err(Error::Corrupt(format!(
+            "header: {n_tensors} tensors, more than the {MAX_TENSORS} any Llama model uses"
+        )));
+    }
+    if n_kv as u64 > MAX_METADATA_ENTRIES {
+        return Err(Error::Corrupt(format!(
+            "header: {n_kv} metadata entries, more than the {MAX_METADATA_ENTRIES} supported"
+        )));
+    }
+    r.charge((n_kv + n_tensors) as u64 * ENTRY_COST, &"header: entries")?;
 
-    let mut metadata = Vec::with_capacity(n_kv.min(MAX_PREALLOC));
-    let mut keys = HashSet::new();
+    let mut metadata = Vec::with_capacity(n_kv);
+    let mut keys = HashMap::with_capacity(n_kv);
     for i in 0..n_kv {
         let key = r.string(&format_args!("key of metadata entry {i}"))?;
+        r.charge(key.len() as u64, &format_args!("key of metadata entry {i}"))?; // the key index
         let ty = r.u32()?;
-        let value = r.value(ty, &key, 0)?;
-        if !keys.insert(key.clone()) {
+        let value = r.value(ty, &key)?;
+        if keys.insert(key.clone(), i).is_some() {
             return Err(Error::Corrupt(format!("duplicate metadata key {}", echo(&key))));
         }
         metadata.push((key, value));
     }
 
-    let alignment = match metadata.iter().find(|(k, _)| k == "general.alignment") {
+    let alignment = match keys.get("general.alignment").and_then(|&i| metadata.get(i)) {
         None => DEFAULT_ALIGNMENT,
         Some((_, v)) => match v.as_u64() {
             Some(a) if a.is_power_of_two() => a,
@@ -192,9 +307,10 @@ pub(super) fn read(src: &dyn ByteSource) -> Result<GgufFile> {
     };
 
     // (name, dims, type, offset relative to the data start)
-    let mut infos = Vec::with_capacity(n_tensors.min(MAX_PREALLOC));
+    let mut infos = Vec::with_capacity(n_tensors);
     for i in 0..n_tensors {
         let name = r.string(&format_args!("name of tensor {i}"))?;
+        r.charge(name.len() as u64, &format_args!("name of tensor {i}"))?; // the name index
         let n_dims = r.u32()?;
         if n_dims > 4 {
             return Err(Error::Corrupt(format!("tensor {}: {n_dims} dimensions (at most 4)", echo(&name))));
@@ -211,11 +327,11 @@ pub(super) fn read(src: &dyn ByteSource) -> Result<GgufFile> {
     let data_offset =
         r.pos.checked_next_multiple_of(alignment).ok_or_else(|| Error::Corrupt("data offset overflows".into()))?;
     let file_len = r.len;
-    let mut names = HashSet::new();
+    let mut index = HashMap::with_capacity(infos.len());
     let mut tensors = Vec::with_capacity(infos.len());
     for (name, dims, ty, rel) in infos {
         let bad = |why: String| Error::Corrupt(format!("tensor {}: {why}", echo(&name)));
-        if !names.insert(name.clone()) {
+        if index.insert(name.clone(), tensors.len()).is_some() {
             return Err(Error::Corrupt(format!("duplicate tensor name {}", echo(&name))));
         }
         let n_elements = dims
@@ -241,6 +357,25 @@ pub(super) fn read(src: &dyn ByteSource) -> Result<GgufFile> {
         }
         tensors.push(TensorInfo { name, dims, ty, offset, n_bytes });
     }
+    check_no_overlap(&tensors)?;
 
-    Ok(GgufFile { version, metadata, tensors, alignment, data_offset, file_len })
+    Ok(GgufFile { version, metadata, tensors, alignment, data_offset, file_len, tensor_index: index })
+}
+
+/// Tensors must not share bytes: then their total size is bounded by the file's, and a small
+/// file cannot describe a huge model whose tensors all point at the same data.
+fn check_no_overlap(tensors: &[TensorInfo]) -> Result<()> {
+    let mut spans: Vec<(u64, u64, usize)> =
+        tensors.iter().enumerate().filter(|(_, t)| t.n_bytes > 0).map(|(i, t)| (t.offset, t.n_bytes, i)).collect();
+    spans.sort_unstable();
+    for w in spans.windows(2) {
+        let ((a_off, a_len, a), (b_off, _, b)) = (w[0], w[1]);
+        if a_off + a_len > b_off {
+            return Err(Error::Corrupt(format!(
+                "tensors '{}' and '{}' overlap (data at offsets {a_off} and {b_off})",
+                tensors[a].name, tensors[b].name
+            )));
+        }
+    }
+    Ok(())
 }

@@ -42,17 +42,17 @@ fn all_types_metadata() -> Kv {
         kv("u64", Value::U64(u64::MAX)),
         kv("i64", Value::I64(i64::MIN)),
         kv("f64", Value::F64(-2.25)),
-        kv("array_i32", Value::Array(vec![Value::I32(1), Value::I32(-2), Value::I32(3)])),
-        kv("array_str", Value::Array(vec![s("a"), s(""), s("Ġthe")])),
-        kv("array_empty", Value::Array(vec![])),
+        kv("array_i32", Value::Array(Array::I32(vec![1, -2, 3]))),
+        kv("array_str", Value::Array(Array::strings(["a", "", "Ġthe"]))),
+        kv("array_empty", Value::Array(Array::U8(vec![]))),
+        kv("array_bool", Value::Array(Array::Bool(vec![true, false]))),
+        kv("array_f32", Value::Array(Array::F32(vec![0.5, -1.0]))),
+        kv("array_u64", Value::Array(Array::U64(vec![u64::MAX]))),
         kv(
             "array_nested",
-            Value::Array(vec![Value::Array(vec![s("x"), s("yz")]), Value::Array(vec![]), Value::Array(vec![s("w")])]),
+            Value::Array(Array::Array(vec![Array::strings(["x", "yz"]), Array::U8(vec![]), Array::strings(["w"])])),
         ),
-        kv(
-            "array_nested_mixed_inner",
-            Value::Array(vec![Value::Array(vec![Value::U8(1)]), Value::Array(vec![Value::F64(2.0)])]),
-        ),
+        kv("array_nested_mixed_inner", Value::Array(Array::Array(vec![Array::U8(vec![1]), Array::F64(vec![2.0])]))),
     ]
 }
 
@@ -147,11 +147,11 @@ fn big_header_is_parsed_with_few_reads() {
             self.0.read_at(offset, buf)
         }
     }
-    let tokens: Vec<Value> = (0..50_000).map(|i| s(&format!("tok{i}"))).collect();
+    let tokens = Array::strings((0..50_000).map(|i| format!("tok{i}")));
     let file = build(vec![kv("tokenizer.ggml.tokens", Value::Array(tokens))], vec![], 32);
     let src = Counting(file, Cell::new(0));
     let f = GgufFile::read(&src).unwrap();
-    assert_eq!(f.get_str_array("tokenizer.ggml.tokens").unwrap()[49_999], "tok49999");
+    assert_eq!(f.get_str_array("tokenizer.ggml.tokens").unwrap().get(49_999), Some("tok49999"));
     assert!(src.1.get() <= src.0.len() / 60_000 + 2, "{} reads", src.1.get());
 }
 
@@ -426,7 +426,6 @@ fn writer_rejects_bad_input() {
     assert!(inv(GgufWriter::new(vec![], vec![], 24)));
     assert!(inv(GgufWriter::new(vec![kv("general.alignment", Value::U32(64))], vec![], 32)));
     assert!(inv(GgufWriter::new(vec![], vec![("t".into(), vec![33], GgmlType::Q8_0)], 32)));
-    assert!(inv(GgufWriter::new(vec![kv("a", Value::Array(vec![Value::U8(1), Value::I8(1)]))], vec![], 32)));
     let mut w = GgufWriter::new(vec![], vec![("t".into(), vec![4], GgmlType::F32)], 32).unwrap();
     let mut out = Vec::new();
     assert!(matches!(w.write_tensor_data(&mut out, &[0; 16]), Err(Error::InvalidArgument(_))));
@@ -482,7 +481,7 @@ fn accessors() {
     assert_eq!(f.get_f32("i16").unwrap(), -30000.0);
     assert!(matches!(f.get_f32("bool_t"), Err(Error::WrongType { .. })));
     assert_eq!(f.get_str("string").unwrap(), "héllo ✓");
-    assert_eq!(f.get_str_array("array_str").unwrap(), ["a", "", "Ġthe"]);
+    assert_eq!(f.get_str_array("array_str").unwrap().iter().collect::<Vec<_>>(), ["a", "", "Ġthe"]);
     assert!(f.get_str_array("array_empty").unwrap().is_empty());
     assert!(matches!(f.get_str_array("array_i32"), Err(Error::WrongType { expected: "array of strings", .. })));
     assert_eq!(f.get_array("array_nested").unwrap().len(), 3);
@@ -645,4 +644,100 @@ fn unsupported_architecture() {
     meta[0].1 = s("gemma2");
     let e = config(meta, llama_tensors(true, false)).unwrap_err();
     assert!(matches!(&e, Error::UnsupportedModel(m) if m.contains("'gemma2'")), "{e:?}");
+}
+
+// ---- hostile shapes (the fuzzing campaign's findings) ---------------------------------------
+
+#[test]
+fn overlapping_tensors_are_corrupt() {
+    let mut v = raw(3, 2, 0);
+    raw_tensor(&mut v, "a", &[16], 0, 0);
+    raw_tensor(&mut v, "b", &[16], 0, 64);
+    assert!(GgufFile::read(&with_data(v, 128)).is_ok());
+    let mut w = raw(3, 2, 0);
+    raw_tensor(&mut w, "a", &[16], 0, 0);
+    raw_tensor(&mut w, "b", &[8], 0, 0);
+    let m = corrupt_msg(&with_data(w, 128));
+    assert!(m.contains("'a' and 'b' overlap") || m.contains("'b' and 'a' overlap"), "{m}");
+}
+
+#[test]
+fn tensor_count_is_bounded_by_what_a_llama_uses() {
+    let n = MAX_TENSORS + 1;
+    let mut v = raw(3, n, 0);
+    for i in 0..n {
+        raw_tensor(&mut v, &format!("t{i}"), &[0], 0, 0);
+    }
+    let m = corrupt_msg(&with_data(v, 0));
+    assert!(m.contains("65537 tensors, more than the 65536"), "{m}");
+}
+
+#[test]
+fn arrays_are_compact_and_the_header_budget_holds() {
+    // 1 MiB of u8: ~1 MiB in memory
+    let big = Value::Array(Array::U8(vec![7; 1 << 20]));
+    let f = GgufFile::read(&build(vec![kv("big", big.clone())], vec![], 32)).unwrap();
+    assert_eq!(f.get("big"), Some(&big));
+    // a count the file could hold but the budget cannot: refused before allocating
+    let n = MAX_HEADER_BYTES / 8 + 1;
+    let mut v = raw(3, 0, 1);
+    raw_str(&mut v, "wide");
+    v.extend_from_slice(&9u32.to_le_bytes());
+    v.extend_from_slice(&10u32.to_le_bytes()); // u64 elements
+    v.extend_from_slice(&n.to_le_bytes());
+    struct Zeros(Vec<u8>, u64);
+    impl ByteSource for Zeros {
+        fn len(&self) -> u64 {
+            self.1
+        }
+        fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+            buf.fill(0);
+            let h = self.0.len() as u64;
+            if offset < h {
+                let k = (h - offset).min(buf.len() as u64) as usize;
+                buf[..k].copy_from_slice(&self.0[offset as usize..offset as usize + k]);
+            }
+            Ok(())
+        }
+    }
+    let len = v.len() as u64 + n * 8;
+    let e = GgufFile::read(&Zeros(v, len)).unwrap_err();
+    assert!(e.to_string().contains("metadata 'wide': array of") && e.to_string().contains("160 MiB"), "{e}");
+}
+
+#[test]
+fn llama_layer_count_is_bounded() {
+    let mut meta = llama_meta();
+    for (k, v) in meta.iter_mut() {
+        if k == "llama.block_count" {
+            *v = Value::U32(MAX_LAYERS as u32 + 1);
+        }
+    }
+    let e = config(meta, llama_tensors(true, false)).unwrap_err();
+    assert!(matches!(&e, Error::UnsupportedModel(m) if m.contains("1025 layers")), "{e}");
+}
+
+#[cfg(unix)]
+#[test]
+fn file_source_refuses_fifos_and_directories() {
+    let dir = std::env::temp_dir();
+    assert!(matches!(FileSource::open(&dir), Err(Error::Io(m)) if m.contains("a directory")));
+    let fifo = dir.join(format!("llama-webgpu-fifo-{}", std::process::id()));
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().map(|s| s.success());
+    if made.unwrap_or(false) {
+        let r = FileSource::open(&fifo);
+        let _ = std::fs::remove_file(&fifo);
+        assert!(matches!(r, Err(Error::Io(m)) if m.contains("FIFO")));
+    }
+}
+
+#[test]
+fn tensor_lookup_uses_the_index() {
+    let f = GgufFile::read(&build(vec![], some_tensors(), 32)).unwrap();
+    assert_eq!(f.tensor_index.len(), 4);
+    assert_eq!(f.tensor("c").map(|t| t.dims.clone()), Some(vec![256, 1, 1, 2]));
+    // a hand-made file without an index still finds its tensors
+    let g = GgufFile { tensors: f.tensors.clone(), ..Default::default() };
+    assert_eq!(g.tensor("d").map(|t| t.n_bytes), Some(10));
+    assert!(g.tensor("nope").is_none());
 }

@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 
-use super::{GgmlType, Value, DEFAULT_ALIGNMENT};
+use super::{Array, GgmlType, Value, DEFAULT_ALIGNMENT};
 use crate::error::{echo, Error, Result};
 
 struct Planned {
@@ -60,7 +60,7 @@ impl GgufWriter {
         for (key, value) in &metadata {
             put_str(&mut h, key);
             h.extend_from_slice(&value.type_id().to_le_bytes());
-            put_value(&mut h, value, key)?;
+            put_value(&mut h, value);
         }
 
         let mut planned = Vec::with_capacity(tensors.len());
@@ -178,7 +178,7 @@ fn put_str(h: &mut Vec<u8>, s: &str) {
 }
 
 /// Payload of `v` (without its type id).
-fn put_value(h: &mut Vec<u8>, v: &Value, key: &str) -> Result<()> {
+fn put_value(h: &mut Vec<u8>, v: &Value) {
     match v {
         Value::U8(x) => h.push(*x),
         Value::I8(x) => h.extend_from_slice(&x.to_le_bytes()),
@@ -189,21 +189,35 @@ fn put_value(h: &mut Vec<u8>, v: &Value, key: &str) -> Result<()> {
         Value::F32(x) => h.extend_from_slice(&x.to_le_bytes()),
         Value::Bool(x) => h.push(u8::from(*x)),
         Value::String(s) => put_str(h, s),
-        Value::Array(a) => {
-            // Empty arrays get element type u8; all elements must share the first one's type.
-            let ty = a.first().map_or(0, Value::type_id);
-            if a.iter().any(|e| e.type_id() != ty) {
-                return Err(invalid(format!("metadata {}: array elements of mixed types", echo(key))));
-            }
-            h.extend_from_slice(&ty.to_le_bytes());
-            h.extend_from_slice(&(a.len() as u64).to_le_bytes());
-            for e in a {
-                put_value(h, e, key)?;
-            }
-        }
+        Value::Array(a) => put_array(h, a),
         Value::U64(x) => h.extend_from_slice(&x.to_le_bytes()),
         Value::I64(x) => h.extend_from_slice(&x.to_le_bytes()),
         Value::F64(x) => h.extend_from_slice(&x.to_le_bytes()),
     }
-    Ok(())
+}
+
+/// Element type, count and elements of `a`.
+fn put_array(h: &mut Vec<u8>, a: &Array) {
+    h.extend_from_slice(&a.elem_type_id().to_le_bytes());
+    h.extend_from_slice(&(a.len() as u64).to_le_bytes());
+    fn all<T: Copy, const N: usize>(h: &mut Vec<u8>, v: &[T], f: impl Fn(T) -> [u8; N]) {
+        for &x in v {
+            h.extend_from_slice(&f(x));
+        }
+    }
+    match a {
+        Array::U8(v) => h.extend_from_slice(v),
+        Array::I8(v) => all(h, v, i8::to_le_bytes),
+        Array::U16(v) => all(h, v, u16::to_le_bytes),
+        Array::I16(v) => all(h, v, i16::to_le_bytes),
+        Array::U32(v) => all(h, v, u32::to_le_bytes),
+        Array::I32(v) => all(h, v, i32::to_le_bytes),
+        Array::F32(v) => all(h, v, f32::to_le_bytes),
+        Array::Bool(v) => all(h, v, |b| [u8::from(b)]),
+        Array::String(v) => v.iter().for_each(|s| put_str(h, s)),
+        Array::Array(v) => v.iter().for_each(|inner| put_array(h, inner)),
+        Array::U64(v) => all(h, v, u64::to_le_bytes),
+        Array::I64(v) => all(h, v, i64::to_le_bytes),
+        Array::F64(v) => all(h, v, f64::to_le_bytes),
+    }
 }

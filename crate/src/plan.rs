@@ -1,0 +1,170 @@
+//! Load planning: the KV-cache context and the prefill chunk from the header's shapes and the
+//! device's binding limit. Pure, checked arithmetic (no GPU, so the fuzz harness runs it): a
+//! hostile header gets a typed error, never a division by zero or an overflow.
+
+use crate::error::{Error, Result};
+use crate::gguf::{ByteSource, GgufFile, LlamaConfig};
+use crate::tokenizer::Tokenizer;
+
+/// Default KV cache capacity cap when the caller asks for none (the model's own context is
+/// often 128K tokens, far more GPU memory than a browser tab should take by default).
+pub const DEFAULT_MAX_CONTEXT: usize = 4096;
+
+/// What a model load will allocate, from its shapes and the binding limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    /// KV cache capacity in tokens (>= 1).
+    pub context: usize,
+    /// Tokens per forward pass (>= 1).
+    pub chunk: usize,
+    /// Bytes per KV cache element (2 for f16, 4 for f32).
+    pub kv_elem: usize,
+    pub q_dim: usize,
+    pub kv_dim: usize,
+    /// Bytes of one layer's K (or V) cache.
+    pub kv_layer_bytes: u64,
+    /// Bytes of the whole KV cache (K and V, every layer).
+    pub kv_bytes: u64,
+}
+
+fn too_small(what: String) -> Error {
+    Error::LimitsTooSmall(what)
+}
+
+fn overflow(what: &str) -> Error {
+    Error::UnsupportedModel(format!("{what} overflows"))
+}
+
+/// Plans context and chunk: what the caller asked (`context`, `prefill_chunk`), bounded so
+/// that every buffer bound to a kernel fits `max_binding` bytes.
+pub fn plan(
+    cfg: &LlamaConfig,
+    max_binding: u64,
+    use_f16: bool,
+    context: Option<usize>,
+    prefill_chunk: usize,
+) -> Result<Plan> {
+    let u = |x: usize| x as u64;
+    let kv_elem: usize = if use_f16 { 2 } else { 4 };
+    let q_dim = cfg.n_head.checked_mul(cfg.head_dim).ok_or_else(|| overflow("head_count × head dimension"))?;
+    let kv_dim = cfg.n_head_kv.checked_mul(cfg.head_dim).ok_or_else(|| overflow("head_count_kv × head dimension"))?;
+
+    // One token's row of every activation (f32) must fit a binding.
+    let rows = [
+        ("embedding", cfg.n_embd),
+        ("query", q_dim),
+        ("key/value", kv_dim),
+        ("feed-forward", cfg.n_ff),
+        ("logits", cfg.n_vocab),
+    ];
+    let mut widest = 1u64;
+    for (what, n) in rows {
+        let bytes = u(n).checked_mul(4).ok_or_else(|| overflow(what))?;
+        if bytes > max_binding {
+            return Err(too_small(format!(
+                "one token's {what} row ({n} floats) needs {bytes} bytes, above the {max_binding}-byte binding limit"
+            )));
+        }
+        widest = widest.max(bytes);
+    }
+
+    // Context: one layer's K cache, and one token's attention scores over it, in a binding.
+    let kv_row = u(kv_dim) * u(kv_elem); // kv_dim * 4 <= max_binding (checked above)
+    let scores_row = u(cfg.n_head).checked_mul(4).ok_or_else(|| overflow("head_count"))?;
+    let fit_kv = max_binding / kv_row.max(1);
+    let fit_scores = max_binding / scores_row.max(1);
+    let max_ctx = usize::try_from(fit_kv.min(fit_scores)).unwrap_or(usize::MAX);
+    let want = context.unwrap_or_else(|| cfg.context_length.min(DEFAULT_MAX_CONTEXT)).max(1);
+    let ctx = want.min(max_ctx);
+    if ctx == 0 {
+        return Err(too_small(format!(
+            "one token of KV cache ({kv_dim} values × {kv_elem} bytes) or of attention scores ({} heads × 4 \
+             bytes) exceeds the {max_binding}-byte binding limit",
+            cfg.n_head
+        )));
+    }
+    if ctx < want && context.is_some() {
+        return Err(too_small(format!(
+            "context {want} needs bindings above the device's {max_binding} bytes; at most {ctx} fits"
+        )));
+    }
+
+    // Chunk: the scores of a chunk (n_head × ctx per token) and each activation in a binding.
+    let scores_per_token = scores_row * u(ctx); // <= max_binding by the choice of ctx
+    let fit = (max_binding / scores_per_token.max(1)).min(max_binding / widest).max(1);
+    let chunk = prefill_chunk.max(1).min(usize::try_from(fit).unwrap_or(usize::MAX));
+
+    let kv_layer_bytes = u(ctx) * kv_row; // <= max_binding
+    let kv_bytes = kv_layer_bytes
+        .checked_mul(2)
+        .and_then(|b| b.checked_mul(u(cfg.n_layer)))
+        .ok_or_else(|| overflow("KV cache size"))?;
+    Ok(Plan { context: ctx, chunk, kv_elem, q_dim, kv_dim, kv_layer_bytes, kv_bytes })
+}
+
+/// What a load decides before it touches the GPU: the header, the tokenizer, the config and
+/// the plan for a device whose bindings hold `max_binding` bytes. The fuzz harness
+/// (`tests/fuzz.rs`) runs this on mutated files; every failure must be a typed error.
+pub fn dry_load(src: &dyn ByteSource, max_binding: u64, use_f16: bool) -> Result<(LlamaConfig, Plan, Tokenizer)> {
+    let file = GgufFile::read(src)?;
+    // both, so that a mutant with a bad config still exercises the tokenizer (and back)
+    let tok = Tokenizer::from_gguf(&file);
+    let cfg = LlamaConfig::from_gguf(&file);
+    let (tok, cfg) = (tok?, cfg?);
+    let plan = plan(&cfg, max_binding, use_f16, None, 64)?;
+    Ok((cfg, plan, tok))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(n_head: usize, n_head_kv: usize, head_dim: usize) -> LlamaConfig {
+        LlamaConfig {
+            architecture: "llama".into(),
+            name: None,
+            n_layer: 2,
+            n_embd: 64,
+            n_ff: 128,
+            n_head,
+            n_head_kv,
+            head_dim,
+            n_vocab: 320,
+            context_length: 2048,
+            rms_eps: 1e-5,
+            rope_base: 1e4,
+            has_rope_freqs: false,
+            tied_embeddings: true,
+        }
+    }
+
+    #[test]
+    fn kv_row_above_the_binding_is_limits_error_not_division_by_zero() {
+        // The fuzzing finding: 8193 KV heads × 32 × 4 bytes = 1,048,704 > 1 MiB.
+        let e = plan(&cfg(8193, 8193, 32), 1 << 20, false, None, 64).unwrap_err();
+        assert!(matches!(&e, Error::LimitsTooSmall(m) if m.contains("1048576")), "{e}");
+        assert!(e.to_string().contains("query row (262176 floats)"), "{e}");
+        // One query row just fits: f16 KV rows of 524,032 bytes leave room for 2 tokens.
+        let p = plan(&cfg(8, 8, 32 * 1024 - 16), 1 << 20, true, None, 64).unwrap();
+        assert_eq!((p.context, p.chunk), (2, 1));
+    }
+
+    #[test]
+    fn usual_shapes_keep_their_context_and_chunk() {
+        let p = plan(&cfg(4, 2, 16), 128 << 20, false, None, 64).unwrap();
+        assert_eq!((p.context, p.chunk, p.kv_dim, p.q_dim), (2048, 64, 32, 64));
+        assert_eq!(p.kv_bytes, 2 * 2 * 2048 * 32 * 4);
+        let p = plan(&cfg(4, 2, 16), 128 << 20, false, Some(usize::MAX), 64);
+        assert!(matches!(p, Err(Error::LimitsTooSmall(_))));
+    }
+
+    #[test]
+    fn overflowing_shapes_are_errors() {
+        let mut c = cfg(4, 2, 16);
+        c.head_dim = usize::MAX / 2;
+        assert!(plan(&c, 1 << 30, false, None, 64).is_err());
+        let mut c = cfg(4, 2, 16);
+        c.n_vocab = 1 << 40;
+        assert!(matches!(plan(&c, 1 << 30, false, None, 64), Err(Error::LimitsTooSmall(_))));
+    }
+}
