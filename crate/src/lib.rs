@@ -2,10 +2,13 @@
 //!
 //! Data flow: a [`gguf::ByteSource`] (file, HTTP ranges, Blob) → [`gguf::GgufFile`] (header
 //! only) → [`model::LlamaModel`] (weights streamed into GPU buffers) → [`session::Session`]
-//! (KV cache, sampling, chat) → text.
+//! (KV cache, sampling, chat) → text. Machines without a real GPU run the same model on the
+//! CPU instead ([`cpu::CpuModel`], picked by [`backend`]).
 
+pub mod backend;
 pub mod bench;
 pub mod chat;
+pub mod cpu;
 pub mod error;
 pub mod gguf;
 pub mod gpu;

@@ -1,9 +1,11 @@
 //! `llama-webgpu` command line: the same engine as the browser package, natively on wgpu.
 
+use llama_webgpu::backend::{self, Backend, Choice, Model};
 use llama_webgpu::chat::{self, ChatTemplate, Message};
+use llama_webgpu::cpu::CpuOptions;
 use llama_webgpu::gguf::{FileSource, GgufFile, Value};
-use llama_webgpu::gpu::{Gpu, GpuOptions, Precision};
-use llama_webgpu::model::{LlamaModel, LoadOptions};
+use llama_webgpu::gpu::{GpuOptions, Precision};
+use llama_webgpu::model::LoadOptions;
 use llama_webgpu::sampler::SamplerConfig;
 use llama_webgpu::session::{ContextPolicy, GenerateOptions, Session};
 use llama_webgpu::tokenizer::Tokenizer;
@@ -73,7 +75,9 @@ const USAGE: &str = "usage:
   llama-webgpu quantize --type q4_k_m|q5_k_m|q6_k|q8_0|q4_0 IN.gguf OUT.gguf
   llama-webgpu synth    --shape llama3-8b|llama3.2-1b|llama3.2-3b --type q4_k_m --out FILE [--seed S]
 common options: --precision auto|f32|f16 (default auto), --max-binding-size BYTES,
-                --context N (KV cache tokens)
+                --context N (KV cache tokens),
+                --backend auto|gpu|cpu (default auto: the CPU when the only adapter is a CPU one),
+                --threads N (CPU backend; default all cores)
 generate is greedy unless --temperature > 0.";
 
 /// `--key value` pairs and bare `--flag`s.
@@ -150,10 +154,14 @@ fn open(path: &str) -> Result<(FileSource, GgufFile)> {
     Ok((src, file))
 }
 
-fn load(args: &Args) -> Result<(LlamaModel, GgufFile)> {
+fn load(args: &Args) -> Result<(Model, GgufFile, Choice)> {
     let (src, file) = open(args.req("--model")?)?;
-    let model = LlamaModel::load_blocking(&src, &file, &args.load_options()?, |_| {})?;
-    Ok((model, file))
+    let asked: Backend = args.get("--backend").unwrap_or("auto").parse()?;
+    let probe = if asked == Backend::Auto { pollster::block_on(backend::probe_adapter()) } else { None };
+    let choice = backend::choose(asked, probe.as_ref());
+    let cpu = CpuOptions { threads: args.num("--threads")?.unwrap_or(0), ..Default::default() };
+    let model = pollster::block_on(Model::load(&src, &file, &choice, &args.load_options()?, &cpu, |_| {}))?;
+    Ok((model, file, choice))
 }
 
 /// Float32 `.npy` (format 1.0) of shape `shape`.
@@ -177,9 +185,9 @@ fn write_npy(path: &str, shape: &[usize], data: &[f32]) -> Result<()> {
 fn cmd_logits(args: &Args) -> Result<()> {
     let tokens = args.tokens()?.ok_or_else(|| Error::InvalidArgument("missing --tokens".into()))?;
     let out = args.req("--out")?;
-    let (mut model, _) = load(args)?;
+    let (mut model, _, _) = load(args)?;
     let logits = model.forward_blocking(&tokens, 0, true)?;
-    write_npy(out, &[tokens.len(), model.cfg.n_vocab], &logits)
+    write_npy(out, &[tokens.len(), model.cfg().n_vocab], &logits)
 }
 
 fn add_bos(file: &GgufFile) -> bool {
@@ -187,7 +195,7 @@ fn add_bos(file: &GgufFile) -> bool {
 }
 
 fn cmd_generate(args: &Args) -> Result<()> {
-    let (mut model, file) = load(args)?;
+    let (mut model, file, _) = load(args)?;
     let tok = Tokenizer::from_gguf(&file)?;
     let prompt = match (args.tokens()?, args.get("--prompt")) {
         (Some(t), None) => t,
@@ -262,9 +270,8 @@ fn cmd_tokenize(args: &Args) -> Result<()> {
 }
 
 fn cmd_info(args: &Args) -> Result<()> {
-    let (model, file) = load(args)?;
-    let c = &model.cfg;
-    let g: &Gpu = &model.gpu;
+    let (model, file, choice) = load(args)?;
+    let c = model.cfg();
     println!("file:           {} (GGUF v{}, {} tensors)", args.req("--model")?, file.version, file.tensors.len());
     println!("architecture:   {}  name: {}", c.architecture, c.name.as_deref().unwrap_or("-"));
     println!(
@@ -275,8 +282,24 @@ fn cmd_info(args: &Args) -> Result<()> {
         "rope:           base {}, rope_freqs {}, tied embeddings {}, rms eps {}, trained context {}",
         c.rope_base, c.has_rope_freqs, c.tied_embeddings, c.rms_eps, c.context_length
     );
-    let types: Vec<String> = model.tensor_types.iter().map(|(t, n)| format!("{t}×{n}")).collect();
+    let types: Vec<String> = model.tensor_types().iter().map(|(t, n)| format!("{t}×{n}")).collect();
     println!("weight types:   {}", types.join(", "));
+    println!("backend:        {} ({}) on {}", choice.backend, choice.reason, model.device());
+    let m = match &model {
+        Model::Gpu(m) => m,
+        Model::Cpu(m) => {
+            println!(
+                "memory:         weights {:.1} MiB, KV cache {:.1} MiB ({} tokens, f32), prefill chunk {} tokens",
+                mib(m.weight_bytes),
+                mib(m.kv_bytes),
+                m.context,
+                m.chunk
+            );
+            println!("host memory:    peak Rust heap {:.1} MiB", mib(HEAP_PEAK.load(Relaxed) as u64));
+            return Ok(());
+        }
+    };
+    let g = &m.gpu;
     println!(
         "adapter:        {} ({}, {}, {})",
         g.adapter.name, g.adapter.backend, g.adapter.device_type, g.adapter.driver
@@ -293,17 +316,13 @@ fn cmd_info(args: &Args) -> Result<()> {
     println!("binding cap:    {} bytes", g.max_binding);
     println!(
         "memory:         weights {:.1} MiB, KV cache {:.1} MiB ({} tokens, {}), total GPU {:.1} MiB",
-        mib(model.weight_bytes),
-        mib(model.kv_bytes),
-        model.context,
+        mib(m.weight_bytes),
+        mib(m.kv_bytes),
+        m.context,
         if g.use_f16 { "f16" } else { "f32" },
-        mib(model.gpu_bytes)
+        mib(m.gpu_bytes)
     );
-    println!(
-        "dispatches:     {} per decoded token, prefill chunk {} tokens",
-        model.dispatches_per_token(),
-        model.chunk
-    );
+    println!("dispatches:     {} per decoded token, prefill chunk {} tokens", m.dispatches_per_token(), m.chunk);
     println!(
         "host memory:    peak Rust heap {:.1} MiB; peak process RSS {:.1} MiB (includes a CPU driver's copy of GPU buffers)",
         mib(HEAP_PEAK.load(Relaxed) as u64),
@@ -315,7 +334,7 @@ fn cmd_info(args: &Args) -> Result<()> {
 /// Prefill and decode speed, bytes read per token, and the bandwidth roofline.
 fn cmd_bench(args: &Args) -> Result<()> {
     let t_load = web_time::Instant::now();
-    let (mut model, _) = load(args)?;
+    let (mut model, _, choice) = load(args)?;
     let load_s = t_load.elapsed().as_secs_f64();
     let n_prompt: usize = args.num("--prompt-tokens")?.unwrap_or(512);
     let n_gen: usize = args.num("--gen-tokens")?.unwrap_or(128);
@@ -326,6 +345,7 @@ fn cmd_bench(args: &Args) -> Result<()> {
     let mut j = serde_json::to_value(&r).map_err(|e| Error::InvalidArgument(e.to_string()))?;
     let extra = serde_json::json!({
         "model": args.req("--model")?,
+        "backend_choice": choice,
         "load_s": load_s,
         "host_heap_peak_bytes": HEAP_PEAK.load(Relaxed),
         "process_peak_rss_bytes": peak_rss(),
@@ -352,7 +372,7 @@ fn cmd_bench(args: &Args) -> Result<()> {
         }
         println!(
             "GPU memory {:.1} MiB; host: peak Rust heap {:.1} MiB, peak process RSS {:.1} MiB",
-            mib(model.gpu_bytes),
+            mib(r.gpu_memory_bytes),
             mib(HEAP_PEAK.load(Relaxed) as u64),
             mib(peak_rss().unwrap_or(0))
         );
