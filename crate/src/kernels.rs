@@ -7,9 +7,9 @@
 use crate::error::{Error, Result};
 use crate::gguf::{AsyncByteSource, GgmlType};
 use crate::gpu::{Binding, BufSlice, Gpu};
+use crate::quant;
 use std::sync::Arc;
 
-pub mod kquant;
 pub mod reference;
 
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
@@ -144,7 +144,7 @@ pub fn gpu_format(ty: GgmlType) -> Option<GpuFormat> {
         GgmlType::Q8_0 => f(2, 1, "load_block_q8_0"),
         GgmlType::Q4_0 => f(1, 1, "load_block_q4_0"),
         GgmlType::Q4_1 => f(1, 2, "load_block_q4_1"),
-        // K-quants are unpacked into 32-value sub-blocks with f32 scale/min (see kquant.rs)
+        // K-quants are unpacked into 32-value sub-blocks with f32 scale/min (see quant::blocks::kblock)
         GgmlType::Q4K => f(1, 4, "load_block_q4_k"),
         GgmlType::Q5K => f(1, 6, "load_block_q5_k"),
         GgmlType::Q6K => f(2, 4, "load_block_q6_k"),
@@ -202,8 +202,10 @@ pub fn repack(ty: GgmlType, cols: u64, raw: &[u8], qs: &mut Vec<u8>, sc: &mut Ve
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => qs.extend_from_slice(row),
             GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K => {
                 for block in row.chunks_exact(ty.type_size() as usize) {
-                    for sb in kquant::sub_blocks(ty, block).into_iter().flatten() {
-                        repack_sub_block(ty, &sb, qs, sc);
+                    if let Some(k) = quant::blocks::kblock(ty, block) {
+                        for s in 0..8 {
+                            repack_sub_block(ty, &k, s, qs, sc);
+                        }
                     }
                 }
             }
@@ -222,19 +224,19 @@ pub fn repack(ty: GgmlType, cols: u64, raw: &[u8], qs: &mut Vec<u8>, sc: &mut Ve
 }
 
 /// One K-quant sub-block in the GPU layout (the formats load_block_q*_k in quant.wgsl read).
-fn repack_sub_block(ty: GgmlType, sb: &kquant::SubBlock, qs: &mut Vec<u8>, sc: &mut Vec<u8>) {
-    let q = sb.q.map(|v| v as u8);
+fn repack_sub_block(ty: GgmlType, k: &quant::blocks::KBlock, s: usize, qs: &mut Vec<u8>, sc: &mut Vec<u8>) {
+    let q: [u8; 32] = std::array::from_fn(|l| k.q[32 * s + l] as u8);
     match ty {
         GgmlType::Q6K => {
             qs.extend_from_slice(&q); // signed bytes, like Q8_0
-            sc.extend(sb.scale[0].to_le_bytes());
-            sc.extend(sb.scale[1].to_le_bytes());
+            sc.extend(k.scale[2 * s].to_le_bytes());
+            sc.extend(k.scale[2 * s + 1].to_le_bytes());
         }
         _ => {
             // low nibbles in Q4_0's order: byte i holds values i and i + 16
             qs.extend((0..16).map(|i| (q[i] & 15) | (q[i + 16] & 15) << 4));
-            sc.extend(sb.scale[0].to_le_bytes());
-            sc.extend(sb.min.to_le_bytes());
+            sc.extend(k.scale[2 * s].to_le_bytes());
+            sc.extend(k.min[s].to_le_bytes());
             if ty == GgmlType::Q5K {
                 let qh = (0..32).fold(0u32, |h, i| h | ((q[i] as u32 >> 4) & 1) << i);
                 sc.extend(qh.to_le_bytes());

@@ -14,6 +14,7 @@ pub mod gguf;
 pub mod gpu;
 pub mod kernels;
 pub mod model;
+pub mod quant;
 pub mod quantize;
 pub mod sampler;
 pub mod session;

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::gguf::{AsyncByteSource, GgmlType, GgufFile, LlamaConfig, TensorInfo};
 use crate::gpu::{Gpu, GpuOptions};
 use crate::kernels::{self, reference, AttnShape, Dispatch, GpuWeight, MatmulOpts, Step};
+use crate::quant;
 
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -130,7 +131,7 @@ async fn read_f32<S: AsyncByteSource + ?Sized>(src: &S, t: &TensorInfo) -> Resul
     let mut raw = vec![0u8; t.n_bytes as usize];
     src.fetch(t.offset, &mut raw).await?;
     match t.ty {
-        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => reference::dequantize(t.ty, &raw),
+        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => quant::dequantize(t.ty, &raw),
         _ => Err(Error::UnsupportedType {
             tensor: t.name.clone(),
             ty: t.ty.id(),

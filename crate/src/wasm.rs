@@ -185,27 +185,8 @@ struct Info {
 
 /// `general.file_type` as llama.cpp names it, else the most common tensor type.
 fn quantization(file: &GgufFile, model: &Model) -> String {
-    let names = [
-        (0, "F32"),
-        (1, "F16"),
-        (2, "Q4_0"),
-        (3, "Q4_1"),
-        (7, "Q8_0"),
-        (8, "Q5_0"),
-        (9, "Q5_1"),
-        (10, "Q2_K"),
-        (11, "Q3_K_S"),
-        (12, "Q3_K_M"),
-        (13, "Q3_K_L"),
-        (14, "Q4_K_S"),
-        (15, "Q4_K_M"),
-        (16, "Q5_K_S"),
-        (17, "Q5_K_M"),
-        (18, "Q6_K"),
-        (32, "BF16"),
-    ];
     let ft = file.get("general.file_type").and_then(Value::as_u64);
-    if let Some((_, n)) = ft.and_then(|ft| names.iter().find(|(id, _)| *id == ft)) {
+    if let Some(n) = ft.and_then(crate::quant::ftype::file_type_name) {
         return n.to_string();
     }
     model.tensor_types().iter().max_by_key(|(_, n)| *n).map(|(t, _)| t.clone()).unwrap_or_default()

@@ -5,6 +5,7 @@
 use llama_webgpu::gguf::GgmlType;
 use llama_webgpu::gpu::{Gpu, GpuOptions, Precision};
 use llama_webgpu::kernels::{self, reference as cpu, AttnShape, GpuWeight, MatmulOpts, Step};
+use llama_webgpu::quant;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 fn gpus() -> Vec<Gpu> {
@@ -58,8 +59,8 @@ const TYPES: [GgmlType; 6] =
 /// Uploads random weights of `ty`; returns them with their dequantized values.
 fn weight(gpu: &Gpu, rng: &mut StdRng, ty: GgmlType, rows: usize, cols: usize) -> (GpuWeight, Vec<f32>) {
     let w = rand_vec(rng, rows * cols, 1.0);
-    let raw = cpu::quantize(ty, &w).unwrap();
-    let deq = cpu::dequantize(ty, &raw).unwrap();
+    let raw = quant::quantize(ty, &w).unwrap();
+    let deq = quant::dequantize(ty, &raw).unwrap();
     let gw =
         pollster::block_on(GpuWeight::upload(gpu, "w", ty, rows as u64, cols as u64, &raw, 0, 4096, |_| {})).unwrap();
     (gw, deq)
@@ -341,7 +342,7 @@ fn kquants_match_gguf_package() {
     for (name, ty) in [("q4_k", GgmlType::Q4K), ("q5_k", GgmlType::Q5K), ("q6_k", GgmlType::Q6K)] {
         let raw = std::fs::read(dir.join(format!("kquant-{name}.bin"))).unwrap();
         let (_, want) = common::read_npy(&dir.join(format!("kquant-{name}.npy")));
-        let ours = cpu::dequantize(ty, &raw).unwrap();
+        let ours = quant::dequantize(ty, &raw).unwrap();
         assert_eq!(ours, want, "{name}: CPU unpacking differs from gguf.quants.dequantize");
         // 8 rows (not a multiple of 4 rows/workgroup) of 768 = 24 blocks (not a multiple of 16 lanes)
         let (rows, cols, n) = (8usize, 768usize, 5usize);

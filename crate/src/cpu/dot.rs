@@ -8,12 +8,12 @@
 //! check for the others), x86 AVX2+FMA+F16C (picked at run time) and wasm `simd128`.
 
 use crate::gguf::GgmlType;
-use half::{bf16, f16};
+use crate::quant::blocks::{f16_at, scale_min_k4};
 
 /// Formats with a fused dot product here.
 pub fn supported(ty: GgmlType) -> bool {
     use GgmlType::*;
-    matches!(ty, F32 | F16 | BF16 | Q8_0 | Q4_0 | Q4_1 | Q4K | Q5K | Q6K)
+    matches!(ty, F32 | F16 | BF16 | Q8_0 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q4K | Q5K | Q6K)
 }
 
 /// Which instruction set runs the kernels (decided once per process).
@@ -86,20 +86,6 @@ pub fn dot_f32(simd: Simd, a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
-fn f16_at(b: &[u8], i: usize) -> f32 {
-    f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
-}
-
-/// ggml's `get_scale_min_k4`: 6-bit scale and min of sub-block `j` from the 12 packed bytes.
-fn scale_min_k4(j: usize, s: &[u8]) -> (f32, f32) {
-    let (c, m) = if j < 4 {
-        (s[j] & 63, s[j + 4] & 63)
-    } else {
-        ((s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4), (s[j + 4] >> 4) | ((s[j] >> 6) << 4))
-    };
-    (c as f32, m as f32)
-}
-
 /// Scales and mins of the 8 sub-blocks of a Q4_K/Q5_K super-block (`d·sc`, `dmin·m`).
 fn k4_scales(b: &[u8]) -> ([f32; 8], [f32; 8]) {
     let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
@@ -107,52 +93,17 @@ fn k4_scales(b: &[u8]) -> ([f32; 8], [f32; 8]) {
     let mut mn = [0f32; 8];
     for j in 0..8 {
         let (c, m) = scale_min_k4(j, &b[4..16]);
-        sc[j] = d * c;
-        mn[j] = dmin * m;
+        sc[j] = d * c as f32;
+        mn[j] = dmin * m as f32;
     }
     (sc, mn)
 }
 
-/// Decodes one row of `ty` into `out` (the values ggml's dequantizer gives), for the
-/// prefill path that reuses a decoded row across many tokens.
+/// Decodes one row of `ty` into `out` with the formats' one CPU decode
+/// ([`crate::quant::dequantize_row`]); a row of the wrong size decodes to zeros.
 pub fn decode_row(ty: GgmlType, row: &[u8], out: &mut [f32]) {
-    use GgmlType::*;
-    let bs = ty.block_size() as usize;
-    let ts = ty.type_size() as usize;
-    for (b, o) in row.chunks_exact(ts).zip(out.chunks_exact_mut(bs)) {
-        match ty {
-            F32 => o[0] = f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-            F16 => o[0] = f16_at(b, 0),
-            BF16 => o[0] = bf16::from_le_bytes([b[0], b[1]]).to_f32(),
-            Q8_0 => {
-                let d = f16_at(b, 0);
-                for (v, &q) in o.iter_mut().zip(&b[2..34]) {
-                    *v = d * q as i8 as f32;
-                }
-            }
-            Q4_0 => {
-                let d = f16_at(b, 0);
-                for j in 0..16 {
-                    o[j] = d * ((b[2 + j] & 15) as f32 - 8.0);
-                    o[j + 16] = d * ((b[2 + j] >> 4) as f32 - 8.0);
-                }
-            }
-            Q4_1 => {
-                let (d, m) = (f16_at(b, 0), f16_at(b, 2));
-                for j in 0..16 {
-                    o[j] = d * (b[4 + j] & 15) as f32 + m;
-                    o[j + 16] = d * (b[4 + j] >> 4) as f32 + m;
-                }
-            }
-            Q4K | Q5K | Q6K => {
-                if let Some(sbs) = crate::kernels::kquant::sub_blocks(ty, b) {
-                    for (sb, o) in sbs.iter().zip(o.chunks_exact_mut(32)) {
-                        o.copy_from_slice(&crate::kernels::kquant::values(sb));
-                    }
-                }
-            }
-            _ => o.fill(0.0),
-        }
+    if crate::quant::dequantize_row(ty, row, out).is_err() {
+        out.fill(0.0);
     }
 }
 
@@ -342,6 +293,37 @@ mod avx2 {
         }
     }
 
+    /// Q5_0: `d·(q − 16)`; Q5_1: `d·q + m`. The fifth bit of value j is bit j of the u32 `qh`:
+    /// each byte picks its qh byte (shuffle) and tests its bit.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q5<const Q51: bool>(w: *const u8, x: *const f32, nb: usize) -> f32 {
+        let (ts, qh_at, qs_at) = if Q51 { (24, 4, 8) } else { (22, 2, 6) };
+        let m4 = _mm_set1_epi8(0xF);
+        let off = _mm_set1_epi8(if Q51 { 0 } else { 16 });
+        let sixteen = _mm_set1_epi8(16);
+        let sel_lo = _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+        let sel_hi = _mm_setr_epi8(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+        let bits = _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+        let mut acc = [[_mm256_setzero_ps(); 2]; 2];
+        unsafe {
+            for b in 0..nb {
+                let (p, xb) = (w.add(ts * b), x.add(32 * b));
+                let qh = _mm_cvtsi32_si128((p.add(qh_at) as *const i32).read_unaligned());
+                let fifth =
+                    |sel| _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(_mm_shuffle_epi8(qh, sel), bits), bits), sixteen);
+                let v = load16(p.add(qs_at));
+                let lo = _mm_sub_epi8(_mm_or_si128(_mm_and_si128(v, m4), fifth(sel_lo)), off);
+                let hi = _mm_sub_epi8(_mm_or_si128(_mm_and_si128(_mm_srli_epi16(v, 4), m4), fifth(sel_hi)), off);
+                let d = _mm256_set1_ps(half(p));
+                let negm = if Q51 { _mm256_set1_ps(-half(p.add(2))) } else { _mm256_setzero_ps() };
+                fma16::<Q51>(lo, d, negm, xb, &mut acc[0]);
+                fma16::<Q51>(hi, d, negm, xb.add(16), &mut acc[1]);
+            }
+            sum4(&acc)
+        }
+    }
+
     /// Q4_K (`Q5 = false`) and Q5_K super-blocks: `d·sc · q − dmin·m` per 32-value sub-block.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -440,6 +422,8 @@ mod avx2 {
                     Q8_0 => q8_0(p, xp, nb),
                     Q4_0 => q4::<false>(p, xp, nb),
                     Q4_1 => q4::<true>(p, xp, nb),
+                    Q5_0 => q5::<false>(p, xp, nb),
+                    Q5_1 => q5::<true>(p, xp, nb),
                     Q4K => q45_k::<false>(row, xp, nb),
                     Q5K => q45_k::<true>(row, xp, nb),
                     Q6K => q6_k(p, xp, nb),
@@ -570,6 +554,34 @@ mod wasm {
 
     #[inline]
     #[target_feature(enable = "simd128")]
+    unsafe fn q5<const Q51: bool>(w: *const u8, x: *const f32, nb: usize) -> f32 {
+        let (ts, qh_at, qs_at) = if Q51 { (24, 4, 8) } else { (22, 2, 6) };
+        let m4 = u8x16_splat(0xF);
+        let off = u8x16_splat(if Q51 { 0 } else { 16 });
+        let sixteen = u8x16_splat(16);
+        let sel_lo = u8x16(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+        let sel_hi = u8x16(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+        let bits = u8x16(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
+        let mut acc = [[f32x4_splat(0.0); 2]; 2];
+        unsafe {
+            for b in 0..nb {
+                let (p, xb) = (w.add(ts * b), x.add(32 * b));
+                let qh = u32x4_splat((p.add(qh_at) as *const u32).read_unaligned());
+                let fifth = |sel| v128_and(i8x16_eq(v128_and(i8x16_swizzle(qh, sel), bits), bits), sixteen);
+                let v = load16(p.add(qs_at));
+                let lo = i8x16_sub(v128_or(v128_and(v, m4), fifth(sel_lo)), off);
+                let hi = i8x16_sub(v128_or(u8x16_shr(v, 4), fifth(sel_hi)), off);
+                let d = f32x4_splat(half(p));
+                let negm = if Q51 { f32x4_splat(-half(p.add(2))) } else { f32x4_splat(0.0) };
+                fma16::<Q51>(lo, d, negm, xb, &mut acc[0]);
+                fma16::<Q51>(hi, d, negm, xb.add(16), &mut acc[1]);
+            }
+        }
+        sum4(&acc)
+    }
+
+    #[inline]
+    #[target_feature(enable = "simd128")]
     unsafe fn q45_k<const Q5: bool>(w: &[u8], x: *const f32, nb: usize) -> f32 {
         let (ts, qoff) = if Q5 { (176, 48) } else { (144, 16) };
         let m4 = u8x16_splat(0xF);
@@ -658,6 +670,8 @@ mod wasm {
                     Q8_0 => q8_0(p, xp, nb),
                     Q4_0 => q4::<false>(p, xp, nb),
                     Q4_1 => q4::<true>(p, xp, nb),
+                    Q5_0 => q5::<false>(p, xp, nb),
+                    Q5_1 => q5::<true>(p, xp, nb),
                     Q4K => q45_k::<false>(row, xp, nb),
                     Q5K => q45_k::<true>(row, xp, nb),
                     Q6K => q6_k(p, xp, nb),
@@ -674,7 +688,7 @@ mod tests {
 
     /// The formats' values from the reference decoder, dotted in f64.
     fn reference_dot(ty: GgmlType, row: &[u8], x: &[f32]) -> f64 {
-        let w = crate::kernels::reference::dequantize(ty, row).unwrap();
+        let w = crate::quant::dequantize(ty, row).unwrap();
         w.iter().zip(x).map(|(a, b)| *a as f64 * *b as f64).sum()
     }
 
@@ -713,7 +727,7 @@ mod tests {
                 for (r, &got) in out.iter().enumerate() {
                     let row = &w[r * rb..][..rb];
                     let want = reference_dot(ty, row, &x);
-                    let scale: f64 = crate::kernels::reference::dequantize(ty, row)
+                    let scale: f64 = crate::quant::dequantize(ty, row)
                         .unwrap()
                         .iter()
                         .zip(&x)
@@ -730,7 +744,7 @@ mod tests {
                 // decode_row gives the reference values exactly
                 let mut dec = vec![0f32; cols];
                 decode_row(ty, &w[..rb], &mut dec);
-                assert_eq!(dec, crate::kernels::reference::dequantize(ty, &w[..rb]).unwrap(), "{}", ty.name());
+                assert_eq!(dec, crate::quant::dequantize(ty, &w[..rb]).unwrap(), "{}", ty.name());
             }
         }
     }

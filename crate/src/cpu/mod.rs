@@ -370,7 +370,7 @@ async fn read_f32<S: AsyncByteSource + ?Sized>(src: &S, t: &TensorInfo) -> Resul
     }
     let mut raw = vec![0u8; t.n_bytes as usize];
     src.fetch(t.offset, &mut raw).await?;
-    reference::dequantize(t.ty, &raw)
+    crate::quant::dequantize(t.ty, &raw)
 }
 
 /// `out = x / rms(x) · g` per row (the mean of squares in f64: it is cheap and exact).
