@@ -393,13 +393,19 @@ test("demo page: ?model= load, streamed chat, stop, cache on reload, local file,
       assert.match(text, /not a valid GGUF/);
       await page.screenshot({ path: join(SHOTS, "demo-error.png") });
 
-      // A browser without WebGPU: told what to do before anything is downloaded.
+      // A browser without WebGPU at all: the model runs on the CPU backend, and chats.
       const p2 = await b.context.newPage();
       await p2.addInitScript(() => Object.defineProperty(Navigator.prototype, "gpu", { get: () => undefined }));
-      fixtures.resetStats();
       await p2.goto(`${demo.url}?model=${encodeURIComponent(modelUrl)}`);
-      assert.match(await waitError(p2), /WebGPU is not available[\s\S]*enable-unsafe-webgpu/);
-      assert.equal(fixtures.stats.bytes[ggufPath] ?? 0, 0);
+      assert.equal(await p2.evaluate(() => navigator.gpu), undefined);
+      await waitReady(p2);
+      assert.match(await p2.textContent("#model-info"), /Backend\s*CPU \(auto: no WebGPU adapter\)/);
+      await p2.fill("#max-tokens", "8");
+      await send(p2, "Hello");
+      await waitIdle(p2);
+      const reply = await lastAssistant(p2);
+      assert.ok(reply && reply.text.length > 0, "the CPU backend produced a reply");
+      await p2.screenshot({ path: join(SHOTS, "demo-cpu-no-webgpu.png") });
       await p2.close();
     });
   } catch (e) {
