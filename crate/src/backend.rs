@@ -116,6 +116,8 @@ pub async fn probe_adapter() -> Option<AdapterProbe> {
 }
 
 /// A loaded model on one of the two executors.
+// one per engine, never moved in a loop: the size difference does not matter
+#[allow(clippy::large_enum_variant)]
 pub enum Model {
     Gpu(LlamaModel),
     Cpu(CpuModel),

@@ -326,6 +326,7 @@ mod avx2 {
 
     /// Q4_K (`Q5 = false`) and Q5_K super-blocks: `d·sc · q − dmin·m` per 32-value sub-block.
     #[inline]
+    #[allow(clippy::needless_range_loop)] // the loop index picks the nibble and the accumulator
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn q45_k<const Q5: bool>(w: &[u8], x: *const f32, nb: usize) -> f32 {
         let (ts, qoff) = if Q5 { (176, 48) } else { (144, 16) };
@@ -370,6 +371,7 @@ mod avx2 {
 
     /// Q6_K: `d·sc · (q − 32)`, a scale per 16 values.
     #[inline]
+    #[allow(clippy::needless_range_loop)] // the loop index is a byte offset and the accumulator
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn q6_k(w: *const u8, x: *const f32, nb: usize) -> f32 {
         let m4 = _mm_set1_epi8(0xF);
@@ -581,6 +583,7 @@ mod wasm {
     }
 
     #[inline]
+    #[allow(clippy::needless_range_loop)]
     #[target_feature(enable = "simd128")]
     unsafe fn q45_k<const Q5: bool>(w: &[u8], x: *const f32, nb: usize) -> f32 {
         let (ts, qoff) = if Q5 { (176, 48) } else { (144, 16) };
@@ -617,6 +620,7 @@ mod wasm {
     }
 
     #[inline]
+    #[allow(clippy::needless_range_loop)]
     #[target_feature(enable = "simd128")]
     unsafe fn q6_k(w: *const u8, x: *const f32, nb: usize) -> f32 {
         let m4 = u8x16_splat(0xF);
