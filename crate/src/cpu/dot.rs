@@ -27,8 +27,13 @@ pub enum Simd {
 }
 
 impl Simd {
-    /// The best the machine has.
+    /// The best the machine has (natively, `LLAMA_WEBGPU_CPU_SIMD=scalar` forces the portable
+    /// kernels, to measure what SIMD buys).
     pub fn detect() -> Simd {
+        #[cfg(not(target_arch = "wasm32"))]
+        if std::env::var("LLAMA_WEBGPU_CPU_SIMD").is_ok_and(|v| v == "scalar") {
+            return Simd::Scalar;
+        }
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
             return Simd::Avx2;
