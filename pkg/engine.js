@@ -52,7 +52,9 @@ export class EngineHost {
     const signal = opts.signal;
     const backend = opts.backend ?? "auto";
     // "auto" looks at the adapter (none, or a software one: the CPU backend is faster there)
-    const adapter = backend === "cpu" ? null : backend === "webgpu" ? await checkWebGPU() : await checkWebGPU().catch(() => null);
+    const adapter =
+      backend === "cpu" || (backend === "auto" && opts.noWebGPU) ? null
+        : backend === "webgpu" ? await checkWebGPU() : await checkWebGPU().catch(() => null);
     const onCpu = backend === "cpu" || (backend === "auto" && (!adapter || adapter.fallback));
     if (signal?.aborted) throw new AbortError();
     const chunkBytes = opts.chunkBytes ?? 8 << 20;

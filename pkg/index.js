@@ -163,6 +163,8 @@ export async function loadModel(source, options = {}) {
     );
   }
   const { onProgress, useWorker = true, ...rest } = options;
+  // a page without WebGPU: the worker is told, it may still see navigator.gpu of its own
+  if (!globalThis.navigator?.gpu) rest.noWebGPU = true;
   const useW = useWorker && typeof Worker !== "undefined";
   const emit = monotonic(onProgress);
   const backend = await (useW ? WorkerBackend : LocalBackend).load(src, rest, emit);

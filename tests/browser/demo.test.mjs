@@ -216,7 +216,8 @@ test("demo page: ?model= load, streamed chat, stop, cache on reload, local file,
   try {
     await t.test("?model=URL loads the model from another origin", async () => {
       const t0 = Date.now();
-      await page.goto(`${demo.url}?model=${encodeURIComponent(modelUrl)}`);
+      // WebGPU (SwiftShader) on purpose: the CPU backend answers the tiny model too fast to press Stop
+      await page.goto(`${demo.url}?backend=webgpu&model=${encodeURIComponent(modelUrl)}`);
       await waitReady(page);
       t.diagnostic(`first load: ${Date.now() - t0} ms; status: ${await statusText(page)}`);
       assert.ok((fixtures.stats.bytes[ggufPath] ?? 0) > 0, "the model came from the fixture server");
@@ -380,12 +381,12 @@ test("demo page: ?model= load, streamed chat, stop, cache on reload, local file,
     });
 
     await t.test("typed errors get clear messages: 404, CORS, not a GGUF", async () => {
-      await page.goto(`${demo.url}?model=${encodeURIComponent(fixtures.origin + "/missing.gguf")}`);
+      await page.goto(`${demo.url}?backend=webgpu&model=${encodeURIComponent(fixtures.origin + "/missing.gguf")}`);
       assert.match(await waitError(page), /HTTP 404/);
       assert.match(await statusText(page), /Could not load/);
       assert.equal(await page.isDisabled('[data-testid="send"]'), true);
 
-      await page.goto(`${demo.url}?model=${encodeURIComponent(noCors.origin + ggufPath)}`);
+      await page.goto(`${demo.url}?backend=webgpu&model=${encodeURIComponent(noCors.origin + ggufPath)}`);
       assert.match(await waitError(page), /Could not download the model[\s\S]*CORS/);
 
       await page.setInputFiles('[data-testid="file-input"]', join(FIXTURES, "tiny.json"));
