@@ -20,6 +20,32 @@ pub struct BenchResult {
     pub decode_bytes_per_s: f64,
     pub dispatches_per_token: usize,
     pub gpu_memory_bytes: u64,
+    /// Device-to-device copy rate (bytes read + written per second) of a buffer the size of
+    /// the largest weight part: the bandwidth a decode could at best use.
+    pub copy_bytes_per_s: f64,
+    /// `copy_bytes_per_s / 2 / weight_bytes_per_token`: the bandwidth roofline of decode
+    /// (a copy moves each byte twice, a matmul reads it once).
+    pub copy_roofline_tokens_per_s: f64,
+}
+
+/// Times `reps` copies of a `bytes`-sized buffer into another on the GPU.
+pub async fn copy_bandwidth(gpu: &crate::gpu::Gpu, bytes: u64, reps: u32) -> Result<f64> {
+    let bytes = bytes.clamp(1 << 20, gpu.limits.max_buffer_size.min(1 << 30)) & !3;
+    let a = gpu.storage("copy a", bytes)?;
+    let b = gpu.storage("copy b", bytes)?;
+    let copy = |n: u32| {
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        for _ in 0..n {
+            enc.copy_buffer_to_buffer(&a, 0, &b, 0, bytes);
+        }
+        gpu.queue.submit([enc.finish()]);
+    };
+    copy(1); // warm-up
+    gpu.read(&b, 0, 4).await?;
+    let t = Instant::now();
+    copy(reps);
+    gpu.read(&b, 0, 4).await?;
+    Ok(2.0 * bytes as f64 * reps as f64 / t.elapsed().as_secs_f64().max(1e-9))
 }
 
 /// Runs `n_prompt` prompt tokens then `n_gen` greedy tokens (EOS ignored: the content does
@@ -47,6 +73,7 @@ pub async fn run(model: &mut LlamaModel, n_prompt: usize, n_gen: usize) -> Resul
     let decode_s = t2.elapsed().as_secs_f64();
     let decode = n_gen as f64 / decode_s.max(1e-9);
     let bytes = model.weight_bytes_per_token();
+    let copy = copy_bandwidth(&model.gpu, (bytes / 8).max(64 << 20), 4).await?;
     Ok(BenchResult {
         adapter: model.gpu.adapter.name.clone(),
         backend: model.gpu.adapter.backend.clone(),
@@ -60,5 +87,7 @@ pub async fn run(model: &mut LlamaModel, n_prompt: usize, n_gen: usize) -> Resul
         decode_bytes_per_s: bytes as f64 * decode,
         dispatches_per_token: model.dispatches_per_token(),
         gpu_memory_bytes: model.gpu_bytes,
+        copy_bytes_per_s: copy,
+        copy_roofline_tokens_per_s: copy / 2.0 / bytes.max(1) as f64,
     })
 }

@@ -9,6 +9,7 @@ pub mod chat;
 pub mod error;
 pub mod gguf;
 pub mod gpu;
+pub mod graph;
 pub mod kernels;
 pub mod model;
 pub mod quant;
