@@ -22,6 +22,45 @@ pub struct BenchResult {
     pub decode_bytes_per_s: f64,
     pub dispatches_per_token: usize,
     pub gpu_memory_bytes: u64,
+    /// Device-to-device copy rate (bytes read + written per second) of a buffer the size of
+    /// the largest weight part: the bandwidth a decode could at best use.
+    pub copy_bytes_per_s: f64,
+    /// `copy_bytes_per_s / 2 / weight_bytes_per_token`: the bandwidth roofline of decode
+    /// (a copy moves each byte twice, a matmul reads it once).
+    pub copy_roofline_tokens_per_s: f64,
+}
+
+/// Times `reps` copies of a `bytes`-sized buffer into another on the GPU.
+pub async fn copy_bandwidth(gpu: &crate::gpu::Gpu, bytes: u64, reps: u32) -> Result<f64> {
+    let bytes = bytes.clamp(1 << 20, gpu.limits.max_buffer_size.min(1 << 30)) & !3;
+    let a = gpu.storage("copy a", bytes)?;
+    let b = gpu.storage("copy b", bytes)?;
+    let copy = |n: u32| {
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        for _ in 0..n {
+            enc.copy_buffer_to_buffer(&a, 0, &b, 0, bytes);
+        }
+        gpu.queue.submit([enc.finish()]);
+    };
+    copy(1); // warm-up
+    gpu.read(&b, 0, 4).await?;
+    let t = Instant::now();
+    copy(reps);
+    gpu.read(&b, 0, 4).await?;
+    Ok(2.0 * bytes as f64 * reps as f64 / t.elapsed().as_secs_f64().max(1e-9))
+}
+
+/// The same for host memory (the CPU backend's weights): `reps` copies of `bytes`.
+pub fn host_copy_bandwidth(bytes: usize, reps: u32) -> f64 {
+    let a = vec![1u8; bytes];
+    let mut b = vec![0u8; bytes];
+    b.copy_from_slice(&a); // warm-up (page faults)
+    let t = Instant::now();
+    for _ in 0..reps {
+        b.copy_from_slice(std::hint::black_box(&a));
+    }
+    std::hint::black_box(&b);
+    2.0 * bytes as f64 * reps as f64 / t.elapsed().as_secs_f64().max(1e-9)
 }
 
 /// Runs `n_prompt` prompt tokens then `n_gen` greedy tokens (EOS ignored: the content does
@@ -59,6 +98,10 @@ pub async fn run(model: &mut Model, n_prompt: usize, n_gen: usize) -> Result<Ben
         ),
         Model::Cpu(m) => (format!("CPU ({} threads, {})", m.threads(), m.simd.name()), "cpu".into(), "f32", 0),
     };
+    let copy = match &*model {
+        Model::Gpu(m) => copy_bandwidth(&m.gpu, (bytes / 8).max(64 << 20), 4).await?,
+        Model::Cpu(_) => host_copy_bandwidth(64 << 20, 4),
+    };
     Ok(BenchResult {
         adapter,
         backend,
@@ -76,5 +119,7 @@ pub async fn run(model: &mut Model, n_prompt: usize, n_gen: usize) -> Result<Ben
         decode_bytes_per_s: bytes as f64 * decode,
         dispatches_per_token: model.dispatches_per_token(),
         gpu_memory_bytes,
+        copy_bytes_per_s: copy,
+        copy_roofline_tokens_per_s: copy / 2.0 / bytes.max(1) as f64,
     })
 }

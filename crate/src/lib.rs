@@ -12,6 +12,7 @@ pub mod cpu;
 pub mod error;
 pub mod gguf;
 pub mod gpu;
+pub mod graph;
 pub mod kernels;
 pub mod model;
 pub mod quant;

@@ -5,8 +5,8 @@
 //! Q4_K_M file (~4.9 GB) streams out at disk speed with a few MB of memory. Scales are chosen
 //! so that every weight matrix has values of standard deviation ≈ `1/sqrt(n_in)` with zero mean:
 //! a row's dot product with a unit-RMS vector is O(1), so activations stay O(1) layer after
-//! layer and the logits are finite. Norm weights are ≈ 1. No tokenizer metadata is written
-//! (benchmarks feed token ids).
+//! layer and the logits are finite. Norm weights are ≈ 1. Tokenizer metadata is written only
+//! when given ([`tokenizer_metadata`] from a `tokenizer.json`; benchmarks feed token ids).
 //!
 //! Tensor order: `token_embd`, `rope_freqs` (Llama 3.1 factors), per layer `attn_norm`,
 //! `attn_q`, `attn_k`, `attn_v`, `attn_output`, `ffn_norm`, `ffn_gate`, `ffn_up`, `ffn_down`,
@@ -421,6 +421,83 @@ pub fn file_len(shape: &SynthShape, ftype: &str) -> Result<u64> {
 /// (name, dims innermost first, type) of every tensor of the file, in file order.
 pub fn tensor_plan(shape: &SynthShape, ftype: &str) -> Result<Vec<(String, Vec<u64>, GgmlType)>> {
     Ok(layout(shape, ftype)?.1.into_iter().map(|p| (p.name, p.dims, p.ty)).collect())
+}
+
+/// GGUF tokenizer metadata (`tokenizer.ggml.*`, BPE "gpt2" model, `llama-bpe` pre-tokenizer)
+/// from a Hugging Face `tokenizer.json` of a byte-level BPE (the Llama 3 one): vocabulary,
+/// merges, token types (added special tokens are control tokens) and BOS/EOS/EOT ids.
+/// `n_vocab` must equal the tokenizer's size.
+pub fn tokenizer_metadata(json: &[u8], n_vocab: usize) -> Result<Vec<(String, Value)>> {
+    let bad = |m: &str| Error::InvalidArgument(format!("tokenizer.json: {m}"));
+    let j: serde_json::Value = serde_json::from_slice(json).map_err(|e| bad(&e.to_string()))?;
+    let model = &j["model"];
+    if model["type"].as_str() != Some("BPE") {
+        return Err(bad("not a BPE model"));
+    }
+    let mut tokens: Vec<Option<String>> = vec![None; n_vocab];
+    let mut types = vec![1i32; n_vocab];
+    let mut put = |id: u64, s: &str| -> Result<()> {
+        let slot = tokens.get_mut(id as usize).ok_or_else(|| bad(&format!("token id {id} ≥ n_vocab {n_vocab}")))?;
+        *slot = Some(s.to_string());
+        Ok(())
+    };
+    for (s, id) in model["vocab"].as_object().ok_or_else(|| bad("no model.vocab"))? {
+        put(id.as_u64().ok_or_else(|| bad("bad vocab id"))?, s)?;
+    }
+    let mut special = std::collections::HashMap::new();
+    for a in j["added_tokens"].as_array().into_iter().flatten() {
+        let (Some(id), Some(s)) = (a["id"].as_u64(), a["content"].as_str()) else { continue };
+        put(id, s)?;
+        if a["special"].as_bool() == Some(true) {
+            if let Some(t) = types.get_mut(id as usize) {
+                *t = 3;
+            }
+            special.insert(s.to_string(), id);
+        }
+    }
+    let tokens: Vec<Value> =
+        tokens.into_iter().enumerate().map(|(i, t)| Value::String(t.unwrap_or_else(|| format!("[PAD{i}]")))).collect();
+    let merges: Vec<Value> = model["merges"]
+        .as_array()
+        .ok_or_else(|| bad("no model.merges"))?
+        .iter()
+        .filter_map(|m| match m {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Array(p) => Some(format!("{} {}", p.first()?.as_str()?, p.get(1)?.as_str()?)),
+            _ => None,
+        })
+        .map(Value::String)
+        .collect();
+    let mut md = vec![
+        ("tokenizer.ggml.model".to_string(), Value::String("gpt2".into())),
+        ("tokenizer.ggml.pre".to_string(), Value::String("llama-bpe".into())),
+        ("tokenizer.ggml.tokens".to_string(), Value::Array(tokens)),
+        ("tokenizer.ggml.token_type".to_string(), Value::Array(types.into_iter().map(Value::I32).collect())),
+        ("tokenizer.ggml.merges".to_string(), Value::Array(merges)),
+    ];
+    for (key, name) in [
+        ("tokenizer.ggml.bos_token_id", "<|begin_of_text|>"),
+        ("tokenizer.ggml.eos_token_id", "<|end_of_text|>"),
+        ("tokenizer.ggml.eot_token_id", "<|eot_id|>"),
+    ] {
+        if let Some(&id) = special.get(name) {
+            md.push((key.to_string(), Value::U32(id as u32)));
+        }
+    }
+    Ok(md)
+}
+
+/// [`synth`] with extra metadata (e.g. [`tokenizer_metadata`]) appended to the header.
+pub fn synth_with_metadata(
+    shape: &SynthShape,
+    ftype: &str,
+    seed: u64,
+    extra: Vec<(String, Value)>,
+    out: &mut impl Write,
+    progress: impl FnMut(u64, u64),
+) -> Result<u64> {
+    let (writer, planned) = layout_with(shape, ftype, extra)?;
+    stream(shape, writer, planned, seed, out, progress)
 }
 
 /// Streams a synthetic GGUF v3 Llama 3 model of `shape` and `ftype` ("q4_k_m", "q8_0",

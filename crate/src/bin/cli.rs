@@ -72,8 +72,8 @@ const USAGE: &str = "usage:
   llama-webgpu tokenize (--model M.gguf | --tokenizer tokenizer.json) --text TEXT
   llama-webgpu info     --model M.gguf
   llama-webgpu bench    --model M.gguf [--prompt-tokens 512] [--gen-tokens 128] [--bandwidth GBPS] [--json]
-  llama-webgpu quantize --type q4_k_m|q5_k_m|q6_k|q8_0|q4_0 IN.gguf OUT.gguf
-  llama-webgpu synth    --shape llama3-8b|llama3.2-1b|llama3.2-3b --type q4_k_m --out FILE [--seed S]
+  llama-webgpu quantize --type q4_k_m|q5_k_m|q6_k|q8_0|q4_0|q4_1|q5_0|q5_1|f16 IN.gguf OUT.gguf
+  llama-webgpu synth    --shape llama3-8b|llama3.2-1b|llama3.2-3b --type q4_k_m --out FILE [--seed S] [--tokenizer tokenizer.json]
 common options: --precision auto|f32|f16 (default auto), --max-binding-size BYTES,
                 --context N (KV cache tokens),
                 --backend auto|gpu|cpu (default auto: the CPU when the only adapter is a CPU one),
@@ -409,9 +409,15 @@ fn cmd_synth(args: &Args) -> Result<()> {
     let shape: llama_webgpu::synth::SynthShape = args.req("--shape")?.parse()?;
     let ftype = args.get("--type").unwrap_or("q4_k_m");
     let seed = args.num("--seed")?.unwrap_or(0);
+    let extra = match args.get("--tokenizer") {
+        Some(t) => {
+            llama_webgpu::synth::tokenizer_metadata(&std::fs::read(t)?, llama_webgpu::synth::dims(&shape).n_vocab)?
+        }
+        None => vec![],
+    };
     let mut last = 0u64;
     write_atomically(args.req("--out")?, |w| {
-        llama_webgpu::synth::synth(&shape, ftype, seed, w, |done, total| {
+        llama_webgpu::synth::synth_with_metadata(&shape, ftype, seed, extra, w, |done, total| {
             if done >= last + (1 << 30) || done == total {
                 last = done;
                 eprintln!("synth: {:.2} / {:.2} GB", done as f64 / 1e9, total as f64 / 1e9);
