@@ -1,20 +1,19 @@
-//! The CPU executor: the Llama 3 forward pass of [`crate::model`] (the same ops in the same
-//! order: embed, per layer rmsnorm → q/k/v → rope + KV store → attention → Wo (+x) → rmsnorm →
-//! gate/up → swiglu → Wdown (+x), then rmsnorm → logits), run on the CPU for machines whose
-//! only WebGPU adapter is a software one (SwiftShader, lavapipe) or that have none.
+//! The CPU executor: [`graph::forward`] (the Llama pass, written once) carried out on the CPU,
+//! for machines whose only WebGPU adapter is a software one (SwiftShader, lavapipe) or that
+//! have none. [`CpuExec`] implements [`graph::Exec`] by computing each op as the graph calls it;
+//! the GPU's `Recorder` implements the same trait by recording kernel launches.
 //!
 //! Weights stay in their GGUF blocks in memory; every matrix-vector product reads them
-//! straight from the blocks with SIMD ([`dot`]) and f32 accumulation, rows split over threads
-//! ([`pool`]). Prefill decodes each weight row once and reuses it for every token of the chunk.
-//!
-//! TODO(graph): once the forward pass lives in one graph generic over an executor, this
-//! becomes that trait's CPU implementation instead of repeating the op sequence here.
+//! straight from the blocks with SIMD ([`dot`]) and f32 accumulation, the values exactly those
+//! of [`crate::quant`]'s decode; rows are split over threads ([`pool`]). Prefill decodes each
+//! weight row once (with `quant::dequantize_row`) and reuses it for every token of the chunk.
 
 pub mod dot;
 pub mod pool;
 
 use crate::error::{Error, Result};
 use crate::gguf::{AsyncByteSource, GgmlType, GgufFile, LlamaConfig, TensorInfo};
+use crate::graph::{self, Act, Exec};
 use crate::kernels::reference;
 use crate::model::{Phase, Progress, DEFAULT_MAX_CONTEXT};
 use dot::Simd;
@@ -54,20 +53,13 @@ impl CpuWeight {
     }
 }
 
-struct Layer {
-    attn_norm: Vec<f32>,
-    wq: CpuWeight,
-    wk: CpuWeight,
-    wv: CpuWeight,
-    wo: CpuWeight,
-    ffn_norm: Vec<f32>,
-    w_gate: CpuWeight,
-    w_up: CpuWeight,
-    w_down: CpuWeight,
-    /// `[context, n_kv · head_dim]`
-    k_cache: Vec<f32>,
-    v_cache: Vec<f32>,
+/// One layer's KV cache, `[context, n_kv · head_dim]` each.
+struct KvCache {
+    k: Vec<f32>,
+    v: Vec<f32>,
 }
+
+type Weights = graph::Weights<CpuWeight, Vec<f32>>;
 
 pub struct CpuModel {
     pub cfg: LlamaConfig,
@@ -81,11 +73,9 @@ pub struct CpuModel {
     pub tensor_types: Vec<(String, usize)>,
     pub simd: Simd,
     pool: Pool,
-    tok_embd: CpuWeight,
-    output: Option<CpuWeight>,
-    output_norm: Vec<f32>,
+    w: Weights,
     inv_freq: Vec<f32>,
-    layers: Vec<Layer>,
+    caches: Vec<KvCache>,
 }
 
 /// The most memory a wasm32 instance can have (4 GiB of address space).
@@ -179,34 +169,21 @@ impl CpuModel {
         let tok_embd = weight("token_embd.weight", cfg.n_vocab, embd).await?;
         let output = if cfg.tied_embeddings { None } else { Some(weight("output.weight", cfg.n_vocab, embd).await?) };
         let want_ctx = opts.context.unwrap_or_else(|| cfg.context_length.min(DEFAULT_MAX_CONTEXT)).max(1);
-        let mut layers = Vec::with_capacity(cfg.n_layer);
+        let mut mats = Vec::with_capacity(cfg.n_layer);
+        let mut caches = Vec::with_capacity(cfg.n_layer);
         for i in 0..cfg.n_layer {
             let n = |s: &str| format!("blk.{i}.{s}.weight");
             let ff = cfg.n_ff;
-            let (wq, wk, wv, wo) = (
+            mats.push([
                 weight(&n("attn_q"), q_dim, embd).await?,
                 weight(&n("attn_k"), kv_dim, embd).await?,
                 weight(&n("attn_v"), kv_dim, embd).await?,
                 weight(&n("attn_output"), embd, q_dim).await?,
-            );
-            let (w_gate, w_up, w_down) = (
                 weight(&n("ffn_gate"), ff, embd).await?,
                 weight(&n("ffn_up"), ff, embd).await?,
                 weight(&n("ffn_down"), embd, ff).await?,
-            );
-            layers.push(Layer {
-                attn_norm: Vec::new(),
-                ffn_norm: Vec::new(),
-                wq,
-                wk,
-                wv,
-                wo,
-                w_gate,
-                w_up,
-                w_down,
-                k_cache: zeros(want_ctx * kv_dim)?,
-                v_cache: zeros(want_ctx * kv_dim)?,
-            });
+            ]);
+            caches.push(KvCache { k: zeros(want_ctx * kv_dim)?, v: zeros(want_ctx * kv_dim)? });
         }
         let norm = async |name: &str| -> Result<Vec<f32>> {
             let t = tensor(file, name)?;
@@ -215,9 +192,20 @@ impl CpuModel {
             }
             read_f32(src, t).await
         };
-        for (i, l) in layers.iter_mut().enumerate() {
-            l.attn_norm = norm(&format!("blk.{i}.attn_norm.weight")).await?;
-            l.ffn_norm = norm(&format!("blk.{i}.ffn_norm.weight")).await?;
+        let mut layers = Vec::with_capacity(cfg.n_layer);
+        for (i, m) in mats.into_iter().enumerate() {
+            let [wq, wk, wv, wo, w_gate, w_up, w_down] = m;
+            layers.push(graph::Layer {
+                attn_norm: norm(&format!("blk.{i}.attn_norm.weight")).await?,
+                ffn_norm: norm(&format!("blk.{i}.ffn_norm.weight")).await?,
+                wq,
+                wk,
+                wv,
+                wo,
+                w_gate,
+                w_up,
+                w_down,
+            });
         }
         let output_norm = norm("output_norm.weight").await?;
         let rope_freqs = match file.tensor("rope_freqs.weight") {
@@ -236,11 +224,9 @@ impl CpuModel {
             tensor_types: types.into_iter().collect(),
             simd: Simd::detect(),
             pool: Pool::new(opts.threads),
-            tok_embd,
-            output,
-            output_norm,
+            w: graph::Weights { tok_embd, layers, output_norm, output },
             inv_freq,
-            layers,
+            caches,
         })
     }
 
@@ -261,10 +247,9 @@ impl CpuModel {
     /// Weight bytes read per decoded token (every matrix once; embedding: one row).
     pub fn weight_bytes_per_token(&self) -> u64 {
         let w = |w: &CpuWeight| w.data.len() as u64;
-        let out = w(self.output.as_ref().unwrap_or(&self.tok_embd));
         let layers: u64 =
-            self.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]).map(w).sum();
-        self.tok_embd.row_bytes as u64 + out + layers
+            self.w.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]).map(w).sum();
+        self.w.tok_embd.row_bytes as u64 + w(self.w.output()) + layers
     }
 
     /// Runs `tokens` at positions `pos..`, appending to the KV cache. Returns the logits of
@@ -284,71 +269,22 @@ impl CpuModel {
         let mut out = Vec::with_capacity(if all { tokens.len() * vocab } else { vocab });
         let mut p = pos;
         let n_chunks = tokens.len().div_ceil(self.chunk);
-        for (i, ch) in tokens.chunks(self.chunk).enumerate() {
+        for (i, ids) in tokens.chunks(self.chunk).enumerate() {
             let last = i + 1 == n_chunks;
-            let x = self.body(ch, p);
-            if all {
-                out.extend(self.logits(&x, ch.len()));
+            let mut e = CpuExec::new(&self.cfg, self.simd, &self.pool, &mut self.caches, &self.inv_freq, ids, p);
+            // logits: every position, the last chunk's last one, or none (earlier chunks)
+            e.logits_rows = if all {
+                Some(ids.len())
             } else if last {
-                let e = self.cfg.n_embd;
-                out = self.logits(&x[(ch.len() - 1) * e..], 1);
-            }
-            p += ch.len();
+                Some(1)
+            } else {
+                None
+            };
+            graph::forward(&mut e, &self.w)?;
+            out.extend(e.logits);
+            p += ids.len();
         }
         Ok(out)
-    }
-
-    /// The layers for `tokens` at `pos..`: returns the residual stream `x` `[n, n_embd]`.
-    fn body(&mut self, tokens: &[u32], pos: usize) -> Vec<f32> {
-        let c = &self.cfg;
-        let n = tokens.len();
-        let (embd, hd) = (c.n_embd, c.head_dim);
-        let (q_dim, kv_dim, ff) = (c.n_head * hd, c.n_head_kv * hd, c.n_ff);
-        let mut x = vec![0f32; n * embd];
-        for (t, &id) in tokens.iter().enumerate() {
-            if let Some(row) = self.tok_embd.row(id as usize) {
-                dot::decode_row(self.tok_embd.ty, row, &mut x[t * embd..][..embd]);
-            }
-        }
-        let (mut h, mut att) = (vec![0f32; n * embd], vec![0f32; n * q_dim]);
-        let (mut q, mut k, mut v) = (vec![0f32; n * q_dim], vec![0f32; n * kv_dim], vec![0f32; n * kv_dim]);
-        let (mut gate, mut up) = (vec![0f32; n * ff], vec![0f32; n * ff]);
-        let ex = Exec { simd: self.simd, pool: &self.pool };
-        // (cos, sin) of every position's angles, shared by all heads and layers
-        let rot: Vec<(f64, f64)> = (0..n)
-            .flat_map(|t| self.inv_freq.iter().map(move |&f| ((pos + t) as f64 * f as f64).sin_cos()))
-            .map(|(s, c)| (c, s))
-            .collect();
-        for l in &mut self.layers {
-            rmsnorm(&x, &l.attn_norm, c.rms_eps, &mut h);
-            ex.matmul(&l.wq, &h, n, &mut q, false);
-            ex.matmul(&l.wk, &h, n, &mut k, false);
-            ex.matmul(&l.wv, &h, n, &mut v, false);
-            rope(&mut q, c.n_head, hd, &rot);
-            rope(&mut k, c.n_head_kv, hd, &rot);
-            l.k_cache[pos * kv_dim..][..n * kv_dim].copy_from_slice(&k);
-            l.v_cache[pos * kv_dim..][..n * kv_dim].copy_from_slice(&v);
-            ex.attention(c, &q, &l.k_cache, &l.v_cache, pos, n, &mut att);
-            ex.matmul(&l.wo, &att, n, &mut x, true);
-            rmsnorm(&x, &l.ffn_norm, c.rms_eps, &mut h);
-            ex.matmul(&l.w_gate, &h, n, &mut gate, false);
-            ex.matmul(&l.w_up, &h, n, &mut up, false);
-            for (g, u) in gate.iter_mut().zip(&up) {
-                *g = *g / (1.0 + (-*g).exp()) * u;
-            }
-            ex.matmul(&l.w_down, &gate, n, &mut x, true);
-        }
-        x
-    }
-
-    /// `Wout · rmsnorm(x) · output_norm` for `n` rows of `x`.
-    fn logits(&self, x: &[f32], n: usize) -> Vec<f32> {
-        let mut h = vec![0f32; n * self.cfg.n_embd];
-        rmsnorm(&x[..n * self.cfg.n_embd], &self.output_norm, self.cfg.rms_eps, &mut h);
-        let mut out = vec![0f32; n * self.cfg.n_vocab];
-        let w = self.output.as_ref().unwrap_or(&self.tok_embd);
-        Exec { simd: self.simd, pool: &self.pool }.matmul(w, &h, n, &mut out, false);
-        out
     }
 }
 
@@ -400,18 +336,180 @@ fn rope(x: &mut [f32], heads: usize, head_dim: usize, rot: &[(f64, f64)]) {
     }
 }
 
-/// The ops that carry the work, on the pool's threads.
-struct Exec<'a> {
+/// One pass over `ids` at positions `pos..`: the activations ([`Act`]) and the op bodies.
+pub struct CpuExec<'a> {
+    cfg: &'a LlamaConfig,
+    simd: Simd,
+    pool: &'a Pool,
+    caches: &'a mut [KvCache],
+    ids: &'a [u32],
+    pos: usize,
+    /// `(cos, sin)` of every position's rope angles `[n, head_dim / 2]` (all heads, all layers).
+    rot: Vec<(f64, f64)>,
+    x: Vec<f32>,
+    qkv: Vec<f32>,
+    q: Vec<f32>,
+    att: Vec<f32>,
+    ffn: Vec<f32>,
+    /// The normalized stream `h` and the up projection (scratch).
+    h: Vec<f32>,
+    up: Vec<f32>,
+    /// Logits of the last `logits_rows` tokens (`None`: no output this pass).
+    logits_rows: Option<usize>,
+    logits: Vec<f32>,
+}
+
+impl<'a> CpuExec<'a> {
+    fn new(
+        cfg: &'a LlamaConfig,
+        simd: Simd,
+        pool: &'a Pool,
+        caches: &'a mut [KvCache],
+        inv_freq: &[f32],
+        ids: &'a [u32],
+        pos: usize,
+    ) -> Self {
+        let n = ids.len();
+        let hd = cfg.head_dim;
+        let (q_dim, kv_dim) = (cfg.n_head * hd, cfg.n_head_kv * hd);
+        let rot = (0..n)
+            .flat_map(|t| inv_freq.iter().map(move |&f| ((pos + t) as f64 * f as f64).sin_cos()))
+            .map(|(s, c)| (c, s))
+            .collect();
+        CpuExec {
+            cfg,
+            simd,
+            pool,
+            caches,
+            ids,
+            pos,
+            rot,
+            x: vec![0.0; n * cfg.n_embd],
+            qkv: vec![0.0; n * (q_dim + 2 * kv_dim)],
+            q: vec![0.0; n * q_dim],
+            att: vec![0.0; n * q_dim],
+            ffn: vec![0.0; n * cfg.n_ff],
+            h: vec![0.0; n * cfg.n_embd],
+            up: vec![0.0; n * cfg.n_ff],
+            logits_rows: None,
+            logits: Vec::new(),
+        }
+    }
+
+    fn cache(&mut self, layer: usize) -> Result<&mut KvCache> {
+        self.caches.get_mut(layer).ok_or_else(|| Error::InvalidArgument(format!("no layer {layer}")))
+    }
+}
+
+impl Exec for CpuExec<'_> {
+    type Weight = CpuWeight;
+    type Norm = Vec<f32>;
+
+    fn embed(&mut self, tok_embd: &CpuWeight) -> Result<()> {
+        let e = self.cfg.n_embd;
+        for (&id, x) in self.ids.iter().zip(self.x.chunks_exact_mut(e)) {
+            let row = tok_embd.row(id as usize).ok_or(Error::TokenOutOfVocab { id, vocab: tok_embd.rows })?;
+            dot::decode_row(tok_embd.ty, row, x);
+        }
+        Ok(())
+    }
+
+    fn qkv(&mut self, norm: &Vec<f32>, wq: &CpuWeight, wk: &CpuWeight, wv: &CpuWeight) -> Result<()> {
+        rmsnorm(&self.x, norm, self.cfg.rms_eps, &mut self.h);
+        let n = self.ids.len();
+        let width = wq.rows + wk.rows + wv.rows;
+        let ops = Ops { simd: self.simd, pool: self.pool };
+        let mut off = 0;
+        for w in [wq, wk, wv] {
+            ops.matmul(w, &self.h, n, &mut self.qkv, width, off, false);
+            off += w.rows;
+        }
+        Ok(())
+    }
+
+    fn rope_store(&mut self, layer: usize) -> Result<()> {
+        let (c, pos, n) = (self.cfg, self.pos, self.ids.len());
+        let hd = c.head_dim;
+        let (q_dim, kv_dim) = (c.n_head * hd, c.n_head_kv * hd);
+        let width = q_dim + 2 * kv_dim;
+        let mut k = vec![0f32; n * kv_dim];
+        let mut v = vec![0f32; n * kv_dim];
+        for t in 0..n {
+            let row = &self.qkv[t * width..][..width];
+            self.q[t * q_dim..][..q_dim].copy_from_slice(&row[..q_dim]);
+            k[t * kv_dim..][..kv_dim].copy_from_slice(&row[q_dim..q_dim + kv_dim]);
+            v[t * kv_dim..][..kv_dim].copy_from_slice(&row[q_dim + kv_dim..]);
+        }
+        rope(&mut self.q, c.n_head, hd, &self.rot);
+        rope(&mut k, c.n_head_kv, hd, &self.rot);
+        let cache = self.cache(layer)?;
+        let at = pos * kv_dim..(pos + n) * kv_dim;
+        cache.k.get_mut(at.clone()).ok_or(Error::ContextOverflow { needed: pos + n, capacity: 0 })?.copy_from_slice(&k);
+        cache.v.get_mut(at).ok_or(Error::ContextOverflow { needed: pos + n, capacity: 0 })?.copy_from_slice(&v);
+        Ok(())
+    }
+
+    fn attention(&mut self, layer: usize) -> Result<()> {
+        let (pos, n) = (self.pos, self.ids.len());
+        let ops = Ops { simd: self.simd, pool: self.pool };
+        let c = self.cfg;
+        let cache = self.caches.get(layer).ok_or_else(|| Error::InvalidArgument(format!("no layer {layer}")))?;
+        ops.attention(c, &self.q, &cache.k, &cache.v, pos, n, &mut self.att);
+        Ok(())
+    }
+
+    fn matmul_add(&mut self, w: &CpuWeight, input: Act) -> Result<()> {
+        let input = match input {
+            Act::Att => &self.att,
+            Act::Ffn => &self.ffn,
+            Act::Q => &self.q,
+            Act::Qkv => &self.qkv,
+            Act::X => return Err(Error::InvalidArgument("X += W·X is not an op of the graph".into())),
+        };
+        let ops = Ops { simd: self.simd, pool: self.pool };
+        ops.matmul(w, input, self.ids.len(), &mut self.x, w.rows, 0, true);
+        Ok(())
+    }
+
+    fn ffn_gate_up_silu(&mut self, norm: &Vec<f32>, gate: &CpuWeight, up: &CpuWeight) -> Result<()> {
+        rmsnorm(&self.x, norm, self.cfg.rms_eps, &mut self.h);
+        let n = self.ids.len();
+        let ops = Ops { simd: self.simd, pool: self.pool };
+        ops.matmul(gate, &self.h, n, &mut self.ffn, gate.rows, 0, false);
+        ops.matmul(up, &self.h, n, &mut self.up, up.rows, 0, false);
+        for (g, u) in self.ffn.iter_mut().zip(&self.up) {
+            *g = *g / (1.0 + (-*g).exp()) * u;
+        }
+        Ok(())
+    }
+
+    fn output(&mut self, norm: &Vec<f32>, w: &CpuWeight) -> Result<()> {
+        let Some(rows) = self.logits_rows else { return Ok(()) };
+        let (e, n) = (self.cfg.n_embd, self.ids.len());
+        let rows = rows.min(n);
+        let x = &self.x[(n - rows) * e..];
+        let mut h = vec![0f32; rows * e];
+        rmsnorm(x, norm, self.cfg.rms_eps, &mut h);
+        self.logits = vec![0f32; rows * w.rows];
+        Ops { simd: self.simd, pool: self.pool }.matmul(w, &h, rows, &mut self.logits, w.rows, 0, false);
+        Ok(())
+    }
+}
+
+/// The op bodies that carry the work, on the pool's threads.
+struct Ops<'a> {
     simd: Simd,
     pool: &'a Pool,
 }
 
-impl Exec<'_> {
-    /// `y[t, r] (+)= Σ_k w[r, k] x[t, k]` for `n` tokens.
-    fn matmul(&self, w: &CpuWeight, x: &[f32], n: usize, y: &mut [f32], accumulate: bool) {
+impl Ops<'_> {
+    /// `y[t · stride + off + r] (+)= Σ_k w[r, k] x[t, k]` for `n` tokens.
+    #[allow(clippy::too_many_arguments)]
+    fn matmul(&self, w: &CpuWeight, x: &[f32], n: usize, y: &mut [f32], stride: usize, off: usize, accumulate: bool) {
         let (rows, cols, rb) = (w.rows, w.cols, w.row_bytes);
         let simd = self.simd;
         if n == 1 {
+            let y = &mut y[off..];
             let chunk = self.pool.split(rows, 8);
             let run = |dst: &mut [f32]| {
                 self.pool.chunks(dst, chunk, |i, o| {
@@ -447,7 +545,7 @@ impl Exec<'_> {
             }
         });
         for t in 0..n {
-            let yr = &mut y[t * rows..][..rows];
+            let yr = &mut y[t * stride + off..][..rows];
             for (r, yv) in yr.iter_mut().enumerate() {
                 let v = yt[r * n + t];
                 *yv = if accumulate { *yv + v } else { v };
