@@ -240,7 +240,7 @@ impl Gpu {
 
     /// Writes `data` at `offset`; pads the tail to the 4-byte copy alignment.
     pub fn write(&self, buf: &wgpu::Buffer, offset: u64, data: &[u8]) {
-        if data.len() % 4 == 0 {
+        if data.len().is_multiple_of(4) {
             self.queue.write_buffer(buf, offset, data);
         } else {
             let mut v = data.to_vec();

@@ -206,7 +206,7 @@ impl PartLayout {
 pub fn repack(ty: GgmlType, cols: u64, raw: &[u8], qs: &mut Vec<u8>, sc: &mut Vec<u8>) -> Result<()> {
     let fmt = gpu_format(ty).ok_or_else(|| unsupported(ty, "?"))?;
     let row_bytes = (cols / ty.block_size() * ty.type_size()) as usize;
-    if row_bytes == 0 || raw.len() % row_bytes != 0 || cols % fmt.block as u64 != 0 {
+    if row_bytes == 0 || !raw.len().is_multiple_of(row_bytes) || !cols.is_multiple_of(fmt.block as u64) {
         return Err(Error::Corrupt(format!(
             "{} data of {} bytes is not whole rows of {row_bytes}",
             ty.name(),
@@ -269,7 +269,7 @@ impl GpuWeight {
         mut on_bytes: impl FnMut(u64),
     ) -> Result<GpuWeight> {
         let fmt = gpu_format(ty).ok_or_else(|| unsupported(ty, name))?;
-        if cols % 32 != 0 || cols % fmt.block as u64 != 0 || cols % ty.block_size() != 0 {
+        if !cols.is_multiple_of(32) || !cols.is_multiple_of(fmt.block as u64) || !cols.is_multiple_of(ty.block_size()) {
             return Err(Error::UnsupportedModel(format!("tensor '{name}': row length {cols} is not a multiple of 32")));
         }
         let row_bytes = cols / ty.block_size() * ty.type_size();
@@ -664,7 +664,7 @@ pub fn rope_store(
     inv_freq: &wgpu::Buffer,
     step: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    if s.n_kv == 0 || s.n_head % s.n_kv != 0 || s.head_dim % 2 != 0 {
+    if s.n_kv == 0 || !s.n_head.is_multiple_of(s.n_kv) || !s.head_dim.is_multiple_of(2) {
         return Err(Error::UnsupportedModel(format!("bad attention shape {s:?}")));
     }
     let src = source(gpu, &wg_const(ELEM_WG), &[ROPE]);

@@ -332,7 +332,7 @@ impl LlamaModel {
         if let Some(&id) = tokens.iter().find(|&&t| t as usize >= vocab) {
             return Err(Error::TokenOutOfVocab { id, vocab });
         }
-        let end = pos.checked_add(tokens.len()).unwrap_or(usize::MAX);
+        let end = pos.saturating_add(tokens.len());
         if end > self.context {
             return Err(Error::ContextOverflow { needed: end, capacity: self.context });
         }
