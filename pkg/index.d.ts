@@ -26,6 +26,8 @@ export interface LoadOptions {
   chunkBytes?: number;
   /** Cap on any GPU buffer binding below the adapter's own limit (to reproduce small-limit devices). */
   maxBindingSize?: number;
+  /** Where the model runs. "auto" takes the CPU (wasm SIMD) when there is no WebGPU or the adapter is a fallback/software one. Default "auto". */
+  backend?: "auto" | "webgpu" | "cpu";
 }
 
 export interface ModelInfo {
@@ -38,6 +40,11 @@ export interface ModelInfo {
   trainContextLength: number;
   vocabSize: number;
   adapter: string;
+  /** The backend that runs the model, and why it was picked. */
+  backend: "webgpu" | "cpu";
+  backendReason: string;
+  /** CPU backend threads (0 on WebGPU). */
+  threads: number;
   features: { shaderF16: boolean; subgroups: boolean };
   /** Whether the f16 path runs. */
   f16: boolean;
@@ -160,6 +167,8 @@ export interface BenchResult {
   adapter: string;
   backend: string;
   precision: "f16" | "f32";
+  /** CPU backend threads (0 on WebGPU). */
+  threads: number;
   first_token_s: number;
   prompt_tokens: number;
   gen_tokens: number;

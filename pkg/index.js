@@ -174,17 +174,25 @@ function checkSource(source) {
 }
 
 /**
- * Loads a GGUF model (URL, Blob or File) onto the GPU.
+ * Loads a GGUF model (URL, Blob or File) onto the GPU, or the CPU (`backend: "cpu"`, or
+ * `"auto"` where there is no WebGPU or only a fallback/software adapter).
  * @returns {Promise<Model>}
  */
 export async function loadModel(source, options = {}) {
   const src = checkSource(source);
-  if (!globalThis.navigator?.gpu) {
+  const want = options.backend ?? "auto";
+  if (!["auto", "webgpu", "cpu"].includes(want)) {
+    throw new InvalidArgumentError(`loadModel: backend must be "auto", "webgpu" or "cpu", got ${JSON.stringify(want)}`);
+  }
+  // without WebGPU, "auto" runs on the CPU backend
+  if (want === "webgpu" && !globalThis.navigator?.gpu) {
     throw new WebGPUUnavailableError(
       "WebGPU is not available in this browser. Use a current Chrome or Edge (113+), or enable WebGPU in your browser's settings/flags; pages must be served over https or from localhost.",
     );
   }
   const { onProgress, useWorker = true, ...rest } = options;
+  // a page without WebGPU: the worker is told, it may still see navigator.gpu of its own
+  if (!globalThis.navigator?.gpu) rest.noWebGPU = true;
   const useW = useWorker && typeof Worker !== "undefined";
   const emit = monotonic(onProgress);
   const backend = await (useW ? WorkerBackend : LocalBackend).load(src, rest, emit);

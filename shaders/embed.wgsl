@@ -8,14 +8,14 @@ struct Params {
     k_blocks: u32,
     row_qs_v4: u32,
     row_sc_h: u32,
+    sc_v4: u32, // first vec4 of the scale array in w0
 }
 
-@group(0) @binding(0) var<storage, read> wq: array<vec4<u32>>;
-@group(0) @binding(1) var<storage, read> ws: array<u32>;
-@group(0) @binding(2) var<storage, read> ids: array<u32>;
-@group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
-@group(0) @binding(4) var<uniform> p: Params;
-@group(0) @binding(5) var<uniform> step: Step;
+@group(0) @binding(0) var<storage, read> w0: array<vec4<u32>>;
+@group(0) @binding(1) var<storage, read> ids: array<u32>;
+@group(0) @binding(2) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(3) var<uniform> p: Params;
+@group(0) @binding(4) var<uniform> step: Step;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -26,7 +26,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let r = id - p.row0;
-    let w = load_block(r * p.row_qs_v4 + b * QS_V4, r * p.row_sc_h + b * SC_H);
+    let w = load0(r * p.row_qs_v4, r * p.row_sc_h, b);
     let ob = (t * p.k_blocks + b) * 8u;
     for (var i = 0u; i < 8u; i++) {
         out[ob + i] = w[i];

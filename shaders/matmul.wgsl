@@ -1,35 +1,50 @@
-// y[t, y_offset + r] (+)= Σ_k W[r, k] · x[t, k]   for the rows r of one weight part.
-//
-// TPR threads share a row and stride over its 32-element blocks; each decoded block is
-// used for up to TT tokens, so prefill reads each weight once per TT tokens and decode
-// (TT = 1) reads every weight exactly once. Partial sums meet in workgroup memory.
-// Constants from the prelude: WG, TPR, TT, QS_V4, SC_H, and fn load_block.
+// Decode (and small passes): the matvec of matmul_common.wgsl's contract.
 
-struct Params {
-    rows: u32,        // rows in this part
-    k_blocks: u32,    // 32-element blocks per row
-    row_qs_v4: u32,   // vec4<u32> per row in wq
-    row_sc_h: u32,    // f16 scales per row in ws (padded to even)
-    x_stride_v4: u32, // vec4<f32> per token in x
-    y_stride: u32,    // floats per token in y
-    y_offset: u32,    // first output column of this part
-    flags: u32,       // 1: accumulate into y (residual); 2: last token of the pass only
+const RPW: u32 = WG / TPR;
+var<workgroup> red: array<f32, WG * TT * NACC>;
+var<workgroup> inv_rms: array<f32, TT>;
+
+// Sums v over the TPR lanes of a row (every lane gets the total on the subgroup path;
+// lane 0 on the workgroup path). Called in uniform control flow.
+fn reduce_lanes(li: u32, slot: u32, v: f32) -> f32 {
+    if (TPR == 1u) {
+        return v;
+    }
+    if (SG) {
+        var r = v;
+        for (var o = TPR / 2u; o > 0u; o >>= 1u) {
+            r += sg_xor(r, o);
+        }
+        return r;
+    }
+    let i = slot * WG + li;
+    red[i] = v;
+    workgroupBarrier();
+    let lane = li % TPR;
+    for (var s = TPR / 2u; s > 0u; s >>= 1u) {
+        if (lane < s) {
+            red[i] += red[i + s];
+        }
+        workgroupBarrier();
+    }
+    let r = red[i];
+    workgroupBarrier();
+    return r;
 }
-
-@group(0) @binding(0) var<storage, read> wq: array<vec4<u32>>;
-@group(0) @binding(1) var<storage, read> ws: array<u32>;
-@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(4) var<uniform> p: Params;
-@group(0) @binding(5) var<uniform> step: Step;
-
-const RPW: u32 = WG / TPR; // rows per workgroup
-var<workgroup> red: array<f32, WG * TT>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    // this workgroup's weight (uniform across the workgroup)
+    var s = 0u;
+    if (NSEG > 1u && !GLU && wg.x >= p.seg[1].wg0) {
+        s = 1u;
+    }
+    if (NSEG > 2u && !GLU && wg.x >= p.seg[2].wg0) {
+        s = 2u;
+    }
+    let seg = p.seg[s];
     let lane = li % TPR;
-    let row = wg.x * RPW + li / TPR;
+    let row = (wg.x - seg.wg0) * RPW + li / TPR;
     var t0 = wg.y * TT;
     var nt = min(TT, step.n_tokens - min(t0, step.n_tokens));
     let last_only = (p.flags & 2u) != 0u;
@@ -37,51 +52,81 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         t0 = step.n_tokens - 1u;
         nt = 1u;
     }
-    var acc: array<f32, TT>;
-    if (row < p.rows) {
-        for (var b = lane; b < p.k_blocks; b += TPR) {
-            let w = load_block(row * p.row_qs_v4 + b * QS_V4, row * p.row_sc_h + b * SC_H);
-            for (var t = 0u; t < nt; t++) {
-                let xb = (t0 + t) * p.x_stride_v4 + b * 8u;
-                var s = dot(w[0], x[xb]);
-                for (var i = 1u; i < 8u; i++) {
-                    s += dot(w[i], x[xb + i]);
+
+    if (NORM) {
+        // 1/rms of each token of the tile, over the whole workgroup
+        for (var t = 0u; t < TT; t++) {
+            var ss = 0.0;
+            if (t < nt) {
+                let xb = (t0 + t) * p.x_stride_v4;
+                for (var i = li; i < p.k_blocks * 8u; i += WG) {
+                    let v = x[xb + i];
+                    ss += dot(v, v);
                 }
-                acc[t] += s;
             }
+            red[li] = ss;
+            workgroupBarrier();
+            for (var k = WG / 2u; k > 0u; k >>= 1u) {
+                if (li < k) {
+                    red[li] += red[li + k];
+                }
+                workgroupBarrier();
+            }
+            if (li == 0u) {
+                inv_rms[t] = inverseSqrt(red[0] / f32(p.k_blocks * 32u) + p.eps);
+            }
+            workgroupBarrier();
         }
     }
-    if (TPR == 1u) {
-        // one thread per row: nothing to reduce, no barrier
-        if (row < p.rows) {
-            for (var t = 0u; t < nt; t++) {
-                let i = select(t0 + t, 0u, last_only) * p.y_stride + p.y_offset + row;
-                var v = acc[t];
-                if ((p.flags & 1u) != 0u) {
-                    v += y[i];
+
+    var acc: array<f32, TT>;
+    var acc2: array<f32, TT>;
+    if (row < seg.rows) {
+        let qrow = row * seg.row_qs_v4;
+        let srow = row * seg.row_sc_h;
+        let qrow1 = row * p.seg[1].row_qs_v4;
+        let srow1 = row * p.seg[1].row_sc_h;
+        for (var b = lane; b < p.k_blocks; b += TPR) {
+            var w = load_seg(s, qrow, srow, b);
+            if (NORM) {
+                for (var i = 0u; i < 8u; i++) {
+                    w[i] *= gw(b * 8u + i);
                 }
-                y[i] = v;
+            }
+            if (GLU) {
+                var u = load1(qrow1, srow1, b);
+                if (NORM) {
+                    for (var i = 0u; i < 8u; i++) {
+                        u[i] *= gw(b * 8u + i);
+                    }
+                }
+                for (var t = 0u; t < nt; t++) {
+                    let xb = (t0 + t) * p.x_stride_v4 + b * 8u;
+                    acc[t] += dot8(w, xb);
+                    acc2[t] += dot8(u, xb);
+                }
+            } else {
+                for (var t = 0u; t < nt; t++) {
+                    acc[t] += dot8(w, (t0 + t) * p.x_stride_v4 + b * 8u);
+                }
             }
         }
-        return;
     }
     for (var t = 0u; t < TT; t++) {
-        red[t * WG + li] = acc[t];
-    }
-    workgroupBarrier();
-    for (var s = TPR / 2u; s > 0u; s >>= 1u) {
-        if (lane < s) {
-            for (var t = 0u; t < TT; t++) {
-                red[t * WG + li] += red[t * WG + li + s];
-            }
+        var v = reduce_lanes(li, t * NACC, acc[t]);
+        var u = 0.0;
+        if (GLU) {
+            u = reduce_lanes(li, t * NACC + 1u, acc2[t]);
         }
-        workgroupBarrier();
-    }
-    if (lane == 0u && row < p.rows) {
-        for (var t = 0u; t < nt; t++) {
-            let i = select(t0 + t, 0u, last_only) * p.y_stride + p.y_offset + row;
-            var v = red[t * WG + li];
-            if ((p.flags & 1u) != 0u) {
+        if (lane == 0u && row < seg.rows && t < nt) {
+            if (NORM) {
+                v *= inv_rms[t];
+                u *= inv_rms[t];
+            }
+            let i = select(t0 + t, 0u, last_only) * p.y_stride + seg.y_off + row;
+            if (GLU) {
+                v = v / (1.0 + exp(-v)) * u;
+            } else if ((p.flags & 1u) != 0u) {
                 v += y[i];
             }
             y[i] = v;

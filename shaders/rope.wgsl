@@ -1,5 +1,6 @@
-// RoPE on q (in place) and k, and the KV-cache append: rotated k and plain v are written to
-// the cache at the tokens' absolute positions. GGUF's converter pre-permutes q/k rows, so the
+// RoPE on q and k from the fused QKV projection (`qkv` rows: q | k | v), and the KV-cache
+// append: rotated q goes to `q`, rotated k and plain v to the cache at the tokens' absolute
+// positions. GGUF's converter pre-permutes q/k rows, so the
 // rotated pairs are adjacent: (x[2j], x[2j+1]) by angle pos · inv_freq[j], where inv_freq
 // already includes Llama 3.1's rope_freqs factors (computed on the CPU in f64).
 
@@ -9,14 +10,13 @@ struct Params {
     head_dim: u32,
 }
 
-@group(0) @binding(0) var<storage, read_write> q: array<f32>;
-@group(0) @binding(1) var<storage, read> k: array<f32>;
-@group(0) @binding(2) var<storage, read> v: array<f32>;
-@group(0) @binding(3) var<storage, read_write> kc: array<kv_t>;
-@group(0) @binding(4) var<storage, read_write> vc: array<kv_t>;
-@group(0) @binding(5) var<storage, read> inv_freq: array<f32>;
-@group(0) @binding(6) var<uniform> p: Params;
-@group(0) @binding(7) var<uniform> step: Step;
+@group(0) @binding(0) var<storage, read> qkv: array<f32>;
+@group(0) @binding(1) var<storage, read_write> q: array<f32>;
+@group(0) @binding(2) var<storage, read_write> kc: array<kv_t>;
+@group(0) @binding(3) var<storage, read_write> vc: array<kv_t>;
+@group(0) @binding(4) var<storage, read> inv_freq: array<f32>;
+@group(0) @binding(5) var<uniform> p: Params;
+@group(0) @binding(6) var<uniform> step: Step;
 
 // sin/cos lose accuracy far from zero on GPUs: reduce by 2π in two steps (Cody–Waite) first.
 fn reduce_angle(a: f32) -> f32 {
@@ -37,20 +37,23 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t = gid.y;
     let pos = step.pos + t;
     let half = p.head_dim / 2u;
-    let qn = p.n_head * half;
-    if (i < qn) {
-        let b = t * p.n_head * p.head_dim + 2u * i;
-        let r = rotate(q[b], q[b + 1u], i % half, pos);
-        q[b] = r.x;
-        q[b + 1u] = r.y;
+    let q_dim = p.n_head * p.head_dim;
+    let kv_dim = p.n_kv * p.head_dim;
+    let row = t * (q_dim + 2u * kv_dim);
+    if (i < p.n_head * half) {
+        let b = row + 2u * i;
+        let r = rotate(qkv[b], qkv[b + 1u], i % half, pos);
+        q[t * q_dim + 2u * i] = r.x;
+        q[t * q_dim + 2u * i + 1u] = r.y;
     }
     if (i < p.n_kv * half) {
-        let src = t * p.n_kv * p.head_dim + 2u * i;
-        let dst = pos * p.n_kv * p.head_dim + 2u * i;
-        let r = rotate(k[src], k[src + 1u], i % half, pos);
+        let k = row + q_dim + 2u * i;
+        let v = k + kv_dim;
+        let dst = pos * kv_dim + 2u * i;
+        let r = rotate(qkv[k], qkv[k + 1u], i % half, pos);
         kc[dst] = kv_t(r.x);
         kc[dst + 1u] = kv_t(r.y);
-        vc[dst] = kv_t(v[src]);
-        vc[dst + 1u] = kv_t(v[src + 1u]);
+        vc[dst] = kv_t(qkv[v]);
+        vc[dst + 1u] = kv_t(qkv[v + 1u]);
     }
 }

@@ -3,7 +3,7 @@
 // files picked from disk are read in place (never uploaded).
 import {
   loadModel, listCachedModels, deleteCachedModel, clearModelCache, wasmMemoryBytes,
-  WebGPUUnavailableError, DeviceLostError,
+  DeviceLostError,
 } from "../pkg/index.js";
 import { renderMarkdown } from "./markdown.js";
 import { describeError, isAbort } from "./error-help.js";
@@ -181,13 +181,6 @@ async function load(source) {
   setAddress(source);
   closePanelOnNarrow();
 
-  // Check before downloading gigabytes that could never run.
-  if (!navigator.gpu) {
-    setStatus("WebGPU is not available", "error");
-    showError(new WebGPUUnavailableError("navigator.gpu is missing in this browser"), ctx);
-    return;
-  }
-
   const ctrl = new AbortController();
   let settle;
   state.loading = { ctrl, done: new Promise((r) => (settle = r)) };
@@ -211,6 +204,8 @@ async function load(source) {
       // A chat should keep going when it outgrows the context: drop the oldest turns (the
       // system prompt stays) instead of failing.
       contextPolicy: "sliding",
+      // ?backend=cpu|webgpu; by default the CPU where there is no WebGPU or only a software adapter
+      backend: new URLSearchParams(location.search).get("backend") || "auto",
     });
     state.model = model;
     state.source = source;
@@ -257,9 +252,10 @@ async function showInfo(model) {
     ["Vocabulary", i.vocabSize ? `${i.vocabSize.toLocaleString()} tokens` : ""],
     ["Mode", i.chatTemplate ? `chat (${i.chatTemplate} template)` : "base model: plain text completion"],
     ["Source", state.source?.kind === "file" ? "local file (read in place)" : i.fromCache ? "browser cache" : "network"],
-    ["GPU", adapter],
+    ["Backend", i.backend ? `${i.backend === "cpu" ? "CPU" : "WebGPU"} (${i.backendReason})` : ""],
+    [i.backend === "cpu" ? "Device" : "GPU", adapter],
     ["GPU memory", i.gpuBytes ? formatBytes(i.gpuBytes) : ""],
-    ["GPU features", `shader-f16 ${i.features?.shaderF16 ? "yes" : "no"} · subgroups ${i.features?.subgroups ? "yes" : "no"}${"f16" in i ? ` · computes in ${i.f16 ? "f16" : "f32"}` : ""}`],
+    [i.backend === "cpu" ? "" : "GPU features", `shader-f16 ${i.features?.shaderF16 ? "yes" : "no"} · subgroups ${i.features?.subgroups ? "yes" : "no"}${"f16" in i ? ` · computes in ${i.f16 ? "f16" : "f32"}` : ""}`],
   ];
   try {
     const bytes = await wasmMemoryBytes();
@@ -267,7 +263,7 @@ async function showInfo(model) {
   } catch { /* optional detail */ }
   if (state.model !== model) return; // replaced while awaiting
   for (const [k, v] of rows) {
-    if (!v) continue;
+    if (!v || !k) continue;
     const dt = document.createElement("dt");
     dt.textContent = k;
     const dd = document.createElement("dd");

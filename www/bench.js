@@ -18,6 +18,8 @@ async function main() {
   const model = await loadModel(url, {
     cache: q.get("cache") === "1",
     precision: q.get("precision") || "auto",
+    // ?backend=cpu|webgpu (default auto: the CPU on a software adapter such as SwiftShader)
+    backend: q.get("backend") || "auto",
     contextLength: promptTokens + genTokens + 8,
     onProgress: (p) => {
       peakWasm = Math.max(peakWasm, wasmMemoryBytes());
@@ -37,13 +39,16 @@ async function main() {
     peak_wasm_memory_bytes: Math.max(peakWasm, wasmMemoryBytes()),
     ...r,
     adapter: model.info.adapter,
+    backend: model.info.backend,
+    backend_reason: model.info.backendReason,
     roofline_tokens_per_s: roofline,
     fraction_of_roofline: roofline ? r.decode_tokens_per_s / roofline : null,
   };
   await model.dispose();
   const mb = (b) => (b / 1e6).toFixed(1);
   out.textContent =
-    `${result.name} (${result.quantization}) on ${result.adapter}, ${result.precision}\n` +
+    `${result.name} (${result.quantization}) on ${result.backend === "cpu" ? "the CPU backend" : "WebGPU"} ` +
+    `(${result.backend_reason}): ${result.adapter}, ${result.precision}\n` +
     `load ${loadS.toFixed(2)} s, first token (pipeline compile) ${r.first_token_s.toFixed(2)} s\n` +
     `prefill ${promptTokens} tokens: ${r.prefill_tokens_per_s.toFixed(2)} tokens/s\n` +
     `decode ${genTokens} tokens: ${r.decode_tokens_per_s.toFixed(2)} tokens/s, ${mb(r.weight_bytes_per_token)} MB weights read per token ` +

@@ -2,8 +2,8 @@
 //! a cold first token (pipeline compilation), then prefill and greedy decode rates, with the
 //! weight bytes each decoded token reads (the bandwidth roofline's denominator).
 
+use crate::backend::{Forward, Model};
 use crate::error::{Error, Result};
-use crate::model::LlamaModel;
 use web_time::Instant;
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -11,6 +11,8 @@ pub struct BenchResult {
     pub adapter: String,
     pub backend: String,
     pub precision: &'static str,
+    /// CPU backend threads (0 on the GPU).
+    pub threads: usize,
     pub first_token_s: f64,
     pub prompt_tokens: usize,
     pub gen_tokens: usize,
@@ -20,15 +22,55 @@ pub struct BenchResult {
     pub decode_bytes_per_s: f64,
     pub dispatches_per_token: usize,
     pub gpu_memory_bytes: u64,
+    /// Device-to-device copy rate (bytes read + written per second) of a buffer the size of
+    /// the largest weight part: the bandwidth a decode could at best use.
+    pub copy_bytes_per_s: f64,
+    /// `copy_bytes_per_s / 2 / weight_bytes_per_token`: the bandwidth roofline of decode
+    /// (a copy moves each byte twice, a matmul reads it once).
+    pub copy_roofline_tokens_per_s: f64,
+}
+
+/// Times `reps` copies of a `bytes`-sized buffer into another on the GPU.
+pub async fn copy_bandwidth(gpu: &crate::gpu::Gpu, bytes: u64, reps: u32) -> Result<f64> {
+    let bytes = bytes.clamp(1 << 20, gpu.limits.max_buffer_size.min(1 << 30)) & !3;
+    let a = gpu.storage("copy a", bytes)?;
+    let b = gpu.storage("copy b", bytes)?;
+    let copy = |n: u32| {
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        for _ in 0..n {
+            enc.copy_buffer_to_buffer(&a, 0, &b, 0, bytes);
+        }
+        gpu.queue.submit([enc.finish()]);
+    };
+    copy(1); // warm-up
+    gpu.read(&b, 0, 4).await?;
+    let t = Instant::now();
+    copy(reps);
+    gpu.read(&b, 0, 4).await?;
+    Ok(2.0 * bytes as f64 * reps as f64 / t.elapsed().as_secs_f64().max(1e-9))
+}
+
+/// The same for host memory (the CPU backend's weights): `reps` copies of `bytes`.
+pub fn host_copy_bandwidth(bytes: usize, reps: u32) -> f64 {
+    let a = vec![1u8; bytes];
+    let mut b = vec![0u8; bytes];
+    b.copy_from_slice(&a); // warm-up (page faults)
+    let t = Instant::now();
+    for _ in 0..reps {
+        b.copy_from_slice(std::hint::black_box(&a));
+    }
+    std::hint::black_box(&b);
+    2.0 * bytes as f64 * reps as f64 / t.elapsed().as_secs_f64().max(1e-9)
 }
 
 /// Runs `n_prompt` prompt tokens then `n_gen` greedy tokens (EOS ignored: the content does
 /// not change the cost) from an empty cache.
-pub async fn run(model: &mut LlamaModel, n_prompt: usize, n_gen: usize) -> Result<BenchResult> {
-    if n_prompt == 0 || n_prompt + n_gen > model.context {
-        return Err(Error::InvalidArgument(format!("need 0 < prompt + gen tokens <= context {}", model.context)));
+pub async fn run(model: &mut Model, n_prompt: usize, n_gen: usize) -> Result<BenchResult> {
+    let context = model.context();
+    if n_prompt == 0 || n_prompt + n_gen > context {
+        return Err(Error::InvalidArgument(format!("need 0 < prompt + gen tokens <= context {context}")));
     }
-    let vocab = model.cfg.n_vocab as u64;
+    let vocab = model.cfg().n_vocab as u64;
     // deterministic pseudo-random prompt
     let prompt: Vec<u32> = (0..n_prompt as u64).map(|i| ((i * 2654435761 + 12345) % vocab) as u32).collect();
     let t0 = Instant::now();
@@ -47,10 +89,27 @@ pub async fn run(model: &mut LlamaModel, n_prompt: usize, n_gen: usize) -> Resul
     let decode_s = t2.elapsed().as_secs_f64();
     let decode = n_gen as f64 / decode_s.max(1e-9);
     let bytes = model.weight_bytes_per_token();
+    let (adapter, backend, precision, gpu_memory_bytes) = match &*model {
+        Model::Gpu(m) => (
+            m.gpu.adapter.name.clone(),
+            m.gpu.adapter.backend.clone(),
+            if m.gpu.use_f16 { "f16" } else { "f32" },
+            m.gpu_bytes,
+        ),
+        Model::Cpu(m) => (format!("CPU ({} threads, {})", m.threads(), m.simd.name()), "cpu".into(), "f32", 0),
+    };
+    let copy = match &*model {
+        Model::Gpu(m) => copy_bandwidth(&m.gpu, (bytes / 8).max(64 << 20), 4).await?,
+        Model::Cpu(_) => host_copy_bandwidth(64 << 20, 4),
+    };
     Ok(BenchResult {
-        adapter: model.gpu.adapter.name.clone(),
-        backend: model.gpu.adapter.backend.clone(),
-        precision: if model.gpu.use_f16 { "f16" } else { "f32" },
+        adapter,
+        backend,
+        precision,
+        threads: match &*model {
+            Model::Cpu(m) => m.threads(),
+            Model::Gpu(_) => 0,
+        },
         first_token_s,
         prompt_tokens: n_prompt,
         gen_tokens: n_gen,
@@ -59,6 +118,8 @@ pub async fn run(model: &mut LlamaModel, n_prompt: usize, n_gen: usize) -> Resul
         weight_bytes_per_token: bytes,
         decode_bytes_per_s: bytes as f64 * decode,
         dispatches_per_token: model.dispatches_per_token(),
-        gpu_memory_bytes: model.gpu_bytes,
+        gpu_memory_bytes,
+        copy_bytes_per_s: copy,
+        copy_roofline_tokens_per_s: copy / 2.0 / bytes.max(1) as f64,
     })
 }

@@ -74,6 +74,16 @@ pub struct Gpu {
     /// reduction step, so they get few lanes per row (measured: 4 is ~2x faster than 16 on
     /// lavapipe); GPUs get 16 for coalesced loads. `LLAMA_WEBGPU_MM_TPR` overrides (1..64, power of 2).
     pub matmul_tpr: u32,
+    /// Reduce matmul lanes with subgroup shuffles: the adapter has SUBGROUP (enabled on the
+    /// device then) and `LLAMA_WEBGPU_SUBGROUPS` is not `0`. A plain field, so tests can force
+    /// the workgroup-memory fallback. In the browser this is a feature check too: wgpu 30's
+    /// WebGPU backend does not report `subgroups` yet, so it stays false there until it does.
+    pub subgroups: bool,
+    /// Smallest subgroup the adapter may run (lanes of a row must fit in one).
+    pub subgroup_min_size: u32,
+    /// Passes of several tokens use the tiled prefill matmul (32 × 32 tiles through workgroup
+    /// memory); `LLAMA_WEBGPU_TILED=0` (or setting this false) takes the matvec instead.
+    pub tiled_prefill: bool,
     sink: Arc<Mutex<ErrorSink>>,
     pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
 }
@@ -106,6 +116,12 @@ impl Gpu {
         let mut features = wgpu::Features::empty();
         if use_f16 {
             features |= wgpu::Features::SHADER_F16;
+        }
+        let subgroups = available.contains(wgpu::Features::SUBGROUP)
+            && info.subgroup_min_size >= 2
+            && std::env::var("LLAMA_WEBGPU_SUBGROUPS").map_or(true, |v| v != "0");
+        if subgroups {
+            features |= wgpu::Features::SUBGROUP;
         }
         // Ask for everything the adapter offers: the defaults (128 MiB bindings, 256 MiB
         // buffers) are far below what real adapters allow.
@@ -160,6 +176,9 @@ impl Gpu {
             use_f16,
             max_binding,
             matmul_tpr: matmul_tpr(info.device_type, opts.cpu_adapter),
+            subgroups,
+            subgroup_min_size: info.subgroup_min_size,
+            tiled_prefill: std::env::var("LLAMA_WEBGPU_TILED").map_or(true, |v| v != "0"),
             sink,
             pipelines: Mutex::new(HashMap::new()),
         })

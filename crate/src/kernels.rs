@@ -9,12 +9,14 @@ use crate::gguf::{AsyncByteSource, GgmlType};
 use crate::gpu::{Binding, BufSlice, Gpu};
 use std::sync::Arc;
 
-pub mod kquant;
 pub mod reference;
 
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 const QUANT: &str = include_str!("../../shaders/quant.wgsl");
+const QUANT_COMMON: &str = include_str!("../../shaders/quant_common.wgsl");
 const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
+const MATMUL_COMMON: &str = include_str!("../../shaders/matmul_common.wgsl");
+const MATMUL_TILED: &str = include_str!("../../shaders/matmul_tiled.wgsl");
 const NORM: &str = include_str!("../../shaders/norm.wgsl");
 const ROPE: &str = include_str!("../../shaders/rope.wgsl");
 const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
@@ -38,6 +40,10 @@ pub struct Step {
 /// alias, the shared `Step` struct, then the kernel files.
 pub fn source(gpu: &Gpu, consts: &[(&str, String)], files: &[&str]) -> String {
     let mut s = String::new();
+    // browsers require `enable subgroups;`, native naga rejects it
+    if cfg!(target_arch = "wasm32") && gpu.subgroups {
+        s.push_str("enable subgroups;\n");
+    }
     if gpu.use_f16 {
         s.push_str("enable f16;\nalias kv_t = f16;\n");
     } else {
@@ -61,23 +67,27 @@ pub struct Dispatch {
     bind_group: wgpu::BindGroup,
     x: u32,
     tile: u32,
-    /// A variant specialised for single-token passes (decode), with its bind group.
-    single: Option<(Arc<wgpu::ComputePipeline>, wgpu::BindGroup)>,
+    /// A variant specialised for single-token passes (decode): pipeline, bind group, grid x.
+    single: Option<(Arc<wgpu::ComputePipeline>, wgpu::BindGroup, u32)>,
 }
 
 impl Dispatch {
     pub fn encode(&self, pass: &mut wgpu::ComputePass<'_>, n_tokens: u32) {
-        let y = if self.tile == 0 { 1 } else { n_tokens.div_ceil(self.tile) };
-        if self.x == 0 || y == 0 {
+        let (p, bg, x, y) = match &self.single {
+            Some((p, bg, x)) if n_tokens == 1 => (p, bg, *x, 1),
+            _ => (
+                &self.pipeline,
+                &self.bind_group,
+                self.x,
+                if self.tile == 0 { 1 } else { n_tokens.div_ceil(self.tile) },
+            ),
+        };
+        if x == 0 || y == 0 {
             return;
         }
-        let (p, bg) = match &self.single {
-            Some((p, bg)) if n_tokens == 1 => (p, bg),
-            _ => (&self.pipeline, &self.bind_group),
-        };
         pass.set_pipeline(p);
         pass.set_bind_group(0, bg, &[]);
-        pass.dispatch_workgroups(self.x, y, 1);
+        pass.dispatch_workgroups(x, y, 1);
     }
 }
 
@@ -126,28 +136,35 @@ fn make(
 // Weights
 // ---------------------------------------------------------------------------------------
 
-/// How a weight type is stored on the GPU: per 32-element block, `qs_v4` × 16 bytes of
-/// quant bits and `sc_h` f16 scales (kept apart so every load is aligned).
+/// How a weight type is stored on the GPU: GGUF's own block bytes, regrouped (never
+/// expanded) so every load is aligned. Per GGUF block (`block` values): `qs_v4` × 16 bytes in
+/// the quant array and `sc_h` f16 halves in the scale array (`sc_tail`: the halves are the
+/// block's last bytes, as Q6_K's `d`; otherwise its first: d, m, Q5's qh).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GpuFormat {
+    pub block: u32,
     pub qs_v4: u32,
     pub sc_h: u32,
+    pub sc_tail: bool,
     pub load_fn: &'static str,
 }
 
 pub fn gpu_format(ty: GgmlType) -> Option<GpuFormat> {
-    let f = |qs_v4, sc_h, load_fn| Some(GpuFormat { qs_v4, sc_h, load_fn });
+    let f = |block, qs_v4, sc_h, sc_tail, load_fn| Some(GpuFormat { block, qs_v4, sc_h, sc_tail, load_fn });
     match ty {
-        GgmlType::F32 => f(8, 0, "load_block_f32"),
-        GgmlType::F16 => f(4, 0, "load_block_f16"),
-        GgmlType::BF16 => f(4, 0, "load_block_bf16"),
-        GgmlType::Q8_0 => f(2, 1, "load_block_q8_0"),
-        GgmlType::Q4_0 => f(1, 1, "load_block_q4_0"),
-        GgmlType::Q4_1 => f(1, 2, "load_block_q4_1"),
-        // K-quants are unpacked into 32-value sub-blocks with f32 scale/min (see kquant.rs)
-        GgmlType::Q4K => f(1, 4, "load_block_q4_k"),
-        GgmlType::Q5K => f(1, 6, "load_block_q5_k"),
-        GgmlType::Q6K => f(2, 4, "load_block_q6_k"),
+        // float types in 32-value units
+        GgmlType::F32 => f(32, 8, 0, false, "load_block_f32"),
+        GgmlType::F16 => f(32, 4, 0, false, "load_block_f16"),
+        GgmlType::BF16 => f(32, 4, 0, false, "load_block_bf16"),
+        GgmlType::Q8_0 => f(32, 2, 1, false, "load_block_q8_0"),
+        GgmlType::Q4_0 => f(32, 1, 1, false, "load_block_q4_0"),
+        GgmlType::Q4_1 => f(32, 1, 2, false, "load_block_q4_1"),
+        GgmlType::Q5_0 => f(32, 1, 3, false, "load_block_q5_0"),
+        GgmlType::Q5_1 => f(32, 1, 4, false, "load_block_q5_1"),
+        // K-quants: whole 144 / 176-byte super-blocks; Q6_K's 210 = 208 + d
+        GgmlType::Q4K => f(256, 9, 0, false, "load_block_q4_k"),
+        GgmlType::Q5K => f(256, 11, 0, false, "load_block_q5_k"),
+        GgmlType::Q6K => f(256, 13, 1, true, "load_block_q6_k"),
         _ => None,
     }
 }
@@ -160,13 +177,14 @@ fn unsupported(ty: GgmlType, tensor: &str) -> Error {
     }
 }
 
-/// Byte layout of one repacked weight part: [quant bits | pad to 256 | f16 scales].
+/// Byte layout of one weight part: [quant bytes | pad to 256 | f16 halves].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PartLayout {
     pub rows: u64,
+    /// 32-value blocks per row (what the kernels iterate over).
     pub k_blocks: u64,
     pub row_qs_bytes: u64,
-    /// f16 scales per row, padded to an even count so rows stay u32-aligned.
+    /// f16 halves per row, padded to an even count so rows stay u32-aligned.
     pub row_sc_h: u64,
     pub sc_offset: u64,
     pub total: u64,
@@ -174,73 +192,41 @@ pub struct PartLayout {
 
 impl PartLayout {
     pub fn new(fmt: GpuFormat, rows: u64, cols: u64) -> Self {
-        let k_blocks = cols / 32;
-        let row_qs_bytes = k_blocks * fmt.qs_v4 as u64 * 16;
-        let row_sc_h = (k_blocks * fmt.sc_h as u64).next_multiple_of(2);
+        let units = cols / fmt.block as u64;
+        let row_qs_bytes = units * fmt.qs_v4 as u64 * 16;
+        let row_sc_h = (units * fmt.sc_h as u64).next_multiple_of(2);
         let sc_offset = (rows * row_qs_bytes).next_multiple_of(256);
         let total = sc_offset + (rows * row_sc_h * 2).max(4);
-        PartLayout { rows, k_blocks, row_qs_bytes, row_sc_h, sc_offset, total }
+        PartLayout { rows, k_blocks: cols / 32, row_qs_bytes, row_sc_h, sc_offset, total }
     }
 }
 
-/// Splits GGUF rows (`raw`, whole rows of `cols` elements of `ty`) into quant bits and f16
-/// scales in the GPU layout. Scales and quants are copied bit for bit: no precision change.
+/// Splits GGUF rows (`raw`, whole rows of `cols` elements of `ty`) into the quant and scale
+/// arrays of the GPU layout: each block's bytes are copied as they are, only regrouped.
 pub fn repack(ty: GgmlType, cols: u64, raw: &[u8], qs: &mut Vec<u8>, sc: &mut Vec<u8>) -> Result<()> {
     let fmt = gpu_format(ty).ok_or_else(|| unsupported(ty, "?"))?;
     let row_bytes = (cols / ty.block_size() * ty.type_size()) as usize;
-    if row_bytes == 0 || !raw.len().is_multiple_of(row_bytes) {
+    if row_bytes == 0 || !raw.len().is_multiple_of(row_bytes) || !cols.is_multiple_of(fmt.block as u64) {
         return Err(Error::Corrupt(format!(
             "{} data of {} bytes is not whole rows of {row_bytes}",
             ty.name(),
             raw.len()
         )));
     }
-    let k_blocks = (cols / 32) as usize;
-    let row_sc_h = (k_blocks * fmt.sc_h as usize).next_multiple_of(2);
+    let units = (cols / fmt.block as u64) as usize;
+    let row_sc_h = (units * fmt.sc_h as usize).next_multiple_of(2);
+    let (unit_bytes, sc_bytes) = (row_bytes / units, fmt.sc_h as usize * 2);
     for row in raw.chunks_exact(row_bytes) {
-        match ty {
-            GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => qs.extend_from_slice(row),
-            GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K => {
-                for block in row.chunks_exact(ty.type_size() as usize) {
-                    for sb in kquant::sub_blocks(ty, block).into_iter().flatten() {
-                        repack_sub_block(ty, &sb, qs, sc);
-                    }
-                }
-            }
-            _ => {
-                let (bs, sb) = (ty.type_size() as usize, fmt.sc_h as usize * 2);
-                for block in row.chunks_exact(bs) {
-                    sc.extend_from_slice(&block[..sb]);
-                    qs.extend_from_slice(&block[sb..]);
-                }
-                // pad this row's scales to an even count of f16
-                sc.resize(sc.len() + (row_sc_h - k_blocks * fmt.sc_h as usize) * 2, 0);
-            }
+        for unit in row.chunks_exact(unit_bytes) {
+            let (head, rest) = unit.split_at(if fmt.sc_tail { unit_bytes - sc_bytes } else { sc_bytes });
+            let (q, s) = if fmt.sc_tail { (head, rest) } else { (rest, head) };
+            qs.extend_from_slice(q);
+            sc.extend_from_slice(s);
         }
+        // pad this row's halves to an even count
+        sc.resize(sc.len() + (row_sc_h - units * fmt.sc_h as usize) * 2, 0);
     }
     Ok(())
-}
-
-/// One K-quant sub-block in the GPU layout (the formats load_block_q*_k in quant.wgsl read).
-fn repack_sub_block(ty: GgmlType, sb: &kquant::SubBlock, qs: &mut Vec<u8>, sc: &mut Vec<u8>) {
-    let q = sb.q.map(|v| v as u8);
-    match ty {
-        GgmlType::Q6K => {
-            qs.extend_from_slice(&q); // signed bytes, like Q8_0
-            sc.extend(sb.scale[0].to_le_bytes());
-            sc.extend(sb.scale[1].to_le_bytes());
-        }
-        _ => {
-            // low nibbles in Q4_0's order: byte i holds values i and i + 16
-            qs.extend((0..16).map(|i| (q[i] & 15) | (q[i + 16] & 15) << 4));
-            sc.extend(sb.scale[0].to_le_bytes());
-            sc.extend(sb.min.to_le_bytes());
-            if ty == GgmlType::Q5K {
-                let qh = (0..32).fold(0u32, |h, i| h | ((q[i] as u32 >> 4) & 1) << i);
-                sc.extend(qh.to_le_bytes());
-            }
-        }
-    }
 }
 
 /// A contiguous range of rows of a weight matrix in one GPU buffer.
@@ -261,11 +247,11 @@ pub struct GpuWeight {
 }
 
 impl GpuWeight {
-    /// Rows per part so that each binding (quants, scales) fits `max_binding`.
+    /// Rows per part so that a part (quants and scales, one binding) fits `max_binding`.
     pub fn rows_per_part(fmt: GpuFormat, cols: u64, max_binding: u64) -> u64 {
         let l = PartLayout::new(fmt, 1, cols);
-        let per_row = l.row_qs_bytes.max(l.row_sc_h * 2).max(1);
-        (max_binding.saturating_sub(256) / per_row).max(1)
+        let per_row = (l.row_qs_bytes + l.row_sc_h * 2).max(1);
+        (max_binding.saturating_sub(512) / per_row).max(1)
     }
 
     /// Streams rows `[rows × cols]` of type `ty` from `src` at `offset` to the GPU in
@@ -283,7 +269,7 @@ impl GpuWeight {
         mut on_bytes: impl FnMut(u64),
     ) -> Result<GpuWeight> {
         let fmt = gpu_format(ty).ok_or_else(|| unsupported(ty, name))?;
-        if !cols.is_multiple_of(32) || !cols.is_multiple_of(ty.block_size()) {
+        if !cols.is_multiple_of(32) || !cols.is_multiple_of(fmt.block as u64) || !cols.is_multiple_of(ty.block_size()) {
             return Err(Error::UnsupportedModel(format!("tensor '{name}': row length {cols} is not a multiple of 32")));
         }
         let row_bytes = cols / ty.block_size() * ty.type_size();
@@ -301,7 +287,6 @@ impl GpuWeight {
                 let m = rows_per_chunk.min(n - r);
                 raw.resize((m * row_bytes) as usize, 0);
                 src.fetch(offset + (row0 + r) * row_bytes, &mut raw).await?;
-                crate::numerics::check_weights(name, ty, &raw, (row0 + r) * (cols / ty.block_size()))?;
                 qs.clear();
                 sc.clear();
                 repack(ty, cols, &raw, &mut qs, &mut sc)?;
@@ -326,29 +311,44 @@ impl GpuWeight {
     pub fn gpu_bytes(&self) -> u64 {
         self.parts.iter().map(|p| p.layout.total).sum()
     }
-
-    fn qs_slice(p: &WeightPart) -> BufSlice<'_> {
-        BufSlice { buffer: &p.buffer, offset: 0, size: Some((p.layout.rows * p.layout.row_qs_bytes).max(16)) }
-    }
-    fn sc_slice(p: &WeightPart) -> BufSlice<'_> {
-        BufSlice { buffer: &p.buffer, offset: p.layout.sc_offset, size: Some(p.layout.total - p.layout.sc_offset) }
-    }
 }
 
 // ---------------------------------------------------------------------------------------
 // Kernel constructors
 // ---------------------------------------------------------------------------------------
 
-/// Threads per row, rows per workgroup and tokens per tile of the matmul kernel.
+/// Threads per workgroup and tokens per tile of the matmul kernel; rows and tokens per tile
+/// of the tiled prefill kernel.
 const MM_WG: u32 = 64;
 const MM_TT: u32 = 8;
+const MM_TILE: u32 = 32;
 
-fn weight_consts(fmt: GpuFormat) -> Vec<(&'static str, String)> {
-    vec![("QS_V4", format!("{}u", fmt.qs_v4)), ("SC_H", format!("{}u", fmt.sc_h))]
-}
-
-fn load_block_alias(fmt: GpuFormat) -> String {
-    format!("fn load_block(qi: u32, si: u32) -> array<vec4<f32>, 8> {{ return {}(qi, si); }}\n", fmt.load_fn)
+/// The weight decoders of `fmt` for binding `w{s}` (quant.wgsl instantiated with `_S` → `_{s}`),
+/// and `fn load{s}`: only the functions that format uses.
+fn loader_src(fmt: GpuFormat, s: usize, sc_v4: &str) -> String {
+    let mut out = format!(
+        "fn wq_{s}(i: u32) -> vec4<u32> {{ return w{s}[i]; }}\n\
+         fn ws_{s}(i: u32) -> u32 {{ return w{s}[{sc_v4} + (i >> 2u)][i & 3u]; }}\n"
+    );
+    let kquant = fmt.block == 256;
+    for f in QUANT.split("\nfn ").skip(1) {
+        let name = f.split('(').next().unwrap_or("");
+        let wanted = name == format!("{}_S", fmt.load_fn)
+            || matches!(name, "half_at_S" | "scale_f16_S")
+            || (kquant && matches!(name, "kbyte_S" | "scale_min_k4_S" | "k_scale_min_S"));
+        if wanted {
+            // drop the trailing comment lines that belong to the next function
+            let body = &f[..f.rfind("\n}").map_or(f.len(), |i| i + 2)];
+            out.push_str("fn ");
+            out.push_str(&body.replace("_S(", &format!("_{s}(")));
+            out.push('\n');
+        }
+    }
+    out.push_str(&format!(
+        "fn load{s}(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {{ return {}_{s}(qrow, srow, b); }}\n",
+        fmt.load_fn
+    ));
+    out
 }
 
 /// Options of a matmul dispatch.
@@ -360,8 +360,216 @@ pub struct MatmulOpts {
     pub last_only: bool,
 }
 
-/// `y[t, :] (+)= W · x[t, :]` for every token of the pass; one dispatch per weight part.
-/// `x` rows are `w.cols` floats, `y` rows `y_stride` floats.
+/// A fused RMSNorm before a matmul: `h = x / rms(x) · weight`.
+#[derive(Clone, Copy)]
+pub struct NormIn<'a> {
+    pub weight: &'a wgpu::Buffer,
+    pub eps: f32,
+}
+
+/// One weight part of a matmul launch (mirrors `Seg` in matmul.wgsl).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct SegParams {
+    pub rows: u32,
+    pub row_qs_v4: u32,
+    pub row_sc_h: u32,
+    pub wg0: u32,
+    pub y_off: u32,
+    pub _pad: [u32; 3],
+}
+
+/// Mirrors `Params` in matmul.wgsl.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct MatmulParams {
+    pub k_blocks: u32,
+    pub x_stride_v4: u32,
+    pub y_stride: u32,
+    pub flags: u32,
+    pub eps: f32,
+    pub _pad: [u32; 3],
+    pub sc_v4: [u32; 4],
+    pub seg: [SegParams; 3],
+}
+
+impl MatmulParams {
+    pub const ACCUMULATE: u32 = 1;
+    pub const LAST_ONLY: u32 = 2;
+}
+
+/// Reduction of a row's lanes: subgroup shuffles where the adapter has them (natively; the
+/// browser once wgpu maps `subgroups`) and lanes fit one subgroup, else workgroup memory.
+fn use_subgroups(gpu: &Gpu, tpr: u32) -> bool {
+    gpu.subgroups && tpr > 1 && tpr <= gpu.subgroup_min_size
+}
+
+/// A matmul launch over `segs` (weight parts with the first output column of each), GLU
+/// when `glu` (segs = [gate part, up part]).
+#[allow(clippy::too_many_arguments)]
+fn matmul_launch(
+    gpu: &Gpu,
+    segs: &[(&GpuWeight, &WeightPart, u32)],
+    glu: bool,
+    norm: Option<NormIn<'_>>,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    y_stride: u32,
+    step: &wgpu::Buffer,
+    opts: MatmulOpts,
+) -> Result<Dispatch> {
+    let tpr = gpu.matmul_tpr;
+    let rpw = MM_WG / tpr;
+    let cols = segs.first().map_or(0, |s| s.0.cols);
+    if segs.is_empty() || segs.len() > 3 || segs.iter().any(|s| s.0.cols != cols) {
+        return Err(Error::UnsupportedModel("matmul: 1 to 3 weights of one row length".into()));
+    }
+    let sg = use_subgroups(gpu, tpr);
+    // tiled: the prefill kernel (32 × 32 tiles); else the matvec with `tt` tokens per tile
+    let pipe = |tt: u32, tiled: bool| -> Result<Arc<wgpu::ComputePipeline>> {
+        let consts = vec![
+            ("WG", format!("{MM_WG}u")),
+            ("TPR", format!("{tpr}u")),
+            ("TT", format!("{}u", if tiled { MM_TILE } else { tt })),
+            ("NSEG", format!("{}u", segs.len())),
+            ("GLU", glu.to_string()),
+            ("NACC", format!("{}u", if glu { 2 } else { 1 })),
+            ("NORM", norm.is_some().to_string()),
+            ("SG", sg.to_string()),
+        ];
+        let mut pre = String::new();
+        let mut bindings = Vec::new();
+        for (i, _) in segs.iter().enumerate() {
+            pre.push_str(&format!("@group(0) @binding({i}) var<storage, read> w{i}: array<vec4<u32>>;\n"));
+            bindings.push(Binding::Read);
+        }
+        let n = segs.len();
+        pre.push_str(&format!("@group(0) @binding({n}) var<storage, read> x: array<vec4<f32>>;\n"));
+        bindings.push(Binding::Read);
+        let mut b = n + 1;
+        if norm.is_some() {
+            pre.push_str(&format!(
+                "@group(0) @binding({b}) var<storage, read> g: array<vec4<f32>>;\nfn gw(i: u32) -> vec4<f32> {{ return g[i]; }}\n"
+            ));
+            bindings.push(Binding::Read);
+            b += 1;
+        } else {
+            pre.push_str("fn gw(i: u32) -> vec4<f32> { return vec4<f32>(1.0); }\n");
+        }
+        pre.push_str(&format!(
+            "@group(0) @binding({}) var<storage, read_write> y: array<f32>;\n\
+             @group(0) @binding({}) var<uniform> p: Params;\n\
+             @group(0) @binding({}) var<uniform> step: Step;\n",
+            b,
+            b + 1,
+            b + 2
+        ));
+        bindings.extend([Binding::ReadWrite, Binding::Uniform, Binding::Uniform]);
+        pre.push_str(if sg && !tiled {
+            "fn sg_xor(v: f32, o: u32) -> f32 { return subgroupShuffleXor(v, o); }\n"
+        } else {
+            "fn sg_xor(v: f32, o: u32) -> f32 { return v; }\n"
+        });
+        for (i, s) in segs.iter().enumerate() {
+            pre.push_str(&loader_src(s.0.fmt, i, &format!("p.sc_v4[{i}]")));
+        }
+        for i in segs.len()..3 {
+            pre.push_str(&format!(
+                "fn load{i}(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {{ return load0(qrow, srow, b); }}\n"
+            ));
+        }
+        let fmts: Vec<&str> = segs.iter().map(|s| s.0.fmt.load_fn).collect();
+        let key =
+            format!("matmul {} tt{tt} tiled{tiled} tpr{tpr} glu{glu} norm{} sg{sg}", fmts.join(","), norm.is_some());
+        let main = if tiled { MATMUL_TILED } else { MATMUL };
+        let src = source(gpu, &consts, &[QUANT_COMMON, MATMUL_COMMON, main, &pre]);
+        gpu.pipeline(&key, &src, &bindings)
+    };
+    // Params for a grid of `rows_per_wg` rows per workgroup.
+    let params = |rows_per_wg: u32| -> (wgpu::Buffer, u32) {
+        let mut p = MatmulParams {
+            k_blocks: (cols / 32) as u32,
+            x_stride_v4: (cols / 4) as u32,
+            y_stride,
+            flags: if opts.accumulate { MatmulParams::ACCUMULATE } else { 0 }
+                | if opts.last_only { MatmulParams::LAST_ONLY } else { 0 },
+            eps: norm.map_or(0.0, |n| n.eps),
+            ..Default::default()
+        };
+        let mut wg = 0u32;
+        for (i, (_, part, y_off)) in segs.iter().enumerate() {
+            let l = part.layout;
+            p.sc_v4[i] = (l.sc_offset / 16) as u32;
+            p.seg[i] = SegParams {
+                rows: l.rows as u32,
+                row_qs_v4: (l.row_qs_bytes / 16) as u32,
+                row_sc_h: l.row_sc_h as u32,
+                wg0: if glu { 0 } else { wg },
+                y_off: *y_off,
+                _pad: [0; 3],
+            };
+            if !glu || i == 0 {
+                wg += (l.rows as u32).div_ceil(rows_per_wg);
+            }
+        }
+        (gpu.uniform("matmul", bytemuck::cast_slice(std::slice::from_ref(&p))), wg)
+    };
+    let bind = |pipeline: &wgpu::ComputePipeline, pbuf: &wgpu::Buffer| {
+        let mut b: Vec<BufSlice<'_>> = segs.iter().map(|s| (&s.1.buffer).into()).collect();
+        b.push(x.into());
+        if let Some(n) = norm {
+            b.push(n.weight.into());
+        }
+        b.extend::<[BufSlice<'_>; 3]>([y.into(), pbuf.into(), step.into()]);
+        gpu.bind_group(pipeline, &b)
+    };
+    let names: Vec<String> = segs.iter().map(|s| format!("{}[{}..]", s.0.name, s.1.row0)).collect();
+    let label = format!("matmul{} {}", if glu { " glu" } else { "" }, names.join(" + "));
+
+    // decode variant: matvec, one token
+    let single = pipe(1, false)?;
+    let (p1, x1) = params(rpw);
+    let bg1 = bind(&single, &p1);
+    // passes of several tokens: the tiled kernel, or (last token only / switched off) the matvec
+    let tiled = gpu.tiled_prefill && !opts.last_only;
+    let (multi, (pm, xm), tile) = if tiled {
+        (pipe(MM_TILE, true)?, params(MM_TILE), MM_TILE)
+    } else {
+        (pipe(MM_TT, false)?, params(rpw), if opts.last_only { 0 } else { MM_TT })
+    };
+    let bgm = bind(&multi, &pm);
+    check_x(&label, xm.max(x1), gpu)?;
+    let x = xm;
+    Ok(Dispatch { label, pipeline: multi, bind_group: bgm, x, tile, single: Some((single, bg1, x1)) })
+}
+
+/// `y[t, :] (+)= W · h[t, :]` for every token of the pass, with `h = x` or the fused
+/// RMSNorm of x. The rows of all `ws` (e.g. Q, K, V) are concatenated in y's columns; parts
+/// go up to three per launch (one launch when no weight is split). `x` rows are
+/// `cols` floats, `y` rows `y_stride` floats.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_cat(
+    gpu: &Gpu,
+    ws: &[&GpuWeight],
+    norm: Option<NormIn<'_>>,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    y_stride: u32,
+    step: &wgpu::Buffer,
+    opts: MatmulOpts,
+) -> Result<Vec<Dispatch>> {
+    let mut segs = Vec::new();
+    let mut off = 0u32;
+    for w in ws {
+        for p in &w.parts {
+            segs.push((*w, p, off + p.row0 as u32));
+        }
+        off += w.rows as u32;
+    }
+    segs.chunks(3).map(|c| matmul_launch(gpu, c, false, norm, x, y, y_stride, step, opts)).collect()
+}
+
+/// `y[t, :] (+)= W · x[t, :]`; one launch per (up to three) weight parts.
 pub fn matmul(
     gpu: &Gpu,
     w: &GpuWeight,
@@ -371,53 +579,38 @@ pub fn matmul(
     step: &wgpu::Buffer,
     opts: MatmulOpts,
 ) -> Result<Vec<Dispatch>> {
-    let mut out = Vec::new();
-    let tpr = gpu.matmul_tpr;
-    let rpw = MM_WG / tpr;
-    let pipe = |tt: u32| -> Result<Arc<wgpu::ComputePipeline>> {
-        let mut consts = weight_consts(w.fmt);
-        consts.extend([("WG", format!("{MM_WG}u")), ("TPR", format!("{tpr}u")), ("TT", format!("{tt}u"))]);
-        let src = source(gpu, &consts, &[QUANT, MATMUL, &load_block_alias(w.fmt)]);
-        gpu.pipeline(&format!("matmul_{}_{tt}_{tpr}", w.fmt.load_fn), &src, &MATMUL_BINDINGS)
-    };
-    // decode gets a one-token variant: no per-token accumulator array to index
-    let (multi, single) = (pipe(MM_TT)?, pipe(1)?);
-    for part in &w.parts {
-        let l = part.layout;
-        let flags = opts.accumulate as u32 | (opts.last_only as u32) << 1;
-        let params = gpu.uniform(
-            "matmul",
-            &[
-                l.rows as u32,
-                l.k_blocks as u32,
-                (l.row_qs_bytes / 16) as u32,
-                l.row_sc_h as u32,
-                (w.cols / 4) as u32,
-                y_stride,
-                part.row0 as u32,
-                flags,
-            ],
-        );
-        let buffers =
-            [GpuWeight::qs_slice(part), GpuWeight::sc_slice(part), x.into(), y.into(), (&params).into(), step.into()];
-        let label = format!("matmul {}[{}..]", w.name, part.row0);
-        let mut d = make(
-            gpu,
-            label,
-            multi.clone(),
-            &buffers,
-            (l.rows as u32).div_ceil(rpw),
-            if opts.last_only { 0 } else { MM_TT },
-        )?;
-        let bg = gpu.bind_group(&single, &buffers);
-        d.single = Some((single.clone(), bg));
-        out.push(d);
-    }
-    Ok(out)
+    matmul_cat(gpu, &[w], None, x, y, y_stride, step, opts)
 }
 
-const MATMUL_BINDINGS: [Binding; 6] =
-    [Binding::Read, Binding::Read, Binding::Read, Binding::ReadWrite, Binding::Uniform, Binding::Uniform];
+/// `y[t, :] = silu(Wgate h) ⊙ (Wup h)`, h the fused RMSNorm of x (or x): one launch per part
+/// pair. Returns `None` when gate and up are split differently (then use matmul + swiglu).
+pub fn gate_up_silu(
+    gpu: &Gpu,
+    gate: &GpuWeight,
+    up: &GpuWeight,
+    norm: Option<NormIn<'_>>,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    step: &wgpu::Buffer,
+) -> Result<Option<Vec<Dispatch>>> {
+    let same = gate.rows == up.rows
+        && gate.cols == up.cols
+        && gate.parts.len() == up.parts.len()
+        && gate.parts.iter().zip(&up.parts).all(|(a, b)| a.row0 == b.row0 && a.layout.rows == b.layout.rows);
+    if !same {
+        return Ok(None);
+    }
+    let n = gate.rows as u32;
+    gate.parts
+        .iter()
+        .zip(&up.parts)
+        .map(|(g, u)| {
+            let segs = [(gate, g, g.row0 as u32), (up, u, u.row0 as u32)];
+            matmul_launch(gpu, &segs, true, norm, x, y, n, step, MatmulOpts::default())
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
 
 const ELEM_WG: u32 = 256;
 const NORM_WG: u32 = 256;
@@ -458,15 +651,14 @@ pub struct AttnShape {
     pub ctx: u32,
 }
 
-/// RoPE on q (in place) and k, then k and v appended to the cache at the pass's positions.
-/// `inv_freq[j]` = base^(−2j/d) / rope_freqs[j].
+/// RoPE on q and k of the fused projection `qkv` (rows q | k | v): rotated q → `q`, rotated
+/// k and v appended to the cache at the pass's positions. `inv_freq[j]` = base^(−2j/d) / rope_freqs[j].
 #[allow(clippy::too_many_arguments)]
 pub fn rope_store(
     gpu: &Gpu,
     s: AttnShape,
+    qkv: &wgpu::Buffer,
     q: &wgpu::Buffer,
-    k: &wgpu::Buffer,
-    v: &wgpu::Buffer,
     kc: &wgpu::Buffer,
     vc: &wgpu::Buffer,
     inv_freq: &wgpu::Buffer,
@@ -478,14 +670,14 @@ pub fn rope_store(
     let src = source(gpu, &wg_const(ELEM_WG), &[ROPE]);
     use Binding::*;
     let pipeline =
-        gpu.pipeline("rope_store", &src, &[ReadWrite, Read, Read, ReadWrite, ReadWrite, Read, Uniform, Uniform])?;
+        gpu.pipeline("rope_store", &src, &[Read, ReadWrite, ReadWrite, ReadWrite, Read, Uniform, Uniform])?;
     let params = gpu.uniform("rope", &[s.n_head, s.n_kv, s.head_dim]);
     let pairs = s.n_head * s.head_dim / 2;
     make(
         gpu,
         "rope_store".into(),
         pipeline,
-        &[q.into(), k.into(), v.into(), kc.into(), vc.into(), inv_freq.into(), (&params).into(), step.into()],
+        &[qkv.into(), q.into(), kc.into(), vc.into(), inv_freq.into(), (&params).into(), step.into()],
         pairs.div_ceil(ELEM_WG),
         1,
     )
@@ -531,6 +723,19 @@ pub fn swiglu(gpu: &Gpu, g: &wgpu::Buffer, u: &wgpu::Buffer, n: u32, step: &wgpu
     make(gpu, "swiglu".into(), pipeline, &[g.into(), u.into(), (&params).into(), step.into()], n.div_ceil(ELEM_WG), 1)
 }
 
+/// Mirrors `Params` in embed.wgsl.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct EmbedParams {
+    pub row0: u32,
+    pub rows: u32,
+    pub k_blocks: u32,
+    pub row_qs_v4: u32,
+    pub row_sc_h: u32,
+    pub sc_v4: u32,
+    pub _pad: [u32; 2],
+}
+
 /// Embedding rows for the token ids in `ids` → `out` [n, cols] f32; one dispatch per part.
 pub fn embed(
     gpu: &Gpu,
@@ -539,32 +744,30 @@ pub fn embed(
     out: &wgpu::Buffer,
     step: &wgpu::Buffer,
 ) -> Result<Vec<Dispatch>> {
-    let mut consts = weight_consts(w.fmt);
-    consts.extend(wg_const(ELEM_WG));
-    let src = source(gpu, &consts, &[QUANT, EMBED, &load_block_alias(w.fmt)]);
+    let consts = wg_const(ELEM_WG);
+    let src = source(gpu, &consts, &[QUANT_COMMON, EMBED, &loader_src(w.fmt, 0, "p.sc_v4")]);
     use Binding::*;
     let pipeline =
-        gpu.pipeline(&format!("embed_{}", w.fmt.load_fn), &src, &[Read, Read, Read, ReadWrite, Uniform, Uniform])?;
+        gpu.pipeline(&format!("embed_{}", w.fmt.load_fn), &src, &[Read, Read, ReadWrite, Uniform, Uniform])?;
     w.parts
         .iter()
         .map(|part| {
             let l = part.layout;
-            let params = gpu.uniform(
-                "embed",
-                &[part.row0 as u32, l.rows as u32, l.k_blocks as u32, (l.row_qs_bytes / 16) as u32, l.row_sc_h as u32],
-            );
+            let params = EmbedParams {
+                row0: part.row0 as u32,
+                rows: l.rows as u32,
+                k_blocks: l.k_blocks as u32,
+                row_qs_v4: (l.row_qs_bytes / 16) as u32,
+                row_sc_h: l.row_sc_h as u32,
+                sc_v4: (l.sc_offset / 16) as u32,
+                _pad: [0; 2],
+            };
+            let params = gpu.uniform("embed", bytemuck::cast_slice(std::slice::from_ref(&params)));
             make(
                 gpu,
                 format!("embed {}[{}..]", w.name, part.row0),
                 pipeline.clone(),
-                &[
-                    GpuWeight::qs_slice(part),
-                    GpuWeight::sc_slice(part),
-                    ids.into(),
-                    out.into(),
-                    (&params).into(),
-                    step.into(),
-                ],
+                &[(&part.buffer).into(), ids.into(), out.into(), (&params).into(), step.into()],
                 (l.k_blocks as u32).div_ceil(ELEM_WG),
                 1,
             )

@@ -2,19 +2,24 @@
 //!
 //! Data flow: a [`gguf::ByteSource`] (file, HTTP ranges, Blob) → [`gguf::GgufFile`] (header
 //! only) → [`model::LlamaModel`] (weights streamed into GPU buffers) → [`session::Session`]
-//! (KV cache, sampling, chat) → text.
+//! (KV cache, sampling, chat) → text. Machines without a real GPU run the same model on the
+//! CPU instead ([`cpu::CpuModel`], picked by [`backend`]).
 
+pub mod backend;
 pub mod bench;
 pub mod chat;
+pub mod cpu;
 pub mod error;
 pub mod gguf;
 pub mod gpu;
+pub mod graph;
 pub mod kernels;
 pub mod model;
 pub mod numerics;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod output;
 pub mod plan;
+pub mod quant;
 pub mod quantize;
 pub mod sampler;
 pub mod session;

@@ -1,22 +1,15 @@
-//! The Llama 3 graph on the GPU. Weights stream from a [`ByteSource`] into GPU buffers one
-//! bounded chunk at a time; every kernel launch of a forward pass is recorded once at load
-//! (bind groups and all) and replayed per pass, so a token costs one submit.
-//!
-//! Per layer, reading top to bottom like the math:
-//! ```text
-//!   h  = rmsnorm(x) · attn_norm
-//!   q, k, v = Wq h, Wk h, Wv h
-//!   q, k = rope(q, k) ; cache[pos..] ← k, v
-//!   x += Wo · attention(q, cache)
-//!   h  = rmsnorm(x) · ffn_norm
-//!   x += Wdown · (silu(Wgate h) ⊙ Wup h)
-//! ```
-//! then `logits = Wout · rmsnorm(x) · output_norm` (Wout = token_embd when tied).
+//! The Llama 3 model on the GPU. Weights stream from a [`ByteSource`] into GPU buffers one
+//! bounded chunk at a time, in GGUF's own block encoding; the forward pass is
+//! [`graph::forward`] (the math, written once), which [`Recorder`] turns into kernel launches
+//! recorded once at load (bind groups and all) and replayed per pass, so a token costs one
+//! submit and 6 launches per layer (+2).
 
 use crate::error::{Error, Result};
 use crate::gguf::{AsyncByteSource, GgmlType, GgufFile, LlamaConfig, TensorInfo};
 use crate::gpu::{Gpu, GpuOptions};
-use crate::kernels::{self, reference, AttnShape, Dispatch, GpuWeight, MatmulOpts, Step};
+use crate::graph::{self, Act, Exec};
+use crate::kernels::{self, reference, AttnShape, Dispatch, GpuWeight, MatmulOpts, NormIn, Step};
+use crate::quant;
 
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -52,29 +45,20 @@ pub struct Progress {
     pub total: u64,
 }
 
-struct Layer {
-    attn_norm: wgpu::Buffer,
-    wq: GpuWeight,
-    wk: GpuWeight,
-    wv: GpuWeight,
-    wo: GpuWeight,
-    ffn_norm: wgpu::Buffer,
-    w_gate: GpuWeight,
-    w_up: GpuWeight,
-    w_down: GpuWeight,
-    k_cache: wgpu::Buffer,
-    v_cache: wgpu::Buffer,
+type Weights = graph::Weights<GpuWeight, wgpu::Buffer>;
+
+/// GPU bytes of the matrices of `w`'s layers (each is read once per token).
+fn layer_weight_bytes(w: &Weights) -> u64 {
+    w.layers
+        .iter()
+        .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down])
+        .map(|w| w.gpu_bytes())
+        .sum()
 }
 
-impl Layer {
-    /// GPU bytes of the matrices of `layers` (each is read once per token).
-    fn weight_bytes(layers: &[Layer]) -> u64 {
-        layers
-            .iter()
-            .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down])
-            .map(|w| w.gpu_bytes())
-            .sum()
-    }
+struct KvCache {
+    k: wgpu::Buffer,
+    v: wgpu::Buffer,
 }
 
 /// Activations for one prefill chunk, sized once.
@@ -82,16 +66,27 @@ struct Acts {
     step: wgpu::Buffer,
     ids: wgpu::Buffer,
     x: wgpu::Buffer,
-    h: wgpu::Buffer,
+    qkv: wgpu::Buffer,
     q: wgpu::Buffer,
-    k: wgpu::Buffer,
-    v: wgpu::Buffer,
     att: wgpu::Buffer,
-    gate: wgpu::Buffer,
-    up: wgpu::Buffer,
+    ffn: wgpu::Buffer,
+    /// `up` when gate and up cannot share a launch (split differently across bindings).
+    scratch: wgpu::Buffer,
     scores: wgpu::Buffer,
     logits_all: wgpu::Buffer,
     logits_last: wgpu::Buffer,
+}
+
+impl Acts {
+    fn buf(&self, a: Act) -> &wgpu::Buffer {
+        match a {
+            Act::X => &self.x,
+            Act::Qkv => &self.qkv,
+            Act::Q => &self.q,
+            Act::Att => &self.att,
+            Act::Ffn => &self.ffn,
+        }
+    }
 }
 
 pub struct LlamaModel {
@@ -107,11 +102,9 @@ pub struct LlamaModel {
     pub gpu_bytes: u64,
     /// Weight types by tensor count, for `info`.
     pub tensor_types: Vec<(String, usize)>,
-    tok_embd: GpuWeight,
-    output: Option<GpuWeight>,
-    output_norm: wgpu::Buffer,
+    w: Weights,
+    caches: Vec<KvCache>,
     inv_freq_buf: wgpu::Buffer,
-    layers: Vec<Layer>,
     acts: Acts,
     body: Vec<Dispatch>,
     out_all: Vec<Dispatch>,
@@ -130,7 +123,7 @@ async fn read_f32<S: AsyncByteSource + ?Sized>(src: &S, t: &TensorInfo) -> Resul
     let mut raw = vec![0u8; t.n_bytes as usize];
     src.fetch(t.offset, &mut raw).await?;
     match t.ty {
-        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => reference::dequantize(t.ty, &raw),
+        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => quant::dequantize(t.ty, &raw),
         _ => Err(Error::UnsupportedType {
             tensor: t.name.clone(),
             ty: t.ty.id(),
@@ -196,13 +189,12 @@ impl LlamaModel {
         let inv_freq_buf = gpu.storage_from("inv_freq", bytemuck::cast_slice(&inv_freq))?;
 
         let mut layers = Vec::with_capacity(cfg.n_layer);
+        let mut caches = Vec::with_capacity(cfg.n_layer);
         for (i, w) in ws.into_iter().enumerate() {
             let [wq, wk, wv, wo, w_gate, w_up, w_down] = w;
-            layers.push(Layer {
+            layers.push(graph::Layer {
                 attn_norm: norm(&format!("blk.{i}.attn_norm.weight")).await?,
                 ffn_norm: norm(&format!("blk.{i}.ffn_norm.weight")).await?,
-                k_cache: gpu.storage("k_cache", plan.kv_layer_bytes)?,
-                v_cache: gpu.storage("v_cache", plan.kv_layer_bytes)?,
                 wq,
                 wk,
                 wv,
@@ -211,7 +203,12 @@ impl LlamaModel {
                 w_up,
                 w_down,
             });
+            caches.push(KvCache {
+                k: gpu.storage("k_cache", plan.kv_layer_bytes)?,
+                v: gpu.storage("v_cache", plan.kv_layer_bytes)?,
+            });
         }
+        let w = Weights { tok_embd, layers, output_norm, output };
 
         let f = |n: usize| (chunk * n * 4) as u64;
         let q_dim = cfg.n_head * cfg.head_dim;
@@ -219,30 +216,26 @@ impl LlamaModel {
             step: kernels::step_buffer(&gpu),
             ids: gpu.storage("ids", (chunk * 4) as u64)?,
             x: gpu.storage("x", f(cfg.n_embd))?,
-            h: gpu.storage("h", f(cfg.n_embd))?,
+            qkv: gpu.storage("qkv", f(q_dim + 2 * kv_dim))?,
             q: gpu.storage("q", f(q_dim))?,
-            k: gpu.storage("k", f(kv_dim))?,
-            v: gpu.storage("v", f(kv_dim))?,
             att: gpu.storage("att", f(q_dim))?,
-            gate: gpu.storage("gate", f(cfg.n_ff))?,
-            up: gpu.storage("up", f(cfg.n_ff))?,
+            ffn: gpu.storage("ffn", f(cfg.n_ff))?,
+            scratch: gpu.storage("scratch", f(cfg.n_ff.max(cfg.n_embd)))?,
             scores: gpu.storage("scores", f(cfg.n_head * context))?,
             logits_all: gpu.storage("logits", f(cfg.n_vocab))?,
             logits_last: gpu.storage("logits_last", (cfg.n_vocab * 4) as u64)?,
         };
 
         let weight_bytes =
-            tok_embd.gpu_bytes() + output.as_ref().map_or(0, |o| o.gpu_bytes()) + Layer::weight_bytes(&layers);
+            w.tok_embd.gpu_bytes() + w.output.as_ref().map_or(0, |o| o.gpu_bytes()) + layer_weight_bytes(&w);
         let kv_bytes = plan.kv_bytes;
         let act_bytes: u64 = [
             &acts.x,
-            &acts.h,
+            &acts.qkv,
             &acts.q,
-            &acts.k,
-            &acts.v,
             &acts.att,
-            &acts.gate,
-            &acts.up,
+            &acts.ffn,
+            &acts.scratch,
             &acts.scores,
             &acts.logits_all,
             &acts.logits_last,
@@ -260,11 +253,9 @@ impl LlamaModel {
             kv_bytes,
             gpu_bytes: weight_bytes + kv_bytes + act_bytes,
             tensor_types,
-            tok_embd,
-            output,
-            output_norm,
+            w,
+            caches,
             inv_freq_buf,
-            layers,
             acts,
             body: vec![],
             out_all: vec![],
@@ -286,50 +277,26 @@ impl LlamaModel {
         pollster::block_on(Self::load(src, file, opts, progress))
     }
 
-    /// Records the dispatches of one forward pass (see the module docs for the math).
+    /// Records the launches of one forward pass ([`graph::forward`]).
     fn record(&mut self) -> Result<()> {
-        let (g, c, a) = (&self.gpu, &self.cfg, &self.acts);
-        let s = &a.step;
-        let shape = AttnShape {
-            n_head: c.n_head as u32,
-            n_kv: c.n_head_kv as u32,
-            head_dim: c.head_dim as u32,
-            ctx: self.context as u32,
+        let mut r = Recorder {
+            gpu: &self.gpu,
+            cfg: &self.cfg,
+            a: &self.acts,
+            caches: &self.caches,
+            inv_freq: &self.inv_freq_buf,
+            shape: AttnShape {
+                n_head: self.cfg.n_head as u32,
+                n_kv: self.cfg.n_head_kv as u32,
+                head_dim: self.cfg.head_dim as u32,
+                ctx: self.context as u32,
+            },
+            body: vec![],
+            out_all: vec![],
+            out_last: vec![],
         };
-        let (embd, q_dim, kv_dim) =
-            (c.n_embd as u32, (c.n_head * c.head_dim) as u32, (c.n_head_kv * c.head_dim) as u32);
-        let set = MatmulOpts::default();
-        let acc = MatmulOpts { accumulate: true, last_only: false };
-
-        let mut body = kernels::embed(g, &self.tok_embd, &a.ids, &a.x, s)?;
-        for l in &self.layers {
-            body.push(kernels::rmsnorm(g, &a.x, &l.attn_norm, &a.h, embd, c.rms_eps, s)?);
-            body.extend(kernels::matmul(g, &l.wq, &a.h, &a.q, q_dim, s, set)?);
-            body.extend(kernels::matmul(g, &l.wk, &a.h, &a.k, kv_dim, s, set)?);
-            body.extend(kernels::matmul(g, &l.wv, &a.h, &a.v, kv_dim, s, set)?);
-            body.push(kernels::rope_store(g, shape, &a.q, &a.k, &a.v, &l.k_cache, &l.v_cache, &self.inv_freq_buf, s)?);
-            body.push(kernels::attention(g, shape, &a.q, &l.k_cache, &l.v_cache, &a.scores, &a.att, s)?);
-            body.extend(kernels::matmul(g, &l.wo, &a.att, &a.x, embd, s, acc)?);
-            body.push(kernels::rmsnorm(g, &a.x, &l.ffn_norm, &a.h, embd, c.rms_eps, s)?);
-            body.extend(kernels::matmul(g, &l.w_gate, &a.h, &a.gate, c.n_ff as u32, s, set)?);
-            body.extend(kernels::matmul(g, &l.w_up, &a.h, &a.up, c.n_ff as u32, s, set)?);
-            body.push(kernels::swiglu(g, &a.gate, &a.up, c.n_ff as u32, s)?);
-            body.extend(kernels::matmul(g, &l.w_down, &a.gate, &a.x, embd, s, acc)?);
-        }
-        body.push(kernels::rmsnorm(g, &a.x, &self.output_norm, &a.h, embd, c.rms_eps, s)?);
-        let out_w = self.output.as_ref().unwrap_or(&self.tok_embd);
-        let vocab = c.n_vocab as u32;
-        self.out_all = kernels::matmul(g, out_w, &a.h, &a.logits_all, vocab, s, set)?;
-        self.out_last = kernels::matmul(
-            g,
-            out_w,
-            &a.h,
-            &a.logits_last,
-            vocab,
-            s,
-            MatmulOpts { accumulate: false, last_only: true },
-        )?;
-        self.body = body;
+        graph::forward(&mut r, &self.w)?;
+        (self.body, self.out_all, self.out_last) = (r.body, r.out_all, r.out_last);
         Ok(())
     }
 
@@ -340,9 +307,8 @@ impl LlamaModel {
 
     /// Weight bytes read per decoded token (every weight once; embedding: one row).
     pub fn weight_bytes_per_token(&self) -> u64 {
-        let row = self.tok_embd.gpu_bytes() / self.tok_embd.rows.max(1);
-        let out = self.output.as_ref().unwrap_or(&self.tok_embd).gpu_bytes();
-        row + out + Layer::weight_bytes(&self.layers)
+        let row = self.w.tok_embd.gpu_bytes() / self.w.tok_embd.rows.max(1);
+        row + self.w.output().gpu_bytes() + layer_weight_bytes(&self.w)
     }
 
     /// Runs `tokens` at positions `pos..`, appending to the KV cache. Returns the logits of
@@ -389,5 +355,99 @@ impl LlamaModel {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn forward_blocking(&mut self, tokens: &[u32], pos: usize, all: bool) -> Result<Vec<f32>> {
         pollster::block_on(self.forward(tokens, pos, all))
+    }
+}
+
+/// Records a pass's kernel launches: the GPU [`Exec`].
+struct Recorder<'a> {
+    gpu: &'a Gpu,
+    cfg: &'a LlamaConfig,
+    a: &'a Acts,
+    caches: &'a [KvCache],
+    inv_freq: &'a wgpu::Buffer,
+    shape: AttnShape,
+    body: Vec<Dispatch>,
+    out_all: Vec<Dispatch>,
+    out_last: Vec<Dispatch>,
+}
+
+impl Recorder<'_> {
+    fn norm<'b>(&self, weight: &'b wgpu::Buffer) -> Option<NormIn<'b>> {
+        Some(NormIn { weight, eps: self.cfg.rms_eps })
+    }
+    fn cache(&self, layer: usize) -> Result<&KvCache> {
+        self.caches.get(layer).ok_or_else(|| Error::InvalidArgument(format!("no layer {layer}")))
+    }
+}
+
+impl Exec for Recorder<'_> {
+    type Weight = GpuWeight;
+    type Norm = wgpu::Buffer;
+
+    fn embed(&mut self, tok_embd: &GpuWeight) -> Result<()> {
+        let (g, a) = (self.gpu, self.a);
+        self.body.extend(kernels::embed(g, tok_embd, &a.ids, &a.x, &a.step)?);
+        Ok(())
+    }
+
+    fn qkv(&mut self, norm: &wgpu::Buffer, wq: &GpuWeight, wk: &GpuWeight, wv: &GpuWeight) -> Result<()> {
+        let (g, a) = (self.gpu, self.a);
+        let width = (wq.rows + wk.rows + wv.rows) as u32;
+        let d = kernels::matmul_cat(
+            g,
+            &[wq, wk, wv],
+            self.norm(norm),
+            &a.x,
+            &a.qkv,
+            width,
+            &a.step,
+            MatmulOpts::default(),
+        )?;
+        self.body.extend(d);
+        Ok(())
+    }
+
+    fn rope_store(&mut self, layer: usize) -> Result<()> {
+        let (g, a, c) = (self.gpu, self.a, self.cache(layer)?);
+        self.body.push(kernels::rope_store(g, self.shape, &a.qkv, &a.q, &c.k, &c.v, self.inv_freq, &a.step)?);
+        Ok(())
+    }
+
+    fn attention(&mut self, layer: usize) -> Result<()> {
+        let (g, a, c) = (self.gpu, self.a, self.cache(layer)?);
+        self.body.push(kernels::attention(g, self.shape, &a.q, &c.k, &c.v, &a.scores, &a.att, &a.step)?);
+        Ok(())
+    }
+
+    fn matmul_add(&mut self, w: &GpuWeight, input: Act) -> Result<()> {
+        let (g, a) = (self.gpu, self.a);
+        let acc = MatmulOpts { accumulate: true, last_only: false };
+        self.body.extend(kernels::matmul(g, w, a.buf(input), &a.x, self.cfg.n_embd as u32, &a.step, acc)?);
+        Ok(())
+    }
+
+    fn ffn_gate_up_silu(&mut self, norm: &wgpu::Buffer, gate: &GpuWeight, up: &GpuWeight) -> Result<()> {
+        let (g, a) = (self.gpu, self.a);
+        let n_ff = self.cfg.n_ff as u32;
+        if let Some(d) = kernels::gate_up_silu(g, gate, up, self.norm(norm), &a.x, &a.ffn, &a.step)? {
+            self.body.extend(d);
+            return Ok(());
+        }
+        // gate and up split differently across bindings: three launches
+        let set = MatmulOpts::default();
+        self.body.extend(kernels::matmul_cat(g, &[gate], self.norm(norm), &a.x, &a.ffn, n_ff, &a.step, set)?);
+        self.body.extend(kernels::matmul_cat(g, &[up], self.norm(norm), &a.x, &a.scratch, n_ff, &a.step, set)?);
+        self.body.push(kernels::swiglu(g, &a.ffn, &a.scratch, n_ff, &a.step)?);
+        Ok(())
+    }
+
+    fn output(&mut self, norm: &wgpu::Buffer, w: &GpuWeight) -> Result<()> {
+        let (g, a) = (self.gpu, self.a);
+        let vocab = self.cfg.n_vocab as u32;
+        let last = MatmulOpts { accumulate: false, last_only: true };
+        self.out_all =
+            kernels::matmul_cat(g, &[w], self.norm(norm), &a.x, &a.logits_all, vocab, &a.step, MatmulOpts::default())?;
+        self.out_last = kernels::matmul_cat(g, &[w], self.norm(norm), &a.x, &a.logits_last, vocab, &a.step, last)?;
+        Ok(())
     }
 }

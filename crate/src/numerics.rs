@@ -100,7 +100,7 @@ pub fn check_weights(tensor: &str, ty: GgmlType, raw: &[u8], first_block: u64) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::reference;
+    use crate::quant as reference;
 
     #[test]
     fn logits_name_the_position() {

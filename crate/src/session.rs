@@ -2,8 +2,8 @@
 //! new (a follow-up turn reuses the cache of the common prefix), sampling, stop conditions
 //! and streamed, UTF-8-whole text.
 
+use crate::backend::Forward;
 use crate::error::{Error, Result};
-use crate::model::LlamaModel;
 use crate::sampler::{Sampler, SamplerConfig};
 use crate::tokenizer::Tokenizer;
 use web_time::Instant;
@@ -95,7 +95,7 @@ impl Session {
 
     /// Runs `prompt` through the model, reusing the cached common prefix; returns the
     /// logits of the last prompt token and how many tokens were actually computed.
-    pub async fn prefill(&mut self, model: &mut LlamaModel, prompt: &[u32]) -> Result<(Vec<f32>, usize)> {
+    pub async fn prefill<M: Forward>(&mut self, model: &mut M, prompt: &[u32]) -> Result<(Vec<f32>, usize)> {
         if prompt.is_empty() {
             return Err(Error::empty_input());
         }
@@ -110,15 +110,15 @@ impl Session {
 
     /// Prefills `prompt` (fitted to the context by the policy) and returns a [`Generator`]
     /// that yields one token per [`Generator::next`] call: callers can stop between tokens.
-    pub async fn start(
+    pub async fn start<M: Forward>(
         &mut self,
-        model: &mut LlamaModel,
+        model: &mut M,
         tok: &Tokenizer,
         prompt: &[u32],
         opts: &GenerateOptions,
     ) -> Result<Generator> {
         let sampler = Sampler::new(opts.sampler.clone())?;
-        let fitted = fit_prompt(prompt, model.context, opts);
+        let fitted = fit_prompt(prompt, model.context(), opts);
         let t0 = Instant::now();
         let (logits, prefilled) = self.prefill(model, &fitted).await?;
         Ok(Generator {
@@ -144,9 +144,9 @@ impl Session {
     /// Generates after `prompt`. `on_text(token, new_text)` sees each token with the text it
     /// completed (possibly empty while a UTF-8 character or a possible stop string is held
     /// back); returning false stops.
-    pub async fn generate(
+    pub async fn generate<M: Forward>(
         &mut self,
-        model: &mut LlamaModel,
+        model: &mut M,
         tok: &Tokenizer,
         prompt: &[u32],
         opts: &GenerateOptions,
@@ -233,10 +233,10 @@ impl Generator {
 
     /// Samples the next token, runs it through the model (so its logits are ready for the
     /// following call) and returns the text it released; `None` once finished.
-    pub async fn next(
+    pub async fn next<M: Forward>(
         &mut self,
         session: &mut Session,
-        model: &mut LlamaModel,
+        model: &mut M,
         tok: &Tokenizer,
     ) -> Result<Option<Piece>> {
         if let Some(reason) = self.done {
@@ -271,7 +271,7 @@ impl Generator {
         self.emitted = upto;
 
         if self.tokens.len() < self.opts.max_tokens {
-            if session.cached.len() >= model.context {
+            if session.cached.len() >= model.context() {
                 match self.opts.context_policy {
                     ContextPolicy::Error => {
                         self.done = Some(StopReason::Context);
@@ -279,8 +279,8 @@ impl Generator {
                     }
                     ContextPolicy::SlidingWindow { keep } => {
                         // history ends with `next`: re-running the window yields its logits
-                        let keep = keep.min(model.context / 2);
-                        let window = sink_and_tail(&self.history, keep, (model.context - keep) / 2);
+                        let keep = keep.min(model.context() / 2);
+                        let window = sink_and_tail(&self.history, keep, (model.context() - keep) / 2);
                         let t = Instant::now();
                         self.logits = session.prefill(model, &window).await?.0;
                         self.prefill_s += t.elapsed().as_secs_f64();

@@ -5,8 +5,8 @@
 //! Q4_K_M file (~4.9 GB) streams out at disk speed with a few MB of memory. Scales are chosen
 //! so that every weight matrix has values of standard deviation ≈ `1/sqrt(n_in)` with zero mean:
 //! a row's dot product with a unit-RMS vector is O(1), so activations stay O(1) layer after
-//! layer and the logits are finite. Norm weights are ≈ 1. No tokenizer metadata is written
-//! (benchmarks feed token ids).
+//! layer and the logits are finite. Norm weights are ≈ 1. Tokenizer metadata is written only
+//! when given ([`tokenizer_metadata`] from a `tokenizer.json`; benchmarks feed token ids).
 //!
 //! Tensor order: `token_embd`, `rope_freqs` (Llama 3.1 factors), per layer `attn_norm`,
 //! `attn_q`, `attn_k`, `attn_v`, `attn_output`, `ffn_norm`, `ffn_gate`, `ffn_up`, `ffn_down`,
@@ -18,7 +18,9 @@ use std::str::FromStr;
 use half::f16;
 
 use crate::error::{Error, Result};
-use crate::gguf::{GgmlType, GgufWriter, Value, DEFAULT_ALIGNMENT};
+use crate::gguf::{Array, GgmlType, GgufWriter, Value, DEFAULT_ALIGNMENT};
+use crate::quant::blocks::pack_scale_min_k4;
+use crate::quant::{tensor_type, FileType, Role};
 
 /// Hyperparameters of a synthetic model. `head_dim = n_embd / n_head`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -104,46 +106,16 @@ pub fn dims(shape: &SynthShape) -> SynthDims {
 /// The `ftype` names `synth` accepts.
 pub const FTYPES: [&str; 5] = ["q4_k_m", "q8_0", "q4_0", "f16", "q6_k"];
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Ftype {
-    Q4KM,
-    Q8_0,
-    Q4_0,
-    F16,
-    Q6K,
-}
-
-impl Ftype {
-    fn parse(s: &str) -> Result<Self> {
-        Ok(match s.to_ascii_lowercase().as_str() {
-            "q4_k_m" => Ftype::Q4KM,
-            "q8_0" => Ftype::Q8_0,
-            "q4_0" => Ftype::Q4_0,
-            "f16" => Ftype::F16,
-            "q6_k" => Ftype::Q6K,
-            _ => {
-                return Err(Error::InvalidArgument(format!(
-                    "unknown ftype '{s}' (expected one of {})",
-                    FTYPES.join(", ")
-                )))
-            }
-        })
+/// The file type of `name`, if synth can generate its blocks.
+fn parse_ftype(name: &str) -> Result<FileType> {
+    let ft: FileType = name.parse()?;
+    if !FTYPES.contains(&ft.name()) {
+        return Err(Error::InvalidArgument(format!(
+            "synth cannot generate '{name}' (expected one of {})",
+            FTYPES.join(", ")
+        )));
     }
-    /// llama.cpp's `llama_ftype` (general.file_type).
-    fn file_type(self) -> u32 {
-        match self {
-            Ftype::F16 => 1,
-            Ftype::Q4_0 => 2,
-            Ftype::Q8_0 => 7,
-            Ftype::Q4KM => 15,
-            Ftype::Q6K => 18,
-        }
-    }
-}
-
-/// llama.cpp's `use_more_bits`: the layers Q4_K_M gives Q6_K attn_v / ffn_down.
-pub fn use_more_bits(i: usize, n: usize) -> bool {
-    i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2
+    Ok(ft)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -152,30 +124,7 @@ enum Kind {
     Norm,
     RopeFreqs,
     /// A matrix; `output` is true for the output layer (or token_embd when tied).
-    Matrix {
-        output: bool,
-        more_bits: bool,
-    },
-}
-
-/// Type of a matrix with rows of `n_in` values, following llama.cpp's `llama_tensor_get_type`
-/// for these ftypes. K-quants need rows of whole 256-blocks; otherwise they fall back to Q8_0.
-fn matrix_type(ftype: Ftype, output: bool, more_bits: bool, n_in: u64) -> GgmlType {
-    let ty = match ftype {
-        Ftype::F16 => GgmlType::F16,
-        Ftype::Q8_0 => GgmlType::Q8_0,
-        Ftype::Q6K => GgmlType::Q6K,
-        // llama.cpp: the output layer gets Q6_K unless the ftype is Q8_0
-        Ftype::Q4_0 if output => GgmlType::Q6K,
-        Ftype::Q4_0 => GgmlType::Q4_0,
-        Ftype::Q4KM if output || more_bits => GgmlType::Q6K,
-        Ftype::Q4KM => GgmlType::Q4K,
-    };
-    if ty.block_size() == 256 && !n_in.is_multiple_of(256) {
-        GgmlType::Q8_0
-    } else {
-        ty
-    }
+    Matrix,
 }
 
 struct Planned {
@@ -207,17 +156,18 @@ fn check_dims(d: &SynthDims) -> Result<()> {
     Ok(())
 }
 
-fn plan(d: &SynthDims, ftype: Ftype) -> Vec<Planned> {
+fn plan(d: &SynthDims, ftype: FileType) -> Vec<Planned> {
     let (embd, ff) = (d.n_embd as u64, d.n_ff as u64);
     let head_dim = embd / d.n_head as u64;
     let q_dim = embd; // n_head · head_dim
     let kv_dim = d.n_head_kv as u64 * head_dim;
     let mut v = Vec::new();
-    let matrix = |v: &mut Vec<Planned>, name: String, n_in: u64, n_out: u64, output: bool, more_bits: bool| {
-        let ty = matrix_type(ftype, output, more_bits, n_in);
-        v.push(Planned { name, dims: vec![n_in, n_out], ty, kind: Kind::Matrix { output, more_bits } });
+    let matrix = |v: &mut Vec<Planned>, name: String, n_in: u64, n_out: u64, role: Role| {
+        let ty = tensor_type(ftype, role, n_in);
+        v.push(Planned { name, dims: vec![n_in, n_out], ty, kind: Kind::Matrix });
     };
-    matrix(&mut v, "token_embd.weight".into(), embd, d.n_vocab as u64, d.tied, false);
+    let embd_role = if d.tied { Role::Output } else { Role::Other };
+    matrix(&mut v, "token_embd.weight".into(), embd, d.n_vocab as u64, embd_role);
     v.push(Planned {
         name: "rope_freqs.weight".into(),
         dims: vec![head_dim / 2],
@@ -227,25 +177,25 @@ fn plan(d: &SynthDims, ftype: Ftype) -> Vec<Planned> {
     let norm = |name: String| Planned { name, dims: vec![embd], ty: GgmlType::F32, kind: Kind::Norm };
     for i in 0..d.n_layer {
         let b = |s: &str| format!("blk.{i}.{s}.weight");
-        let more = ftype == Ftype::Q4KM && use_more_bits(i, d.n_layer);
+        let n = d.n_layer;
         v.push(norm(b("attn_norm")));
-        matrix(&mut v, b("attn_q"), embd, q_dim, false, false);
-        matrix(&mut v, b("attn_k"), embd, kv_dim, false, false);
-        matrix(&mut v, b("attn_v"), embd, kv_dim, false, more);
-        matrix(&mut v, b("attn_output"), q_dim, embd, false, false);
+        matrix(&mut v, b("attn_q"), embd, q_dim, Role::Other);
+        matrix(&mut v, b("attn_k"), embd, kv_dim, Role::Other);
+        matrix(&mut v, b("attn_v"), embd, kv_dim, Role::AttnV { i, n });
+        matrix(&mut v, b("attn_output"), q_dim, embd, Role::Other);
         v.push(norm(b("ffn_norm")));
-        matrix(&mut v, b("ffn_gate"), embd, ff, false, false);
-        matrix(&mut v, b("ffn_up"), embd, ff, false, false);
-        matrix(&mut v, b("ffn_down"), ff, embd, false, more);
+        matrix(&mut v, b("ffn_gate"), embd, ff, Role::Other);
+        matrix(&mut v, b("ffn_up"), embd, ff, Role::Other);
+        matrix(&mut v, b("ffn_down"), ff, embd, Role::FfnDown { i, n });
     }
     v.push(norm("output_norm.weight".into()));
     if !d.tied {
-        matrix(&mut v, "output.weight".into(), embd, d.n_vocab as u64, true, false);
+        matrix(&mut v, "output.weight".into(), embd, d.n_vocab as u64, Role::Output);
     }
     v
 }
 
-fn metadata(shape: &SynthShape, d: &SynthDims, ftype: Ftype) -> Vec<(String, Value)> {
+fn metadata(shape: &SynthShape, d: &SynthDims, ftype: FileType) -> Vec<(String, Value)> {
     let u = |x: usize| Value::U32(x as u32);
     let mut m: Vec<(String, Value)> = vec![
         ("general.architecture".into(), Value::String("llama".into())),
@@ -260,9 +210,9 @@ fn metadata(shape: &SynthShape, d: &SynthDims, ftype: Ftype) -> Vec<(String, Val
         ("llama.attention.layer_norm_rms_epsilon".into(), Value::F32(1e-5)),
         ("llama.rope.dimension_count".into(), u(d.n_embd / d.n_head)),
         ("llama.vocab_size".into(), u(d.n_vocab)),
-        ("general.file_type".into(), Value::U32(ftype.file_type())),
+        ("general.file_type".into(), Value::U32(ftype.id())),
     ];
-    if ftype != Ftype::F16 {
+    if ftype.is_quantized() {
         m.push(("general.quantization_version".into(), Value::U32(2)));
     }
     m
@@ -427,22 +377,6 @@ fn fill_blocks(ty: GgmlType, rng: &mut Rng, std: f32, out: &mut [u8]) {
     }
 }
 
-/// Inverse of ggml's `get_scale_min_k4`: 8 six-bit scales and mins into 12 bytes.
-fn pack_scale_min_k4(sc: &[u8; 8], m: &[u8; 8], s: &mut [u8]) {
-    s.fill(0);
-    for j in 0..8 {
-        let (ls, lm) = (sc[j] & 63, m[j] & 63);
-        if j < 4 {
-            s[j] |= ls;
-            s[j + 4] |= lm;
-        } else {
-            s[j + 4] = (ls & 0xF) | ((lm & 0xF) << 4);
-            s[j - 4] |= (ls >> 4) << 6;
-            s[j] |= (lm >> 4) << 6;
-        }
-    }
-}
-
 /// Counts the bytes written.
 struct Counting<'a, W: Write> {
     w: &'a mut W,
@@ -464,12 +398,18 @@ impl<W: Write> Write for Counting<'_, W> {
 const CHUNK: usize = 4 << 20;
 
 fn layout(shape: &SynthShape, ftype: &str) -> Result<(GgufWriter, Vec<Planned>)> {
-    let ftype = Ftype::parse(ftype)?;
+    layout_with(shape, ftype, vec![])
+}
+
+fn layout_with(shape: &SynthShape, ftype: &str, extra: Vec<(String, Value)>) -> Result<(GgufWriter, Vec<Planned>)> {
+    let ftype = parse_ftype(ftype)?;
     let d = dims(shape);
     check_dims(&d)?;
     let planned = plan(&d, ftype);
     let infos = planned.iter().map(|p| (p.name.clone(), p.dims.clone(), p.ty)).collect();
-    let w = GgufWriter::new(metadata(shape, &d, ftype), infos, DEFAULT_ALIGNMENT)?;
+    let mut md = metadata(shape, &d, ftype);
+    md.extend(extra);
+    let w = GgufWriter::new(md, infos, DEFAULT_ALIGNMENT)?;
     Ok((w, planned))
 }
 
@@ -483,6 +423,81 @@ pub fn tensor_plan(shape: &SynthShape, ftype: &str) -> Result<Vec<(String, Vec<u
     Ok(layout(shape, ftype)?.1.into_iter().map(|p| (p.name, p.dims, p.ty)).collect())
 }
 
+/// GGUF tokenizer metadata (`tokenizer.ggml.*`, BPE "gpt2" model, `llama-bpe` pre-tokenizer)
+/// from a Hugging Face `tokenizer.json` of a byte-level BPE (the Llama 3 one): vocabulary,
+/// merges, token types (added special tokens are control tokens) and BOS/EOS/EOT ids.
+/// `n_vocab` must equal the tokenizer's size.
+pub fn tokenizer_metadata(json: &[u8], n_vocab: usize) -> Result<Vec<(String, Value)>> {
+    let bad = |m: &str| Error::InvalidArgument(format!("tokenizer.json: {m}"));
+    let j: serde_json::Value = serde_json::from_slice(json).map_err(|e| bad(&e.to_string()))?;
+    let model = &j["model"];
+    if model["type"].as_str() != Some("BPE") {
+        return Err(bad("not a BPE model"));
+    }
+    let mut tokens: Vec<Option<String>> = vec![None; n_vocab];
+    let mut types = vec![1i32; n_vocab];
+    let mut put = |id: u64, s: &str| -> Result<()> {
+        let slot = tokens.get_mut(id as usize).ok_or_else(|| bad(&format!("token id {id} ≥ n_vocab {n_vocab}")))?;
+        *slot = Some(s.to_string());
+        Ok(())
+    };
+    for (s, id) in model["vocab"].as_object().ok_or_else(|| bad("no model.vocab"))? {
+        put(id.as_u64().ok_or_else(|| bad("bad vocab id"))?, s)?;
+    }
+    let mut special = std::collections::HashMap::new();
+    for a in j["added_tokens"].as_array().into_iter().flatten() {
+        let (Some(id), Some(s)) = (a["id"].as_u64(), a["content"].as_str()) else { continue };
+        put(id, s)?;
+        if a["special"].as_bool() == Some(true) {
+            if let Some(t) = types.get_mut(id as usize) {
+                *t = 3;
+            }
+            special.insert(s.to_string(), id);
+        }
+    }
+    let tokens = Array::strings(tokens.into_iter().enumerate().map(|(i, t)| t.unwrap_or_else(|| format!("[PAD{i}]"))));
+    let merges: Vec<String> = model["merges"]
+        .as_array()
+        .ok_or_else(|| bad("no model.merges"))?
+        .iter()
+        .filter_map(|m| match m {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Array(p) => Some(format!("{} {}", p.first()?.as_str()?, p.get(1)?.as_str()?)),
+            _ => None,
+        })
+        .collect();
+    let mut md = vec![
+        ("tokenizer.ggml.model".to_string(), Value::String("gpt2".into())),
+        ("tokenizer.ggml.pre".to_string(), Value::String("llama-bpe".into())),
+        ("tokenizer.ggml.tokens".to_string(), Value::Array(tokens)),
+        ("tokenizer.ggml.token_type".to_string(), Value::Array(Array::I32(types))),
+        ("tokenizer.ggml.merges".to_string(), Value::Array(Array::strings(merges))),
+    ];
+    for (key, name) in [
+        ("tokenizer.ggml.bos_token_id", "<|begin_of_text|>"),
+        ("tokenizer.ggml.eos_token_id", "<|end_of_text|>"),
+        ("tokenizer.ggml.eot_token_id", "<|eot_id|>"),
+    ] {
+        if let Some(&id) = special.get(name) {
+            md.push((key.to_string(), Value::U32(id as u32)));
+        }
+    }
+    Ok(md)
+}
+
+/// [`synth`] with extra metadata (e.g. [`tokenizer_metadata`]) appended to the header.
+pub fn synth_with_metadata(
+    shape: &SynthShape,
+    ftype: &str,
+    seed: u64,
+    extra: Vec<(String, Value)>,
+    out: &mut impl Write,
+    progress: impl FnMut(u64, u64),
+) -> Result<u64> {
+    let (writer, planned) = layout_with(shape, ftype, extra)?;
+    stream(shape, writer, planned, seed, out, progress)
+}
+
 /// Streams a synthetic GGUF v3 Llama 3 model of `shape` and `ftype` ("q4_k_m", "q8_0",
 /// "q4_0", "f16", "q6_k") to `out`. The same `seed` gives the same bytes. `progress(written,
 /// total)` is called after every chunk. Returns the bytes written (= [`file_len`]).
@@ -494,9 +509,20 @@ pub fn synth(
     ftype: &str,
     seed: u64,
     out: &mut impl Write,
+    progress: impl FnMut(u64, u64),
+) -> Result<u64> {
+    let (writer, planned) = layout(shape, ftype)?;
+    stream(shape, writer, planned, seed, out, progress)
+}
+
+fn stream(
+    shape: &SynthShape,
+    mut writer: GgufWriter,
+    planned: Vec<Planned>,
+    seed: u64,
+    out: &mut impl Write,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<u64> {
-    let (mut writer, planned) = layout(shape, ftype)?;
     let total = writer.file_len();
     let d = dims(shape);
     let mut w = Counting { w: out, n: 0 };
@@ -526,7 +552,7 @@ pub fn synth(
                 }
                 writer.write_tensor_chunk(&mut w, &buf)?;
             }
-            Kind::Matrix { .. } => {
+            Kind::Matrix => {
                 let std = 1.0 / (p.dims[0] as f32).sqrt();
                 let bs = p.ty.type_size() as usize;
                 let per_chunk = (CHUNK / bs).max(1) * bs;
@@ -565,10 +591,10 @@ mod tests {
             put_f16(&mut b[0..2], 1.0);
             put_f16(&mut b[2..4], 1.0);
             pack_scale_min_k4(&sc, &m, &mut b[4..16]);
-            let sbs = crate::kernels::kquant::q4_k(&b);
+            let k = crate::quant::blocks::kblock(GgmlType::Q4K, &b).unwrap();
             for j in 0..8 {
-                assert_eq!(sbs[j].scale[0], sc[j] as f32);
-                assert_eq!(sbs[j].min, m[j] as f32);
+                assert_eq!(k.scale[2 * j], sc[j] as f32);
+                assert_eq!(k.min[j], m[j] as f32);
             }
         }
     }

@@ -5,11 +5,13 @@
 //! turns into typed `Error` subclasses. Nothing here may panic on input: a panic kills the
 //! whole wasm instance.
 
+use crate::backend::{self, Backend, Choice, Forward, Model};
 use crate::chat::{encode_chat, ChatTemplate, Message};
+use crate::cpu::CpuOptions;
 use crate::error::{Error, Result};
 use crate::gguf::{needs_more, AsyncByteSource, GgufFile, PrefixSource, Value};
 use crate::gpu::{GpuOptions, Precision};
-use crate::model::{LlamaModel, LoadOptions, Phase};
+use crate::model::{LoadOptions, Phase};
 use crate::sampler::SamplerConfig;
 use crate::session::{ContextPolicy, GenerateOptions, Generator, Session, StopReason};
 use crate::tokenizer::Tokenizer;
@@ -126,6 +128,10 @@ struct JsLoadOptions {
     chunk_bytes: Option<u64>,
     max_binding_size: Option<u64>,
     cpu_adapter: bool,
+    /// "auto" (default), "webgpu" or "cpu".
+    backend: Option<String>,
+    /// What JS saw of WebGPU, for `auto`: an adapter at all, and its name.
+    webgpu_adapter: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -171,38 +177,24 @@ struct Info {
     weight_bytes: u64,
     kv_bytes: u64,
     layers: usize,
+    /// "webgpu" or "cpu", and why.
+    backend: &'static str,
+    backend_reason: String,
+    /// CPU backend threads (0 on WebGPU).
+    threads: usize,
 }
 
 /// `general.file_type` as llama.cpp names it, else the most common tensor type.
-fn quantization(file: &GgufFile, model: &LlamaModel) -> String {
-    let names = [
-        (0, "F32"),
-        (1, "F16"),
-        (2, "Q4_0"),
-        (3, "Q4_1"),
-        (7, "Q8_0"),
-        (8, "Q5_0"),
-        (9, "Q5_1"),
-        (10, "Q2_K"),
-        (11, "Q3_K_S"),
-        (12, "Q3_K_M"),
-        (13, "Q3_K_L"),
-        (14, "Q4_K_S"),
-        (15, "Q4_K_M"),
-        (16, "Q5_K_S"),
-        (17, "Q5_K_M"),
-        (18, "Q6_K"),
-        (32, "BF16"),
-    ];
+fn quantization(file: &GgufFile, model: &Model) -> String {
     let ft = file.get("general.file_type").and_then(Value::as_u64);
-    if let Some((_, n)) = ft.and_then(|ft| names.iter().find(|(id, _)| *id == ft)) {
+    if let Some(n) = ft.and_then(crate::quant::ftype::file_type_name) {
         return n.to_string();
     }
-    model.tensor_types.iter().max_by_key(|(_, n)| *n).map(|(t, _)| t.clone()).unwrap_or_default()
+    model.tensor_types().iter().max_by_key(|(_, n)| *n).map(|(t, _)| t.clone()).unwrap_or_default()
 }
 
 struct Inner {
-    model: LlamaModel,
+    model: Model,
     tok: Tokenizer,
     template: ChatTemplate,
     session: Session,
@@ -252,10 +244,23 @@ pub fn load_engine(size: f64, read: Function, options: JsValue, progress: Functi
         if let Some(c) = o.chunk_bytes {
             opts.chunk_bytes = c.clamp(64 << 10, 64 << 20);
         }
+        let asked: Backend = o.backend.as_deref().unwrap_or("auto").parse().map_err(to_js)?;
+        // JS looked at navigator.gpu: no adapter, or a fallback one (cpuAdapter)
+        let probe = o.webgpu_adapter.map(|name| backend::AdapterProbe {
+            name,
+            device_type: String::new(),
+            fallback: o.cpu_adapter,
+        });
+        let choice: Choice = backend::choose(asked, probe.as_ref());
         let src = JsSource { size: size as u64, read };
         let file = read_header(&src).await.map_err(to_js)?;
+        let cpu = CpuOptions { context: o.context_length, ..Default::default() };
+        if choice.backend == "cpu" {
+            // before any weight is fetched
+            crate::cpu::check_fits(&file, &cpu, crate::cpu::WASM32_MEMORY).map_err(to_js)?;
+        }
         let tok = Tokenizer::from_gguf(&file).map_err(to_js)?;
-        let model = LlamaModel::load(&src, &file, &opts, |p| {
+        let model = Model::load(&src, &file, &choice, &opts, &cpu, |p| {
             let phase = match p.phase {
                 Phase::Upload => "upload",
                 Phase::Compile => "compile",
@@ -265,30 +270,41 @@ pub fn load_engine(size: f64, read: Function, options: JsValue, progress: Functi
         .await
         .map_err(to_js)?;
         let template = ChatTemplate::detect(tok.chat_template(), &tok);
+        let (adapter, shader_f16, subgroups, f16, gpu_bytes, threads) = match &model {
+            Model::Gpu(m) => (
+                m.gpu.adapter.name.clone(),
+                m.gpu.adapter_features.contains(wgpu::Features::SHADER_F16),
+                m.gpu.adapter_features.contains(wgpu::Features::SUBGROUP),
+                m.gpu.use_f16,
+                m.gpu_bytes,
+                0,
+            ),
+            Model::Cpu(m) => (model.device(), false, false, false, 0, m.threads()),
+        };
         let str_key = |k: &str| file.get(k).and_then(Value::as_str).unwrap_or("").to_string();
         let info = Info {
             architecture: str_key("general.architecture"),
             name: str_key("general.name"),
             parameters: file.tensors.iter().map(|t| t.n_elements()).sum(),
             quantization: quantization(&file, &model),
-            context_length: model.context,
-            train_context_length: model.cfg.context_length,
-            vocab_size: model.cfg.n_vocab,
-            adapter: model.gpu.adapter.name.clone(),
-            features: Features {
-                shader_f16: model.gpu.adapter_features.contains(wgpu::Features::SHADER_F16),
-                subgroups: model.gpu.adapter_features.contains(wgpu::Features::SUBGROUP),
-            },
-            f16: model.gpu.use_f16,
+            context_length: model.context(),
+            train_context_length: model.cfg().context_length,
+            vocab_size: model.cfg().n_vocab,
+            adapter,
+            features: Features { shader_f16, subgroups },
+            f16,
             chat_template: match template {
                 ChatTemplate::Llama3 => Some("llama3"),
                 ChatTemplate::ChatMl => Some("chatml"),
                 ChatTemplate::None => None,
             },
-            gpu_bytes: model.gpu_bytes,
-            weight_bytes: model.weight_bytes,
-            kv_bytes: model.kv_bytes,
-            layers: model.cfg.n_layer,
+            gpu_bytes,
+            weight_bytes: model.weight_bytes(),
+            kv_bytes: model.kv_bytes(),
+            layers: model.cfg().n_layer,
+            backend: if choice.backend == "cpu" { "cpu" } else { "webgpu" },
+            backend_reason: choice.reason.clone(),
+            threads,
         };
         let info = ser(&info)?;
         let inner = Inner { model, tok, template, session: Session::new(), gen: None, info };
@@ -495,7 +511,10 @@ impl Engine {
     #[wasm_bindgen(js_name = loseDevice)]
     pub fn lose_device(&self) -> std::result::Result<(), JsValue> {
         let i = self.inner.try_borrow().map_err(|_| busy())?;
-        i.model.gpu.device.destroy();
+        match &i.model {
+            Model::Gpu(m) => m.gpu.device.destroy(),
+            Model::Cpu(_) => return Err(to_js(Error::InvalidArgument("the CPU backend has no device to lose".into()))),
+        }
         Ok(())
     }
 }

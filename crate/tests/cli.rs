@@ -95,7 +95,7 @@ fn tokenize_from_gguf_equals_tokenizer_json() {
 
 #[test]
 fn info_reports_shapes_adapter_and_limits() {
-    let (ok, out, err) = cli(&["info", "--model", fx("tiny-q4_1.gguf").to_str().unwrap()]);
+    let (ok, out, err) = cli(&["info", "--backend", "gpu", "--model", fx("tiny-q4_1.gguf").to_str().unwrap()]);
     assert!(ok, "{err}");
     for want in [
         "architecture:   llama",

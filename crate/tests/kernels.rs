@@ -4,7 +4,8 @@
 
 use llama_webgpu::gguf::GgmlType;
 use llama_webgpu::gpu::{Gpu, GpuOptions, Precision};
-use llama_webgpu::kernels::{self, reference as cpu, AttnShape, GpuWeight, MatmulOpts, Step};
+use llama_webgpu::kernels::{self, reference as cpu, AttnShape, GpuWeight, MatmulOpts, NormIn, Step};
+use llama_webgpu::quant;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 fn gpus() -> Vec<Gpu> {
@@ -52,14 +53,22 @@ fn assert_close(name: &str, got: &[f32], want: &[f32], tol: f32) {
     );
 }
 
-const TYPES: [GgmlType; 6] =
-    [GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1];
+const TYPES: [GgmlType; 8] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::BF16,
+    GgmlType::Q8_0,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+];
 
 /// Uploads random weights of `ty`; returns them with their dequantized values.
 fn weight(gpu: &Gpu, rng: &mut StdRng, ty: GgmlType, rows: usize, cols: usize) -> (GpuWeight, Vec<f32>) {
     let w = rand_vec(rng, rows * cols, 1.0);
-    let raw = cpu::quantize(ty, &w).unwrap();
-    let deq = cpu::dequantize(ty, &raw).unwrap();
+    let raw = quant::quantize(ty, &w).unwrap();
+    let deq = quant::dequantize(ty, &raw).unwrap();
     let gw =
         pollster::block_on(GpuWeight::upload(gpu, "w", ty, rows as u64, cols as u64, &raw, 0, 4096, |_| {})).unwrap();
     (gw, deq)
@@ -73,13 +82,15 @@ fn matmul_all_types_against_cpu() {
         // every threads-per-row variant: 1 (no reduction), 4 (CPU adapters), 16 (GPUs)
         for (ty, tpr) in TYPES.iter().flat_map(|&t| [(t, 1), (t, 4), (t, 16)]) {
             gpu.matmul_tpr = tpr;
+            // passes of several tokens: the tiled prefill kernel, and the matvec at tpr 4
+            gpu.tiled_prefill = tpr != 4;
             // 37 rows (not a multiple of 4 rows/workgroup), 13 blocks (not of 16 lanes), 11 tokens (not of 8)
             let (rows, cols, n) = (37, 13 * 32, 11);
             let (w, deq) = weight(&gpu, &mut rng, ty, rows, cols);
             let x = rand_vec(&mut rng, n * cols, 1.0);
             let xb = buf(&gpu, &x);
             let want = cpu::matmul(&deq, rows, cols, &x, n);
-            let name = format!("{ty:?} f16={} tpr={tpr}", gpu.use_f16);
+            let name = format!("{ty:?} f16={} tpr={tpr} tiled={}", gpu.use_f16, gpu.tiled_prefill);
 
             let yb = gpu.storage("y", (n * rows * 4) as u64).unwrap();
             let d = kernels::matmul(&gpu, &w, &xb, &yb, rows as u32, &step, MatmulOpts::default()).unwrap();
@@ -265,12 +276,17 @@ fn rope_and_cache_append_against_cpu() {
         let q = rand_vec(&mut rng, n * nh * hd, 2.0);
         let k = rand_vec(&mut rng, n * nkv * hd, 2.0);
         let v = rand_vec(&mut rng, n * nkv * hd, 2.0);
+        // the fused projection's rows: q | k | v per token
+        let (qd, kd) = (nh * hd, nkv * hd);
+        let qkv: Vec<f32> =
+            (0..n).flat_map(|t| [&q[t * qd..][..qd], &k[t * kd..][..kd], &v[t * kd..][..kd]].concat()).collect();
         let factors: Vec<f32> = (0..hd / 2).map(|j| 1.0 + j as f32 * 0.5).collect();
         let inv = cpu::rope_inv_freq(hd, 500000.0, Some(&factors));
-        let (qb, kb, vb, ib) = (buf(&gpu, &q), buf(&gpu, &k), buf(&gpu, &v), buf(&gpu, &inv));
+        let (qkvb, ib) = (buf(&gpu, &qkv), buf(&gpu, &inv));
+        let qb = gpu.storage("q", (q.len() * 4) as u64).unwrap();
         let kc = kv_buf(&gpu, &vec![0.0; ctx * nkv * hd]);
         let vc = kv_buf(&gpu, &vec![0.0; ctx * nkv * hd]);
-        let d = kernels::rope_store(&gpu, s, &qb, &kb, &vb, &kc, &vc, &ib, &step).unwrap();
+        let d = kernels::rope_store(&gpu, s, &qkvb, &qb, &kc, &vc, &ib, &step).unwrap();
         kernels::submit(
             &gpu,
             &step,
@@ -341,7 +357,7 @@ fn kquants_match_gguf_package() {
     for (name, ty) in [("q4_k", GgmlType::Q4K), ("q5_k", GgmlType::Q5K), ("q6_k", GgmlType::Q6K)] {
         let raw = std::fs::read(dir.join(format!("kquant-{name}.bin"))).unwrap();
         let (_, want) = common::read_npy(&dir.join(format!("kquant-{name}.npy")));
-        let ours = cpu::dequantize(ty, &raw).unwrap();
+        let ours = quant::dequantize(ty, &raw).unwrap();
         assert_eq!(ours, want, "{name}: CPU unpacking differs from gguf.quants.dequantize");
         // 8 rows (not a multiple of 4 rows/workgroup) of 768 = 24 blocks (not a multiple of 16 lanes)
         let (rows, cols, n) = (8usize, 768usize, 5usize);
@@ -382,6 +398,93 @@ fn kquants_match_gguf_package() {
                     1e-5,
                 );
             }
+        }
+    }
+}
+
+fn run(gpu: &Gpu, step: &wgpu::Buffer, n: usize, d: &[kernels::Dispatch]) {
+    kernels::submit(
+        gpu,
+        step,
+        Step { n_tokens: n as u32, pos: 0, kv_len: n as u32, _pad: 0 },
+        &d.iter().collect::<Vec<_>>(),
+    );
+}
+
+/// The fused launches against the CPU: Q|K|V of three different formats (K-quant rows of
+/// 512) behind a fused RMSNorm, and gate/up with SiLU·mul; with subgroup reductions where the
+/// adapter has them and with the workgroup-memory fallback forced; 37/21/19 rows (not
+/// multiples of rows per workgroup), 5 tokens and 1 (decode).
+#[test]
+fn fused_qkv_and_gate_up_both_reduction_paths() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut gpu = gpus().remove(0);
+    let step = kernels::step_buffer(&gpu);
+    let cols = 512;
+    let x = rand_vec(&mut rng, 5 * cols, 2.0);
+    let g = rand_vec(&mut rng, cols, 1.5);
+    let h = cpu::rmsnorm(&x, &g, 1e-5);
+    let (xb, gb) = (buf(&gpu, &x), buf(&gpu, &g));
+    let k_fixture = |name: &str| {
+        std::fs::read(
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/fixtures/kquant-{name}.bin")),
+        )
+        .unwrap()
+    };
+    // Q4_K and Q6_K weights from the gguf-package fixtures (rows of 512 = 2 super-blocks)
+    let kw = |gpu: &Gpu, name: &str, ty: GgmlType, rows: usize| {
+        let raw = k_fixture(name)[..rows * 2 * ty.type_size() as usize].to_vec();
+        let deq = quant::dequantize(ty, &raw).unwrap();
+        (
+            pollster::block_on(GpuWeight::upload(gpu, name, ty, rows as u64, cols as u64, &raw, 0, 999, |_| {}))
+                .unwrap(),
+            deq,
+        )
+    };
+    let sg_paths: Vec<bool> = if gpu.subgroups { vec![true, false] } else { vec![false] };
+    for sg in sg_paths {
+        gpu.subgroups = sg;
+        for tpr in [4, 8] {
+            gpu.matmul_tpr = tpr;
+            let (wq, dq) = kw(&gpu, "q4_k", GgmlType::Q4K, 11);
+            let (wk, dk) = weight(&gpu, &mut rng, GgmlType::Q5_1, 21, cols);
+            let (wv, dv) = kw(&gpu, "q6_k", GgmlType::Q6K, 9);
+            let rows = 11 + 21 + 9;
+            let all: Vec<f32> = [dq, dk, dv].concat();
+            let name = format!("sg={sg} tpr={tpr}");
+            for n in [5, 1] {
+                let yb = gpu.storage("y", (n * rows * 4) as u64).unwrap();
+                let norm = Some(NormIn { weight: &gb, eps: 1e-5 });
+                let d = kernels::matmul_cat(
+                    &gpu,
+                    &[&wq, &wk, &wv],
+                    norm,
+                    &xb,
+                    &yb,
+                    rows as u32,
+                    &step,
+                    MatmulOpts::default(),
+                )
+                .unwrap();
+                assert_eq!(d.len(), 1, "one launch for Q, K and V");
+                run(&gpu, &step, n, &d);
+                assert_close(
+                    &format!("qkv {name} n={n}"),
+                    &read(&gpu, &yb, n * rows),
+                    &cpu::matmul(&all, rows, cols, &h[..n * cols], n),
+                    1e-5,
+                );
+            }
+            let (wg, dg) = weight(&gpu, &mut rng, GgmlType::Q8_0, 37, cols);
+            let (wu, du) = weight(&gpu, &mut rng, GgmlType::Q4_0, 37, cols);
+            let yb = gpu.storage("y", (5 * 37 * 4) as u64).unwrap();
+            let d = kernels::gate_up_silu(&gpu, &wg, &wu, Some(NormIn { weight: &gb, eps: 1e-5 }), &xb, &yb, &step)
+                .unwrap()
+                .unwrap();
+            assert_eq!(d.len(), 1);
+            run(&gpu, &step, 5, &d);
+            let want = cpu::swiglu(&cpu::matmul(&dg, 37, cols, &h, 5), &cpu::matmul(&du, 37, cols, &h, 5));
+            assert_close(&format!("gate_up_silu {name}"), &read(&gpu, &yb, 5 * 37), &want, 1e-5);
         }
     }
 }

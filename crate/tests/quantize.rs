@@ -3,8 +3,8 @@
 //! hostile values, llama.cpp's per-tensor type rules and whole-file quantization.
 
 use llama_webgpu::gguf::{FileSource, GgmlType, GgufFile, GgufWriter, TensorInfo, Value};
-use llama_webgpu::kernels::reference;
-use llama_webgpu::quantize::{quantize_file, quantize_row, tensor_types, FileType};
+use llama_webgpu::quant::{self, quantize as quantize_row};
+use llama_webgpu::quantize::{quantize_file, tensor_types, FileType};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
@@ -73,7 +73,7 @@ fn bound(ty: GgmlType) -> f64 {
 fn roundtrip(ty: GgmlType, x: &[f32]) -> (Vec<u8>, Vec<f32>) {
     let q = quantize_row(ty, x).unwrap();
     assert_eq!(q.len() as u64, ty.bytes_for(x.len() as u64).unwrap(), "{ty:?}: byte count");
-    let y = reference::dequantize(ty, &q).unwrap();
+    let y = quant::dequantize(ty, &q).unwrap();
     assert_eq!(y.len(), x.len());
     (q, y)
 }
@@ -131,29 +131,22 @@ fn kquant_levels_use_quantized_scales() {
         assert!(e < bound(ty) * 0.5, "{}: second round trip moved values by {e}", ty.name());
         // every stored value is within half a step (plus clipping) of the input: check the
         // mean absolute error against the per-sub-block step
-        let blocks = llama_webgpu::kernels::kquant::sub_blocks;
         let bs = ty.type_size() as usize;
         for (bi, b) in q.chunks_exact(bs).enumerate() {
-            for (si, sb) in blocks(ty, b).unwrap().iter().enumerate() {
-                let base = bi * 256 + si * 32;
-                for l in 0..32 {
-                    let step = sb.scale[l / 16].abs();
-                    let d = (x[base + l] - y[base + l]).abs();
-                    let lo_hi = match ty {
-                        GgmlType::Q6K => (-32i32, 31i32),
-                        GgmlType::Q5K => (0, 31),
-                        _ => (0, 15),
-                    };
-                    let q = sb.q[l] as i32;
-                    // not clipped: rounding error ≤ half a step (+ float slack)
-                    if q > lo_hi.0 && q < lo_hi.1 {
-                        assert!(
-                            d <= 0.5 * step * 1.001 + 1e-6,
-                            "{}: value {} err {d} step {step}",
-                            ty.name(),
-                            base + l
-                        );
-                    }
+            let k = quant::blocks::kblock(ty, b).unwrap();
+            for l in 0..256 {
+                let i = bi * 256 + l;
+                let step = k.scale[l / 16].abs();
+                let d = (x[i] - y[i]).abs();
+                let lo_hi = match ty {
+                    GgmlType::Q6K => (-32i32, 31i32),
+                    GgmlType::Q5K => (0, 31),
+                    _ => (0, 15),
+                };
+                let q = k.q[l] as i32;
+                // not clipped: rounding error ≤ half a step (+ float slack)
+                if q > lo_hi.0 && q < lo_hi.1 {
+                    assert!(d <= 0.5 * step * 1.001 + 1e-6, "{}: value {i} err {d} step {step}", ty.name());
                 }
             }
         }
@@ -253,7 +246,16 @@ fn file_type_names_and_numbers() {
         assert_eq!(f.id(), id);
         assert_eq!(f.to_string().parse::<FileType>().unwrap(), f);
     }
-    for bad in ["", "q4_k", "q4_1", "f16", "16", "q4_k_s"] {
+    for (s, f, id) in [
+        ("Q4_1", FileType::Q4_1, 3),
+        ("q5_0", FileType::Q5_0, 8),
+        ("q5_1", FileType::Q5_1, 9),
+        ("f16", FileType::F16, 1),
+    ] {
+        assert_eq!(s.parse::<FileType>().unwrap(), f);
+        assert_eq!(f.id(), id);
+    }
+    for bad in ["", "q4_k", "q4_k_s", "14", "bf16"] {
         assert!(bad.parse::<FileType>().is_err(), "{bad}");
     }
 }
@@ -363,7 +365,7 @@ fn tiny_f32_file_quantizes_with_fallbacks() {
         .map(|t| {
             let mut b = vec![0u8; t.n_bytes as usize];
             llama_webgpu::gguf::ByteSource::read_at(&src, t.offset, &mut b).unwrap();
-            reference::dequantize(t.ty, &b).unwrap()
+            quant::dequantize(t.ty, &b).unwrap()
         })
         .collect();
     for ft in FileType::ALL {
@@ -390,21 +392,28 @@ fn tiny_f32_file_quantizes_with_fallbacks() {
         assert_eq!(q.tensors.len(), file.tensors.len());
         for (i, (a, b)) in file.tensors.iter().zip(&q.tensors).enumerate() {
             assert_eq!((&a.name, &a.dims), (&b.name, &b.dims));
-            let want = match (a.dims.len(), ft) {
+            let want = match (a.dims.len(), ft.base_type()) {
                 (1, _) => F32,
-                (_, FileType::Q4_0) if a.name == "output.weight" => Q8_0, // Q6_K → 128 % 256 → Q8_0
-                (_, FileType::Q4_0) => Q4_0,
+                (_, F16) => F16, // unquantized file types keep every matrix F16
+                // 32-value formats fit rows of 128; the output's Q6_K does not (128 % 256) → Q8_0
+                (_, Q4_0 | Q4_1 | Q5_0 | Q5_1) if a.name == "output.weight" => Q8_0,
+                (_, ty @ (Q4_0 | Q4_1 | Q5_0 | Q5_1)) => ty,
                 _ => Q8_0,
             };
             assert_eq!(b.ty, want, "{ft}: {}", a.name);
             let mut raw = vec![0u8; b.n_bytes as usize];
             llama_webgpu::gguf::ByteSource::read_at(&out, b.offset, &mut raw).unwrap();
-            let y = reference::dequantize(b.ty, &raw).unwrap();
+            let y = quant::dequantize(b.ty, &raw).unwrap();
             if b.ty == F32 {
                 assert_eq!(y, original[i], "{}: copied", a.name);
             } else {
                 let e = rel_rmse(&original[i], &y);
-                let lim = if b.ty == Q4_0 { 0.15 } else { 0.01 };
+                // 4 / 5 bits per value vs 8 (Q8_0) and 16 (F16)
+                let lim = match b.ty {
+                    Q4_0 | Q4_1 => 0.15,
+                    Q5_0 | Q5_1 => 0.07,
+                    _ => 0.01,
+                };
                 assert!(e < lim, "{ft}: {} ({}) relative RMSE {e}", a.name, b.ty.name());
             }
         }
@@ -488,7 +497,7 @@ for t in r.tensors:
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
-        let ours = reference::dequantize(*ty, &data[i]).unwrap();
+        let ours = quant::dequantize(*ty, &data[i]).unwrap();
         assert_eq!(ours.len(), theirs.len(), "{name}");
         let same = ours.iter().zip(&theirs).all(|(a, b)| a.to_bits() == b.to_bits() || (*a == 0.0 && *b == 0.0));
         assert!(same, "{name}: our dequantization differs from gguf.quants.dequantize");
@@ -585,7 +594,7 @@ fn requantize_kquant_input_and_reject_undecodable() {
             let read = |s: &dyn llama_webgpu::gguf::ByteSource, t: &TensorInfo| {
                 let mut raw = vec![0u8; t.n_bytes as usize];
                 s.read_at(t.offset, &mut raw).unwrap();
-                reference::dequantize(t.ty, &raw).unwrap()
+                quant::dequantize(t.ty, &raw).unwrap()
             };
             let (x, y) = (read(&src, a), read(&out, b));
             if a.ty == b.ty {
@@ -600,19 +609,81 @@ fn requantize_kquant_input_and_reject_undecodable() {
         }
     }
 
-    // a Q5_0 weight (no decoder here) that must be converted → UnsupportedType naming it
+    // a Q8_1 weight (no decoder here) that must be converted → UnsupportedType naming it
     let md = vec![("general.architecture".to_string(), Value::String("test".into()))];
     let tensors =
-        vec![("blk.0.attn_q.weight".to_string(), vec![32u64, 2], Q5_0), ("n.weight".to_string(), vec![32u64], Q5_0)];
+        vec![("blk.0.attn_q.weight".to_string(), vec![32u64, 2], Q8_1), ("n.weight".to_string(), vec![32u64], Q8_1)];
     let mut w = GgufWriter::new(md, tensors, 32).unwrap();
     let mut buf = Vec::new();
     w.write_header(&mut buf).unwrap();
-    w.write_tensor_data(&mut buf, &[0u8; 44]).unwrap();
-    w.write_tensor_data(&mut buf, &[0u8; 22]).unwrap();
+    w.write_tensor_data(&mut buf, &[0u8; 72]).unwrap();
+    w.write_tensor_data(&mut buf, &[0u8; 36]).unwrap();
     let f = GgufFile::read(&buf).unwrap();
     let err = quantize_file(&buf, &f, FileType::Q8_0, &mut Vec::new(), |_, _| {}).unwrap_err();
     assert!(
         matches!(&err, llama_webgpu::Error::UnsupportedType { tensor, .. } if tensor == "blk.0.attn_q.weight"),
         "{err}"
     );
+}
+
+/// The 32-value formats and the float types against llama.cpp's `gguf` package, which
+/// quantizes them like ggml's `quantize_row_*_ref`: our bytes must equal its bytes, and our
+/// decode of them must equal its `dequantize` bit for bit.
+#[test]
+fn simple_formats_match_gguf_python_package() {
+    let dir = tmp_dir("gguf-py-simple");
+    let mut rng = StdRng::seed_from_u64(9);
+    let mut x = gaussian(&mut rng, 32 * 64);
+    x[..32].fill(0.0); // an all-zero block
+    x[32..64].fill(0.25); // a constant block
+    std::fs::write(dir.join("x.f32"), bytemuck::cast_slice(&x)).unwrap();
+    let types = [
+        ("Q4_0", GgmlType::Q4_0),
+        ("Q4_1", GgmlType::Q4_1),
+        ("Q5_0", GgmlType::Q5_0),
+        ("Q5_1", GgmlType::Q5_1),
+        ("Q8_0", GgmlType::Q8_0),
+        ("BF16", GgmlType::BF16),
+        ("F16", GgmlType::F16),
+    ];
+    let script = r#"
+import sys, numpy as np, gguf
+from pathlib import Path
+d = Path(sys.argv[1])
+x = np.fromfile(d / "x.f32", dtype=np.float32).reshape(-1, 32)
+for name in sys.argv[2:]:
+    qt = gguf.GGMLQuantizationType[name]
+    q = gguf.quants.quantize(x, qt)
+    (d / (name + ".q")).write_bytes(q.tobytes())
+    ours = np.fromfile(d / (name + ".ours"), dtype=np.uint8).reshape(x.shape[0], -1)
+    v = gguf.quants.dequantize(ours, qt).astype(np.float32).reshape(-1)
+    (d / (name + ".deq")).write_bytes(v.tobytes())
+"#;
+    for (name, ty) in types {
+        std::fs::write(dir.join(format!("{name}.ours")), quantize_row(ty, &x).unwrap()).unwrap();
+    }
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&dir)
+        .args(types.iter().map(|t| t.0))
+        .output()
+        .expect("python3 (with `pip install gguf numpy`) is needed for this test");
+    assert!(o.status.success(), "gguf python failed:\n{}", String::from_utf8_lossy(&o.stderr));
+    for (name, ty) in types {
+        let ours = std::fs::read(dir.join(format!("{name}.ours"))).unwrap();
+        let theirs = std::fs::read(dir.join(format!("{name}.q"))).unwrap();
+        assert_eq!(ours, theirs, "{name}: our encoder differs from gguf.quants.quantize");
+        let deq: Vec<f32> = std::fs::read(dir.join(format!("{name}.deq")))
+            .unwrap()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let mine = quant::dequantize(ty, &ours).unwrap();
+        assert_eq!(mine.len(), deq.len(), "{name}");
+        assert!(mine.iter().zip(&deq).all(|(a, b)| a.to_bits() == b.to_bits()), "{name}: decode differs from gguf");
+        let e = rel_rmse(&x, &mine);
+        assert!(e < 0.2, "{name}: relative RMSE {e}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

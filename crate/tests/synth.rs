@@ -2,8 +2,8 @@
 //! sane block values, determinism, and a forward pass through the engine.
 
 use llama_webgpu::gguf::{ByteSource, FileSource, GgmlType, GgufFile, LlamaConfig, TensorInfo};
-use llama_webgpu::kernels::reference::dequantize;
 use llama_webgpu::model::{LlamaModel, LoadOptions};
+use llama_webgpu::quant::dequantize;
 use llama_webgpu::synth::{self, SynthDims, SynthShape, FTYPES};
 
 fn custom(n_layer: usize, n_vocab: usize, tied: bool) -> SynthShape {
@@ -337,4 +337,23 @@ fn time_llama3_8b_q4_k_m() {
     );
     check_values(&src, &f, &cfg);
     std::fs::remove_file(&path).unwrap();
+}
+
+/// `synth --tokenizer`: the GGUF carries the tokenizer.json's vocabulary, merges and special
+/// ids, so our GGUF tokenizer encodes like HF `tokenizers` on the json itself.
+#[test]
+fn tokenizer_metadata_round_trips() {
+    use llama_webgpu::tokenizer::Tokenizer;
+    let json = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/tiny-tokenizer.json")).unwrap();
+    let n_vocab = 320;
+    let md = synth::tokenizer_metadata(&json, n_vocab).unwrap();
+    let mut v = Vec::new();
+    synth::synth_with_metadata(&custom(1, n_vocab, true), "q8_0", 1, md, &mut v, |_, _| {}).unwrap();
+    let f = GgufFile::read(&v).unwrap();
+    assert!(f.get("tokenizer.ggml.bos_token_id").is_some());
+    let (ours, hf) = (Tokenizer::from_gguf(&f).unwrap(), Tokenizer::from_json(&json).unwrap());
+    for text in ["Hello world", "the quick brown fox, 123!", "<|eot_id|> tail"] {
+        assert_eq!(ours.encode(text).unwrap(), hf.encode(text).unwrap(), "{text}");
+    }
+    assert!(synth::tokenizer_metadata(&json, 10).is_err(), "ids beyond n_vocab are an error");
 }

@@ -216,7 +216,8 @@ test("demo page: ?model= load, streamed chat, stop, cache on reload, local file,
   try {
     await t.test("?model=URL loads the model from another origin", async () => {
       const t0 = Date.now();
-      await page.goto(`${demo.url}?model=${encodeURIComponent(modelUrl)}`);
+      // WebGPU (SwiftShader) on purpose: the CPU backend answers the tiny model too fast to press Stop
+      await page.goto(`${demo.url}?backend=webgpu&model=${encodeURIComponent(modelUrl)}`);
       await waitReady(page);
       t.diagnostic(`first load: ${Date.now() - t0} ms; status: ${await statusText(page)}`);
       assert.ok((fixtures.stats.bytes[ggufPath] ?? 0) > 0, "the model came from the fixture server");
@@ -380,12 +381,12 @@ test("demo page: ?model= load, streamed chat, stop, cache on reload, local file,
     });
 
     await t.test("typed errors get clear messages: 404, CORS, not a GGUF", async () => {
-      await page.goto(`${demo.url}?model=${encodeURIComponent(fixtures.origin + "/missing.gguf")}`);
+      await page.goto(`${demo.url}?backend=webgpu&model=${encodeURIComponent(fixtures.origin + "/missing.gguf")}`);
       assert.match(await waitError(page), /HTTP 404/);
       assert.match(await statusText(page), /Could not load/);
       assert.equal(await page.isDisabled('[data-testid="send"]'), true);
 
-      await page.goto(`${demo.url}?model=${encodeURIComponent(noCors.origin + ggufPath)}`);
+      await page.goto(`${demo.url}?backend=webgpu&model=${encodeURIComponent(noCors.origin + ggufPath)}`);
       assert.match(await waitError(page), /Could not download the model[\s\S]*CORS/);
 
       await page.setInputFiles('[data-testid="file-input"]', join(FIXTURES, "tiny.json"));
@@ -393,13 +394,19 @@ test("demo page: ?model= load, streamed chat, stop, cache on reload, local file,
       assert.match(text, /not a valid GGUF/);
       await page.screenshot({ path: join(SHOTS, "demo-error.png") });
 
-      // A browser without WebGPU: told what to do before anything is downloaded.
+      // A browser without WebGPU at all: the model runs on the CPU backend, and chats.
       const p2 = await b.context.newPage();
       await p2.addInitScript(() => Object.defineProperty(Navigator.prototype, "gpu", { get: () => undefined }));
-      fixtures.resetStats();
       await p2.goto(`${demo.url}?model=${encodeURIComponent(modelUrl)}`);
-      assert.match(await waitError(p2), /WebGPU is not available[\s\S]*enable-unsafe-webgpu/);
-      assert.equal(fixtures.stats.bytes[ggufPath] ?? 0, 0);
+      assert.equal(await p2.evaluate(() => navigator.gpu), undefined);
+      await waitReady(p2);
+      assert.match(await p2.textContent("#model-info"), /Backend\s*CPU \(auto: no WebGPU adapter\)/);
+      await p2.fill("#max-tokens", "8");
+      await send(p2, "Hello");
+      await waitIdle(p2);
+      const reply = await lastAssistant(p2);
+      assert.ok(reply && reply.text.length > 0, "the CPU backend produced a reply");
+      await p2.screenshot({ path: join(SHOTS, "demo-cpu-no-webgpu.png") });
       await p2.close();
     });
   } catch (e) {

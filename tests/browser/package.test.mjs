@@ -298,12 +298,12 @@ test("adapter limits too small for the model (or the asked context) give a Limit
     async (lib, { url }) => {
       const out = {};
       try {
-        await lib.loadModel(url, { maxBindingSize: 256 << 10, useWorker: false });
+        await lib.loadModel(url, { maxBindingSize: 256 << 10, useWorker: false, backend: "webgpu" });
       } catch (e) {
         out.tiny = { name: e.name, message: e.message };
       }
       try {
-        await lib.loadModel(url, { maxBindingSize: 1 << 20, contextLength: 100000 });
+        await lib.loadModel(url, { maxBindingSize: 1 << 20, contextLength: 100000, backend: "webgpu" });
       } catch (e) {
         out.context = { name: e.name, message: e.message };
       }
@@ -328,7 +328,8 @@ test("abort stops generation within one token (worker and page)", async () => {
     async (lib, { url }) => {
       const out = {};
       for (const useWorker of [true, false]) {
-        const model = await lib.loadModel(url, { useWorker, contextLength: 256 });
+        // WebGPU (SwiftShader): slow enough that the abort lands mid-generation
+        const model = await lib.loadModel(url, { useWorker, contextLength: 256, backend: "webgpu" });
         const ctl = new AbortController();
         let n = 0;
         let after = 0;
@@ -360,21 +361,28 @@ test("abort stops generation within one token (worker and page)", async () => {
   }
 });
 
-test("no WebGPU and a lost device give typed errors; loadModel works again after a loss", async () => {
+test("no WebGPU: webgpu is a typed error, auto runs on the CPU; a lost device is a typed error, loadModel works again", async () => {
   const r = await inPage(
     async (lib, { url }) => {
       const out = {};
       const desc = Object.getOwnPropertyDescriptor(Navigator.prototype, "gpu");
       Object.defineProperty(Navigator.prototype, "gpu", { configurable: true, get: () => undefined });
       try {
-        await lib.loadModel(url);
+        await lib.loadModel(url, { backend: "webgpu" });
       } catch (e) {
         out.noGpu = { name: e.name, message: e.message };
+      }
+      try {
+        const m = await lib.loadModel(url, { useWorker: false });
+        const toks = [];
+        for await (const c of m.generate([1, 2, 3], { maxTokens: 3 })) toks.push(c.token);
+        out.cpu = { backend: m.info.backend, reason: m.info.backendReason, tokens: toks.length };
+        await m.dispose();
       } finally {
         Object.defineProperty(Navigator.prototype, "gpu", desc);
       }
       for (const useWorker of [false, true]) {
-        const m = await lib.loadModel(url, { useWorker });
+        const m = await lib.loadModel(url, { useWorker, backend: "webgpu" });
         await m._loseDevice();
         try {
           for await (const c of m.generate([1, 2, 3], { maxTokens: 3 })) void c;
@@ -383,7 +391,7 @@ test("no WebGPU and a lost device give typed errors; loadModel works again after
           out[`lost${useWorker}`] = e.name;
         }
         await m.dispose();
-        const m2 = await lib.loadModel(url, { useWorker });
+        const m2 = await lib.loadModel(url, { useWorker, backend: "webgpu" });
         const toks = [];
         for await (const c of m2.generate([1, 2, 3], { maxTokens: 3 })) toks.push(c.token);
         out[`again${useWorker}`] = toks.length;
@@ -396,6 +404,7 @@ test("no WebGPU and a lost device give typed errors; loadModel works again after
   assert.ok(!r.thrown, JSON.stringify(r.thrown));
   assert.equal(r.noGpu?.name, "WebGPUUnavailableError");
   assert.match(r.noGpu.message, /WebGPU/);
+  assert.deepEqual(r.cpu, { backend: "cpu", reason: "auto: no WebGPU adapter", tokens: 3 });
   for (const w of [false, true]) {
     assert.equal(r[`lost${w}`], "DeviceLostError", JSON.stringify(r));
     assert.equal(r[`again${w}`], 3);
@@ -410,7 +419,8 @@ test("SmolLM2-135M (98 MB, 12 chunks): bounded wasm memory while streaming, gree
     const r = await inPage(
       async (lib, { url }) => {
         let peak = 0;
-        const model = await lib.loadModel(url, { cache: false, contextLength: 256, onProgress: () => (peak = Math.max(peak, lib.wasmMemoryBytes())) });
+        // the WebGPU path streams weights through bounded wasm memory (the CPU backend keeps them there)
+        const model = await lib.loadModel(url, { cache: false, contextLength: 256, backend: "webgpu", onProgress: () => (peak = Math.max(peak, lib.wasmMemoryBytes())) });
         peak = Math.max(peak, lib.wasmMemoryBytes());
         const info = model.info;
         const text = await model.tokenize("The capital of France is");

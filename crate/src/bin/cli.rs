@@ -1,10 +1,12 @@
 //! `llama-webgpu` command line: the same engine as the browser package, natively on wgpu.
 
+use llama_webgpu::backend::{self, Backend, Choice, Model};
 use llama_webgpu::chat::{self, ChatTemplate, Message};
+use llama_webgpu::cpu::CpuOptions;
 use llama_webgpu::error::echo;
 use llama_webgpu::gguf::{FileSource, GgufFile, Value};
-use llama_webgpu::gpu::{Gpu, GpuOptions, Precision};
-use llama_webgpu::model::{LlamaModel, LoadOptions};
+use llama_webgpu::gpu::{GpuOptions, Precision};
+use llama_webgpu::model::LoadOptions;
 use llama_webgpu::output::Output;
 use llama_webgpu::sampler::SamplerConfig;
 use llama_webgpu::session::{ContextPolicy, GenerateOptions, Session};
@@ -73,10 +75,12 @@ const USAGE: &str = "usage:
   llama-webgpu tokenize (--model M.gguf | --tokenizer tokenizer.json) (--text TEXT | --text-file PATH)
   llama-webgpu info     --model M.gguf
   llama-webgpu bench    --model M.gguf [--prompt-tokens 512] [--gen-tokens 128] [--bandwidth GBPS] [--json]
-  llama-webgpu quantize --type q4_k_m|q5_k_m|q6_k|q8_0|q4_0 IN.gguf OUT.gguf [--force]
-  llama-webgpu synth    --shape llama3-8b|llama3.2-1b|llama3.2-3b --type q4_k_m --out FILE [--seed S] [--force]
+  llama-webgpu quantize --type q4_k_m|q5_k_m|q6_k|q8_0|q4_0|q4_1|q5_0|q5_1|f16 IN.gguf OUT.gguf [--force]
+  llama-webgpu synth    --shape llama3-8b|llama3.2-1b|llama3.2-3b --type q4_k_m --out FILE [--seed S] [--tokenizer tokenizer.json] [--force]
 common options: --precision auto|f32|f16 (default auto), --max-binding-size BYTES,
-                --context N (KV cache tokens)
+                --context N (KV cache tokens),
+                --backend auto|gpu|cpu (default auto: the CPU when the only adapter is a CPU one),
+                --threads N (CPU backend; default all cores)
 a PATH of - reads stdin; an existing output file is replaced only with --force
 (a symlink is followed, a device or FIFO written through, a directory refused)
 generate is greedy unless --temperature > 0.";
@@ -194,12 +198,16 @@ fn read_error(path: &str, e: Error) -> Error {
     }
 }
 
-fn load(args: &Args) -> Result<(LlamaModel, GgufFile)> {
+fn load(args: &Args) -> Result<(Model, GgufFile, Choice)> {
     let path = args.req("--model")?;
     let (src, file) = open(path)?;
-    let model =
-        LlamaModel::load_blocking(&src, &file, &args.load_options()?, |_| {}).map_err(|e| read_error(path, e))?;
-    Ok((model, file))
+    let asked: Backend = args.get("--backend").unwrap_or("auto").parse()?;
+    let probe = if asked == Backend::Auto { pollster::block_on(backend::probe_adapter()) } else { None };
+    let choice = backend::choose(asked, probe.as_ref());
+    let cpu = CpuOptions { threads: args.num("--threads")?.unwrap_or(0), ..Default::default() };
+    let model = pollster::block_on(Model::load(&src, &file, &choice, &args.load_options()?, &cpu, |_| {}))
+        .map_err(|e| read_error(path, e))?;
+    Ok((model, file, choice))
 }
 
 /// Float32 `.npy` (format 1.0) of shape `shape`.
@@ -222,9 +230,9 @@ fn write_npy(output: Output, shape: &[usize], data: &[f32]) -> Result<()> {
 fn cmd_logits(args: &Args) -> Result<()> {
     let tokens = args.tokens()?.ok_or_else(|| Error::InvalidArgument("missing --tokens".into()))?;
     let out = args.output(args.req("--out")?)?;
-    let (mut model, _) = load(args)?;
+    let (mut model, _, _) = load(args)?;
     let logits = model.forward_blocking(&tokens, 0, true)?;
-    write_npy(out, &[tokens.len(), model.cfg.n_vocab], &logits)
+    write_npy(out, &[tokens.len(), model.cfg().n_vocab], &logits)
 }
 
 fn add_bos(file: &GgufFile) -> bool {
@@ -233,7 +241,7 @@ fn add_bos(file: &GgufFile) -> bool {
 
 fn cmd_generate(args: &Args) -> Result<()> {
     let text = args.text("--prompt", "--prompt-file")?;
-    let (mut model, file) = load(args)?;
+    let (mut model, file, _) = load(args)?;
     let tok = Tokenizer::from_gguf(&file)?;
     let prompt = match (args.tokens()?, text.as_deref()) {
         (Some(t), None) => t,
@@ -324,9 +332,8 @@ fn tokenizer_json(path: &str) -> Result<Tokenizer> {
 }
 
 fn cmd_info(args: &Args) -> Result<()> {
-    let (model, file) = load(args)?;
-    let c = &model.cfg;
-    let g: &Gpu = &model.gpu;
+    let (model, file, choice) = load(args)?;
+    let c = model.cfg();
     println!("file:           {} (GGUF v{}, {} tensors)", args.req("--model")?, file.version, file.tensors.len());
     println!("architecture:   {}  name: {}", c.architecture, c.name.as_deref().unwrap_or("-"));
     println!(
@@ -337,8 +344,24 @@ fn cmd_info(args: &Args) -> Result<()> {
         "rope:           base {}, rope_freqs {}, tied embeddings {}, rms eps {}, trained context {}",
         c.rope_base, c.has_rope_freqs, c.tied_embeddings, c.rms_eps, c.context_length
     );
-    let types: Vec<String> = model.tensor_types.iter().map(|(t, n)| format!("{t}×{n}")).collect();
+    let types: Vec<String> = model.tensor_types().iter().map(|(t, n)| format!("{t}×{n}")).collect();
     println!("weight types:   {}", types.join(", "));
+    println!("backend:        {} ({}) on {}", choice.backend, choice.reason, model.device());
+    let m = match &model {
+        Model::Gpu(m) => m,
+        Model::Cpu(m) => {
+            println!(
+                "memory:         weights {:.1} MiB, KV cache {:.1} MiB ({} tokens, f32), prefill chunk {} tokens",
+                mib(m.weight_bytes),
+                mib(m.kv_bytes),
+                m.context,
+                m.chunk
+            );
+            println!("host memory:    peak Rust heap {:.1} MiB", mib(HEAP_PEAK.load(Relaxed) as u64));
+            return Ok(());
+        }
+    };
+    let g = &m.gpu;
     println!(
         "adapter:        {} ({}, {}, {})",
         g.adapter.name, g.adapter.backend, g.adapter.device_type, g.adapter.driver
@@ -355,17 +378,13 @@ fn cmd_info(args: &Args) -> Result<()> {
     println!("binding cap:    {} bytes", g.max_binding);
     println!(
         "memory:         weights {:.1} MiB, KV cache {:.1} MiB ({} tokens, {}), total GPU {:.1} MiB",
-        mib(model.weight_bytes),
-        mib(model.kv_bytes),
-        model.context,
+        mib(m.weight_bytes),
+        mib(m.kv_bytes),
+        m.context,
         if g.use_f16 { "f16" } else { "f32" },
-        mib(model.gpu_bytes)
+        mib(m.gpu_bytes)
     );
-    println!(
-        "dispatches:     {} per decoded token, prefill chunk {} tokens",
-        model.dispatches_per_token(),
-        model.chunk
-    );
+    println!("dispatches:     {} per decoded token, prefill chunk {} tokens", m.dispatches_per_token(), m.chunk);
     println!(
         "host memory:    peak Rust heap {:.1} MiB; peak process RSS {:.1} MiB (includes a CPU driver's copy of GPU buffers)",
         mib(HEAP_PEAK.load(Relaxed) as u64),
@@ -377,7 +396,7 @@ fn cmd_info(args: &Args) -> Result<()> {
 /// Prefill and decode speed, bytes read per token, and the bandwidth roofline.
 fn cmd_bench(args: &Args) -> Result<()> {
     let t_load = web_time::Instant::now();
-    let (mut model, _) = load(args)?;
+    let (mut model, _, choice) = load(args)?;
     let load_s = t_load.elapsed().as_secs_f64();
     let n_prompt: usize = args.num("--prompt-tokens")?.unwrap_or(512);
     let n_gen: usize = args.num("--gen-tokens")?.unwrap_or(128);
@@ -388,6 +407,7 @@ fn cmd_bench(args: &Args) -> Result<()> {
     let mut j = serde_json::to_value(&r).map_err(|e| Error::InvalidArgument(e.to_string()))?;
     let extra = serde_json::json!({
         "model": args.req("--model")?,
+        "backend_choice": choice,
         "load_s": load_s,
         "host_heap_peak_bytes": HEAP_PEAK.load(Relaxed),
         "process_peak_rss_bytes": peak_rss(),
@@ -414,7 +434,7 @@ fn cmd_bench(args: &Args) -> Result<()> {
         }
         println!(
             "GPU memory {:.1} MiB; host: peak Rust heap {:.1} MiB, peak process RSS {:.1} MiB",
-            mib(model.gpu_bytes),
+            mib(r.gpu_memory_bytes),
             mib(HEAP_PEAK.load(Relaxed) as u64),
             mib(peak_rss().unwrap_or(0))
         );
@@ -471,9 +491,16 @@ fn cmd_synth(args: &Args) -> Result<()> {
     let shape: llama_webgpu::synth::SynthShape = args.req("--shape")?.parse()?;
     let ftype = args.get("--type").unwrap_or("q4_k_m");
     let seed = args.num("--seed")?.unwrap_or(0);
+    let extra = match args.get("--tokenizer") {
+        Some(t) => {
+            let bytes = std::fs::read(t).map_err(|e| Error::io_at(t, e))?;
+            llama_webgpu::synth::tokenizer_metadata(&bytes, llama_webgpu::synth::dims(&shape).n_vocab)?
+        }
+        None => vec![],
+    };
     let mut last = 0u64;
     args.output(args.req("--out")?)?.write(|w| {
-        llama_webgpu::synth::synth(&shape, ftype, seed, w, |done, total| {
+        llama_webgpu::synth::synth_with_metadata(&shape, ftype, seed, extra, w, |done, total| {
             if done >= last + (1 << 30) || done == total {
                 last = done;
                 eprintln!("synth: {:.2} / {:.2} GB", done as f64 / 1e9, total as f64 / 1e9);

@@ -1,0 +1,55 @@
+// Browser CPU benchmark, one headless chromium, one page setup (served from 127.0.0.1,
+// cross-origin isolated so that wasm threads / SharedArrayBuffer are allowed):
+//   ours: www/bench.html?backend=cpu  (wasm simd128 CPU backend)
+//   peer: bench/cpu/wllama.html      (wllama 3.8.1, llama.cpp's wasm CPU path, n_threads)
+// for each thread count, one after the other. Prints a markdown table and the JSON results.
+//   node bench/browser-cpu.mjs [--model URL] [--prompt 64] [--gen 32] [--threads 1,2]
+import { startDemoServer } from "../www/serve.mjs";
+import { launch } from "../tests/browser/harness.mjs";
+import { existsSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+
+const args = process.argv.slice(2);
+const opt = (k, d) => (args.includes(`--${k}`) ? args[args.indexOf(`--${k}`) + 1] : d);
+const here = new URL(".", import.meta.url).pathname;
+if (!existsSync(`${here}cpu/node_modules/@wllama/wllama`)) {
+  execFileSync("npm", ["install", "--omit=optional", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"], { cwd: `${here}cpu`, stdio: "inherit" });
+}
+const server = await startDemoServer({ port: 0 });
+// cross-origin isolation (SharedArrayBuffer, wasm threads) for every page of this run
+server.server.prependListener("request", (_req, res) => {
+  res.setHeader("Cross-Origin-Opener-Policy", "same-origin");
+  res.setHeader("Cross-Origin-Embedder-Policy", "require-corp");
+});
+const origin = server.origin ?? `http://127.0.0.1:${server.port}`;
+const b = await launch();
+const rows = [];
+try {
+  const page = await b.page();
+  const base = { prompt: opt("prompt", "64"), gen: opt("gen", "32") };
+  if (opt("model")) base.model = opt("model");
+  const runPage = async (path, extra) => {
+    await page.goto(`${origin}${path}?${new URLSearchParams({ ...base, ...extra })}`);
+    await page.waitForFunction(() => window.benchResult, null, { timeout: 30 * 60 * 1000, polling: 500 });
+    const r = await page.evaluate(() => window.benchResult);
+    if (r.error) throw new Error(`${path}: ${r.error}`);
+    return r;
+  };
+  for (const threads of opt("threads", "1,2").split(",").map(Number)) {
+    const ours = await runPage("/www/bench.html", { backend: "cpu", threads: String(threads) });
+    const peer = await runPage("/bench/cpu/wllama.html", { threads: String(threads) });
+    rows.push({ threads, ours, peer });
+    console.error(JSON.stringify({ threads, ours, peer }));
+  }
+} finally {
+  await b.close();
+  await server.close?.();
+}
+const f = (x) => (typeof x === "number" && isFinite(x) ? x.toFixed(2) : "n/a");
+console.log("| threads asked | engine | threads used | prefill tok/s | decode tok/s | decode ours/peer |");
+console.log("|---:|---|---:|---:|---:|---:|");
+for (const { threads, ours, peer } of rows) {
+  console.log(`| ${threads} | llama-webgpu cpu (${ours.adapter}) | ${ours.threads} | ${f(ours.prefill_tokens_per_s)} | ${f(ours.decode_tokens_per_s)} | ${f(ours.decode_tokens_per_s / peer.decode_tokens_per_s)} |`);
+  console.log(`| ${threads} | ${peer.engine} | ${peer.threads} | ${f(peer.prefill_tokens_per_s)} | ${f(peer.decode_tokens_per_s)} | 1.00 |`);
+}
+console.log(JSON.stringify(rows));

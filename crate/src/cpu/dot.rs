@@ -1,0 +1,781 @@
+//! Dot products of an f32 vector with one weight row, read straight from its GGUF blocks:
+//! `Σ_i w_i x_i` where each `w_i` is computed in registers exactly as ggml's dequantizer (and
+//! [`crate::kernels::reference`]) computes it, in the same operation order (`d·(q−8)`,
+//! `d·q + m`, `scale·q − min`, ...), then multiplied with `x_i` and accumulated in f32. So the
+//! only difference from a dequantize-then-matmul is the order of the f32 additions.
+//!
+//! Three implementations of the same arithmetic: portable scalar (the fallback, also the
+//! check for the others), x86 AVX2+FMA+F16C (picked at run time) and wasm `simd128`.
+
+use crate::gguf::GgmlType;
+use crate::quant::blocks::{f16_at, scale_min_k4};
+
+/// Formats with a fused dot product here.
+pub fn supported(ty: GgmlType) -> bool {
+    use GgmlType::*;
+    matches!(ty, F32 | F16 | BF16 | Q8_0 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q4K | Q5K | Q6K)
+}
+
+/// Which instruction set runs the kernels (decided once per process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Simd {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "wasm32")]
+    Simd128,
+}
+
+impl Simd {
+    /// The best the machine has (natively, `LLAMA_WEBGPU_CPU_SIMD=scalar` forces the portable
+    /// kernels, to measure what SIMD buys).
+    pub fn detect() -> Simd {
+        #[cfg(not(target_arch = "wasm32"))]
+        if std::env::var("LLAMA_WEBGPU_CPU_SIMD").is_ok_and(|v| v == "scalar") {
+            return Simd::Scalar;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
+            return Simd::Avx2;
+        }
+        #[cfg(target_arch = "wasm32")]
+        return Simd::Simd128;
+        #[allow(unreachable_code)]
+        Simd::Scalar
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Simd::Scalar => "scalar",
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2 => "avx2",
+            #[cfg(target_arch = "wasm32")]
+            Simd::Simd128 => "simd128",
+        }
+    }
+}
+
+/// `out[r] = row_r · x` for consecutive rows of `w` (`row_bytes` each) of type `ty`.
+/// `x.len()` is the row length (a whole number of blocks). Rows or vectors of the wrong size
+/// give 0 rather than reading out of bounds.
+pub fn rows_dot(simd: Simd, ty: GgmlType, w: &[u8], row_bytes: usize, x: &[f32], out: &mut [f32]) {
+    let ok = supported(ty)
+        && row_bytes > 0
+        && w.len() >= out.len() * row_bytes
+        && ty.bytes_for(x.len() as u64) == Some(row_bytes as u64);
+    if !ok {
+        out.fill(0.0);
+        return;
+    }
+    match simd {
+        Simd::Scalar => scalar::rows(ty, w, row_bytes, x, out),
+        // SAFETY: detect() saw the features; sizes checked above.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2 => unsafe { avx2::rows(ty, w, row_bytes, x, out) },
+        #[cfg(target_arch = "wasm32")]
+        Simd::Simd128 => unsafe { wasm::rows(ty, w, row_bytes, x, out) },
+    }
+}
+
+/// `Σ a_i b_i` in f32 (attention scores), SIMD where available.
+pub fn dot_f32(simd: Simd, a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    match simd {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: features detected; the kernel reads n values of each.
+        Simd::Avx2 => unsafe { avx2::f32_dot(a.as_ptr(), b.as_ptr(), n) },
+        #[cfg(target_arch = "wasm32")]
+        Simd::Simd128 => unsafe { wasm::f32_dot(a.as_ptr(), b.as_ptr(), n) },
+        _ => scalar::f32_dot(a, b),
+    }
+}
+
+/// Scales and mins of the 8 sub-blocks of a Q4_K/Q5_K super-block (`d·sc`, `dmin·m`).
+fn k4_scales(b: &[u8]) -> ([f32; 8], [f32; 8]) {
+    let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+    let mut sc = [0f32; 8];
+    let mut mn = [0f32; 8];
+    for j in 0..8 {
+        let (c, m) = scale_min_k4(j, &b[4..16]);
+        sc[j] = d * c as f32;
+        mn[j] = dmin * m as f32;
+    }
+    (sc, mn)
+}
+
+/// Decodes one row of `ty` into `out` with the formats' one CPU decode
+/// ([`crate::quant::dequantize_row`]); a row of the wrong size decodes to zeros.
+pub fn decode_row(ty: GgmlType, row: &[u8], out: &mut [f32]) {
+    if crate::quant::dequantize_row(ty, row, out).is_err() {
+        out.fill(0.0);
+    }
+}
+
+mod scalar {
+    use super::*;
+
+    pub fn f32_dot(a: &[f32], b: &[f32]) -> f32 {
+        // 8 partial sums: the same association as the SIMD kernels, and it vectorizes
+        let mut acc = [0f32; 8];
+        let mut ca = a.chunks_exact(8);
+        let mut cb = b.chunks_exact(8);
+        for (x, y) in (&mut ca).zip(&mut cb) {
+            for k in 0..8 {
+                acc[k] += x[k] * y[k];
+            }
+        }
+        let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+        acc.iter().sum::<f32>() + tail
+    }
+
+    /// Decodes one block at a time (the reference values) and dots it with its part of `x`.
+    pub fn rows(ty: GgmlType, w: &[u8], rb: usize, x: &[f32], out: &mut [f32]) {
+        let (bs, ts) = (ty.block_size() as usize, ty.type_size() as usize);
+        // F32/F16/BF16 blocks are one value: decode 256 at a time
+        let per = if bs == 1 { 256 } else { 1 };
+        let mut buf = [0f32; 256];
+        for (o, row) in out.iter_mut().zip(w.chunks_exact(rb)) {
+            let mut acc = 0f32;
+            for (blk, xb) in row.chunks(ts * per).zip(x.chunks(bs * per)) {
+                let n = xb.len();
+                decode_row(ty, blk, &mut buf[..n]);
+                acc += f32_dot(&buf[..n], xb);
+            }
+            *o = acc;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::GgmlType;
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn half(p: *const u8) -> f32 {
+        let bits = u16::from_le_bytes(unsafe { [*p, *p.add(1)] });
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load16(p: *const u8) -> __m128i {
+        unsafe { _mm_loadu_si128(p as *const __m128i) }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn f32_dot(a: *const f32, b: *const f32, n: usize) -> f32 {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        unsafe {
+            while i + 32 <= n {
+                for (k, a_k) in acc.iter_mut().enumerate() {
+                    *a_k = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(i + 8 * k)), _mm256_loadu_ps(b.add(i + 8 * k)), *a_k);
+                }
+                i += 32;
+            }
+            while i + 8 <= n {
+                acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(i)), _mm256_loadu_ps(b.add(i)), acc[0]);
+                i += 8;
+            }
+            let mut s = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+            while i < n {
+                s += *a.add(i) * *b.add(i);
+                i += 1;
+            }
+            s
+        }
+    }
+
+    /// Σ over 8 lanes of halves / bfloats widened to f32.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load8_f16(p: *const u8) -> __m256 {
+        unsafe { _mm256_cvtph_ps(load16(p)) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load8_bf16(p: *const u8) -> __m256 {
+        unsafe { _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(load16(p)), 16)) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn half_dot(bf: bool, w: *const u8, x: *const f32, n: usize) -> f32 {
+        let mut acc = [_mm256_setzero_ps(); 2];
+        let mut i = 0;
+        unsafe {
+            let load = |p: *const u8| if bf { load8_bf16(p) } else { load8_f16(p) };
+            while i + 16 <= n {
+                acc[0] = _mm256_fmadd_ps(load(w.add(2 * i)), _mm256_loadu_ps(x.add(i)), acc[0]);
+                acc[1] = _mm256_fmadd_ps(load(w.add(2 * i + 16)), _mm256_loadu_ps(x.add(i + 8)), acc[1]);
+                i += 16;
+            }
+            let mut s = hsum(_mm256_add_ps(acc[0], acc[1]));
+            while i < n {
+                let b = [*w.add(2 * i), *w.add(2 * i + 1)];
+                let v = if bf { half::bf16::from_le_bytes(b).to_f32() } else { half::f16::from_le_bytes(b).to_f32() };
+                s += v * *x.add(i);
+                i += 1;
+            }
+            s
+        }
+    }
+
+    /// 16 weights `scale·q − min` (each rounded as ggml rounds it: the product, then the
+    /// difference) from 16 signed quants, times `x[0..16]`, into two accumulators.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn fma16<const MIN: bool>(q: __m128i, scale: __m256, min: __m256, x: *const f32, acc: &mut [__m256; 2]) {
+        let lo = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+        let hi = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q, 8)));
+        let (mut w0, mut w1) = (_mm256_mul_ps(scale, lo), _mm256_mul_ps(scale, hi));
+        if MIN {
+            w0 = _mm256_sub_ps(w0, min);
+            w1 = _mm256_sub_ps(w1, min);
+        }
+        unsafe {
+            acc[0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x), acc[0]);
+            acc[1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x.add(8)), acc[1]);
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn sum4(a: &[[__m256; 2]; 2]) -> f32 {
+        hsum(_mm256_add_ps(_mm256_add_ps(a[0][0], a[0][1]), _mm256_add_ps(a[1][0], a[1][1])))
+    }
+
+    /// Q8_0: `d · q`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q8_0(w: *const u8, x: *const f32, nb: usize) -> f32 {
+        let mut acc = [[_mm256_setzero_ps(); 2]; 2];
+        let z = _mm256_setzero_ps();
+        unsafe {
+            for b in 0..nb {
+                let (p, xb) = (w.add(34 * b), x.add(32 * b));
+                let d = _mm256_set1_ps(half(p));
+                fma16::<false>(load16(p.add(2)), d, z, xb, &mut acc[0]);
+                fma16::<false>(load16(p.add(18)), d, z, xb.add(16), &mut acc[1]);
+            }
+            sum4(&acc)
+        }
+    }
+
+    /// Q4_0: `d · (q − 8)`; Q4_1: `d · q + m`. Low nibbles are values 0..16, high 16..32.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q4<const Q41: bool>(w: *const u8, x: *const f32, nb: usize) -> f32 {
+        let (ts, qoff) = if Q41 { (20, 4) } else { (18, 2) };
+        let m4 = _mm_set1_epi8(0xF);
+        let off = _mm_set1_epi8(if Q41 { 0 } else { 8 });
+        let mut acc = [[_mm256_setzero_ps(); 2]; 2];
+        unsafe {
+            for b in 0..nb {
+                let (p, xb) = (w.add(ts * b), x.add(32 * b));
+                let v = load16(p.add(qoff));
+                let lo = _mm_sub_epi8(_mm_and_si128(v, m4), off);
+                let hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), m4), off);
+                let d = _mm256_set1_ps(half(p));
+                // d·q + m = d·q − (−m), exactly
+                let negm = if Q41 { _mm256_set1_ps(-half(p.add(2))) } else { _mm256_setzero_ps() };
+                fma16::<Q41>(lo, d, negm, xb, &mut acc[0]);
+                fma16::<Q41>(hi, d, negm, xb.add(16), &mut acc[1]);
+            }
+            sum4(&acc)
+        }
+    }
+
+    /// Q5_0: `d·(q − 16)`; Q5_1: `d·q + m`. The fifth bit of value j is bit j of the u32 `qh`:
+    /// each byte picks its qh byte (shuffle) and tests its bit.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q5<const Q51: bool>(w: *const u8, x: *const f32, nb: usize) -> f32 {
+        let (ts, qh_at, qs_at) = if Q51 { (24, 4, 8) } else { (22, 2, 6) };
+        let m4 = _mm_set1_epi8(0xF);
+        let off = _mm_set1_epi8(if Q51 { 0 } else { 16 });
+        let sixteen = _mm_set1_epi8(16);
+        let sel_lo = _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+        let sel_hi = _mm_setr_epi8(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+        let bits = _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+        let mut acc = [[_mm256_setzero_ps(); 2]; 2];
+        unsafe {
+            for b in 0..nb {
+                let (p, xb) = (w.add(ts * b), x.add(32 * b));
+                let qh = _mm_cvtsi32_si128((p.add(qh_at) as *const i32).read_unaligned());
+                let fifth =
+                    |sel| _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(_mm_shuffle_epi8(qh, sel), bits), bits), sixteen);
+                let v = load16(p.add(qs_at));
+                let lo = _mm_sub_epi8(_mm_or_si128(_mm_and_si128(v, m4), fifth(sel_lo)), off);
+                let hi = _mm_sub_epi8(_mm_or_si128(_mm_and_si128(_mm_srli_epi16(v, 4), m4), fifth(sel_hi)), off);
+                let d = _mm256_set1_ps(half(p));
+                let negm = if Q51 { _mm256_set1_ps(-half(p.add(2))) } else { _mm256_setzero_ps() };
+                fma16::<Q51>(lo, d, negm, xb, &mut acc[0]);
+                fma16::<Q51>(hi, d, negm, xb.add(16), &mut acc[1]);
+            }
+            sum4(&acc)
+        }
+    }
+
+    /// Q4_K (`Q5 = false`) and Q5_K super-blocks: `d·sc · q − dmin·m` per 32-value sub-block.
+    #[inline]
+    #[allow(clippy::needless_range_loop)] // the loop index picks the nibble and the accumulator
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q45_k<const Q5: bool>(w: &[u8], x: *const f32, nb: usize) -> f32 {
+        let (ts, qoff) = if Q5 { (176, 48) } else { (144, 16) };
+        let m4 = _mm_set1_epi8(0xF);
+        let sixteen = _mm_set1_epi8(16);
+        let mut acc = [[_mm256_setzero_ps(); 2]; 2];
+        unsafe {
+            for b in 0..nb {
+                let blk = w.get_unchecked(ts * b..ts * (b + 1));
+                let (sc, mn) = super::k4_scales(blk);
+                let p = blk.as_ptr();
+                let (h0, h1) = (load16(p.add(16)), load16(p.add(32)));
+                for j in 0..4 {
+                    let (c0, c1) = (load16(p.add(qoff + 32 * j)), load16(p.add(qoff + 32 * j + 16)));
+                    for half_ in 0..2 {
+                        let s = 2 * j + half_;
+                        let nib = |c: __m128i| {
+                            if half_ == 0 {
+                                _mm_and_si128(c, m4)
+                            } else {
+                                _mm_and_si128(_mm_srli_epi16(c, 4), m4)
+                            }
+                        };
+                        let (mut q0, mut q1) = (nib(c0), nib(c1));
+                        if Q5 {
+                            // the fifth bit of sub-block s is bit s of qh[l]
+                            let bit = _mm_set1_epi8((1u8 << s) as i8);
+                            let hb = |h: __m128i| _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(h, bit), bit), sixteen);
+                            q0 = _mm_or_si128(q0, hb(h0));
+                            q1 = _mm_or_si128(q1, hb(h1));
+                        }
+                        let xb = x.add(256 * b + 32 * s);
+                        let (scale, min) = (_mm256_set1_ps(sc[s]), _mm256_set1_ps(mn[s]));
+                        fma16::<true>(q0, scale, min, xb, &mut acc[half_]);
+                        fma16::<true>(q1, scale, min, xb.add(16), &mut acc[half_]);
+                    }
+                }
+            }
+            sum4(&acc)
+        }
+    }
+
+    /// Q6_K: `d·sc · (q − 32)`, a scale per 16 values.
+    #[inline]
+    #[allow(clippy::needless_range_loop)] // the loop index is a byte offset and the accumulator
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q6_k(w: *const u8, x: *const f32, nb: usize) -> f32 {
+        let m4 = _mm_set1_epi8(0xF);
+        let m2 = _mm_set1_epi8(3);
+        let m32 = _mm_set1_epi8(32);
+        let z = _mm256_setzero_ps();
+        let mut acc = [[_mm256_setzero_ps(); 2]; 2];
+        unsafe {
+            for b in 0..nb {
+                let p = w.add(210 * b);
+                let d = half(p.add(208));
+                let sc = p.add(192) as *const i8;
+                for h in 0..2 {
+                    for u in 0..2 {
+                        let qh = load16(p.add(128 + 32 * h + 16 * u));
+                        let l0 = load16(p.add(64 * h + 16 * u));
+                        let l1 = load16(p.add(64 * h + 32 + 16 * u));
+                        for k in 0..4 {
+                            let lq = if k % 2 == 0 { l0 } else { l1 };
+                            let lo =
+                                if k < 2 { _mm_and_si128(lq, m4) } else { _mm_and_si128(_mm_srli_epi16(lq, 4), m4) };
+                            let hi = _mm_and_si128(_mm_srl_epi16(qh, _mm_cvtsi32_si128(2 * k as i32)), m2);
+                            let q = _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(hi, 4)), m32);
+                            let scale = _mm256_set1_ps(d * *sc.add(8 * h + 2 * k + u) as f32);
+                            let xb = x.add(256 * b + 128 * h + 32 * k + 16 * u);
+                            fma16::<false>(q, scale, z, xb, &mut acc[u]);
+                        }
+                    }
+                }
+            }
+            sum4(&acc)
+        }
+    }
+
+    /// SAFETY: the caller checked `w` holds `out.len()` rows of `rb` bytes of whole blocks
+    /// covering `x`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn rows(ty: GgmlType, w: &[u8], rb: usize, x: &[f32], out: &mut [f32]) {
+        use GgmlType::*;
+        let (xp, n) = (x.as_ptr(), x.len());
+        let nb = n / ty.block_size() as usize;
+        for (r, o) in out.iter_mut().enumerate() {
+            let row = unsafe { w.get_unchecked(r * rb..(r + 1) * rb) };
+            let p = row.as_ptr();
+            *o = unsafe {
+                match ty {
+                    F32 => f32_dot(p as *const f32, xp, n),
+                    F16 => half_dot(false, p, xp, n),
+                    BF16 => half_dot(true, p, xp, n),
+                    Q8_0 => q8_0(p, xp, nb),
+                    Q4_0 => q4::<false>(p, xp, nb),
+                    Q4_1 => q4::<true>(p, xp, nb),
+                    Q5_0 => q5::<false>(p, xp, nb),
+                    Q5_1 => q5::<true>(p, xp, nb),
+                    Q4K => q45_k::<false>(row, xp, nb),
+                    Q5K => q45_k::<true>(row, xp, nb),
+                    Q6K => q6_k(p, xp, nb),
+                    _ => 0.0,
+                }
+            };
+        }
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+mod wasm {
+    use super::GgmlType;
+    use std::arch::wasm32::*;
+
+    #[inline]
+    #[target_feature(enable = "simd128")]
+    fn hsum(v: v128) -> f32 {
+        f32x4_extract_lane::<0>(v)
+            + f32x4_extract_lane::<1>(v)
+            + f32x4_extract_lane::<2>(v)
+            + f32x4_extract_lane::<3>(v)
+    }
+
+    #[inline]
+    #[target_feature(enable = "simd128")]
+    unsafe fn ld(p: *const f32) -> v128 {
+        unsafe { v128_load(p as *const v128) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "simd128")]
+    unsafe fn load16(p: *const u8) -> v128 {
+        unsafe { v128_load(p as *const v128) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "simd128")]
+    unsafe fn half(p: *const u8) -> f32 {
+        half::f16::from_le_bytes(unsafe { [*p, *p.add(1)] }).to_f32()
+    }
+
+    /// 16 weights `scale·q − min` (rounded as ggml rounds them) from 16 signed quants, times
+    /// `x[0..16]`, into two accumulators (simd128 has no fused multiply-add).
+    #[inline]
+    #[target_feature(enable = "simd128")]
+    unsafe fn fma16<const MIN: bool>(q: v128, scale: v128, min: v128, x: *const f32, acc: &mut [v128; 2]) {
+        let (lo, hi) = (i16x8_extend_low_i8x16(q), i16x8_extend_high_i8x16(q));
+        let q4 = [
+            i32x4_extend_low_i16x8(lo),
+            i32x4_extend_high_i16x8(lo),
+            i32x4_extend_low_i16x8(hi),
+            i32x4_extend_high_i16x8(hi),
+        ];
+        for (k, qk) in q4.into_iter().enumerate() {
+            let mut w = f32x4_mul(scale, f32x4_convert_i32x4(qk));
+            if MIN {
+                w = f32x4_sub(w, min);
+            }
+            let a = &mut acc[k & 1];
+            *a = f32x4_add(*a, f32x4_mul(w, unsafe { ld(x.add(4 * k)) }));
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "simd128")]
+    fn sum4(a: &[[v128; 2]; 2]) -> f32 {
+        hsum(f32x4_add(f32x4_add(a[0][0], a[0][1]), f32x4_add(a[1][0], a[1][1])))
+    }
+
+    #[target_feature(enable = "simd128")]
+    pub unsafe fn f32_dot(a: *const f32, b: *const f32, n: usize) -> f32 {
+        let mut acc = [f32x4_splat(0.0); 4];
+        let mut i = 0;
+        unsafe {
+            while i + 16 <= n {
+                for (k, a_k) in acc.iter_mut().enumerate() {
+                    *a_k = f32x4_add(*a_k, f32x4_mul(ld(a.add(i + 4 * k)), ld(b.add(i + 4 * k))));
+                }
+                i += 16;
+            }
+            let mut s = hsum(f32x4_add(f32x4_add(acc[0], acc[1]), f32x4_add(acc[2], acc[3])));
+            while i < n {
+                s += *a.add(i) * *b.add(i);
+                i += 1;
+            }
+            s
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "simd128")]
+    unsafe fn q8_0(w: *const u8, x: *const f32, nb: usize) -> f32 {
+        let mut acc = [[f32x4_splat(0.0); 2]; 2];
+        let z = f32x4_splat(0.0);
+        unsafe {
+            for b in 0..nb {
+                let (p, xb) = (w.add(34 * b), x.add(32 * b));
+                let d = f32x4_splat(half(p));
+                fma16::<false>(load16(p.add(2)), d, z, xb, &mut acc[0]);
+                fma16::<false>(load16(p.add(18)), d, z, xb.add(16), &mut acc[1]);
+            }
+        }
+        sum4(&acc)
+    }
+
+    #[inline]
+    #[target_feature(enable = "simd128")]
+    unsafe fn q4<const Q41: bool>(w: *const u8, x: *const f32, nb: usize) -> f32 {
+        let (ts, qoff) = if Q41 { (20, 4) } else { (18, 2) };
+        let m4 = u8x16_splat(0xF);
+        let off = u8x16_splat(if Q41 { 0 } else { 8 });
+        let mut acc = [[f32x4_splat(0.0); 2]; 2];
+        unsafe {
+            for b in 0..nb {
+                let (p, xb) = (w.add(ts * b), x.add(32 * b));
+                let v = load16(p.add(qoff));
+                let lo = i8x16_sub(v128_and(v, m4), off);
+                let hi = i8x16_sub(u8x16_shr(v, 4), off);
+                let d = f32x4_splat(half(p));
+                let negm = if Q41 { f32x4_splat(-half(p.add(2))) } else { f32x4_splat(0.0) };
+                fma16::<Q41>(lo, d, negm, xb, &mut acc[0]);
+                fma16::<Q41>(hi, d, negm, xb.add(16), &mut acc[1]);
+            }
+        }
+        sum4(&acc)
+    }
+
+    #[inline]
+    #[target_feature(enable = "simd128")]
+    unsafe fn q5<const Q51: bool>(w: *const u8, x: *const f32, nb: usize) -> f32 {
+        let (ts, qh_at, qs_at) = if Q51 { (24, 4, 8) } else { (22, 2, 6) };
+        let m4 = u8x16_splat(0xF);
+        let off = u8x16_splat(if Q51 { 0 } else { 16 });
+        let sixteen = u8x16_splat(16);
+        let sel_lo = u8x16(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+        let sel_hi = u8x16(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+        let bits = u8x16(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
+        let mut acc = [[f32x4_splat(0.0); 2]; 2];
+        unsafe {
+            for b in 0..nb {
+                let (p, xb) = (w.add(ts * b), x.add(32 * b));
+                let qh = u32x4_splat((p.add(qh_at) as *const u32).read_unaligned());
+                let fifth = |sel| v128_and(i8x16_eq(v128_and(i8x16_swizzle(qh, sel), bits), bits), sixteen);
+                let v = load16(p.add(qs_at));
+                let lo = i8x16_sub(v128_or(v128_and(v, m4), fifth(sel_lo)), off);
+                let hi = i8x16_sub(v128_or(u8x16_shr(v, 4), fifth(sel_hi)), off);
+                let d = f32x4_splat(half(p));
+                let negm = if Q51 { f32x4_splat(-half(p.add(2))) } else { f32x4_splat(0.0) };
+                fma16::<Q51>(lo, d, negm, xb, &mut acc[0]);
+                fma16::<Q51>(hi, d, negm, xb.add(16), &mut acc[1]);
+            }
+        }
+        sum4(&acc)
+    }
+
+    #[inline]
+    #[allow(clippy::needless_range_loop)]
+    #[target_feature(enable = "simd128")]
+    unsafe fn q45_k<const Q5: bool>(w: &[u8], x: *const f32, nb: usize) -> f32 {
+        let (ts, qoff) = if Q5 { (176, 48) } else { (144, 16) };
+        let m4 = u8x16_splat(0xF);
+        let sixteen = u8x16_splat(16);
+        let mut acc = [[f32x4_splat(0.0); 2]; 2];
+        unsafe {
+            for b in 0..nb {
+                let blk = w.get_unchecked(ts * b..ts * (b + 1));
+                let (sc, mn) = super::k4_scales(blk);
+                let p = blk.as_ptr();
+                let (h0, h1) = (load16(p.add(16)), load16(p.add(32)));
+                for j in 0..4 {
+                    let (c0, c1) = (load16(p.add(qoff + 32 * j)), load16(p.add(qoff + 32 * j + 16)));
+                    for half_ in 0..2 {
+                        let s = 2 * j + half_;
+                        let nib = |c: v128| if half_ == 0 { v128_and(c, m4) } else { u8x16_shr(c, 4) };
+                        let (mut q0, mut q1) = (nib(c0), nib(c1));
+                        if Q5 {
+                            let bit = u8x16_splat(1u8 << s);
+                            let hb = |h: v128| v128_and(i8x16_eq(v128_and(h, bit), bit), sixteen);
+                            q0 = v128_or(q0, hb(h0));
+                            q1 = v128_or(q1, hb(h1));
+                        }
+                        let xb = x.add(256 * b + 32 * s);
+                        let (scale, min) = (f32x4_splat(sc[s]), f32x4_splat(mn[s]));
+                        fma16::<true>(q0, scale, min, xb, &mut acc[half_]);
+                        fma16::<true>(q1, scale, min, xb.add(16), &mut acc[half_]);
+                    }
+                }
+            }
+        }
+        sum4(&acc)
+    }
+
+    #[inline]
+    #[allow(clippy::needless_range_loop)]
+    #[target_feature(enable = "simd128")]
+    unsafe fn q6_k(w: *const u8, x: *const f32, nb: usize) -> f32 {
+        let m4 = u8x16_splat(0xF);
+        let m2 = u8x16_splat(3);
+        let m32 = u8x16_splat(32);
+        let z = f32x4_splat(0.0);
+        let mut acc = [[f32x4_splat(0.0); 2]; 2];
+        unsafe {
+            for b in 0..nb {
+                let p = w.add(210 * b);
+                let d = half(p.add(208));
+                let sc = p.add(192) as *const i8;
+                for h in 0..2 {
+                    for u in 0..2 {
+                        let qh = load16(p.add(128 + 32 * h + 16 * u));
+                        let l0 = load16(p.add(64 * h + 16 * u));
+                        let l1 = load16(p.add(64 * h + 32 + 16 * u));
+                        for k in 0..4 {
+                            let lq = if k % 2 == 0 { l0 } else { l1 };
+                            let lo = if k < 2 { v128_and(lq, m4) } else { u8x16_shr(lq, 4) };
+                            let hi = v128_and(u8x16_shr(qh, 2 * k as u32), m2);
+                            let q = i8x16_sub(v128_or(lo, i8x16_shl(hi, 4)), m32);
+                            let scale = f32x4_splat(d * *sc.add(8 * h + 2 * k + u) as f32);
+                            let xb = x.add(256 * b + 128 * h + 32 * k + 16 * u);
+                            fma16::<false>(q, scale, z, xb, &mut acc[u]);
+                        }
+                    }
+                }
+            }
+        }
+        sum4(&acc)
+    }
+
+    /// SAFETY: as for the AVX2 version.
+    #[target_feature(enable = "simd128")]
+    pub unsafe fn rows(ty: GgmlType, w: &[u8], rb: usize, x: &[f32], out: &mut [f32]) {
+        use GgmlType::*;
+        let (xp, n) = (x.as_ptr(), x.len());
+        let nb = n / ty.block_size() as usize;
+        for (r, o) in out.iter_mut().enumerate() {
+            let row = unsafe { w.get_unchecked(r * rb..(r + 1) * rb) };
+            let p = row.as_ptr();
+            *o = unsafe {
+                match ty {
+                    // halves: no f16 lanes in simd128; the scalar path widens them
+                    F32 => f32_dot(p as *const f32, xp, n),
+                    F16 | BF16 => {
+                        super::scalar::rows(ty, row, rb, x, std::slice::from_mut(o));
+                        *o
+                    }
+                    Q8_0 => q8_0(p, xp, nb),
+                    Q4_0 => q4::<false>(p, xp, nb),
+                    Q4_1 => q4::<true>(p, xp, nb),
+                    Q5_0 => q5::<false>(p, xp, nb),
+                    Q5_1 => q5::<true>(p, xp, nb),
+                    Q4K => q45_k::<false>(row, xp, nb),
+                    Q5K => q45_k::<true>(row, xp, nb),
+                    Q6K => q6_k(p, xp, nb),
+                    _ => 0.0,
+                }
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The formats' values from the reference decoder, dotted in f64.
+    fn reference_dot(ty: GgmlType, row: &[u8], x: &[f32]) -> f64 {
+        let w = crate::quant::dequantize(ty, row).unwrap();
+        w.iter().zip(x).map(|(a, b)| *a as f64 * *b as f64).sum()
+    }
+
+    fn lcg(seed: &mut u64) -> u32 {
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (*seed >> 33) as u32
+    }
+
+    #[test]
+    fn every_format_and_simd_level_matches_the_reference_decode() {
+        let mut seed = 7u64;
+        let cols = 512;
+        let x: Vec<f32> = (0..cols).map(|_| lcg(&mut seed) as f32 / u32::MAX as f32 * 2.0 - 1.0).collect();
+        let levels = [Simd::Scalar, Simd::detect()];
+        for ty in GgmlType::ALL.into_iter().filter(|t| supported(*t)) {
+            let rb = ty.bytes_for(cols as u64).unwrap() as usize;
+            // random bytes are valid blocks, except scales that decode to inf/NaN: keep the
+            // f16/bf16 exponents small
+            let mut w: Vec<u8> = (0..rb * 3).map(|_| lcg(&mut seed) as u8).collect();
+            let fix = |b: &mut u8| *b &= 0x3B;
+            match ty {
+                GgmlType::F32 => w.chunks_mut(4).for_each(|c| fix(&mut c[3])),
+                GgmlType::F16 | GgmlType::BF16 => w.chunks_mut(2).for_each(|c| fix(&mut c[1])),
+                GgmlType::Q6K => w.chunks_mut(210).for_each(|c| fix(&mut c[209])),
+                _ => {
+                    let ts = ty.type_size() as usize;
+                    w.chunks_mut(ts).for_each(|c| {
+                        fix(&mut c[1]);
+                        fix(&mut c[3]);
+                    })
+                }
+            }
+            for simd in levels {
+                let mut out = [0f32; 3];
+                rows_dot(simd, ty, &w, rb, &x, &mut out);
+                for (r, &got) in out.iter().enumerate() {
+                    let row = &w[r * rb..][..rb];
+                    let want = reference_dot(ty, row, &x);
+                    let scale: f64 = crate::quant::dequantize(ty, row)
+                        .unwrap()
+                        .iter()
+                        .zip(&x)
+                        .map(|(a, b)| (*a as f64 * *b as f64).abs())
+                        .sum();
+                    let err = (got as f64 - want).abs();
+                    assert!(
+                        err <= 1e-5 * scale,
+                        "{} {}: row {r}: {got} vs {want} (Σ|w x| {scale})",
+                        ty.name(),
+                        simd.name()
+                    );
+                }
+                // decode_row gives the reference values exactly
+                let mut dec = vec![0f32; cols];
+                decode_row(ty, &w[..rb], &mut dec);
+                assert_eq!(dec, crate::quant::dequantize(ty, &w[..rb]).unwrap(), "{}", ty.name());
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_sizes_give_zeros_not_a_panic() {
+        let x = vec![1f32; 32];
+        let mut out = [5f32; 2];
+        rows_dot(Simd::detect(), GgmlType::Q8_0, &[0u8; 34], 34, &x, &mut out);
+        assert_eq!(out, [0.0, 0.0]);
+        rows_dot(Simd::detect(), GgmlType::Q8_0, &[0u8; 68], 34, &x[..16], &mut out);
+        assert_eq!(out, [0.0, 0.0]);
+    }
+
+    #[test]
+    fn f32_dot_matches_for_every_length() {
+        for n in 0..70 {
+            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
+            let want: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
+            let got = dot_f32(Simd::detect(), &a, &b);
+            assert!((got as f64 - want).abs() < 1e-5, "n={n}: {got} vs {want}");
+        }
+    }
+}

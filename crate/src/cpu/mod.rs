@@ -1,0 +1,593 @@
+//! The CPU executor: [`graph::forward`] (the Llama pass, written once) carried out on the CPU,
+//! for machines whose only WebGPU adapter is a software one (SwiftShader, lavapipe) or that
+//! have none. [`CpuExec`] implements [`graph::Exec`] by computing each op as the graph calls it;
+//! the GPU's `Recorder` implements the same trait by recording kernel launches.
+//!
+//! Weights stay in their GGUF blocks in memory; every matrix-vector product reads them
+//! straight from the blocks with SIMD ([`dot`]) and f32 accumulation, the values exactly those
+//! of [`crate::quant`]'s decode; rows are split over threads ([`pool`]). Prefill decodes each
+//! weight row once (with `quant::dequantize_row`) and reuses it for every token of the chunk.
+
+pub mod dot;
+pub mod pool;
+
+use crate::error::{Error, Result};
+use crate::gguf::{AsyncByteSource, GgmlType, GgufFile, LlamaConfig, TensorInfo};
+use crate::graph::{self, Act, Exec};
+use crate::kernels::reference;
+use crate::model::{Phase, Progress, DEFAULT_MAX_CONTEXT};
+use dot::Simd;
+use pool::Pool;
+
+/// Options of the CPU backend.
+#[derive(Debug, Clone)]
+pub struct CpuOptions {
+    /// KV cache capacity in tokens; default: the model's, capped at [`DEFAULT_MAX_CONTEXT`].
+    pub context: Option<usize>,
+    /// Worker threads; 0 = all cores (always 1 in wasm).
+    pub threads: usize,
+    /// Tokens per prefill pass (bounds the activations).
+    pub prefill_chunk: usize,
+    /// Host bytes read per fetch while loading.
+    pub chunk_bytes: u64,
+}
+
+impl Default for CpuOptions {
+    fn default() -> Self {
+        CpuOptions { context: None, threads: 0, prefill_chunk: 64, chunk_bytes: 8 << 20 }
+    }
+}
+
+/// A weight matrix as its GGUF blocks, `rows` rows of `cols` values.
+pub struct CpuWeight {
+    pub ty: GgmlType,
+    pub rows: usize,
+    pub cols: usize,
+    row_bytes: usize,
+    data: Vec<u8>,
+}
+
+impl CpuWeight {
+    fn row(&self, r: usize) -> Option<&[u8]> {
+        self.data.get(r * self.row_bytes..(r + 1) * self.row_bytes)
+    }
+}
+
+/// One layer's KV cache, `[context, n_kv · head_dim]` each.
+struct KvCache {
+    k: Vec<f32>,
+    v: Vec<f32>,
+}
+
+type Weights = graph::Weights<CpuWeight, Vec<f32>>;
+
+pub struct CpuModel {
+    pub cfg: LlamaConfig,
+    /// KV cache capacity.
+    pub context: usize,
+    /// Tokens per forward pass at most.
+    pub chunk: usize,
+    pub weight_bytes: u64,
+    pub kv_bytes: u64,
+    /// Weight types by tensor count, for `info`.
+    pub tensor_types: Vec<(String, usize)>,
+    pub simd: Simd,
+    pool: Pool,
+    w: Weights,
+    inv_freq: Vec<f32>,
+    caches: Vec<KvCache>,
+}
+
+/// The most memory a wasm32 instance can have (4 GiB of address space).
+pub const WASM32_MEMORY: u64 = 4 << 30;
+
+/// Bytes the CPU backend holds for `file` with a KV cache of `context` tokens: every
+/// tensor's blocks, the f32 cache, and activations for one prefill chunk.
+pub fn memory_bytes(cfg: &LlamaConfig, file: &GgufFile, context: usize, chunk: usize) -> u64 {
+    let weights: u64 = file.tensors.iter().map(|t| t.n_bytes).sum();
+    let kv_dim = (cfg.n_head_kv * cfg.head_dim) as u64;
+    let kv = 2 * cfg.n_layer as u64 * context as u64 * kv_dim * 4;
+    let q_dim = (cfg.n_head * cfg.head_dim) as u64;
+    let per_token = 3 * cfg.n_embd as u64 + 2 * q_dim + 2 * kv_dim + 3 * cfg.n_ff as u64 + cfg.n_vocab as u64;
+    weights + kv + chunk as u64 * per_token * 4 + (cfg.n_head as u64 * context as u64 * 4)
+}
+
+/// `Err(OutOfMemory)` when the CPU backend cannot hold `file` in `limit` bytes of memory
+/// (wasm32: [`WASM32_MEMORY`]); checked from the header, before any weight is fetched.
+pub fn check_fits(file: &GgufFile, opts: &CpuOptions, limit: u64) -> Result<()> {
+    let cfg = LlamaConfig::from_gguf(file)?;
+    let context = opts.context.unwrap_or_else(|| cfg.context_length.min(DEFAULT_MAX_CONTEXT)).max(1);
+    let need = memory_bytes(&cfg, file, context, opts.prefill_chunk.max(1));
+    // the engine's own code, tokenizer and heap need some room too
+    let room = limit.saturating_sub(256 << 20);
+    if need > room {
+        return Err(Error::OutOfMemory(format!(
+            "the CPU backend needs {:.2} GiB for this model (weights + {context}-token KV cache), more than the {:.2} GiB \
+             wasm32 memory can hold; use WebGPU or a smaller model",
+            need as f64 / (1u64 << 30) as f64,
+            room as f64 / (1u64 << 30) as f64
+        )));
+    }
+    Ok(())
+}
+
+fn tensor<'a>(f: &'a GgufFile, name: &str) -> Result<&'a TensorInfo> {
+    f.tensor(name).ok_or_else(|| Error::MissingTensor(name.to_string()))
+}
+
+impl CpuModel {
+    /// Reads the weights of `file` (parsed from `src`) into memory as they are.
+    pub async fn load<S: AsyncByteSource + ?Sized>(
+        src: &S,
+        file: &GgufFile,
+        opts: &CpuOptions,
+        mut progress: impl FnMut(Progress),
+    ) -> Result<Self> {
+        let cfg = LlamaConfig::from_gguf(file)?;
+        if cfg!(target_arch = "wasm32") {
+            check_fits(file, opts, WASM32_MEMORY)?;
+        }
+        let total: u64 = file.tensors.iter().map(|t| t.n_bytes).sum();
+        let mut loaded = 0u64;
+        let mut types: std::collections::BTreeMap<String, usize> = Default::default();
+        let step = opts.chunk_bytes.max(1 << 16) as usize;
+
+        let mut read = async |t: &TensorInfo| -> Result<Vec<u8>> {
+            let n = usize::try_from(t.n_bytes)
+                .map_err(|_| Error::OutOfMemory(format!("tensor '{}' is too large", t.name)))?;
+            let mut data = Vec::new();
+            data.try_reserve_exact(n).map_err(|_| Error::OutOfMemory(format!("{n} bytes for tensor '{}'", t.name)))?;
+            data.resize(n, 0);
+            for (i, c) in data.chunks_mut(step).enumerate() {
+                src.fetch(t.offset + (i * step) as u64, c).await?;
+                loaded += c.len() as u64;
+                progress(Progress { phase: Phase::Upload, loaded, total });
+            }
+            Ok(data)
+        };
+        let (embd, q_dim, kv_dim) = (cfg.n_embd, cfg.n_head * cfg.head_dim, cfg.n_head_kv * cfg.head_dim);
+        let mut weight = async |name: &str, rows: usize, cols: usize| -> Result<CpuWeight> {
+            let t = tensor(file, name)?;
+            if t.dims.len() != 2 || t.cols() != cols as u64 || t.rows() != rows as u64 {
+                return Err(Error::BadShape {
+                    name: name.into(),
+                    got: t.dims.clone(),
+                    expected: vec![cols as u64, rows as u64],
+                });
+            }
+            if !dot::supported(t.ty) {
+                return Err(Error::UnsupportedType { tensor: name.into(), ty: t.ty.id(), name: t.ty.name().into() });
+            }
+            let row_bytes = t.ty.bytes_for(cols as u64).ok_or_else(|| Error::BadShape {
+                name: name.into(),
+                got: t.dims.clone(),
+                expected: vec![],
+            })? as usize;
+            *types.entry(t.ty.name().to_string()).or_default() += 1;
+            Ok(CpuWeight { ty: t.ty, rows, cols, row_bytes, data: read(t).await? })
+        };
+        let tok_embd = weight("token_embd.weight", cfg.n_vocab, embd).await?;
+        let output = if cfg.tied_embeddings { None } else { Some(weight("output.weight", cfg.n_vocab, embd).await?) };
+        let want_ctx = opts.context.unwrap_or_else(|| cfg.context_length.min(DEFAULT_MAX_CONTEXT)).max(1);
+        let mut mats = Vec::with_capacity(cfg.n_layer);
+        let mut caches = Vec::with_capacity(cfg.n_layer);
+        for i in 0..cfg.n_layer {
+            let n = |s: &str| format!("blk.{i}.{s}.weight");
+            let ff = cfg.n_ff;
+            mats.push([
+                weight(&n("attn_q"), q_dim, embd).await?,
+                weight(&n("attn_k"), kv_dim, embd).await?,
+                weight(&n("attn_v"), kv_dim, embd).await?,
+                weight(&n("attn_output"), embd, q_dim).await?,
+                weight(&n("ffn_gate"), ff, embd).await?,
+                weight(&n("ffn_up"), ff, embd).await?,
+                weight(&n("ffn_down"), embd, ff).await?,
+            ]);
+            caches.push(KvCache { k: zeros(want_ctx * kv_dim)?, v: zeros(want_ctx * kv_dim)? });
+        }
+        let norm = async |name: &str| -> Result<Vec<f32>> {
+            let t = tensor(file, name)?;
+            if t.n_elements() != embd as u64 {
+                return Err(Error::BadShape { name: name.into(), got: t.dims.clone(), expected: vec![embd as u64] });
+            }
+            read_f32(src, t).await
+        };
+        let mut layers = Vec::with_capacity(cfg.n_layer);
+        for (i, m) in mats.into_iter().enumerate() {
+            let [wq, wk, wv, wo, w_gate, w_up, w_down] = m;
+            layers.push(graph::Layer {
+                attn_norm: norm(&format!("blk.{i}.attn_norm.weight")).await?,
+                ffn_norm: norm(&format!("blk.{i}.ffn_norm.weight")).await?,
+                wq,
+                wk,
+                wv,
+                wo,
+                w_gate,
+                w_up,
+                w_down,
+            });
+        }
+        let output_norm = norm("output_norm.weight").await?;
+        let rope_freqs = match file.tensor("rope_freqs.weight") {
+            Some(t) => Some(read_f32(src, t).await?),
+            None => None,
+        };
+        let inv_freq = reference::rope_inv_freq(cfg.head_dim, cfg.rope_base, rope_freqs.as_deref());
+        let weight_bytes = file.tensors.iter().map(|t| t.n_bytes).sum();
+        progress(Progress { phase: Phase::Compile, loaded: total, total });
+        Ok(CpuModel {
+            kv_bytes: (2 * cfg.n_layer * want_ctx * kv_dim * 4) as u64,
+            context: want_ctx,
+            chunk: opts.prefill_chunk.max(1),
+            cfg,
+            weight_bytes,
+            tensor_types: types.into_iter().collect(),
+            simd: Simd::detect(),
+            pool: Pool::new(opts.threads),
+            w: graph::Weights { tok_embd, layers, output_norm, output },
+            inv_freq,
+            caches,
+        })
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load_blocking<S: crate::gguf::ByteSource + ?Sized>(
+        src: &S,
+        file: &GgufFile,
+        opts: &CpuOptions,
+        progress: impl FnMut(Progress),
+    ) -> Result<Self> {
+        pollster::block_on(Self::load(src, file, opts, progress))
+    }
+
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    /// Weight bytes read per decoded token (every matrix once; embedding: one row).
+    pub fn weight_bytes_per_token(&self) -> u64 {
+        let w = |w: &CpuWeight| w.data.len() as u64;
+        let layers: u64 =
+            self.w.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]).map(w).sum();
+        self.w.tok_embd.row_bytes as u64 + w(self.w.output()) + layers
+    }
+
+    /// Runs `tokens` at positions `pos..`, appending to the KV cache. Returns the logits of
+    /// every position (`all`, `[n, vocab]` row-major) or of the last one only.
+    pub fn forward(&mut self, tokens: &[u32], pos: usize, all: bool) -> Result<Vec<f32>> {
+        let vocab = self.cfg.n_vocab;
+        if tokens.is_empty() {
+            return Err(Error::InvalidArgument("forward needs at least one token".into()));
+        }
+        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= vocab) {
+            return Err(Error::TokenOutOfVocab { id, vocab });
+        }
+        let end = pos.saturating_add(tokens.len());
+        if end > self.context {
+            return Err(Error::ContextOverflow { needed: end, capacity: self.context });
+        }
+        let mut out = Vec::with_capacity(if all { tokens.len() * vocab } else { vocab });
+        let mut p = pos;
+        let n_chunks = tokens.len().div_ceil(self.chunk);
+        for (i, ids) in tokens.chunks(self.chunk).enumerate() {
+            let last = i + 1 == n_chunks;
+            let mut e = CpuExec::new(&self.cfg, self.simd, &self.pool, &mut self.caches, &self.inv_freq, ids, p);
+            // logits: every position, the last chunk's last one, or none (earlier chunks)
+            e.logits_rows = if all {
+                Some(ids.len())
+            } else if last {
+                Some(1)
+            } else {
+                None
+            };
+            graph::forward(&mut e, &self.w)?;
+            out.extend(e.logits);
+            p += ids.len();
+        }
+        Ok(out)
+    }
+}
+
+fn zeros(n: usize) -> Result<Vec<f32>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| Error::OutOfMemory(format!("{} bytes of KV cache", n * 4)))?;
+    v.resize(n, 0.0);
+    Ok(v)
+}
+
+/// A small tensor (norms, rope factors) read whole and converted to f32.
+async fn read_f32<S: AsyncByteSource + ?Sized>(src: &S, t: &TensorInfo) -> Result<Vec<f32>> {
+    if t.n_bytes > 64 << 20 || !matches!(t.ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) {
+        return Err(Error::UnsupportedType {
+            tensor: t.name.clone(),
+            ty: t.ty.id(),
+            name: format!("{} (expected F32 for a 1-D tensor)", t.ty.name()),
+        });
+    }
+    let mut raw = vec![0u8; t.n_bytes as usize];
+    src.fetch(t.offset, &mut raw).await?;
+    crate::quant::dequantize(t.ty, &raw)
+}
+
+/// `out = x / rms(x) · g` per row (the mean of squares in f64: it is cheap and exact).
+fn rmsnorm(x: &[f32], g: &[f32], eps: f32, out: &mut [f32]) {
+    let dim = g.len();
+    for (row, o) in x.chunks_exact(dim).zip(out.chunks_exact_mut(dim)) {
+        let ms = row.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>() / dim as f64;
+        let s = (1.0 / (ms + eps as f64).sqrt()) as f32;
+        for ((o, v), w) in o.iter_mut().zip(row).zip(g) {
+            *o = v * s * w;
+        }
+    }
+}
+
+/// Rotates adjacent pairs of each head of `x` [n, heads, head_dim] (as
+/// [`reference::rope`]) with the per-position `(cos, sin)` table `rot` [n, head_dim / 2].
+fn rope(x: &mut [f32], heads: usize, head_dim: usize, rot: &[(f64, f64)]) {
+    let half = head_dim / 2;
+    for (tok, rot) in x.chunks_mut(heads * head_dim).zip(rot.chunks(half.max(1))) {
+        for head in tok.chunks_mut(head_dim) {
+            for (j, &(c, s)) in rot.iter().enumerate() {
+                let (x0, x1) = (head[2 * j] as f64, head[2 * j + 1] as f64);
+                head[2 * j] = (x0 * c - x1 * s) as f32;
+                head[2 * j + 1] = (x0 * s + x1 * c) as f32;
+            }
+        }
+    }
+}
+
+/// One pass over `ids` at positions `pos..`: the activations ([`Act`]) and the op bodies.
+pub struct CpuExec<'a> {
+    cfg: &'a LlamaConfig,
+    simd: Simd,
+    pool: &'a Pool,
+    caches: &'a mut [KvCache],
+    ids: &'a [u32],
+    pos: usize,
+    /// `(cos, sin)` of every position's rope angles `[n, head_dim / 2]` (all heads, all layers).
+    rot: Vec<(f64, f64)>,
+    x: Vec<f32>,
+    qkv: Vec<f32>,
+    q: Vec<f32>,
+    att: Vec<f32>,
+    ffn: Vec<f32>,
+    /// The normalized stream `h` and the up projection (scratch).
+    h: Vec<f32>,
+    up: Vec<f32>,
+    /// Logits of the last `logits_rows` tokens (`None`: no output this pass).
+    logits_rows: Option<usize>,
+    logits: Vec<f32>,
+}
+
+impl<'a> CpuExec<'a> {
+    fn new(
+        cfg: &'a LlamaConfig,
+        simd: Simd,
+        pool: &'a Pool,
+        caches: &'a mut [KvCache],
+        inv_freq: &[f32],
+        ids: &'a [u32],
+        pos: usize,
+    ) -> Self {
+        let n = ids.len();
+        let hd = cfg.head_dim;
+        let (q_dim, kv_dim) = (cfg.n_head * hd, cfg.n_head_kv * hd);
+        let rot = (0..n)
+            .flat_map(|t| inv_freq.iter().map(move |&f| ((pos + t) as f64 * f as f64).sin_cos()))
+            .map(|(s, c)| (c, s))
+            .collect();
+        CpuExec {
+            cfg,
+            simd,
+            pool,
+            caches,
+            ids,
+            pos,
+            rot,
+            x: vec![0.0; n * cfg.n_embd],
+            qkv: vec![0.0; n * (q_dim + 2 * kv_dim)],
+            q: vec![0.0; n * q_dim],
+            att: vec![0.0; n * q_dim],
+            ffn: vec![0.0; n * cfg.n_ff],
+            h: vec![0.0; n * cfg.n_embd],
+            up: vec![0.0; n * cfg.n_ff],
+            logits_rows: None,
+            logits: Vec::new(),
+        }
+    }
+
+    fn cache(&mut self, layer: usize) -> Result<&mut KvCache> {
+        self.caches.get_mut(layer).ok_or_else(|| Error::InvalidArgument(format!("no layer {layer}")))
+    }
+}
+
+impl Exec for CpuExec<'_> {
+    type Weight = CpuWeight;
+    type Norm = Vec<f32>;
+
+    fn embed(&mut self, tok_embd: &CpuWeight) -> Result<()> {
+        let e = self.cfg.n_embd;
+        for (&id, x) in self.ids.iter().zip(self.x.chunks_exact_mut(e)) {
+            let row = tok_embd.row(id as usize).ok_or(Error::TokenOutOfVocab { id, vocab: tok_embd.rows })?;
+            dot::decode_row(tok_embd.ty, row, x);
+        }
+        Ok(())
+    }
+
+    fn qkv(&mut self, norm: &Vec<f32>, wq: &CpuWeight, wk: &CpuWeight, wv: &CpuWeight) -> Result<()> {
+        rmsnorm(&self.x, norm, self.cfg.rms_eps, &mut self.h);
+        let n = self.ids.len();
+        let width = wq.rows + wk.rows + wv.rows;
+        let ops = Ops { simd: self.simd, pool: self.pool };
+        let mut off = 0;
+        for w in [wq, wk, wv] {
+            ops.matmul(w, &self.h, n, &mut self.qkv, width, off, false);
+            off += w.rows;
+        }
+        Ok(())
+    }
+
+    fn rope_store(&mut self, layer: usize) -> Result<()> {
+        let (c, pos, n) = (self.cfg, self.pos, self.ids.len());
+        let hd = c.head_dim;
+        let (q_dim, kv_dim) = (c.n_head * hd, c.n_head_kv * hd);
+        let width = q_dim + 2 * kv_dim;
+        let mut k = vec![0f32; n * kv_dim];
+        let mut v = vec![0f32; n * kv_dim];
+        for t in 0..n {
+            let row = &self.qkv[t * width..][..width];
+            self.q[t * q_dim..][..q_dim].copy_from_slice(&row[..q_dim]);
+            k[t * kv_dim..][..kv_dim].copy_from_slice(&row[q_dim..q_dim + kv_dim]);
+            v[t * kv_dim..][..kv_dim].copy_from_slice(&row[q_dim + kv_dim..]);
+        }
+        rope(&mut self.q, c.n_head, hd, &self.rot);
+        rope(&mut k, c.n_head_kv, hd, &self.rot);
+        let cache = self.cache(layer)?;
+        let at = pos * kv_dim..(pos + n) * kv_dim;
+        cache.k.get_mut(at.clone()).ok_or(Error::ContextOverflow { needed: pos + n, capacity: 0 })?.copy_from_slice(&k);
+        cache.v.get_mut(at).ok_or(Error::ContextOverflow { needed: pos + n, capacity: 0 })?.copy_from_slice(&v);
+        Ok(())
+    }
+
+    fn attention(&mut self, layer: usize) -> Result<()> {
+        let (pos, n) = (self.pos, self.ids.len());
+        let ops = Ops { simd: self.simd, pool: self.pool };
+        let c = self.cfg;
+        let cache = self.caches.get(layer).ok_or_else(|| Error::InvalidArgument(format!("no layer {layer}")))?;
+        ops.attention(c, &self.q, &cache.k, &cache.v, pos, n, &mut self.att);
+        Ok(())
+    }
+
+    fn matmul_add(&mut self, w: &CpuWeight, input: Act) -> Result<()> {
+        let input = match input {
+            Act::Att => &self.att,
+            Act::Ffn => &self.ffn,
+            Act::Q => &self.q,
+            Act::Qkv => &self.qkv,
+            Act::X => return Err(Error::InvalidArgument("X += W·X is not an op of the graph".into())),
+        };
+        let ops = Ops { simd: self.simd, pool: self.pool };
+        ops.matmul(w, input, self.ids.len(), &mut self.x, w.rows, 0, true);
+        Ok(())
+    }
+
+    fn ffn_gate_up_silu(&mut self, norm: &Vec<f32>, gate: &CpuWeight, up: &CpuWeight) -> Result<()> {
+        rmsnorm(&self.x, norm, self.cfg.rms_eps, &mut self.h);
+        let n = self.ids.len();
+        let ops = Ops { simd: self.simd, pool: self.pool };
+        ops.matmul(gate, &self.h, n, &mut self.ffn, gate.rows, 0, false);
+        ops.matmul(up, &self.h, n, &mut self.up, up.rows, 0, false);
+        for (g, u) in self.ffn.iter_mut().zip(&self.up) {
+            *g = *g / (1.0 + (-*g).exp()) * u;
+        }
+        Ok(())
+    }
+
+    fn output(&mut self, norm: &Vec<f32>, w: &CpuWeight) -> Result<()> {
+        let Some(rows) = self.logits_rows else { return Ok(()) };
+        let (e, n) = (self.cfg.n_embd, self.ids.len());
+        let rows = rows.min(n);
+        let x = &self.x[(n - rows) * e..];
+        let mut h = vec![0f32; rows * e];
+        rmsnorm(x, norm, self.cfg.rms_eps, &mut h);
+        self.logits = vec![0f32; rows * w.rows];
+        Ops { simd: self.simd, pool: self.pool }.matmul(w, &h, rows, &mut self.logits, w.rows, 0, false);
+        Ok(())
+    }
+}
+
+/// The op bodies that carry the work, on the pool's threads.
+struct Ops<'a> {
+    simd: Simd,
+    pool: &'a Pool,
+}
+
+impl Ops<'_> {
+    /// `y[t · stride + off + r] (+)= Σ_k w[r, k] x[t, k]` for `n` tokens.
+    #[allow(clippy::too_many_arguments)]
+    fn matmul(&self, w: &CpuWeight, x: &[f32], n: usize, y: &mut [f32], stride: usize, off: usize, accumulate: bool) {
+        let (rows, cols, rb) = (w.rows, w.cols, w.row_bytes);
+        let simd = self.simd;
+        if n == 1 {
+            let y = &mut y[off..];
+            let chunk = self.pool.split(rows, 8);
+            let run = |dst: &mut [f32]| {
+                self.pool.chunks(dst, chunk, |i, o| {
+                    let r0 = i * chunk;
+                    dot::rows_dot(simd, w.ty, &w.data[r0 * rb..], rb, &x[..cols], o);
+                })
+            };
+            if accumulate {
+                let mut tmp = vec![0f32; rows];
+                run(&mut tmp);
+                for (y, t) in y.iter_mut().zip(&tmp) {
+                    *y += t;
+                }
+            } else {
+                run(&mut y[..rows]);
+            }
+            return;
+        }
+        // Several tokens: decode each row once, dot it with every token. Output [rows, n]
+        // (one row's results together), transposed into y at the end.
+        let mut yt = vec![0f32; rows * n];
+        let chunk = self.pool.split(rows, 4) * n;
+        self.pool.chunks(&mut yt, chunk, |i, o| {
+            let mut wr = vec![0f32; cols];
+            for (j, orow) in o.chunks_mut(n).enumerate() {
+                let r = i * chunk / n + j;
+                if let Some(row) = w.row(r) {
+                    dot::decode_row(w.ty, row, &mut wr);
+                    for (t, ov) in orow.iter_mut().enumerate() {
+                        *ov = dot::dot_f32(simd, &wr, &x[t * cols..][..cols]);
+                    }
+                }
+            }
+        });
+        for t in 0..n {
+            let yr = &mut y[t * stride + off..][..rows];
+            for (r, yv) in yr.iter_mut().enumerate() {
+                let v = yt[r * n + t];
+                *yv = if accumulate { *yv + v } else { v };
+            }
+        }
+    }
+
+    /// Causal GQA attention of `n` queries at `pos..` over the cache (keys `0..pos + t + 1`);
+    /// one (token, head) per task.
+    #[allow(clippy::too_many_arguments)]
+    fn attention(&self, c: &LlamaConfig, q: &[f32], kc: &[f32], vc: &[f32], pos: usize, n: usize, out: &mut [f32]) {
+        let (hd, nh, nkv) = (c.head_dim, c.n_head, c.n_head_kv);
+        let group = nh / nkv.max(1);
+        let scale = 1.0 / (hd as f32).sqrt();
+        let simd = self.simd;
+        let per = self.pool.split(n * nh, 1) * hd;
+        self.pool.chunks(&mut out[..n * nh * hd], per, |i, o| {
+            let mut s = Vec::new();
+            for (j, oh) in o.chunks_mut(hd).enumerate() {
+                let idx = i * per / hd + j;
+                let (t, h) = (idx / nh, idx % nh);
+                let kvh = h / group.max(1);
+                let qv = &q[(t * nh + h) * hd..][..hd];
+                let keys = pos + t + 1;
+                s.clear();
+                s.extend((0..keys).map(|p| dot::dot_f32(simd, qv, &kc[(p * nkv + kvh) * hd..][..hd]) * scale));
+                let m = s.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+                let mut sum = 0f64;
+                for e in s.iter_mut() {
+                    *e = (*e - m).exp();
+                    sum += *e as f64;
+                }
+                let inv = (1.0 / sum) as f32;
+                oh.fill(0.0);
+                for (p, &e) in s.iter().enumerate() {
+                    let vv = &vc[(p * nkv + kvh) * hd..][..hd];
+                    let e = e * inv;
+                    for (o, v) in oh.iter_mut().zip(vv) {
+                        *o += e * v;
+                    }
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,100 @@
+//! The Llama 3 forward pass, written once, over an executor.
+//!
+//! [`forward`] reads top to bottom like the math; an [`Exec`] carries it out. The GPU side
+//! (`model.rs`) implements `Exec` by *recording* kernel launches once at load (replayed per
+//! token); a CPU backend implements it by computing. The trait is backend-neutral: weights,
+//! norms and KV caches are the executor's own types, and activations are named by [`Act`]
+//! (each executor owns its buffers), so no GPU type appears here.
+//!
+//! Per layer (h: the RMS-normalised residual stream, fused into the projection that reads it):
+//! ```text
+//!   qkv     = [Wq; Wk; Wv] · rmsnorm(x) · attn_norm          (one fused launch)
+//!   q, k    = rope(q, k) ; cache[pos..] ← k, v
+//!   x      += Wo · attention(q, cache)
+//!   ffn     = silu(Wgate h) ⊙ (Wup h),  h = rmsnorm(x) · ffn_norm   (one fused launch)
+//!   x      += Wdown · ffn
+//! ```
+//! then `logits = Wout · rmsnorm(x) · output_norm` (Wout = token_embd when tied).
+
+use crate::error::Result;
+
+/// Activations of one pass, `[n_tokens, width]` row-major f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Act {
+    /// The residual stream, `n_embd` wide.
+    X,
+    /// Q | K | V projections, `(n_head + 2 n_kv) · head_dim` wide.
+    Qkv,
+    /// Rotated queries, `n_head · head_dim`.
+    Q,
+    /// Attention output, `n_head · head_dim`.
+    Att,
+    /// `silu(gate) ⊙ up`, `n_ff`.
+    Ffn,
+}
+
+/// The operations of a Llama pass. Token ids, positions and the KV-cache length of the pass
+/// are the executor's state (the GPU reads them from a per-pass uniform).
+pub trait Exec {
+    /// A weight matrix `[rows, cols]` (in GGUF's own encoding, decoded by `quant`).
+    type Weight;
+    /// An f32 vector (RMSNorm weights).
+    type Norm;
+
+    /// `X[t] = token_embd[ids[t]]`.
+    fn embed(&mut self, tok_embd: &Self::Weight) -> Result<()>;
+    /// `Qkv = [wq; wk; wv] · rmsnorm(X, norm)`.
+    fn qkv(&mut self, norm: &Self::Norm, wq: &Self::Weight, wk: &Self::Weight, wv: &Self::Weight) -> Result<()>;
+    /// `Q = rope(q of Qkv)`; layer `layer`'s cache at the pass's positions ← rope(k), v.
+    fn rope_store(&mut self, layer: usize) -> Result<()>;
+    /// `Att` = causal GQA attention of `Q` over layer `layer`'s cache.
+    fn attention(&mut self, layer: usize) -> Result<()>;
+    /// `X += w · input` (the residual add fused).
+    fn matmul_add(&mut self, w: &Self::Weight, input: Act) -> Result<()>;
+    /// `Ffn = silu(gate · h) ⊙ (up · h)`, `h = rmsnorm(X, norm)`.
+    fn ffn_gate_up_silu(&mut self, norm: &Self::Norm, gate: &Self::Weight, up: &Self::Weight) -> Result<()>;
+    /// Logits `= w · rmsnorm(X, norm)` (all tokens, or the executor's choice of the last).
+    fn output(&mut self, norm: &Self::Norm, w: &Self::Weight) -> Result<()>;
+}
+
+/// One transformer block's weights.
+pub struct Layer<W, N> {
+    pub attn_norm: N,
+    pub wq: W,
+    pub wk: W,
+    pub wv: W,
+    pub wo: W,
+    pub ffn_norm: N,
+    pub w_gate: W,
+    pub w_up: W,
+    pub w_down: W,
+}
+
+/// All weights of a Llama model. `output: None` = tied to `tok_embd`.
+pub struct Weights<W, N> {
+    pub tok_embd: W,
+    pub layers: Vec<Layer<W, N>>,
+    pub output_norm: N,
+    pub output: Option<W>,
+}
+
+impl<W, N> Weights<W, N> {
+    /// The output layer's matrix.
+    pub fn output(&self) -> &W {
+        self.output.as_ref().unwrap_or(&self.tok_embd)
+    }
+}
+
+/// One forward pass.
+pub fn forward<E: Exec>(e: &mut E, w: &Weights<E::Weight, E::Norm>) -> Result<()> {
+    e.embed(&w.tok_embd)?;
+    for (i, l) in w.layers.iter().enumerate() {
+        e.qkv(&l.attn_norm, &l.wq, &l.wk, &l.wv)?;
+        e.rope_store(i)?;
+        e.attention(i)?;
+        e.matmul_add(&l.wo, Act::Att)?;
+        e.ffn_gate_up_silu(&l.ffn_norm, &l.w_gate, &l.w_up)?;
+        e.matmul_add(&l.w_down, Act::Ffn)?;
+    }
+    e.output(&w.output_norm, w.output())
+}

@@ -1,0 +1,241 @@
+//! The CPU backend against transformers: the tiny fixture models in every GGUF type (logits
+//! within 1e-5 of the reference std, full prefill in chunks and token by token through the
+//! KV cache), greedy continuations, the real SmolLM2 greedy tokens and chat, threads, and
+//! typed errors.
+
+use llama_webgpu::backend::{Backend, Model};
+use llama_webgpu::chat::{encode_chat, ChatTemplate, Message};
+use llama_webgpu::cpu::{self, CpuModel, CpuOptions};
+use llama_webgpu::gguf::{FileSource, GgufFile};
+use llama_webgpu::session::{GenerateOptions, Session, StopReason};
+use llama_webgpu::tokenizer::Tokenizer;
+use llama_webgpu::Error;
+use serde_json::Value;
+use std::path::PathBuf;
+
+mod common;
+use common::read_npy;
+
+/// Max |ours − transformers| per position, as a fraction of the reference logits' std.
+const TOL: f32 = 1e-5;
+
+fn fixtures() -> PathBuf {
+    std::env::var_os("FIXTURES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures"))
+}
+
+fn tiny_json() -> Value {
+    serde_json::from_slice(&std::fs::read(fixtures().join("tiny.json")).unwrap()).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+fn std_dev(v: &[f32]) -> f32 {
+    let m = v.iter().map(|x| *x as f64).sum::<f64>() / v.len() as f64;
+    (v.iter().map(|x| (*x as f64 - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt() as f32
+}
+
+fn load(name: &str, threads: usize) -> CpuModel {
+    let src = FileSource::open(fixtures().join(format!("tiny-{name}.gguf"))).unwrap();
+    let file = GgufFile::read(&src).unwrap();
+    let opts = CpuOptions { context: Some(64), prefill_chunk: 10, threads, ..Default::default() };
+    CpuModel::load_blocking(&src, &file, &opts, |_| {}).unwrap_or_else(|e| panic!("loading {name}: {e}"))
+}
+
+fn check(label: &str, ours: &[f32], reference: &[f32], vocab: usize) -> f32 {
+    assert_eq!(ours.len(), reference.len(), "{label}: length");
+    let mut worst = 0f32;
+    for (t, (a, b)) in ours.chunks(vocab).zip(reference.chunks(vocab)).enumerate() {
+        let sd = std_dev(b);
+        let err =
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, |m, e| if e.is_nan() { f32::INFINITY } else { m.max(e) });
+        assert!(err <= TOL * sd, "{label}: position {t}: max |ours − ref| = {err:e} > {TOL:e} × std {sd}");
+        worst = worst.max(err / sd);
+    }
+    worst
+}
+
+fn run_type(name: &str) {
+    let toks = ids(&tiny_json()["tokens"]);
+    let (shape, reference) = read_npy(&fixtures().join(format!("tiny-{name}.logits.npy")));
+    assert_eq!(shape, vec![toks.len(), reference.len() / toks.len()]);
+    let vocab = shape[1];
+    // one thread and all cores split the rows differently: both must match
+    for threads in [1, 0] {
+        let mut m = load(name, threads);
+        assert!(m.chunk < toks.len(), "prefill must span several chunks");
+        let all = m.forward(&toks, 0, true).unwrap();
+        let e1 = check(&format!("{name} prefill ({threads} threads)"), &all, &reference, vocab);
+        let mut seq = Vec::new();
+        for (i, &t) in toks.iter().enumerate() {
+            seq.extend(m.forward(&[t], i, false).unwrap());
+        }
+        let e2 = check(&format!("{name} decode ({threads} threads)"), &seq, &reference, vocab);
+        eprintln!("{name} cpu, threads {threads}: max error / std: prefill {e1:.2e}, decode {e2:.2e}");
+    }
+}
+
+#[test]
+fn f32_matches_transformers() {
+    run_type("f32");
+}
+#[test]
+fn f16_matches_transformers() {
+    run_type("f16");
+}
+#[test]
+fn bf16_matches_transformers() {
+    run_type("bf16");
+}
+#[test]
+fn q8_0_matches_transformers() {
+    run_type("q8_0");
+}
+#[test]
+fn q4_0_matches_transformers() {
+    run_type("q4_0");
+}
+#[test]
+fn q4_1_tied_matches_transformers() {
+    run_type("q4_1");
+}
+#[test]
+fn q4_k_m_matches_transformers() {
+    run_type("q4_k_m");
+}
+#[test]
+fn q5_k_m_matches_transformers() {
+    run_type("q5_k_m");
+}
+#[test]
+fn q6_k_matches_transformers() {
+    run_type("q6_k");
+}
+
+fn argmax(v: &[f32]) -> u32 {
+    v.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0 as u32
+}
+
+#[test]
+fn greedy_matches_transformers_generate() {
+    let j = tiny_json();
+    let prompt = ids(&j["greedy_prompt"]);
+    for name in ["f32", "q8_0", "q4_1"] {
+        let want = ids(&j["types"][name]["greedy"]);
+        let mut m = load(name, 0);
+        let mut logits = m.forward(&prompt, 0, false).unwrap();
+        let mut got = Vec::new();
+        for i in 0..want.len() {
+            got.push(argmax(&logits));
+            logits = m.forward(&[got[i]], prompt.len() + i, false).unwrap();
+        }
+        assert_eq!(got, want, "{name}: greedy tokens differ from transformers");
+    }
+}
+
+#[test]
+fn bad_input_is_a_typed_error_and_engine_stays_usable() {
+    let mut m = load("q8_0", 0);
+    let vocab = m.cfg.n_vocab as u32;
+    assert!(matches!(m.forward(&[1, vocab], 0, false), Err(Error::TokenOutOfVocab { id, .. }) if id == vocab));
+    assert!(matches!(m.forward(&[1; 65], 0, false), Err(Error::ContextOverflow { needed: 65, capacity: 64 })));
+    assert!(matches!(m.forward(&[1], 64, false), Err(Error::ContextOverflow { .. })));
+    assert!(matches!(m.forward(&[], 0, false), Err(Error::InvalidArgument(_))));
+    let toks = ids(&tiny_json()["tokens"]);
+    let (_, reference) = read_npy(&fixtures().join("tiny-q8_0.logits.npy"));
+    let all = m.forward(&toks, 0, true).unwrap();
+    check("after errors", &all, &reference, m.cfg.n_vocab);
+}
+
+#[test]
+fn too_large_for_wasm_memory_is_out_of_memory_before_loading() {
+    let src = FileSource::open(fixtures().join("tiny-q8_0.gguf")).unwrap();
+    let file = GgufFile::read(&src).unwrap();
+    let opts = CpuOptions::default();
+    cpu::check_fits(&file, &opts, cpu::WASM32_MEMORY).unwrap();
+    // a memory just above the engine's own reserve holds no model
+    match cpu::check_fits(&file, &opts, (256 << 20) + 1024) {
+        Err(Error::OutOfMemory(msg)) => assert!(msg.contains("wasm32 memory"), "{msg}"),
+        r => panic!("expected OutOfMemory, got {r:?}"),
+    }
+}
+
+#[test]
+fn backend_option_loads_the_cpu_model() {
+    let src = FileSource::open(fixtures().join("tiny-q4_0.gguf")).unwrap();
+    let file = GgufFile::read(&src).unwrap();
+    let choice = llama_webgpu::backend::choose(Backend::Cpu, None);
+    let opts = llama_webgpu::model::LoadOptions { context: Some(32), ..Default::default() };
+    let mut m = pollster::block_on(Model::load(&src, &file, &choice, &opts, &CpuOptions::default(), |_| {})).unwrap();
+    assert!(matches!(m, Model::Cpu(_)));
+    assert_eq!(llama_webgpu::backend::Forward::context(&m), 32);
+    let toks = ids(&tiny_json()["tokens"]);
+    let (_, reference) = read_npy(&fixtures().join("tiny-q4_0.logits.npy"));
+    let vocab = m.cfg().n_vocab;
+    let all = m.forward_blocking(&toks, 0, true).unwrap();
+    check("Model::Cpu", &all, &reference, vocab);
+}
+
+fn smollm2() -> (CpuModel, Tokenizer) {
+    let src = FileSource::open(common::smollm2_gguf()).unwrap();
+    let file = GgufFile::read(&src).unwrap();
+    let opts = CpuOptions { context: Some(256), ..Default::default() };
+    (CpuModel::load_blocking(&src, &file, &opts, |_| {}).unwrap(), Tokenizer::from_gguf(&file).unwrap())
+}
+
+fn smollm2_reference() -> Value {
+    serde_json::from_slice(
+        &std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/smollm2.json")).unwrap(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn smollm2_greedy_24_tokens_match_transformers() {
+    let r = smollm2_reference();
+    let (mut m, tok) = smollm2();
+    let prompt = tok.encode(r["prompt"].as_str().unwrap()).unwrap();
+    assert_eq!(prompt, ids(&r["prompt_ids"]));
+    let mut logits = m.forward(&prompt, 0, false).unwrap();
+    let (top, vals, sd) = (
+        ids(&r["last_logits"]["top20_ids"]),
+        &r["last_logits"]["top20_values"],
+        r["last_logits"]["std"].as_f64().unwrap() as f32,
+    );
+    let mut worst = 0f32;
+    for (i, &id) in top.iter().enumerate() {
+        let want = vals[i].as_f64().unwrap() as f32;
+        let got = logits[id as usize];
+        worst = worst.max((got - want).abs() / sd);
+        assert!((got - want).abs() <= 0.02 * sd, "logit of {id}: {got} vs {want} (std {sd})");
+    }
+    eprintln!("smollm2 cpu: top-20 last logits max error / std {worst:.2e}");
+    let want = ids(&r["greedy_ids"]);
+    let mut got = Vec::new();
+    for i in 0..want.len() {
+        got.push(argmax(&logits));
+        logits = m.forward(&[got[i]], prompt.len() + i, false).unwrap();
+    }
+    assert_eq!(got, want, "greedy tokens: ours {:?} vs transformers {:?}", tok.decode(&got), r["greedy_text"]);
+}
+
+#[test]
+fn smollm2_chat_answers_paris_through_a_session() {
+    let r = smollm2_reference();
+    let c = &r["chat"];
+    let (mut m, tok) = smollm2();
+    let msgs: Vec<Message> = serde_json::from_value(c["messages"].clone()).unwrap();
+    let prompt = encode_chat(&tok, ChatTemplate::detect(tok.chat_template(), &tok), &msgs, true).unwrap();
+    let opts = GenerateOptions { max_tokens: 24, ..Default::default() };
+    let g = pollster::block_on(Session::new().generate(&mut m, &tok, &prompt, &opts, |_, _| true)).unwrap();
+    let n_ref = c["first_eos_index"].as_u64().unwrap() as usize;
+    assert_eq!(g.stop_reason, StopReason::Eos);
+    assert_eq!(g.tokens, ids(&c["greedy_ids"])[..n_ref].to_vec());
+    assert_eq!(g.text, c["answer_text"].as_str().unwrap());
+}

@@ -1,0 +1,68 @@
+//! `--backend` on the command line: `info` says which backend runs and why, `auto` takes the
+//! CPU where the only adapter is a CPU one (lavapipe here), `bench --backend cpu` reports
+//! its threads, and a bad value is a named error.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn fx(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name).to_string_lossy().into_owned()
+}
+
+fn cli(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_llama-webgpu")).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn info_reports_the_backend_and_why() {
+    let m = fx("tiny-q4_k_m.gguf");
+    let (ok, out, err) = cli(&["info", "--backend", "cpu", "--threads", "2", "--model", &m]);
+    assert!(ok, "{err}");
+    assert!(out.contains("backend:        cpu (asked for the CPU backend) on CPU, 2 thread(s), "), "{out}");
+    let (ok, out, err) = cli(&["info", "--model", &m]);
+    assert!(ok, "{err}");
+    let line = out.lines().find(|l| l.starts_with("backend:")).unwrap_or_else(|| panic!("no backend line in\n{out}"));
+    // auto: the CPU when wgpu's adapter is a CPU device (lavapipe) or there is none
+    assert!(
+        line.contains("cpu (auto: adapter") && line.contains("is a CPU device")
+            || line.contains("cpu (auto: no WebGPU adapter)")
+            || line.contains("gpu (auto: adapter"),
+        "{line}"
+    );
+}
+
+#[test]
+fn bench_on_the_cpu_reports_its_threads() {
+    let (ok, out, err) = cli(&[
+        "bench",
+        "--backend",
+        "cpu",
+        "--threads",
+        "1",
+        "--model",
+        &fx("tiny-q4_0.gguf"),
+        "--prompt-tokens",
+        "8",
+        "--gen-tokens",
+        "4",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let j: serde_json::Value = serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
+    assert_eq!(j["backend"], "cpu");
+    assert_eq!(j["threads"], 1);
+    assert_eq!(j["backend_choice"]["backend"], "cpu");
+    assert!(j["decode_tokens_per_s"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn a_bad_backend_is_a_named_error() {
+    let (ok, _, err) = cli(&["info", "--backend", "tpu", "--model", &fx("tiny-q4_0.gguf")]);
+    assert!(!ok);
+    assert!(err.starts_with("error:") && err.contains("backend must be auto, gpu (webgpu) or cpu"), "{err}");
+}

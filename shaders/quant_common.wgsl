@@ -1,0 +1,31 @@
+// Pure bit helpers of the weight decoders (quant.wgsl).
+
+fn bf16_pair(w: u32) -> vec2<f32> {
+    return vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u));
+}
+
+// Four signed bytes of a word (arithmetic shifts sign-extend).
+fn i8x4(w: u32) -> vec4<f32> {
+    let s = bitcast<i32>(w);
+    return vec4<f32>(vec4<i32>((s << 24u) >> 24u, (s << 16u) >> 24u, (s << 8u) >> 24u, s >> 24u));
+}
+
+// Byte j of a 32-value block holds element j (low nibble) and j + 16 (high nibble), so
+// word i gives elements 4i..4i+3 from its low nibbles and 16+4i.. from its high nibbles.
+fn nibbles_lo(w: u32) -> vec4<f32> {
+    return vec4<f32>((vec4<u32>(w) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(15u));
+}
+
+fn nibbles_hi(w: u32) -> vec4<f32> {
+    return vec4<f32>((vec4<u32>(w) >> vec4<u32>(4u, 12u, 20u, 28u)) & vec4<u32>(15u));
+}
+
+// Bits s, s+1, s+2, s+3 of `h` as 0/16 (Q5_0/Q5_1: the fifth bit of four values).
+fn bits16(h: u32, s: u32) -> vec4<f32> {
+    return vec4<f32>(((vec4<u32>(h) >> (vec4<u32>(s) + vec4<u32>(0u, 1u, 2u, 3u))) & vec4<u32>(1u)) * 16u);
+}
+
+// Bit j of the four bytes of `h`, as 0/16 (Q5_K: qh[l] bit j = fifth bit of value l).
+fn byte_bits16(h: u32, j: u32) -> vec4<f32> {
+    return vec4<f32>(((vec4<u32>(h) >> (vec4<u32>(0u, 8u, 16u, 24u) + vec4<u32>(j))) & vec4<u32>(1u)) * 16u);
+}
