@@ -105,8 +105,15 @@ export class EngineHost {
   detokenize(ids) {
     return this.engine.detokenize(Uint32Array.from(ids));
   }
-  chatTokens(messages) {
-    return this.engine.chatTokens(messages.map((m) => ({ role: String(m.role), content: contentText(m.content) })));
+  chatTokens(messages, tools = null) {
+    const msg = (m) => {
+      const o = { role: String(m.role), content: contentText(m.content) };
+      if (Array.isArray(m.tool_calls)) o.tool_calls = m.tool_calls;
+      if (m.tool_call_id != null) o.tool_call_id = String(m.tool_call_id);
+      if (m.name != null) o.name = String(m.name);
+      return o;
+    };
+    return this.engine.chatTokens(messages.map(msg), tools);
   }
   async logits(ids) {
     return await this.engine.logits(Uint32Array.from(ids));

@@ -7,8 +7,10 @@
 pub mod bench;
 pub mod chat;
 pub mod error;
+pub mod gbnf;
 pub mod gguf;
 pub mod gpu;
+pub mod grammar;
 pub mod kernels;
 pub mod model;
 pub mod quantize;
