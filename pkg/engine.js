@@ -124,6 +124,9 @@ export class EngineHost {
   async bench(promptTokens, genTokens) {
     return await this.engine.bench(promptTokens, genTokens);
   }
+  benchGrammar(schema, steps) {
+    return this.engine.benchGrammar(schema, steps);
+  }
   loseDevice() {
     this.engine.loseDevice();
   }

@@ -206,6 +206,8 @@ export interface Model {
   readonly lastStats: GenerationStats | null;
   tokenize(text: string, options?: { addSpecial?: boolean }): Promise<number[]>;
   detokenize(ids: ArrayLike<number>): Promise<string>;
+  /** Constrained-decoding cost for a JSON schema on this vocabulary (first call also builds the token trie). */
+  benchGrammar(schema: object, options?: { steps?: number }): Promise<{ compilerMs: number; compileMs: number; masks: number; maskUsMedian: number; maskUsP99: number; maskUsMax: number }>;
   generate(prompt: string | ArrayLike<number>, options?: GenerateOptions): AsyncGenerator<GenerateChunk, GenerationStats | undefined>;
   chat: {
     completions: {

@@ -233,6 +233,14 @@ export class Model {
     return this.#exclusive(() => this.backend.call("bench", [promptTokens, genTokens]));
   }
 
+  /**
+   * Constrained-decoding cost on this model's vocabulary for a JSON schema: grammar-engine
+   * setup (first call only), schema compile time and per-token mask time (median, p99, max).
+   */
+  async benchGrammar(schema, { steps = 200 } = {}) {
+    return this.#exclusive(() => this.backend.call("benchGrammar", [schema, steps]));
+  }
+
   /** Forget the conversation cached on the GPU. */
   async reset() {
     return this.#exclusive(() => this.backend.call("reset", []));

@@ -207,3 +207,66 @@ impl Constraint {
         self.matcher.is_accepting().unwrap_or(false)
     }
 }
+
+/// Timings of [`bench_masks`], in milliseconds / microseconds.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MaskBench {
+    /// Compiling the grammar into a fresh constraint (median over the restarts).
+    pub compile_ms: f64,
+    pub masks: usize,
+    pub mask_us_median: f64,
+    pub mask_us_p99: f64,
+    pub mask_us_max: f64,
+}
+
+/// Measures per-token mask cost: walks `grammar` with pseudo-random logits (argmax of the
+/// allowed tokens), recompiling whenever it completes, until `steps` masks were computed.
+/// Only [`Constraint::mask_logits`] (llguidance's mask + applying it) and compiles are timed.
+pub fn bench_masks(compiler: &GrammarCompiler, grammar: &Grammar, steps: usize, vocab: usize) -> Result<MaskBench> {
+    use web_time::Instant;
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut rand = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 24) as f32
+    };
+    let (mut compiles, mut masks) = (Vec::new(), Vec::new());
+    let mut logits = vec![0f32; vocab];
+    while masks.len() < steps {
+        let t = Instant::now();
+        let mut c = compiler.compile(grammar)?;
+        compiles.push(t.elapsed().as_secs_f64() * 1e3);
+        for _ in 0..1000 {
+            if masks.len() >= steps || c.is_complete() {
+                break;
+            }
+            logits.iter_mut().for_each(|x| *x = rand());
+            let t = Instant::now();
+            c.mask_logits(&mut logits)?;
+            masks.push(t.elapsed().as_secs_f64() * 1e6);
+            let mut best = None;
+            for (i, &x) in logits.iter().enumerate() {
+                if x > f32::NEG_INFINITY && best.is_none_or(|(_, b)| x > b) {
+                    best = Some((i as u32, x));
+                }
+            }
+            let Some((id, _)) = best else { break };
+            c.consume(id)?;
+            if c.stop_ids.contains(&id) {
+                break;
+            }
+        }
+    }
+    let pct = |v: &mut Vec<f64>, p: f64| {
+        v.sort_by(f64::total_cmp);
+        v.get(((v.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0.0)
+    };
+    Ok(MaskBench {
+        compile_ms: pct(&mut compiles, 0.5),
+        masks: masks.len(),
+        mask_us_median: pct(&mut masks, 0.5),
+        mask_us_p99: pct(&mut masks, 0.99),
+        mask_us_max: masks.last().copied().unwrap_or(0.0),
+    })
+}

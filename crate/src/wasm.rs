@@ -432,7 +432,7 @@ impl Engine {
                     seed: o.seed.unwrap_or(d.seed),
                     ..d
                 },
-                stop: o.stop.unwrap_or_default(),
+                stop: o.stop.clone().unwrap_or_default(),
                 context_policy: match o.context_policy.as_deref() {
                     None | Some("error") => ContextPolicy::Error,
                     Some("sliding") => ContextPolicy::SlidingWindow { keep: o.keep.unwrap_or(1) },
@@ -568,6 +568,46 @@ impl Engine {
             i.forget();
             let r = crate::bench::run(&mut i.model, prompt_tokens, gen_tokens).await.map_err(to_js)?;
             ser(&r)
+        })
+    }
+
+    /// Constrained-decoding cost on this model's vocabulary: `{compileMs, masks, maskUsMedian,
+    /// maskUsP99, maskUsMax, compilerMs}` for a JSON schema (see [`crate::grammar::bench_masks`]).
+    #[wasm_bindgen(js_name = benchGrammar)]
+    pub fn bench_grammar(&self, schema: JsValue, steps: usize) -> std::result::Result<JsValue, JsValue> {
+        let mut guard = self.inner.try_borrow_mut().map_err(|_| busy())?;
+        let i = &mut *guard;
+        let schema: serde_json::Value = de(schema)?;
+        let t = web_time::Instant::now();
+        if i.grammar.is_none() {
+            i.grammar = Some(GrammarCompiler::new(&i.tok).map_err(to_js)?);
+        }
+        let compiler_ms = t.elapsed().as_secs_f64() * 1e3;
+        let compiler = i.grammar.as_ref().ok_or_else(|| to_js(Error::InvalidArgument("grammar".into())))?;
+        let r = crate::grammar::bench_masks(
+            compiler,
+            &Grammar::JsonSchema(schema),
+            steps.clamp(1, 10_000),
+            i.tok.vocab_size(),
+        )
+        .map_err(to_js)?;
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Out {
+            compiler_ms: f64,
+            compile_ms: f64,
+            masks: usize,
+            mask_us_median: f64,
+            mask_us_p99: f64,
+            mask_us_max: f64,
+        }
+        ser(&Out {
+            compiler_ms,
+            compile_ms: r.compile_ms,
+            masks: r.masks,
+            mask_us_median: r.mask_us_median,
+            mask_us_p99: r.mask_us_p99,
+            mask_us_max: r.mask_us_max,
         })
     }
 

@@ -272,8 +272,9 @@ fn cli_json_schema_last_line_text_validates() {
     }
     // A bad schema file is a clear error naming the problem.
     std::fs::write(&path, "{\"type\": \"nonsense\"}").unwrap();
+    let tiny = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-q8_0.gguf");
     let out = Command::new(env!("CARGO_BIN_EXE_llama-webgpu"))
-        .args(["generate", "--model", common::smollm2_gguf().to_str().unwrap(), "--prompt", "x"])
+        .args(["generate", "--model", tiny.to_str().unwrap(), "--prompt", "x"])
         .args(["--json-schema", path.to_str().unwrap()])
         .output()
         .unwrap();
