@@ -24,6 +24,7 @@ const el = {
   system: $("system-prompt"), temperature: $("temperature"), temperatureValue: $("temperature-value"),
   topP: $("top-p"), topPValue: $("top-p-value"), maxTokens: $("max-tokens"),
   jsonMode: $("json-mode"), jsonBox: $("json-box"), jsonSchema: $("json-schema"), tools: $("tools"),
+  toolRequired: $("tool-required"),
   cacheList: $("cache-list"), storageUsed: $("storage-used"), refreshCache: $("refresh-cache"),
   clearCache: $("clear-cache"), dropOverlay: $("drop-overlay"),
 };
@@ -415,7 +416,7 @@ async function reply() {
     if (chat) {
       const body = { messages, stream: true, max_tokens: maxTokens, temperature, top_p: topP };
       if (json) body.response_format = json.schema ? { type: "json_schema", json_schema: { name: "demo", schema: json.schema } } : { type: "json_object" };
-      if (tools) body.tools = tools;
+      if (tools) Object.assign(body, { tools, tool_choice: el.toolRequired.checked ? "required" : "auto" });
       const stream = await model.chat.completions.create(body, { signal: ctrl.signal });
       for await (const chunk of stream) {
         const c = chunk.choices?.[0];

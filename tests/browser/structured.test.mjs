@@ -5,7 +5,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, writeFileSync, existsSync } from "node:fs";
+import { mkdtempSync, mkdirSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -246,4 +246,50 @@ test("the real Llama 3 vocabulary (128,256 tokens): schema outputs validate; mas
   assert.ok(r.bench.masks >= 200 && r.bench.maskUsMedian > 0, JSON.stringify(r.bench));
   for (const o of r.out) assert.equal(o.stop, "eos", o.text);
   assert.deepEqual(pythonInvalid(r.out.map(({ schema, text }) => ({ schema, text }))), []);
+});
+
+test("demo page: the JSON output switch constrains the reply to the schema; a tool call is shown as a tool call", { timeout: 300_000 }, async () => {
+  const { startDemoServer } = await import("../../www/serve.mjs");
+  const demo = await startDemoServer({ port: 0 });
+  const fixtures = await startServer({ root: join(ROOT, "tests/fixtures") });
+  const b = await launch();
+  const p = await b.page();
+  const schema = SCHEMAS[0];
+  const idle = () =>
+    p.waitForFunction(() => !document.querySelector('[data-testid="send"]').disabled && document.querySelector('[data-testid="stop"]').disabled, null, { timeout: 120_000 });
+  try {
+    await p.goto(`${demo.url}?model=${encodeURIComponent(`${fixtures.origin}/tiny-q8_0.gguf`)}`);
+    await p.waitForFunction(() => /ready/.test(document.querySelector('[data-testid="status"]').textContent), null, { timeout: 120_000 });
+    assert.equal(await p.$eval("#json-box", (e) => e.hidden), true);
+    await p.check('[data-testid="json-mode"]');
+    assert.equal(await p.$eval("#json-box", (e) => e.hidden), false);
+    await p.fill('[data-testid="json-schema"]', JSON.stringify(schema));
+    await p.fill("#max-tokens", "200");
+    await p.$eval("#temperature", (e) => (e.value = "1"));
+    await p.fill('[data-testid="prompt-input"]', "A person as JSON, please.");
+    await p.press('[data-testid="prompt-input"]', "Enter");
+    await p.waitForSelector('[data-testid="message-assistant"]');
+    await idle();
+    const reply = await p.$$eval('[data-testid="message-assistant"] .body', (els) => els.at(-1).textContent);
+    assert.deepEqual(pythonInvalid([{ schema, text: reply.trim() }]), [], reply);
+    // Tools: with the JSON switch off and a tools list, a call appears as a call card.
+    await p.uncheck('[data-testid="json-mode"]');
+    const tools = [{ type: "function", function: { name: "lookup", parameters: { type: "object", properties: { q: { type: "string", maxLength: 6 } }, required: ["q"], additionalProperties: false } } }];
+    await p.fill('[data-testid="tools"]', JSON.stringify(tools));
+    await p.evaluate(() => (document.getElementById("system-prompt").value = ""));
+    await p.check('[data-testid="tool-required"]');
+    await p.fill('[data-testid="prompt-input"]', "Look up cats.");
+    await p.press('[data-testid="prompt-input"]', "Enter");
+    await p.waitForSelector('[data-testid="tool-call"]', { timeout: 120_000 });
+    await idle();
+    const card = await p.$eval('[data-testid="tool-call"]', (e) => ({ name: e.querySelector(".tool-name").textContent, args: e.querySelector("pre").textContent }));
+    assert.equal(card.name, "Tool call: lookup");
+    assert.deepEqual(pythonInvalid([{ schema: tools[0].function.parameters, text: card.args }]), []);
+    mkdirSync(join(ROOT, "tests/browser/screenshots"), { recursive: true });
+    await p.screenshot({ path: join(ROOT, "tests/browser/screenshots/demo-structured.png") });
+  } finally {
+    await b.close();
+    await demo.close();
+    await fixtures.close();
+  }
 });
