@@ -192,8 +192,15 @@ export class EngineHost {
   detokenize(ids) {
     return sync(() => this.#e.detokenize(Uint32Array.from(ids)));
   }
-  chatTokens(messages) {
-    return sync(() => this.#e.chatTokens(messages.map((m) => ({ role: String(m.role), content: contentText(m.content) }))));
+  chatTokens(messages, tools = null) {
+    const msg = (m) => {
+      const o = { role: String(m.role), content: contentText(m.content) };
+      if (Array.isArray(m.tool_calls)) o.tool_calls = m.tool_calls;
+      if (m.tool_call_id != null) o.tool_call_id = String(m.tool_call_id);
+      if (m.name != null) o.name = String(m.name);
+      return o;
+    };
+    return sync(() => this.#e.chatTokens(messages.map(msg), tools));
   }
   async logits(ids) {
     return await guarded(sync(() => this.#e.logits(Uint32Array.from(ids))));
@@ -203,6 +210,9 @@ export class EngineHost {
   }
   async bench(promptTokens, genTokens) {
     return await guarded(sync(() => this.#e.bench(promptTokens, genTokens)));
+  }
+  benchGrammar(schema, steps) {
+    return this.engine.benchGrammar(schema, steps);
   }
   loseDevice() {
     sync(() => this.#e.loseDevice());

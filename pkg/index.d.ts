@@ -48,8 +48,13 @@ export interface ModelInfo {
   features: { shaderF16: boolean; subgroups: boolean };
   /** Whether the f16 path runs. */
   f16: boolean;
-  /** Chat format the model uses; null for base models (plain completion). */
-  chatTemplate: "llama3" | "chatml" | null;
+  /** Chat format family: "llama3", "chatml", or "jinja" for any other GGUF template; null for base
+   *  models (plain completion). */
+  chatTemplate: "jinja" | "llama3" | "chatml" | null;
+  /** True when prompts are rendered from the GGUF's own `tokenizer.chat_template` (else a built-in). */
+  jinjaTemplate: boolean;
+  /** Whether the chat template renders `tools` itself (else a generic JSON tool prompt is used). */
+  templateTools: boolean;
   gpuBytes: number;
   weightBytes: number;
   kvBytes: number;
@@ -72,13 +77,31 @@ export interface GenerateOptions {
   seed?: number;
   stop?: string | string[];
   contextPolicy?: "error" | "sliding";
+  /** The output is an instance of this JSON schema (ends by itself once complete). */
+  jsonSchema?: object | boolean;
+  /** The output is a JSON object. */
+  jsonObject?: boolean;
+  /** A context-free grammar: a Lark string, or llama.cpp GBNF / a regex. Invalid → InvalidArgumentError. */
+  grammar?: string | { lark: string } | { gbnf: string } | { regex: string };
+  /** Report each token's log-probability and this many top alternatives (0–20). */
+  logprobs?: number;
   signal?: AbortSignal;
+}
+
+/** OpenAI's per-token log-probability entry. */
+export interface TokenLogprob {
+  token: string;
+  logprob: number;
+  bytes: number[];
 }
 
 export interface GenerateChunk {
   /** The token id; null for text flushed at the end (a held-back partial character or stop string prefix). */
   token: number | null;
   text: string;
+  /** With `logprobs`. */
+  logprob?: TokenLogprob;
+  topLogprobs?: TokenLogprob[];
 }
 
 export interface GenerationStats {
@@ -93,9 +116,36 @@ export interface GenerationStats {
   tokens: number[];
 }
 
+export interface ToolCall {
+  id: string;
+  type: "function";
+  function: { name: string; /** JSON text. */ arguments: string };
+}
+
 export interface ChatMessage {
-  role: "system" | "user" | "assistant" | string;
-  content: string | Array<{ type: "text"; text: string }>;
+  role: "system" | "user" | "assistant" | "tool" | string;
+  content: string | Array<{ type: "text"; text: string }> | null;
+  /** An assistant turn's calls (send them back as they came). */
+  tool_calls?: ToolCall[];
+  /** A `role: "tool"` result: the call it answers. */
+  tool_call_id?: string;
+  name?: string;
+}
+
+export interface Tool {
+  type: "function";
+  function: { name: string; description?: string; /** JSON schema of the arguments. */ parameters?: object };
+}
+
+export type ToolChoice = "auto" | "none" | "required" | { type: "function"; function: { name: string } };
+
+export type ResponseFormat =
+  | { type: "text" }
+  | { type: "json_object" }
+  | { type: "json_schema"; json_schema: { name?: string; schema: object; strict?: boolean } };
+
+export interface ChoiceLogprobs {
+  content: Array<TokenLogprob & { top_logprobs: TokenLogprob[] }>;
 }
 
 export interface ChatCompletionRequest {
@@ -111,6 +161,12 @@ export interface ChatCompletionRequest {
   stop?: string | string[];
   repetition_penalty?: number;
   context_policy?: "error" | "sliding";
+  response_format?: ResponseFormat;
+  /** Rendered by the model's own template (or a generic JSON prompt); calls are grammar-constrained. */
+  tools?: Tool[];
+  tool_choice?: ToolChoice;
+  logprobs?: boolean;
+  top_logprobs?: number;
   signal?: AbortSignal;
 }
 
@@ -127,7 +183,12 @@ export interface ChatCompletion {
   object: "chat.completion";
   created: number;
   model: string;
-  choices: Array<{ index: number; message: { role: "assistant"; content: string }; finish_reason: "stop" | "length"; logprobs: null }>;
+  choices: Array<{
+    index: number;
+    message: { role: "assistant"; content: string | null; tool_calls?: ToolCall[] };
+    finish_reason: "stop" | "length" | "tool_calls";
+    logprobs: ChoiceLogprobs | null;
+  }>;
   usage: CompletionUsage;
 }
 
@@ -136,7 +197,12 @@ export interface ChatCompletionChunk {
   object: "chat.completion.chunk";
   created: number;
   model: string;
-  choices: Array<{ index: number; delta: { role?: "assistant"; content?: string }; finish_reason: "stop" | "length" | null; logprobs: null }>;
+  choices: Array<{
+    index: number;
+    delta: { role?: "assistant"; content?: string; tool_calls?: Array<ToolCall & { index: number }> };
+    finish_reason: "stop" | "length" | "tool_calls" | null;
+    logprobs: ChoiceLogprobs | null;
+  }>;
   /** On the last chunk only. */
   usage?: CompletionUsage;
 }
@@ -147,6 +213,8 @@ export interface Model {
   readonly lastStats: GenerationStats | null;
   tokenize(text: string, options?: { addSpecial?: boolean }): Promise<number[]>;
   detokenize(ids: ArrayLike<number>): Promise<string>;
+  /** Constrained-decoding cost for a JSON schema on this vocabulary (first call also builds the token trie). */
+  benchGrammar(schema: object, options?: { steps?: number }): Promise<{ compilerMs: number; compileMs: number; masks: number; maskUsMedian: number; maskUsP99: number; maskUsMax: number }>;
   generate(prompt: string | ArrayLike<number>, options?: GenerateOptions): AsyncGenerator<GenerateChunk, GenerationStats | undefined>;
   chat: {
     completions: {

@@ -275,6 +275,14 @@ export class Model {
     return this.#exclusive(() => this.backend.call("bench", [promptTokens, genTokens]));
   }
 
+  /**
+   * Constrained-decoding cost on this model's vocabulary for a JSON schema: grammar-engine
+   * setup (first call only), schema compile time and per-token mask time (median, p99, max).
+   */
+  async benchGrammar(schema, { steps = 200 } = {}) {
+    return this.#exclusive(() => this.backend.call("benchGrammar", [schema, steps]));
+  }
+
   /** Forget the conversation cached on the GPU. */
   async reset() {
     return this.#exclusive(() => this.backend.call("reset", []));
@@ -337,13 +345,22 @@ export class Model {
       stop: body.stop == null ? [] : [].concat(body.stop),
       repetitionPenalty: body.repetition_penalty,
       contextPolicy: body.context_policy ?? this.options.contextPolicy,
+      ...responseFormat(body.response_format),
     };
+    if (body.logprobs) opts.logprobs = body.top_logprobs ?? 0;
+    const tools = toolPlan(body, !!this.info.templateTools);
+    if (tools.grammar) {
+      if (opts.jsonSchema || opts.jsonObject) {
+        throw new InvalidArgumentError("chat.completions.create: response_format cannot be combined with tools");
+      }
+      Object.assign(opts, tools.grammar);
+    }
     const id = `chatcmpl-${Date.now().toString(36)}${(completionCounter++).toString(36)}`;
     const created = Math.floor(Date.now() / 1000);
     const model = this.info.name || "llama-webgpu";
     const run = () =>
       this.#generation(async () => {
-        const { tokens, keep } = await this.backend.call("chatTokens", [body.messages]);
+        const { tokens, keep } = await this.backend.call("chatTokens", [tools.messages, tools.templateTools]);
         return [tokens, { ...opts, keep }];
       }, signal);
     const usage = () => {
@@ -361,24 +378,48 @@ export class Model {
       };
     };
     const finish = () => FINISH[this.lastStats?.stopReason] ?? "stop";
+    const lp = (c) => (c.logprob ? [{ ...c.logprob, top_logprobs: c.topLogprobs ?? [] }] : []);
 
     if (!body.stream) {
       let content = "";
-      for await (const c of run()) content += c.text;
-      return {
-        id,
-        object: "chat.completion",
-        created,
-        model,
-        choices: [{ index: 0, message: { role: "assistant", content }, finish_reason: finish(), logprobs: null }],
-        usage: usage(),
-      };
+      const lps = [];
+      for await (const c of run()) {
+        content += c.text;
+        lps.push(...lp(c));
+      }
+      const logprobs = body.logprobs ? { content: lps } : null;
+      const calls = tools.active ? parseToolCalls(content, id) : null;
+      const message = calls ? { role: "assistant", content: null, tool_calls: calls } : { role: "assistant", content };
+      const finish_reason = calls ? "tool_calls" : finish();
+      return { id, object: "chat.completion", created, model, choices: [{ index: 0, message, finish_reason, logprobs }], usage: usage() };
     }
-    const chunk = (delta, finish_reason = null) => ({ id, object: "chat.completion.chunk", created, model, choices: [{ index: 0, delta, finish_reason, logprobs: null }] });
+    const chunk = (delta, finish_reason = null, logprobs = null) => ({ id, object: "chat.completion.chunk", created, model, choices: [{ index: 0, delta, finish_reason, logprobs }] });
     return {
       async *[Symbol.asyncIterator]() {
         yield chunk({ role: "assistant", content: "" });
-        for await (const c of run()) if (c.text) yield chunk({ content: c.text });
+        // With tools, output that opens with "{" is a call: it is held back and sent as
+        // delta.tool_calls once complete; anything else streams as content.
+        let held = tools.active ? "" : null;
+        for await (const c of run()) {
+          const logprobs = body.logprobs ? { content: lp(c) } : null;
+          if (held !== null) {
+            held += c.text;
+            if (!held.trimStart()) continue;
+            if (held.trimStart().startsWith("{")) continue;
+            const text = held;
+            held = null;
+            yield chunk({ content: text }, null, logprobs);
+          } else if (c.text || logprobs?.content.length) {
+            yield chunk({ content: c.text }, null, logprobs);
+          }
+        }
+        const calls = held !== null ? parseToolCalls(held, id) : null;
+        if (calls) {
+          yield chunk({ tool_calls: calls.map((c, index) => ({ index, ...c })) });
+          yield { ...chunk({}, "tool_calls"), usage: usage() };
+          return;
+        }
+        if (held) yield chunk({ content: held });
         yield { ...chunk({}, finish()), usage: usage() };
       },
     };
@@ -405,4 +446,96 @@ export class Model {
   async _crashEngine(kind = "panic", where = "async") {
     return this.#exclusive(() => this.backend.call("_crashEngine", [kind, where]));
   }
+}
+
+/** OpenAI `response_format` → generate options. */
+function responseFormat(rf) {
+  if (rf == null || rf.type === "text") return {};
+  if (rf.type === "json_object") return { jsonObject: true };
+  if (rf.type === "json_schema") {
+    const schema = rf.json_schema?.schema;
+    if (schema == null || typeof schema !== "object") {
+      throw new InvalidArgumentError("response_format.json_schema.schema must be a JSON schema object");
+    }
+    return { jsonSchema: schema };
+  }
+  throw new InvalidArgumentError(`response_format.type '${rf.type}' (expected text, json_object or json_schema)`);
+}
+
+/** The JSON schema of one call in Llama 3.1's format: {"name": …, "parameters": {…}}. */
+function callSchema(fn) {
+  return {
+    type: "object",
+    properties: { name: { const: fn.name }, parameters: fn.parameters ?? { type: "object" } },
+    required: ["name", "parameters"],
+    additionalProperties: false,
+  };
+}
+
+/**
+ * How `tools` / `tool_choice` shape a request: the messages to render (for templates without
+ * tool support, the tools are described in a system turn and tool turns become text), the
+ * tools handed to the template, and the grammar that holds the output to a call.
+ */
+function toolPlan(body, templateTools) {
+  const list = body.tools ?? [];
+  if (!Array.isArray(list)) throw new InvalidArgumentError("tools must be an array");
+  const fns = list.map((t) => {
+    if (t?.type !== "function" || typeof t.function?.name !== "string") {
+      throw new InvalidArgumentError("each tool must be {type: \"function\", function: {name, parameters}}");
+    }
+    return t.function;
+  });
+  const choice = body.tool_choice ?? (fns.length ? "auto" : "none");
+  if (!fns.length || choice === "none") return { messages: body.messages, templateTools: null, active: false };
+  let grammar;
+  if (choice === "required") {
+    grammar = { jsonSchema: { anyOf: fns.map(callSchema) } };
+  } else if (choice === "auto") {
+    // Free text that does not open with "{", or one call.
+    const call = JSON.stringify({ anyOf: fns.map(callSchema) });
+    grammar = { grammar: { lark: `start: TEXT | call\nTEXT: /[^{\\s](.|\\n)*/\ncall: %json ${call}\n` } };
+  } else if (choice?.type === "function" && typeof choice.function?.name === "string") {
+    const fn = fns.find((f) => f.name === choice.function.name);
+    if (!fn) throw new InvalidArgumentError(`tool_choice names '${choice.function.name}', which is not in tools`);
+    grammar = { jsonSchema: callSchema(fn) };
+  } else {
+    throw new InvalidArgumentError("tool_choice must be \"auto\", \"none\", \"required\" or {type: \"function\", function: {name}}");
+  }
+  if (templateTools) return { messages: body.messages, templateTools: list, active: true, grammar };
+  // Generic JSON form for templates that do not render tools.
+  const describe =
+    "You can call these functions. To call one, reply with only a JSON object " +
+    '{"name": <function name>, "parameters": <arguments object>}.\n' +
+    fns.map((f) => JSON.stringify({ name: f.name, description: f.description ?? "", parameters: f.parameters ?? {} })).join("\n");
+  const msgs = body.messages.map((m) => {
+    if (m.role === "tool") return { role: "user", content: `Result of ${m.name ?? "the call"} (${m.tool_call_id ?? ""}): ${textOf(m.content)}` };
+    if (m.role === "assistant" && Array.isArray(m.tool_calls) && m.tool_calls.length) {
+      const c = m.tool_calls[0].function;
+      const args = typeof c.arguments === "string" ? JSON.parse(c.arguments || "{}") : c.arguments;
+      return { role: "assistant", content: JSON.stringify({ name: c.name, parameters: args }) };
+    }
+    return m;
+  });
+  const sys = msgs[0]?.role === "system" ? [{ ...msgs[0], content: `${textOf(msgs[0].content)}\n\n${describe}` }, ...msgs.slice(1)] : [{ role: "system", content: describe }, ...msgs];
+  return { messages: sys, templateTools: null, active: true, grammar };
+}
+
+function textOf(c) {
+  return typeof c === "string" ? c : Array.isArray(c) ? c.map((p) => p?.text ?? "").join("") : c == null ? "" : String(c);
+}
+
+/** A reply that is a call (`{"name", "parameters"|"arguments"}`) → OpenAI `tool_calls`, else null. */
+function parseToolCalls(text, id) {
+  const t = text.trim().replace(/^<\|python_tag\|>/, "");
+  if (!t.startsWith("{")) return null;
+  let v;
+  try {
+    v = JSON.parse(t);
+  } catch {
+    return null;
+  }
+  if (typeof v?.name !== "string") return null;
+  const args = v.parameters ?? v.arguments ?? {};
+  return [{ id: `call_${id.slice(9)}0`, type: "function", function: { name: v.name, arguments: JSON.stringify(args) } }];
 }

@@ -3,7 +3,7 @@
 // files picked from disk are read in place (never uploaded).
 import {
   loadModel, listCachedModels, deleteCachedModel, clearModelCache, wasmMemoryBytes,
-  DeviceLostError,
+  DeviceLostError, InvalidArgumentError,
 } from "../pkg/index.js";
 import { renderMarkdown } from "./markdown.js";
 import { describeError, isAbort } from "./error-help.js";
@@ -23,6 +23,8 @@ const el = {
   regenerate: $("regenerate"), newChat: $("new-chat"), stats: $("stats"),
   system: $("system-prompt"), temperature: $("temperature"), temperatureValue: $("temperature-value"),
   topP: $("top-p"), topPValue: $("top-p-value"), maxTokens: $("max-tokens"),
+  jsonMode: $("json-mode"), jsonBox: $("json-box"), jsonSchema: $("json-schema"), tools: $("tools"),
+  toolRequired: $("tool-required"),
   cacheList: $("cache-list"), storageUsed: $("storage-used"), refreshCache: $("refresh-cache"),
   clearCache: $("clear-cache"), dropOverlay: $("drop-overlay"),
 };
@@ -284,6 +286,20 @@ function settings() {
   };
 }
 
+/** The JSON switch and tools box → {schema, tools}; a box that is not valid JSON throws. */
+function structured() {
+  const parse = (text, what) => {
+    try {
+      return JSON.parse(text);
+    } catch (e) {
+      throw new InvalidArgumentError(`${what} is not valid JSON: ${e.message}`);
+    }
+  };
+  const json = el.jsonMode.checked ? { schema: el.jsonSchema.value.trim() ? parse(el.jsonSchema.value, "The JSON schema") : null } : null;
+  const tools = el.tools.value.trim() ? parse(el.tools.value, "The tools list") : null;
+  return { json, tools };
+}
+
 function addMessage(role, content) {
   el.empty.hidden = true;
   const article = document.createElement("article");
@@ -300,6 +316,27 @@ function addMessage(role, content) {
   paint(msg);
   scrollToEnd(true);
   return msg;
+}
+
+/** A tool call the model made, shown as a call (name and arguments), not as text. */
+function showToolCall(msg, call) {
+  (msg.toolCalls ??= []).push({ id: call.id, type: "function", function: call.function });
+  const box = document.createElement("div");
+  box.className = "tool-call";
+  box.dataset.testid = "tool-call";
+  const head = document.createElement("p");
+  head.className = "tool-name";
+  head.textContent = `Tool call: ${call.function.name}`;
+  const args = document.createElement("pre");
+  let text = call.function.arguments;
+  try {
+    text = JSON.stringify(JSON.parse(text), null, 2);
+  } catch {
+    /* shown as it came */
+  }
+  args.textContent = text;
+  box.append(head, args);
+  msg.el.append(box);
 }
 
 function paint(msg) {
@@ -346,7 +383,7 @@ async function reply() {
   // Base models have no chat format: the conversation is one running text they continue.
   const messages = [
     ...(el.system.value.trim() ? [{ role: "system", content: el.system.value.trim() }] : []),
-    ...state.history.map(({ role, content }) => ({ role, content })),
+    ...state.history.map(({ role, content, toolCalls }) => (toolCalls?.length ? { role, content: null, tool_calls: toolCalls } : { role, content })),
   ];
   const prompt = state.history.map((m) => m.content).join("");
 
@@ -371,19 +408,22 @@ async function reply() {
     schedulePaint(msg);
   };
   try {
+    const { json, tools } = structured();
     if (chat) {
-      const stream = await model.chat.completions.create(
-        { messages, stream: true, max_tokens: maxTokens, temperature, top_p: topP },
-        { signal: ctrl.signal },
-      );
+      const body = { messages, stream: true, max_tokens: maxTokens, temperature, top_p: topP };
+      if (json) body.response_format = json.schema ? { type: "json_schema", json_schema: { name: "demo", schema: json.schema } } : { type: "json_object" };
+      if (tools) Object.assign(body, { tools, tool_choice: el.toolRequired.checked ? "required" : "auto" });
+      const stream = await model.chat.completions.create(body, { signal: ctrl.signal });
       for await (const chunk of stream) {
         const c = chunk.choices?.[0];
         onText(c?.delta?.content);
+        for (const call of c?.delta?.tool_calls ?? []) showToolCall(msg, call);
         if (c?.finish_reason) finish = c.finish_reason;
         if (chunk.usage) usage = chunk.usage;
       }
     } else {
       const opts = { maxTokens, temperature, topP, contextPolicy: "sliding", signal: ctrl.signal };
+      if (json) Object.assign(opts, json.schema ? { jsonSchema: json.schema } : { jsonObject: true });
       for await (const c of model.generate(prompt, opts)) onText(c.text);
     }
   } catch (e) {
@@ -395,7 +435,10 @@ async function reply() {
   if (frame) { cancelAnimationFrame(frame); frame = 0; dirty.clear(); }
   paint(msg);
   msg.el.classList.remove("streaming");
-  if (!msg.content && (failure || stopped)) {
+  if (msg.toolCalls?.length) {
+    // The call stays in the conversation as the assistant's turn, as OpenAI's API expects.
+    state.history.push(msg);
+  } else if (!msg.content && (failure || stopped)) {
     msg.el.remove(); // nothing to keep; the error box or the stats line says what happened
   } else {
     state.history.push(msg);
@@ -613,6 +656,10 @@ function wire() {
     input.addEventListener("input", show);
     show();
   }
+
+  const showJson = () => (el.jsonBox.hidden = !el.jsonMode.checked);
+  el.jsonMode.addEventListener("change", showJson);
+  showJson();
 
   el.refreshCache.addEventListener("click", refreshCache);
   el.clearCache.addEventListener("click", async () => {

@@ -4,6 +4,7 @@
 
 use crate::backend::Forward;
 use crate::error::{Error, Result};
+use crate::grammar::Constraint;
 use crate::sampler::{Sampler, SamplerConfig};
 use crate::tokenizer::Tokenizer;
 use web_time::Instant;
@@ -27,6 +28,9 @@ pub struct GenerateOptions {
     /// Generation ends when the text contains one of these (the stop string is cut off).
     pub stop: Vec<String>,
     pub context_policy: ContextPolicy,
+    /// `Some(k)`: each [`Piece`] carries the sampled token's log-probability and the `k` most
+    /// likely tokens' (OpenAI `logprobs` / `top_logprobs`).
+    pub logprobs: Option<usize>,
 }
 
 impl Default for GenerateOptions {
@@ -36,6 +40,7 @@ impl Default for GenerateOptions {
             sampler: SamplerConfig::default(),
             stop: vec![],
             context_policy: ContextPolicy::Error,
+            logprobs: None,
         }
     }
 }
@@ -132,6 +137,7 @@ impl Session {
             emitted: 0,
             stream: tok.stream_decoder(),
             logits,
+            constraint: None,
             done: None,
             prefilled,
             reused: fitted.len() - prefilled,
@@ -150,9 +156,25 @@ impl Session {
         tok: &Tokenizer,
         prompt: &[u32],
         opts: &GenerateOptions,
+        on_text: impl FnMut(u32, &str) -> bool,
+    ) -> Result<Generation> {
+        self.generate_constrained(model, tok, prompt, opts, None, on_text).await
+    }
+
+    /// [`generate`](Self::generate) with the output held to a grammar (see [`Generator::constrain`]).
+    pub async fn generate_constrained<M: Forward>(
+        &mut self,
+        model: &mut M,
+        tok: &Tokenizer,
+        prompt: &[u32],
+        opts: &GenerateOptions,
+        constraint: Option<Constraint>,
         mut on_text: impl FnMut(u32, &str) -> bool,
     ) -> Result<Generation> {
         let mut g = self.start(model, tok, prompt, opts).await?;
+        if let Some(c) = constraint {
+            g.constrain(c);
+        }
         while let Some(piece) = g.next(self, model, tok).await? {
             let token = piece.token.or(g.tokens.last().copied()).unwrap_or(0);
             if !on_text(token, &piece.text) {
@@ -184,10 +206,36 @@ fn sink_and_tail(tokens: &[u32], keep: usize, tail: usize) -> Vec<u32> {
 }
 
 /// One step of output: the token (None for text flushed at the end) and the text it released.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Piece {
     pub token: Option<u32>,
     pub text: String,
+    /// With [`GenerateOptions::logprobs`]: ln p(token), and the top tokens `(id, ln p)` best
+    /// first, from the distribution the token was drawn from (after any grammar mask, at
+    /// temperature 1).
+    pub logprob: Option<f32>,
+    pub top_logprobs: Vec<(u32, f32)>,
+}
+
+/// ln softmax of `logits` at `id`, and the `k` largest `(id, ln p)`.
+pub fn log_probs(logits: &[f32], id: u32, k: usize) -> (f32, Vec<(u32, f32)>) {
+    let max = logits.iter().copied().filter(|x| x.is_finite()).fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().filter(|x| x.is_finite()).map(|&x| ((x - max) as f64).exp()).sum();
+    let lse = max + sum.ln() as f32;
+    let lp = |x: f32| if x.is_finite() { x - lse } else { f32::NEG_INFINITY };
+    let mut top: Vec<(u32, f32)> = Vec::new();
+    if k > 0 {
+        let mut idx: Vec<u32> = (0..logits.len() as u32).filter(|&i| logits[i as usize].is_finite()).collect();
+        let k = k.min(idx.len());
+        if k > 0 {
+            let by = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]).then(a.cmp(b));
+            idx.select_nth_unstable_by(k - 1, by);
+            idx.truncate(k);
+            idx.sort_unstable_by(by);
+            top = idx.into_iter().map(|i| (i, lp(logits[i as usize]))).collect();
+        }
+    }
+    (logits.get(id as usize).map_or(f32::NEG_INFINITY, |&x| lp(x)), top)
 }
 
 /// A generation in progress (see [`Session::start`]).
@@ -205,6 +253,9 @@ pub struct Generator {
     emitted: usize,
     stream: crate::tokenizer::StreamDecoder,
     logits: Vec<f32>,
+    /// The grammar the output must follow, if any: it masks each row of logits, and
+    /// generation ends (as at EOS) once the grammar is complete.
+    constraint: Option<Constraint>,
     done: Option<StopReason>,
     prefilled: usize,
     reused: usize,
@@ -222,6 +273,11 @@ impl Generator {
     /// Why generation ended, once it has.
     pub fn stop_reason(&self) -> Option<StopReason> {
         self.done
+    }
+
+    /// Holds every following token to `c` (call before the first [`next`](Self::next)).
+    pub fn constrain(&mut self, c: Constraint) {
+        self.constraint = Some(c);
     }
 
     /// Stop before the next token (the text held back is still flushed by `next`).
@@ -246,7 +302,24 @@ impl Generator {
             self.done = Some(StopReason::Length);
             return Ok(self.flush(StopReason::Length));
         }
+        if let Some(c) = &mut self.constraint {
+            if c.is_complete() {
+                self.done = Some(StopReason::Eos);
+                return Ok(self.flush(StopReason::Eos));
+            }
+            c.mask_logits(&mut self.logits)?;
+        }
         let next = self.sampler.sample(&self.logits, &self.history)?;
+        let (logprob, top_logprobs) = match self.opts.logprobs {
+            Some(k) => {
+                let (lp, top) = log_probs(&self.logits, next, k);
+                (Some(lp), top)
+            }
+            None => (None, Vec::new()),
+        };
+        if let Some(c) = &mut self.constraint {
+            c.consume(next)?;
+        }
         if self.stop_ids.contains(&next) {
             self.done = Some(StopReason::Eos);
             return Ok(self.flush(StopReason::Eos));
@@ -262,7 +335,7 @@ impl Generator {
             self.done = Some(StopReason::Stop);
             let out = self.text.get(self.emitted..).unwrap_or("").to_string();
             self.emitted = self.text.len();
-            return Ok(Some(Piece { token: Some(next), text: out }));
+            return Ok(Some(Piece { token: Some(next), text: out, logprob, top_logprobs }));
         }
         // hold back a suffix that may still grow into a stop string
         let hold = stops.map(|s| held_back(&self.text, s)).max().unwrap_or(0);
@@ -275,7 +348,7 @@ impl Generator {
                 match self.opts.context_policy {
                     ContextPolicy::Error => {
                         self.done = Some(StopReason::Context);
-                        return Ok(Some(Piece { token: Some(next), text: out }));
+                        return Ok(Some(Piece { token: Some(next), text: out, logprob, top_logprobs }));
                     }
                     ContextPolicy::SlidingWindow { keep } => {
                         // history ends with `next`: re-running the window yields its logits
@@ -293,7 +366,7 @@ impl Generator {
                 self.decoded += 1;
             }
         }
-        Ok(Some(Piece { token: Some(next), text: out }))
+        Ok(Some(Piece { token: Some(next), text: out, logprob, top_logprobs }))
     }
 
     /// The text still held back (an unfinished UTF-8 character, a partial stop string).
@@ -307,7 +380,7 @@ impl Generator {
         }
         let out = self.text[self.emitted..].to_string();
         self.emitted = self.text.len();
-        Some(Piece { token: None, text: out })
+        Some(Piece { token: None, text: out, ..Default::default() })
     }
 
     pub fn finish(self) -> Generation {

@@ -387,6 +387,13 @@ impl Tokenizer {
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
+    /// The bytes token `id` stands for (what it adds to the decoded text).
+    pub fn token_bytes(&self, id: u32) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.push_token_bytes(id, &mut out)?;
+        Ok(out)
+    }
+
     /// Append the bytes token `id` stands for. Mirrors HF's ByteLevel decoder: a token whose
     /// chars are all byte-level chars is mapped back to bytes, any other token (an added
     /// token with, say, a space in it) is taken as its UTF-8 text.

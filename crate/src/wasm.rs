@@ -6,11 +6,12 @@
 //! whole wasm instance.
 
 use crate::backend::{self, Backend, Choice, Forward, Model};
-use crate::chat::{encode_chat, ChatTemplate, Message};
+use crate::chat::{ChatFormat, ChatOptions, ChatTemplate, Message};
 use crate::cpu::CpuOptions;
 use crate::error::{Error, Result};
 use crate::gguf::{needs_more, AsyncByteSource, GgufFile, PrefixSource, Value};
 use crate::gpu::{GpuOptions, Precision};
+use crate::grammar::{Grammar, GrammarCompiler};
 use crate::model::{LoadOptions, Phase};
 use crate::sampler::SamplerConfig;
 use crate::session::{ContextPolicy, GenerateOptions, Generator, Session, StopReason};
@@ -149,6 +150,38 @@ struct JsGenerateOptions {
     context_policy: Option<String>,
     /// Tokens kept at the front by the sliding window (the system prompt).
     keep: Option<usize>,
+    /// The output must be an instance of this JSON schema.
+    json_schema: Option<serde_json::Value>,
+    /// The output must be a JSON object (OpenAI `json_object`).
+    json_object: bool,
+    /// A grammar: a Lark string, or `{lark}` / `{gbnf}` / `{regex}`.
+    grammar: Option<serde_json::Value>,
+    /// Per token: the sampled token's log-probability and this many alternatives.
+    logprobs: Option<usize>,
+}
+
+impl JsGenerateOptions {
+    fn grammar(&self) -> Result<Option<Grammar>> {
+        let bad = |m: &str| Err(Error::InvalidArgument(m.into()));
+        let g = match (&self.json_schema, self.json_object, &self.grammar) {
+            (None, false, None) => None,
+            (Some(s), false, None) => Some(Grammar::JsonSchema(s.clone())),
+            (None, true, None) => Some(Grammar::JsonObject),
+            (None, false, Some(serde_json::Value::String(l))) => Some(Grammar::Lark(l.clone())),
+            (None, false, Some(serde_json::Value::Object(o))) => {
+                let text = |k: &str| o.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+                match (text("lark"), text("gbnf"), text("regex")) {
+                    (Some(l), None, None) => Some(Grammar::Lark(l)),
+                    (None, Some(g), None) => Some(Grammar::Gbnf(g)),
+                    (None, None, Some(r)) => Some(Grammar::Regex(r)),
+                    _ => return bad("grammar: give exactly one of {lark}, {gbnf}, {regex} as a string"),
+                }
+            }
+            (None, false, Some(_)) => return bad("grammar must be a Lark string or {lark|gbnf|regex: string}"),
+            _ => return bad("give at most one of jsonSchema, jsonObject (response_format), grammar"),
+        };
+        Ok(g)
+    }
 }
 
 #[derive(Serialize)]
@@ -172,7 +205,12 @@ struct Info {
     features: Features,
     /// Whether the f16 path runs (the adapter has shader-f16 and precision allows it).
     f16: bool,
+    /// "llama3", "chatml", "jinja" (another format) or null (plain completion).
     chat_template: Option<&'static str>,
+    /// Whether prompts are rendered from the GGUF's own Jinja template.
+    jinja_template: bool,
+    /// Whether the chat template renders `tools` itself.
+    template_tools: bool,
     gpu_bytes: u64,
     weight_bytes: u64,
     kv_bytes: u64,
@@ -196,7 +234,9 @@ fn quantization(file: &GgufFile, model: &Model) -> String {
 struct Inner {
     model: Model,
     tok: Tokenizer,
-    template: ChatTemplate,
+    format: ChatFormat,
+    /// Built on the first constrained request (trie of the vocabulary, ~0.1–0.5 s), then kept.
+    grammar: Option<GrammarCompiler>,
     session: Session,
     gen: Option<Generator>,
     info: JsValue,
@@ -269,7 +309,7 @@ pub fn load_engine(size: f64, read: Function, options: JsValue, progress: Functi
         })
         .await
         .map_err(to_js)?;
-        let template = ChatTemplate::detect(tok.chat_template(), &tok);
+        let format = ChatFormat::for_tokenizer(&tok);
         let (adapter, shader_f16, subgroups, f16, gpu_bytes, threads) = match &model {
             Model::Gpu(m) => (
                 m.gpu.adapter.name.clone(),
@@ -293,11 +333,16 @@ pub fn load_engine(size: f64, read: Function, options: JsValue, progress: Functi
             adapter,
             features: Features { shader_f16, subgroups },
             f16,
-            chat_template: match template {
-                ChatTemplate::Llama3 => Some("llama3"),
-                ChatTemplate::ChatMl => Some("chatml"),
-                ChatTemplate::None => None,
+            // The family ("llama3", "chatml") when the template is one, else "jinja" for any
+            // other GGUF template; null for plain completion.
+            chat_template: match (&format, ChatTemplate::detect(tok.chat_template(), &tok)) {
+                (_, ChatTemplate::Llama3) => Some("llama3"),
+                (_, ChatTemplate::ChatMl) => Some("chatml"),
+                (ChatFormat::Jinja(_), ChatTemplate::None) => Some("jinja"),
+                (ChatFormat::Builtin(_), ChatTemplate::None) => None,
             },
+            jinja_template: matches!(format, ChatFormat::Jinja(_)),
+            template_tools: format.renders_tools(),
             gpu_bytes,
             weight_bytes: model.weight_bytes(),
             kv_bytes: model.kv_bytes(),
@@ -307,7 +352,7 @@ pub fn load_engine(size: f64, read: Function, options: JsValue, progress: Functi
             threads,
         };
         let info = ser(&info)?;
-        let inner = Inner { model, tok, template, session: Session::new(), gen: None, info };
+        let inner = Inner { model, tok, format, grammar: None, session: Session::new(), gen: None, info };
         Ok(Engine { inner: Rc::new(RefCell::new(inner)) }.into())
     })
 }
@@ -344,16 +389,24 @@ impl Engine {
         i.tok.decode(&ids).map_err(to_js)
     }
 
-    /// Chat messages `[{role, content}]` → `{tokens, keep}` with the generation prompt
-    /// appended; `keep` = tokens of the leading system turn (the sliding window's sink).
+    /// Chat messages `[{role, content, tool_calls?, tool_call_id?}]` (and OpenAI `tools`, or
+    /// null) → `{tokens, keep}` with the generation prompt appended; `keep` = tokens of the
+    /// leading system turn (the sliding window's sink).
     #[wasm_bindgen(js_name = chatTokens)]
-    pub fn chat_tokens(&self, messages: JsValue) -> std::result::Result<JsValue, JsValue> {
+    pub fn chat_tokens(&self, messages: JsValue, tools: JsValue) -> std::result::Result<JsValue, JsValue> {
         let i = self.inner.try_borrow().map_err(|_| busy())?;
         let msgs: Vec<Message> = serde_wasm_bindgen::from_value(messages)
             .map_err(|e| to_js(Error::InvalidArgument(format!("messages: {e}"))))?;
-        let tokens = encode_chat(&i.tok, i.template, &msgs, true).map_err(to_js)?;
+        let tools: Option<serde_json::Value> = de(tools)?;
+        let opts = ChatOptions { add_generation_prompt: true, tools: tools.clone(), ..Default::default() };
+        let tokens = i.format.encode(&i.tok, &msgs, &opts).map_err(to_js)?;
         let keep = match msgs.first() {
-            Some(m) if m.role == "system" => encode_chat(&i.tok, i.template, &msgs[..1], false).map_err(to_js)?.len(),
+            Some(m) if m.role == "system" => {
+                let sys = ChatOptions { add_generation_prompt: false, tools, ..Default::default() };
+                // Templates that reject a lone system turn just get no sink.
+                let head = i.format.encode(&i.tok, &msgs[..1], &sys).unwrap_or_default();
+                head.iter().zip(&tokens).take_while(|(a, b)| a == b).count()
+            }
             _ => usize::from(tokens.first().is_some_and(|&t| Some(t) == i.tok.bos_id())),
         };
         #[derive(Serialize)]
@@ -396,7 +449,7 @@ impl Engine {
                     seed: o.seed.unwrap_or(d.seed),
                     ..d
                 },
-                stop: o.stop.unwrap_or_default(),
+                stop: o.stop.clone().unwrap_or_default(),
                 context_policy: match o.context_policy.as_deref() {
                     None | Some("error") => ContextPolicy::Error,
                     Some("sliding") => ContextPolicy::SlidingWindow { keep: o.keep.unwrap_or(1) },
@@ -406,13 +459,27 @@ impl Engine {
                         ))))
                     }
                 },
+                logprobs: o.logprobs.map(|k| k.min(20)),
             };
             i.gen = None;
-            let g = i.session.start(&mut i.model, &i.tok, &prompt, &opts).await.map_err(|e| {
+            let constraint = match o.grammar().map_err(to_js)? {
+                None => None,
+                Some(g) => {
+                    if i.grammar.is_none() {
+                        i.grammar = Some(GrammarCompiler::new(&i.tok).map_err(to_js)?);
+                    }
+                    let compiler = i.grammar.as_ref().ok_or_else(|| to_js(Error::InvalidArgument("grammar".into())))?;
+                    Some(compiler.compile(&g).map_err(to_js)?)
+                }
+            };
+            let mut g = i.session.start(&mut i.model, &i.tok, &prompt, &opts).await.map_err(|e| {
                 // a failed prefill leaves the cache in an unknown state: start over next time
                 i.session.reset();
                 to_js(e)
             })?;
+            if let Some(c) = constraint {
+                g.constrain(c);
+            }
             #[derive(Serialize)]
             #[serde(rename_all = "camelCase")]
             struct Started {
@@ -434,12 +501,32 @@ impl Engine {
             let Some(g) = i.gen.as_mut() else { return Ok(JsValue::NULL) };
             match g.next(&mut i.session, &mut i.model, &i.tok).await {
                 Ok(Some(p)) => {
+                    /// OpenAI's `{token, logprob, bytes}`.
                     #[derive(Serialize)]
+                    struct Lp {
+                        token: String,
+                        logprob: f32,
+                        bytes: Vec<u8>,
+                    }
+                    #[derive(Serialize)]
+                    #[serde(rename_all = "camelCase")]
                     struct Piece {
                         token: Option<u32>,
                         text: String,
+                        #[serde(skip_serializing_if = "Option::is_none")]
+                        logprob: Option<Lp>,
+                        #[serde(skip_serializing_if = "Vec::is_empty")]
+                        top_logprobs: Vec<Lp>,
                     }
-                    ser(&Piece { token: p.token, text: p.text })
+                    let lp = |id: u32, logprob: f32| {
+                        let bytes = i.tok.token_bytes(id).unwrap_or_default();
+                        // -inf is not JSON; OpenAI reports -9999 for "impossible"
+                        let logprob = if logprob.is_finite() { logprob } else { -9999.0 };
+                        Lp { token: String::from_utf8_lossy(&bytes).into_owned(), logprob, bytes }
+                    };
+                    let logprob = p.token.zip(p.logprob).map(|(t, l)| lp(t, l));
+                    let top_logprobs = p.top_logprobs.iter().map(|&(t, l)| lp(t, l)).collect();
+                    ser(&Piece { token: p.token, text: p.text, logprob, top_logprobs })
                 }
                 Ok(None) => Ok(JsValue::NULL),
                 Err(e) => {
@@ -498,6 +585,46 @@ impl Engine {
             i.forget();
             let r = crate::bench::run(&mut i.model, prompt_tokens, gen_tokens).await.map_err(to_js)?;
             ser(&r)
+        })
+    }
+
+    /// Constrained-decoding cost on this model's vocabulary: `{compileMs, masks, maskUsMedian,
+    /// maskUsP99, maskUsMax, compilerMs}` for a JSON schema (see [`crate::grammar::bench_masks`]).
+    #[wasm_bindgen(js_name = benchGrammar)]
+    pub fn bench_grammar(&self, schema: JsValue, steps: usize) -> std::result::Result<JsValue, JsValue> {
+        let mut guard = self.inner.try_borrow_mut().map_err(|_| busy())?;
+        let i = &mut *guard;
+        let schema: serde_json::Value = de(schema)?;
+        let t = web_time::Instant::now();
+        if i.grammar.is_none() {
+            i.grammar = Some(GrammarCompiler::new(&i.tok).map_err(to_js)?);
+        }
+        let compiler_ms = t.elapsed().as_secs_f64() * 1e3;
+        let compiler = i.grammar.as_ref().ok_or_else(|| to_js(Error::InvalidArgument("grammar".into())))?;
+        let r = crate::grammar::bench_masks(
+            compiler,
+            &Grammar::JsonSchema(schema),
+            steps.clamp(1, 10_000),
+            i.tok.vocab_size(),
+        )
+        .map_err(to_js)?;
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Out {
+            compiler_ms: f64,
+            compile_ms: f64,
+            masks: usize,
+            mask_us_median: f64,
+            mask_us_p99: f64,
+            mask_us_max: f64,
+        }
+        ser(&Out {
+            compiler_ms,
+            compile_ms: r.compile_ms,
+            masks: r.masks,
+            mask_us_median: r.mask_us_median,
+            mask_us_p99: r.mask_us_p99,
+            mask_us_max: r.mask_us_max,
         })
     }
 

@@ -102,8 +102,8 @@ fn chat_answers_paris_like_transformers() {
 
     // a follow-up turn reuses the cached prefix: only the new tokens are prefilled
     let mut msgs2 = msgs.clone();
-    msgs2.push(Message { role: "assistant".into(), content: g.text.clone() });
-    msgs2.push(Message { role: "user".into(), content: "And of Italy?".into() });
+    msgs2.push(Message::new("assistant", g.text.clone()));
+    msgs2.push(Message::new("user", "And of Italy?"));
     let prompt2 = encode_chat(&tok, template, &msgs2, true).unwrap();
     let g2 = pollster::block_on(session.generate(&mut m, &tok, &prompt2, &opts, |_, _| true)).unwrap();
     let common = prompt.iter().chain(&g.tokens).zip(&prompt2).take_while(|(a, b)| a == b).count();

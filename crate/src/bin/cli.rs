@@ -1,11 +1,12 @@
 //! `llama-webgpu` command line: the same engine as the browser package, natively on wgpu.
 
 use llama_webgpu::backend::{self, Backend, Choice, Model};
-use llama_webgpu::chat::{self, ChatTemplate, Message};
+use llama_webgpu::chat::{ChatFormat, ChatOptions, Message};
 use llama_webgpu::cpu::CpuOptions;
 use llama_webgpu::error::echo;
 use llama_webgpu::gguf::{FileSource, GgufFile, Value};
 use llama_webgpu::gpu::{GpuOptions, Precision};
+use llama_webgpu::grammar::{self, Grammar, GrammarCompiler};
 use llama_webgpu::model::LoadOptions;
 use llama_webgpu::output::Output;
 use llama_webgpu::sampler::SamplerConfig;
@@ -71,6 +72,7 @@ const USAGE: &str = "usage:
                         [--chat] [--system TEXT]
                         [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--min-p P]
                         [--repeat-penalty R] [--seed S] [--stop STR] [--json]
+                        [--json-schema S.json | --grammar G.lark|G.gbnf | --regex RX]
                         [--sliding-window KEEP] (full context: keep KEEP first tokens + recent ones)
   llama-webgpu tokenize (--model M.gguf | --tokenizer tokenizer.json) (--text TEXT | --text-file PATH)
   llama-webgpu info     --model M.gguf
@@ -246,13 +248,13 @@ fn cmd_generate(args: &Args) -> Result<()> {
     let prompt = match (args.tokens()?, text.as_deref()) {
         (Some(t), None) => t,
         (None, Some(text)) if args.flag("--chat") => {
-            let template = ChatTemplate::detect(tok.chat_template(), &tok);
+            let format = ChatFormat::for_tokenizer(&tok);
             let mut msgs = Vec::new();
             if let Some(sys) = args.get("--system") {
-                msgs.push(Message { role: "system".into(), content: sys.into() });
+                msgs.push(Message::new("system", sys));
             }
-            msgs.push(Message { role: "user".into(), content: text.into() });
-            chat::encode_chat(&tok, template, &msgs, true)?
+            msgs.push(Message::new("user", text));
+            format.encode(&tok, &msgs, &ChatOptions { add_generation_prompt: true, ..Default::default() })?
         }
         (None, Some(text)) => {
             let mut ids = Vec::new();
@@ -280,14 +282,27 @@ fn cmd_generate(args: &Args) -> Result<()> {
             Some(keep) => ContextPolicy::SlidingWindow { keep },
             None => ContextPolicy::Error,
         },
+        logprobs: None,
+    };
+    let grammar = match (args.get("--json-schema"), args.get("--grammar"), args.get("--regex")) {
+        (None, None, None) => None,
+        (Some(f), None, None) => Some(Grammar::JsonSchema(grammar::parse_schema(&std::fs::read_to_string(f)?)?)),
+        (None, Some(f), None) => Some(Grammar::from_file_text(f, &std::fs::read_to_string(f)?)?),
+        (None, None, Some(rx)) => Some(Grammar::Regex(rx.to_string())),
+        _ => return Err(Error::InvalidArgument("give at most one of --json-schema, --grammar, --regex".into())),
+    };
+    let constraint = match &grammar {
+        Some(g) => Some(GrammarCompiler::new(&tok)?.compile(g)?),
+        None => None,
     };
     let mut stdout = std::io::stdout();
     let mut session = Session::new();
-    let g = pollster::block_on(session.generate(&mut model, &tok, &prompt, &opts, |_, piece| {
-        let _ = stdout.write_all(piece.as_bytes());
-        let _ = stdout.flush();
-        true
-    }))?;
+    let g =
+        pollster::block_on(session.generate_constrained(&mut model, &tok, &prompt, &opts, constraint, |_, piece| {
+            let _ = stdout.write_all(piece.as_bytes());
+            let _ = stdout.flush();
+            true
+        }))?;
     println!();
     if args.flag("--json") {
         let j = serde_json::json!({
