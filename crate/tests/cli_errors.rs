@@ -399,13 +399,14 @@ fn generate_takes_the_prompt_from_a_file_or_stdin() {
 #[test]
 fn a_run_that_fails_midway_leaves_no_file_and_keeps_the_old_one() {
     let dir = scratch("midway");
-    // A Q5_0 weight: the header is written, then converting it fails (no Q5_0 decoder).
+    // A Q8_1 weight: the header is written, then converting it fails (no Q8_1 decoder: it is
+    // only ever an activation type in ggml).
     let md = vec![("general.architecture".to_string(), Value::String("test".into()))];
-    let tensors = vec![("blk.0.attn_q.weight".to_string(), vec![32u64, 2], GgmlType::Q5_0)];
+    let tensors = vec![("blk.0.attn_q.weight".to_string(), vec![32u64, 2], GgmlType::Q8_1)];
     let mut w = GgufWriter::new(md, tensors, 32).unwrap();
     let mut buf = Vec::new();
     w.write_header(&mut buf).unwrap();
-    w.write_tensor_data(&mut buf, &[0u8; 44]).unwrap();
+    w.write_tensor_data(&mut buf, &[0u8; 2 * 36]).unwrap();
     let input = dir.join("in.gguf");
     std::fs::write(&input, &buf).unwrap();
     let new = dir.join("new.gguf");

@@ -257,7 +257,7 @@ impl CpuModel {
     pub fn forward(&mut self, tokens: &[u32], pos: usize, all: bool) -> Result<Vec<f32>> {
         let vocab = self.cfg.n_vocab;
         if tokens.is_empty() {
-            return Err(Error::InvalidArgument("forward needs at least one token".into()));
+            return Err(Error::empty_input());
         }
         if let Some(&id) = tokens.iter().find(|&&t| t as usize >= vocab) {
             return Err(Error::TokenOutOfVocab { id, vocab });
