@@ -446,12 +446,14 @@ fn fused_qkv_and_gate_up_both_reduction_paths() {
         gpu.subgroups = sg;
         for tpr in [4, 8] {
             gpu.matmul_tpr = tpr;
+            // several tokens: the matvec at tpr 4, the tiled prefill kernel at tpr 8
+            gpu.tiled_prefill = tpr == 8;
             let (wq, dq) = kw(&gpu, "q4_k", GgmlType::Q4K, 11);
             let (wk, dk) = weight(&gpu, &mut rng, GgmlType::Q5_1, 21, cols);
             let (wv, dv) = kw(&gpu, "q6_k", GgmlType::Q6K, 9);
             let rows = 11 + 21 + 9;
             let all: Vec<f32> = [dq, dk, dv].concat();
-            let name = format!("sg={sg} tpr={tpr}");
+            let name = format!("sg={sg} tpr={tpr} tiled={}", gpu.tiled_prefill);
             for n in [5, 1] {
                 let yb = gpu.storage("y", (n * rows * 4) as u64).unwrap();
                 let norm = Some(NormIn { weight: &gb, eps: 1e-5 });
