@@ -287,6 +287,7 @@ impl GpuWeight {
                 let m = rows_per_chunk.min(n - r);
                 raw.resize((m * row_bytes) as usize, 0);
                 src.fetch(offset + (row0 + r) * row_bytes, &mut raw).await?;
+                crate::numerics::check_weights(name, ty, &raw, (row0 + r) * (cols / ty.block_size()))?;
                 qs.clear();
                 sc.clear();
                 repack(ty, cols, &raw, &mut qs, &mut sc)?;

@@ -175,7 +175,8 @@ fn planning_with_a_kv_row_above_the_binding_is_a_limits_error() {
     let f = TempFile::new("heads.gguf");
     let (m, t) = llama(1, 32, 8193, 8193, 32);
     write_sparse(&f.0, m, t);
-    let e = fails(&["info", "--model", f.path(), "--max-binding-size", "1048576"]);
+    // the binding limit is the GPU's (auto would take the CPU backend on lavapipe)
+    let e = fails(&["info", "--model", f.path(), "--max-binding-size", "1048576", "--backend", "gpu"]);
     assert!(e.contains("device limits too small") && e.contains("262176"), "{e}");
 }
 
@@ -282,15 +283,26 @@ fn non_finite_weights_and_logits_are_numerical_errors() {
     bad[o..o + 2].copy_from_slice(&0x7E00u16.to_le_bytes());
     let f = TempFile::new("nan-scale.gguf");
     std::fs::write(&f.0, &bad).unwrap();
-    let e = fails(&["generate", "--model", f.path(), "--tokens", "1,2,3", "--max-tokens", "2"]);
-    assert!(e.contains("numerical error") && e.contains("'blk.1.ffn_up.weight'") && e.contains("block 3"), "{e}");
     // +Inf in the output norm (read whole, not scanned): the logits of the first forward
-    let mut bad = good.clone();
+    let mut inf = good.clone();
     let o = at("output_norm.weight") + 4 * 5;
-    bad[o..o + 4].copy_from_slice(&f32::INFINITY.to_le_bytes());
-    std::fs::write(&f.0, &bad).unwrap();
-    let e = fails(&["generate", "--model", f.path(), "--tokens", "1,2,3", "--max-tokens", "2"]);
-    assert!(e.contains("numerical error") && e.contains("position 2") && e.contains("corrupt"), "{e}");
-    let e = fails(&["logits", "--model", f.path(), "--tokens", "1,2,3", "--out", "/dev/null"]);
-    assert!(e.contains("logits at position 0"), "{e}");
+    inf[o..o + 4].copy_from_slice(&f32::INFINITY.to_le_bytes());
+    let g2 = TempFile::new("inf-norm.gguf");
+    std::fs::write(&g2.0, &inf).unwrap();
+    // both backends catch both
+    for backend in ["gpu", "cpu"] {
+        let gen = |p: &str| {
+            fails(&["generate", "--model", p, "--tokens", "1,2,3", "--max-tokens", "2", "--backend", backend])
+        };
+        let e = gen(f.path());
+        assert!(
+            e.contains("numerical error") && e.contains("'blk.1.ffn_up.weight'") && e.contains("block 3"),
+            "{backend}: {e}"
+        );
+        let e = gen(g2.path());
+        assert!(e.contains("numerical error") && e.contains("position 2") && e.contains("corrupt"), "{backend}: {e}");
+        let e =
+            fails(&["logits", "--model", g2.path(), "--tokens", "1,2,3", "--out", "/dev/null", "--backend", backend]);
+        assert!(e.contains("logits at position 0"), "{backend}: {e}");
+    }
 }

@@ -143,6 +143,8 @@ impl CpuModel {
                 loaded += c.len() as u64;
                 progress(Progress { phase: Phase::Upload, loaded, total });
             }
+            // NaN/Inf scales (or F32/F16/BF16 values) name the tensor here, as on the GPU path
+            crate::numerics::check_weights(&t.name, t.ty, &data, 0)?;
             Ok(data)
         };
         let (embd, q_dim, kv_dim) = (cfg.n_embd, cfg.n_head * cfg.head_dim, cfg.n_head_kv * cfg.head_dim);
@@ -284,6 +286,7 @@ impl CpuModel {
             out.extend(e.logits);
             p += ids.len();
         }
+        crate::numerics::check_logits(&out, if all { pos } else { end - 1 }, vocab)?;
         Ok(out)
     }
 }
