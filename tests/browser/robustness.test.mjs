@@ -380,7 +380,8 @@ test("demo: a lost device and a crashed engine show their message and a working 
   const p = await browser.context.newPage();
   try {
     const url = `${server.origin}${MODEL}`;
-    await p.goto(`${demo.url}?test-hooks&model=${encodeURIComponent(url)}`);
+    // device loss needs a device: ask for WebGPU (auto takes the CPU on SwiftShader)
+    await p.goto(`${demo.url}?test-hooks&backend=webgpu&model=${encodeURIComponent(url)}`);
     const ready = () =>
       p.waitForFunction(() => /ready/.test(document.querySelector('[data-testid="status"]').textContent), null, { timeout: 120_000 });
     const reply = async () => {
