@@ -75,7 +75,9 @@ MESA_SHADER_CACHE_DIR_USER="${MESA_SHADER_CACHE_DIR:-}"
 # --- run, one after the other ---------------------------------------------------------------
 echo "== ours: llama-webgpu bench --prompt-tokens $PROMPT_TOKENS --gen-tokens $GEN_TOKENS ==" >&2
 fresh_cache
-"$ours_bin" bench --model "$model" --prompt-tokens "$PROMPT_TOKENS" --gen-tokens "$GEN_TOKENS" --json \
+# --backend gpu: the comparison is on the same adapter as the peer (auto takes the CPU backend
+# on a CPU-type adapter such as lavapipe; bench/cpu.sh compares that one with llama.cpp's CPU)
+"$ours_bin" bench --model "$model" --backend "${BACKEND:-gpu}" --prompt-tokens "$PROMPT_TOKENS" --gen-tokens "$GEN_TOKENS" --json \
     2> "$out/ours.log" | tail -n 1 > "$out/ours.json"
 cat "$out/ours.json" >&2
 
