@@ -133,10 +133,6 @@ impl Model {
         cpu: &CpuOptions,
         progress: impl FnMut(Progress),
     ) -> Result<Model> {
-        // checked here, before either backend starts (the GPU's own check stays for direct callers)
-        if opts.context == Some(0) {
-            return Err(Error::InvalidArgument("context must be at least 1 token (got 0)".into()));
-        }
         if choice.backend == "cpu" {
             let cpu = CpuOptions { context: opts.context, chunk_bytes: opts.chunk_bytes, ..cpu.clone() };
             Ok(Model::Cpu(CpuModel::load(src, file, &cpu, progress).await?))

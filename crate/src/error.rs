@@ -63,7 +63,7 @@ pub enum Error {
     #[error("the GPU device was lost: {0}")]
     DeviceLost(String),
 
-    #[error("out of GPU memory: {0}")]
+    #[error("out of memory: {0}")]
     OutOfMemory(String),
 
     #[error("device limits too small: {0}")]

@@ -143,7 +143,7 @@ impl Gpu {
         let s = sink.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             let err = match e {
-                wgpu::Error::OutOfMemory { .. } => Error::OutOfMemory(e.to_string()),
+                wgpu::Error::OutOfMemory { .. } => Error::OutOfMemory(format!("GPU: {e}")),
                 _ => Error::Device(e.to_string()),
             };
             if let Ok(mut g) = s.lock() {

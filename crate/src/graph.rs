@@ -16,7 +16,7 @@
 //! ```
 //! then `logits = Wout · rmsnorm(x) · output_norm` (Wout = token_embd when tied).
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Activations of one pass, `[n_tokens, width]` row-major f32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -83,6 +83,22 @@ impl<W, N> Weights<W, N> {
     pub fn output(&self) -> &W {
         self.output.as_ref().unwrap_or(&self.tok_embd)
     }
+}
+
+/// The inputs of a pass over `tokens` at positions `pos..`, checked the same way on every
+/// backend: at least one token, every id in the vocabulary, the last position in the cache.
+pub fn check_pass(tokens: &[u32], pos: usize, vocab: usize, context: usize) -> Result<()> {
+    if tokens.is_empty() {
+        return Err(Error::empty_input());
+    }
+    if let Some(&id) = tokens.iter().find(|&&t| t as usize >= vocab) {
+        return Err(Error::TokenOutOfVocab { id, vocab });
+    }
+    let end = pos.saturating_add(tokens.len());
+    if end > context {
+        return Err(Error::ContextOverflow { needed: end, capacity: context });
+    }
+    Ok(())
 }
 
 /// One forward pass.

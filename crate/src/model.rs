@@ -140,10 +140,8 @@ impl LlamaModel {
         opts: &LoadOptions,
         mut progress: impl FnMut(Progress),
     ) -> Result<Self> {
-        if opts.context == Some(0) {
-            return Err(Error::InvalidArgument("context must be at least 1 token (got 0)".into()));
-        }
         let cfg = LlamaConfig::from_gguf(file)?;
+        crate::plan::wanted_context(&cfg, opts.context)?; // before the device is created
         let gpu = Gpu::new(&opts.gpu).await?;
         let plan = crate::plan::plan(&cfg, gpu.max_binding, gpu.use_f16, opts.context, opts.prefill_chunk)?;
         let (context, chunk, kv_dim) = (plan.context, plan.chunk, plan.kv_dim);
@@ -315,16 +313,8 @@ impl LlamaModel {
     /// every position (`all`, `[n, vocab]` row-major) or of the last one only.
     pub async fn forward(&mut self, tokens: &[u32], pos: usize, all: bool) -> Result<Vec<f32>> {
         let vocab = self.cfg.n_vocab;
-        if tokens.is_empty() {
-            return Err(Error::empty_input());
-        }
-        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= vocab) {
-            return Err(Error::TokenOutOfVocab { id, vocab });
-        }
-        let end = pos.saturating_add(tokens.len());
-        if end > self.context {
-            return Err(Error::ContextOverflow { needed: end, capacity: self.context });
-        }
+        graph::check_pass(tokens, pos, vocab, self.context)?;
+        let end = pos + tokens.len();
         let mut out = Vec::with_capacity(if all { tokens.len() * vocab } else { vocab });
         let mut p = pos;
         let chunks: Vec<&[u32]> = tokens.chunks(self.chunk).collect();

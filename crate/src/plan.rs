@@ -27,6 +27,16 @@ pub struct Plan {
     pub kv_bytes: u64,
 }
 
+/// The KV-cache context a load wants: what the caller asked (at least 1 token), else the
+/// model's own, capped at [`DEFAULT_MAX_CONTEXT`]. One rule for both backends.
+pub fn wanted_context(cfg: &LlamaConfig, asked: Option<usize>) -> Result<usize> {
+    match asked {
+        Some(0) => Err(Error::InvalidArgument("context must be at least 1 token (got 0)".into())),
+        Some(n) => Ok(n),
+        None => Ok(cfg.context_length.clamp(1, DEFAULT_MAX_CONTEXT)),
+    }
+}
+
 fn too_small(what: String) -> Error {
     Error::LimitsTooSmall(what)
 }
@@ -74,7 +84,7 @@ pub fn plan(
     let fit_kv = max_binding / kv_row.max(1);
     let fit_scores = max_binding / scores_row.max(1);
     let max_ctx = usize::try_from(fit_kv.min(fit_scores)).unwrap_or(usize::MAX);
-    let want = context.unwrap_or_else(|| cfg.context_length.min(DEFAULT_MAX_CONTEXT)).max(1);
+    let want = wanted_context(cfg, context)?;
     let ctx = want.min(max_ctx);
     if ctx == 0 {
         return Err(too_small(format!(

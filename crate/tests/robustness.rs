@@ -181,6 +181,27 @@ fn planning_with_a_kv_row_above_the_binding_is_a_limits_error() {
 }
 
 #[test]
+fn a_huge_kv_row_on_the_cpu_backend_costs_only_what_runs() {
+    // The same header on the CPU backend, which has no binding limit: its planned 4096-token
+    // cache would be 8 GiB, but the cache grows with the positions written, so loading it and
+    // running two tokens stays small and quick.
+    let f = TempFile::new("heads-cpu.gguf");
+    let (m, t) = llama(1, 32, 8193, 8193, 32);
+    write_sparse(&f.0, m, t);
+    for args in [
+        &["info", "--model", f.path(), "--backend", "cpu"][..],
+        &["generate", "--model", f.path(), "--backend", "cpu", "--tokens", "1,2", "--max-tokens", "1"][..],
+    ] {
+        let r = cli(args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        assert!(r.secs < 5.0 && r.max_rss < 1 << 30, "{args:?}: {:.1} s, {} MiB", r.secs, r.max_rss >> 20);
+    }
+    // a context no machine could hold is refused from the header, before any weight is read
+    let e = fails(&["info", "--model", f.path(), "--backend", "cpu", "--context", "100000000"]);
+    assert!(e.contains("out of memory") && e.contains("this machine's memory"), "{e}");
+}
+
+#[test]
 fn a_2_27_element_u8_array_is_parsed_compactly() {
     let f = TempFile::new("u8array.gguf");
     let mut payload = u32v(0);
@@ -269,6 +290,14 @@ fn a_model_that_is_not_a_regular_file_is_an_error() {
     let dir = std::env::temp_dir();
     let e = fails(&["info", "--model", dir.to_str().unwrap()]);
     assert!(e.contains("a directory"), "{e}");
+    // the small input files too: a FIFO nobody writes to would block the open forever
+    let e = fails(&["tokenize", "--tokenizer", fifo.path(), "--text", "hi"]);
+    assert!(e.contains("FIFO") && e.contains("--tokenizer must be a regular file"), "{e}");
+    let fx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-q8_0.gguf");
+    let e = fails(&["generate", "--model", fx.to_str().unwrap(), "--tokens", "1", "--json-schema", fifo.path()]);
+    assert!(e.contains("FIFO") && e.contains("--json-schema must be a regular file"), "{e}");
+    let e = fails(&["synth", "--shape", "llama3.2-1b", "--out", "/dev/null", "--tokenizer", dir.to_str().unwrap()]);
+    assert!(e.contains("a directory") && e.contains("--tokenizer must be"), "{e}");
 }
 
 #[test]

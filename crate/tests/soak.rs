@@ -2,11 +2,14 @@
 //! (the engine checks every logits read-back), host memory flat, and the tokens after each
 //! slide equal a fresh run on the window.
 //!
-//! The default suite runs a short one (context 64, 3 slides, ~1-2 min on lavapipe);
-//! `SOAK=1` runs the full one: 8,192 tokens with a 1,024-token context, ~16 slides (~20+ min
-//! on lavapipe; run it in release: `SOAK=1 cargo test --release --test soak -- --nocapture`).
+//! Both backends. The default suite runs a short one each (context 64, 3 slides, ~1 min on
+//! lavapipe); `SOAK=1` runs the full one: 8,192 tokens with a 1,024-token context, ~16
+//! slides (~20+ min on lavapipe, less on the CPU backend; in release:
+//! `SOAK=1 cargo test --release --test soak -- --nocapture`, `SOAK_BACKEND=cpu` for one).
 //! Stop tokens are renamed in the test's tokenizer so that greedy decoding never ends early.
 
+use llama_webgpu::backend::Forward;
+use llama_webgpu::cpu::{CpuModel, CpuOptions};
 use llama_webgpu::gguf::{FileSource, GgufFile};
 use llama_webgpu::gpu::{GpuOptions, Precision};
 use llama_webgpu::model::{LlamaModel, LoadOptions};
@@ -43,16 +46,36 @@ struct Slide {
     after: Vec<u32>,
 }
 
-fn soak(n_tokens: usize, context: usize, keep: usize) {
+/// Which backend a soak runs on.
+#[derive(Clone, Copy, Debug)]
+enum On {
+    Gpu,
+    Cpu,
+}
+
+fn soak(on: On, n_tokens: usize, context: usize, keep: usize) {
     let src = FileSource::open(common::smollm2_gguf()).unwrap();
     let file = GgufFile::read(&src).unwrap();
-    let opts = LoadOptions {
-        gpu: GpuOptions { precision: Precision::F32, ..Default::default() },
-        context: Some(context),
-        ..Default::default()
-    };
-    let mut model = LlamaModel::load_blocking(&src, &file, &opts, |_| {}).unwrap();
-    let tok = no_stop_tokenizer(&file);
+    match on {
+        On::Gpu => {
+            let opts = LoadOptions {
+                gpu: GpuOptions { precision: Precision::F32, ..Default::default() },
+                context: Some(context),
+                ..Default::default()
+            };
+            let mut model = LlamaModel::load_blocking(&src, &file, &opts, |_| {}).unwrap();
+            soak_on(&mut model, &file, n_tokens, context, keep)
+        }
+        On::Cpu => {
+            let opts = CpuOptions { context: Some(context), ..Default::default() };
+            let mut model = CpuModel::load_blocking(&src, &file, &opts, |_| {}).unwrap();
+            soak_on(&mut model, &file, n_tokens, context, keep)
+        }
+    }
+}
+
+fn soak_on<M: Forward>(model: &mut M, file: &GgufFile, n_tokens: usize, context: usize, keep: usize) {
+    let tok = no_stop_tokenizer(file);
     let prompt = tok.encode("Once upon a time, in a village by the sea, there lived").unwrap();
     let gopts = GenerateOptions {
         max_tokens: n_tokens,
@@ -60,12 +83,12 @@ fn soak(n_tokens: usize, context: usize, keep: usize) {
         ..Default::default()
     };
     let mut session = Session::new();
-    let mut g = pollster::block_on(session.start(&mut model, &tok, &prompt, &gopts)).unwrap();
+    let mut g = pollster::block_on(session.start(model, &tok, &prompt, &gopts)).unwrap();
     let mut slides: Vec<Slide> = Vec::new();
     let mut mem: Vec<u64> = Vec::new();
     let mut last_len = session.cached().len();
     let t0 = std::time::Instant::now();
-    while let Some(piece) = pollster::block_on(g.next(&mut session, &mut model, &tok))
+    while let Some(piece) = pollster::block_on(g.next(&mut session, model, &tok))
         .unwrap_or_else(|e| panic!("after {} tokens: {e}", g.tokens.len()))
     {
         let Some(t) = piece.token else { continue };
@@ -118,8 +141,7 @@ fn soak(n_tokens: usize, context: usize, keep: usize) {
     for (i, s) in slides.iter().enumerate().filter(|(i, s)| !s.after.is_empty() && (*i < 3 || *i + 1 == n)) {
         assert_eq!(&s.window[..keep], &history[..keep], "slide {i}: the kept prefix stays in front");
         let one = GenerateOptions { max_tokens: s.after.len(), ..Default::default() };
-        let fresh =
-            pollster::block_on(Session::new().generate(&mut model, &tok, &s.window, &one, |_, _| true)).unwrap();
+        let fresh = pollster::block_on(Session::new().generate(model, &tok, &s.window, &one, |_, _| true)).unwrap();
         assert_eq!(fresh.tokens, s.after, "slide {i}: tokens after the slide differ from a fresh run on the window");
     }
 }
@@ -127,7 +149,12 @@ fn soak(n_tokens: usize, context: usize, keep: usize) {
 #[test]
 fn sliding_window_soak_short() {
     // slides after ~51, 81 and 111 tokens
-    soak(130, 64, 4);
+    soak(On::Gpu, 130, 64, 4);
+}
+
+#[test]
+fn sliding_window_soak_short_cpu() {
+    soak(On::Cpu, 130, 64, 4);
 }
 
 #[test]
@@ -138,5 +165,12 @@ fn sliding_window_soak_8192_tokens() {
     }
     // SOAK_TOKENS / SOAK_CONTEXT size a shorter run on a busy machine
     let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
-    soak(env("SOAK_TOKENS", 8192), env("SOAK_CONTEXT", 1024), 32);
+    // SOAK_BACKEND=gpu|cpu runs one backend only (default: both)
+    let which = std::env::var("SOAK_BACKEND").unwrap_or_default();
+    for on in [On::Gpu, On::Cpu] {
+        if which.is_empty() || which.eq_ignore_ascii_case(&format!("{on:?}")) {
+            eprintln!("soak on {on:?}");
+            soak(on, env("SOAK_TOKENS", 8192), env("SOAK_CONTEXT", 1024), 32);
+        }
+    }
 }

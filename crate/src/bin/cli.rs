@@ -183,13 +183,33 @@ impl Args {
 }
 
 fn open(path: &str) -> Result<(FileSource, GgufFile)> {
-    // A directory opens like a file on Linux and fails later with no name.
-    if std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
-        return Err(Error::Io(format!("{path}: is a directory, expected a GGUF file")));
-    }
     let src = FileSource::open(path)?;
     let file = GgufFile::read(&src).map_err(|e| read_error(path, e))?;
     Ok((src, file))
+}
+
+/// An input file given by `flag` (a tokenizer.json, schema or grammar): a regular file (a
+/// FIFO would block; a model-sized file is a mistake), read whole.
+fn read_input(flag: &str, path: &str) -> Result<Vec<u8>> {
+    const MOST: u64 = 256 << 20;
+    let (mut f, len) = llama_webgpu::gguf::open_regular_file(std::path::Path::new(path), flag)?;
+    if len > MOST {
+        return Err(Error::InvalidArgument(format!(
+            "{flag} {path}: {len} bytes, more than the {} MiB such a file may be",
+            MOST >> 20
+        )));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    f.read_to_end(&mut bytes).map_err(|e| Error::io_at(path, e))?;
+    Ok(bytes)
+}
+
+/// `read_input` as UTF-8 text.
+fn read_input_text(flag: &str, path: &str) -> Result<String> {
+    String::from_utf8(read_input(flag, path)?).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        Error::InvalidArgument(format!("{flag} {path}: not UTF-8 text (invalid byte at offset {at})"))
+    })
 }
 
 /// A read of `path` that failed below the GGUF parser (EIO, …): say which file.
@@ -286,8 +306,10 @@ fn cmd_generate(args: &Args) -> Result<()> {
     };
     let grammar = match (args.get("--json-schema"), args.get("--grammar"), args.get("--regex")) {
         (None, None, None) => None,
-        (Some(f), None, None) => Some(Grammar::JsonSchema(grammar::parse_schema(&std::fs::read_to_string(f)?)?)),
-        (None, Some(f), None) => Some(Grammar::from_file_text(f, &std::fs::read_to_string(f)?)?),
+        (Some(f), None, None) => {
+            Some(Grammar::JsonSchema(grammar::parse_schema(&read_input_text("--json-schema", f)?)?))
+        }
+        (None, Some(f), None) => Some(Grammar::from_file_text(f, &read_input_text("--grammar", f)?)?),
         (None, None, Some(rx)) => Some(Grammar::Regex(rx.to_string())),
         _ => return Err(Error::InvalidArgument("give at most one of --json-schema, --grammar, --regex".into())),
     };
@@ -333,7 +355,7 @@ fn cmd_tokenize(args: &Args) -> Result<()> {
 
 /// `--tokenizer PATH`: an HF tokenizer.json (a GGUF given here gets pointed to `--model`).
 fn tokenizer_json(path: &str) -> Result<Tokenizer> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io_at(path, e))?;
+    let bytes = read_input("--tokenizer", path)?;
     if bytes.starts_with(b"GGUF") {
         return Err(Error::InvalidArgument(format!(
             "--tokenizer {path} is a GGUF file, but --tokenizer expects a tokenizer.json; \
@@ -508,7 +530,7 @@ fn cmd_synth(args: &Args) -> Result<()> {
     let seed = args.num("--seed")?.unwrap_or(0);
     let extra = match args.get("--tokenizer") {
         Some(t) => {
-            let bytes = std::fs::read(t).map_err(|e| Error::io_at(t, e))?;
+            let bytes = read_input("--tokenizer", t)?;
             llama_webgpu::synth::tokenizer_metadata(&bytes, llama_webgpu::synth::dims(&shape).n_vocab)?
         }
         None => vec![],

@@ -15,14 +15,14 @@ use crate::error::{Error, Result};
 use crate::gguf::{AsyncByteSource, GgmlType, GgufFile, LlamaConfig, TensorInfo};
 use crate::graph::{self, Act, Exec};
 use crate::kernels::reference;
-use crate::model::{Phase, Progress, DEFAULT_MAX_CONTEXT};
+use crate::model::{Phase, Progress};
 use dot::Simd;
 use pool::Pool;
 
 /// Options of the CPU backend.
 #[derive(Debug, Clone)]
 pub struct CpuOptions {
-    /// KV cache capacity in tokens; default: the model's, capped at [`DEFAULT_MAX_CONTEXT`].
+    /// KV cache capacity in tokens; default: the model's, capped at [`crate::plan::DEFAULT_MAX_CONTEXT`].
     pub context: Option<usize>,
     /// Worker threads; 0 = all cores (always 1 in wasm).
     pub threads: usize,
@@ -53,10 +53,47 @@ impl CpuWeight {
     }
 }
 
-/// One layer's KV cache, `[context, n_kv · head_dim]` each.
+/// One layer's KV cache, `[positions, n_kv · head_dim]` each. It grows with the positions
+/// written (up to the model's `context`), so host memory follows what a session uses, not
+/// what the header plans: a header with absurd head counts costs nothing until it runs.
 struct KvCache {
     k: Vec<f32>,
     v: Vec<f32>,
+    /// Capacity in positions.
+    context: usize,
+}
+
+impl KvCache {
+    fn new(context: usize) -> Self {
+        KvCache { k: Vec::new(), v: Vec::new(), context }
+    }
+
+    /// Room for positions `[0, end)` of `width` floats each (amortized growth, capped at the
+    /// capacity); new room is zeros.
+    fn grow(&mut self, end: usize, width: usize) -> Result<()> {
+        let cap = self.context;
+        if end > cap {
+            return Err(Error::ContextOverflow { needed: end, capacity: cap });
+        }
+        let floats = |positions: usize| {
+            positions
+                .checked_mul(width)
+                .ok_or_else(|| Error::OutOfMemory(format!("a KV cache of {positions} × {width}")))
+        };
+        let (need, most) = (floats(end)?, floats(cap)?);
+        for c in [&mut self.k, &mut self.v] {
+            if c.capacity() < need {
+                // double, as a Vec would, but never past the capacity
+                let target = need.max(c.capacity().saturating_mul(2)).min(most);
+                c.try_reserve_exact(target - c.len())
+                    .map_err(|_| Error::OutOfMemory(format!("{} bytes of KV cache", target.saturating_mul(4))))?;
+            }
+            if c.len() < need {
+                c.resize(need, 0.0);
+            }
+        }
+        Ok(())
+    }
 }
 
 type Weights = graph::Weights<CpuWeight, Vec<f32>>;
@@ -92,20 +129,36 @@ pub fn memory_bytes(cfg: &LlamaConfig, file: &GgufFile, context: usize, chunk: u
     weights + kv + chunk as u64 * per_token * 4 + (cfg.n_head as u64 * context as u64 * 4)
 }
 
+/// The machine's physical memory (Linux: `MemTotal`), the native bound of [`check_fits`]
+/// (the KV cache grows with use, so this refuses only what could never fit).
+fn host_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kib * 1024)
+}
+
 /// `Err(OutOfMemory)` when the CPU backend cannot hold `file` in `limit` bytes of memory
 /// (wasm32: [`WASM32_MEMORY`]); checked from the header, before any weight is fetched.
 pub fn check_fits(file: &GgufFile, opts: &CpuOptions, limit: u64) -> Result<()> {
     let cfg = LlamaConfig::from_gguf(file)?;
-    let context = opts.context.unwrap_or_else(|| cfg.context_length.min(DEFAULT_MAX_CONTEXT)).max(1);
+    let context = crate::plan::wanted_context(&cfg, opts.context)?;
     let need = memory_bytes(&cfg, file, context, opts.prefill_chunk.max(1));
     // the engine's own code, tokenizer and heap need some room too
     let room = limit.saturating_sub(256 << 20);
     if need > room {
         return Err(Error::OutOfMemory(format!(
             "the CPU backend needs {:.2} GiB for this model (weights + {context}-token KV cache), more than the {:.2} GiB \
-             wasm32 memory can hold; use WebGPU or a smaller model",
+             {} can hold; use WebGPU or a smaller model",
             need as f64 / (1u64 << 30) as f64,
-            room as f64 / (1u64 << 30) as f64
+            room as f64 / (1u64 << 30) as f64,
+            if cfg!(target_arch = "wasm32") { "wasm32 memory" } else { "this machine's memory" }
         )));
     }
     Ok(())
@@ -126,6 +179,8 @@ impl CpuModel {
         let cfg = LlamaConfig::from_gguf(file)?;
         if cfg!(target_arch = "wasm32") {
             check_fits(file, opts, WASM32_MEMORY)?;
+        } else if let Some(ram) = host_memory() {
+            check_fits(file, opts, ram)?;
         }
         let total: u64 = file.tensors.iter().map(|t| t.n_bytes).sum();
         let mut loaded = 0u64;
@@ -170,7 +225,7 @@ impl CpuModel {
         };
         let tok_embd = weight("token_embd.weight", cfg.n_vocab, embd).await?;
         let output = if cfg.tied_embeddings { None } else { Some(weight("output.weight", cfg.n_vocab, embd).await?) };
-        let want_ctx = opts.context.unwrap_or_else(|| cfg.context_length.min(DEFAULT_MAX_CONTEXT)).max(1);
+        let want_ctx = crate::plan::wanted_context(&cfg, opts.context)?;
         let mut mats = Vec::with_capacity(cfg.n_layer);
         let mut caches = Vec::with_capacity(cfg.n_layer);
         for i in 0..cfg.n_layer {
@@ -185,7 +240,7 @@ impl CpuModel {
                 weight(&n("ffn_up"), ff, embd).await?,
                 weight(&n("ffn_down"), embd, ff).await?,
             ]);
-            caches.push(KvCache { k: zeros(want_ctx * kv_dim)?, v: zeros(want_ctx * kv_dim)? });
+            caches.push(KvCache::new(want_ctx));
         }
         let norm = async |name: &str| -> Result<Vec<f32>> {
             let t = tensor(file, name)?;
@@ -258,16 +313,8 @@ impl CpuModel {
     /// every position (`all`, `[n, vocab]` row-major) or of the last one only.
     pub fn forward(&mut self, tokens: &[u32], pos: usize, all: bool) -> Result<Vec<f32>> {
         let vocab = self.cfg.n_vocab;
-        if tokens.is_empty() {
-            return Err(Error::empty_input());
-        }
-        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= vocab) {
-            return Err(Error::TokenOutOfVocab { id, vocab });
-        }
-        let end = pos.saturating_add(tokens.len());
-        if end > self.context {
-            return Err(Error::ContextOverflow { needed: end, capacity: self.context });
-        }
+        graph::check_pass(tokens, pos, vocab, self.context)?;
+        let end = pos + tokens.len();
         let mut out = Vec::with_capacity(if all { tokens.len() * vocab } else { vocab });
         let mut p = pos;
         let n_chunks = tokens.len().div_ceil(self.chunk);
@@ -289,13 +336,6 @@ impl CpuModel {
         crate::numerics::check_logits(&out, if all { pos } else { end - 1 }, vocab)?;
         Ok(out)
     }
-}
-
-fn zeros(n: usize) -> Result<Vec<f32>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| Error::OutOfMemory(format!("{} bytes of KV cache", n * 4)))?;
-    v.resize(n, 0.0);
-    Ok(v)
 }
 
 /// A small tensor (norms, rope factors) read whole and converted to f32.
@@ -446,9 +486,10 @@ impl Exec for CpuExec<'_> {
         rope(&mut self.q, c.n_head, hd, &self.rot);
         rope(&mut k, c.n_head_kv, hd, &self.rot);
         let cache = self.cache(layer)?;
+        cache.grow(pos + n, kv_dim)?;
         let at = pos * kv_dim..(pos + n) * kv_dim;
-        cache.k.get_mut(at.clone()).ok_or(Error::ContextOverflow { needed: pos + n, capacity: 0 })?.copy_from_slice(&k);
-        cache.v.get_mut(at).ok_or(Error::ContextOverflow { needed: pos + n, capacity: 0 })?.copy_from_slice(&v);
+        cache.k[at.clone()].copy_from_slice(&k);
+        cache.v[at].copy_from_slice(&v);
         Ok(())
     }
 

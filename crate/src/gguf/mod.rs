@@ -108,30 +108,38 @@ impl FileSource {
     /// Opens a regular file. A FIFO, socket, device or directory is an `Error::Io` before it
     /// is opened (opening a FIFO for reading blocks until someone writes to it).
     pub fn open(path: impl AsRef<std::path::Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let io = |e: std::io::Error| Error::Io(format!("{}: {e}", path.display()));
-        let not_regular = |m: &std::fs::Metadata| {
-            let ft = m.file_type();
-            let kind = if ft.is_dir() {
-                "a directory"
-            } else if is_fifo(&ft) {
-                "a FIFO (named pipe)"
-            } else {
-                "not a regular file"
-            };
-            Error::Io(format!("{}: {kind}; a model must be a regular file", path.display()))
-        };
-        let meta = std::fs::metadata(path).map_err(io)?;
-        if !meta.is_file() {
-            return Err(not_regular(&meta));
-        }
-        let file = std::fs::File::open(path).map_err(io)?;
-        let meta = file.metadata().map_err(io)?;
-        if !meta.is_file() {
-            return Err(not_regular(&meta)); // replaced between the check and the open
-        }
-        Ok(Self { file, len: meta.len() })
+        let (file, len) = open_regular_file(path.as_ref(), "a model")?;
+        Ok(Self { file, len })
     }
+}
+
+/// Opens `path` for reading if it is a regular file, and says what it is otherwise (a FIFO
+/// would block the open until a writer comes; a directory opens on Linux and fails later).
+/// `what` names the input in the error: "a model must be a regular file".
+#[cfg(not(target_arch = "wasm32"))]
+pub fn open_regular_file(path: &std::path::Path, what: &str) -> Result<(std::fs::File, u64)> {
+    let io = |e: std::io::Error| Error::Io(format!("{}: {e}", path.display()));
+    let not_regular = |m: &std::fs::Metadata| {
+        let ft = m.file_type();
+        let kind = if ft.is_dir() {
+            "a directory"
+        } else if is_fifo(&ft) {
+            "a FIFO (named pipe)"
+        } else {
+            "not a regular file"
+        };
+        Error::Io(format!("{}: {kind}; {what} must be a regular file", path.display()))
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(not_regular(&meta));
+    }
+    let file = std::fs::File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(not_regular(&meta)); // replaced between the check and the open
+    }
+    Ok((file, meta.len()))
 }
 
 #[cfg(all(unix, not(target_arch = "wasm32")))]
