@@ -144,6 +144,9 @@ class UrlSource {
     this.stream = null;
     this.streamLock = Promise.resolve();
     this.lru = new Map();
+    // Chunks fetched but not yet in the cache (writes are queued): a read that comes back to one
+    // after the LRU dropped it takes these bytes instead of the network.
+    this.unwritten = new Map();
     this.lastOffset = 0;
     this.completeAtOpen = false;
     this.opened = false;
@@ -356,6 +359,8 @@ class UrlSource {
 
   async loadChunk(i) {
     this.throwIfAborted();
+    const unwritten = this.unwritten.get(i);
+    if (unwritten) return unwritten;
     if (this.meta && this.meta.chunks[i] != null && this.entry) {
       const bytes = await this.readCached(i);
       if (bytes) {
@@ -412,6 +417,7 @@ class UrlSource {
     const meta = this.meta;
     const entry = this.entry;
     const sum = checksum(bytes);
+    this.unwritten.set(i, bytes);
     this.queueWrite(async () => {
       // Before the first chunk write: does the rest of the model fit at all?
       await (this.quotaCheck ??= this.checkQuota());
@@ -420,13 +426,13 @@ class UrlSource {
       meta.chunks[i] = sum;
       meta.lastUsed = Date.now();
       await entry.writeMeta(meta);
-    });
+    }).finally(() => this.unwritten.delete(i));
   }
 
   /** Cache writes run one at a time per cache entry (across sources of this realm). */
   queueWrite(fn, always = false) {
     this.pendingWrites++;
-    serial(this.key, async () => {
+    return serial(this.key, async () => {
       if (!always && !this.cacheOn) return;
       try {
         await fn();
