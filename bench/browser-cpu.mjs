@@ -1,6 +1,6 @@
 // Browser CPU benchmark, one headless chromium, one page setup (served from 127.0.0.1,
 // cross-origin isolated so that wasm threads / SharedArrayBuffer are allowed):
-//   ours: www/bench.html?backend=cpu  (wasm simd128 CPU backend)
+//   ours: www/bench.html?backend=cpu  (wasm simd128 CPU backend; threads > 1: row-shard workers)
 //   peer: bench/cpu/wllama.html      (wllama 3.8.1, llama.cpp's wasm CPU path, n_threads)
 // for each thread count, one after the other. Prints a markdown table and the JSON results.
 //   node bench/browser-cpu.mjs [--model URL] [--prompt 64] [--gen 32] [--threads 1,2]
@@ -46,10 +46,12 @@ try {
   await server.close?.();
 }
 const f = (x) => (typeof x === "number" && isFinite(x) ? x.toFixed(2) : "n/a");
-console.log("| threads asked | engine | threads used | prefill tok/s | decode tok/s | decode ours/peer |");
-console.log("|---:|---|---:|---:|---:|---:|");
+// sync µs: one matmul's round trip to the shard workers (an empty job), measured after the run
+console.log("| threads asked | engine | threads used | prefill tok/s | decode tok/s | decode ours/peer | sync µs |");
+console.log("|---:|---|---:|---:|---:|---:|---:|");
 for (const { threads, ours, peer } of rows) {
-  console.log(`| ${threads} | llama-webgpu cpu (${ours.adapter}) | ${ours.threads} | ${f(ours.prefill_tokens_per_s)} | ${f(ours.decode_tokens_per_s)} | ${f(ours.decode_tokens_per_s / peer.decode_tokens_per_s)} |`);
-  console.log(`| ${threads} | ${peer.engine} | ${peer.threads} | ${f(peer.prefill_tokens_per_s)} | ${f(peer.decode_tokens_per_s)} | 1.00 |`);
+  const sync = ours.shard_sync_us != null ? `${f(ours.shard_sync_us)} × ${ours.shard_syncs_per_token}/token` : "–";
+  console.log(`| ${threads} | llama-webgpu cpu (${ours.adapter}) | ${ours.threads} | ${f(ours.prefill_tokens_per_s)} | ${f(ours.decode_tokens_per_s)} | ${f(ours.decode_tokens_per_s / peer.decode_tokens_per_s)} | ${sync} |`);
+  console.log(`| ${threads} | ${peer.engine} | ${peer.threads} | ${f(peer.prefill_tokens_per_s)} | ${f(peer.decode_tokens_per_s)} | 1.00 | |`);
 }
 console.log(JSON.stringify(rows));

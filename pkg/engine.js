@@ -3,7 +3,8 @@
 // caller is plain data, so the same code serves both cases.
 import init, { loadEngine, testTrapAsync, testTrapSync, wasmMemoryBytes as wasmModuleMemoryBytes } from "./wasm/llama_webgpu.js";
 import { openSource } from "./loader.js";
-import { AbortError, DisposedError, EngineCrashedError, OutOfMemoryError, WebGPUUnavailableError, crashError, fromPlain, isTrap, toTyped } from "./errors.js";
+import { ShardPool, MAX_PARTS, shardsUnavailable } from "./shards.js";
+import { AbortError, DisposedError, EngineCrashedError, InvalidArgumentError, OutOfMemoryError, WebGPUUnavailableError, crashError, fromPlain, isTrap, toTyped } from "./errors.js";
 
 // A trap (panic, failed allocation) kills this realm's wasm instance for good. In a
 // synchronous call it throws a WebAssembly.RuntimeError; inside the async executor it surfaces
@@ -67,18 +68,39 @@ function sync(f) {
 /** Largest GGUF the CPU backend takes: wasm32's 4 GiB less room for the engine itself. */
 const CPU_MAX_MODEL_BYTES = 4 * 2 ** 30 - 256 * 2 ** 20;
 
+const WASM_URL = new URL("./wasm/llama_webgpu_bg.wasm", import.meta.url);
 let wasmReady = null;
 function initWasm() {
-  wasmReady ??= init({ module_or_path: new URL("./wasm/llama_webgpu_bg.wasm", import.meta.url) }).catch((e) => {
+  wasmReady ??= init({ module_or_path: WASM_URL }).catch((e) => {
     wasmReady = null;
     throw e;
   });
   return wasmReady;
 }
 
-/** Linear memory of the wasm instance in this realm (0 before it is instantiated). */
+/** The compiled module again, for shard workers to instantiate (compiled once, posted to each). */
+let shardModule = null;
+function compiledModule() {
+  shardModule ??= (async () => {
+    const res = await fetch(WASM_URL);
+    if (!res.ok) throw new Error(`failed to fetch the engine's wasm: HTTP ${res.status}`);
+    if (res.headers.get("Content-Type") === "application/wasm") return WebAssembly.compileStreaming(res);
+    return WebAssembly.compile(await res.arrayBuffer());
+  })().catch((e) => {
+    shardModule = null;
+    throw e;
+  });
+  return shardModule;
+}
+
+/** Shard pools of the models loaded here (their workers' memory counts as this engine's). */
+const livePools = new Set();
+
+/** Linear memory of the wasm instance in this realm (0 before it is instantiated), and of its shard workers. */
 export function wasmMemoryBytes() {
-  return wasmReady ? wasmModuleMemoryBytes() : 0;
+  let n = wasmReady ? wasmModuleMemoryBytes() : 0;
+  for (const p of livePools) n += p.memoryBytes;
+  return n;
 }
 
 export async function checkWebGPU() {
@@ -115,6 +137,10 @@ export class EngineHost {
     }
     const signal = opts.signal;
     const backend = opts.backend ?? "auto";
+    const threads = opts.threads ?? 1;
+    if (!Number.isInteger(threads) || threads < 1 || threads > MAX_PARTS) {
+      throw new InvalidArgumentError(`threads must be an integer from 1 to ${MAX_PARTS}, got ${JSON.stringify(threads)}`);
+    }
     // "auto" looks at the adapter (none, or a software one: the CPU backend is faster there)
     const adapter =
       backend === "cpu" || (backend === "auto" && opts.noWebGPU) ? null
@@ -150,13 +176,27 @@ export class EngineHost {
         throw e;
       }
     };
+    // threads > 1 on the CPU: row shards in workers of their own (shards.js), where possible
+    let shards = null;
+    let threadsReason = onCpu ? (threads > 1 ? "" : "1 thread asked") : "WebGPU";
+    const unavailable = onCpu && threads > 1 ? shardsUnavailable() : null;
+    if (unavailable) threadsReason = `${threads} threads asked, 1 used: ${unavailable}`;
     let engine;
     try {
+      if (onCpu && threads > 1 && !unavailable) {
+        shards = await ShardPool.start(threads, await compiledModule());
+        livePools.add(shards);
+        threadsReason = `${threads} threads: the engine and ${threads - 1} shard worker(s) over a SharedArrayBuffer`;
+      }
       const progress = (phase, loaded, total) => emit({ phase, loaded, total });
-      engine = await guarded(sync(() => loadEngine(src.size, read, { contextLength: opts.contextLength, precision: opts.precision, chunkBytes, maxBindingSize: opts.maxBindingSize, cpuAdapter: !!adapter?.fallback, backend, webgpuAdapter: adapter?.name }, progress)));
+      engine = await guarded(sync(() => loadEngine(src.size, read, { contextLength: opts.contextLength, precision: opts.precision, chunkBytes, maxBindingSize: opts.maxBindingSize, cpuAdapter: !!adapter?.fallback, backend, webgpuAdapter: adapter?.name }, progress, shards)));
+      await shards?.whenReady();
     } catch (e) {
+      shards?.dispose();
+      livePools.delete(shards);
+      engine?.free();
       if (dead) throw dead;
-      throw toTyped(sourceError ?? fromPlain(e));
+      throw toTyped(sourceError ?? shards?.error ?? fromPlain(e));
     } finally {
       await src.close?.().catch(() => {});
     }
@@ -164,17 +204,19 @@ export class EngineHost {
     const engineInfo = sync(() => engine.info());
     const info = {
       ...engineInfo,
+      threadsReason,
       adapter: engineInfo.backend === "webgpu" && adapter ? adapter.name : engineInfo.adapter,
       fromCache: !!src.fromCache,
       source: src.url ?? src.name ?? null,
       // the model loaded, but could not be cached (quota, storage disabled): why
       cacheError: src.cacheError ? toTyped(src.cacheError).toPlain() : null,
     };
-    return new EngineHost(engine, info, opts);
+    return new EngineHost(engine, info, opts, shards);
   }
 
-  constructor(engine, info, opts) {
+  constructor(engine, info, opts, shards = null) {
     this.engine = engine;
+    this.shards = shards;
     this.info = info;
     this.contextPolicy = opts.contextPolicy ?? "error";
   }
@@ -209,7 +251,13 @@ export class EngineHost {
     sync(() => this.#e.reset());
   }
   async bench(promptTokens, genTokens) {
-    return await guarded(sync(() => this.#e.bench(promptTokens, genTokens)));
+    const r = await guarded(sync(() => this.#e.bench(promptTokens, genTokens)));
+    if (this.shards && !this.shards.error) {
+      // what one matmul's synchronisation costs, and how many a decoded token has
+      r.shard_sync_us = this.shards.barrierUs(500);
+      r.shard_syncs_per_token = 4 * this.info.layers + 1;
+    }
+    return r;
   }
   benchGrammar(schema, steps) {
     return this.engine.benchGrammar(schema, steps);
@@ -219,6 +267,10 @@ export class EngineHost {
   }
   /** Test hook: a deliberate trap, "panic" or "oom", in a sync call or inside the executor. */
   async _crashEngine(kind = "panic", where = "async") {
+    if (where === "shard") {
+      if (!this.shards) throw new InvalidArgumentError("no CPU shard workers to crash (threads: 1)");
+      return this.shards.crashNext(1);
+    }
     if (where === "sync") return sync(() => testTrapSync(kind));
     return await guarded(sync(() => testTrapAsync(kind)));
   }
@@ -254,6 +306,9 @@ export class EngineHost {
     // a dead instance is not called again; its memory goes with the worker or the page
     if (!dead) this.engine?.free();
     this.engine = null;
+    this.shards?.dispose();
+    livePools.delete(this.shards);
+    this.shards = null;
   }
 }
 

@@ -28,6 +28,12 @@ export interface LoadOptions {
   maxBindingSize?: number;
   /** Where the model runs. "auto" takes the CPU (wasm SIMD) when there is no WebGPU or the adapter is a fallback/software one. Default "auto". */
   backend?: "auto" | "webgpu" | "cpu";
+  /**
+   * CPU backend threads: more than 1 starts that many − 1 extra workers, each holding a part of
+   * every weight matrix's rows. Needs a cross-origin isolated page (COOP/COEP headers) and the
+   * engine in a worker; otherwise 1 thread is used and `info.threadsReason` says why. Default 1.
+   */
+  threads?: number;
 }
 
 export interface ModelInfo {
@@ -45,6 +51,8 @@ export interface ModelInfo {
   backendReason: string;
   /** CPU backend threads (0 on WebGPU). */
   threads: number;
+  /** How the thread count came about (e.g. why 1 was used when more were asked). */
+  threadsReason: string;
   features: { shaderF16: boolean; subgroups: boolean };
   /** Whether the f16 path runs. */
   f16: boolean;
@@ -247,6 +255,9 @@ export interface BenchResult {
   decode_bytes_per_s: number;
   dispatches_per_token: number;
   gpu_memory_bytes: number;
+  /** CPU backend with threads > 1: µs per synchronisation with the shard workers (an empty job's round trip), and how many a decoded token has. */
+  shard_sync_us?: number;
+  shard_syncs_per_token?: number;
 }
 
 export function loadModel(source: ModelSource, options?: LoadOptions): Promise<Model>;

@@ -20,6 +20,8 @@ async function main() {
     precision: q.get("precision") || "auto",
     // ?backend=cpu|webgpu (default auto: the CPU on a software adapter such as SwiftShader)
     backend: q.get("backend") || "auto",
+    // ?threads=N: CPU backend threads (more than 1 needs a cross-origin isolated page)
+    threads: Number(q.get("threads") || 1),
     contextLength: promptTokens + genTokens + 8,
     onProgress: (p) => {
       peakWasm = Math.max(peakWasm, wasmMemoryBytes());
@@ -41,6 +43,7 @@ async function main() {
     adapter: model.info.adapter,
     backend: model.info.backend,
     backend_reason: model.info.backendReason,
+    threads_reason: model.info.threadsReason,
     roofline_tokens_per_s: roofline,
     fraction_of_roofline: roofline ? r.decode_tokens_per_s / roofline : null,
   };
@@ -54,6 +57,7 @@ async function main() {
     `decode ${genTokens} tokens: ${r.decode_tokens_per_s.toFixed(2)} tokens/s, ${mb(r.weight_bytes_per_token)} MB weights read per token ` +
     `(${(r.decode_bytes_per_s / 1e9).toFixed(2)} GB/s), ${r.dispatches_per_token} dispatches per token\n` +
     (roofline ? `bandwidth roofline ${roofline.toFixed(1)} tokens/s: decode at ${(100 * result.fraction_of_roofline).toFixed(1)}% of it\n` : "") +
+    (r.shard_sync_us != null ? `${result.threads_reason}; ${r.shard_sync_us.toFixed(1)} µs per synchronisation, ${r.shard_syncs_per_token} per token\n` : "") +
     `GPU memory ${mb(r.gpu_memory_bytes)} MB, peak wasm memory ${mb(result.peak_wasm_memory_bytes)} MB\n\n` +
     JSON.stringify(result, null, 1);
   window.benchResult = result;

@@ -72,6 +72,10 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    /// A worker holding part of the model (a CPU row shard) failed or stopped answering.
+    #[error("a CPU backend worker failed: {0}; load the model again")]
+    Worker(String),
+
     /// Logits came back NaN or infinite: sampling from them would be garbage.
     #[error(
         "numerical error: the logits at position {position} contain {what} (first at vocabulary index {index}); \

@@ -7,6 +7,7 @@
 
 use crate::backend::{self, Backend, Choice, Forward, Model};
 use crate::chat::{ChatFormat, ChatOptions, ChatTemplate, Message};
+use crate::cpu::shards::{Link, Shard};
 use crate::cpu::CpuOptions;
 use crate::error::{Error, Result};
 use crate::gguf::{needs_more, AsyncByteSource, GgufFile, PrefixSource, Value};
@@ -43,6 +44,7 @@ fn code(e: &Error) -> &'static str {
         Error::Device(_) => "gpu",
         Error::Io(_) | Error::RefusedOutput { .. } => "io",
         Error::NonFiniteLogits { .. } | Error::NonFiniteWeight { .. } => "numerical",
+        Error::Worker(_) => "engine_crashed",
     }
 }
 
@@ -118,6 +120,90 @@ async fn read_header(src: &JsSource) -> Result<GgufFile> {
             Err(e) if needs_more(&e, want, src.size) => want = (want * 4).min(src.size),
             r => return r,
         }
+    }
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// `pkg/shards.js`'s `ShardPool`: the engine's end of the CPU shard workers (see
+    /// [`crate::cpu::shards`]). Its methods throw `Error`s, which become [`Error::Worker`].
+    pub type JsShardPool;
+    #[wasm_bindgen(method, getter)]
+    fn parts(this: &JsShardPool) -> u32;
+    #[wasm_bindgen(method, catch, js_name = load)]
+    fn load_part(
+        this: &JsShardPool,
+        part: u32,
+        id: u32,
+        ty: u32,
+        rows: u32,
+        cols: u32,
+        bytes: &[u8],
+    ) -> Result<(), JsValue>;
+    #[wasm_bindgen(method, catch)]
+    fn ready(this: &JsShardPool, max_in: u32, max_out: u32) -> Result<(), JsValue>;
+    #[wasm_bindgen(method, catch)]
+    fn start(this: &JsShardPool, job: &[u32], x: &[f32]) -> Result<(), JsValue>;
+    #[wasm_bindgen(method, catch)]
+    fn finish(this: &JsShardPool, out: &mut [f32]) -> Result<(), JsValue>;
+}
+
+struct JsLink(JsShardPool);
+
+fn worker_error(e: JsValue) -> Error {
+    Error::Worker(js_message(&e))
+}
+
+fn u32_of(n: usize) -> Result<u32> {
+    u32::try_from(n).map_err(|_| Error::OutOfMemory(format!("{n} values for a shard worker")))
+}
+
+impl Link for JsLink {
+    fn parts(&self) -> usize {
+        self.0.parts() as usize
+    }
+    fn load(&self, p: usize, id: u32, ty: crate::gguf::GgmlType, rows: usize, cols: usize, bytes: &[u8]) -> Result<()> {
+        self.0.load_part(u32_of(p)?, id, ty.id(), u32_of(rows)?, u32_of(cols)?, bytes).map_err(worker_error)
+    }
+    fn ready(&self, max_in: usize, max_out: usize) -> Result<()> {
+        self.0.ready(u32_of(max_in)?, u32_of(max_out)?).map_err(worker_error)
+    }
+    fn start(&self, job: &[u32], x: &[f32]) -> Result<()> {
+        self.0.start(job, x).map_err(worker_error)
+    }
+    fn finish(&self, out: &mut [f32]) -> Result<()> {
+        self.0.finish(out).map_err(worker_error)
+    }
+}
+
+/// One CPU row shard: this instance's part of every weight matrix (`pkg/shard.js` runs it
+/// in a worker of its own, beside the engine's).
+#[wasm_bindgen]
+pub struct ShardEngine(Shard);
+
+#[wasm_bindgen]
+impl ShardEngine {
+    /// Shard `part` (1..parts) of `parts`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(part: usize, parts: usize) -> std::result::Result<ShardEngine, JsValue> {
+        Shard::new(part, parts).map(ShardEngine).map_err(to_js)
+    }
+
+    /// This shard's rows of weight `id` (GGUF type id `ty`, `rows` × `cols` in all).
+    pub fn add(
+        &mut self,
+        id: u32,
+        ty: u32,
+        rows: usize,
+        cols: usize,
+        bytes: Vec<u8>,
+    ) -> std::result::Result<(), JsValue> {
+        self.0.add(id, ty, rows, cols, bytes).map_err(to_js)
+    }
+
+    /// A job `[n_tokens, weight ids…]` on input `x` → this shard's rows of each product.
+    pub fn run(&self, job: &[u32], x: &[f32]) -> std::result::Result<Vec<f32>, JsValue> {
+        self.0.run(job, x).map_err(to_js)
     }
 }
 
@@ -263,9 +349,10 @@ fn busy() -> JsValue {
 }
 
 /// Loads a GGUF of `size` bytes read through `read(offset, length) → Promise<Uint8Array>`;
-/// `progress(phase, loaded, total)` sees "upload" (bytes) then "compile".
+/// `progress(phase, loaded, total)` sees "upload" (bytes) then "compile". `shards`: a
+/// `ShardPool` (the CPU backend's other threads) or null.
 #[wasm_bindgen(js_name = loadEngine)]
-pub fn load_engine(size: f64, read: Function, options: JsValue, progress: Function) -> Promise {
+pub fn load_engine(size: f64, read: Function, options: JsValue, progress: Function, shards: JsValue) -> Promise {
     future_to_promise(async move {
         let o: JsLoadOptions = de(options)?;
         let precision = match o.precision.as_deref() {
@@ -294,7 +381,9 @@ pub fn load_engine(size: f64, read: Function, options: JsValue, progress: Functi
         let choice: Choice = backend::choose(asked, probe.as_ref());
         let src = JsSource { size: size as u64, read };
         let file = read_header(&src).await.map_err(to_js)?;
-        let cpu = CpuOptions { context: o.context_length, ..Default::default() };
+        let link = (!shards.is_null() && !shards.is_undefined())
+            .then(|| std::rc::Rc::new(JsLink(shards.unchecked_into())) as std::rc::Rc<dyn Link>);
+        let cpu = CpuOptions { context: o.context_length, link, ..Default::default() };
         if choice.backend == "cpu" {
             // before any weight is fetched
             crate::cpu::check_fits(&file, &cpu, crate::cpu::WASM32_MEMORY).map_err(to_js)?;

@@ -1,7 +1,9 @@
 // The CPU backend in the browser (wasm simd128): every fixture type's logits against
 // transformers within 1e-5 of the reference std (prefill), greedy tokens through the KV cache
 // equal to transformers' generate, info reporting the backend, and `auto` on this headless chromium's SwiftShader
-// (a fallback adapter) picking the CPU.
+// (a fallback adapter) picking the CPU. Threads (row shards in workers over a SharedArrayBuffer)
+// on a second, cross-origin isolated origin: logits bit-identical to 1 thread, a trapping shard a
+// typed error, dispose() ending the shard workers; without isolation 1 thread, and why.
 //   node --test tests/browser/cpu.test.mjs
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -17,7 +19,7 @@ const tiny = JSON.parse(readFileSync(join(FIX, "tiny.json"), "utf8"));
 const TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q4_k_m", "q5_k_m", "q6_k"];
 const TOL = 1e-5;
 
-let browser, page, server;
+let browser, page, server, isoServer, isoPage;
 
 function readNpy(path) {
   const b = readFileSync(path);
@@ -41,12 +43,17 @@ before(async () => {
   browser = await launch();
   page = await browser.page();
   await page.goto(`${server.origin}/tests/browser/page.html`);
+  // the same files with COOP/COEP: SharedArrayBuffer and Atomics.wait in the workers
+  isoServer = await startServer({ root: ROOT, headers: { "Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp" } });
+  isoPage = await browser.context.newPage();
+  await isoPage.goto(`${isoServer.origin}/tests/browser/page.html`);
 });
 
 after(async () => {
   if (process.exitCode && browser) console.log(browser.logs.slice(-40).join("\n"));
   await browser?.close();
   await server?.close();
+  await isoServer?.close();
 });
 
 test("CPU backend in wasm: logits of every fixture type match transformers within 1e-5 of std", { timeout: 600_000 }, async () => {
@@ -119,4 +126,141 @@ test("auto on a fallback adapter (SwiftShader here) or with no WebGPU picks the 
   assert.equal(r.info.backend, "cpu");
   assert.match(r.info.reason, /fallback \(software\) adapter|no WebGPU adapter/);
   assert.deepEqual(r.bench, { backend: "cpu", threads: 1 });
+});
+
+/** Web Locks the shard workers hold (one per live worker). */
+const shardLocks = async () => (await navigator.locks.query()).held.filter((l) => l.name.startsWith("llama-webgpu-shard-")).length;
+
+test("threads: 2 on a cross-origin isolated page: logits and greedy tokens bit-identical to 1 thread", { timeout: 600_000 }, async () => {
+  assert.equal(await isoPage.evaluate(() => crossOriginIsolated), true);
+  const r = await isoPage.evaluate(async ({ types, tokens, prompt, locksSrc }) => {
+    const shardLocks = eval(locksSrc);
+    const lib = await import("/pkg/index.js");
+    const out = {};
+    for (const t of types) {
+      const run = async (threads) => {
+        const m = await lib.loadModel(`/tests/fixtures/tiny-${t}.gguf`, { backend: "cpu", cache: false, contextLength: 64, threads });
+        const logits = Array.from(new Uint32Array((await m.logits(tokens)).buffer));
+        const toks = [];
+        for await (const c of m.generate(prompt, { maxTokens: 8, temperature: 0 })) if (c.token != null) toks.push(c.token);
+        const locks = await shardLocks();
+        const info = { threads: m.info.threads, reason: m.info.threadsReason, adapter: m.info.adapter };
+        await m.dispose();
+        return { logits, toks, locks, info };
+      };
+      const one = await run(1);
+      const two = await run(2);
+      const three = await run(3);
+      // the workers release their locks as they end
+      let after = await shardLocks();
+      for (let i = 0; after > 0 && i < 50; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        after = await shardLocks();
+      }
+      out[t] = { one, two, three, after };
+    }
+    return out;
+  }, { types: ["q4_1", "q8_0", "q4_k_m"], tokens: tiny.tokens, prompt: tiny.greedy_prompt, locksSrc: shardLocks.toString() });
+  for (const [t, { one, two, three, after }] of Object.entries(r)) {
+    assert.equal(one.info.threads, 1);
+    assert.equal(one.locks, 0, `${t}: 1 thread starts no shard worker`);
+    for (const [n, m] of [[2, two], [3, three]]) {
+      assert.equal(m.info.threads, n, `${t}: ${m.info.reason}`);
+      assert.match(m.info.reason, new RegExp(`${n - 1} shard worker`));
+      assert.match(m.info.adapter, new RegExp(`CPU, ${n} thread\\(s\\)`));
+      assert.equal(m.locks, n - 1, `${t}: ${n - 1} shard workers while loaded`);
+      assert.equal(m.logits.length, one.logits.length);
+      const diff = m.logits.findIndex((b, i) => b !== one.logits[i]);
+      assert.equal(diff, -1, `${t}, ${n} threads: logit ${diff} differs from 1 thread`);
+      assert.ok(m.toks.length > 0);
+      assert.deepEqual(m.toks, one.toks, `${t}, ${n} threads: greedy tokens differ`);
+    }
+    assert.equal(after, 0, `${t}: dispose() ends the shard workers`);
+  }
+});
+
+test("threads: 2 without cross-origin isolation (or on the page's thread) runs 1 thread and says why", async () => {
+  const r = await page.evaluate(async () => {
+    const lib = await import("/pkg/index.js");
+    const m = await lib.loadModel("/tests/fixtures/tiny-q8_0.gguf", { backend: "cpu", cache: false, threads: 2 });
+    const b = await m.bench({ promptTokens: 4, genTokens: 2 });
+    const out = { isolated: crossOriginIsolated, threads: m.info.threads, reason: m.info.threadsReason, bench: b.threads };
+    await m.dispose();
+    return out;
+  });
+  assert.deepEqual({ ...r, reason: undefined }, { isolated: false, threads: 1, reason: undefined, bench: 1 });
+  assert.match(r.reason, /2 threads asked, 1 used: the page is not cross-origin isolated/);
+  const local = await isoPage.evaluate(async () => {
+    const lib = await import("/pkg/index.js");
+    const m = await lib.loadModel("/tests/fixtures/tiny-q8_0.gguf", { backend: "cpu", cache: false, threads: 2, useWorker: false });
+    const out = { threads: m.info.threads, reason: m.info.threadsReason };
+    await m.dispose();
+    return out;
+  });
+  assert.equal(local.threads, 1);
+  assert.match(local.reason, /page's thread/);
+  const bad = await page.evaluate(async () => {
+    const lib = await import("/pkg/index.js");
+    return lib.loadModel("/tests/fixtures/tiny-q8_0.gguf", { backend: "cpu", cache: false, threads: 0 }).then(() => "loaded", (e) => `${e.name}: ${e.message}`);
+  });
+  assert.match(bad, /^InvalidArgumentError: threads must be an integer/);
+});
+
+test("a shard worker that traps rejects the call with EngineCrashedError (no hang), and dispose() ends the workers", { timeout: 120_000 }, async () => {
+  const r = await isoPage.evaluate(async ({ tokens, locksSrc }) => {
+    const shardLocks = eval(locksSrc);
+    const lib = await import("/pkg/index.js");
+    const m = await lib.loadModel("/tests/fixtures/tiny-q4_1.gguf", { backend: "cpu", cache: false, contextLength: 64, threads: 2 });
+    const ok = (await m.logits(tokens)).length;
+    await m._crashEngine("panic", "shard");
+    const err = (p) => p.then(() => null, (e) => ({ name: e.name, code: e.code, message: e.message }));
+    const first = await err(m.logits(tokens));
+    const second = await err(m.logits(tokens));
+    const locks = await shardLocks();
+    await m.dispose();
+    let after = await shardLocks();
+    for (let i = 0; after > 0 && i < 50; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      after = await shardLocks();
+    }
+    return { ok, first, second, locks, after };
+  }, { tokens: tiny.tokens, locksSrc: shardLocks.toString() });
+  assert.ok(r.ok > 0);
+  assert.equal(r.first?.name, "EngineCrashedError", JSON.stringify(r.first));
+  assert.match(r.first.message, /shard worker 1: WebAssembly trap/);
+  assert.equal(r.second?.name, "EngineCrashedError", "a failed shard fails every later call");
+  assert.equal(r.locks, 1);
+  assert.equal(r.after, 0);
+});
+
+test("a load that fails after the shard workers started (server gone) rejects with a typed error and ends them", { timeout: 120_000 }, async () => {
+  const path = "/tests/fixtures/tiny-q4_1.gguf";
+  const srv = await startServer({ root: ROOT, headers: { "Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp" } });
+  const p = await browser.context.newPage();
+  try {
+    await p.goto(`${srv.origin}/tests/browser/page.html`);
+    await p.evaluate(() => import("/pkg/index.js"));
+    // the header chunk and the next arrive, then the server dies mid-weights
+    srv.failAfterBytes(path, 150_000);
+    const r = await p.evaluate(async ({ path, locksSrc }) => {
+      const shardLocks = eval(locksSrc);
+      const lib = await import("/pkg/index.js");
+      const error = await lib.loadModel(path, { backend: "cpu", cache: false, threads: 2, chunkBytes: 64 << 10 }).then(
+        () => null,
+        (e) => ({ name: e.name, message: e.message }),
+      );
+      let after = await shardLocks();
+      for (let i = 0; after > 0 && i < 50; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        after = await shardLocks();
+      }
+      return { error, after };
+    }, { path, locksSrc: shardLocks.toString() });
+    assert.equal(r.error?.name, "NetworkError", JSON.stringify(r.error));
+    assert.ok(srv.stats.bytes[path] >= 150_000, "the load got past the header");
+    assert.equal(r.after, 0, "no shard worker outlives the failed load");
+  } finally {
+    await p.close();
+    await srv.close();
+  }
 });

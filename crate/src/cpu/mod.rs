@@ -7,9 +7,11 @@
 //! straight from the blocks with SIMD ([`dot`]) and f32 accumulation, the values exactly those
 //! of [`crate::quant`]'s decode; rows are split over threads ([`pool`]). Prefill decodes each
 //! weight row once (with `quant::dequantize_row`) and reuses it for every token of the chunk.
+//! Where threads cannot share memory (the browser), rows are split over [`shards`] instead.
 
 pub mod dot;
 pub mod pool;
+pub mod shards;
 
 use crate::error::{Error, Result};
 use crate::gguf::{AsyncByteSource, GgmlType, GgufFile, LlamaConfig, TensorInfo};
@@ -18,37 +20,58 @@ use crate::kernels::reference;
 use crate::model::{Phase, Progress};
 use dot::Simd;
 use pool::Pool;
+use shards::{Out, Shards};
+use std::ops::Range;
 
 /// Options of the CPU backend.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CpuOptions {
     /// KV cache capacity in tokens; default: the model's, capped at [`crate::plan::DEFAULT_MAX_CONTEXT`].
     pub context: Option<usize>,
-    /// Worker threads; 0 = all cores (always 1 in wasm).
+    /// Worker threads; 0 = all cores (always 1 in wasm, where `link` adds shards instead).
     pub threads: usize,
     /// Tokens per prefill pass (bounds the activations).
     pub prefill_chunk: usize,
     /// Host bytes read per fetch while loading.
     pub chunk_bytes: u64,
+    /// Row shards in other workers (the browser's threads), for one model.
+    pub link: Option<std::rc::Rc<dyn shards::Link>>,
 }
 
 impl Default for CpuOptions {
     fn default() -> Self {
-        CpuOptions { context: None, threads: 0, prefill_chunk: 64, chunk_bytes: 8 << 20 }
+        CpuOptions { context: None, threads: 0, prefill_chunk: 64, chunk_bytes: 8 << 20, link: None }
     }
 }
 
-/// A weight matrix as its GGUF blocks, `rows` rows of `cols` values.
+impl std::fmt::Debug for CpuOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CpuOptions")
+            .field("context", &self.context)
+            .field("threads", &self.threads)
+            .field("prefill_chunk", &self.prefill_chunk)
+            .field("chunk_bytes", &self.chunk_bytes)
+            .field("link", &self.link.is_some())
+            .finish()
+    }
+}
+
+/// A weight matrix as its GGUF blocks, `rows` rows of `cols` values, of which `data` holds
+/// rows `first..` (all of them, unless the rest live in [`shards`]).
 pub struct CpuWeight {
     pub ty: GgmlType,
     pub rows: usize,
     pub cols: usize,
     row_bytes: usize,
     data: Vec<u8>,
+    first: usize,
+    /// The shards' name for it.
+    id: u32,
 }
 
 impl CpuWeight {
     fn row(&self, r: usize) -> Option<&[u8]> {
+        let r = r.checked_sub(self.first)?;
         self.data.get(r * self.row_bytes..(r + 1) * self.row_bytes)
     }
 }
@@ -110,6 +133,7 @@ pub struct CpuModel {
     pub tensor_types: Vec<(String, usize)>,
     pub simd: Simd,
     pool: Pool,
+    shards: Option<Shards>,
     w: Weights,
     inv_freq: Vec<f32>,
     caches: Vec<KvCache>,
@@ -203,6 +227,7 @@ impl CpuModel {
             Ok(data)
         };
         let (embd, q_dim, kv_dim) = (cfg.n_embd, cfg.n_head * cfg.head_dim, cfg.n_head_kv * cfg.head_dim);
+        let mut shards = opts.link.clone().map(Shards::new);
         let mut weight = async |name: &str, rows: usize, cols: usize| -> Result<CpuWeight> {
             let t = tensor(file, name)?;
             if t.dims.len() != 2 || t.cols() != cols as u64 || t.rows() != rows as u64 {
@@ -221,7 +246,14 @@ impl CpuModel {
                 expected: vec![],
             })? as usize;
             *types.entry(t.ty.name().to_string()).or_default() += 1;
-            Ok(CpuWeight { ty: t.ty, rows, cols, row_bytes, data: read(t).await? })
+            let mut w = CpuWeight { ty: t.ty, rows, cols, row_bytes, data: read(t).await?, first: 0, id: 0 };
+            // the embedding lookup reads any row: the engine keeps all of token_embd, and the
+            // shards get theirs only when it is the output layer too
+            let embd = name == "token_embd.weight";
+            if let Some(s) = shards.as_mut().filter(|_| !embd || cfg.tied_embeddings) {
+                s.distribute(&mut w, embd)?;
+            }
+            Ok(w)
         };
         let tok_embd = weight("token_embd.weight", cfg.n_vocab, embd).await?;
         let output = if cfg.tied_embeddings { None } else { Some(weight("output.weight", cfg.n_vocab, embd).await?) };
@@ -271,16 +303,23 @@ impl CpuModel {
         };
         let inv_freq = reference::rope_inv_freq(cfg.head_dim, cfg.rope_base, rope_freqs.as_deref());
         let weight_bytes = file.tensors.iter().map(|t| t.n_bytes).sum();
+        let chunk = opts.prefill_chunk.max(1);
+        if let Some(s) = shards.as_mut() {
+            let widest = embd.max(q_dim).max(cfg.n_ff);
+            let group = (q_dim + 2 * kv_dim).max(2 * cfg.n_ff).max(cfg.n_vocab).max(embd);
+            s.ready(chunk, widest, group)?;
+        }
         progress(Progress { phase: Phase::Compile, loaded: total, total });
         Ok(CpuModel {
             kv_bytes: (2 * cfg.n_layer * want_ctx * kv_dim * 4) as u64,
             context: want_ctx,
-            chunk: opts.prefill_chunk.max(1),
+            chunk,
             cfg,
             weight_bytes,
             tensor_types: types.into_iter().collect(),
             simd: Simd::detect(),
-            pool: Pool::new(opts.threads),
+            pool: Pool::new(if shards.is_some() { 1 } else { opts.threads }),
+            shards,
             w: graph::Weights { tok_embd, layers, output_norm, output },
             inv_freq,
             caches,
@@ -297,13 +336,22 @@ impl CpuModel {
         pollster::block_on(Self::load(src, file, opts, progress))
     }
 
+    /// Threads computing rows: the pool's, or the engine and its shards.
     pub fn threads(&self) -> usize {
-        self.pool.threads()
+        self.shards.as_ref().map_or(self.pool.threads(), Shards::parts)
+    }
+
+    /// Weight bytes this instance holds (less than the file's with shards).
+    pub fn held_weight_bytes(&self) -> u64 {
+        let w = |w: &CpuWeight| w.data.len() as u64;
+        let layers: u64 =
+            self.w.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]).map(w).sum();
+        w(&self.w.tok_embd) + self.w.output.as_ref().map_or(0, w) + layers
     }
 
     /// Weight bytes read per decoded token (every matrix once; embedding: one row).
     pub fn weight_bytes_per_token(&self) -> u64 {
-        let w = |w: &CpuWeight| w.data.len() as u64;
+        let w = |w: &CpuWeight| (w.rows * w.row_bytes) as u64;
         let layers: u64 =
             self.w.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]).map(w).sum();
         self.w.tok_embd.row_bytes as u64 + w(self.w.output()) + layers
@@ -321,6 +369,7 @@ impl CpuModel {
         for (i, ids) in tokens.chunks(self.chunk).enumerate() {
             let last = i + 1 == n_chunks;
             let mut e = CpuExec::new(&self.cfg, self.simd, &self.pool, &mut self.caches, &self.inv_freq, ids, p);
+            e.shards = self.shards.as_ref();
             // logits: every position, the last chunk's last one, or none (earlier chunks)
             e.logits_rows = if all {
                 Some(ids.len())
@@ -384,6 +433,7 @@ pub struct CpuExec<'a> {
     cfg: &'a LlamaConfig,
     simd: Simd,
     pool: &'a Pool,
+    shards: Option<&'a Shards>,
     caches: &'a mut [KvCache],
     ids: &'a [u32],
     pos: usize,
@@ -423,6 +473,7 @@ impl<'a> CpuExec<'a> {
             cfg,
             simd,
             pool,
+            shards: None,
             caches,
             ids,
             pos,
@@ -437,6 +488,10 @@ impl<'a> CpuExec<'a> {
             logits_rows: None,
             logits: Vec::new(),
         }
+    }
+
+    fn ops(&self) -> Ops<'a> {
+        Ops { simd: self.simd, pool: self.pool, shards: self.shards }
     }
 
     fn cache(&mut self, layer: usize) -> Result<&mut KvCache> {
@@ -460,14 +515,13 @@ impl Exec for CpuExec<'_> {
     fn qkv(&mut self, norm: &Vec<f32>, wq: &CpuWeight, wk: &CpuWeight, wv: &CpuWeight) -> Result<()> {
         rmsnorm(&self.x, norm, self.cfg.rms_eps, &mut self.h);
         let n = self.ids.len();
-        let width = wq.rows + wk.rows + wv.rows;
-        let ops = Ops { simd: self.simd, pool: self.pool };
-        let mut off = 0;
-        for w in [wq, wk, wv] {
-            ops.matmul(w, &self.h, n, &mut self.qkv, width, off, false);
-            off += w.rows;
-        }
-        Ok(())
+        let stride = wq.rows + wk.rows + wv.rows;
+        let outs = [
+            Out { w: wq, dst: 0, stride, off: 0 },
+            Out { w: wk, dst: 0, stride, off: wq.rows },
+            Out { w: wv, dst: 0, stride, off: wq.rows + wk.rows },
+        ];
+        self.ops().group(&self.h, n, &mut [&mut self.qkv], &outs, false)
     }
 
     fn rope_store(&mut self, layer: usize) -> Result<()> {
@@ -495,7 +549,7 @@ impl Exec for CpuExec<'_> {
 
     fn attention(&mut self, layer: usize) -> Result<()> {
         let (pos, n) = (self.pos, self.ids.len());
-        let ops = Ops { simd: self.simd, pool: self.pool };
+        let ops = self.ops();
         let c = self.cfg;
         let cache = self.caches.get(layer).ok_or_else(|| Error::InvalidArgument(format!("no layer {layer}")))?;
         ops.attention(c, &self.q, &cache.k, &cache.v, pos, n, &mut self.att);
@@ -510,17 +564,15 @@ impl Exec for CpuExec<'_> {
             Act::Qkv => &self.qkv,
             Act::X => return Err(Error::InvalidArgument("X += W·X is not an op of the graph".into())),
         };
-        let ops = Ops { simd: self.simd, pool: self.pool };
-        ops.matmul(w, input, self.ids.len(), &mut self.x, w.rows, 0, true);
-        Ok(())
+        let out = Out { w, dst: 0, stride: w.rows, off: 0 };
+        self.ops().group(input, self.ids.len(), &mut [&mut self.x], &[out], true)
     }
 
     fn ffn_gate_up_silu(&mut self, norm: &Vec<f32>, gate: &CpuWeight, up: &CpuWeight) -> Result<()> {
         rmsnorm(&self.x, norm, self.cfg.rms_eps, &mut self.h);
         let n = self.ids.len();
-        let ops = Ops { simd: self.simd, pool: self.pool };
-        ops.matmul(gate, &self.h, n, &mut self.ffn, gate.rows, 0, false);
-        ops.matmul(up, &self.h, n, &mut self.up, up.rows, 0, false);
+        let outs = [Out { w: gate, dst: 0, stride: gate.rows, off: 0 }, Out { w: up, dst: 1, stride: up.rows, off: 0 }];
+        self.ops().group(&self.h, n, &mut [&mut self.ffn, &mut self.up], &outs, false)?;
         for (g, u) in self.ffn.iter_mut().zip(&self.up) {
             *g = *g / (1.0 + (-*g).exp()) * u;
         }
@@ -535,22 +587,49 @@ impl Exec for CpuExec<'_> {
         let mut h = vec![0f32; rows * e];
         rmsnorm(x, norm, self.cfg.rms_eps, &mut h);
         self.logits = vec![0f32; rows * w.rows];
-        Ops { simd: self.simd, pool: self.pool }.matmul(w, &h, rows, &mut self.logits, w.rows, 0, false);
-        Ok(())
+        let out = Out { w, dst: 0, stride: w.rows, off: 0 };
+        self.ops().group(&h, rows, &mut [&mut self.logits], &[out], false)
     }
 }
 
-/// The op bodies that carry the work, on the pool's threads.
+/// The op bodies that carry the work, on the pool's threads (and the shards').
 struct Ops<'a> {
     simd: Simd,
     pool: &'a Pool,
+    shards: Option<&'a Shards>,
 }
 
 impl Ops<'_> {
-    /// `y[t · stride + off + r] (+)= Σ_k w[r, k] x[t, k]` for `n` tokens.
+    /// Matmuls of one input `x` (`n` tokens) into `ys`, split with the shards if there are any.
+    fn group(&self, x: &[f32], n: usize, ys: &mut [&mut [f32]], outs: &[Out], acc: bool) -> Result<()> {
+        if let Some(s) = self.shards {
+            return s.matmuls(self, x, n, ys, outs, acc);
+        }
+        for o in outs {
+            let y = ys.get_mut(o.dst).ok_or_else(|| Error::InvalidArgument("matmul destination".into()))?;
+            self.matmul(o.w, 0..o.w.rows, x, n, y, o.stride, o.off, acc);
+        }
+        Ok(())
+    }
+
+    /// `y[t · stride + off + j] (+)= Σ_k w[r, k] x[t, k]`, `r = rows.start + j`, for the `rows`
+    /// of `w` (held by it) and `n` tokens.
     #[allow(clippy::too_many_arguments)]
-    fn matmul(&self, w: &CpuWeight, x: &[f32], n: usize, y: &mut [f32], stride: usize, off: usize, accumulate: bool) {
-        let (rows, cols, rb) = (w.rows, w.cols, w.row_bytes);
+    fn matmul(
+        &self,
+        w: &CpuWeight,
+        rows: Range<usize>,
+        x: &[f32],
+        n: usize,
+        y: &mut [f32],
+        stride: usize,
+        off: usize,
+        accumulate: bool,
+    ) {
+        let (cols, rb) = (w.cols, w.row_bytes);
+        // rows outside what `w` holds read as empty (rows_dot gives 0), never out of bounds
+        let data = rows.start.checked_sub(w.first).and_then(|r| w.data.get(r * rb..)).unwrap_or(&[]);
+        let (r_first, rows) = (rows.start, rows.len());
         let simd = self.simd;
         if n == 1 {
             let y = &mut y[off..];
@@ -558,7 +637,7 @@ impl Ops<'_> {
             let run = |dst: &mut [f32]| {
                 self.pool.chunks(dst, chunk, |i, o| {
                     let r0 = i * chunk;
-                    dot::rows_dot(simd, w.ty, &w.data[r0 * rb..], rb, &x[..cols], o);
+                    dot::rows_dot(simd, w.ty, data.get(r0 * rb..).unwrap_or(&[]), rb, &x[..cols], o);
                 })
             };
             if accumulate {
@@ -579,7 +658,7 @@ impl Ops<'_> {
         self.pool.chunks(&mut yt, chunk, |i, o| {
             let mut wr = vec![0f32; cols];
             for (j, orow) in o.chunks_mut(n).enumerate() {
-                let r = i * chunk / n + j;
+                let r = r_first + i * chunk / n + j;
                 if let Some(row) = w.row(r) {
                     dot::decode_row(w.ty, row, &mut wr);
                     for (t, ov) in orow.iter_mut().enumerate() {

@@ -1,7 +1,8 @@
 //! Threads for the CPU executor: work is split into chunks of an output slice (matmul rows,
 //! attention heads) that run in parallel. Natively a rayon pool of `threads` workers (all
-//! cores by default); in wasm one thread (the browser's threads need workers over a shared
-//! memory, which stable Rust's wasm32 target cannot build: see BENCHMARKS.md).
+//! cores by default); in wasm one thread (threads sharing one memory need wasm threads, which
+//! stable Rust's wasm32 target cannot build: see BENCHMARKS.md; the browser's extra threads
+//! are row shards in workers of their own instead, [`super::shards`]).
 
 pub struct Pool {
     threads: usize,

@@ -1,0 +1,175 @@
+//! The CPU backend's row shards (the browser's threads, `cpu::shards`) through an in-process
+//! link: logits bit-identical to one thread for 2 and 3 parts (prefill in chunks and token by
+//! token), weights split rather than copied, and a failing shard a typed error that sticks.
+
+use llama_webgpu::cpu::shards::{part, Link, Shard};
+use llama_webgpu::cpu::{CpuModel, CpuOptions};
+use llama_webgpu::gguf::{FileSource, GgmlType, GgufFile};
+use llama_webgpu::{Error, Result};
+use std::cell::{Cell, RefCell};
+use std::path::PathBuf;
+use std::rc::Rc;
+
+fn fixture(name: &str) -> PathBuf {
+    let dir = std::env::var_os("FIXTURES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures"));
+    dir.join(format!("tiny-{name}.gguf"))
+}
+
+/// Shards in this thread: `start` runs them, `finish` hands their rows over (or fails, from
+/// the `fail_at`-th job on).
+struct LocalLink {
+    parts: usize,
+    shards: RefCell<Vec<Shard>>,
+    max_out: Cell<usize>,
+    out: RefCell<Vec<f32>>,
+    jobs: Cell<usize>,
+    fail_at: Option<usize>,
+    /// Bytes each shard was sent.
+    sent: RefCell<Vec<usize>>,
+}
+
+impl LocalLink {
+    fn new(parts: usize, fail_at: Option<usize>) -> Rc<LocalLink> {
+        Rc::new(LocalLink {
+            parts,
+            shards: RefCell::new((1..parts).map(|p| Shard::new(p, parts).unwrap()).collect()),
+            max_out: Cell::new(0),
+            out: RefCell::new(Vec::new()),
+            jobs: Cell::new(0),
+            fail_at,
+            sent: RefCell::new(vec![0; parts]),
+        })
+    }
+}
+
+impl Link for LocalLink {
+    fn parts(&self) -> usize {
+        self.parts
+    }
+    fn load(&self, p: usize, id: u32, ty: GgmlType, rows: usize, cols: usize, bytes: &[u8]) -> Result<()> {
+        self.sent.borrow_mut()[p] += bytes.len();
+        self.shards.borrow_mut()[p - 1].add(id, ty.id(), rows, cols, bytes.to_vec())
+    }
+    fn ready(&self, _max_in: usize, max_out: usize) -> Result<()> {
+        self.max_out.set(max_out);
+        Ok(())
+    }
+    fn start(&self, job: &[u32], x: &[f32]) -> Result<()> {
+        let mut all = Vec::new();
+        for s in self.shards.borrow().iter() {
+            let o = s.run(job, x)?;
+            assert!(o.len() <= self.max_out.get(), "a shard's output exceeds the exchange buffer");
+            all.extend(o);
+        }
+        *self.out.borrow_mut() = all;
+        Ok(())
+    }
+    fn finish(&self, out: &mut [f32]) -> Result<()> {
+        self.jobs.set(self.jobs.get() + 1);
+        if self.fail_at.is_some_and(|k| self.jobs.get() >= k) {
+            return Err(Error::Worker("shard 1: deliberate test failure".into()));
+        }
+        let o = self.out.take();
+        assert_eq!(o.len(), out.len(), "shard rows returned");
+        out.copy_from_slice(&o);
+        Ok(())
+    }
+}
+
+fn load(name: &str, link: Option<Rc<LocalLink>>) -> CpuModel {
+    let src = FileSource::open(fixture(name)).unwrap();
+    let file = GgufFile::read(&src).unwrap();
+    let link = link.map(|l| l as Rc<dyn Link>);
+    let opts = CpuOptions { context: Some(64), prefill_chunk: 10, threads: 1, link, ..Default::default() };
+    CpuModel::load_blocking(&src, &file, &opts, |_| {}).unwrap_or_else(|e| panic!("loading {name}: {e}"))
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+fn tokens() -> Vec<u32> {
+    let tiny: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("f32").with_file_name("tiny.json")).unwrap()).unwrap();
+    tiny["tokens"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+#[test]
+fn sharded_logits_are_bit_identical_to_one_thread() {
+    let toks = tokens();
+    // q4_1: tied embeddings (the output layer is token_embd's rows); the others an output.weight
+    for name in ["q4_1", "q8_0", "q4_k_m", "f16"] {
+        let mut one = load(name, None);
+        let want_all = one.forward(&toks, 0, true).unwrap();
+        let mut want_seq = Vec::new();
+        for (i, &t) in toks.iter().enumerate() {
+            want_seq.extend(one.forward(&[t], i, false).unwrap());
+        }
+        for parts in [2, 3] {
+            let link = LocalLink::new(parts, None);
+            let mut m = load(name, Some(link.clone()));
+            assert_eq!(m.threads(), parts);
+            assert!(m.chunk < toks.len(), "prefill must span several chunks");
+            let all = m.forward(&toks, 0, true).unwrap();
+            assert!(bits(&all) == bits(&want_all), "{name}, {parts} parts: prefill logits differ from one thread");
+            let mut seq = Vec::new();
+            for (i, &t) in toks.iter().enumerate() {
+                seq.extend(m.forward(&[t], i, false).unwrap());
+            }
+            assert!(bits(&seq) == bits(&want_seq), "{name}, {parts} parts: decode logits differ from one thread");
+            assert!(link.jobs.get() > 0, "the shards took part");
+        }
+    }
+}
+
+#[test]
+fn shards_hold_their_rows_and_the_engine_the_rest() {
+    let src = FileSource::open(fixture("q8_0")).unwrap();
+    let file = GgufFile::read(&src).unwrap();
+    let parts = 3;
+    let link = LocalLink::new(parts, None);
+    let m = load("q8_0", Some(link.clone()));
+    // every matrix's rows go to exactly one place: shard p gets part p of each, bytes for bytes
+    let sent = link.sent.borrow().clone();
+    for (p, &got) in sent.iter().enumerate().skip(1) {
+        let want: u64 = file
+            .tensors
+            .iter()
+            .filter(|t| t.dims.len() == 2)
+            // an untied token_embd is only the engine's (the embedding lookup)
+            .filter(|t| t.name != "token_embd.weight" || file.tensor("output.weight").is_none())
+            .map(|t| {
+                let rows = t.rows() as usize;
+                t.n_bytes / rows as u64 * part(rows, parts, p).len() as u64
+            })
+            .sum();
+        assert_eq!(got as u64, want, "bytes sent to shard {p}");
+    }
+    let one = load("q8_0", None);
+    assert_eq!(one.held_weight_bytes(), m.held_weight_bytes() + (sent[1] + sent[2]) as u64 - shared_embd(&file, parts));
+}
+
+/// token_embd bytes that are both kept whole by the engine and sent to the shards (tied
+/// output): 0 for a file with its own output.weight, where token_embd is not split at all.
+fn shared_embd(file: &GgufFile, parts: usize) -> u64 {
+    let t = file.tensor("token_embd.weight").unwrap();
+    if file.tensor("output.weight").is_some() {
+        return 0;
+    }
+    let rows = t.rows() as usize;
+    t.n_bytes / rows as u64 * (rows - part(rows, parts, 0).len()) as u64
+}
+
+#[test]
+fn a_failing_shard_is_a_worker_error_and_stays_one() {
+    let toks = tokens();
+    let link = LocalLink::new(2, Some(3));
+    let mut m = load("q4_1", Some(link));
+    let e = m.forward(&toks[..1], 0, false).unwrap_err();
+    assert!(matches!(e, Error::Worker(_)), "{e}");
+    assert!(e.to_string().contains("deliberate test failure"), "{e}");
+    let again = m.forward(&toks[..1], 0, false).unwrap_err();
+    assert!(matches!(again, Error::Worker(_)), "{again}");
+}

@@ -1,0 +1,81 @@
+// A CPU shard worker (see shards.js): a wasm instance of its own holding one part of the rows
+// of every weight matrix. It takes its weights as messages while the engine loads, then serves
+// jobs from the shared buffer until the engine's dispose() terminates it; while serving, it
+// blocks in Atomics.wait and reads no more messages. A trap (a panic, a failed allocation)
+// is answered on the shared buffer, so the engine's call fails instead of waiting forever.
+// It holds a Web Lock named llama-webgpu-shard-… while it lives.
+import init, { ShardEngine, testTrapSync, wasmMemoryBytes } from "./wasm/llama_webgpu.js";
+import { LAYOUT } from "./shards.js";
+
+const { GEN, QUIT, JOBLEN, XLEN, CRASH, DONE, OUTLEN, JOB, ERR, ERR_BYTES, CTL_BYTES } = LAYOUT;
+let engine = null;
+let broken = null; // the trap that killed this instance
+
+function describe(e) {
+  if (e instanceof WebAssembly.RuntimeError) return `WebAssembly trap: ${e.message}`;
+  return (e && e.message) || String(e);
+}
+
+/** Holds a Web Lock until this worker is gone (resolves once it is held). */
+function holdLock() {
+  const locks = self.navigator?.locks;
+  if (!locks) return Promise.resolve();
+  const name = `llama-webgpu-shard-${Math.random().toString(36).slice(2)}-${Date.now()}`;
+  return new Promise((held) => {
+    locks.request(name, () => {
+      held();
+      return new Promise(() => {});
+    }).catch(() => held());
+  });
+}
+
+function serve({ sab, part, maxIn, maxOut }) {
+  const ctl = new Int32Array(sab, 0, CTL_BYTES / 4);
+  const f32 = new Float32Array(sab, CTL_BYTES);
+  const text = new TextEncoder();
+  let seen = Atomics.load(ctl, GEN);
+  for (;;) {
+    const g = Atomics.load(ctl, GEN);
+    if (g === seen) {
+      Atomics.wait(ctl, GEN, seen);
+      continue;
+    }
+    seen = g;
+    if (Atomics.load(ctl, QUIT)) return;
+    try {
+      if (broken) throw broken;
+      if (ctl[CRASH] === part) testTrapSync("panic");
+      const job = new Uint32Array(sab, JOB * 4, ctl[JOBLEN]);
+      const out = engine.run(job, f32.subarray(0, ctl[XLEN]));
+      if (out.length > maxOut) throw new Error(`${out.length} outputs, more than the ${maxOut} the buffer holds`);
+      f32.set(out, maxIn + (part - 1) * maxOut);
+      Atomics.store(ctl, OUTLEN + part, out.length);
+      Atomics.store(ctl, DONE + part, g);
+    } catch (e) {
+      if (e instanceof WebAssembly.RuntimeError) broken = e;
+      const msg = text.encode(describe(e)).slice(0, ERR_BYTES - 4);
+      new DataView(sab, ERR + part * ERR_BYTES, 4).setUint32(0, msg.length, true);
+      new Uint8Array(sab, ERR + part * ERR_BYTES + 4, msg.length).set(msg);
+      Atomics.store(ctl, DONE + part, -g);
+    }
+    Atomics.notify(ctl, DONE + part);
+  }
+}
+
+self.onmessage = async ({ data: m }) => {
+  try {
+    if (m.type === "init") {
+      await init({ module_or_path: m.module });
+      engine = new ShardEngine(m.part, m.parts);
+      await holdLock();
+      self.postMessage({ type: "inited" });
+    } else if (m.type === "add") {
+      engine.add(m.id, m.ty, m.rows, m.cols, m.bytes);
+    } else if (m.type === "run") {
+      self.postMessage({ type: "running", mem: wasmMemoryBytes() });
+      serve(m);
+    }
+  } catch (e) {
+    self.postMessage({ type: "error", message: describe(e) });
+  }
+};

@@ -1,0 +1,235 @@
+// The CPU backend's other threads in the browser: row shards (crate/src/cpu/shards.rs). Stable
+// Rust cannot build wasm threads, so each extra thread is a worker (shard.js) with a wasm
+// instance of its own that holds one contiguous part of the rows of every weight matrix. The
+// engine runs the whole graph; for every matmul (or group reading one input) its wasm calls
+// start(), computes its own rows, then finish(), which waits for the shards' rows.
+//
+// One SharedArrayBuffer carries each job: the engine writes the input and the job, bumps GEN
+// and wakes the shards (Atomics.notify); each shard computes, writes its rows to its own output
+// region and stores the generation in its DONE slot (negated, with a message, on error). Both
+// sides block in Atomics.wait at once, without spinning: a futex round trip measured 6–10 µs
+// here (4 jobs a layer: ~1 ms a token), while on a machine with more runnable threads than
+// cores a spinning thread holds the core the other side needs (a 1.6 ms round trip with
+// 2^15 polls; see BENCHMARKS.md). Cross-origin isolation (COOP/COEP) is what makes
+// SharedArrayBuffer and Atomics.wait available; the engine must run in a worker (the page's
+// thread cannot block).
+//
+// Weights reach the shards while the engine loads: the engine reads each tensor from the
+// source once (cache, progress and resume as for one thread), posts the shards their rows and
+// keeps its own, so the model is fetched once and held once.
+import { EngineCrashedError } from "./errors.js";
+
+// control words (Int32) at the start of the buffer
+const GEN = 0; // job generation, bumped by the engine
+const QUIT = 1; // set by dispose()
+const JOBLEN = 2;
+const XLEN = 3;
+const CRASH = 4; // test hook: the shard (1..) that traps on this job
+const DONE = 8; // DONE + p: the generation shard p finished (−gen: failed)
+const OUTLEN = 8 + 32; // OUTLEN + p: f32s shard p wrote
+const JOB = 8 + 64; // the job: [n_tokens, weight ids…]
+const MAX_JOB = 64;
+const ERR = (JOB + MAX_JOB) * 4; // byte offset of the error texts, ERR_BYTES per shard
+const ERR_BYTES = 1024;
+export const MAX_PARTS = 32;
+const CTL_BYTES = ERR + MAX_PARTS * ERR_BYTES;
+export const LAYOUT = { GEN, QUIT, JOBLEN, XLEN, CRASH, DONE, OUTLEN, JOB, ERR, ERR_BYTES, CTL_BYTES };
+
+/** A shard that has not answered after this (plus 50× the engine's own time for its rows) is taken for dead. */
+const DEADLINE_MS = 30_000;
+
+function fail(message) {
+  return new EngineCrashedError(message);
+}
+
+/** Where the engine can block on Atomics.wait (a worker, cross-origin isolated); else why not. */
+export function shardsUnavailable() {
+  if (!globalThis.crossOriginIsolated || typeof SharedArrayBuffer === "undefined") {
+    return "the page is not cross-origin isolated (SharedArrayBuffer needs the headers Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp)";
+  }
+  if (typeof WorkerGlobalScope === "undefined" || !(globalThis instanceof WorkerGlobalScope)) {
+    return "the engine runs on the page's thread (useWorker: false), which cannot wait for other threads";
+  }
+  return null;
+}
+
+export class ShardPool {
+  /**
+   * Starts `parts - 1` shard workers, each instantiating `module` (the engine's compiled wasm).
+   * Resolves once all of them are up.
+   */
+  static async start(parts, module) {
+    const pool = new ShardPool(parts);
+    try {
+      await Promise.all(pool.workers.map((w, i) => pool.#ask(w, { type: "init", module, part: i + 1, parts }, "inited")));
+    } catch (e) {
+      pool.dispose();
+      throw e;
+    }
+    return pool;
+  }
+
+  constructor(parts) {
+    this.n = parts;
+    this.error = null;
+    this.gen = 0;
+    this.t0 = 0;
+    this.crashPart = 0;
+    this.workers = [];
+    this.waiters = new Map();
+    /** Each shard's wasm memory in bytes, as it last reported. */
+    this.mem = new Array(parts - 1).fill(0);
+    for (let p = 1; p < parts; p++) {
+      const w = new Worker(new URL("./shard.js", import.meta.url), { type: "module", name: `llama-webgpu-shard-${p}` });
+      w.onerror = (e) => {
+        e.preventDefault?.();
+        this.#broke(fail(`CPU shard worker ${p} failed: ${e.message || "script error"}`));
+      };
+      w.onmessage = ({ data }) => {
+        if (data.type === "error") this.#broke(fail(`CPU shard worker ${p}: ${data.message}`));
+        else {
+          if (data.mem) this.mem[p - 1] = data.mem;
+          this.waiters.get(w)?.(data);
+        }
+      };
+      this.workers.push(w);
+    }
+  }
+
+  #broke(e) {
+    this.error ??= e;
+    for (const f of [...this.waiters.values()]) f({ type: "error" });
+  }
+
+  /** Posts `msg` to `w` and waits for its `reply` (or the pool's first error). */
+  #ask(w, msg, reply, transfer = []) {
+    return new Promise((resolve, reject) => {
+      if (this.error) return reject(this.error);
+      this.waiters.set(w, (d) => {
+        this.waiters.delete(w);
+        if (d.type === reply) resolve(d);
+        else reject(this.error ?? fail(`CPU shard worker: unexpected ${d.type}`));
+      });
+      w.postMessage(msg, transfer);
+    });
+  }
+
+  /** Bytes of wasm memory the shards hold. */
+  get memoryBytes() {
+    return this.workers.length ? this.mem.reduce((a, b) => a + b, 0) : 0;
+  }
+
+  /** Threads in all, the engine's included (read by the wasm engine). */
+  get parts() {
+    return this.n;
+  }
+
+  // --- called by the wasm engine (crate/src/wasm.rs, JsShardPool) ---
+
+  /** While loading: shard `part`'s rows of weight `id` (a view of the engine's memory). */
+  load(part, id, ty, rows, cols, bytes) {
+    if (this.error) throw this.error;
+    const copy = bytes.slice();
+    this.workers[part - 1].postMessage({ type: "add", id, ty, rows, cols, bytes: copy }, [copy.buffer]);
+  }
+
+  /** Every weight is sent: the exchange buffer for inputs of `maxIn` and outputs of `maxOut` f32s. */
+  ready(maxIn, maxOut) {
+    if (this.error) throw this.error;
+    this.maxIn = maxIn;
+    this.maxOut = maxOut;
+    this.sab = new SharedArrayBuffer(CTL_BYTES + 4 * (maxIn + (this.n - 1) * maxOut));
+    this.ctl = new Int32Array(this.sab, 0, CTL_BYTES / 4);
+    this.job = new Uint32Array(this.sab, JOB * 4, MAX_JOB);
+    this.f32 = new Float32Array(this.sab, CTL_BYTES);
+    // each shard answers once every weight before this message is in (messages keep their order)
+    this.running = Promise.all(this.workers.map((w, i) => this.#ask(w, { type: "run", sab: this.sab, part: i + 1, maxIn, maxOut }, "running")));
+    this.running.catch(() => {});
+  }
+
+  /** Resolves when every shard holds its weights and waits for jobs. */
+  async whenReady() {
+    await this.running;
+    if (this.error) throw this.error;
+  }
+
+  start(job, x) {
+    if (this.error) throw this.error;
+    if (job.length > MAX_JOB || x.length > this.maxIn) throw fail(`CPU shard job too large (${job.length} ids, ${x.length} inputs)`);
+    const ctl = this.ctl;
+    this.job.set(job);
+    ctl[JOBLEN] = job.length;
+    ctl[XLEN] = x.length;
+    this.f32.set(x, 0);
+    ctl[CRASH] = this.crashPart;
+    this.crashPart = 0;
+    this.gen = this.gen >= 0x3fffffff ? 1 : this.gen + 1;
+    Atomics.store(ctl, GEN, this.gen);
+    Atomics.notify(ctl, GEN);
+    this.t0 = performance.now();
+  }
+
+  finish(out) {
+    const { ctl, gen: g } = this;
+    const now = performance.now();
+    const deadline = now + DEADLINE_MS + 50 * (now - this.t0);
+    let at = 0;
+    for (let p = 1; p < this.n; p++) {
+      const slot = DONE + p;
+      let v = Atomics.load(ctl, slot);
+      while (v !== g && v !== -g) {
+        if (performance.now() > deadline) throw this.#dead(fail(`CPU shard worker ${p} did not answer in ${((performance.now() - this.t0) / 1000).toFixed(0)} s`));
+        Atomics.wait(ctl, slot, v, 100);
+        v = Atomics.load(ctl, slot);
+      }
+      if (v === -g) throw this.#dead(fail(`CPU shard worker ${p}: ${this.#message(p)}`));
+      const len = ctl[OUTLEN + p];
+      if (at + len > out.length) throw this.#dead(fail(`CPU shard worker ${p} returned ${len} values, more than expected`));
+      const base = this.maxIn + (p - 1) * this.maxOut;
+      out.set(this.f32.subarray(base, base + len), at);
+      at += len;
+    }
+    if (at !== out.length) throw this.#dead(fail(`CPU shard workers returned ${at} values, expected ${out.length}`));
+  }
+
+  #dead(e) {
+    this.error ??= e;
+    return e;
+  }
+
+  #message(p) {
+    const b = new Uint8Array(this.sab, ERR + p * ERR_BYTES, ERR_BYTES);
+    const len = Math.min(new DataView(this.sab, ERR + p * ERR_BYTES, 4).getUint32(0, true), ERR_BYTES - 4);
+    return new TextDecoder().decode(b.slice(4, 4 + len)) || "failed";
+  }
+
+  // --- for the engine's JS ---
+
+  /** µs per round trip of an empty job (the cost of one matmul's synchronisation). */
+  barrierUs(rounds = 200) {
+    const job = Uint32Array.of(0);
+    const none = new Float32Array(0);
+    const t = performance.now();
+    for (let i = 0; i < rounds; i++) {
+      this.start(job, none);
+      this.finish(none);
+    }
+    return ((performance.now() - t) * 1000) / rounds;
+  }
+
+  /** Test hook: shard `part` traps (a panic in its wasm) on the next job. */
+  crashNext(part = 1) {
+    this.crashPart = part;
+  }
+
+  dispose() {
+    if (this.ctl) {
+      Atomics.store(this.ctl, QUIT, 1);
+      Atomics.store(this.ctl, GEN, -1);
+      Atomics.notify(this.ctl, GEN);
+    }
+    for (const w of this.workers) w.terminate();
+    this.workers = [];
+    this.error ??= fail("the CPU shard workers were stopped");
+  }
+}
