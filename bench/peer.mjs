@@ -10,16 +10,22 @@
 //                  llama.cpp's Vulkan pipeline compilation on this process's first use. lavapipe
 //                  keeps compiled shaders in Mesa's disk cache (MESA_SHADER_CACHE_DIR, default
 //                  ~/.cache/mesa_shader_cache_db): cold ~140 s, warm ~1 s; run.sh uses a fresh one.
-//   prefill        PROMPT_TOKENS ids, id = (i*2654435761 + 12345) % vocab, one batch
-//                  (batchSize >= PROMPT_TOKENS), logits only for the last token.
-//   decode         GEN_TOKENS greedy tokens, fed back one at a time.
-// Both use LlamaContextSequence.controlledEvaluate (the low-level sequence API): one native
-// llama_decode per call, sampling done natively by llama.cpp's sampler with the default
-// temperature 0 (= greedy argmax), no repeat penalty / grammar / token predictor.
-// The prefill+decode measurement runs twice in the same process on the same context (history
-// cleared in between); the first can include lazily compiled pipelines (e.g. the batched matmul
-// ones that the 1-token first eval does not need), so the rates of the second are reported and
-// the first is kept under "run1".
+// and then, through two harnesses on the same context (history cleared before each run):
+//   streaming      how node-llama-cpp's users drive it: the LlamaContextSequence.evaluate(tokens,
+//                  {temperature: 0}) async generator (greedy, sampled natively, EOG tokens
+//                  yielded so every run makes GEN_TOKENS tokens). prefill = PROMPT_TOKENS ids,
+//                  id = (i*2654435761 + 12345) % vocab, until the first generated token;
+//                  decode = the GEN_TOKENS tokens after it (each fed back by the generator).
+//   controlled     LlamaContextSequence.controlledEvaluate, one call per step: the prompt in one
+//                  call (logits for the last token only), then GEN_TOKENS calls of one token.
+// Both do one native llama_decode per step (batchSize >= PROMPT_TOKENS) and sample with
+// llama.cpp's sampler at temperature 0 (= greedy argmax), no repeat penalty / grammar / token
+// predictor. Each harness runs twice, interleaved (controlled, streaming, controlled,
+// streaming); the first run of each can include lazily compiled pipelines (e.g. the batched
+// matmul ones that the 1-token first eval does not need), so the second is reported and the
+// first is kept under "run1". Native time is measured by wrapping the binding's decodeBatch
+// and sampleToken: host_s = wall time minus both, i.e. what node-llama-cpp's JS layer and
+// the event loop cost around the native calls.
 import process from "node:process";
 import fs from "node:fs";
 import os from "node:os";
@@ -103,6 +109,34 @@ const tCtx = now();
 const prompt = Array.from({ length: nPrompt }, (_, i) =>
     Number((BigInt(i) * 2654435761n + 12345n) % BigInt(vocab)));
 
+// Native time per step: the binding's decode and sampling calls (one promise each), timed
+// through a proxy in front of the addon context (its methods are read-only properties).
+const native = { decode_s: 0, decodes: 0, sample_s: 0, samples: 0 };
+const timed = { decodeBatch: "decode", sampleToken: "sample" };
+const addon = context._ctx;
+const methods = new Map();
+context._ctx = new Proxy(addon, {
+    get(target, prop) {
+        const v = target[prop];
+        if (typeof v !== "function") return v;
+        if (!methods.has(prop)) {
+            const f = v.bind(target);
+            const key = timed[prop];
+            methods.set(prop, key == null ? f : (...args) => {
+                const a = now();
+                const done = () => { native[`${key}_s`] += now() - a; native[`${key}s`]++; };
+                const r = f(...args);
+                if (r instanceof Promise) return r.finally(done);
+                done();
+                return r;
+            });
+        }
+        return methods.get(prop);
+    },
+});
+const nativeSnapshot = () => ({ ...native });
+const nativeDiff = (s1, s0) => Object.fromEntries(Object.keys(s0).map((k) => [k, s1[k] - s0[k]]));
+
 const GEN = { generateNext: { token: true } };  // default options: temperature 0 = greedy
 async function evalNext(tokens) {
     const input = tokens.slice(0, -1).concat([[tokens[tokens.length - 1], GEN]]);
@@ -117,57 +151,104 @@ await evalNext([prompt[0]]);
 const tFirst = now();
 log(`init ${(tInit - t0).toFixed(2)} s, load ${(tLoad - tInit).toFixed(2)} s, context ${(tCtx - tLoad).toFixed(2)} s, first eval ${(tFirst - tCtx).toFixed(2)} s`);
 
-async function measure(label) {
+// One prefill + decode through `harness`; returns wall times and the native share of each.
+async function measure(harness, label) {
     await seq.clearHistory();
-    const a = now();
-    let tok = await evalNext(prompt);
-    const b = now();
     const generated = [];
-    for (let i = 0; i < nGen; i++) {
-        generated.push(tok);
-        tok = await evalNext([tok]);
+    let a, b, c, n0, n1;
+    if (harness === "controlled") {
+        n0 = nativeSnapshot();
+        a = now();
+        let tok = await evalNext(prompt);
+        b = now();
+        n1 = nativeSnapshot();
+        for (let i = 0; i < nGen; i++) {
+            generated.push(tok);
+            tok = await evalNext([tok]);
+        }
+        c = now();
+    } else {
+        const it = seq.evaluate(prompt, { temperature: 0, yieldEogToken: true });
+        n0 = nativeSnapshot();
+        a = now();
+        let r = await it.next();
+        b = now();
+        n1 = nativeSnapshot();
+        for (let i = 0; i < nGen && !r.done; i++) {
+            generated.push(r.value);
+            r = await it.next();
+        }
+        c = now();
+        if (r.done) throw new Error(`the stream ended after ${generated.length} of ${nGen} tokens`);
+        await it.return();
     }
-    const c = now();
+    const pre = nativeDiff(n1, n0);
+    const dec = nativeDiff(nativeSnapshot(), n1);
     const r = {
         prefill_s: b - a,
         decode_s: c - b,
         prefill_tokens_per_s: nPrompt / Math.max(b - a, 1e-9),
         decode_tokens_per_s: nGen / Math.max(c - b, 1e-9),
+        // native llama_decode / sampling seconds inside each phase, and the rest (JS, event loop)
+        prefill_native: { decode_s: pre.decode_s, decodes: pre.decodes, sample_s: pre.sample_s, host_s: (b - a) - pre.decode_s - pre.sample_s },
+        decode_native: { decode_s: dec.decode_s, decodes: dec.decodes, sample_s: dec.sample_s, host_s: (c - b) - dec.decode_s - dec.sample_s },
         generated_head: generated.slice(0, 8),
     };
-    log(`${label}: prefill ${nPrompt} tokens in ${r.prefill_s.toFixed(2)} s (${r.prefill_tokens_per_s.toFixed(2)} tok/s), decode ${nGen} tokens in ${r.decode_s.toFixed(2)} s (${r.decode_tokens_per_s.toFixed(2)} tok/s)`);
+    log(`${label}: prefill ${nPrompt} tokens in ${r.prefill_s.toFixed(2)} s (${r.prefill_tokens_per_s.toFixed(2)} tok/s), decode ${nGen} tokens in ${r.decode_s.toFixed(2)} s (${r.decode_tokens_per_s.toFixed(2)} tok/s); native decode ${dec.decode_s.toFixed(2)} s in ${dec.decodes} calls, sampling ${(dec.sample_s * 1e3).toFixed(1)} ms, host ${(r.decode_native.host_s * 1e3).toFixed(1)} ms`);
     return r;
 }
 
-const run1 = await measure("run 1");
-const run2 = await measure("run 2");
-// run 1 "included compilation" when it was clearly slower than the identical run 2
-const run1Compiled = run1.prefill_s > 1.5 * run2.prefill_s || run1.decode_s > 1.5 * run2.decode_s;
-const sameTokens = JSON.stringify(run1.generated_head) === JSON.stringify(run2.generated_head);
+// interleaved, so both harnesses see the same machine load
+const runs = { controlled: [], streaming: [] };
+for (let k = 1; k <= 2; k++) {
+    for (const h of ["controlled", "streaming"]) runs[h].push(await measure(h, `${h} run ${k}`));
+}
+const summary = (h) => {
+    const [r1, r2] = runs[h];
+    return {
+        prefill_tokens_per_s: r2.prefill_tokens_per_s,
+        decode_tokens_per_s: r2.decode_tokens_per_s,
+        prefill_s: r2.prefill_s,
+        decode_s: r2.decode_s,
+        prefill_native: r2.prefill_native,
+        decode_native: r2.decode_native,
+        run1: { prefill_tokens_per_s: r1.prefill_tokens_per_s, decode_tokens_per_s: r1.decode_tokens_per_s, prefill_s: r1.prefill_s, decode_s: r1.decode_s },
+        run1_included_compilation: r1.prefill_s > 1.5 * r2.prefill_s || r1.decode_s > 1.5 * r2.decode_s,
+        greedy_tokens_head: r2.generated_head,
+    };
+};
+const streaming = summary("streaming");
+const controlled = summary("controlled");
+const heads = [...runs.controlled, ...runs.streaming].map((r) => JSON.stringify(r.generated_head));
+const sameTokens = heads.every((h) => h === heads[0]);
 
 const adapter = deviceNames.join(", ");
 const result = {
     engine: "llama.cpp-vulkan (node-llama-cpp 3.22.1)",
     adapter,
-    prefill_tokens_per_s: run2.prefill_tokens_per_s,
-    decode_tokens_per_s: run2.decode_tokens_per_s,
+    // the headline rates are the streaming harness's (how the peer's users drive it)
+    harness: "streaming",
+    prefill_tokens_per_s: streaming.prefill_tokens_per_s,
+    decode_tokens_per_s: streaming.decode_tokens_per_s,
     first_token_s: tFirst - t0,
     prompt_tokens: nPrompt,
     gen_tokens: nGen,
     reported_run: 2,
-    run1_included_compilation: run1Compiled,
-    note: "rates from the 2nd of two identical in-process runs; first_token_s = getLlama + loadModel + createContext + first 1-token eval, incl. Vulkan pipeline compilation (cold only if Mesa's shader cache is empty: lavapipe caches compiled shaders on disk)",
+    streaming,
+    controlled,
+    note: "rates from the 2nd of two in-process runs of each harness (interleaved); first_token_s = getLlama + loadModel + createContext + first 1-token eval, incl. Vulkan pipeline compilation (cold only if Mesa's shader cache is empty: lavapipe caches compiled shaders on disk)",
     mesa_shader_cache_dir: process.env.MESA_SHADER_CACHE_DIR ?? "(Mesa default, ~/.cache/mesa_shader_cache_db)",
     // time spent compiling pipelines lazily: the cold first eval minus a warm 1-token eval, plus
-    // how much longer run 1 took than run 2 (batched-matmul pipelines compile in run 1's prefill)
-    pipeline_compile_s_est: (tFirst - tCtx) - run2.decode_s / Math.max(nGen, 1)
-        + Math.max(0, run1.prefill_s - run2.prefill_s) + Math.max(0, run1.decode_s - run2.decode_s),
+    // how much longer the first runs took than the second (batched-matmul pipelines compile in
+    // the first prefill)
+    pipeline_compile_s_est: (tFirst - tCtx) - controlled.decode_s / Math.max(nGen, 1)
+        + ["controlled", "streaming"].map((h) => Math.max(0, runs[h][0].prefill_s - runs[h][1].prefill_s)
+            + Math.max(0, runs[h][0].decode_s - runs[h][1].decode_s)).reduce((x, y) => x + y, 0),
     init_s: tInit - t0,
     load_s: tLoad - tInit,
     context_s: tCtx - tLoad,
     first_eval_s: tFirst - tCtx,
-    run1: { prefill_tokens_per_s: run1.prefill_tokens_per_s, decode_tokens_per_s: run1.decode_tokens_per_s, prefill_s: run1.prefill_s, decode_s: run1.decode_s },
-    greedy_tokens_head: run2.generated_head,
+    greedy_tokens_head: streaming.greedy_tokens_head,
     runs_agree: sameTokens,
     backend: llama.gpu,
     llama_cpp_release: llama.llamaCppRelease?.release ?? null,
@@ -179,7 +260,7 @@ const result = {
     batch_size: context.batchSize,
     flash_attention: context.flashAttention,
     vram_total_bytes: vram.total,
-    api: "LlamaContextSequence.controlledEvaluate, greedy (temperature 0) native sampling",
+    api: "streaming: LlamaContextSequence.evaluate(tokens, {temperature: 0}) generator; controlled: LlamaContextSequence.controlledEvaluate per step; both greedy native sampling",
     env: { GGML_VK_VISIBLE_DEVICES: process.env.GGML_VK_VISIBLE_DEVICES },
     llama_cpp_device_log: kept.filter((m) => /llvmpipe|offload|using device/i.test(m)).slice(0, 12),
 };

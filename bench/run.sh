@@ -73,7 +73,7 @@ fresh_cache() {
 MESA_SHADER_CACHE_DIR_USER="${MESA_SHADER_CACHE_DIR:-}"
 
 # --- run, one after the other ---------------------------------------------------------------
-echo "== ours: llama-webgpu bench --prompt-tokens $PROMPT_TOKENS --gen-tokens $GEN_TOKENS ==" >&2
+echo "== ours: llama-webgpu bench --prompt-tokens $PROMPT_TOKENS --gen-tokens $GEN_TOKENS; $(uptime) ==" >&2
 fresh_cache
 # --backend gpu: the comparison is on the same adapter as the peer (auto takes the CPU backend
 # on a CPU-type adapter such as lavapipe; bench/cpu.sh compares that one with llama.cpp's CPU)
@@ -81,12 +81,13 @@ fresh_cache
     2> "$out/ours.log" | tail -n 1 > "$out/ours.json"
 cat "$out/ours.json" >&2
 
-echo "== peer: node bench/peer.mjs (llama.cpp Vulkan; the first use compiles pipelines, minutes on lavapipe) ==" >&2
+echo "== peer: node bench/peer.mjs (llama.cpp Vulkan; the first use compiles pipelines, minutes on lavapipe); $(uptime) ==" >&2
 fresh_cache
 node "$here/peer.mjs" "$model" "$PROMPT_TOKENS" "$GEN_TOKENS" 2> "$out/peer.log" | tail -n 1 > "$out/peer.json"
 cat "$out/peer.json" >&2
 
 # --- table ------------------------------------------------------------------------------------
+echo "== uptime: $(uptime)" >&2
 node - "$out/ours.json" "$out/peer.json" "$model" <<'EOF'
 const fs = require("fs");
 const [ours, peer] = process.argv.slice(2, 4).map((f) => JSON.parse(fs.readFileSync(f, "utf8")));
@@ -94,16 +95,21 @@ const modelName = require("path").basename(process.argv[4]);
 const f = (x, d = 2) => (typeof x === "number" && isFinite(x) ? x.toFixed(d) : "n/a");
 // first token = load + first eval for both (ours reports them separately)
 const oursFirst = (ours.load_s ?? 0) + ours.first_token_s;
-const ratio = ours.decode_tokens_per_s / peer.decode_tokens_per_s;
+// the acceptance ratios are against the streaming harness (how the peer's users drive it)
+const st = peer.streaming ?? peer, ct = peer.controlled;
+const ratio = (a, b) => f(a / b);
 console.log(`Model ${modelName}, prompt ${ours.prompt_tokens} tokens, ${ours.gen_tokens} generated; adapter ours: ${ours.adapter} (${ours.backend}, ${ours.precision}), peer: ${peer.adapter}`);
 console.log("");
-console.log("| engine | prefill tok/s | decode tok/s | first token s | decode ratio ours/peer |");
-console.log("|---|---:|---:|---:|---:|");
-console.log(`| llama-webgpu (wgpu/Vulkan) | ${f(ours.prefill_tokens_per_s)} | ${f(ours.decode_tokens_per_s)} | ${f(oursFirst)} | ${f(ratio)} |`);
-console.log(`| ${peer.engine} | ${f(peer.prefill_tokens_per_s)} | ${f(peer.decode_tokens_per_s)} | ${f(peer.first_token_s)} | 1.00 |`);
+console.log("| engine | prefill tok/s | decode tok/s | first token s | prefill ratio ours/peer | decode ratio ours/peer |");
+console.log("|---|---:|---:|---:|---:|---:|");
+console.log(`| llama-webgpu (wgpu/Vulkan) | ${f(ours.prefill_tokens_per_s)} | ${f(ours.decode_tokens_per_s)} | ${f(oursFirst)} | ${ratio(ours.prefill_tokens_per_s, st.prefill_tokens_per_s)} | ${ratio(ours.decode_tokens_per_s, st.decode_tokens_per_s)} |`);
+console.log(`| ${peer.engine}, streaming evaluate() | ${f(st.prefill_tokens_per_s)} | ${f(st.decode_tokens_per_s)} | ${f(peer.first_token_s)} | 1.00 | 1.00 |`);
+if (ct) console.log(`| ${peer.engine}, controlledEvaluate per token | ${f(ct.prefill_tokens_per_s)} | ${f(ct.decode_tokens_per_s)} | | ${ratio(ours.prefill_tokens_per_s, ct.prefill_tokens_per_s)} | ${ratio(ours.decode_tokens_per_s, ct.decode_tokens_per_s)} |`);
 console.log("");
+const nat = (h) => h?.decode_native ? `${h.decode_native.decodes} decodes ${f(h.decode_native.decode_s)} s native, sampling ${f(h.decode_native.sample_s * 1e3, 1)} ms, host ${f(h.decode_native.host_s * 1e3, 1)} ms` : "n/a";
 console.log(`first token s = load + first evaluation, cold (incl. pipeline compilation). ours: load ${f(ours.load_s)} + first token ${f(ours.first_token_s)}; ` +
     `peer: init ${f(peer.init_s)} + load ${f(peer.load_s)} + context ${f(peer.context_s)} + first eval ${f(peer.first_eval_s)}. ` +
-    `Peer rates are from its 2nd in-process run (run 1: prefill ${f(peer.run1?.prefill_tokens_per_s)}, decode ${f(peer.run1?.decode_tokens_per_s)} tok/s; ` +
-    `run 1 included compilation: ${peer.run1_included_compilation}); peer layers on the GPU: ${peer.gpu_layers}/${peer.n_layer + 1}; peer pipeline compilation ≈ ${f(peer.pipeline_compile_s_est, 0)} s.`);
+    `Peer rates are from the 2nd in-process run of each harness (interleaved; streaming run 1: prefill ${f(st.run1?.prefill_tokens_per_s)}, decode ${f(st.run1?.decode_tokens_per_s)} tok/s; ` +
+    `controlled run 1: prefill ${f(ct?.run1?.prefill_tokens_per_s)}, decode ${f(ct?.run1?.decode_tokens_per_s)} tok/s); peer layers on the GPU: ${peer.gpu_layers}/${peer.n_layer + 1}; peer pipeline compilation ≈ ${f(peer.pipeline_compile_s_est, 0)} s.`);
+console.log(`Peer decode time split: streaming: ${nat(st)}; controlled: ${nat(ct)}. Load average at the end: ${require("os").loadavg().map((x) => x.toFixed(2)).join(" ")}.`);
 EOF

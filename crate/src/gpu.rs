@@ -85,6 +85,10 @@ pub struct Gpu {
     /// memory) on GPUs; CPU adapters (and `LLAMA_WEBGPU_TILED=0`) take the matvec with
     /// 8-token tiles; `LLAMA_WEBGPU_TILED=1` forces the tiles.
     pub tiled_prefill: bool,
+    /// CPU adapters take matmul_cpu.wgsl: one weight row per invocation, so activation loads
+    /// are the same in every lane (one broadcast load on a SIMD CPU) and nothing is reduced
+    /// across lanes. `LLAMA_WEBGPU_CPU_MATMUL=0|1` forces it off or on.
+    pub cpu_matmul: bool,
     sink: Arc<Mutex<ErrorSink>>,
     pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
 }
@@ -184,6 +188,11 @@ impl Gpu {
                 Ok("0") => false,
                 Ok(_) => true,
                 Err(_) => !(opts.cpu_adapter || info.device_type == wgpu::DeviceType::Cpu),
+            },
+            cpu_matmul: match std::env::var("LLAMA_WEBGPU_CPU_MATMUL").as_deref() {
+                Ok("0") => false,
+                Ok(_) => true,
+                Err(_) => opts.cpu_adapter || info.device_type == wgpu::DeviceType::Cpu,
             },
             sink,
             pipelines: Mutex::new(HashMap::new()),

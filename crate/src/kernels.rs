@@ -17,9 +17,11 @@ const QUANT_COMMON: &str = include_str!("../../shaders/quant_common.wgsl");
 const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
 const MATMUL_COMMON: &str = include_str!("../../shaders/matmul_common.wgsl");
 const MATMUL_TILED: &str = include_str!("../../shaders/matmul_tiled.wgsl");
+const MATMUL_CPU: &str = include_str!("../../shaders/matmul_cpu.wgsl");
 const NORM: &str = include_str!("../../shaders/norm.wgsl");
 const ROPE: &str = include_str!("../../shaders/rope.wgsl");
 const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
+const ATTENTION_CPU: &str = include_str!("../../shaders/attention_cpu.wgsl");
 const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
 const EMBED: &str = include_str!("../../shaders/embed.wgsl");
 
@@ -323,6 +325,10 @@ impl GpuWeight {
 const MM_WG: u32 = 64;
 const MM_TT: u32 = 8;
 const MM_TILE: u32 = 32;
+/// Tokens per pass of the CPU-adapter kernel (matmul_cpu.wgsl) in prefill.
+fn mm_cpu_tt() -> u32 {
+    std::env::var("LLAMA_WEBGPU_CPU_TT").ok().and_then(|v| v.parse().ok()).unwrap_or(8)
+}
 
 /// The weight decoders of `fmt` for binding `w{s}` (quant.wgsl instantiated with `_S` → `_{s}`),
 /// and `fn load{s}`: only the functions that format uses.
@@ -405,6 +411,50 @@ fn use_subgroups(gpu: &Gpu, tpr: u32) -> bool {
     gpu.subgroups && tpr > 1 && tpr <= gpu.subgroup_min_size
 }
 
+/// Helpers of matmul_cpu.wgsl. With `bcast` (subgroups of 8 or more lanes) every run of 8
+/// consecutive vec4 of x or g is one load per lane, broadcast from each lane: on a CPU
+/// adapter a uniform load costs more than a lane broadcast. Otherwise plain uniform loads.
+fn cpu_helpers(bcast: bool) -> String {
+    if !bcast {
+        return "fn x8(xb: u32, lane: u32) -> array<vec4<f32>, 8> {\n\
+                    var o: array<vec4<f32>, 8>;\n\
+                    for (var i = 0u; i < 8u; i++) { o[i] = x[xb + i]; }\n\
+                    return o;\n\
+                }\n\
+                fn norm8(gb: u32, lane: u32) -> array<vec4<f32>, 8> {\n\
+                    var o: array<vec4<f32>, 8>;\n\
+                    for (var i = 0u; i < 8u; i++) { o[i] = gw(gb + i); }\n\
+                    return o;\n\
+                }\n\
+                fn sum_sq(xb: u32, n4: u32, lane: u32) -> f32 {\n\
+                    var ss = 0.0;\n\
+                    for (var i = 0u; i < n4; i++) { let v = x[xb + i]; ss += dot(v, v); }\n\
+                    return ss;\n\
+                }\n"
+        .into();
+    }
+    let mut s = String::new();
+    for (name, load) in [("x8(xb", "x[xb + (lane & 7u)]"), ("norm8(gb", "gw(gb + (lane & 7u))")] {
+        s.push_str(&format!(
+            "fn {name}: u32, lane: u32) -> array<vec4<f32>, 8> {{\n    let v = {load};\n    var o: array<vec4<f32>, 8>;\n"
+        ));
+        for i in 0..8 {
+            s.push_str(&format!("    o[{i}] = subgroupBroadcast(v, {i}u);\n"));
+        }
+        s.push_str("    return o;\n}\n");
+    }
+    s.push_str(
+        "\
+         // Σ x[xb + i]² over n4 vec4: lanes take every 8th (the subgroup covers all), then add up\n\
+         fn sum_sq(xb: u32, n4: u32, lane: u32) -> f32 {\n\
+             var ss = 0.0;\n\
+             for (var i = lane & 7u; i < n4; i += 8u) { let v = x[xb + i]; ss += dot(v, v); }\n\
+             return subgroupAdd(ss);\n\
+         }\n",
+    );
+    s
+}
+
 /// A matmul launch over `segs` (weight parts with the first output column of each), GLU
 /// when `glu` (segs = [gate part, up part]).
 #[allow(clippy::too_many_arguments)]
@@ -419,7 +469,8 @@ fn matmul_launch(
     step: &wgpu::Buffer,
     opts: MatmulOpts,
 ) -> Result<Dispatch> {
-    let tpr = gpu.matmul_tpr;
+    let cpu = gpu.cpu_matmul;
+    let tpr = if cpu { 1 } else { gpu.matmul_tpr };
     let rpw = MM_WG / tpr;
     let cols = segs.first().map_or(0, |s| s.0.cols);
     if segs.is_empty() || segs.len() > 3 || segs.iter().any(|s| s.0.cols != cols) {
@@ -471,6 +522,9 @@ fn matmul_launch(
         } else {
             "fn sg_xor(v: f32, o: u32) -> f32 { return v; }\n"
         });
+        if cpu {
+            pre.push_str(&cpu_helpers(gpu.subgroups && gpu.subgroup_min_size >= 8));
+        }
         for (i, s) in segs.iter().enumerate() {
             pre.push_str(&loader_src(s.0.fmt, i, &format!("p.sc_v4[{i}]")));
         }
@@ -480,9 +534,18 @@ fn matmul_launch(
             ));
         }
         let fmts: Vec<&str> = segs.iter().map(|s| s.0.fmt.load_fn).collect();
-        let key =
-            format!("matmul {} tt{tt} tiled{tiled} tpr{tpr} glu{glu} norm{} sg{sg}", fmts.join(","), norm.is_some());
-        let main = if tiled { MATMUL_TILED } else { MATMUL };
+        let key = format!(
+            "matmul {} tt{tt} tiled{tiled} cpu{cpu} tpr{tpr} glu{glu} norm{} sg{sg}",
+            fmts.join(","),
+            norm.is_some()
+        );
+        let main = if tiled {
+            MATMUL_TILED
+        } else if cpu {
+            MATMUL_CPU
+        } else {
+            MATMUL
+        };
         let src = source(gpu, &consts, &[QUANT_COMMON, MATMUL_COMMON, main, &pre]);
         gpu.pipeline(&key, &src, &bindings)
     };
@@ -532,9 +595,13 @@ fn matmul_launch(
     let (p1, x1) = params(rpw);
     let bg1 = bind(&single, &p1);
     // passes of several tokens: the tiled kernel, or (last token only / switched off) the matvec
-    let tiled = gpu.tiled_prefill && !opts.last_only;
+    let tiled = gpu.tiled_prefill && !cpu && !opts.last_only;
     let (multi, (pm, xm), tile) = if tiled {
         (pipe(MM_TILE, true)?, params(MM_TILE), MM_TILE)
+    } else if cpu {
+        // the CPU kernel loops over all TT tokens: the last token alone takes TT = 1
+        let tt = if opts.last_only { 1 } else { mm_cpu_tt() };
+        (pipe(tt, false)?, params(rpw), if opts.last_only { 0 } else { tt })
     } else {
         (pipe(MM_TT, false)?, params(rpw), if opts.last_only { 0 } else { MM_TT })
     };
@@ -700,9 +767,27 @@ pub fn attention(
     if s.head_dim > 256 {
         return Err(Error::UnsupportedModel(format!("head_dim {} > 256", s.head_dim)));
     }
-    let src = source(gpu, &wg_const(ATTN_WG), &[ATTENTION]);
     use Binding::*;
-    let pipeline = gpu.pipeline("attention", &src, &[Read, Read, Read, ReadWrite, ReadWrite, Uniform, Uniform])?;
+    // CPU adapters with subgroups: one key per lane (attention_cpu.wgsl)
+    let cpu = gpu.cpu_matmul && gpu.subgroups && s.head_dim.is_multiple_of(8) && gpu.subgroup_min_size >= 4;
+    let pipeline = if cpu {
+        let consts = vec![
+            ("WG", format!("{ATTN_WG}u")),
+            ("HD", format!("{}u", s.head_dim)),
+            ("NSG", format!("{}u", ATTN_WG / gpu.subgroup_min_size)),
+            ("KV16", gpu.use_f16.to_string()),
+            ("KW", format!("{}u", if gpu.use_f16 { s.head_dim / 8 } else { s.head_dim / 4 })),
+        ];
+        let src = source(gpu, &consts, &[ATTENTION_CPU]);
+        gpu.pipeline(
+            &format!("attention_cpu hd{} f16{}", s.head_dim, gpu.use_f16),
+            &src,
+            &[Read, Read, Read, ReadWrite, ReadWrite, Uniform, Uniform],
+        )?
+    } else {
+        let src = source(gpu, &wg_const(ATTN_WG), &[ATTENTION]);
+        gpu.pipeline("attention", &src, &[Read, Read, Read, ReadWrite, ReadWrite, Uniform, Uniform])?
+    };
     let scale = 1.0 / (s.head_dim as f32).sqrt();
     let params = gpu.uniform("attention", &[s.n_head, s.n_kv, s.head_dim, s.ctx, scale.to_bits()]);
     make(

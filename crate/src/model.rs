@@ -342,6 +342,28 @@ impl LlamaModel {
         Ok(out)
     }
 
+    /// Wall time of each launch of one pass over `tokens` (at most one chunk) at `pos`, with
+    /// the last token's logits when `logits`: every launch submitted alone and waited for (so
+    /// each includes a submit), for profiling.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn profile_blocking(&mut self, tokens: &[u32], pos: usize, logits: bool) -> Result<Vec<(String, f64)>> {
+        if tokens.is_empty() || tokens.len() > self.chunk || pos + tokens.len() > self.context {
+            return Err(Error::InvalidArgument(format!("profile: 1..={} tokens within the context", self.chunk)));
+        }
+        let n = tokens.len() as u32;
+        let step = Step { n_tokens: n, pos: pos as u32, kv_len: pos as u32 + n, _pad: 0 };
+        self.gpu.queue.write_buffer(&self.acts.ids, 0, bytemuck::cast_slice(tokens));
+        let out = if logits { &self.out_last[..] } else { &[] };
+        let mut times = Vec::new();
+        for d in self.body.iter().chain(out) {
+            let t = web_time::Instant::now();
+            kernels::submit(&self.gpu, &self.acts.step, step, &[d]);
+            self.gpu.wait()?;
+            times.push((d.label.clone(), t.elapsed().as_secs_f64()));
+        }
+        Ok(times)
+    }
+
     #[cfg(not(target_arch = "wasm32"))]
     pub fn forward_blocking(&mut self, tokens: &[u32], pos: usize, all: bool) -> Result<Vec<f32>> {
         pollster::block_on(self.forward(tokens, pos, all))

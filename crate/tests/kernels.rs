@@ -74,23 +74,55 @@ fn weight(gpu: &Gpu, rng: &mut StdRng, ty: GgmlType, rows: usize, cols: usize) -
     (gw, deq)
 }
 
+/// A matmul kernel variant: the GPU-shaped kernels at `tpr` threads per row (tiled prefill or
+/// the matvec for several tokens), or the CPU-adapter kernel (matmul_cpu.wgsl); lane
+/// broadcasts / reductions through subgroups or not.
+#[derive(Debug, Clone, Copy)]
+struct Variant {
+    cpu: bool,
+    tpr: u32,
+    tiled: bool,
+    sg: bool,
+}
+
+/// Every variant this adapter can run: GPU-shaped at 1 (no reduction), 4 and 16 threads per
+/// row, and the CPU kernel; those that use subgroups (the 4-lane reduction, the CPU kernel's
+/// broadcasts) also without them, where the adapter has them.
+fn variants(gpu: &Gpu) -> Vec<Variant> {
+    let sg = gpu.subgroups;
+    let mut v = vec![
+        Variant { cpu: false, tpr: 1, tiled: true, sg },
+        Variant { cpu: false, tpr: 4, tiled: false, sg },
+        Variant { cpu: false, tpr: 16, tiled: true, sg },
+        Variant { cpu: true, tpr: 1, tiled: false, sg },
+    ];
+    if sg {
+        v.push(Variant { cpu: false, tpr: 4, tiled: false, sg: false });
+        v.push(Variant { cpu: true, tpr: 1, tiled: false, sg: false });
+    }
+    v
+}
+
+fn set_variant(gpu: &mut Gpu, v: Variant) -> String {
+    (gpu.cpu_matmul, gpu.matmul_tpr, gpu.tiled_prefill, gpu.subgroups) = (v.cpu, v.tpr, v.tiled, v.sg);
+    format!("f16={} {v:?}", gpu.use_f16)
+}
+
 #[test]
 fn matmul_all_types_against_cpu() {
     let mut rng = StdRng::seed_from_u64(1);
     for mut gpu in gpus() {
         let step = kernels::step_buffer(&gpu);
-        // every threads-per-row variant: 1 (no reduction), 4 (CPU adapters), 16 (GPUs)
-        for (ty, tpr) in TYPES.iter().flat_map(|&t| [(t, 1), (t, 4), (t, 16)]) {
-            gpu.matmul_tpr = tpr;
-            // passes of several tokens: the tiled prefill kernel, and the matvec at tpr 4
-            gpu.tiled_prefill = tpr != 4;
-            // 37 rows (not a multiple of 4 rows/workgroup), 13 blocks (not of 16 lanes), 11 tokens (not of 8)
+        let vs = variants(&gpu);
+        for (ty, v) in TYPES.iter().flat_map(|&t| vs.iter().map(move |&v| (t, v))) {
+            let name = format!("{ty:?} {}", set_variant(&mut gpu, v));
+            // 37 rows (not a multiple of 4 rows/workgroup nor of 64), 13 blocks (not of 16
+            // lanes nor of 8), 11 tokens (not a multiple of 8)
             let (rows, cols, n) = (37, 13 * 32, 11);
             let (w, deq) = weight(&gpu, &mut rng, ty, rows, cols);
             let x = rand_vec(&mut rng, n * cols, 1.0);
             let xb = buf(&gpu, &x);
             let want = cpu::matmul(&deq, rows, cols, &x, n);
-            let name = format!("{ty:?} f16={} tpr={tpr} tiled={}", gpu.use_f16, gpu.tiled_prefill);
 
             let yb = gpu.storage("y", (n * rows * 4) as u64).unwrap();
             let d = kernels::matmul(&gpu, &w, &xb, &yb, rows as u32, &step, MatmulOpts::default()).unwrap();
@@ -150,14 +182,15 @@ fn matmul_all_types_against_cpu() {
 fn matmul_and_embed_split_across_bindings() {
     // A 1 MiB binding cap splits a 300 × 1024 f32 matrix (1.2 MB) into parts; results must not change.
     let mut rng = StdRng::seed_from_u64(2);
-    let gpu = Gpu::new_blocking(&GpuOptions {
+    let mut gpu = Gpu::new_blocking(&GpuOptions {
         precision: Precision::F32,
         max_binding_size: Some(1 << 20),
         ..Default::default()
     })
     .unwrap();
     let step = kernels::step_buffer(&gpu);
-    for ty in [GgmlType::F32, GgmlType::Q8_0] {
+    for (ty, cpu_kernel) in [(GgmlType::F32, false), (GgmlType::Q8_0, false), (GgmlType::F32, true)] {
+        gpu.cpu_matmul = cpu_kernel;
         let (rows, cols, n) = (300, 1024, 3);
         let (w, deq) = weight(&gpu, &mut rng, ty, rows, cols);
         assert!(ty != GgmlType::F32 || w.parts.len() >= 2, "expected a split, got {} part(s)", w.parts.len());
@@ -172,7 +205,7 @@ fn matmul_and_embed_split_across_bindings() {
             &d.iter().collect::<Vec<_>>(),
         );
         assert_close(
-            &format!("split matmul {ty:?}"),
+            &format!("split matmul {ty:?} cpu={cpu_kernel}"),
             &read(&gpu, &yb, n * rows),
             &cpu::matmul(&deq, rows, cols, &x, n),
             1e-5,
@@ -310,7 +343,10 @@ fn rope_and_cache_append_against_cpu() {
 #[test]
 fn attention_gqa_causal_against_cpu() {
     let mut rng = StdRng::seed_from_u64(7);
-    for gpu in gpus() {
+    // the GPU kernel, and on CPU adapters with subgroups the one-key-per-lane kernel
+    let all = gpus().into_iter().map(|g| (g, false)).chain(gpus().into_iter().map(|g| (g, true)));
+    for (mut gpu, cpu_kernel) in all {
+        gpu.cpu_matmul = cpu_kernel;
         let step = kernels::step_buffer(&gpu);
         // head_dim 40 and 70 keys: neither a multiple of the 64-thread workgroup
         let (nh, nkv, hd, ctx) = (6usize, 2usize, 40usize, 80usize);
@@ -337,7 +373,7 @@ fn attention_gqa_causal_against_cpu() {
             );
             let want = cpu::attention(&q, &k[..(pos0 + n) * nkv * hd], &v[..(pos0 + n) * nkv * hd], nh, nkv, hd, pos0);
             assert_close(
-                &format!("attention pos0={pos0} n={n} f16={}", gpu.use_f16),
+                &format!("attention pos0={pos0} n={n} f16={} cpu={cpu_kernel}", gpu.use_f16),
                 &read(&gpu, &ob, q.len()),
                 &want,
                 2e-5,
@@ -361,7 +397,7 @@ fn kquants_match_gguf_package() {
         assert_eq!(ours, want, "{name}: CPU unpacking differs from gguf.quants.dequantize");
         // 8 rows (not a multiple of 4 rows/workgroup) of 768 = 24 blocks (not a multiple of 16 lanes)
         let (rows, cols, n) = (8usize, 768usize, 5usize);
-        for gpu in gpus() {
+        for mut gpu in gpus() {
             let step = kernels::step_buffer(&gpu);
             let w =
                 pollster::block_on(GpuWeight::upload(&gpu, name, ty, rows as u64, cols as u64, &raw, 0, 1000, |_| {}))
@@ -381,7 +417,8 @@ fn kquants_match_gguf_package() {
 
             let x = rand_vec(&mut rng, n * cols, 1.0);
             let xb = buf(&gpu, &x);
-            for tokens in [n, 1] {
+            for (tokens, cpu_kernel) in [(n, false), (1, false), (n, true), (1, true)] {
+                gpu.cpu_matmul = cpu_kernel;
                 let yb = gpu.storage("y", (n * rows * 4) as u64).unwrap();
                 let d = kernels::matmul(&gpu, &w, &xb, &yb, rows as u32, &step, MatmulOpts::default()).unwrap();
                 kernels::submit(
@@ -392,7 +429,7 @@ fn kquants_match_gguf_package() {
                 );
                 let want_y = cpu::matmul(&want, rows, cols, &x[..tokens * cols], tokens);
                 assert_close(
-                    &format!("matmul {name} n={tokens} f16={}", gpu.use_f16),
+                    &format!("matmul {name} n={tokens} f16={} cpu={cpu_kernel}", gpu.use_f16),
                     &read(&gpu, &yb, tokens * rows),
                     &want_y,
                     1e-5,
@@ -444,16 +481,17 @@ fn fused_qkv_and_gate_up_both_reduction_paths() {
     let sg_paths: Vec<bool> = if gpu.subgroups { vec![true, false] } else { vec![false] };
     for sg in sg_paths {
         gpu.subgroups = sg;
-        for tpr in [4, 8] {
+        // several tokens: the matvec at tpr 4, the tiled prefill kernel at tpr 8; the CPU kernel
+        for (tpr, cpu_kernel) in [(4, false), (8, false), (1, true)] {
             gpu.matmul_tpr = tpr;
-            // several tokens: the matvec at tpr 4, the tiled prefill kernel at tpr 8
             gpu.tiled_prefill = tpr == 8;
+            gpu.cpu_matmul = cpu_kernel;
             let (wq, dq) = kw(&gpu, "q4_k", GgmlType::Q4K, 11);
             let (wk, dk) = weight(&gpu, &mut rng, GgmlType::Q5_1, 21, cols);
             let (wv, dv) = kw(&gpu, "q6_k", GgmlType::Q6K, 9);
             let rows = 11 + 21 + 9;
             let all: Vec<f32> = [dq, dk, dv].concat();
-            let name = format!("sg={sg} tpr={tpr} tiled={}", gpu.tiled_prefill);
+            let name = format!("sg={sg} tpr={tpr} tiled={} cpu={cpu_kernel}", gpu.tiled_prefill);
             for n in [5, 1] {
                 let yb = gpu.storage("y", (n * rows * 4) as u64).unwrap();
                 let norm = Some(NormIn { weight: &gb, eps: 1e-5 });
