@@ -1,6 +1,6 @@
 // Runs www/bench.html in headless chromium (WebGPU; software SwiftShader on machines without
 // a GPU) against the demo server and prints the page's result as one JSON line.
-//   node bench/browser.mjs [--model URL] [--prompt 64] [--gen 32] [--bandwidth GBPS]
+//   node bench/browser.mjs [--model URL] [--prompt 64] [--gen 32] [--bandwidth GBPS] [--backend auto|webgpu|cpu]
 import { startDemoServer } from "../www/serve.mjs";
 import { launch } from "../tests/browser/harness.mjs";
 
@@ -13,7 +13,7 @@ try {
   const page = await b.page();
   const q = new URLSearchParams({ prompt: opt("prompt", "64"), gen: opt("gen", "32") });
   if (opt("model")) q.set("model", opt("model"));
-  if (opt("bandwidth")) q.set("bandwidth", opt("bandwidth"));
+  for (const k of ["bandwidth", "backend"]) if (opt(k)) q.set(k, opt(k));
   await page.goto(`${origin}/www/bench.html?${q}`);
   await page.waitForFunction(() => window.benchResult, null, { timeout: 30 * 60 * 1000, polling: 1000 });
   const r = await page.evaluate(() => window.benchResult);
