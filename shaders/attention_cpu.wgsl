@@ -1,5 +1,5 @@
 // Causal GQA attention for CPU adapters with subgroups (attention.wgsl's contract): one
-// workgroup per (head, token), one key per invocation. On a CPU "GPU" a subgroup is one SIMD
+// workgroup (of about one subgroup) per (head, token), one key per invocation. On a CPU "GPU" a subgroup is one SIMD
 // vector and every per-lane load is a scalar load, so each lane reads whole K and V rows
 // (vec4 words: 8 halves or 4 floats each) against the query held in registers, instead of
 // threads sharing a row; lane sums meet through subgroup reductions and one workgroup step.
@@ -85,7 +85,8 @@ fn main(
     }
     workgroupBarrier();
     m = red[0];
-    for (var k = 1u; k < WG / sn; k++) {
+    let nsg = (WG + sn - 1u) / sn;
+    for (var k = 1u; k < nsg; k++) {
         m = max(m, red[k]);
     }
     workgroupBarrier();
@@ -109,13 +110,15 @@ fn main(
         part[sg] = acc;
     }
     workgroupBarrier();
-    if (li < HD / 4u) {
-        var sum = 0.0;
+    var sum = 0.0;
+    for (var k = 0u; k < nsg; k++) {
+        sum += red[k];
+    }
+    for (var i = li; i < HD / 4u; i += WG) {
         var v = vec4<f32>(0.0);
-        for (var k = 0u; k < WG / sn; k++) {
-            sum += red[k];
-            v += part[k][li];
+        for (var k = 0u; k < nsg; k++) {
+            v += part[k][i];
         }
-        o[qb + li] = v / sum;
+        o[qb + i] = v / sum;
     }
 }

@@ -81,6 +81,8 @@ pub struct Gpu {
     pub subgroups: bool,
     /// Smallest subgroup the adapter may run (lanes of a row must fit in one).
     pub subgroup_min_size: u32,
+    /// Largest subgroup the adapter may run.
+    pub subgroup_max_size: u32,
     /// Passes of several tokens use the tiled prefill matmul (32 × 32 tiles through workgroup
     /// memory) on GPUs; CPU adapters (and `LLAMA_WEBGPU_TILED=0`) take the matvec with
     /// 8-token tiles; `LLAMA_WEBGPU_TILED=1` forces the tiles.
@@ -183,6 +185,7 @@ impl Gpu {
             matmul_tpr: matmul_tpr(info.device_type, opts.cpu_adapter),
             subgroups,
             subgroup_min_size: info.subgroup_min_size,
+            subgroup_max_size: info.subgroup_max_size,
             // measured on lavapipe: the 8-token matvec prefills 1.6x faster than the tiles there
             tiled_prefill: match std::env::var("LLAMA_WEBGPU_TILED").as_deref() {
                 Ok("0") => false,

@@ -117,8 +117,8 @@ fn matmul_all_types_against_cpu() {
         for (ty, v) in TYPES.iter().flat_map(|&t| vs.iter().map(move |&v| (t, v))) {
             let name = format!("{ty:?} {}", set_variant(&mut gpu, v));
             // 37 rows (not a multiple of 4 rows/workgroup nor of 64), 13 blocks (not of 16
-            // lanes nor of 8), 11 tokens (not a multiple of 8)
-            let (rows, cols, n) = (37, 13 * 32, 11);
+            // lanes nor of 8), 19 tokens (over one tile, not a multiple of 8, 16 or 32)
+            let (rows, cols, n) = (37, 13 * 32, 19);
             let (w, deq) = weight(&gpu, &mut rng, ty, rows, cols);
             let x = rand_vec(&mut rng, n * cols, 1.0);
             let xb = buf(&gpu, &x);
