@@ -2,14 +2,6 @@
 // Query head h reads KV head h / (n_head / n_kv). Scores go through a scratch buffer
 // (softmax needs the max before the sum), then each thread owns output dimensions.
 
-struct Params {
-    n_head: u32,
-    n_kv: u32,
-    head_dim: u32,
-    ctx: u32,    // scratch row length (cache capacity)
-    scale: f32,  // 1 / sqrt(head_dim)
-}
-
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> kc: array<kv_t>;
 @group(0) @binding(2) var<storage, read> vc: array<kv_t>;

@@ -8,14 +8,6 @@
 // workgroup), KV16 (the cache holds f16), KW (vec4 words per cache row of one head). The
 // cache is bound as raw vec4<u32> words (f16 pairs or f32 bits).
 
-struct Params {
-    n_head: u32,
-    n_kv: u32,
-    head_dim: u32,
-    ctx: u32,    // scratch row length (cache capacity)
-    scale: f32,  // 1 / sqrt(head_dim)
-}
-
 @group(0) @binding(0) var<storage, read> q: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> kc: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> vc: array<vec4<u32>>;

@@ -35,13 +35,7 @@ fn reduce_lanes(li: u32, slot: u32, v: f32) -> f32 {
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     // this workgroup's weight (uniform across the workgroup)
-    var s = 0u;
-    if (NSEG > 1u && !GLU && wg.x >= p.seg[1].wg0) {
-        s = 1u;
-    }
-    if (NSEG > 2u && !GLU && wg.x >= p.seg[2].wg0) {
-        s = 2u;
-    }
+    let s = segment(wg.x);
     let seg = p.seg[s];
     let lane = li % TPR;
     let row = (wg.x - seg.wg0) * RPW + li / TPR;
@@ -113,23 +107,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         }
     }
     for (var t = 0u; t < TT; t++) {
-        var v = reduce_lanes(li, t * NACC, acc[t]);
+        let v = reduce_lanes(li, t * NACC, acc[t]);
         var u = 0.0;
         if (GLU) {
             u = reduce_lanes(li, t * NACC + 1u, acc2[t]);
         }
         if (lane == 0u && row < seg.rows && t < nt) {
-            if (NORM) {
-                v *= inv_rms[t];
-                u *= inv_rms[t];
-            }
-            let i = select(t0 + t, 0u, last_only) * p.y_stride + seg.y_off + row;
-            if (GLU) {
-                v = v / (1.0 + exp(-v)) * u;
-            } else if ((p.flags & 1u) != 0u) {
-                v += y[i];
-            }
-            y[i] = v;
+            store_y(select(t0 + t, 0u, last_only) * p.y_stride + seg.y_off + row, v, u, inv_rms[t]);
         }
     }
 }

@@ -36,6 +36,35 @@ struct Params {
     seg: array<Seg, 3>,
 }
 
+// The weight part workgroup `wgx` computes: the last segment starting at or before it (GLU's
+// two weights share every workgroup: segment 0).
+fn segment(wgx: u32) -> u32 {
+    var s = 0u;
+    if (NSEG > 1u && !GLU && wgx >= p.seg[1].wg0) {
+        s = 1u;
+    }
+    if (NSEG > 2u && !GLU && wgx >= p.seg[2].wg0) {
+        s = 2u;
+    }
+    return s;
+}
+
+// y[i] ← one result: with NORM both sums times the token's 1/rms `inv`; GLU: silu(v) · u;
+// flag 1: added to y (the residual).
+fn store_y(i: u32, acc: f32, acc_up: f32, inv: f32) {
+    var v = acc;
+    var u = acc_up;
+    if (NORM) {
+        v *= inv;
+        u *= inv;
+    }
+    if (GLU) {
+        v = v / (1.0 + exp(-v)) * u;
+    } else if ((p.flags & 1u) != 0u) {
+        v += y[i];
+    }
+    y[i] = v;
+}
 
 fn load_seg(s: u32, qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {
     if (NSEG > 1u && s == 1u) {

@@ -18,13 +18,7 @@ fn dot8v(w: array<vec4<f32>, 8>, v: array<vec4<f32>, 8>) -> f32 {
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let lane = li;
-    var s = 0u;
-    if (NSEG > 1u && !GLU && wg.x >= p.seg[1].wg0) {
-        s = 1u;
-    }
-    if (NSEG > 2u && !GLU && wg.x >= p.seg[2].wg0) {
-        s = 2u;
-    }
+    let s = segment(wg.x);
     let seg = p.seg[s];
     let row = (wg.x - seg.wg0) * WG + li;
     let r = min(row, seg.rows - 1u);
@@ -84,19 +78,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     for (var t = 0u; t < TT; t++) {
         if (t < nt) {
-            var v = acc[t];
-            var g = acc2[t];
-            if (NORM) {
-                v *= inv[t];
-                g *= inv[t];
-            }
-            let i = select(t0 + t, 0u, last_only) * p.y_stride + seg.y_off + row;
-            if (GLU) {
-                v = v / (1.0 + exp(-v)) * g;
-            } else if ((p.flags & 1u) != 0u) {
-                v += y[i];
-            }
-            y[i] = v;
+            store_y(select(t0 + t, 0u, last_only) * p.y_stride + seg.y_off + row, acc[t], acc2[t], inv[t]);
         }
     }
 }

@@ -11,13 +11,7 @@ var<workgroup> inv_rms: array<f32, TT>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    var s = 0u;
-    if (NSEG > 1u && !GLU && wg.x >= p.seg[1].wg0) {
-        s = 1u;
-    }
-    if (NSEG > 2u && !GLU && wg.x >= p.seg[2].wg0) {
-        s = 2u;
-    }
+    let s = segment(wg.x);
     let seg = p.seg[s];
     let row0 = (wg.x - seg.wg0) * RT;
     let t0 = wg.y * TT;
@@ -101,19 +95,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         for (var j = 0u; j < 4u; j++) {
             let t = 4u * tc + j;
             if (r < seg.rows && t < nt) {
-                var v = acc[4u * i + j];
-                var u = acc2[4u * i + j];
-                if (NORM) {
-                    v *= inv_rms[t];
-                    u *= inv_rms[t];
-                }
-                let o = (t0 + t) * p.y_stride + seg.y_off + r;
-                if (GLU) {
-                    v = v / (1.0 + exp(-v)) * u;
-                } else if ((p.flags & 1u) != 0u) {
-                    v += y[o];
-                }
-                y[o] = v;
+                store_y((t0 + t) * p.y_stride + seg.y_off + r, acc[4u * i + j], acc2[4u * i + j], inv_rms[t]);
             }
         }
     }

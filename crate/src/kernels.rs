@@ -22,6 +22,7 @@ const NORM: &str = include_str!("../../shaders/norm.wgsl");
 const ROPE: &str = include_str!("../../shaders/rope.wgsl");
 const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
 const ATTENTION_CPU: &str = include_str!("../../shaders/attention_cpu.wgsl");
+const ATTENTION_COMMON: &str = include_str!("../../shaders/attention_common.wgsl");
 const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
 const EMBED: &str = include_str!("../../shaders/embed.wgsl");
 
@@ -781,14 +782,14 @@ pub fn attention(
             ("KV16", gpu.use_f16.to_string()),
             ("KW", format!("{}u", if gpu.use_f16 { s.head_dim / 8 } else { s.head_dim / 4 })),
         ];
-        let src = source(gpu, &consts, &[ATTENTION_CPU]);
+        let src = source(gpu, &consts, &[ATTENTION_COMMON, ATTENTION_CPU]);
         gpu.pipeline(
             &format!("attention_cpu hd{} f16{}", s.head_dim, gpu.use_f16),
             &src,
             &[Read, Read, Read, ReadWrite, ReadWrite, Uniform, Uniform],
         )?
     } else {
-        let src = source(gpu, &wg_const(ATTN_WG), &[ATTENTION]);
+        let src = source(gpu, &wg_const(ATTN_WG), &[ATTENTION_COMMON, ATTENTION]);
         gpu.pipeline("attention", &src, &[Read, Read, Read, ReadWrite, ReadWrite, Uniform, Uniform])?
     };
     let scale = 1.0 / (s.head_dim as f32).sqrt();
