@@ -1,11 +1,15 @@
-//! Dot products of an f32 vector with one weight row, read straight from its GGUF blocks:
-//! `Σ_i w_i x_i` where each `w_i` is computed in registers exactly as ggml's dequantizer (and
-//! [`crate::kernels::reference`]) computes it, in the same operation order (`d·(q−8)`,
-//! `d·q + m`, `scale·q − min`, ...), then multiplied with `x_i` and accumulated in f32. So the
-//! only difference from a dequantize-then-matmul is the order of the f32 additions.
+//! Dot products of an f32 vector with one weight row, read straight from its GGUF blocks, in
+//! f32 with the values of [`crate::quant`]'s decode (`d·(q−8)`, `d·q + m`, `scale·q − min`, ...).
 //!
-//! Three implementations of the same arithmetic: portable scalar (the fallback, also the
-//! check for the others), x86 AVX2+FMA+F16C (picked at run time) and wasm `simd128`.
+//! The SIMD kernels factor each block's scale out of its sum: `Σ (d·q + m)·x` is computed as
+//! `d·Σ(q − c)·x + (c·d + m)·Σx`, with integer `q − c` centred on the middle quant (so both
+//! terms stay about as small as the weights; `Σx` per 32 values is computed once per call).
+//! That is one FMA per weight after the integer-to-float convert, not a multiply, a subtract
+//! and an FMA, and it differs from dequantize-then-dot only in f32 rounding (the tests bound
+//! it by `1e-5 · Σ|w·x|`; against transformers it stays within the prefill path's error).
+//!
+//! Three implementations: portable scalar (the fallback, also the check for the others:
+//! reference decode, then dot), x86 AVX2+FMA+F16C (picked at run time) and wasm `simd128`.
 
 use crate::gguf::GgmlType;
 use crate::quant::blocks::{f16_at, scale_min_k4};
@@ -233,181 +237,262 @@ mod avx2 {
         }
     }
 
-    /// 16 weights `scale·q − min` (each rounded as ggml rounds it: the product, then the
-    /// difference) from 16 signed quants, times `x[0..16]`, into two accumulators.
+    /// 8 signed bytes at `p` as f32 (one sign-extending load, one convert).
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn fma16<const MIN: bool>(q: __m128i, scale: __m256, min: __m256, x: *const f32, acc: &mut [__m256; 2]) {
-        let lo = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
-        let hi = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q, 8)));
-        let (mut w0, mut w1) = (_mm256_mul_ps(scale, lo), _mm256_mul_ps(scale, hi));
-        if MIN {
-            w0 = _mm256_sub_ps(w0, min);
-            w1 = _mm256_sub_ps(w1, min);
-        }
+    unsafe fn i8x8(p: *const u8) -> __m256 {
+        unsafe { _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i))) }
+    }
+
+    /// 8 bytes at `p`, zero-extended to u32 lanes (nibbles and high bits are then one
+    /// mask or shift away from their value).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn u8x8(p: *const u8) -> __m256i {
+        unsafe { _mm256_cvtepu8_epi32(_mm_loadl_epi64(p as *const __m128i)) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn ld(x: *const f32) -> __m256 {
+        unsafe { _mm256_loadu_ps(x) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn f(v: __m256i) -> __m256 {
+        _mm256_cvtepi32_ps(v)
+    }
+
+    /// `Σ_k q_k · x_k` over four groups of 8 (two chains, so the adds overlap).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot32(q: [__m256; 4], x: [*const f32; 4]) -> __m256 {
         unsafe {
-            acc[0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x), acc[0]);
-            acc[1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x.add(8)), acc[1]);
+            let a = _mm256_fmadd_ps(q[2], ld(x[2]), _mm256_mul_ps(q[0], ld(x[0])));
+            let b = _mm256_fmadd_ps(q[3], ld(x[3]), _mm256_mul_ps(q[1], ld(x[1])));
+            _mm256_add_ps(a, b)
         }
     }
 
-    #[inline]
+    /// Σ of each 32 consecutive values of `x` (the `Σx` of `d·Σqx + m·Σx`).
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn sum4(a: &[[__m256; 2]; 2]) -> f32 {
-        hsum(_mm256_add_ps(_mm256_add_ps(a[0][0], a[0][1]), _mm256_add_ps(a[1][0], a[1][1])))
+    pub unsafe fn sums32(x: &[f32]) -> Vec<f32> {
+        x.chunks_exact(32)
+            .map(|c| unsafe {
+                let p = c.as_ptr();
+                hsum(_mm256_add_ps(_mm256_add_ps(ld(p), ld(p.add(8))), _mm256_add_ps(ld(p.add(16)), ld(p.add(24)))))
+            })
+            .collect()
     }
 
-    /// Q8_0: `d · q`.
+    /// `Σ_b (d_b · s_b + c_b · xs_b)` over `nb` blocks, where `blk(b) = (d_b, s_b, c_b)` and
+    /// `s_b` is the block's `Σ q·x` (8 lanes); `c_b` only with `MIN`. Two running sums of each,
+    /// so their dependency chains overlap.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn blocks<const MIN: bool>(nb: usize, xs: &[f32], blk: impl Fn(usize) -> (f32, __m256, f32)) -> f32 {
+        let mut t = [_mm256_setzero_ps(); 2];
+        let mut c = [0f32; 2];
+        let one = |b: usize, t: &mut __m256, c: &mut f32| {
+            let (d, s, cb) = blk(b);
+            *t = _mm256_fmadd_ps(_mm256_set1_ps(d), s, *t);
+            if MIN {
+                *c = cb.mul_add(xs.get(b).copied().unwrap_or(0.0), *c);
+            }
+        };
+        let mut b = 0;
+        while b + 1 < nb {
+            let ([t0, t1], [c0, c1]) = (&mut t, &mut c);
+            one(b, t0, c0);
+            one(b + 1, t1, c1);
+            b += 2;
+        }
+        if b < nb {
+            one(b, &mut t[0], &mut c[0]);
+        }
+        hsum(_mm256_add_ps(t[0], t[1])) + (c[0] + c[1])
+    }
+
+    /// Q8_0: `d · Σ q x`.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn q8_0(w: *const u8, x: *const f32, nb: usize) -> f32 {
-        let mut acc = [[_mm256_setzero_ps(); 2]; 2];
-        let z = _mm256_setzero_ps();
         unsafe {
-            for b in 0..nb {
+            blocks::<false>(nb, &[], |b| {
                 let (p, xb) = (w.add(34 * b), x.add(32 * b));
-                let d = _mm256_set1_ps(half(p));
-                fma16::<false>(load16(p.add(2)), d, z, xb, &mut acc[0]);
-                fma16::<false>(load16(p.add(18)), d, z, xb.add(16), &mut acc[1]);
-            }
-            sum4(&acc)
+                let q = p.add(2);
+                let s = dot32(
+                    [i8x8(q), i8x8(q.add(8)), i8x8(q.add(16)), i8x8(q.add(24))],
+                    [xb, xb.add(8), xb.add(16), xb.add(24)],
+                );
+                (half(p), s, 0.0)
+            })
         }
     }
 
-    /// Q4_0: `d · (q − 8)`; Q4_1: `d · q + m`. Low nibbles are values 0..16, high 16..32.
+    /// Q4_0 `d·(q − 8)`, and Q4_1 `d·q + m` as `d·Σ(q − 8)x + (8d + m)·Σx`: centred quants
+    /// keep the two terms small (`8d + m` is about the block's middle weight), so factoring
+    /// out the min costs no accuracy. Byte `j` holds value `j` (low nibble) and `j + 16` (high).
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn q4<const Q41: bool>(w: *const u8, x: *const f32, nb: usize) -> f32 {
+    unsafe fn q4<const Q41: bool>(w: *const u8, x: *const f32, nb: usize, xs: &[f32]) -> f32 {
         let (ts, qoff) = if Q41 { (20, 4) } else { (18, 2) };
-        let m4 = _mm_set1_epi8(0xF);
-        let off = _mm_set1_epi8(if Q41 { 0 } else { 8 });
-        let mut acc = [[_mm256_setzero_ps(); 2]; 2];
+        let m4 = _mm256_set1_epi32(0xF);
+        let eight = _mm256_set1_epi32(8);
         unsafe {
-            for b in 0..nb {
+            blocks::<Q41>(nb, xs, |b| {
                 let (p, xb) = (w.add(ts * b), x.add(32 * b));
-                let v = load16(p.add(qoff));
-                let lo = _mm_sub_epi8(_mm_and_si128(v, m4), off);
-                let hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), m4), off);
-                let d = _mm256_set1_ps(half(p));
-                // d·q + m = d·q − (−m), exactly
-                let negm = if Q41 { _mm256_set1_ps(-half(p.add(2))) } else { _mm256_setzero_ps() };
-                fma16::<Q41>(lo, d, negm, xb, &mut acc[0]);
-                fma16::<Q41>(hi, d, negm, xb.add(16), &mut acc[1]);
-            }
-            sum4(&acc)
+                let (v0, v1) = (u8x8(p.add(qoff)), u8x8(p.add(qoff + 8)));
+                let lo = |v| f(_mm256_sub_epi32(_mm256_and_si256(v, m4), eight));
+                let hi = |v| f(_mm256_sub_epi32(_mm256_srli_epi32::<4>(v), eight));
+                let s = dot32([lo(v0), lo(v1), hi(v0), hi(v1)], [xb, xb.add(8), xb.add(16), xb.add(24)]);
+                let d = half(p);
+                (d, s, if Q41 { 8.0 * d + half(p.add(2)) } else { 0.0 })
+            })
         }
     }
 
-    /// Q5_0: `d·(q − 16)`; Q5_1: `d·q + m`. The fifth bit of value j is bit j of the u32 `qh`:
-    /// each byte picks its qh byte (shuffle) and tests its bit.
+    /// Q5_0 `d·(q − 16)` and Q5_1 `d·q + m`, centred and factored as Q4's. The fifth bit of value `j` is
+    /// bit `j` of the u32 `qh`: shifted down per lane, masked, moved to bit 4.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn q5<const Q51: bool>(w: *const u8, x: *const f32, nb: usize) -> f32 {
+    unsafe fn q5<const Q51: bool>(w: *const u8, x: *const f32, nb: usize, xs: &[f32]) -> f32 {
         let (ts, qh_at, qs_at) = if Q51 { (24, 4, 8) } else { (22, 2, 6) };
-        let m4 = _mm_set1_epi8(0xF);
-        let off = _mm_set1_epi8(if Q51 { 0 } else { 16 });
-        let sixteen = _mm_set1_epi8(16);
-        let sel_lo = _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-        let sel_hi = _mm_setr_epi8(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-        let bits = _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
-        let mut acc = [[_mm256_setzero_ps(); 2]; 2];
+        let m4 = _mm256_set1_epi32(0xF);
+        let one = _mm256_set1_epi32(1);
+        let sixteen = _mm256_set1_epi32(16);
+        let lanes = |j0: i32| _mm256_setr_epi32(j0, j0 + 1, j0 + 2, j0 + 3, j0 + 4, j0 + 5, j0 + 6, j0 + 7);
+        let sh = [lanes(0), lanes(8), lanes(16), lanes(24)];
         unsafe {
-            for b in 0..nb {
+            blocks::<Q51>(nb, xs, |b| {
                 let (p, xb) = (w.add(ts * b), x.add(32 * b));
-                let qh = _mm_cvtsi32_si128((p.add(qh_at) as *const i32).read_unaligned());
-                let fifth =
-                    |sel| _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(_mm_shuffle_epi8(qh, sel), bits), bits), sixteen);
-                let v = load16(p.add(qs_at));
-                let lo = _mm_sub_epi8(_mm_or_si128(_mm_and_si128(v, m4), fifth(sel_lo)), off);
-                let hi = _mm_sub_epi8(_mm_or_si128(_mm_and_si128(_mm_srli_epi16(v, 4), m4), fifth(sel_hi)), off);
-                let d = _mm256_set1_ps(half(p));
-                let negm = if Q51 { _mm256_set1_ps(-half(p.add(2))) } else { _mm256_setzero_ps() };
-                fma16::<Q51>(lo, d, negm, xb, &mut acc[0]);
-                fma16::<Q51>(hi, d, negm, xb.add(16), &mut acc[1]);
-            }
-            sum4(&acc)
+                let qh = _mm256_set1_epi32((p.add(qh_at) as *const i32).read_unaligned());
+                let fifth = |k: usize| _mm256_slli_epi32::<4>(_mm256_and_si256(_mm256_srlv_epi32(qh, sh[k]), one));
+                let (v0, v1) = (u8x8(p.add(qs_at)), u8x8(p.add(qs_at + 8)));
+                let q = [
+                    _mm256_and_si256(v0, m4),
+                    _mm256_and_si256(v1, m4),
+                    _mm256_srli_epi32::<4>(v0),
+                    _mm256_srli_epi32::<4>(v1),
+                ];
+                let q = [0, 1, 2, 3].map(|k| f(_mm256_sub_epi32(_mm256_or_si256(q[k], fifth(k)), sixteen)));
+                let s = dot32(q, [xb, xb.add(8), xb.add(16), xb.add(24)]);
+                let d = half(p);
+                (d, s, if Q51 { 16.0 * d + half(p.add(2)) } else { 0.0 })
+            })
         }
     }
 
-    /// Q4_K (`Q5 = false`) and Q5_K super-blocks: `d·sc · q − dmin·m` per 32-value sub-block.
+    /// Q4_K (`Q5 = false`) and Q5_K super-blocks: per 32-value sub-block `s` of scale
+    /// `a = d·sc_s` and min `m = dmin·m_s`, `a·Σ(q − c)x + (c·a − m)·Σx` with `c` the middle
+    /// quant (8, Q5_K: 16), centred as Q4_1. Bytes `32j..32j+32` of the quants hold sub-block `2j`
+    /// (low nibbles) and `2j + 1` (high); Q5_K's fifth bit of value `l` of sub-block `s` is
+    /// bit `s` of `qh[l]`.
     #[inline]
-    #[allow(clippy::needless_range_loop)] // the loop index picks the nibble and the accumulator
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn q45_k<const Q5: bool>(w: &[u8], x: *const f32, nb: usize) -> f32 {
+    unsafe fn q45_k<const Q5: bool>(w: &[u8], x: *const f32, nb: usize, xs: &[f32]) -> f32 {
         let (ts, qoff) = if Q5 { (176, 48) } else { (144, 16) };
-        let m4 = _mm_set1_epi8(0xF);
-        let sixteen = _mm_set1_epi8(16);
-        let mut acc = [[_mm256_setzero_ps(); 2]; 2];
+        let m4 = _mm256_set1_epi32(0xF);
+        let one = _mm256_set1_epi32(1);
+        let c = if Q5 { 16 } else { 8 };
+        let mid = _mm256_set1_epi32(c);
+        let mut t = [_mm256_setzero_ps(); 2];
+        let mut mins = _mm256_setzero_ps();
         unsafe {
             for b in 0..nb {
                 let blk = w.get_unchecked(ts * b..ts * (b + 1));
                 let (sc, mn) = super::k4_scales(blk);
                 let p = blk.as_ptr();
-                let (h0, h1) = (load16(p.add(16)), load16(p.add(32)));
+                let h = if Q5 { [0, 1, 2, 3].map(|k| u8x8(p.add(16 + 8 * k))) } else { [_mm256_setzero_si256(); 4] };
                 for j in 0..4 {
-                    let (c0, c1) = (load16(p.add(qoff + 32 * j)), load16(p.add(qoff + 32 * j + 16)));
-                    for half_ in 0..2 {
-                        let s = 2 * j + half_;
-                        let nib = |c: __m128i| {
-                            if half_ == 0 {
-                                _mm_and_si128(c, m4)
-                            } else {
-                                _mm_and_si128(_mm_srli_epi16(c, 4), m4)
-                            }
+                    let q = p.add(qoff + 32 * j);
+                    let v = [0, 1, 2, 3].map(|k| u8x8(q.add(8 * k)));
+                    let mut lo = v.map(|v| _mm256_and_si256(v, m4));
+                    let mut hi = v.map(|v| _mm256_srli_epi32::<4>(v));
+                    if Q5 {
+                        let bit = |h: __m256i, s: i32| {
+                            let down = _mm256_srl_epi32(h, _mm_cvtsi32_si128(s));
+                            _mm256_slli_epi32::<4>(_mm256_and_si256(down, one))
                         };
-                        let (mut q0, mut q1) = (nib(c0), nib(c1));
-                        if Q5 {
-                            // the fifth bit of sub-block s is bit s of qh[l]
-                            let bit = _mm_set1_epi8((1u8 << s) as i8);
-                            let hb = |h: __m128i| _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(h, bit), bit), sixteen);
-                            q0 = _mm_or_si128(q0, hb(h0));
-                            q1 = _mm_or_si128(q1, hb(h1));
+                        for k in 0..4 {
+                            lo[k] = _mm256_or_si256(lo[k], bit(h[k], 2 * j as i32));
+                            hi[k] = _mm256_or_si256(hi[k], bit(h[k], 2 * j as i32 + 1));
                         }
-                        let xb = x.add(256 * b + 32 * s);
-                        let (scale, min) = (_mm256_set1_ps(sc[s]), _mm256_set1_ps(mn[s]));
-                        fma16::<true>(q0, scale, min, xb, &mut acc[half_]);
-                        fma16::<true>(q1, scale, min, xb.add(16), &mut acc[half_]);
                     }
+                    let xl = x.add(256 * b + 64 * j);
+                    let xh = xl.add(32);
+                    let centred = |v| f(_mm256_sub_epi32(v, mid));
+                    let sl = dot32(lo.map(centred), [xl, xl.add(8), xl.add(16), xl.add(24)]);
+                    let sh = dot32(hi.map(centred), [xh, xh.add(8), xh.add(16), xh.add(24)]);
+                    t[0] = _mm256_fmadd_ps(_mm256_set1_ps(sc[2 * j]), sl, t[0]);
+                    t[1] = _mm256_fmadd_ps(_mm256_set1_ps(sc[2 * j + 1]), sh, t[1]);
+                }
+                if let Some(xsb) = xs.get(8 * b..8 * b + 8) {
+                    // c·a − m, as the 8 sub-blocks' offsets
+                    let off = _mm256_fmsub_ps(
+                        _mm256_set1_ps(c as f32),
+                        _mm256_loadu_ps(sc.as_ptr()),
+                        _mm256_loadu_ps(mn.as_ptr()),
+                    );
+                    mins = _mm256_fmadd_ps(off, _mm256_loadu_ps(xsb.as_ptr()), mins);
                 }
             }
-            sum4(&acc)
+            hsum(_mm256_add_ps(t[0], t[1])) + hsum(mins)
         }
     }
 
-    /// Q6_K: `d·sc · (q − 32)`, a scale per 16 values.
+    /// Q6_K: `d·sc_g · Σ(q − 32)x` per 16-value group `g`. Per half `h` of the super-block,
+    /// byte `l` of `ql` holds values `l` (low nibble) and `l + 64` (high), byte `l + 32` values
+    /// `l + 32` and `l + 96`; the two high bits of those four are `qh[l]`'s bit pairs.
     #[inline]
-    #[allow(clippy::needless_range_loop)] // the loop index is a byte offset and the accumulator
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn q6_k(w: *const u8, x: *const f32, nb: usize) -> f32 {
-        let m4 = _mm_set1_epi8(0xF);
-        let m2 = _mm_set1_epi8(3);
-        let m32 = _mm_set1_epi8(32);
-        let z = _mm256_setzero_ps();
-        let mut acc = [[_mm256_setzero_ps(); 2]; 2];
+        let m4 = _mm256_set1_epi32(0xF);
+        let m30 = _mm256_set1_epi32(0x30);
+        let m32 = _mm256_set1_epi32(32);
+        let mut t = [_mm256_setzero_ps(); 4];
         unsafe {
             for b in 0..nb {
                 let p = w.add(210 * b);
-                let d = half(p.add(208));
-                let sc = p.add(192) as *const i8;
+                let d = _mm256_set1_ps(half(p.add(208)));
+                let mut scale = [0f32; 16];
+                _mm256_storeu_ps(scale.as_mut_ptr(), _mm256_mul_ps(d, i8x8(p.add(192))));
+                _mm256_storeu_ps(scale.as_mut_ptr().add(8), _mm256_mul_ps(d, i8x8(p.add(200))));
                 for h in 0..2 {
-                    for u in 0..2 {
-                        let qh = load16(p.add(128 + 32 * h + 16 * u));
-                        let l0 = load16(p.add(64 * h + 16 * u));
-                        let l1 = load16(p.add(64 * h + 32 + 16 * u));
+                    let (ql, qh) = (p.add(64 * h), p.add(128 + 32 * h));
+                    let xh = x.add(256 * b + 128 * h);
+                    for i in 0..2 {
+                        // values l = 16i..16i+16 of each quarter k: two groups of 8
+                        let q = [0, 1].map(|u| {
+                            let l = 16 * i + 8 * u;
+                            let (a, c, hb) = (u8x8(ql.add(l)), u8x8(ql.add(l + 32)), u8x8(qh.add(l)));
+                            [
+                                _mm256_or_si256(
+                                    _mm256_and_si256(a, m4),
+                                    _mm256_and_si256(_mm256_slli_epi32::<4>(hb), m30),
+                                ),
+                                _mm256_or_si256(
+                                    _mm256_and_si256(c, m4),
+                                    _mm256_and_si256(_mm256_slli_epi32::<2>(hb), m30),
+                                ),
+                                _mm256_or_si256(_mm256_srli_epi32::<4>(a), _mm256_and_si256(hb, m30)),
+                                _mm256_or_si256(
+                                    _mm256_srli_epi32::<4>(c),
+                                    _mm256_and_si256(_mm256_srli_epi32::<2>(hb), m30),
+                                ),
+                            ]
+                            .map(|v| f(_mm256_sub_epi32(v, m32)))
+                        });
                         for k in 0..4 {
-                            let lq = if k % 2 == 0 { l0 } else { l1 };
-                            let lo =
-                                if k < 2 { _mm_and_si128(lq, m4) } else { _mm_and_si128(_mm_srli_epi16(lq, 4), m4) };
-                            let hi = _mm_and_si128(_mm_srl_epi16(qh, _mm_cvtsi32_si128(2 * k as i32)), m2);
-                            let q = _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(hi, 4)), m32);
-                            let scale = _mm256_set1_ps(d * *sc.add(8 * h + 2 * k + u) as f32);
-                            let xb = x.add(256 * b + 128 * h + 32 * k + 16 * u);
-                            fma16::<false>(q, scale, z, xb, &mut acc[u]);
+                            let xk = xh.add(32 * k + 16 * i);
+                            let s = _mm256_fmadd_ps(q[1][k], ld(xk.add(8)), _mm256_mul_ps(q[0][k], ld(xk)));
+                            t[k] = _mm256_fmadd_ps(_mm256_set1_ps(scale[8 * h + 2 * k + i]), s, t[k]);
                         }
                     }
                 }
             }
-            sum4(&acc)
+            hsum(_mm256_add_ps(_mm256_add_ps(t[0], t[1]), _mm256_add_ps(t[2], t[3])))
         }
     }
 
@@ -418,6 +503,8 @@ mod avx2 {
         use GgmlType::*;
         let (xp, n) = (x.as_ptr(), x.len());
         let nb = n / ty.block_size() as usize;
+        // Σx per 32 values, for the formats with a min
+        let xs = if matches!(ty, Q4_1 | Q5_1 | Q4K | Q5K) { unsafe { sums32(x) } } else { Vec::new() };
         for (r, o) in out.iter_mut().enumerate() {
             let row = unsafe { w.get_unchecked(r * rb..(r + 1) * rb) };
             let p = row.as_ptr();
@@ -427,12 +514,12 @@ mod avx2 {
                     F16 => half_dot(false, p, xp, n),
                     BF16 => half_dot(true, p, xp, n),
                     Q8_0 => q8_0(p, xp, nb),
-                    Q4_0 => q4::<false>(p, xp, nb),
-                    Q4_1 => q4::<true>(p, xp, nb),
-                    Q5_0 => q5::<false>(p, xp, nb),
-                    Q5_1 => q5::<true>(p, xp, nb),
-                    Q4K => q45_k::<false>(row, xp, nb),
-                    Q5K => q45_k::<true>(row, xp, nb),
+                    Q4_0 => q4::<false>(p, xp, nb, &xs),
+                    Q4_1 => q4::<true>(p, xp, nb, &xs),
+                    Q5_0 => q5::<false>(p, xp, nb, &xs),
+                    Q5_1 => q5::<true>(p, xp, nb, &xs),
+                    Q4K => q45_k::<false>(row, xp, nb, &xs),
+                    Q5K => q45_k::<true>(row, xp, nb, &xs),
                     Q6K => q6_k(p, xp, nb),
                     _ => 0.0,
                 }
