@@ -244,8 +244,8 @@ export class EngineHost {
     };
     return sync(() => this.#e.chatTokens(messages.map(msg), tools));
   }
-  async logits(ids) {
-    return await guarded(sync(() => this.#e.logits(Uint32Array.from(ids))));
+  async logits(ids, stepwise = false) {
+    return await guarded(sync(() => this.#e.logits(Uint32Array.from(ids), Boolean(stepwise))));
   }
   reset() {
     sync(() => this.#e.reset());

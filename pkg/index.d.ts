@@ -230,8 +230,11 @@ export interface Model {
       create(body: ChatCompletionRequest & { stream?: false }, options?: { signal?: AbortSignal }): Promise<ChatCompletion>;
     };
   };
-  /** Logits of every position, [tokenIds.length * vocabSize], from an empty context. */
-  logits(tokenIds: ArrayLike<number>): Promise<Float32Array>;
+  /**
+   * Logits of every position, [tokenIds.length * vocabSize], from an empty context: one prefill
+   * pass, or with `stepwise` one token per pass through the KV cache, as generation decodes.
+   */
+  logits(tokenIds: ArrayLike<number>, options?: { stepwise?: boolean }): Promise<Float32Array>;
   /** Forget the cached conversation. */
   reset(): Promise<void>;
   /** Speed benchmark (clears the cached conversation). */

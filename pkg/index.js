@@ -262,9 +262,13 @@ export class Model {
   async detokenize(ids) {
     return this.#exclusive(() => this.backend.call("detokenize", [Array.from(ids)]));
   }
-  /** Logits of every position, Float32Array [n_tokens * vocab] (starts a fresh context). */
-  async logits(tokenIds) {
-    return this.#exclusive(() => this.backend.call("logits", [Array.from(tokenIds)]));
+  /**
+   * Logits of every position, Float32Array [n_tokens * vocab] (starts a fresh context).
+   * `stepwise`: one token per pass through the KV cache, as generation decodes, instead of
+   * one prefill pass.
+   */
+  async logits(tokenIds, { stepwise = false } = {}) {
+    return this.#exclusive(() => this.backend.call("logits", [Array.from(tokenIds), Boolean(stepwise)]));
   }
   /**
    * Speed benchmark: a cold first token, then `promptTokens` of prefill and `genTokens` of

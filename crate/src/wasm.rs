@@ -446,6 +446,21 @@ pub fn load_engine(size: f64, read: Function, options: JsValue, progress: Functi
     })
 }
 
+/// The CPU backend's block-dot kernels (simd128 here) against the formats' reference decode:
+/// `{ simd, worst: { TYPE: max |error| / Σ|w·x| } }` (a self-test for the browser tests).
+#[wasm_bindgen(js_name = checkCpuKernels)]
+pub fn check_cpu_kernels() -> Result<JsValue, JsValue> {
+    let simd = crate::cpu::dot::Simd::detect();
+    let worst: std::collections::BTreeMap<String, f64> =
+        crate::cpu::dot::check_kernels(simd).into_iter().map(|(t, e)| (t.name().to_string(), e)).collect();
+    #[derive(Serialize)]
+    struct Out {
+        simd: &'static str,
+        worst: std::collections::BTreeMap<String, f64>,
+    }
+    ser(&Out { simd: simd.name(), worst })
+}
+
 /// Bytes of this wasm instance's linear memory (it only grows).
 #[wasm_bindgen(js_name = wasmMemoryBytes)]
 pub fn wasm_memory_bytes() -> f64 {
@@ -507,14 +522,23 @@ impl Engine {
         ser(&Out { tokens, keep })
     }
 
-    /// Logits of every position of `ids` (from an empty cache), `[n * vocab]`.
-    pub fn logits(&self, ids: Vec<u32>) -> Promise {
+    /// Logits of every position of `ids` (from an empty cache), `[n * vocab]`: one prefill
+    /// pass, or (`stepwise`) one token per pass through the KV cache, as decoding runs.
+    pub fn logits(&self, ids: Vec<u32>, stepwise: bool) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
             let mut guard = inner.try_borrow_mut().map_err(|_| busy())?;
             let i = &mut *guard;
             i.forget();
-            let out = i.model.forward(&ids, 0, true).await.map_err(to_js)?;
+            let out = if stepwise {
+                let mut out = Vec::new();
+                for (p, id) in ids.iter().enumerate() {
+                    out.extend(i.model.forward(std::slice::from_ref(id), p, true).await.map_err(to_js)?);
+                }
+                out
+            } else {
+                i.model.forward(&ids, 0, true).await.map_err(to_js)?
+            };
             Ok(js_sys::Float32Array::from(out.as_slice()).into())
         })
     }

@@ -1,5 +1,6 @@
 // The CPU backend in the browser (wasm simd128): every fixture type's logits against
-// transformers within 1e-5 of the reference std (prefill), greedy tokens through the KV cache
+// transformers within 1e-5 of the reference std (prefill, and token by token through the KV
+// cache, which runs the simd128 block-dot kernels), greedy tokens through the KV cache
 // equal to transformers' generate, info reporting the backend, and `auto` on this headless chromium's SwiftShader
 // (a fallback adapter) picking the CPU. Threads (row shards in workers over a SharedArrayBuffer)
 // on a second, cross-origin isolated origin: logits bit-identical to 1 thread, a trapping shard a
@@ -56,7 +57,7 @@ after(async () => {
   await isoServer?.close();
 });
 
-test("CPU backend in wasm: logits of every fixture type match transformers within 1e-5 of std", { timeout: 600_000 }, async () => {
+test("CPU backend in wasm: logits of every fixture type match transformers within 1e-5 of std, prefill and token by token", { timeout: 600_000 }, async () => {
   const r = await page.evaluate(
     async ({ types, tokens }) => {
       const lib = await import("/pkg/index.js");
@@ -64,7 +65,8 @@ test("CPU backend in wasm: logits of every fixture type match transformers withi
       for (const t of types) {
         const m = await lib.loadModel(`/tests/fixtures/tiny-${t}.gguf`, { backend: "cpu", cache: false, contextLength: 64 });
         const prefill = Array.from(await m.logits(tokens));
-        out[t] = { info: { backend: m.info.backend, reason: m.info.backendReason, adapter: m.info.adapter, threads: m.info.threads }, prefill };
+        const stepwise = Array.from(await m.logits(tokens, { stepwise: true }));
+        out[t] = { info: { backend: m.info.backend, reason: m.info.backendReason, adapter: m.info.adapter, threads: m.info.threads }, prefill, stepwise };
         await m.dispose();
       }
       return out;
@@ -72,25 +74,42 @@ test("CPU backend in wasm: logits of every fixture type match transformers withi
     { types: TYPES, tokens: tiny.tokens },
   );
   for (const t of TYPES) {
-    const { info, prefill } = r[t];
+    const { info, prefill, stepwise } = r[t];
     assert.equal(info.backend, "cpu");
     assert.equal(info.reason, "asked for the CPU backend");
     assert.match(info.adapter, /CPU, 1 thread\(s\), simd128/);
     const ref = readNpy(join(FIX, `tiny-${t}.logits.npy`));
     const vocab = ref.shape[1];
-    assert.equal(prefill.length, ref.data.length);
-    let worst = 0;
-    for (let p = 0; p < ref.shape[0]; p++) {
-      const row = ref.data.subarray(p * vocab, (p + 1) * vocab);
-      const sd = std(row);
-      for (let i = 0; i < vocab; i++) {
-        const e = Math.abs(prefill[p * vocab + i] - row[i]);
-        assert.ok(e <= TOL * sd, `${t}: position ${p}: |wasm cpu − transformers| = ${e} > ${TOL} × std ${sd}`);
-        worst = Math.max(worst, e / sd);
+    const worst = {};
+    for (const [pass, got] of [["prefill", prefill], ["token by token", stepwise]]) {
+      assert.equal(got.length, ref.data.length, `${t} ${pass}`);
+      worst[pass] = 0;
+      for (let p = 0; p < ref.shape[0]; p++) {
+        const row = ref.data.subarray(p * vocab, (p + 1) * vocab);
+        const sd = std(row);
+        for (let i = 0; i < vocab; i++) {
+          const e = Math.abs(got[p * vocab + i] - row[i]);
+          assert.ok(e <= TOL * sd, `${t} ${pass}: position ${p}: |wasm cpu − transformers| = ${e} > ${TOL} × std ${sd}`);
+          worst[pass] = Math.max(worst[pass], e / sd);
+        }
       }
     }
-    console.log(`${t}: wasm CPU backend, max error / std ${worst.toExponential(2)}`);
+    console.log(`${t}: wasm CPU backend, max error / std: prefill ${worst.prefill.toExponential(2)}, token by token ${worst["token by token"].toExponential(2)}`);
   }
+});
+
+test("CPU backend in wasm: the simd128 block-dot kernel of every supported format matches the reference decode", async () => {
+  // Q5_0/Q5_1 have no fixture model: this reaches every kernel, in wasm, on random blocks
+  const r = await page.evaluate(async () => {
+    const w = await import("/pkg/wasm/llama_webgpu.js");
+    await w.default();
+    return w.checkCpuKernels();
+  });
+  assert.equal(r.simd, "simd128");
+  const types = Object.keys(r.worst);
+  for (const t of ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K"]) assert.ok(types.includes(t), `${t} not checked: ${types}`);
+  for (const [t, e] of Object.entries(r.worst)) assert.ok(e <= TOL, `${t}: simd128 dot error ${e} of Σ|w·x| > ${TOL}`);
+  console.log(`simd128 kernels, worst error / Σ|w·x|: ${Object.entries(r.worst).map(([t, e]) => `${t} ${e.toExponential(1)}`).join(", ")}`);
 });
 
 test("CPU backend in wasm: greedy tokens through the KV cache equal transformers' generate", { timeout: 300_000 }, async () => {

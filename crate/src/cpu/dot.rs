@@ -550,42 +550,8 @@ mod wasm {
 
     #[inline]
     #[target_feature(enable = "simd128")]
-    unsafe fn load16(p: *const u8) -> v128 {
-        unsafe { v128_load(p as *const v128) }
-    }
-
-    #[inline]
-    #[target_feature(enable = "simd128")]
     unsafe fn half(p: *const u8) -> f32 {
         half::f16::from_le_bytes(unsafe { [*p, *p.add(1)] }).to_f32()
-    }
-
-    /// 16 weights `scale·q − min` (rounded as ggml rounds them) from 16 signed quants, times
-    /// `x[0..16]`, into two accumulators (simd128 has no fused multiply-add).
-    #[inline]
-    #[target_feature(enable = "simd128")]
-    unsafe fn fma16<const MIN: bool>(q: v128, scale: v128, min: v128, x: *const f32, acc: &mut [v128; 2]) {
-        let (lo, hi) = (i16x8_extend_low_i8x16(q), i16x8_extend_high_i8x16(q));
-        let q4 = [
-            i32x4_extend_low_i16x8(lo),
-            i32x4_extend_high_i16x8(lo),
-            i32x4_extend_low_i16x8(hi),
-            i32x4_extend_high_i16x8(hi),
-        ];
-        for (k, qk) in q4.into_iter().enumerate() {
-            let mut w = f32x4_mul(scale, f32x4_convert_i32x4(qk));
-            if MIN {
-                w = f32x4_sub(w, min);
-            }
-            let a = &mut acc[k & 1];
-            *a = f32x4_add(*a, f32x4_mul(w, unsafe { ld(x.add(4 * k)) }));
-        }
-    }
-
-    #[inline]
-    #[target_feature(enable = "simd128")]
-    fn sum4(a: &[[v128; 2]; 2]) -> f32 {
-        hsum(f32x4_add(f32x4_add(a[0][0], a[0][1]), f32x4_add(a[1][0], a[1][1])))
     }
 
     #[target_feature(enable = "simd128")]
@@ -608,142 +574,226 @@ mod wasm {
         }
     }
 
+    /// 8 i16 lanes as two f32x4.
+    #[inline]
+    #[target_feature(enable = "simd128")]
+    fn f8(v: v128) -> [v128; 2] {
+        [f32x4_convert_i32x4(i32x4_extend_low_i16x8(v)), f32x4_convert_i32x4(i32x4_extend_high_i16x8(v))]
+    }
+
+    /// 8 bytes at `p` zero-extended to u16 lanes.
+    #[inline]
+    #[target_feature(enable = "simd128")]
+    unsafe fn u8x8(p: *const u8) -> v128 {
+        unsafe { u16x8_load_extend_u8x8(p) }
+    }
+
+    /// `Σ_k q_k · x_k` over four groups of 8 quants (i16 lanes) and their x (two chains;
+    /// simd128 has no fused multiply-add).
+    #[inline]
+    #[target_feature(enable = "simd128")]
+    unsafe fn dot32(q: [v128; 4], x: [*const f32; 4]) -> v128 {
+        let (mut a, mut b) = (f32x4_splat(0.0), f32x4_splat(0.0));
+        for k in 0..4 {
+            let [lo, hi] = f8(q[k]);
+            unsafe {
+                a = f32x4_add(a, f32x4_mul(lo, ld(x[k])));
+                b = f32x4_add(b, f32x4_mul(hi, ld(x[k].add(4))));
+            }
+        }
+        f32x4_add(a, b)
+    }
+
+    /// Σ of each 32 consecutive values of `x`.
+    #[target_feature(enable = "simd128")]
+    pub unsafe fn sums32(x: &[f32]) -> Vec<f32> {
+        x.chunks_exact(32)
+            .map(|c| unsafe {
+                let p = c.as_ptr();
+                let a = f32x4_add(f32x4_add(ld(p), ld(p.add(4))), f32x4_add(ld(p.add(8)), ld(p.add(12))));
+                let b = f32x4_add(f32x4_add(ld(p.add(16)), ld(p.add(20))), f32x4_add(ld(p.add(24)), ld(p.add(28))));
+                hsum(f32x4_add(a, b))
+            })
+            .collect()
+    }
+
+    /// As the AVX2 `blocks`: `Σ_b (d_b · s_b + c_b · xs_b)`, two running sums of each.
+    #[inline]
+    #[target_feature(enable = "simd128")]
+    fn blocks<const MIN: bool>(nb: usize, xs: &[f32], blk: impl Fn(usize) -> (f32, v128, f32)) -> f32 {
+        let mut t = [f32x4_splat(0.0); 2];
+        let mut c = [0f32; 2];
+        for b in 0..nb {
+            let (d, s, cb) = blk(b);
+            t[b & 1] = f32x4_add(t[b & 1], f32x4_mul(f32x4_splat(d), s));
+            if MIN {
+                c[b & 1] += cb * xs.get(b).copied().unwrap_or(0.0);
+            }
+        }
+        hsum(f32x4_add(t[0], t[1])) + (c[0] + c[1])
+    }
+
     #[inline]
     #[target_feature(enable = "simd128")]
     unsafe fn q8_0(w: *const u8, x: *const f32, nb: usize) -> f32 {
-        let mut acc = [[f32x4_splat(0.0); 2]; 2];
-        let z = f32x4_splat(0.0);
-        unsafe {
-            for b in 0..nb {
-                let (p, xb) = (w.add(34 * b), x.add(32 * b));
-                let d = f32x4_splat(half(p));
-                fma16::<false>(load16(p.add(2)), d, z, xb, &mut acc[0]);
-                fma16::<false>(load16(p.add(18)), d, z, xb.add(16), &mut acc[1]);
-            }
-        }
-        sum4(&acc)
+        blocks::<false>(nb, &[], |b| unsafe {
+            let (p, xb) = (w.add(34 * b), x.add(32 * b));
+            let q = p.add(2);
+            let s = dot32(
+                [0, 1, 2, 3].map(|k| i16x8_load_extend_i8x8(q.add(8 * k) as *const i8)),
+                [xb, xb.add(8), xb.add(16), xb.add(24)],
+            );
+            (half(p), s, 0.0)
+        })
     }
 
+    /// Q4_0 and Q4_1, centred and factored as the AVX2 kernel.
     #[inline]
     #[target_feature(enable = "simd128")]
-    unsafe fn q4<const Q41: bool>(w: *const u8, x: *const f32, nb: usize) -> f32 {
+    unsafe fn q4<const Q41: bool>(w: *const u8, x: *const f32, nb: usize, xs: &[f32]) -> f32 {
         let (ts, qoff) = if Q41 { (20, 4) } else { (18, 2) };
-        let m4 = u8x16_splat(0xF);
-        let off = u8x16_splat(if Q41 { 0 } else { 8 });
-        let mut acc = [[f32x4_splat(0.0); 2]; 2];
-        unsafe {
-            for b in 0..nb {
-                let (p, xb) = (w.add(ts * b), x.add(32 * b));
-                let v = load16(p.add(qoff));
-                let lo = i8x16_sub(v128_and(v, m4), off);
-                let hi = i8x16_sub(u8x16_shr(v, 4), off);
-                let d = f32x4_splat(half(p));
-                let negm = if Q41 { f32x4_splat(-half(p.add(2))) } else { f32x4_splat(0.0) };
-                fma16::<Q41>(lo, d, negm, xb, &mut acc[0]);
-                fma16::<Q41>(hi, d, negm, xb.add(16), &mut acc[1]);
-            }
-        }
-        sum4(&acc)
+        let m4 = u16x8_splat(0xF);
+        let eight = i16x8_splat(8);
+        blocks::<Q41>(nb, xs, |b| unsafe {
+            let (p, xb) = (w.add(ts * b), x.add(32 * b));
+            let (v0, v1) = (u8x8(p.add(qoff)), u8x8(p.add(qoff + 8)));
+            let lo = |v| i16x8_sub(v128_and(v, m4), eight);
+            let hi = |v| i16x8_sub(u16x8_shr(v, 4), eight);
+            let s = dot32([lo(v0), lo(v1), hi(v0), hi(v1)], [xb, xb.add(8), xb.add(16), xb.add(24)]);
+            let d = half(p);
+            (d, s, if Q41 { 8.0 * d + half(p.add(2)) } else { 0.0 })
+        })
     }
 
+    /// Q5_0 and Q5_1: the fifth bit of value `j` is bit `j` of the u32 `qh`.
     #[inline]
     #[target_feature(enable = "simd128")]
-    unsafe fn q5<const Q51: bool>(w: *const u8, x: *const f32, nb: usize) -> f32 {
+    unsafe fn q5<const Q51: bool>(w: *const u8, x: *const f32, nb: usize, xs: &[f32]) -> f32 {
         let (ts, qh_at, qs_at) = if Q51 { (24, 4, 8) } else { (22, 2, 6) };
-        let m4 = u8x16_splat(0xF);
-        let off = u8x16_splat(if Q51 { 0 } else { 16 });
-        let sixteen = u8x16_splat(16);
-        let sel_lo = u8x16(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-        let sel_hi = u8x16(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-        let bits = u8x16(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
-        let mut acc = [[f32x4_splat(0.0); 2]; 2];
-        unsafe {
-            for b in 0..nb {
-                let (p, xb) = (w.add(ts * b), x.add(32 * b));
-                let qh = u32x4_splat((p.add(qh_at) as *const u32).read_unaligned());
-                let fifth = |sel| v128_and(i8x16_eq(v128_and(i8x16_swizzle(qh, sel), bits), bits), sixteen);
-                let v = load16(p.add(qs_at));
-                let lo = i8x16_sub(v128_or(v128_and(v, m4), fifth(sel_lo)), off);
-                let hi = i8x16_sub(v128_or(u8x16_shr(v, 4), fifth(sel_hi)), off);
-                let d = f32x4_splat(half(p));
-                let negm = if Q51 { f32x4_splat(-half(p.add(2))) } else { f32x4_splat(0.0) };
-                fma16::<Q51>(lo, d, negm, xb, &mut acc[0]);
-                fma16::<Q51>(hi, d, negm, xb.add(16), &mut acc[1]);
-            }
-        }
-        sum4(&acc)
+        let m4 = u16x8_splat(0xF);
+        let sixteen = i16x8_splat(16);
+        let bits = u16x8(1, 2, 4, 8, 16, 32, 64, 128);
+        let zero = u16x8_splat(0);
+        blocks::<Q51>(nb, xs, |b| unsafe {
+            let (p, xb) = (w.add(ts * b), x.add(32 * b));
+            let qh = (p.add(qh_at) as *const u32).read_unaligned();
+            // values 8k..8k+8 take their fifth bits from byte k of qh
+            let fifth = |k: u32| {
+                let set = i16x8_ne(v128_and(u16x8_splat(((qh >> (8 * k)) & 0xFF) as u16), bits), zero);
+                v128_and(set, sixteen)
+            };
+            let (v0, v1) = (u8x8(p.add(qs_at)), u8x8(p.add(qs_at + 8)));
+            let q = [v128_and(v0, m4), v128_and(v1, m4), u16x8_shr(v0, 4), u16x8_shr(v1, 4)];
+            let q = [0, 1, 2, 3].map(|k| i16x8_sub(v128_or(q[k], fifth(k as u32)), sixteen));
+            let s = dot32(q, [xb, xb.add(8), xb.add(16), xb.add(24)]);
+            let d = half(p);
+            (d, s, if Q51 { 16.0 * d + half(p.add(2)) } else { 0.0 })
+        })
     }
 
+    /// Q4_K and Q5_K, centred and factored as the AVX2 kernel.
     #[inline]
-    #[allow(clippy::needless_range_loop)]
     #[target_feature(enable = "simd128")]
-    unsafe fn q45_k<const Q5: bool>(w: &[u8], x: *const f32, nb: usize) -> f32 {
+    unsafe fn q45_k<const Q5: bool>(w: &[u8], x: *const f32, nb: usize, xs: &[f32]) -> f32 {
         let (ts, qoff) = if Q5 { (176, 48) } else { (144, 16) };
-        let m4 = u8x16_splat(0xF);
-        let sixteen = u8x16_splat(16);
-        let mut acc = [[f32x4_splat(0.0); 2]; 2];
+        let m4 = u16x8_splat(0xF);
+        let one = u16x8_splat(1);
+        let c = if Q5 { 16 } else { 8 };
+        let mid = i16x8_splat(c);
+        let mut t = [f32x4_splat(0.0); 2];
+        let mut mins = f32x4_splat(0.0);
         unsafe {
             for b in 0..nb {
                 let blk = w.get_unchecked(ts * b..ts * (b + 1));
                 let (sc, mn) = super::k4_scales(blk);
                 let p = blk.as_ptr();
-                let (h0, h1) = (load16(p.add(16)), load16(p.add(32)));
+                let h = if Q5 { [0, 1, 2, 3].map(|k| u8x8(p.add(16 + 8 * k))) } else { [zero_v(); 4] };
                 for j in 0..4 {
-                    let (c0, c1) = (load16(p.add(qoff + 32 * j)), load16(p.add(qoff + 32 * j + 16)));
-                    for half_ in 0..2 {
-                        let s = 2 * j + half_;
-                        let nib = |c: v128| if half_ == 0 { v128_and(c, m4) } else { u8x16_shr(c, 4) };
-                        let (mut q0, mut q1) = (nib(c0), nib(c1));
-                        if Q5 {
-                            let bit = u8x16_splat(1u8 << s);
-                            let hb = |h: v128| v128_and(i8x16_eq(v128_and(h, bit), bit), sixteen);
-                            q0 = v128_or(q0, hb(h0));
-                            q1 = v128_or(q1, hb(h1));
+                    let q = p.add(qoff + 32 * j);
+                    let v = [0, 1, 2, 3].map(|k| u8x8(q.add(8 * k)));
+                    let mut lo = v.map(|v| v128_and(v, m4));
+                    let mut hi = v.map(|v| u16x8_shr(v, 4));
+                    if Q5 {
+                        let bit = |h: v128, s: u32| i16x8_shl(v128_and(u16x8_shr(h, s), one), 4);
+                        for k in 0..4 {
+                            lo[k] = v128_or(lo[k], bit(h[k], 2 * j as u32));
+                            hi[k] = v128_or(hi[k], bit(h[k], 2 * j as u32 + 1));
                         }
-                        let xb = x.add(256 * b + 32 * s);
-                        let (scale, min) = (f32x4_splat(sc[s]), f32x4_splat(mn[s]));
-                        fma16::<true>(q0, scale, min, xb, &mut acc[half_]);
-                        fma16::<true>(q1, scale, min, xb.add(16), &mut acc[half_]);
+                    }
+                    let xl = x.add(256 * b + 64 * j);
+                    let xh = xl.add(32);
+                    let centred = |v| i16x8_sub(v, mid);
+                    let sl = dot32(lo.map(centred), [xl, xl.add(8), xl.add(16), xl.add(24)]);
+                    let sh = dot32(hi.map(centred), [xh, xh.add(8), xh.add(16), xh.add(24)]);
+                    t[0] = f32x4_add(t[0], f32x4_mul(f32x4_splat(sc[2 * j]), sl));
+                    t[1] = f32x4_add(t[1], f32x4_mul(f32x4_splat(sc[2 * j + 1]), sh));
+                }
+                if let Some(xsb) = xs.get(8 * b..8 * b + 8) {
+                    for half_ in 0..2 {
+                        let at = 4 * half_;
+                        let off = f32x4_sub(
+                            f32x4_mul(f32x4_splat(c as f32), v128_load(sc.as_ptr().add(at) as *const v128)),
+                            v128_load(mn.as_ptr().add(at) as *const v128),
+                        );
+                        mins = f32x4_add(mins, f32x4_mul(off, ld(xsb.as_ptr().add(at))));
                     }
                 }
             }
         }
-        sum4(&acc)
+        hsum(f32x4_add(t[0], t[1])) + hsum(mins)
     }
 
     #[inline]
-    #[allow(clippy::needless_range_loop)]
+    #[target_feature(enable = "simd128")]
+    fn zero_v() -> v128 {
+        u16x8_splat(0)
+    }
+
+    /// Q6_K: `d·sc_g · Σ(q − 32)x` per 16-value group, laid out as in the AVX2 kernel.
+    #[inline]
+    #[allow(clippy::needless_range_loop)] // the indices pick lanes and x offsets together
     #[target_feature(enable = "simd128")]
     unsafe fn q6_k(w: *const u8, x: *const f32, nb: usize) -> f32 {
-        let m4 = u8x16_splat(0xF);
-        let m2 = u8x16_splat(3);
-        let m32 = u8x16_splat(32);
-        let z = f32x4_splat(0.0);
-        let mut acc = [[f32x4_splat(0.0); 2]; 2];
+        let m4 = u16x8_splat(0xF);
+        let m30 = u16x8_splat(0x30);
+        let m32 = i16x8_splat(32);
+        let mut t = [f32x4_splat(0.0); 4];
         unsafe {
             for b in 0..nb {
                 let p = w.add(210 * b);
                 let d = half(p.add(208));
                 let sc = p.add(192) as *const i8;
                 for h in 0..2 {
-                    for u in 0..2 {
-                        let qh = load16(p.add(128 + 32 * h + 16 * u));
-                        let l0 = load16(p.add(64 * h + 16 * u));
-                        let l1 = load16(p.add(64 * h + 32 + 16 * u));
+                    let (ql, qh) = (p.add(64 * h), p.add(128 + 32 * h));
+                    let xh = x.add(256 * b + 128 * h);
+                    for i in 0..2 {
+                        let q = [0, 1].map(|u| {
+                            let l = 16 * i + 8 * u;
+                            let (a, c, hb) = (u8x8(ql.add(l)), u8x8(ql.add(l + 32)), u8x8(qh.add(l)));
+                            [
+                                v128_or(v128_and(a, m4), v128_and(i16x8_shl(hb, 4), m30)),
+                                v128_or(v128_and(c, m4), v128_and(i16x8_shl(hb, 2), m30)),
+                                v128_or(u16x8_shr(a, 4), v128_and(hb, m30)),
+                                v128_or(u16x8_shr(c, 4), v128_and(u16x8_shr(hb, 2), m30)),
+                            ]
+                            .map(|v| f8(i16x8_sub(v, m32)))
+                        });
                         for k in 0..4 {
-                            let lq = if k % 2 == 0 { l0 } else { l1 };
-                            let lo = if k < 2 { v128_and(lq, m4) } else { u8x16_shr(lq, 4) };
-                            let hi = v128_and(u8x16_shr(qh, 2 * k as u32), m2);
-                            let q = i8x16_sub(v128_or(lo, i8x16_shl(hi, 4)), m32);
-                            let scale = f32x4_splat(d * *sc.add(8 * h + 2 * k + u) as f32);
-                            let xb = x.add(256 * b + 128 * h + 32 * k + 16 * u);
-                            fma16::<false>(q, scale, z, xb, &mut acc[u]);
+                            let xk = xh.add(32 * k + 16 * i);
+                            let mut s = f32x4_splat(0.0);
+                            for u in 0..2 {
+                                for e in 0..2 {
+                                    s = f32x4_add(s, f32x4_mul(q[u][k][e], ld(xk.add(8 * u + 4 * e))));
+                                }
+                            }
+                            let scale = d * *sc.add(8 * h + 2 * k + i) as f32;
+                            t[k] = f32x4_add(t[k], f32x4_mul(f32x4_splat(scale), s));
                         }
                     }
                 }
             }
         }
-        sum4(&acc)
+        hsum(f32x4_add(f32x4_add(t[0], t[1]), f32x4_add(t[2], t[3])))
     }
 
     /// SAFETY: as for the AVX2 version.
@@ -752,6 +802,7 @@ mod wasm {
         use GgmlType::*;
         let (xp, n) = (x.as_ptr(), x.len());
         let nb = n / ty.block_size() as usize;
+        let xs = if matches!(ty, Q4_1 | Q5_1 | Q4K | Q5K) { unsafe { sums32(x) } } else { Vec::new() };
         for (r, o) in out.iter_mut().enumerate() {
             let row = unsafe { w.get_unchecked(r * rb..(r + 1) * rb) };
             let p = row.as_ptr();
@@ -764,12 +815,12 @@ mod wasm {
                         *o
                     }
                     Q8_0 => q8_0(p, xp, nb),
-                    Q4_0 => q4::<false>(p, xp, nb),
-                    Q4_1 => q4::<true>(p, xp, nb),
-                    Q5_0 => q5::<false>(p, xp, nb),
-                    Q5_1 => q5::<true>(p, xp, nb),
-                    Q4K => q45_k::<false>(row, xp, nb),
-                    Q5K => q45_k::<true>(row, xp, nb),
+                    Q4_0 => q4::<false>(p, xp, nb, &xs),
+                    Q4_1 => q4::<true>(p, xp, nb, &xs),
+                    Q5_0 => q5::<false>(p, xp, nb, &xs),
+                    Q5_1 => q5::<true>(p, xp, nb, &xs),
+                    Q4K => q45_k::<false>(row, xp, nb, &xs),
+                    Q5K => q45_k::<true>(row, xp, nb, &xs),
                     Q6K => q6_k(p, xp, nb),
                     _ => 0.0,
                 }
@@ -778,71 +829,69 @@ mod wasm {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The formats' values from the reference decoder, dotted in f64.
-    fn reference_dot(ty: GgmlType, row: &[u8], x: &[f32]) -> f64 {
-        let w = crate::quant::dequantize(ty, row).unwrap();
-        w.iter().zip(x).map(|(a, b)| *a as f64 * *b as f64).sum()
-    }
-
+/// Checks every format's kernel at `simd` against the reference decode on random blocks:
+/// returns, per format, the worst `|got − want| / Σ|w·x|` over a few rows (`want` in f64).
+/// The unit tests run it natively; the browser tests run it in wasm (`simd128`), through
+/// `checkCpuKernels`.
+pub fn check_kernels(simd: Simd) -> Vec<(GgmlType, f64)> {
     fn lcg(seed: &mut u64) -> u32 {
         *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (*seed >> 33) as u32
     }
+    let mut seed = 7u64;
+    let cols = 512;
+    let x: Vec<f32> = (0..cols).map(|_| lcg(&mut seed) as f32 / u32::MAX as f32 * 2.0 - 1.0).collect();
+    let mut worst = Vec::new();
+    for ty in GgmlType::ALL.into_iter().filter(|t| supported(*t)) {
+        let Some(rb) = ty.bytes_for(cols as u64).map(|b| b as usize) else { continue };
+        // random bytes are valid blocks, except scales that decode to inf/NaN: keep the
+        // f16/bf16 exponents small
+        let mut w: Vec<u8> = (0..rb * 3).map(|_| lcg(&mut seed) as u8).collect();
+        let fix = |b: &mut u8| *b &= 0x3B;
+        match ty {
+            GgmlType::F32 => w.chunks_mut(4).for_each(|c| fix(&mut c[3])),
+            GgmlType::F16 | GgmlType::BF16 => w.chunks_mut(2).for_each(|c| fix(&mut c[1])),
+            GgmlType::Q6K => w.chunks_mut(210).for_each(|c| fix(&mut c[209])),
+            _ => w.chunks_mut(ty.type_size() as usize).for_each(|c| {
+                fix(&mut c[1]);
+                fix(&mut c[3]);
+            }),
+        }
+        let mut out = [0f32; 3];
+        rows_dot(simd, ty, &w, rb, &x, &mut out);
+        let mut err = 0f64;
+        for (r, &got) in out.iter().enumerate() {
+            let wr = crate::quant::dequantize(ty, &w[r * rb..][..rb]).unwrap_or_default();
+            let want: f64 = wr.iter().zip(&x).map(|(a, b)| *a as f64 * *b as f64).sum();
+            let scale: f64 = wr.iter().zip(&x).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
+            // a failed decode (empty `wr`) or a NaN result counts as the worst error
+            let e =
+                if wr.len() == cols { (got as f64 - want).abs() / scale.max(f64::MIN_POSITIVE) } else { f64::INFINITY };
+            err = err.max(if e.is_nan() { f64::INFINITY } else { e });
+        }
+        worst.push((ty, err));
+    }
+    worst
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[test]
     fn every_format_and_simd_level_matches_the_reference_decode() {
-        let mut seed = 7u64;
-        let cols = 512;
-        let x: Vec<f32> = (0..cols).map(|_| lcg(&mut seed) as f32 / u32::MAX as f32 * 2.0 - 1.0).collect();
-        let levels = [Simd::Scalar, Simd::detect()];
-        for ty in GgmlType::ALL.into_iter().filter(|t| supported(*t)) {
-            let rb = ty.bytes_for(cols as u64).unwrap() as usize;
-            // random bytes are valid blocks, except scales that decode to inf/NaN: keep the
-            // f16/bf16 exponents small
-            let mut w: Vec<u8> = (0..rb * 3).map(|_| lcg(&mut seed) as u8).collect();
-            let fix = |b: &mut u8| *b &= 0x3B;
-            match ty {
-                GgmlType::F32 => w.chunks_mut(4).for_each(|c| fix(&mut c[3])),
-                GgmlType::F16 | GgmlType::BF16 => w.chunks_mut(2).for_each(|c| fix(&mut c[1])),
-                GgmlType::Q6K => w.chunks_mut(210).for_each(|c| fix(&mut c[209])),
-                _ => {
-                    let ts = ty.type_size() as usize;
-                    w.chunks_mut(ts).for_each(|c| {
-                        fix(&mut c[1]);
-                        fix(&mut c[3]);
-                    })
-                }
-            }
-            for simd in levels {
-                let mut out = [0f32; 3];
-                rows_dot(simd, ty, &w, rb, &x, &mut out);
-                for (r, &got) in out.iter().enumerate() {
-                    let row = &w[r * rb..][..rb];
-                    let want = reference_dot(ty, row, &x);
-                    let scale: f64 = crate::quant::dequantize(ty, row)
-                        .unwrap()
-                        .iter()
-                        .zip(&x)
-                        .map(|(a, b)| (*a as f64 * *b as f64).abs())
-                        .sum();
-                    let err = (got as f64 - want).abs();
-                    assert!(
-                        err <= 1e-5 * scale,
-                        "{} {}: row {r}: {got} vs {want} (Σ|w x| {scale})",
-                        ty.name(),
-                        simd.name()
-                    );
-                }
-                // decode_row gives the reference values exactly
-                let mut dec = vec![0f32; cols];
-                decode_row(ty, &w[..rb], &mut dec);
-                assert_eq!(dec, crate::quant::dequantize(ty, &w[..rb]).unwrap(), "{}", ty.name());
+        for simd in [Simd::Scalar, Simd::detect()] {
+            let worst = check_kernels(simd);
+            assert_eq!(worst.len(), GgmlType::ALL.into_iter().filter(|t| supported(*t)).count());
+            for (ty, err) in worst {
+                assert!(err <= 1e-5, "{} {}: error {err:e} of Σ|w x|", ty.name(), simd.name());
             }
         }
+        // decode_row gives the reference values exactly
+        let row: Vec<u8> = (0..34 * 4).map(|i| if i % 34 == 1 { 0x30 } else { (i * 37) as u8 }).collect();
+        let mut dec = vec![0f32; 128];
+        decode_row(GgmlType::Q8_0, &row, &mut dec);
+        assert_eq!(dec, crate::quant::dequantize(GgmlType::Q8_0, &row).unwrap());
     }
 
     #[test]
