@@ -95,6 +95,61 @@ pub fn dot_f32(simd: Simd, a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
+/// `out[i·n + t] = w_i · x_t` for every row `w_i` of `w` and token `x_t` of `x` (both
+/// `cols` wide, `n = x.len() / cols`): prefill's products of decoded rows with a chunk of
+/// tokens. Tiles of 4 rows × 3 tokens share their loads (7 loads for 12 FMAs, where one dot at
+/// a time needs 2 per FMA), the rest goes one dot at a time.
+pub fn dots(simd: Simd, w: &[f32], x: &[f32], cols: usize, out: &mut [f32]) {
+    if cols == 0 {
+        out.fill(0.0);
+        return;
+    }
+    let (rows, n) = (w.len() / cols, x.len() / cols);
+    let m = (rows * n).min(out.len());
+    let out = &mut out[..m];
+    let one = |i: usize, t: usize| dot_f32(simd, &w[i * cols..][..cols], &x[t * cols..][..cols]);
+    let (mut i, mut done) = (0, 0);
+    while i + 4 <= rows && out.len() >= (i + 4) * n {
+        let mut t = 0;
+        while t + 3 <= n {
+            let wr = [0, 1, 2, 3].map(|k| &w[(i + k) * cols..][..cols]);
+            let xt = [0, 1, 2].map(|k| &x[(t + k) * cols..][..cols]);
+            let r = tile(simd, wr, xt);
+            for (k, rk) in r.iter().enumerate() {
+                out[(i + k) * n + t..][..3].copy_from_slice(rk);
+            }
+            t += 3;
+        }
+        for k in 0..4 {
+            for tt in t..n {
+                out[(i + k) * n + tt] = one(i + k, tt);
+            }
+        }
+        i += 4;
+        done = i;
+    }
+    for i in done..rows {
+        for t in 0..n {
+            if let Some(o) = out.get_mut(i * n + t) {
+                *o = one(i, t);
+            }
+        }
+    }
+}
+
+/// 4 rows × 3 tokens of dot products (all slices of one length).
+fn tile(simd: Simd, w: [&[f32]; 4], x: [&[f32]; 3]) -> [[f32; 3]; 4] {
+    let n = w.iter().map(|r| r.len()).chain(x.iter().map(|r| r.len())).min().unwrap_or(0);
+    match simd {
+        // SAFETY: features detected; every slice holds at least n values.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2 => unsafe { avx2::tile(w.map(|r| r.as_ptr()), x.map(|r| r.as_ptr()), n) },
+        #[cfg(target_arch = "wasm32")]
+        Simd::Simd128 => unsafe { wasm::tile(w.map(|r| r.as_ptr()), x.map(|r| r.as_ptr()), n) },
+        _ => w.map(|wr| x.map(|xr| scalar::f32_dot(&wr[..n], &xr[..n]))),
+    }
+}
+
 /// Scales and mins of the 8 sub-blocks of a Q4_K/Q5_K super-block (`d·sc`, `dmin·m`).
 fn k4_scales(b: &[u8]) -> ([f32; 8], [f32; 8]) {
     let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
@@ -199,6 +254,37 @@ mod avx2 {
                 i += 1;
             }
             s
+        }
+    }
+
+    /// See `super::tile`: 12 accumulators, the 3 tokens' x in registers, each row's 8 values
+    /// loaded once for 3 FMAs.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn tile(w: [*const f32; 4], x: [*const f32; 3], n: usize) -> [[f32; 3]; 4] {
+        let mut acc = [[_mm256_setzero_ps(); 3]; 4];
+        let mut i = 0;
+        unsafe {
+            while i + 8 <= n {
+                let xv = x.map(|p| _mm256_loadu_ps(p.add(i)));
+                for r in 0..4 {
+                    let wv = _mm256_loadu_ps(w[r].add(i));
+                    for t in 0..3 {
+                        acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
+                    }
+                }
+                i += 8;
+            }
+            let mut out = [[0f32; 3]; 4];
+            for r in 0..4 {
+                for t in 0..3 {
+                    let mut s = hsum(acc[r][t]);
+                    for k in i..n {
+                        s += *w[r].add(k) * *x[t].add(k);
+                    }
+                    out[r][t] = s;
+                }
+            }
+            out
         }
     }
 
@@ -574,6 +660,36 @@ mod wasm {
         }
     }
 
+    /// See `super::tile`.
+    #[target_feature(enable = "simd128")]
+    pub unsafe fn tile(w: [*const f32; 4], x: [*const f32; 3], n: usize) -> [[f32; 3]; 4] {
+        let mut acc = [[f32x4_splat(0.0); 3]; 4];
+        let mut i = 0;
+        unsafe {
+            while i + 4 <= n {
+                let xv = x.map(|p| ld(p.add(i)));
+                for r in 0..4 {
+                    let wv = ld(w[r].add(i));
+                    for t in 0..3 {
+                        acc[r][t] = f32x4_add(acc[r][t], f32x4_mul(wv, xv[t]));
+                    }
+                }
+                i += 4;
+            }
+            let mut out = [[0f32; 3]; 4];
+            for r in 0..4 {
+                for t in 0..3 {
+                    let mut s = hsum(acc[r][t]);
+                    for k in i..n {
+                        s += *w[r].add(k) * *x[t].add(k);
+                    }
+                    out[r][t] = s;
+                }
+            }
+            out
+        }
+    }
+
     /// 8 i16 lanes as two f32x4.
     #[inline]
     #[target_feature(enable = "simd128")]
@@ -902,6 +1018,30 @@ mod tests {
         assert_eq!(out, [0.0, 0.0]);
         rows_dot(Simd::detect(), GgmlType::Q8_0, &[0u8; 68], 34, &x[..16], &mut out);
         assert_eq!(out, [0.0, 0.0]);
+    }
+
+    #[test]
+    fn dots_cover_every_row_and_token_with_tiles_and_edges() {
+        // rows and tokens that are and are not multiples of the 4 × 3 tile, odd widths
+        for (rows, n, cols) in [(4, 3, 8), (9, 7, 37), (3, 2, 64), (13, 1, 576), (8, 6, 5)] {
+            let w: Vec<f32> = (0..rows * cols).map(|i| (i as f32 * 0.37).sin()).collect();
+            let x: Vec<f32> = (0..n * cols).map(|i| (i as f32 * 0.11).cos()).collect();
+            for simd in [Simd::Scalar, Simd::detect()] {
+                let mut out = vec![f32::NAN; rows * n];
+                dots(simd, &w, &x, cols, &mut out);
+                for i in 0..rows {
+                    for t in 0..n {
+                        let want: f64 = (0..cols).map(|k| w[i * cols + k] as f64 * x[t * cols + k] as f64).sum();
+                        let got = out[i * n + t];
+                        assert!(
+                            (got as f64 - want).abs() < 1e-4,
+                            "{} {rows}×{n}×{cols}: [{i},{t}] {got} vs {want}",
+                            simd.name()
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -651,20 +651,24 @@ impl Ops<'_> {
             }
             return;
         }
-        // Several tokens: decode each row once, dot it with every token. Output [rows, n]
-        // (one row's results together), transposed into y at the end.
+        // Several tokens: decode 4 rows at a time (they stay in L1), dot them with every
+        // token in register tiles. Output [rows, n] (one row's results together), transposed
+        // into y at the end.
         let mut yt = vec![0f32; rows * n];
         let chunk = self.pool.split(rows, 4) * n;
+        let x = &x[..n * cols];
         self.pool.chunks(&mut yt, chunk, |i, o| {
-            let mut wr = vec![0f32; cols];
-            for (j, orow) in o.chunks_mut(n).enumerate() {
-                let r = r_first + i * chunk / n + j;
-                if let Some(row) = w.row(r) {
-                    dot::decode_row(w.ty, row, &mut wr);
-                    for (t, ov) in orow.iter_mut().enumerate() {
-                        *ov = dot::dot_f32(simd, &wr, &x[t * cols..][..cols]);
+            let mut wr = vec![0f32; 4 * cols];
+            let r0 = r_first + i * chunk / n;
+            for (j, og) in o.chunks_mut(4 * n).enumerate() {
+                let k = og.len() / n;
+                for (q, wq) in wr.chunks_exact_mut(cols).take(k).enumerate() {
+                    match w.row(r0 + 4 * j + q) {
+                        Some(row) => dot::decode_row(w.ty, row, wq),
+                        None => wq.fill(0.0),
                     }
                 }
+                dot::dots(simd, &wr[..k * cols], x, cols, og);
             }
         });
         for t in 0..n {
