@@ -26,20 +26,29 @@ pub enum Simd {
     Scalar,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// AVX-512F on top of AVX2: 16-lane kernels for the formats that have one
+    /// ([`avx512::has`]), AVX2 for the rest.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
     #[cfg(target_arch = "wasm32")]
     Simd128,
 }
 
 impl Simd {
-    /// The best the machine has (natively, `LLAMA_WEBGPU_CPU_SIMD=scalar` forces the portable
-    /// kernels, to measure what SIMD buys).
+    /// The best the machine has (natively, `LLAMA_WEBGPU_CPU_SIMD=scalar|avx2` caps it, to
+    /// measure what each level buys).
     pub fn detect() -> Simd {
         #[cfg(not(target_arch = "wasm32"))]
-        if std::env::var("LLAMA_WEBGPU_CPU_SIMD").is_ok_and(|v| v == "scalar") {
+        let cap = std::env::var("LLAMA_WEBGPU_CPU_SIMD").unwrap_or_default();
+        #[cfg(not(target_arch = "wasm32"))]
+        if cap == "scalar" {
             return Simd::Scalar;
         }
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
+            if cap != "avx2" && is_x86_feature_detected!("avx512f") {
+                return Simd::Avx512;
+            }
             return Simd::Avx2;
         }
         #[cfg(target_arch = "wasm32")]
@@ -48,11 +57,28 @@ impl Simd {
         Simd::Scalar
     }
 
+    /// Every level this machine can run, scalar first (the tests check each).
+    pub fn available() -> Vec<Simd> {
+        let mut v = vec![Simd::Scalar];
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
+            v.push(Simd::Avx2);
+            if is_x86_feature_detected!("avx512f") {
+                v.push(Simd::Avx512);
+            }
+        }
+        #[cfg(target_arch = "wasm32")]
+        v.push(Simd::Simd128);
+        v
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Simd::Scalar => "scalar",
             #[cfg(target_arch = "x86_64")]
             Simd::Avx2 => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512 => "avx512",
             #[cfg(target_arch = "wasm32")]
             Simd::Simd128 => "simd128",
         }
@@ -76,6 +102,10 @@ pub fn rows_dot(simd: Simd, ty: GgmlType, w: &[u8], row_bytes: usize, x: &[f32],
         // SAFETY: detect() saw the features; sizes checked above.
         #[cfg(target_arch = "x86_64")]
         Simd::Avx2 => unsafe { avx2::rows(ty, w, row_bytes, x, out) },
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 if avx512::has(ty) => unsafe { avx512::rows(ty, w, row_bytes, x, out) },
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 => unsafe { avx2::rows(ty, w, row_bytes, x, out) },
         #[cfg(target_arch = "wasm32")]
         Simd::Simd128 => unsafe { wasm::rows(ty, w, row_bytes, x, out) },
     }
@@ -88,7 +118,7 @@ pub fn dot_f32(simd: Simd, a: &[f32], b: &[f32]) -> f32 {
     match simd {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: features detected; the kernel reads n values of each.
-        Simd::Avx2 => unsafe { avx2::f32_dot(a.as_ptr(), b.as_ptr(), n) },
+        Simd::Avx2 | Simd::Avx512 => unsafe { avx2::f32_dot(a.as_ptr(), b.as_ptr(), n) },
         #[cfg(target_arch = "wasm32")]
         Simd::Simd128 => unsafe { wasm::f32_dot(a.as_ptr(), b.as_ptr(), n) },
         _ => scalar::f32_dot(a, b),
@@ -143,7 +173,7 @@ fn tile(simd: Simd, w: [&[f32]; 4], x: [&[f32]; 3]) -> [[f32; 3]; 4] {
     match simd {
         // SAFETY: features detected; every slice holds at least n values.
         #[cfg(target_arch = "x86_64")]
-        Simd::Avx2 => unsafe { avx2::tile(w.map(|r| r.as_ptr()), x.map(|r| r.as_ptr()), n) },
+        Simd::Avx2 | Simd::Avx512 => unsafe { avx2::tile(w.map(|r| r.as_ptr()), x.map(|r| r.as_ptr()), n) },
         #[cfg(target_arch = "wasm32")]
         Simd::Simd128 => unsafe { wasm::tile(w.map(|r| r.as_ptr()), x.map(|r| r.as_ptr()), n) },
         _ => w.map(|wr| x.map(|xr| scalar::f32_dot(&wr[..n], &xr[..n]))),
@@ -225,6 +255,13 @@ mod avx2 {
     unsafe fn half(p: *const u8) -> f32 {
         let bits = u16::from_le_bytes(unsafe { [*p, *p.add(1)] });
         _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+    }
+
+    /// The two halves at `p` as f32 lanes 0 and 1.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn halves2(p: *const u8) -> __m128 {
+        unsafe { _mm_cvtph_ps(_mm_cvtsi32_si128((p as *const i32).read_unaligned())) }
     }
 
     #[inline]
@@ -433,8 +470,14 @@ mod avx2 {
                 let lo = |v| f(_mm256_sub_epi32(_mm256_and_si256(v, m4), eight));
                 let hi = |v| f(_mm256_sub_epi32(_mm256_srli_epi32::<4>(v), eight));
                 let s = dot32([lo(v0), lo(v1), hi(v0), hi(v1)], [xb, xb.add(8), xb.add(16), xb.add(24)]);
-                let d = half(p);
-                (d, s, if Q41 { 8.0 * d + half(p.add(2)) } else { 0.0 })
+                if Q41 {
+                    // d and m are adjacent halves: one load, one convert
+                    let dm = halves2(p);
+                    let (d, m) = (_mm_cvtss_f32(dm), _mm_cvtss_f32(_mm_movehdup_ps(dm)));
+                    (d, s, 8.0f32.mul_add(d, m))
+                } else {
+                    (half(p), s, 0.0)
+                }
             })
         }
     }
@@ -607,6 +650,208 @@ mod avx2 {
                     Q4K => q45_k::<false>(row, xp, nb, &xs),
                     Q5K => q45_k::<true>(row, xp, nb, &xs),
                     Q6K => q6_k(p, xp, nb),
+                    _ => 0.0,
+                }
+            };
+        }
+    }
+}
+
+/// 16-lane versions of the hottest kernels (SmolLM2's Q4_1/Q8_0, Llama 3's Q4_K/Q6_K),
+/// the same factored arithmetic as [`avx2`]: a 16-byte load widens to 16 quants at once, so a
+/// block of 32 takes half the instructions (the decode loop is instruction-bound).
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::GgmlType;
+    use std::arch::x86_64::*;
+
+    pub fn has(ty: GgmlType) -> bool {
+        matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q4K | GgmlType::Q6K)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    unsafe fn u8x16(p: *const u8) -> __m512i {
+        unsafe { _mm512_cvtepu8_epi32(_mm_loadu_si128(p as *const __m128i)) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    unsafe fn i8x16(p: *const u8) -> __m512 {
+        unsafe { _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p as *const __m128i))) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    unsafe fn ld(x: *const f32) -> __m512 {
+        unsafe { _mm512_loadu_ps(x) }
+    }
+
+    /// The two halves at `p` as f32.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    unsafe fn halves2(p: *const u8) -> (f32, f32) {
+        let v = unsafe { _mm_cvtph_ps(_mm_cvtsi32_si128((p as *const i32).read_unaligned())) };
+        (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_movehdup_ps(v)))
+    }
+
+    /// As `avx2::blocks`, 16 lanes.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    unsafe fn blocks<const MIN: bool>(nb: usize, xs: &[f32], blk: impl Fn(usize) -> (f32, __m512, f32)) -> f32 {
+        let mut t = [_mm512_setzero_ps(); 2];
+        let mut c = [0f32; 2];
+        let one = |b: usize, t: &mut __m512, c: &mut f32| {
+            let (d, s, cb) = blk(b);
+            *t = _mm512_fmadd_ps(_mm512_set1_ps(d), s, *t);
+            if MIN {
+                *c = cb.mul_add(xs.get(b).copied().unwrap_or(0.0), *c);
+            }
+        };
+        let mut b = 0;
+        while b + 1 < nb {
+            let ([t0, t1], [c0, c1]) = (&mut t, &mut c);
+            one(b, t0, c0);
+            one(b + 1, t1, c1);
+            b += 2;
+        }
+        if b < nb {
+            one(b, &mut t[0], &mut c[0]);
+        }
+        _mm512_reduce_add_ps(_mm512_add_ps(t[0], t[1])) + (c[0] + c[1])
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    unsafe fn q8_0(w: *const u8, x: *const f32, nb: usize) -> f32 {
+        unsafe {
+            blocks::<false>(nb, &[], |b| {
+                let (p, xb) = (w.add(34 * b), x.add(32 * b));
+                let s = _mm512_fmadd_ps(i8x16(p.add(18)), ld(xb.add(16)), _mm512_mul_ps(i8x16(p.add(2)), ld(xb)));
+                let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from((p as *const u16).read_unaligned()))));
+                (d, s, 0.0)
+            })
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    unsafe fn q4<const Q41: bool>(w: *const u8, x: *const f32, nb: usize, xs: &[f32]) -> f32 {
+        let (ts, qoff) = if Q41 { (20, 4) } else { (18, 2) };
+        let m4 = _mm512_set1_epi32(0xF);
+        let eight = _mm512_set1_epi32(8);
+        unsafe {
+            blocks::<Q41>(nb, xs, |b| {
+                let (p, xb) = (w.add(ts * b), x.add(32 * b));
+                let v = u8x16(p.add(qoff));
+                let lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_and_si512(v, m4), eight));
+                let hi = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32::<4>(v), eight));
+                let s = _mm512_fmadd_ps(hi, ld(xb.add(16)), _mm512_mul_ps(lo, ld(xb)));
+                let (d, m) = halves2(p);
+                (d, s, if Q41 { 8.0f32.mul_add(d, m) } else { 0.0 })
+            })
+        }
+    }
+
+    /// Q4_K as `avx2::q45_k` (a 16-byte load is 16 quants of sub-block `2j` and 16 of `2j + 1`).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    unsafe fn q4_k(w: &[u8], x: *const f32, nb: usize, xs: &[f32]) -> f32 {
+        let m4 = _mm512_set1_epi32(0xF);
+        let mid = _mm512_set1_epi32(8);
+        let mut t = [_mm512_setzero_ps(); 2];
+        let mut mins = _mm256_setzero_ps();
+        unsafe {
+            for b in 0..nb {
+                let blk = w.get_unchecked(144 * b..144 * (b + 1));
+                let (sc, mn) = super::k4_scales(blk);
+                let q = blk.as_ptr().add(16);
+                for j in 0..4 {
+                    let (v0, v1) = (u8x16(q.add(32 * j)), u8x16(q.add(32 * j + 16)));
+                    let lo = |v| _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_and_si512(v, m4), mid));
+                    let hi = |v| _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32::<4>(v), mid));
+                    let xl = x.add(256 * b + 64 * j);
+                    let xh = xl.add(32);
+                    let sl = _mm512_fmadd_ps(lo(v1), ld(xl.add(16)), _mm512_mul_ps(lo(v0), ld(xl)));
+                    let sh = _mm512_fmadd_ps(hi(v1), ld(xh.add(16)), _mm512_mul_ps(hi(v0), ld(xh)));
+                    t[0] = _mm512_fmadd_ps(_mm512_set1_ps(sc[2 * j]), sl, t[0]);
+                    t[1] = _mm512_fmadd_ps(_mm512_set1_ps(sc[2 * j + 1]), sh, t[1]);
+                }
+                if let Some(xsb) = xs.get(8 * b..8 * b + 8) {
+                    let off = _mm256_fmsub_ps(
+                        _mm256_set1_ps(8.0),
+                        _mm256_loadu_ps(sc.as_ptr()),
+                        _mm256_loadu_ps(mn.as_ptr()),
+                    );
+                    mins = _mm256_fmadd_ps(off, _mm256_loadu_ps(xsb.as_ptr()), mins);
+                }
+            }
+            let m = _mm_add_ps(_mm256_castps256_ps128(mins), _mm256_extractf128_ps(mins, 1));
+            let m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+            let m = _mm_add_ss(m, _mm_shuffle_ps(m, m, 1));
+            _mm512_reduce_add_ps(_mm512_add_ps(t[0], t[1])) + _mm_cvtss_f32(m)
+        }
+    }
+
+    /// Q6_K as `avx2::q6_k`: 16 values of a quarter share one scale.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    unsafe fn q6_k(w: *const u8, x: *const f32, nb: usize) -> f32 {
+        let m4 = _mm512_set1_epi32(0xF);
+        let m30 = _mm512_set1_epi32(0x30);
+        let m32 = _mm512_set1_epi32(32);
+        let mut t = [_mm512_setzero_ps(); 4];
+        unsafe {
+            for b in 0..nb {
+                let p = w.add(210 * b);
+                let d = _mm512_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(
+                    (p.add(208) as *const u16).read_unaligned(),
+                )))));
+                let mut scale = [0f32; 16];
+                _mm512_storeu_ps(scale.as_mut_ptr(), _mm512_mul_ps(d, i8x16(p.add(192))));
+                for h in 0..2 {
+                    let (ql, qh) = (p.add(64 * h), p.add(128 + 32 * h));
+                    let xh = x.add(256 * b + 128 * h);
+                    for i in 0..2 {
+                        let (a, c, hb) = (u8x16(ql.add(16 * i)), u8x16(ql.add(32 + 16 * i)), u8x16(qh.add(16 * i)));
+                        let q = [
+                            _mm512_or_si512(_mm512_and_si512(a, m4), _mm512_and_si512(_mm512_slli_epi32::<4>(hb), m30)),
+                            _mm512_or_si512(_mm512_and_si512(c, m4), _mm512_and_si512(_mm512_slli_epi32::<2>(hb), m30)),
+                            _mm512_or_si512(_mm512_srli_epi32::<4>(a), _mm512_and_si512(hb, m30)),
+                            _mm512_or_si512(
+                                _mm512_srli_epi32::<4>(c),
+                                _mm512_and_si512(_mm512_srli_epi32::<2>(hb), m30),
+                            ),
+                        ];
+                        for (k, qk) in q.into_iter().enumerate() {
+                            let qf = _mm512_cvtepi32_ps(_mm512_sub_epi32(qk, m32));
+                            let s = _mm512_mul_ps(qf, ld(xh.add(32 * k + 16 * i)));
+                            t[k] = _mm512_fmadd_ps(_mm512_set1_ps(scale[8 * h + 2 * k + i]), s, t[k]);
+                        }
+                    }
+                }
+            }
+            _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(t[0], t[1]), _mm512_add_ps(t[2], t[3])))
+        }
+    }
+
+    /// SAFETY: as for `avx2::rows`, and `has(ty)`.
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    pub unsafe fn rows(ty: GgmlType, w: &[u8], rb: usize, x: &[f32], out: &mut [f32]) {
+        let (xp, n) = (x.as_ptr(), x.len());
+        let nb = n / ty.block_size() as usize;
+        let xs =
+            if matches!(ty, GgmlType::Q4_1 | GgmlType::Q4K) { unsafe { super::avx2::sums32(x) } } else { Vec::new() };
+        for (r, o) in out.iter_mut().enumerate() {
+            let row = unsafe { w.get_unchecked(r * rb..(r + 1) * rb) };
+            let p = row.as_ptr();
+            *o = unsafe {
+                match ty {
+                    GgmlType::Q8_0 => q8_0(p, xp, nb),
+                    GgmlType::Q4_0 => q4::<false>(p, xp, nb, &xs),
+                    GgmlType::Q4_1 => q4::<true>(p, xp, nb, &xs),
+                    GgmlType::Q4K => q4_k(row, xp, nb, &xs),
+                    GgmlType::Q6K => q6_k(p, xp, nb),
                     _ => 0.0,
                 }
             };
@@ -996,7 +1241,7 @@ mod tests {
 
     #[test]
     fn every_format_and_simd_level_matches_the_reference_decode() {
-        for simd in [Simd::Scalar, Simd::detect()] {
+        for simd in Simd::available() {
             let worst = check_kernels(simd);
             assert_eq!(worst.len(), GgmlType::ALL.into_iter().filter(|t| supported(*t)).count());
             for (ty, err) in worst {
@@ -1026,7 +1271,7 @@ mod tests {
         for (rows, n, cols) in [(4, 3, 8), (9, 7, 37), (3, 2, 64), (13, 1, 576), (8, 6, 5)] {
             let w: Vec<f32> = (0..rows * cols).map(|i| (i as f32 * 0.37).sin()).collect();
             let x: Vec<f32> = (0..n * cols).map(|i| (i as f32 * 0.11).cos()).collect();
-            for simd in [Simd::Scalar, Simd::detect()] {
+            for simd in Simd::available() {
                 let mut out = vec![f32::NAN; rows * n];
                 dots(simd, &w, &x, cols, &mut out);
                 for i in 0..rows {
