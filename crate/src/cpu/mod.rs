@@ -4,9 +4,10 @@
 //! the GPU's `Recorder` implements the same trait by recording kernel launches.
 //!
 //! Weights stay in their GGUF blocks in memory; every matrix-vector product reads them
-//! straight from the blocks with SIMD ([`dot`]) and f32 accumulation, the values exactly those
-//! of [`crate::quant`]'s decode; rows are split over threads ([`pool`]). Prefill decodes each
-//! weight row once (with `quant::dequantize_row`) and reuses it for every token of the chunk.
+//! straight from the blocks with SIMD ([`dot`]) and f32 accumulation, the values those of
+//! [`crate::quant`]'s decode (each block's scale factored out of its sum); rows are split over
+//! threads ([`pool`]). Prefill decodes 4 weight rows at a time (with `quant::dequantize_row`)
+//! and dots them with every token of the chunk in register tiles ([`dot::dots`]).
 //! Where threads cannot share memory (the browser), rows are split over [`shards`] instead.
 
 pub mod dot;
