@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: kernels vs CPU references, GGUF reader and bad inputs, tokenizer parity
 # with HF tokenizers, the engine vs transformers on the fixtures, the real SmolLM2; then the
-# npm package and the demo page in headless chromium with software WebGPU.
+# npm package and the demo page in headless chromium with software WebGPU; then the CPU
+# backend's aarch64 NEON kernels under qemu-user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -23,3 +24,6 @@ fi
 npm install --no-audit --no-fund --loglevel=error
 bash scripts/build-pkg.sh
 npm run -s test:browser
+
+echo "== aarch64: the NEON kernels under qemu-user"
+bash scripts/test-aarch64.sh

@@ -8,8 +8,10 @@
 //! and an FMA, and it differs from dequantize-then-dot only in f32 rounding (the tests bound
 //! it by `1e-5 · Σ|w·x|`; against transformers it stays within the prefill path's error).
 //!
-//! Three implementations: portable scalar (the fallback, also the check for the others:
-//! reference decode, then dot), x86 AVX2+FMA+F16C (picked at run time) and wasm `simd128`.
+//! The implementations: portable scalar (the fallback, also the check for the others:
+//! reference decode, then dot); x86 AVX2+FMA+F16C, and AVX-512F for the hottest formats
+//! (picked at run time); and 4-lane kernels written once ([`lanes4`]) for wasm `simd128` and
+//! aarch64 NEON.
 
 use crate::gguf::GgmlType;
 use crate::quant::blocks::{f16_at, scale_min_k4};
@@ -27,11 +29,14 @@ pub enum Simd {
     #[cfg(target_arch = "x86_64")]
     Avx2,
     /// AVX-512F on top of AVX2: 16-lane kernels for the formats that have one
-    /// ([`avx512::has`]), AVX2 for the rest.
+    /// (`avx512::has`), AVX2 for the rest.
     #[cfg(target_arch = "x86_64")]
     Avx512,
     #[cfg(target_arch = "wasm32")]
     Simd128,
+    /// aarch64's NEON, with the simd128 kernels' source ([`lanes4`]).
+    #[cfg(target_arch = "aarch64")]
+    Neon,
 }
 
 impl Simd {
@@ -53,6 +58,9 @@ impl Simd {
         }
         #[cfg(target_arch = "wasm32")]
         return Simd::Simd128;
+        // NEON is part of every aarch64 target Rust builds for
+        #[cfg(target_arch = "aarch64")]
+        return Simd::Neon;
         #[allow(unreachable_code)]
         Simd::Scalar
     }
@@ -69,6 +77,8 @@ impl Simd {
         }
         #[cfg(target_arch = "wasm32")]
         v.push(Simd::Simd128);
+        #[cfg(target_arch = "aarch64")]
+        v.push(Simd::Neon);
         v
     }
 
@@ -81,6 +91,8 @@ impl Simd {
             Simd::Avx512 => "avx512",
             #[cfg(target_arch = "wasm32")]
             Simd::Simd128 => "simd128",
+            #[cfg(target_arch = "aarch64")]
+            Simd::Neon => "neon",
         }
     }
 }
@@ -107,7 +119,9 @@ pub fn rows_dot(simd: Simd, ty: GgmlType, w: &[u8], row_bytes: usize, x: &[f32],
         #[cfg(target_arch = "x86_64")]
         Simd::Avx512 => unsafe { avx2::rows(ty, w, row_bytes, x, out) },
         #[cfg(target_arch = "wasm32")]
-        Simd::Simd128 => unsafe { wasm::rows(ty, w, row_bytes, x, out) },
+        Simd::Simd128 => unsafe { lanes4::rows(ty, w, row_bytes, x, out) },
+        #[cfg(target_arch = "aarch64")]
+        Simd::Neon => unsafe { lanes4::rows(ty, w, row_bytes, x, out) },
     }
 }
 
@@ -120,7 +134,9 @@ pub fn dot_f32(simd: Simd, a: &[f32], b: &[f32]) -> f32 {
         // SAFETY: features detected; the kernel reads n values of each.
         Simd::Avx2 | Simd::Avx512 => unsafe { avx2::f32_dot(a.as_ptr(), b.as_ptr(), n) },
         #[cfg(target_arch = "wasm32")]
-        Simd::Simd128 => unsafe { wasm::f32_dot(a.as_ptr(), b.as_ptr(), n) },
+        Simd::Simd128 => unsafe { lanes4::f32_dot(a.as_ptr(), b.as_ptr(), n) },
+        #[cfg(target_arch = "aarch64")]
+        Simd::Neon => unsafe { lanes4::f32_dot(a.as_ptr(), b.as_ptr(), n) },
         _ => scalar::f32_dot(a, b),
     }
 }
@@ -175,7 +191,9 @@ fn tile(simd: Simd, w: [&[f32]; 4], x: [&[f32]; 3]) -> [[f32; 3]; 4] {
         #[cfg(target_arch = "x86_64")]
         Simd::Avx2 | Simd::Avx512 => unsafe { avx2::tile(w.map(|r| r.as_ptr()), x.map(|r| r.as_ptr()), n) },
         #[cfg(target_arch = "wasm32")]
-        Simd::Simd128 => unsafe { wasm::tile(w.map(|r| r.as_ptr()), x.map(|r| r.as_ptr()), n) },
+        Simd::Simd128 => unsafe { lanes4::tile(w.map(|r| r.as_ptr()), x.map(|r| r.as_ptr()), n) },
+        #[cfg(target_arch = "aarch64")]
+        Simd::Neon => unsafe { lanes4::tile(w.map(|r| r.as_ptr()), x.map(|r| r.as_ptr()), n) },
         _ => w.map(|wr| x.map(|xr| scalar::f32_dot(&wr[..n], &xr[..n]))),
     }
 }
@@ -859,13 +877,27 @@ mod avx512 {
     }
 }
 
-#[cfg(target_arch = "wasm32")]
-mod wasm {
+/// The 4-lane kernels, one source for wasm `simd128` and aarch64 NEON: written in simd128's
+/// operations, which [`neon`] provides on aarch64 (so both give the same bits).
+#[cfg(any(target_arch = "wasm32", target_arch = "aarch64"))]
+mod lanes4 {
+    #[cfg(target_arch = "aarch64")]
+    use super::neon::*;
     use super::GgmlType;
+    #[cfg(target_arch = "wasm32")]
     use std::arch::wasm32::*;
 
+    /// `acc + a·b` (NEON fuses it; simd128 has no FMA).
+    #[cfg(target_arch = "wasm32")]
     #[inline]
     #[target_feature(enable = "simd128")]
+    fn madd(acc: v128, a: v128, b: v128) -> v128 {
+        f32x4_add(acc, f32x4_mul(a, b))
+    }
+
+    #[inline]
+    #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+    #[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
     fn hsum(v: v128) -> f32 {
         f32x4_extract_lane::<0>(v)
             + f32x4_extract_lane::<1>(v)
@@ -874,25 +906,28 @@ mod wasm {
     }
 
     #[inline]
-    #[target_feature(enable = "simd128")]
+    #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+    #[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
     unsafe fn ld(p: *const f32) -> v128 {
         unsafe { v128_load(p as *const v128) }
     }
 
     #[inline]
-    #[target_feature(enable = "simd128")]
+    #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+    #[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
     unsafe fn half(p: *const u8) -> f32 {
         half::f16::from_le_bytes(unsafe { [*p, *p.add(1)] }).to_f32()
     }
 
-    #[target_feature(enable = "simd128")]
+    #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+    #[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
     pub unsafe fn f32_dot(a: *const f32, b: *const f32, n: usize) -> f32 {
         let mut acc = [f32x4_splat(0.0); 4];
         let mut i = 0;
         unsafe {
             while i + 16 <= n {
                 for (k, a_k) in acc.iter_mut().enumerate() {
-                    *a_k = f32x4_add(*a_k, f32x4_mul(ld(a.add(i + 4 * k)), ld(b.add(i + 4 * k))));
+                    *a_k = madd(*a_k, ld(a.add(i + 4 * k)), ld(b.add(i + 4 * k)));
                 }
                 i += 16;
             }
@@ -906,7 +941,8 @@ mod wasm {
     }
 
     /// See `super::tile`.
-    #[target_feature(enable = "simd128")]
+    #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+    #[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
     pub unsafe fn tile(w: [*const f32; 4], x: [*const f32; 3], n: usize) -> [[f32; 3]; 4] {
         let mut acc = [[f32x4_splat(0.0); 3]; 4];
         let mut i = 0;
@@ -916,7 +952,7 @@ mod wasm {
                 for r in 0..4 {
                     let wv = ld(w[r].add(i));
                     for t in 0..3 {
-                        acc[r][t] = f32x4_add(acc[r][t], f32x4_mul(wv, xv[t]));
+                        acc[r][t] = madd(acc[r][t], wv, xv[t]);
                     }
                 }
                 i += 4;
@@ -937,14 +973,16 @@ mod wasm {
 
     /// 8 i16 lanes as two f32x4.
     #[inline]
-    #[target_feature(enable = "simd128")]
+    #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+    #[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
     fn f8(v: v128) -> [v128; 2] {
         [f32x4_convert_i32x4(i32x4_extend_low_i16x8(v)), f32x4_convert_i32x4(i32x4_extend_high_i16x8(v))]
     }
 
     /// 8 bytes at `p` zero-extended to u16 lanes.
     #[inline]
-    #[target_feature(enable = "simd128")]
+    #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+    #[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
     unsafe fn u8x8(p: *const u8) -> v128 {
         unsafe { u16x8_load_extend_u8x8(p) }
     }
@@ -952,21 +990,23 @@ mod wasm {
     /// `Σ_k q_k · x_k` over four groups of 8 quants (i16 lanes) and their x (two chains;
     /// simd128 has no fused multiply-add).
     #[inline]
-    #[target_feature(enable = "simd128")]
+    #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+    #[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
     unsafe fn dot32(q: [v128; 4], x: [*const f32; 4]) -> v128 {
         let (mut a, mut b) = (f32x4_splat(0.0), f32x4_splat(0.0));
         for k in 0..4 {
             let [lo, hi] = f8(q[k]);
             unsafe {
-                a = f32x4_add(a, f32x4_mul(lo, ld(x[k])));
-                b = f32x4_add(b, f32x4_mul(hi, ld(x[k].add(4))));
+                a = madd(a, lo, ld(x[k]));
+                b = madd(b, hi, ld(x[k].add(4)));
             }
         }
         f32x4_add(a, b)
     }
 
     /// Σ of each 32 consecutive values of `x`.
-    #[target_feature(enable = "simd128")]
+    #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+    #[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
     pub unsafe fn sums32(x: &[f32]) -> Vec<f32> {
         x.chunks_exact(32)
             .map(|c| unsafe {
@@ -980,13 +1020,14 @@ mod wasm {
 
     /// As the AVX2 `blocks`: `Σ_b (d_b · s_b + c_b · xs_b)`, two running sums of each.
     #[inline]
-    #[target_feature(enable = "simd128")]
+    #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+    #[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
     fn blocks<const MIN: bool>(nb: usize, xs: &[f32], blk: impl Fn(usize) -> (f32, v128, f32)) -> f32 {
         let mut t = [f32x4_splat(0.0); 2];
         let mut c = [0f32; 2];
         for b in 0..nb {
             let (d, s, cb) = blk(b);
-            t[b & 1] = f32x4_add(t[b & 1], f32x4_mul(f32x4_splat(d), s));
+            t[b & 1] = madd(t[b & 1], f32x4_splat(d), s);
             if MIN {
                 c[b & 1] += cb * xs.get(b).copied().unwrap_or(0.0);
             }
@@ -995,7 +1036,8 @@ mod wasm {
     }
 
     #[inline]
-    #[target_feature(enable = "simd128")]
+    #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+    #[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
     unsafe fn q8_0(w: *const u8, x: *const f32, nb: usize) -> f32 {
         blocks::<false>(nb, &[], |b| unsafe {
             let (p, xb) = (w.add(34 * b), x.add(32 * b));
@@ -1010,7 +1052,8 @@ mod wasm {
 
     /// Q4_0 and Q4_1, centred and factored as the AVX2 kernel.
     #[inline]
-    #[target_feature(enable = "simd128")]
+    #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+    #[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
     unsafe fn q4<const Q41: bool>(w: *const u8, x: *const f32, nb: usize, xs: &[f32]) -> f32 {
         let (ts, qoff) = if Q41 { (20, 4) } else { (18, 2) };
         let m4 = u16x8_splat(0xF);
@@ -1028,7 +1071,8 @@ mod wasm {
 
     /// Q5_0 and Q5_1: the fifth bit of value `j` is bit `j` of the u32 `qh`.
     #[inline]
-    #[target_feature(enable = "simd128")]
+    #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+    #[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
     unsafe fn q5<const Q51: bool>(w: *const u8, x: *const f32, nb: usize, xs: &[f32]) -> f32 {
         let (ts, qh_at, qs_at) = if Q51 { (24, 4, 8) } else { (22, 2, 6) };
         let m4 = u16x8_splat(0xF);
@@ -1054,7 +1098,8 @@ mod wasm {
 
     /// Q4_K and Q5_K, centred and factored as the AVX2 kernel.
     #[inline]
-    #[target_feature(enable = "simd128")]
+    #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+    #[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
     unsafe fn q45_k<const Q5: bool>(w: &[u8], x: *const f32, nb: usize, xs: &[f32]) -> f32 {
         let (ts, qoff) = if Q5 { (176, 48) } else { (144, 16) };
         let m4 = u16x8_splat(0xF);
@@ -1086,8 +1131,8 @@ mod wasm {
                     let centred = |v| i16x8_sub(v, mid);
                     let sl = dot32(lo.map(centred), [xl, xl.add(8), xl.add(16), xl.add(24)]);
                     let sh = dot32(hi.map(centred), [xh, xh.add(8), xh.add(16), xh.add(24)]);
-                    t[0] = f32x4_add(t[0], f32x4_mul(f32x4_splat(sc[2 * j]), sl));
-                    t[1] = f32x4_add(t[1], f32x4_mul(f32x4_splat(sc[2 * j + 1]), sh));
+                    t[0] = madd(t[0], f32x4_splat(sc[2 * j]), sl);
+                    t[1] = madd(t[1], f32x4_splat(sc[2 * j + 1]), sh);
                 }
                 if let Some(xsb) = xs.get(8 * b..8 * b + 8) {
                     for half_ in 0..2 {
@@ -1096,7 +1141,7 @@ mod wasm {
                             f32x4_mul(f32x4_splat(c as f32), v128_load(sc.as_ptr().add(at) as *const v128)),
                             v128_load(mn.as_ptr().add(at) as *const v128),
                         );
-                        mins = f32x4_add(mins, f32x4_mul(off, ld(xsb.as_ptr().add(at))));
+                        mins = madd(mins, off, ld(xsb.as_ptr().add(at)));
                     }
                 }
             }
@@ -1105,7 +1150,8 @@ mod wasm {
     }
 
     #[inline]
-    #[target_feature(enable = "simd128")]
+    #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+    #[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
     fn zero_v() -> v128 {
         u16x8_splat(0)
     }
@@ -1113,7 +1159,8 @@ mod wasm {
     /// Q6_K: `d·sc_g · Σ(q − 32)x` per 16-value group, laid out as in the AVX2 kernel.
     #[inline]
     #[allow(clippy::needless_range_loop)] // the indices pick lanes and x offsets together
-    #[target_feature(enable = "simd128")]
+    #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+    #[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
     unsafe fn q6_k(w: *const u8, x: *const f32, nb: usize) -> f32 {
         let m4 = u16x8_splat(0xF);
         let m30 = u16x8_splat(0x30);
@@ -1144,11 +1191,11 @@ mod wasm {
                             let mut s = f32x4_splat(0.0);
                             for u in 0..2 {
                                 for e in 0..2 {
-                                    s = f32x4_add(s, f32x4_mul(q[u][k][e], ld(xk.add(8 * u + 4 * e))));
+                                    s = madd(s, q[u][k][e], ld(xk.add(8 * u + 4 * e)));
                                 }
                             }
                             let scale = d * *sc.add(8 * h + 2 * k + i) as f32;
-                            t[k] = f32x4_add(t[k], f32x4_mul(f32x4_splat(scale), s));
+                            t[k] = madd(t[k], f32x4_splat(scale), s);
                         }
                     }
                 }
@@ -1158,7 +1205,8 @@ mod wasm {
     }
 
     /// SAFETY: as for the AVX2 version.
-    #[target_feature(enable = "simd128")]
+    #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+    #[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
     pub unsafe fn rows(ty: GgmlType, w: &[u8], rb: usize, x: &[f32], out: &mut [f32]) {
         use GgmlType::*;
         let (xp, n) = (x.as_ptr(), x.len());
@@ -1187,6 +1235,147 @@ mod wasm {
                 }
             };
         }
+    }
+}
+
+/// The simd128 operations [`lanes4`] uses, on NEON: a `v128` is 16 bytes that each operation
+/// views as its lanes (the reinterprets are free). Where NEON has a fused multiply-add, `madd`
+/// uses it.
+#[cfg(target_arch = "aarch64")]
+#[allow(non_camel_case_types)]
+mod neon {
+    use std::arch::aarch64::*;
+
+    pub type v128 = uint8x16_t;
+
+    #[inline]
+    #[target_feature(enable = "neon")]
+    fn f(v: v128) -> float32x4_t {
+        vreinterpretq_f32_u8(v)
+    }
+    #[inline]
+    #[target_feature(enable = "neon")]
+    fn s16(v: v128) -> int16x8_t {
+        vreinterpretq_s16_u8(v)
+    }
+    #[inline]
+    #[target_feature(enable = "neon")]
+    fn u16(v: v128) -> uint16x8_t {
+        vreinterpretq_u16_u8(v)
+    }
+    #[inline]
+    #[target_feature(enable = "neon")]
+    pub fn madd(acc: v128, a: v128, b: v128) -> v128 {
+        vreinterpretq_u8_f32(vfmaq_f32(f(acc), f(a), f(b)))
+    }
+    #[inline]
+    #[target_feature(enable = "neon")]
+    pub fn f32x4_splat(x: f32) -> v128 {
+        vreinterpretq_u8_f32(vdupq_n_f32(x))
+    }
+    #[inline]
+    #[target_feature(enable = "neon")]
+    pub fn f32x4_add(a: v128, b: v128) -> v128 {
+        vreinterpretq_u8_f32(vaddq_f32(f(a), f(b)))
+    }
+    #[inline]
+    #[target_feature(enable = "neon")]
+    pub fn f32x4_mul(a: v128, b: v128) -> v128 {
+        vreinterpretq_u8_f32(vmulq_f32(f(a), f(b)))
+    }
+    #[inline]
+    #[target_feature(enable = "neon")]
+    pub fn f32x4_sub(a: v128, b: v128) -> v128 {
+        vreinterpretq_u8_f32(vsubq_f32(f(a), f(b)))
+    }
+    #[inline]
+    #[target_feature(enable = "neon")]
+    pub fn f32x4_extract_lane<const N: i32>(v: v128) -> f32 {
+        vgetq_lane_f32::<N>(f(v))
+    }
+    #[inline]
+    #[target_feature(enable = "neon")]
+    pub fn f32x4_convert_i32x4(v: v128) -> v128 {
+        vreinterpretq_u8_f32(vcvtq_f32_s32(vreinterpretq_s32_u8(v)))
+    }
+    #[inline]
+    #[target_feature(enable = "neon")]
+    pub fn i32x4_extend_low_i16x8(v: v128) -> v128 {
+        vreinterpretq_u8_s32(vmovl_s16(vget_low_s16(s16(v))))
+    }
+    #[inline]
+    #[target_feature(enable = "neon")]
+    pub fn i32x4_extend_high_i16x8(v: v128) -> v128 {
+        vreinterpretq_u8_s32(vmovl_high_s16(s16(v)))
+    }
+    /// # Safety
+    /// `p` points at 8 readable bytes.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    pub unsafe fn u16x8_load_extend_u8x8(p: *const u8) -> v128 {
+        unsafe { vreinterpretq_u8_u16(vmovl_u8(vld1_u8(p))) }
+    }
+    /// # Safety
+    /// `p` points at 8 readable bytes.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    pub unsafe fn i16x8_load_extend_i8x8(p: *const i8) -> v128 {
+        unsafe { vreinterpretq_u8_s16(vmovl_s8(vld1_s8(p))) }
+    }
+    /// # Safety
+    /// `p` points at 16 readable bytes.
+    #[inline]
+    #[target_feature(enable = "neon")]
+    pub unsafe fn v128_load(p: *const v128) -> v128 {
+        unsafe { vld1q_u8(p as *const u8) }
+    }
+    #[inline]
+    #[target_feature(enable = "neon")]
+    pub fn v128_and(a: v128, b: v128) -> v128 {
+        vandq_u8(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "neon")]
+    pub fn v128_or(a: v128, b: v128) -> v128 {
+        vorrq_u8(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "neon")]
+    pub fn u16x8_shr(v: v128, n: u32) -> v128 {
+        vreinterpretq_u8_u16(vshlq_u16(u16(v), vdupq_n_s16(-((n & 15) as i16))))
+    }
+    #[inline]
+    #[target_feature(enable = "neon")]
+    pub fn i16x8_shl(v: v128, n: u32) -> v128 {
+        vreinterpretq_u8_s16(vshlq_s16(s16(v), vdupq_n_s16((n & 15) as i16)))
+    }
+    #[inline]
+    #[target_feature(enable = "neon")]
+    pub fn i16x8_sub(a: v128, b: v128) -> v128 {
+        vreinterpretq_u8_s16(vsubq_s16(s16(a), s16(b)))
+    }
+    #[inline]
+    #[target_feature(enable = "neon")]
+    pub fn i16x8_splat(x: i16) -> v128 {
+        vreinterpretq_u8_s16(vdupq_n_s16(x))
+    }
+    #[inline]
+    #[target_feature(enable = "neon")]
+    pub fn u16x8_splat(x: u16) -> v128 {
+        vreinterpretq_u8_u16(vdupq_n_u16(x))
+    }
+    #[inline]
+    #[target_feature(enable = "neon")]
+    #[allow(clippy::too_many_arguments)]
+    pub fn u16x8(a: u16, b: u16, c: u16, d: u16, e: u16, f: u16, g: u16, h: u16) -> v128 {
+        let v = [a, b, c, d, e, f, g, h];
+        // SAFETY: 8 u16 values.
+        unsafe { vreinterpretq_u8_u16(vld1q_u16(v.as_ptr())) }
+    }
+    #[inline]
+    #[target_feature(enable = "neon")]
+    pub fn i16x8_ne(a: v128, b: v128) -> v128 {
+        vreinterpretq_u8_u16(vmvnq_u16(vceqq_u16(u16(a), u16(b))))
     }
 }
 

@@ -7,7 +7,7 @@
 //! Why not rayon: a decoded token is ~240 parallel sections of 10–50 µs each, and rayon's
 //! `install` from outside the pool parks the caller on a futex and wakes a sleeping worker
 //! for every one of them; measured, that was a third of the decode time on 2 cores. Here the
-//! caller takes chunks too, and idle workers spin for a while ([`SPIN`]) before they sleep, as
+//! caller takes chunks too, and idle workers spin for a while (`SPIN`) before they sleep, as
 //! ggml's thread pool does, so a section starts and ends in well under a microsecond.
 
 /// How long an idle worker polls for the next section before it sleeps: longer than the gaps
