@@ -53,7 +53,12 @@ enum On {
     Cpu,
 }
 
+/// RSS is the whole process's: one soak at a time, so that another test's model load is not
+/// counted as this one's growth (the tests of a binary run in parallel threads).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn soak(on: On, n_tokens: usize, context: usize, keep: usize) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let src = FileSource::open(common::smollm2_gguf()).unwrap();
     let file = GgufFile::read(&src).unwrap();
     match on {
