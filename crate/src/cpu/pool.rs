@@ -109,6 +109,9 @@ mod crew {
         wake: Condvar,
         stop: AtomicBool,
         panicked: AtomicBool,
+        /// Held by the thread running a section: a second thread calling `run` meanwhile
+        /// works alone rather than replacing the job under the workers.
+        section: Mutex<()>,
     }
 
     impl Shared {
@@ -150,6 +153,7 @@ mod crew {
                 wake: Condvar::new(),
                 stop: AtomicBool::new(false),
                 panicked: AtomicBool::new(false),
+                section: Mutex::new(()),
             });
             let mut handles = Vec::new();
             for i in 0..workers {
@@ -169,12 +173,18 @@ mod crew {
 
         /// Runs `f(0..tasks)` on the workers and the calling thread; returns when all are done.
         pub fn run(&self, tasks: usize, f: &(dyn Fn(usize) + Sync)) {
-            if INSIDE.get() {
+            let s = &*self.shared;
+            let section = if INSIDE.get() { Err(std::sync::TryLockError::WouldBlock) } else { s.section.try_lock() };
+            let section = match section {
+                Ok(g) => Some(g),
+                Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            };
+            let Some(section) = section else {
                 (0..tasks).for_each(f);
                 return;
-            }
+            };
             INSIDE.set(true);
-            let s = &*self.shared;
             // SAFETY (lifetime erased): this function does not return before `busy` is 0,
             // i.e. before every worker has stopped using `f`.
             let f_static: *const (dyn Fn(usize) + Sync) = unsafe { std::mem::transmute(f) };
@@ -191,7 +201,9 @@ mod crew {
                 std::hint::spin_loop();
             }
             INSIDE.set(false);
-            if s.panicked.swap(false, AcqRel) {
+            let panicked = s.panicked.swap(false, AcqRel);
+            drop(section);
+            if panicked {
                 panic!("a CPU worker task panicked");
             }
         }
@@ -271,6 +283,24 @@ mod tests {
             c.fill(inner.iter().sum());
         });
         assert_eq!(out, vec![6.0; 8]);
+    }
+
+    #[test]
+    fn two_threads_sharing_a_pool_both_get_every_chunk() {
+        let pool = Pool::new(2);
+        std::thread::scope(|sc| {
+            for k in 0..2 {
+                let pool = &pool;
+                sc.spawn(move || {
+                    for round in 0..200 {
+                        let mut out = vec![0f32; 64];
+                        pool.chunks(&mut out, 4, |i, c| c.fill((i + k + round) as f32));
+                        let want: Vec<f32> = (0..64).map(|j| (j / 4 + k + round) as f32).collect();
+                        assert_eq!(out, want);
+                    }
+                });
+            }
+        });
     }
 
     #[test]
