@@ -1,11 +1,12 @@
 // A CPU shard worker (see shards.js): a wasm instance of its own holding one part of the rows
 // of every weight matrix. It takes its weights as messages while the engine loads, then serves
 // jobs from the shared buffer until the engine's dispose() terminates it; while serving, it
-// blocks in Atomics.wait and reads no more messages. A trap (a panic, a failed allocation)
-// is answered on the shared buffer, so the engine's call fails instead of waiting forever.
+// polls (poller) then blocks in Atomics.wait, and reads no more messages. A trap (a panic,
+// a failed allocation) is answered on the shared buffer, so the engine's call fails instead of
+// waiting forever.
 // It holds a Web Lock named llama-webgpu-shard-… while it lives.
 import init, { ShardEngine, testTrapSync, wasmMemoryBytes } from "./wasm/llama_webgpu.js";
-import { LAYOUT } from "./shards.js";
+import { LAYOUT, poller } from "./shards.js";
 
 const { GEN, QUIT, JOBLEN, XLEN, CRASH, DONE, OUTLEN, JOB, ERR, ERR_BYTES, CTL_BYTES } = LAYOUT;
 let engine = null;
@@ -33,11 +34,12 @@ function serve({ sab, part, maxIn, maxOut }) {
   const ctl = new Int32Array(sab, 0, CTL_BYTES / 4);
   const f32 = new Float32Array(sab, CTL_BYTES);
   const text = new TextEncoder();
+  const wait = poller();
   let seen = Atomics.load(ctl, GEN);
   for (;;) {
     const g = Atomics.load(ctl, GEN);
     if (g === seen) {
-      Atomics.wait(ctl, GEN, seen);
+      wait(ctl, GEN, seen);
       continue;
     }
     seen = g;

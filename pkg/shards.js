@@ -7,12 +7,9 @@
 // One SharedArrayBuffer carries each job: the engine writes the input and the job, bumps GEN
 // and wakes the shards (Atomics.notify); each shard computes, writes its rows to its own output
 // region and stores the generation in its DONE slot (negated, with a message, on error). Both
-// sides block in Atomics.wait at once, without spinning: a futex round trip measured 6–10 µs
-// here (4 jobs a layer: ~1 ms a token), while on a machine with more runnable threads than
-// cores a spinning thread holds the core the other side needs (a 1.6 ms round trip with
-// 2^15 polls; see BENCHMARKS.md). Cross-origin isolation (COOP/COEP) is what makes
-// SharedArrayBuffer and Atomics.wait available; the engine must run in a worker (the page's
-// thread cannot block).
+// sides poll (poller), then block in Atomics.wait. Cross-origin isolation (COOP/COEP) is
+// what makes SharedArrayBuffer and Atomics.wait available; the engine must run in a worker (the
+// page's thread cannot block).
 //
 // Weights reach the shards while the engine loads: the engine reads each tensor from the
 // source once (cache, progress and resume as for one thread), posts the shards their rows and
@@ -20,6 +17,30 @@
 import { EngineCrashedError } from "./errors.js";
 
 // control words (Int32) at the start of the buffer
+/**
+ * The most each side polls the shared buffer before it blocks in Atomics.wait (ms). On a quiet
+ * 2-core machine a wake-up from Atomics.wait took ~50 µs, 121 times a token; polling first cut
+ * the barrier to 2–6 µs and raised 2-thread decode from 43–50 to 59–67 tok/s. Where threads
+ * outnumber cores, a side that polls holds the core its partner needs (2 busy processes beside
+ * the page: 22 tok/s without polling, 14 with a fixed 0.2 ms), so the budget adapts: see poller().
+ */
+export const SPIN_MS = 0.2;
+
+/**
+ * `wait(ctl, i, v, timeoutMs)`: returns once `ctl[i]` may differ from `v` (or at the timeout),
+ * polling first for a budget that doubles (up to SPIN_MS) while partners answer within SPIN_MS
+ * and halves while they do not, so polling stops where it cannot pay.
+ */
+export function poller() {
+  let budget = SPIN_MS;
+  return (ctl, i, v, timeoutMs) => {
+    const t0 = performance.now();
+    while (performance.now() - t0 < budget) if (Atomics.load(ctl, i) !== v) return;
+    Atomics.wait(ctl, i, v, timeoutMs);
+    const took = performance.now() - t0;
+    budget = took < SPIN_MS ? Math.min(SPIN_MS, Math.max(2 * budget, 0.01)) : budget / 2;
+  };
+}
 const GEN = 0; // job generation, bumped by the engine
 const QUIT = 1; // set by dispose()
 const JOBLEN = 2;
@@ -73,6 +94,7 @@ export class ShardPool {
     this.n = parts;
     this.error = null;
     this.gen = 0;
+    this.wait = poller();
     this.t0 = 0;
     this.crashPart = 0;
     this.workers = [];
@@ -179,7 +201,7 @@ export class ShardPool {
       let v = Atomics.load(ctl, slot);
       while (v !== g && v !== -g) {
         if (performance.now() > deadline) throw this.#dead(fail(`CPU shard worker ${p} did not answer in ${((performance.now() - this.t0) / 1000).toFixed(0)} s`));
-        Atomics.wait(ctl, slot, v, 100);
+        this.wait(ctl, slot, v, 100);
         v = Atomics.load(ctl, slot);
       }
       if (v === -g) throw this.#dead(fail(`CPU shard worker ${p}: ${this.#message(p)}`));
