@@ -261,7 +261,7 @@ mod avx2 {
 
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn hsum(v: __m256) -> f32 {
+    pub(super) unsafe fn hsum(v: __m256) -> f32 {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
@@ -270,16 +270,17 @@ mod avx2 {
 
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn half(p: *const u8) -> f32 {
+    pub(super) unsafe fn half(p: *const u8) -> f32 {
         let bits = u16::from_le_bytes(unsafe { [*p, *p.add(1)] });
         _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
     }
 
-    /// The two halves at `p` as f32 lanes 0 and 1.
+    /// The two adjacent halves at `p` as f32, in one load and one convert.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn halves2(p: *const u8) -> __m128 {
-        unsafe { _mm_cvtph_ps(_mm_cvtsi32_si128((p as *const i32).read_unaligned())) }
+    pub(super) unsafe fn halves2(p: *const u8) -> (f32, f32) {
+        let v = unsafe { _mm_cvtph_ps(_mm_cvtsi32_si128((p as *const i32).read_unaligned())) };
+        (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_movehdup_ps(v)))
     }
 
     #[inline]
@@ -490,8 +491,7 @@ mod avx2 {
                 let s = dot32([lo(v0), lo(v1), hi(v0), hi(v1)], [xb, xb.add(8), xb.add(16), xb.add(24)]);
                 if Q41 {
                     // d and m are adjacent halves: one load, one convert
-                    let dm = halves2(p);
-                    let (d, m) = (_mm_cvtss_f32(dm), _mm_cvtss_f32(_mm_movehdup_ps(dm)));
+                    let (d, m) = halves2(p);
                     (d, s, 8.0f32.mul_add(d, m))
                 } else {
                     (half(p), s, 0.0)
@@ -680,6 +680,7 @@ mod avx2 {
 /// block of 32 takes half the instructions (the decode loop is instruction-bound).
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
+    use super::avx2::{half, halves2, hsum};
     use super::GgmlType;
     use std::arch::x86_64::*;
 
@@ -703,14 +704,6 @@ mod avx512 {
     #[target_feature(enable = "avx512f,avx2,fma,f16c")]
     unsafe fn ld(x: *const f32) -> __m512 {
         unsafe { _mm512_loadu_ps(x) }
-    }
-
-    /// The two halves at `p` as f32.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-    unsafe fn halves2(p: *const u8) -> (f32, f32) {
-        let v = unsafe { _mm_cvtph_ps(_mm_cvtsi32_si128((p as *const i32).read_unaligned())) };
-        (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_movehdup_ps(v)))
     }
 
     /// As `avx2::blocks`, 16 lanes.
@@ -746,8 +739,7 @@ mod avx512 {
             blocks::<false>(nb, &[], |b| {
                 let (p, xb) = (w.add(34 * b), x.add(32 * b));
                 let s = _mm512_fmadd_ps(i8x16(p.add(18)), ld(xb.add(16)), _mm512_mul_ps(i8x16(p.add(2)), ld(xb)));
-                let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from((p as *const u16).read_unaligned()))));
-                (d, s, 0.0)
+                (half(p), s, 0.0)
             })
         }
     }
@@ -804,10 +796,7 @@ mod avx512 {
                     mins = _mm256_fmadd_ps(off, _mm256_loadu_ps(xsb.as_ptr()), mins);
                 }
             }
-            let m = _mm_add_ps(_mm256_castps256_ps128(mins), _mm256_extractf128_ps(mins, 1));
-            let m = _mm_add_ps(m, _mm_movehl_ps(m, m));
-            let m = _mm_add_ss(m, _mm_shuffle_ps(m, m, 1));
-            _mm512_reduce_add_ps(_mm512_add_ps(t[0], t[1])) + _mm_cvtss_f32(m)
+            _mm512_reduce_add_ps(_mm512_add_ps(t[0], t[1])) + hsum(mins)
         }
     }
 
@@ -822,9 +811,7 @@ mod avx512 {
         unsafe {
             for b in 0..nb {
                 let p = w.add(210 * b);
-                let d = _mm512_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(
-                    (p.add(208) as *const u16).read_unaligned(),
-                )))));
+                let d = _mm512_set1_ps(half(p.add(208)));
                 let mut scale = [0f32; 16];
                 _mm512_storeu_ps(scale.as_mut_ptr(), _mm512_mul_ps(d, i8x16(p.add(192))));
                 for h in 0..2 {
