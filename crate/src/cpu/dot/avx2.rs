@@ -1,0 +1,413 @@
+//! x86 AVX2+FMA+F16C kernels: 8 lanes, every format.
+
+use super::GgmlType;
+use std::arch::x86_64::*;
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    _mm_cvtss_f32(s)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn half(p: *const u8) -> f32 {
+    let bits = u16::from_le_bytes(unsafe { [*p, *p.add(1)] });
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+}
+
+/// The two adjacent halves at `p` as f32, in one load and one convert.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn halves2(p: *const u8) -> (f32, f32) {
+    let v = unsafe { _mm_cvtph_ps(_mm_cvtsi32_si128((p as *const i32).read_unaligned())) };
+    (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_movehdup_ps(v)))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load16(p: *const u8) -> __m128i {
+    unsafe { _mm_loadu_si128(p as *const __m128i) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn f32_dot(a: *const f32, b: *const f32, n: usize) -> f32 {
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    unsafe {
+        while i + 32 <= n {
+            for (k, a_k) in acc.iter_mut().enumerate() {
+                *a_k = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(i + 8 * k)), _mm256_loadu_ps(b.add(i + 8 * k)), *a_k);
+            }
+            i += 32;
+        }
+        while i + 8 <= n {
+            acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(i)), _mm256_loadu_ps(b.add(i)), acc[0]);
+            i += 8;
+        }
+        let mut s = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+        while i < n {
+            s += *a.add(i) * *b.add(i);
+            i += 1;
+        }
+        s
+    }
+}
+
+/// See `super::tile`: 12 accumulators, the 3 tokens' x in registers, each row's 8 values
+/// loaded once for 3 FMAs.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn tile(w: [*const f32; 4], x: [*const f32; 3], n: usize) -> [[f32; 3]; 4] {
+    let mut acc = [[_mm256_setzero_ps(); 3]; 4];
+    let mut i = 0;
+    unsafe {
+        while i + 8 <= n {
+            let xv = x.map(|p| _mm256_loadu_ps(p.add(i)));
+            for r in 0..4 {
+                let wv = _mm256_loadu_ps(w[r].add(i));
+                for t in 0..3 {
+                    acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
+                }
+            }
+            i += 8;
+        }
+        let mut out = [[0f32; 3]; 4];
+        for r in 0..4 {
+            for t in 0..3 {
+                let mut s = hsum(acc[r][t]);
+                for k in i..n {
+                    s += *w[r].add(k) * *x[t].add(k);
+                }
+                out[r][t] = s;
+            }
+        }
+        out
+    }
+}
+
+/// Σ over 8 lanes of halves / bfloats widened to f32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load8_f16(p: *const u8) -> __m256 {
+    unsafe { _mm256_cvtph_ps(load16(p)) }
+}
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load8_bf16(p: *const u8) -> __m256 {
+    unsafe { _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(load16(p)), 16)) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn half_dot(bf: bool, w: *const u8, x: *const f32, n: usize) -> f32 {
+    let mut acc = [_mm256_setzero_ps(); 2];
+    let mut i = 0;
+    unsafe {
+        let load = |p: *const u8| if bf { load8_bf16(p) } else { load8_f16(p) };
+        while i + 16 <= n {
+            acc[0] = _mm256_fmadd_ps(load(w.add(2 * i)), _mm256_loadu_ps(x.add(i)), acc[0]);
+            acc[1] = _mm256_fmadd_ps(load(w.add(2 * i + 16)), _mm256_loadu_ps(x.add(i + 8)), acc[1]);
+            i += 16;
+        }
+        let mut s = hsum(_mm256_add_ps(acc[0], acc[1]));
+        while i < n {
+            let b = [*w.add(2 * i), *w.add(2 * i + 1)];
+            let v = if bf { half::bf16::from_le_bytes(b).to_f32() } else { half::f16::from_le_bytes(b).to_f32() };
+            s += v * *x.add(i);
+            i += 1;
+        }
+        s
+    }
+}
+
+/// 8 signed bytes at `p` as f32 (one sign-extending load, one convert).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn i8x8(p: *const u8) -> __m256 {
+    unsafe { _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i))) }
+}
+
+/// 8 bytes at `p`, zero-extended to u32 lanes (nibbles and high bits are then one
+/// mask or shift away from their value).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn u8x8(p: *const u8) -> __m256i {
+    unsafe { _mm256_cvtepu8_epi32(_mm_loadl_epi64(p as *const __m128i)) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn ld(x: *const f32) -> __m256 {
+    unsafe { _mm256_loadu_ps(x) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f(v: __m256i) -> __m256 {
+    _mm256_cvtepi32_ps(v)
+}
+
+/// `Σ_k q_k · x_k` over four groups of 8 (two chains, so the adds overlap).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot32(q: [__m256; 4], x: [*const f32; 4]) -> __m256 {
+    unsafe {
+        let a = _mm256_fmadd_ps(q[2], ld(x[2]), _mm256_mul_ps(q[0], ld(x[0])));
+        let b = _mm256_fmadd_ps(q[3], ld(x[3]), _mm256_mul_ps(q[1], ld(x[1])));
+        _mm256_add_ps(a, b)
+    }
+}
+
+/// Σ of each 32 consecutive values of `x` (the `Σx` of `d·Σqx + m·Σx`).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn sums32(x: &[f32]) -> Vec<f32> {
+    x.chunks_exact(32)
+        .map(|c| unsafe {
+            let p = c.as_ptr();
+            hsum(_mm256_add_ps(_mm256_add_ps(ld(p), ld(p.add(8))), _mm256_add_ps(ld(p.add(16)), ld(p.add(24)))))
+        })
+        .collect()
+}
+
+/// `Σ_b (d_b · s_b + c_b · xs_b)` over `nb` blocks, where `blk(b) = (d_b, s_b, c_b)` and
+/// `s_b` is the block's `Σ q·x` (8 lanes); `c_b` only with `MIN`. Two running sums of each,
+/// so their dependency chains overlap.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn blocks<const MIN: bool>(nb: usize, xs: &[f32], blk: impl Fn(usize) -> (f32, __m256, f32)) -> f32 {
+    let mut t = [_mm256_setzero_ps(); 2];
+    let mut c = [0f32; 2];
+    let one = |b: usize, t: &mut __m256, c: &mut f32| {
+        let (d, s, cb) = blk(b);
+        *t = _mm256_fmadd_ps(_mm256_set1_ps(d), s, *t);
+        if MIN {
+            *c = cb.mul_add(xs.get(b).copied().unwrap_or(0.0), *c);
+        }
+    };
+    let mut b = 0;
+    while b + 1 < nb {
+        let ([t0, t1], [c0, c1]) = (&mut t, &mut c);
+        one(b, t0, c0);
+        one(b + 1, t1, c1);
+        b += 2;
+    }
+    if b < nb {
+        one(b, &mut t[0], &mut c[0]);
+    }
+    hsum(_mm256_add_ps(t[0], t[1])) + (c[0] + c[1])
+}
+
+/// Q8_0: `d · Σ q x`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q8_0(w: *const u8, x: *const f32, nb: usize) -> f32 {
+    unsafe {
+        blocks::<false>(nb, &[], |b| {
+            let (p, xb) = (w.add(34 * b), x.add(32 * b));
+            let q = p.add(2);
+            let s = dot32(
+                [i8x8(q), i8x8(q.add(8)), i8x8(q.add(16)), i8x8(q.add(24))],
+                [xb, xb.add(8), xb.add(16), xb.add(24)],
+            );
+            (half(p), s, 0.0)
+        })
+    }
+}
+
+/// Q4_0 `d·(q − 8)`, and Q4_1 `d·q + m` as `d·Σ(q − 8)x + (8d + m)·Σx`: centred quants
+/// keep the two terms small (`8d + m` is about the block's middle weight), so factoring
+/// out the min costs no accuracy. Byte `j` holds value `j` (low nibble) and `j + 16` (high).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4<const Q41: bool>(w: *const u8, x: *const f32, nb: usize, xs: &[f32]) -> f32 {
+    let (ts, qoff) = if Q41 { (20, 4) } else { (18, 2) };
+    let m4 = _mm256_set1_epi32(0xF);
+    let eight = _mm256_set1_epi32(8);
+    unsafe {
+        blocks::<Q41>(nb, xs, |b| {
+            let (p, xb) = (w.add(ts * b), x.add(32 * b));
+            let (v0, v1) = (u8x8(p.add(qoff)), u8x8(p.add(qoff + 8)));
+            let lo = |v| f(_mm256_sub_epi32(_mm256_and_si256(v, m4), eight));
+            let hi = |v| f(_mm256_sub_epi32(_mm256_srli_epi32::<4>(v), eight));
+            let s = dot32([lo(v0), lo(v1), hi(v0), hi(v1)], [xb, xb.add(8), xb.add(16), xb.add(24)]);
+            if Q41 {
+                // d and m are adjacent halves: one load, one convert
+                let (d, m) = halves2(p);
+                (d, s, 8.0f32.mul_add(d, m))
+            } else {
+                (half(p), s, 0.0)
+            }
+        })
+    }
+}
+
+/// Q5_0 `d·(q − 16)` and Q5_1 `d·q + m`, centred and factored as Q4's. The fifth bit of value `j` is
+/// bit `j` of the u32 `qh`: shifted down per lane, masked, moved to bit 4.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5<const Q51: bool>(w: *const u8, x: *const f32, nb: usize, xs: &[f32]) -> f32 {
+    let (ts, qh_at, qs_at) = if Q51 { (24, 4, 8) } else { (22, 2, 6) };
+    let m4 = _mm256_set1_epi32(0xF);
+    let one = _mm256_set1_epi32(1);
+    let sixteen = _mm256_set1_epi32(16);
+    let lanes = |j0: i32| _mm256_setr_epi32(j0, j0 + 1, j0 + 2, j0 + 3, j0 + 4, j0 + 5, j0 + 6, j0 + 7);
+    let sh = [lanes(0), lanes(8), lanes(16), lanes(24)];
+    unsafe {
+        blocks::<Q51>(nb, xs, |b| {
+            let (p, xb) = (w.add(ts * b), x.add(32 * b));
+            let qh = _mm256_set1_epi32((p.add(qh_at) as *const i32).read_unaligned());
+            let fifth = |k: usize| _mm256_slli_epi32::<4>(_mm256_and_si256(_mm256_srlv_epi32(qh, sh[k]), one));
+            let (v0, v1) = (u8x8(p.add(qs_at)), u8x8(p.add(qs_at + 8)));
+            let q = [
+                _mm256_and_si256(v0, m4),
+                _mm256_and_si256(v1, m4),
+                _mm256_srli_epi32::<4>(v0),
+                _mm256_srli_epi32::<4>(v1),
+            ];
+            let q = [0, 1, 2, 3].map(|k| f(_mm256_sub_epi32(_mm256_or_si256(q[k], fifth(k)), sixteen)));
+            let s = dot32(q, [xb, xb.add(8), xb.add(16), xb.add(24)]);
+            let d = half(p);
+            (d, s, if Q51 { 16.0 * d + half(p.add(2)) } else { 0.0 })
+        })
+    }
+}
+
+/// Q4_K (`Q5 = false`) and Q5_K super-blocks: per 32-value sub-block `s` of scale
+/// `a = d·sc_s` and min `m = dmin·m_s`, `a·Σ(q − c)x + (c·a − m)·Σx` with `c` the middle
+/// quant (8, Q5_K: 16), centred as Q4_1. Bytes `32j..32j+32` of the quants hold sub-block `2j`
+/// (low nibbles) and `2j + 1` (high); Q5_K's fifth bit of value `l` of sub-block `s` is
+/// bit `s` of `qh[l]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q45_k<const Q5: bool>(w: &[u8], x: *const f32, nb: usize, xs: &[f32]) -> f32 {
+    let (ts, qoff) = if Q5 { (176, 48) } else { (144, 16) };
+    let m4 = _mm256_set1_epi32(0xF);
+    let one = _mm256_set1_epi32(1);
+    let c = if Q5 { 16 } else { 8 };
+    let mid = _mm256_set1_epi32(c);
+    let mut t = [_mm256_setzero_ps(); 2];
+    let mut mins = _mm256_setzero_ps();
+    unsafe {
+        for b in 0..nb {
+            let blk = w.get_unchecked(ts * b..ts * (b + 1));
+            let (sc, mn) = super::k4_scales(blk);
+            let p = blk.as_ptr();
+            let h = if Q5 { [0, 1, 2, 3].map(|k| u8x8(p.add(16 + 8 * k))) } else { [_mm256_setzero_si256(); 4] };
+            for j in 0..4 {
+                let q = p.add(qoff + 32 * j);
+                let v = [0, 1, 2, 3].map(|k| u8x8(q.add(8 * k)));
+                let mut lo = v.map(|v| _mm256_and_si256(v, m4));
+                let mut hi = v.map(|v| _mm256_srli_epi32::<4>(v));
+                if Q5 {
+                    let bit = |h: __m256i, s: i32| {
+                        let down = _mm256_srl_epi32(h, _mm_cvtsi32_si128(s));
+                        _mm256_slli_epi32::<4>(_mm256_and_si256(down, one))
+                    };
+                    for k in 0..4 {
+                        lo[k] = _mm256_or_si256(lo[k], bit(h[k], 2 * j as i32));
+                        hi[k] = _mm256_or_si256(hi[k], bit(h[k], 2 * j as i32 + 1));
+                    }
+                }
+                let xl = x.add(256 * b + 64 * j);
+                let xh = xl.add(32);
+                let centred = |v| f(_mm256_sub_epi32(v, mid));
+                let sl = dot32(lo.map(centred), [xl, xl.add(8), xl.add(16), xl.add(24)]);
+                let sh = dot32(hi.map(centred), [xh, xh.add(8), xh.add(16), xh.add(24)]);
+                t[0] = _mm256_fmadd_ps(_mm256_set1_ps(sc[2 * j]), sl, t[0]);
+                t[1] = _mm256_fmadd_ps(_mm256_set1_ps(sc[2 * j + 1]), sh, t[1]);
+            }
+            if let Some(xsb) = xs.get(8 * b..8 * b + 8) {
+                // c·a − m, as the 8 sub-blocks' offsets
+                let off = _mm256_fmsub_ps(
+                    _mm256_set1_ps(c as f32),
+                    _mm256_loadu_ps(sc.as_ptr()),
+                    _mm256_loadu_ps(mn.as_ptr()),
+                );
+                mins = _mm256_fmadd_ps(off, _mm256_loadu_ps(xsb.as_ptr()), mins);
+            }
+        }
+        hsum(_mm256_add_ps(t[0], t[1])) + hsum(mins)
+    }
+}
+
+/// Q6_K: `d·sc_g · Σ(q − 32)x` per 16-value group `g`. Per half `h` of the super-block,
+/// byte `l` of `ql` holds values `l` (low nibble) and `l + 64` (high), byte `l + 32` values
+/// `l + 32` and `l + 96`; the two high bits of those four are `qh[l]`'s bit pairs.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q6_k(w: *const u8, x: *const f32, nb: usize) -> f32 {
+    let m4 = _mm256_set1_epi32(0xF);
+    let m30 = _mm256_set1_epi32(0x30);
+    let m32 = _mm256_set1_epi32(32);
+    let mut t = [_mm256_setzero_ps(); 4];
+    unsafe {
+        for b in 0..nb {
+            let p = w.add(210 * b);
+            let d = _mm256_set1_ps(half(p.add(208)));
+            let mut scale = [0f32; 16];
+            _mm256_storeu_ps(scale.as_mut_ptr(), _mm256_mul_ps(d, i8x8(p.add(192))));
+            _mm256_storeu_ps(scale.as_mut_ptr().add(8), _mm256_mul_ps(d, i8x8(p.add(200))));
+            for h in 0..2 {
+                let (ql, qh) = (p.add(64 * h), p.add(128 + 32 * h));
+                let xh = x.add(256 * b + 128 * h);
+                for i in 0..2 {
+                    // values l = 16i..16i+16 of each quarter k: two groups of 8
+                    let q = [0, 1].map(|u| {
+                        let l = 16 * i + 8 * u;
+                        let (a, c, hb) = (u8x8(ql.add(l)), u8x8(ql.add(l + 32)), u8x8(qh.add(l)));
+                        [
+                            _mm256_or_si256(_mm256_and_si256(a, m4), _mm256_and_si256(_mm256_slli_epi32::<4>(hb), m30)),
+                            _mm256_or_si256(_mm256_and_si256(c, m4), _mm256_and_si256(_mm256_slli_epi32::<2>(hb), m30)),
+                            _mm256_or_si256(_mm256_srli_epi32::<4>(a), _mm256_and_si256(hb, m30)),
+                            _mm256_or_si256(
+                                _mm256_srli_epi32::<4>(c),
+                                _mm256_and_si256(_mm256_srli_epi32::<2>(hb), m30),
+                            ),
+                        ]
+                        .map(|v| f(_mm256_sub_epi32(v, m32)))
+                    });
+                    for k in 0..4 {
+                        let xk = xh.add(32 * k + 16 * i);
+                        let s = _mm256_fmadd_ps(q[1][k], ld(xk.add(8)), _mm256_mul_ps(q[0][k], ld(xk)));
+                        t[k] = _mm256_fmadd_ps(_mm256_set1_ps(scale[8 * h + 2 * k + i]), s, t[k]);
+                    }
+                }
+            }
+        }
+        hsum(_mm256_add_ps(_mm256_add_ps(t[0], t[1]), _mm256_add_ps(t[2], t[3])))
+    }
+}
+
+/// SAFETY: the caller checked `w` holds `out.len()` rows of `rb` bytes of whole blocks
+/// covering `x`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn rows(ty: GgmlType, w: &[u8], rb: usize, x: &[f32], out: &mut [f32]) {
+    use GgmlType::*;
+    let (xp, n) = (x.as_ptr(), x.len());
+    let nb = n / ty.block_size() as usize;
+    // Σx per 32 values, for the formats with a min
+    let xs = if matches!(ty, Q4_1 | Q5_1 | Q4K | Q5K) { unsafe { sums32(x) } } else { Vec::new() };
+    for (r, o) in out.iter_mut().enumerate() {
+        let row = unsafe { w.get_unchecked(r * rb..(r + 1) * rb) };
+        let p = row.as_ptr();
+        *o = unsafe {
+            match ty {
+                F32 => f32_dot(p as *const f32, xp, n),
+                F16 => half_dot(false, p, xp, n),
+                BF16 => half_dot(true, p, xp, n),
+                Q8_0 => q8_0(p, xp, nb),
+                Q4_0 => q4::<false>(p, xp, nb, &xs),
+                Q4_1 => q4::<true>(p, xp, nb, &xs),
+                Q5_0 => q5::<false>(p, xp, nb, &xs),
+                Q5_1 => q5::<true>(p, xp, nb, &xs),
+                Q4K => q45_k::<false>(row, xp, nb, &xs),
+                Q5K => q45_k::<true>(row, xp, nb, &xs),
+                Q6K => q6_k(p, xp, nb),
+                _ => 0.0,
+            }
+        };
+    }
+}

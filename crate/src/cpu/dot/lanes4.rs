@@ -1,0 +1,355 @@
+//! The 4-lane kernels, one source for wasm `simd128` and aarch64 NEON: written in simd128's
+//! operations, which [`neon`](super::neon) provides on aarch64 (so both give the same bits).
+
+#[cfg(target_arch = "aarch64")]
+use super::neon::*;
+use super::GgmlType;
+#[cfg(target_arch = "wasm32")]
+use std::arch::wasm32::*;
+
+/// `acc + a·b` (NEON fuses it; simd128 has no FMA).
+#[cfg(target_arch = "wasm32")]
+#[inline]
+#[target_feature(enable = "simd128")]
+fn madd(acc: v128, a: v128, b: v128) -> v128 {
+    f32x4_add(acc, f32x4_mul(a, b))
+}
+
+#[inline]
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+#[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
+fn hsum(v: v128) -> f32 {
+    f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v) + f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v)
+}
+
+#[inline]
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+#[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
+unsafe fn ld(p: *const f32) -> v128 {
+    unsafe { v128_load(p as *const v128) }
+}
+
+#[inline]
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+#[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
+unsafe fn half(p: *const u8) -> f32 {
+    half::f16::from_le_bytes(unsafe { [*p, *p.add(1)] }).to_f32()
+}
+
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+#[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
+pub unsafe fn f32_dot(a: *const f32, b: *const f32, n: usize) -> f32 {
+    let mut acc = [f32x4_splat(0.0); 4];
+    let mut i = 0;
+    unsafe {
+        while i + 16 <= n {
+            for (k, a_k) in acc.iter_mut().enumerate() {
+                *a_k = madd(*a_k, ld(a.add(i + 4 * k)), ld(b.add(i + 4 * k)));
+            }
+            i += 16;
+        }
+        let mut s = hsum(f32x4_add(f32x4_add(acc[0], acc[1]), f32x4_add(acc[2], acc[3])));
+        while i < n {
+            s += *a.add(i) * *b.add(i);
+            i += 1;
+        }
+        s
+    }
+}
+
+/// See `super::tile`.
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+#[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
+pub unsafe fn tile(w: [*const f32; 4], x: [*const f32; 3], n: usize) -> [[f32; 3]; 4] {
+    let mut acc = [[f32x4_splat(0.0); 3]; 4];
+    let mut i = 0;
+    unsafe {
+        while i + 4 <= n {
+            let xv = x.map(|p| ld(p.add(i)));
+            for r in 0..4 {
+                let wv = ld(w[r].add(i));
+                for t in 0..3 {
+                    acc[r][t] = madd(acc[r][t], wv, xv[t]);
+                }
+            }
+            i += 4;
+        }
+        let mut out = [[0f32; 3]; 4];
+        for r in 0..4 {
+            for t in 0..3 {
+                let mut s = hsum(acc[r][t]);
+                for k in i..n {
+                    s += *w[r].add(k) * *x[t].add(k);
+                }
+                out[r][t] = s;
+            }
+        }
+        out
+    }
+}
+
+/// 8 i16 lanes as two f32x4.
+#[inline]
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+#[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
+fn f8(v: v128) -> [v128; 2] {
+    [f32x4_convert_i32x4(i32x4_extend_low_i16x8(v)), f32x4_convert_i32x4(i32x4_extend_high_i16x8(v))]
+}
+
+/// 8 bytes at `p` zero-extended to u16 lanes.
+#[inline]
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+#[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
+unsafe fn u8x8(p: *const u8) -> v128 {
+    unsafe { u16x8_load_extend_u8x8(p) }
+}
+
+/// `Σ_k q_k · x_k` over four groups of 8 quants (i16 lanes) and their x (two chains;
+/// simd128 has no fused multiply-add).
+#[inline]
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+#[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
+unsafe fn dot32(q: [v128; 4], x: [*const f32; 4]) -> v128 {
+    let (mut a, mut b) = (f32x4_splat(0.0), f32x4_splat(0.0));
+    for k in 0..4 {
+        let [lo, hi] = f8(q[k]);
+        unsafe {
+            a = madd(a, lo, ld(x[k]));
+            b = madd(b, hi, ld(x[k].add(4)));
+        }
+    }
+    f32x4_add(a, b)
+}
+
+/// Σ of each 32 consecutive values of `x`.
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+#[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
+pub unsafe fn sums32(x: &[f32]) -> Vec<f32> {
+    x.chunks_exact(32)
+        .map(|c| unsafe {
+            let p = c.as_ptr();
+            let a = f32x4_add(f32x4_add(ld(p), ld(p.add(4))), f32x4_add(ld(p.add(8)), ld(p.add(12))));
+            let b = f32x4_add(f32x4_add(ld(p.add(16)), ld(p.add(20))), f32x4_add(ld(p.add(24)), ld(p.add(28))));
+            hsum(f32x4_add(a, b))
+        })
+        .collect()
+}
+
+/// As the AVX2 `blocks`: `Σ_b (d_b · s_b + c_b · xs_b)`, two running sums of each.
+#[inline]
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+#[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
+fn blocks<const MIN: bool>(nb: usize, xs: &[f32], blk: impl Fn(usize) -> (f32, v128, f32)) -> f32 {
+    let mut t = [f32x4_splat(0.0); 2];
+    let mut c = [0f32; 2];
+    for b in 0..nb {
+        let (d, s, cb) = blk(b);
+        t[b & 1] = madd(t[b & 1], f32x4_splat(d), s);
+        if MIN {
+            c[b & 1] += cb * xs.get(b).copied().unwrap_or(0.0);
+        }
+    }
+    hsum(f32x4_add(t[0], t[1])) + (c[0] + c[1])
+}
+
+#[inline]
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+#[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
+unsafe fn q8_0(w: *const u8, x: *const f32, nb: usize) -> f32 {
+    blocks::<false>(nb, &[], |b| unsafe {
+        let (p, xb) = (w.add(34 * b), x.add(32 * b));
+        let q = p.add(2);
+        let s = dot32(
+            [0, 1, 2, 3].map(|k| i16x8_load_extend_i8x8(q.add(8 * k) as *const i8)),
+            [xb, xb.add(8), xb.add(16), xb.add(24)],
+        );
+        (half(p), s, 0.0)
+    })
+}
+
+/// Q4_0 and Q4_1, centred and factored as the AVX2 kernel.
+#[inline]
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+#[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
+unsafe fn q4<const Q41: bool>(w: *const u8, x: *const f32, nb: usize, xs: &[f32]) -> f32 {
+    let (ts, qoff) = if Q41 { (20, 4) } else { (18, 2) };
+    let m4 = u16x8_splat(0xF);
+    let eight = i16x8_splat(8);
+    blocks::<Q41>(nb, xs, |b| unsafe {
+        let (p, xb) = (w.add(ts * b), x.add(32 * b));
+        let (v0, v1) = (u8x8(p.add(qoff)), u8x8(p.add(qoff + 8)));
+        let lo = |v| i16x8_sub(v128_and(v, m4), eight);
+        let hi = |v| i16x8_sub(u16x8_shr(v, 4), eight);
+        let s = dot32([lo(v0), lo(v1), hi(v0), hi(v1)], [xb, xb.add(8), xb.add(16), xb.add(24)]);
+        let d = half(p);
+        (d, s, if Q41 { 8.0 * d + half(p.add(2)) } else { 0.0 })
+    })
+}
+
+/// Q5_0 and Q5_1: the fifth bit of value `j` is bit `j` of the u32 `qh`.
+#[inline]
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+#[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
+unsafe fn q5<const Q51: bool>(w: *const u8, x: *const f32, nb: usize, xs: &[f32]) -> f32 {
+    let (ts, qh_at, qs_at) = if Q51 { (24, 4, 8) } else { (22, 2, 6) };
+    let m4 = u16x8_splat(0xF);
+    let sixteen = i16x8_splat(16);
+    let bits = u16x8(1, 2, 4, 8, 16, 32, 64, 128);
+    let zero = u16x8_splat(0);
+    blocks::<Q51>(nb, xs, |b| unsafe {
+        let (p, xb) = (w.add(ts * b), x.add(32 * b));
+        let qh = (p.add(qh_at) as *const u32).read_unaligned();
+        // values 8k..8k+8 take their fifth bits from byte k of qh
+        let fifth = |k: u32| {
+            let set = i16x8_ne(v128_and(u16x8_splat(((qh >> (8 * k)) & 0xFF) as u16), bits), zero);
+            v128_and(set, sixteen)
+        };
+        let (v0, v1) = (u8x8(p.add(qs_at)), u8x8(p.add(qs_at + 8)));
+        let q = [v128_and(v0, m4), v128_and(v1, m4), u16x8_shr(v0, 4), u16x8_shr(v1, 4)];
+        let q = [0, 1, 2, 3].map(|k| i16x8_sub(v128_or(q[k], fifth(k as u32)), sixteen));
+        let s = dot32(q, [xb, xb.add(8), xb.add(16), xb.add(24)]);
+        let d = half(p);
+        (d, s, if Q51 { 16.0 * d + half(p.add(2)) } else { 0.0 })
+    })
+}
+
+/// Q4_K and Q5_K, centred and factored as the AVX2 kernel.
+#[inline]
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+#[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
+unsafe fn q45_k<const Q5: bool>(w: &[u8], x: *const f32, nb: usize, xs: &[f32]) -> f32 {
+    let (ts, qoff) = if Q5 { (176, 48) } else { (144, 16) };
+    let m4 = u16x8_splat(0xF);
+    let one = u16x8_splat(1);
+    let c = if Q5 { 16 } else { 8 };
+    let mid = i16x8_splat(c);
+    let mut t = [f32x4_splat(0.0); 2];
+    let mut mins = f32x4_splat(0.0);
+    unsafe {
+        for b in 0..nb {
+            let blk = w.get_unchecked(ts * b..ts * (b + 1));
+            let (sc, mn) = super::k4_scales(blk);
+            let p = blk.as_ptr();
+            let h = if Q5 { [0, 1, 2, 3].map(|k| u8x8(p.add(16 + 8 * k))) } else { [zero_v(); 4] };
+            for j in 0..4 {
+                let q = p.add(qoff + 32 * j);
+                let v = [0, 1, 2, 3].map(|k| u8x8(q.add(8 * k)));
+                let mut lo = v.map(|v| v128_and(v, m4));
+                let mut hi = v.map(|v| u16x8_shr(v, 4));
+                if Q5 {
+                    let bit = |h: v128, s: u32| i16x8_shl(v128_and(u16x8_shr(h, s), one), 4);
+                    for k in 0..4 {
+                        lo[k] = v128_or(lo[k], bit(h[k], 2 * j as u32));
+                        hi[k] = v128_or(hi[k], bit(h[k], 2 * j as u32 + 1));
+                    }
+                }
+                let xl = x.add(256 * b + 64 * j);
+                let xh = xl.add(32);
+                let centred = |v| i16x8_sub(v, mid);
+                let sl = dot32(lo.map(centred), [xl, xl.add(8), xl.add(16), xl.add(24)]);
+                let sh = dot32(hi.map(centred), [xh, xh.add(8), xh.add(16), xh.add(24)]);
+                t[0] = madd(t[0], f32x4_splat(sc[2 * j]), sl);
+                t[1] = madd(t[1], f32x4_splat(sc[2 * j + 1]), sh);
+            }
+            if let Some(xsb) = xs.get(8 * b..8 * b + 8) {
+                for half_ in 0..2 {
+                    let at = 4 * half_;
+                    let off = f32x4_sub(
+                        f32x4_mul(f32x4_splat(c as f32), v128_load(sc.as_ptr().add(at) as *const v128)),
+                        v128_load(mn.as_ptr().add(at) as *const v128),
+                    );
+                    mins = madd(mins, off, ld(xsb.as_ptr().add(at)));
+                }
+            }
+        }
+    }
+    hsum(f32x4_add(t[0], t[1])) + hsum(mins)
+}
+
+#[inline]
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+#[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
+fn zero_v() -> v128 {
+    u16x8_splat(0)
+}
+
+/// Q6_K: `d·sc_g · Σ(q − 32)x` per 16-value group, laid out as in the AVX2 kernel.
+#[inline]
+#[allow(clippy::needless_range_loop)] // the indices pick lanes and x offsets together
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+#[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
+unsafe fn q6_k(w: *const u8, x: *const f32, nb: usize) -> f32 {
+    let m4 = u16x8_splat(0xF);
+    let m30 = u16x8_splat(0x30);
+    let m32 = i16x8_splat(32);
+    let mut t = [f32x4_splat(0.0); 4];
+    unsafe {
+        for b in 0..nb {
+            let p = w.add(210 * b);
+            let d = half(p.add(208));
+            let sc = p.add(192) as *const i8;
+            for h in 0..2 {
+                let (ql, qh) = (p.add(64 * h), p.add(128 + 32 * h));
+                let xh = x.add(256 * b + 128 * h);
+                for i in 0..2 {
+                    let q = [0, 1].map(|u| {
+                        let l = 16 * i + 8 * u;
+                        let (a, c, hb) = (u8x8(ql.add(l)), u8x8(ql.add(l + 32)), u8x8(qh.add(l)));
+                        [
+                            v128_or(v128_and(a, m4), v128_and(i16x8_shl(hb, 4), m30)),
+                            v128_or(v128_and(c, m4), v128_and(i16x8_shl(hb, 2), m30)),
+                            v128_or(u16x8_shr(a, 4), v128_and(hb, m30)),
+                            v128_or(u16x8_shr(c, 4), v128_and(u16x8_shr(hb, 2), m30)),
+                        ]
+                        .map(|v| f8(i16x8_sub(v, m32)))
+                    });
+                    for k in 0..4 {
+                        let xk = xh.add(32 * k + 16 * i);
+                        let mut s = f32x4_splat(0.0);
+                        for u in 0..2 {
+                            for e in 0..2 {
+                                s = madd(s, q[u][k][e], ld(xk.add(8 * u + 4 * e)));
+                            }
+                        }
+                        let scale = d * *sc.add(8 * h + 2 * k + i) as f32;
+                        t[k] = madd(t[k], f32x4_splat(scale), s);
+                    }
+                }
+            }
+        }
+    }
+    hsum(f32x4_add(f32x4_add(t[0], t[1]), f32x4_add(t[2], t[3])))
+}
+
+/// SAFETY: as for the AVX2 version.
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+#[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
+pub unsafe fn rows(ty: GgmlType, w: &[u8], rb: usize, x: &[f32], out: &mut [f32]) {
+    use GgmlType::*;
+    let (xp, n) = (x.as_ptr(), x.len());
+    let nb = n / ty.block_size() as usize;
+    let xs = if matches!(ty, Q4_1 | Q5_1 | Q4K | Q5K) { unsafe { sums32(x) } } else { Vec::new() };
+    for (r, o) in out.iter_mut().enumerate() {
+        let row = unsafe { w.get_unchecked(r * rb..(r + 1) * rb) };
+        let p = row.as_ptr();
+        *o = unsafe {
+            match ty {
+                // halves: no f16 lanes in simd128; the scalar path widens them
+                F32 => f32_dot(p as *const f32, xp, n),
+                F16 | BF16 => {
+                    super::scalar::rows(ty, row, rb, x, std::slice::from_mut(o));
+                    *o
+                }
+                Q8_0 => q8_0(p, xp, nb),
+                Q4_0 => q4::<false>(p, xp, nb, &xs),
+                Q4_1 => q4::<true>(p, xp, nb, &xs),
+                Q5_0 => q5::<false>(p, xp, nb, &xs),
+                Q5_1 => q5::<true>(p, xp, nb, &xs),
+                Q4K => q45_k::<false>(row, xp, nb, &xs),
+                Q5K => q45_k::<true>(row, xp, nb, &xs),
+                Q6K => q6_k(p, xp, nb),
+                _ => 0.0,
+            }
+        };
+    }
+}
