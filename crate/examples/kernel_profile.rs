@@ -9,7 +9,7 @@
 //! less than wall time.
 
 use llama_webgpu::gguf::{FileSource, GgufFile};
-use llama_webgpu::model::{LlamaModel, LoadOptions};
+use llama_webgpu::gpu::model::{LlamaModel, LoadOptions};
 use std::collections::BTreeMap;
 
 /// User + system CPU seconds of this process (all threads), from /proc/self/stat.

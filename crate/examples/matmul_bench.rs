@@ -10,7 +10,7 @@
 
 use llama_webgpu::gguf::GgmlType;
 use llama_webgpu::gpu::{Gpu, GpuOptions};
-use llama_webgpu::kernels::{self, GpuWeight, MatmulOpts, NormIn, Step};
+use llama_webgpu::gpu::kernels::{self, GpuWeight, MatmulOpts, NormIn, Step};
 use llama_webgpu::quant;
 
 fn cpu_s() -> f64 {

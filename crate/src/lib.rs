@@ -1,7 +1,7 @@
 //! llama-webgpu: Llama 3 inference on WebGPU through wgpu and our own WGSL kernels.
 //!
 //! Data flow: a [`gguf::ByteSource`] (file, HTTP ranges, Blob) → [`gguf::GgufFile`] (header
-//! only) → [`model::LlamaModel`] (weights streamed into GPU buffers) → [`session::Session`]
+//! only) → [`gpu::model::LlamaModel`] (weights streamed into GPU buffers) → [`session::Session`]
 //! (KV cache, sampling, chat) → text. Machines without a real GPU run the same model on the
 //! CPU instead ([`cpu::CpuModel`], picked by [`backend`]).
 
@@ -15,8 +15,6 @@ pub mod gguf;
 pub mod gpu;
 pub mod grammar;
 pub mod graph;
-pub mod kernels;
-pub mod model;
 pub mod numerics;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod output;
@@ -33,3 +31,5 @@ pub mod wasm;
 pub mod wasm_hooks;
 
 pub use error::{Error, Result};
+// The GPU executor's modules under their paths from before they moved into `gpu/`.
+pub use gpu::{kernels, model};

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::gguf::{needs_more, AsyncByteSource, GgufFile, PrefixSource, Value};
 use crate::gpu::{GpuOptions, Precision};
 use crate::grammar::{Grammar, GrammarCompiler};
-use crate::model::{LoadOptions, Phase};
+use crate::gpu::model::{LoadOptions, Phase};
 use crate::sampler::SamplerConfig;
 use crate::session::{ContextPolicy, GenerateOptions, Generator, Session, StopReason};
 use crate::tokenizer::Tokenizer;

@@ -174,7 +174,7 @@ fn backend_option_loads_the_cpu_model() {
     let src = FileSource::open(fixtures().join("tiny-q4_0.gguf")).unwrap();
     let file = GgufFile::read(&src).unwrap();
     let choice = llama_webgpu::backend::choose(Backend::Cpu, None);
-    let opts = llama_webgpu::model::LoadOptions { context: Some(32), ..Default::default() };
+    let opts = llama_webgpu::gpu::model::LoadOptions { context: Some(32), ..Default::default() };
     let mut m = pollster::block_on(Model::load(&src, &file, &choice, &opts, &CpuOptions::default(), |_| {})).unwrap();
     assert!(matches!(m, Model::Cpu(_)));
     assert_eq!(llama_webgpu::backend::Forward::context(&m), 32);

@@ -1,10 +1,10 @@
-//! Every GPU kernel against its CPU reference (`kernels::reference`) on random inputs whose
+//! Every GPU kernel against its CPU reference (`gpu::kernels::reference`) on random inputs whose
 //! sizes are not multiples of the workgroup sizes, in f32 and (where the adapter has
 //! shader-f16) f16 mode. Runs on whatever adapter wgpu finds (lavapipe in CI).
 
 use llama_webgpu::gguf::GgmlType;
 use llama_webgpu::gpu::{Gpu, GpuOptions, Precision};
-use llama_webgpu::kernels::{self, reference as cpu, AttnShape, GpuWeight, MatmulOpts, NormIn, Step};
+use llama_webgpu::gpu::kernels::{self, reference as cpu, AttnShape, GpuWeight, MatmulOpts, NormIn, Step};
 use llama_webgpu::quant;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 

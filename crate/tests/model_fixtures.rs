@@ -5,7 +5,7 @@
 
 use llama_webgpu::gguf::{FileSource, GgufFile};
 use llama_webgpu::gpu::{GpuOptions, Precision};
-use llama_webgpu::model::{LlamaModel, LoadOptions};
+use llama_webgpu::gpu::model::{LlamaModel, LoadOptions};
 use std::path::PathBuf;
 
 mod common;

@@ -2,7 +2,7 @@
 //! sane block values, determinism, and a forward pass through the engine.
 
 use llama_webgpu::gguf::{ByteSource, FileSource, GgmlType, GgufFile, LlamaConfig, TensorInfo};
-use llama_webgpu::model::{LlamaModel, LoadOptions};
+use llama_webgpu::gpu::model::{LlamaModel, LoadOptions};
 use llama_webgpu::quant::dequantize;
 use llama_webgpu::synth::{self, SynthDims, SynthShape, FTYPES};
 

@@ -4,6 +4,9 @@
 //! The same code drives Vulkan/Metal/DX12 natively and WebGPU in the browser; the only
 //! difference is how we wait for the GPU (`poll` natively, the event loop on the web).
 
+pub mod kernels;
+pub mod model;
+
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

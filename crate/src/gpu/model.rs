@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::gguf::{AsyncByteSource, GgmlType, GgufFile, LlamaConfig, TensorInfo};
 use crate::gpu::{Gpu, GpuOptions};
 use crate::graph::{self, Act, Exec};
-use crate::kernels::{self, reference, AttnShape, Dispatch, GpuWeight, MatmulOpts, NormIn, Step};
+use crate::gpu::kernels::{self, reference, AttnShape, Dispatch, GpuWeight, MatmulOpts, NormIn, Step};
 use crate::quant;
 
 #[derive(Debug, Clone)]

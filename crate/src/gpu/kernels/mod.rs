@@ -11,20 +11,20 @@ use std::sync::Arc;
 
 pub mod reference;
 
-const COMMON: &str = include_str!("../../shaders/common.wgsl");
-const QUANT: &str = include_str!("../../shaders/quant.wgsl");
-const QUANT_COMMON: &str = include_str!("../../shaders/quant_common.wgsl");
-const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
-const MATMUL_COMMON: &str = include_str!("../../shaders/matmul_common.wgsl");
-const MATMUL_TILED: &str = include_str!("../../shaders/matmul_tiled.wgsl");
-const MATMUL_CPU: &str = include_str!("../../shaders/matmul_cpu.wgsl");
-const NORM: &str = include_str!("../../shaders/norm.wgsl");
-const ROPE: &str = include_str!("../../shaders/rope.wgsl");
-const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
-const ATTENTION_CPU: &str = include_str!("../../shaders/attention_cpu.wgsl");
-const ATTENTION_COMMON: &str = include_str!("../../shaders/attention_common.wgsl");
-const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
-const EMBED: &str = include_str!("../../shaders/embed.wgsl");
+const COMMON: &str = include_str!("../../../../shaders/common.wgsl");
+const QUANT: &str = include_str!("../../../../shaders/quant.wgsl");
+const QUANT_COMMON: &str = include_str!("../../../../shaders/quant_common.wgsl");
+const MATMUL: &str = include_str!("../../../../shaders/matmul.wgsl");
+const MATMUL_COMMON: &str = include_str!("../../../../shaders/matmul_common.wgsl");
+const MATMUL_TILED: &str = include_str!("../../../../shaders/matmul_tiled.wgsl");
+const MATMUL_CPU: &str = include_str!("../../../../shaders/matmul_cpu.wgsl");
+const NORM: &str = include_str!("../../../../shaders/norm.wgsl");
+const ROPE: &str = include_str!("../../../../shaders/rope.wgsl");
+const ATTENTION: &str = include_str!("../../../../shaders/attention.wgsl");
+const ATTENTION_CPU: &str = include_str!("../../../../shaders/attention_cpu.wgsl");
+const ATTENTION_COMMON: &str = include_str!("../../../../shaders/attention_common.wgsl");
+const ELEMENTWISE: &str = include_str!("../../../../shaders/elementwise.wgsl");
+const EMBED: &str = include_str!("../../../../shaders/embed.wgsl");
 
 /// Browsers guarantee 256 invocations per workgroup; we never ask for more.
 pub const MAX_WG: u32 = 256;
