@@ -9,8 +9,8 @@
 //! too, which a shared machine disturbs less than wall time) and weight bytes per second.
 
 use llama_webgpu::gguf::GgmlType;
-use llama_webgpu::gpu::{Gpu, GpuOptions};
 use llama_webgpu::gpu::kernels::{self, GpuWeight, MatmulOpts, NormIn, Step};
+use llama_webgpu::gpu::{Gpu, GpuOptions};
 use llama_webgpu::quant;
 
 fn cpu_s() -> f64 {

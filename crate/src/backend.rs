@@ -6,7 +6,8 @@
 use crate::cpu::{CpuModel, CpuOptions};
 use crate::error::{Error, Result};
 use crate::gguf::{AsyncByteSource, GgufFile, LlamaConfig};
-use crate::gpu::model::{LlamaModel, LoadOptions, Progress};
+use crate::gpu::model::{LlamaModel, LoadOptions};
+use crate::graph::Progress;
 
 /// A forward pass over the KV cache: what sessions and the bench need from a model.
 #[allow(async_fn_in_trait)]

@@ -18,6 +18,22 @@
 
 use crate::error::{Error, Result};
 
+/// What loading is doing: streaming weights to their executor, then preparing it (the GPU
+/// builds its pipelines).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Upload,
+    Compile,
+}
+
+/// Loading progress: bytes of tensor data uploaded so far.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub phase: Phase,
+    pub loaded: u64,
+    pub total: u64,
+}
+
 /// Activations of one pass, `[n_tokens, width]` row-major f32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Act {
@@ -83,6 +99,18 @@ impl<W, N> Weights<W, N> {
     pub fn output(&self) -> &W {
         self.output.as_ref().unwrap_or(&self.tok_embd)
     }
+}
+
+/// RoPE's inverse frequencies, `inv_freq[j] = base^(−2j/d) / rope_freqs[j]` (rope_freqs: Llama
+/// 3.1's scaling factors), the same for every executor.
+pub fn rope_inv_freq(head_dim: usize, base: f32, rope_freqs: Option<&[f32]>) -> Vec<f32> {
+    (0..head_dim / 2)
+        .map(|j| {
+            let f = 1.0 / (base as f64).powf(2.0 * j as f64 / head_dim as f64);
+            let s = rope_freqs.and_then(|r| r.get(j)).copied().unwrap_or(1.0) as f64;
+            (f / s) as f32
+        })
+        .collect()
 }
 
 /// The inputs of a pass over `tokens` at positions `pos..`, checked the same way on every

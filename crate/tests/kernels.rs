@@ -3,8 +3,8 @@
 //! shader-f16) f16 mode. Runs on whatever adapter wgpu finds (lavapipe in CI).
 
 use llama_webgpu::gguf::GgmlType;
-use llama_webgpu::gpu::{Gpu, GpuOptions, Precision};
 use llama_webgpu::gpu::kernels::{self, reference as cpu, AttnShape, GpuWeight, MatmulOpts, NormIn, Step};
+use llama_webgpu::gpu::{Gpu, GpuOptions, Precision};
 use llama_webgpu::quant;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -314,7 +314,7 @@ fn rope_and_cache_append_against_cpu() {
         let qkv: Vec<f32> =
             (0..n).flat_map(|t| [&q[t * qd..][..qd], &k[t * kd..][..kd], &v[t * kd..][..kd]].concat()).collect();
         let factors: Vec<f32> = (0..hd / 2).map(|j| 1.0 + j as f32 * 0.5).collect();
-        let inv = cpu::rope_inv_freq(hd, 500000.0, Some(&factors));
+        let inv = llama_webgpu::graph::rope_inv_freq(hd, 500000.0, Some(&factors));
         let (qkvb, ib) = (buf(&gpu, &qkv), buf(&gpu, &inv));
         let qb = gpu.storage("q", (q.len() * 4) as u64).unwrap();
         let kc = kv_buf(&gpu, &vec![0.0; ctx * nkv * hd]);

@@ -4,8 +4,8 @@
 //! same files. Checked for a full prefill and for token-by-token decoding through the KV cache.
 
 use llama_webgpu::gguf::{FileSource, GgufFile};
-use llama_webgpu::gpu::{GpuOptions, Precision};
 use llama_webgpu::gpu::model::{LlamaModel, LoadOptions};
+use llama_webgpu::gpu::{GpuOptions, Precision};
 use std::path::PathBuf;
 
 mod common;

@@ -16,9 +16,7 @@ pub mod shards;
 
 use crate::error::{Error, Result};
 use crate::gguf::{AsyncByteSource, GgmlType, GgufFile, LlamaConfig, TensorInfo};
-use crate::graph::{self, Act, Exec};
-use crate::gpu::kernels::reference;
-use crate::gpu::model::{Phase, Progress};
+use crate::graph::{self, Act, Exec, Phase, Progress};
 use dot::Simd;
 use pool::Pool;
 use shards::{Out, Shards};
@@ -302,7 +300,7 @@ impl CpuModel {
             Some(t) => Some(read_f32(src, t).await?),
             None => None,
         };
-        let inv_freq = reference::rope_inv_freq(cfg.head_dim, cfg.rope_base, rope_freqs.as_deref());
+        let inv_freq = graph::rope_inv_freq(cfg.head_dim, cfg.rope_base, rope_freqs.as_deref());
         let weight_bytes = file.tensors.iter().map(|t| t.n_bytes).sum();
         let chunk = opts.prefill_chunk.max(1);
         if let Some(s) = shards.as_mut() {
@@ -415,7 +413,7 @@ fn rmsnorm(x: &[f32], g: &[f32], eps: f32, out: &mut [f32]) {
 }
 
 /// Rotates adjacent pairs of each head of `x` [n, heads, head_dim] (as
-/// [`reference::rope`]) with the per-position `(cos, sin)` table `rot` [n, head_dim / 2].
+/// `gpu::kernels::reference::rope`) with the per-position `(cos, sin)` table `rot` [n, head_dim / 2].
 fn rope(x: &mut [f32], heads: usize, head_dim: usize, rot: &[(f64, f64)]) {
     let half = head_dim / 2;
     for (tok, rot) in x.chunks_mut(heads * head_dim).zip(rot.chunks(half.max(1))) {

@@ -6,9 +6,10 @@
 
 use crate::error::{Error, Result};
 use crate::gguf::{AsyncByteSource, GgmlType, GgufFile, LlamaConfig, TensorInfo};
+use crate::gpu::kernels::{self, AttnShape, Dispatch, GpuWeight, MatmulOpts, NormIn, Step};
 use crate::gpu::{Gpu, GpuOptions};
 use crate::graph::{self, Act, Exec};
-use crate::gpu::kernels::{self, reference, AttnShape, Dispatch, GpuWeight, MatmulOpts, NormIn, Step};
+pub use crate::graph::{Phase, Progress};
 use crate::quant;
 
 #[derive(Debug, Clone)]
@@ -28,21 +29,6 @@ impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions { gpu: GpuOptions::default(), context: None, chunk_bytes: 8 << 20, prefill_chunk: 64 }
     }
-}
-
-/// What loading is doing: streaming weights to the GPU, then building pipelines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    Upload,
-    Compile,
-}
-
-/// Loading progress: bytes of tensor data uploaded so far.
-#[derive(Debug, Clone, Copy)]
-pub struct Progress {
-    pub phase: Phase,
-    pub loaded: u64,
-    pub total: u64,
 }
 
 type Weights = graph::Weights<GpuWeight, wgpu::Buffer>;
@@ -183,7 +169,7 @@ impl LlamaModel {
             Some(t) => Some(read_f32(src, t).await?),
             None => None,
         };
-        let inv_freq = reference::rope_inv_freq(cfg.head_dim, cfg.rope_base, rope_freqs.as_deref());
+        let inv_freq = graph::rope_inv_freq(cfg.head_dim, cfg.rope_base, rope_freqs.as_deref());
         let inv_freq_buf = gpu.storage_from("inv_freq", bytemuck::cast_slice(&inv_freq))?;
 
         let mut layers = Vec::with_capacity(cfg.n_layer);

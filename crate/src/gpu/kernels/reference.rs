@@ -25,17 +25,6 @@ pub fn rmsnorm(x: &[f32], g: &[f32], eps: f32) -> Vec<f32> {
         .collect()
 }
 
-/// inv_freq[j] = base^(−2j/d) / rope_freqs[j] (rope_freqs: Llama 3.1 scaling factors).
-pub fn rope_inv_freq(head_dim: usize, base: f32, rope_freqs: Option<&[f32]>) -> Vec<f32> {
-    (0..head_dim / 2)
-        .map(|j| {
-            let f = 1.0 / (base as f64).powf(2.0 * j as f64 / head_dim as f64);
-            let s = rope_freqs.and_then(|r| r.get(j)).copied().unwrap_or(1.0) as f64;
-            (f / s) as f32
-        })
-        .collect()
-}
-
 /// Rotates adjacent pairs of each head of `x` [n, heads, head_dim] at positions pos0 + t.
 pub fn rope(x: &mut [f32], heads: usize, head_dim: usize, pos0: usize, inv_freq: &[f32]) {
     for (t, tok) in x.chunks_mut(heads * head_dim).enumerate() {
