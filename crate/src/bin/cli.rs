@@ -111,8 +111,8 @@ struct EngineArgs {
     /// auto: the CPU backend where the only adapter is a CPU one (lavapipe, SwiftShader)
     #[arg(long, value_name = "auto|gpu|cpu", default_value = "auto")]
     backend: Backend,
-    /// CPU backend threads [default: all cores]
-    #[arg(long, value_name = "N")]
+    /// CPU backend threads, at most the cores available [default: all of them]
+    #[arg(long, value_name = "N", value_parser = parse_threads)]
     threads: Option<usize>,
     /// Precision of the KV cache and f16-capable kernels
     #[arg(long, value_name = "auto|f32|f16", default_value = "auto")]
@@ -123,6 +123,17 @@ struct EngineArgs {
     /// KV cache length in tokens [default: the model's, within memory]
     #[arg(long, value_name = "N")]
     context: Option<usize>,
+}
+
+/// `--threads`: 0 (every core) up to the available parallelism. More threads than cores only
+/// spin against each other, and tens of thousands abort the process while it spawns them.
+fn parse_threads(s: &str) -> std::result::Result<usize, String> {
+    let n: usize = s.parse().map_err(|e| format!("{e}"))?;
+    let most = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if n > most {
+        return Err(format!("at most {most}, the threads this machine runs at once (0: all of them)"));
+    }
+    Ok(n)
 }
 
 /// `--tokens 1,2,3`.
