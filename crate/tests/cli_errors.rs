@@ -419,3 +419,82 @@ fn a_run_that_fails_midway_leaves_no_file_and_keeps_the_old_one() {
     assert_eq!(names(&dir), ["in.gguf", "old.gguf"]);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn unknown_flags_are_named_with_the_nearest_one() {
+    let tiny = fx("tiny-f32.gguf");
+    let m = s(&tiny);
+    for (args, bad, near) in [
+        (vec!["generate", "--model", m, "--tokens", "1", "--temprature", "0.7"], "--temprature", "--temperature"),
+        (vec!["generate", "--model", m, "--tokens", "1", "--max-token", "5"], "--max-token", "--max-tokens"),
+        (vec!["info", "--modle", m], "--modle", "--model"),
+        (vec!["tokenize", "--model", m, "--txt", "hi"], "--txt", "--text"),
+        (vec!["bench", "--model", m, "--gen-token", "4"], "--gen-token", "--gen-tokens"),
+        (vec!["logits", "--model", m, "--tokens", "1", "--out", "/dev/null", "--forse"], "--forse", "--force"),
+        // an unknown flag takes no value: `--chat` after it is not swallowed, and named
+        (vec!["generate", "--model", m, "--prompt", "hi", "--jsn", "--chat"], "--jsn", "--json"),
+    ] {
+        let err = fails_with(&args, &[&format!("'{bad}'"), &format!("'{near}'")]);
+        assert!(err.lines().count() < 12, "{args:?}: a short message, not the whole help: {err}");
+    }
+    let err = fails_with(&["generaet", "--model", m], &["unknown command 'generaet'", "'generate'"]);
+    assert!(!err.contains("subcommand"), "{err}");
+}
+
+#[test]
+fn flags_of_other_commands_and_stray_arguments_are_refused() {
+    let tiny = fx("tiny-f32.gguf");
+    let m = s(&tiny);
+    for (args, bad) in [
+        // generation flags on a command that does not generate
+        (vec!["info", "--model", m, "--max-tokens", "5"], "--max-tokens"),
+        (vec!["logits", "--model", m, "--tokens", "1", "--out", "/dev/null", "--chat"], "--chat"),
+        // engine flags on commands that load no model
+        (vec!["quantize", "--type", "q8_0", "--threads", "2", m, "/dev/null"], "--threads"),
+        (vec!["tokenize", "--model", m, "--text", "hi", "--backend", "cpu"], "--backend"),
+        (vec!["synth", "--shape", "llama3.2-1b", "--out", "/dev/null", "--context", "8"], "--context"),
+        // positionals only where a command takes them
+        (vec!["info", "--model", m, "extra.gguf"], "extra.gguf"),
+        (vec!["quantize", "--type", "q8_0", m, "/dev/null", "third"], "third"),
+        // a value-taking flag at the end
+        (vec!["generate", "--model", m, "--tokens"], "--tokens"),
+        // --system without --chat would be ignored
+        (vec!["generate", "--model", m, "--prompt", "hi", "--system", "be brief"], "--chat"),
+    ] {
+        fails_with(&args, &[bad]);
+    }
+}
+
+#[test]
+fn help_lists_each_commands_flags() {
+    let r = cli(&["--help"]);
+    assert!(r.ok, "{}", r.err);
+    for c in ["logits", "generate", "tokenize", "info", "bench", "quantize", "synth"] {
+        assert!(r.out.contains(c), "{c} missing from:\n{}", r.out);
+    }
+    let bare = cli(&[]);
+    assert!(bare.ok && bare.out == r.out, "no command: the help, status 0: {}", bare.err);
+    let r = cli(&["generate", "--help"]);
+    assert!(r.ok, "{}", r.err);
+    // the command's own flags, the shared engine flags, and the defaults
+    for f in ["--temperature", "--max-tokens", "--json-schema", "--model", "--backend", "--threads", "[default: 128]"] {
+        assert!(r.out.contains(f), "{f} missing from:\n{}", r.out);
+    }
+    let r = cli(&["quantize", "--help"]);
+    assert!(r.ok && r.out.contains("--type") && !r.out.contains("--threads"), "{}", r.out);
+}
+
+#[test]
+fn values_may_start_with_a_dash_where_they_are_text_or_numbers() {
+    let tiny = fx("tiny-f32.gguf");
+    let m = s(&tiny);
+    let base = ["generate", "--model", m, "--max-tokens", "1", "--json"];
+    let r = cli(&[&base[..], &["--prompt", "-5 degrees", "--stop", "--", "--stop", "-x"]].concat());
+    assert!(r.ok, "{}", r.err);
+    let tj = fx("tiny-tokenizer.json");
+    let a = cli(&["tokenize", "--tokenizer", s(&tj), "--text", "-5 degrees"]);
+    let b = cli(&["tokenize", "--tokenizer", s(&tj), "--text=-5 degrees"]);
+    assert!(a.ok && a.out == b.out && a.out.len() > 3, "{} {}", a.err, b.err);
+    // a negative number reaches the check that refuses it
+    fails_with(&[&base[..], &["--tokens", "1", "--top-p", "-0.5"]].concat(), &["top_p"]);
+}

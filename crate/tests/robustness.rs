@@ -335,3 +335,24 @@ fn non_finite_weights_and_logits_are_numerical_errors() {
         assert!(e.contains("logits at position 0"), "{backend}: {e}");
     }
 }
+
+#[test]
+fn threads_beyond_the_cores_are_refused_at_once() {
+    // `--threads 100000` used to spawn threads until the process aborted (17 s); 1000 took a
+    // minute. It is refused before the model is opened, naming the bound.
+    let fx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-q8_0.gguf");
+    let m = fx.to_str().unwrap();
+    let most = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for n in ["100000", "1000", &(most + 1).to_string()] {
+        let r = cli(&["generate", "--model", m, "--backend", "cpu", "--tokens", "1", "--threads", n]);
+        assert!(r.code == 1 && r.secs < 2.0, "--threads {n}: exit {} after {:.1} s: {}", r.code, r.secs, r.stderr);
+        assert!(r.stderr.contains(&format!("at most {most}")) && r.stderr.contains("--threads"), "{}", r.stderr);
+        eprintln!("--threads {n}: {:.2} s, {} MiB", r.secs, r.max_rss >> 20);
+    }
+    // the bound itself, and 0 (all cores), run
+    for n in [most.to_string(), "0".into()] {
+        let r =
+            cli(&["generate", "--model", m, "--backend", "cpu", "--tokens", "1", "--max-tokens", "1", "--threads", &n]);
+        assert_eq!(r.code, 0, "--threads {n}: {}", r.stderr);
+    }
+}

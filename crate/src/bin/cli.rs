@@ -1,5 +1,6 @@
 //! `llama-webgpu` command line: the same engine as the browser package, natively on wgpu.
 
+use clap::{Parser, Subcommand};
 use llama_webgpu::backend::{self, Backend, Choice, Model};
 use llama_webgpu::chat::{ChatFormat, ChatOptions, Message};
 use llama_webgpu::cpu::CpuOptions;
@@ -14,7 +15,6 @@ use llama_webgpu::session::{ContextPolicy, GenerateOptions, Session};
 use llama_webgpu::tokenizer::Tokenizer;
 use llama_webgpu::{Error, Result};
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
@@ -66,119 +66,268 @@ fn mib(b: u64) -> f64 {
     b as f64 / 1048576.0
 }
 
-const USAGE: &str = "usage:
-  llama-webgpu logits   --model M.gguf --tokens 1,2,3 --out out.npy [--force]
-  llama-webgpu generate --model M.gguf (--prompt TEXT | --prompt-file PATH | --tokens 1,2,3)
-                        [--chat] [--system TEXT]
-                        [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--min-p P]
-                        [--repeat-penalty R] [--seed S] [--stop STR] [--json]
-                        [--json-schema S.json | --grammar G.lark|G.gbnf | --regex RX]
-                        [--sliding-window KEEP] (full context: keep KEEP first tokens + recent ones)
-  llama-webgpu tokenize (--model M.gguf | --tokenizer tokenizer.json) (--text TEXT | --text-file PATH)
-  llama-webgpu info     --model M.gguf
-  llama-webgpu bench    --model M.gguf [--prompt-tokens 512] [--gen-tokens 128] [--bandwidth GBPS] [--json]
-  llama-webgpu quantize --type q4_k_m|q5_k_m|q6_k|q8_0|q4_0|q4_1|q5_0|q5_1|f16 IN.gguf OUT.gguf [--force]
-  llama-webgpu synth    --shape llama3-8b|llama3.2-1b|llama3.2-3b --type q4_k_m --out FILE [--seed S] [--tokenizer tokenizer.json] [--force]
-common options: --precision auto|f32|f16 (default auto), --max-binding-size BYTES,
-                --context N (KV cache tokens),
-                --backend auto|gpu|cpu (default auto: the CPU when the only adapter is a CPU one),
-                --threads N (CPU backend; default all cores)
-a PATH of - reads stdin; an existing output file is replaced only with --force
-(a symlink is followed, a device or FIFO written through, a directory refused)
-generate is greedy unless --temperature > 0.";
-
-/// `--key value` pairs and bare `--flag`s.
-struct Args {
-    cmd: String,
-    kv: HashMap<String, String>,
-    flags: Vec<String>,
-    /// Positional arguments (only `quantize IN OUT` takes them).
-    pos: Vec<String>,
+/// The command line: one clap struct per command, so an unknown or misplaced flag is an error
+/// that names it (and suggests the nearest one) instead of a value stored and ignored.
+#[derive(Parser)]
+#[command(
+    name = "llama-webgpu",
+    version,
+    about = "Llama 3 inference from GGUF files on WebGPU (wgpu) or the CPU",
+    arg_required_else_help = true,
+    after_help = "A PATH of - reads stdin. An existing output file is replaced only with --force (a symlink \
+                  is followed, a device or FIFO written through, a directory refused)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
 }
 
-const FLAGS: &[&str] = &["--chat", "--json", "--help", "--force"];
+#[derive(Subcommand)]
+enum Command {
+    /// Logits of a token sequence, as a float32 .npy of shape [tokens, vocab]
+    Logits(LogitsArgs),
+    /// Generate text (greedy unless --temperature > 0)
+    Generate(Box<GenerateArgs>),
+    /// Token ids of a text, as a JSON array
+    Tokenize(TokenizeArgs),
+    /// The model's shape, weight types, backend, adapter limits and memory
+    Info(InfoArgs),
+    /// Prefill and decode speed, bytes read per token, and the bandwidth roofline
+    Bench(BenchArgs),
+    /// Quantize a GGUF to another type (llama.cpp's per-tensor rules)
+    Quantize(QuantizeArgs),
+    /// Write a synthetic Llama GGUF of a real model's shape (random weights)
+    Synth(SynthArgs),
+}
 
-impl Args {
-    fn parse() -> Result<Args> {
-        let mut it = std::env::args().skip(1);
-        let cmd = it.next().unwrap_or_default();
-        let (mut kv, mut flags, mut pos) = (HashMap::new(), Vec::new(), Vec::new());
-        while let Some(a) = it.next() {
-            if FLAGS.contains(&a.as_str()) {
-                flags.push(a);
-            } else if a.starts_with("--") {
-                let v = it.next().ok_or_else(|| Error::InvalidArgument(format!("{a} needs a value")))?;
-                kv.insert(a, v);
-            } else {
-                pos.push(a);
-            }
-        }
-        Ok(Args { cmd, kv, flags, pos })
+/// What loading a model takes: every command that runs one flattens this (last, as the help's
+/// last heading), so an engine option is one field here.
+#[derive(clap::Args)]
+#[command(next_help_heading = "Engine options")]
+struct EngineArgs {
+    /// The model (GGUF)
+    #[arg(long, value_name = "M.gguf")]
+    model: String,
+    /// auto: the CPU backend where the only adapter is a CPU one (lavapipe, SwiftShader)
+    #[arg(long, value_name = "auto|gpu|cpu", default_value = "auto")]
+    backend: Backend,
+    /// CPU backend threads, at most the cores available [default: all of them]
+    #[arg(long, value_name = "N", value_parser = parse_threads)]
+    threads: Option<usize>,
+    /// Precision of the KV cache and f16-capable kernels
+    #[arg(long, value_name = "auto|f32|f16", default_value = "auto")]
+    precision: Precision,
+    /// Largest GPU storage binding to use [default: the adapter's limit]
+    #[arg(long, value_name = "BYTES")]
+    max_binding_size: Option<u64>,
+    /// KV cache length in tokens [default: the model's, within memory]
+    #[arg(long, value_name = "N")]
+    context: Option<usize>,
+}
+
+/// `--threads`: 0 (every core) up to the available parallelism. More threads than cores only
+/// spin against each other, and tens of thousands abort the process while it spawns them.
+fn parse_threads(s: &str) -> std::result::Result<usize, String> {
+    let n: usize = s.parse().map_err(|e| format!("{e}"))?;
+    let most = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if n > most {
+        return Err(format!("at most {most}, the threads this machine runs at once (0: all of them)"));
     }
-    fn get(&self, k: &str) -> Option<&str> {
-        self.kv.get(k).map(String::as_str)
-    }
-    fn req(&self, k: &str) -> Result<&str> {
-        self.get(k).ok_or_else(|| Error::InvalidArgument(format!("missing {k}")))
-    }
-    fn num<T: std::str::FromStr>(&self, k: &str) -> Result<Option<T>> {
-        self.get(k)
-            .map(|v| v.parse::<T>().map_err(|_| Error::InvalidArgument(format!("{k}: cannot parse {}", echo(v)))))
-            .transpose()
-    }
-    fn flag(&self, f: &str) -> bool {
-        self.flags.iter().any(|x| x == f)
-    }
-    /// The text of `flag` or the contents of `file_flag` (a path, `-` for stdin): the file
-    /// form carries text beyond the OS's argument length limit.
-    fn text(&self, flag: &str, file_flag: &str) -> Result<Option<String>> {
-        match (self.get(flag), self.get(file_flag)) {
-            (Some(_), Some(_)) => Err(Error::InvalidArgument(format!("give {flag} or {file_flag}, not both"))),
-            (Some(t), None) => Ok(Some(t.to_owned())),
-            (None, Some(path)) => {
-                let mut bytes = Vec::new();
-                let name = if path == "-" { "stdin" } else { path };
-                let read = if path == "-" {
-                    std::io::stdin().lock().read_to_end(&mut bytes).map(|_| ())
-                } else {
-                    std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).map(|_| ())
-                };
-                read.map_err(|e| Error::io_at(name, e))?;
-                String::from_utf8(bytes).map(Some).map_err(|e| {
-                    let at = e.utf8_error().valid_up_to();
-                    Error::InvalidArgument(format!("{file_flag} {name}: not UTF-8 text (invalid byte at offset {at})"))
-                })
-            }
-            (None, None) => Ok(None),
-        }
-    }
-    /// An output path checked before any long work (see `llama_webgpu::output`).
-    fn output(&self, path: &str) -> Result<Output> {
-        Output::create(path, self.flag("--force"))
-    }
-    fn gpu_options(&self) -> Result<GpuOptions> {
-        Ok(GpuOptions {
-            precision: self.get("--precision").unwrap_or("auto").parse::<Precision>()?,
-            max_binding_size: self.num("--max-binding-size")?,
-            cpu_adapter: false,
-        })
-    }
-    fn load_options(&self) -> Result<LoadOptions> {
-        Ok(LoadOptions { gpu: self.gpu_options()?, context: self.num("--context")?, ..Default::default() })
-    }
-    fn tokens(&self) -> Result<Option<Vec<u32>>> {
-        self.get("--tokens")
-            .map(|s| {
-                s.split(',')
-                    .filter(|t| !t.trim().is_empty())
-                    .map(|t| {
-                        t.trim()
-                            .parse::<u32>()
-                            .map_err(|_| Error::InvalidArgument(format!("--tokens: {} is not a token id", echo(t))))
-                    })
-                    .collect()
+    Ok(n)
+}
+
+/// `--tokens 1,2,3`.
+#[derive(Clone)]
+struct TokenList(Vec<u32>);
+
+impl std::str::FromStr for TokenList {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        s.split(',')
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| {
+                t.trim().parse::<u32>().map_err(|_| Error::InvalidArgument(format!("{} is not a token id", echo(t))))
             })
-            .transpose()
+            .collect::<Result<_>>()
+            .map(TokenList)
+    }
+}
+
+#[derive(clap::Args)]
+struct LogitsArgs {
+    /// Token ids, comma-separated
+    #[arg(long, value_name = "1,2,3")]
+    tokens: TokenList,
+    /// The .npy file to write
+    #[arg(long, value_name = "PATH")]
+    out: String,
+    /// Replace an existing output file
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+#[derive(clap::Args)]
+#[command(allow_negative_numbers = true)]
+struct GenerateArgs {
+    /// The prompt text
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
+    prompt: Option<String>,
+    /// The prompt from a file (- for stdin), for text beyond the OS's argument limit
+    #[arg(long, value_name = "PATH")]
+    prompt_file: Option<String>,
+    /// The prompt as token ids, comma-separated
+    #[arg(long, value_name = "1,2,3")]
+    tokens: Option<TokenList>,
+    /// Render the prompt as a user turn with the model's chat template
+    #[arg(long)]
+    chat: bool,
+    /// A system turn before the prompt
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true, requires = "chat")]
+    system: Option<String>,
+    /// Most tokens to generate
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    max_tokens: usize,
+    /// Sampling temperature; 0 is greedy
+    #[arg(long, value_name = "T", default_value_t = 0.0)]
+    temperature: f32,
+    /// Keep the K most likely tokens (0: all)
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    top_k: usize,
+    /// Nucleus sampling: keep the most likely tokens up to this probability mass
+    #[arg(long, value_name = "P", default_value_t = 1.0)]
+    top_p: f32,
+    /// Drop tokens less likely than P times the most likely one
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    min_p: f32,
+    /// Penalty on tokens already in the recent context (1: none)
+    #[arg(long, value_name = "R", default_value_t = 1.0)]
+    repeat_penalty: f32,
+    /// Sampling seed
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    seed: u64,
+    /// Stop when the text contains STR (may be given more than once)
+    #[arg(long, value_name = "STR", allow_hyphen_values = true)]
+    stop: Vec<String>,
+    /// Print the tokens, text, speeds and stop reason as one JSON line at the end
+    #[arg(long)]
+    json: bool,
+    /// Constrain the output to a JSON schema
+    #[arg(long, value_name = "S.json")]
+    json_schema: Option<String>,
+    /// Constrain the output to a grammar (Lark, or GBNF for .gbnf files)
+    #[arg(long, value_name = "G.lark|G.gbnf")]
+    grammar: Option<String>,
+    /// Constrain the output to a regular expression
+    #[arg(long, value_name = "RX", allow_hyphen_values = true)]
+    regex: Option<String>,
+    /// On a full context keep the KEEP first tokens and the most recent ones (default: an error)
+    #[arg(long, value_name = "KEEP")]
+    sliding_window: Option<usize>,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+#[derive(clap::Args)]
+struct TokenizeArgs {
+    /// A GGUF whose tokenizer to use
+    #[arg(long, value_name = "M.gguf")]
+    model: Option<String>,
+    /// An HF tokenizer.json to use instead
+    #[arg(long, value_name = "tokenizer.json")]
+    tokenizer: Option<String>,
+    /// The text to tokenize
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
+    text: Option<String>,
+    /// The text from a file (- for stdin)
+    #[arg(long, value_name = "PATH")]
+    text_file: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct InfoArgs {
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Prompt tokens to prefill
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    prompt_tokens: usize,
+    /// Tokens to decode
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    gen_tokens: usize,
+    /// The device's memory bandwidth, for the roofline
+    #[arg(long, value_name = "GBPS")]
+    bandwidth: Option<f64>,
+    /// One JSON line instead of text
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+#[derive(clap::Args)]
+struct QuantizeArgs {
+    /// q4_k_m, q5_k_m, q6_k, q8_0, q4_0, q4_1, q5_0, q5_1, f16 (or a general.file_type number)
+    #[arg(long = "type", value_name = "TYPE")]
+    ftype: llama_webgpu::quantize::FileType,
+    /// The GGUF to read
+    #[arg(value_name = "IN.gguf")]
+    input: String,
+    /// The GGUF to write
+    #[arg(value_name = "OUT.gguf")]
+    output: String,
+    /// Replace an existing output file
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(clap::Args)]
+struct SynthArgs {
+    /// llama3-8b, llama3.2-1b or llama3.2-3b
+    #[arg(long, value_name = "SHAPE")]
+    shape: llama_webgpu::synth::SynthShape,
+    /// Weight type (llama.cpp's rules per tensor)
+    #[arg(long = "type", value_name = "TYPE", default_value = "q4_k_m")]
+    ftype: String,
+    /// The GGUF to write
+    #[arg(long, value_name = "PATH")]
+    out: String,
+    /// Seed of the random weights
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    seed: u64,
+    /// Carry this tokenizer.json's vocabulary, merges and special tokens
+    #[arg(long, value_name = "tokenizer.json")]
+    tokenizer: Option<String>,
+    /// Replace an existing output file
+    #[arg(long)]
+    force: bool,
+}
+
+/// The text of `flag` or the contents of `file_flag` (a path, `-` for stdin): the file form
+/// carries text beyond the OS's argument length limit.
+fn text_arg(text: Option<&str>, file: Option<&str>, flag: &str, file_flag: &str) -> Result<Option<String>> {
+    match (text, file) {
+        (Some(_), Some(_)) => Err(Error::InvalidArgument(format!("give {flag} or {file_flag}, not both"))),
+        (Some(t), None) => Ok(Some(t.to_owned())),
+        (None, Some(path)) => {
+            let mut bytes = Vec::new();
+            let name = if path == "-" { "stdin" } else { path };
+            let read = if path == "-" {
+                std::io::stdin().lock().read_to_end(&mut bytes).map(|_| ())
+            } else {
+                std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).map(|_| ())
+            };
+            read.map_err(|e| Error::io_at(name, e))?;
+            String::from_utf8(bytes).map(Some).map_err(|e| {
+                let at = e.utf8_error().valid_up_to();
+                Error::InvalidArgument(format!("{file_flag} {name}: not UTF-8 text (invalid byte at offset {at})"))
+            })
+        }
+        (None, None) => Ok(None),
     }
 }
 
@@ -220,15 +369,16 @@ fn read_error(path: &str, e: Error) -> Error {
     }
 }
 
-fn load(args: &Args) -> Result<(Model, GgufFile, Choice)> {
-    let path = args.req("--model")?;
+fn load(args: &EngineArgs) -> Result<(Model, GgufFile, Choice)> {
+    let path = &args.model;
     let (src, file) = open(path)?;
-    let asked: Backend = args.get("--backend").unwrap_or("auto").parse()?;
-    let probe = if asked == Backend::Auto { pollster::block_on(backend::probe_adapter()) } else { None };
-    let choice = backend::choose(asked, probe.as_ref());
-    let cpu = CpuOptions { threads: args.num("--threads")?.unwrap_or(0), ..Default::default() };
-    let model = pollster::block_on(Model::load(&src, &file, &choice, &args.load_options()?, &cpu, |_| {}))
-        .map_err(|e| read_error(path, e))?;
+    let probe = if args.backend == Backend::Auto { pollster::block_on(backend::probe_adapter()) } else { None };
+    let choice = backend::choose(args.backend, probe.as_ref());
+    let cpu = CpuOptions { threads: args.threads.unwrap_or(0), ..Default::default() };
+    let gpu = GpuOptions { precision: args.precision, max_binding_size: args.max_binding_size, cpu_adapter: false };
+    let opts = LoadOptions { gpu, context: args.context, ..Default::default() };
+    let model =
+        pollster::block_on(Model::load(&src, &file, &choice, &opts, &cpu, |_| {})).map_err(|e| read_error(path, e))?;
     Ok((model, file, choice))
 }
 
@@ -249,11 +399,11 @@ fn write_npy(output: Output, shape: &[usize], data: &[f32]) -> Result<()> {
     output.write(|w| Ok(w.write_all(&out)?))
 }
 
-fn cmd_logits(args: &Args) -> Result<()> {
-    let tokens = args.tokens()?.ok_or_else(|| Error::InvalidArgument("missing --tokens".into()))?;
-    let out = args.output(args.req("--out")?)?;
-    let (mut model, _, _) = load(args)?;
-    let logits = model.forward_blocking(&tokens, 0, true)?;
+fn cmd_logits(args: &LogitsArgs) -> Result<()> {
+    let tokens = &args.tokens.0;
+    let out = Output::create(&args.out, args.force)?;
+    let (mut model, _, _) = load(&args.engine)?;
+    let logits = model.forward_blocking(tokens, 0, true)?;
     write_npy(out, &[tokens.len(), model.cfg().n_vocab], &logits)
 }
 
@@ -261,16 +411,16 @@ fn add_bos(file: &GgufFile) -> bool {
     matches!(file.get("tokenizer.ggml.add_bos_token"), Some(Value::Bool(true)))
 }
 
-fn cmd_generate(args: &Args) -> Result<()> {
-    let text = args.text("--prompt", "--prompt-file")?;
-    let (mut model, file, _) = load(args)?;
+fn cmd_generate(args: &GenerateArgs) -> Result<()> {
+    let text = text_arg(args.prompt.as_deref(), args.prompt_file.as_deref(), "--prompt", "--prompt-file")?;
+    let (mut model, file, _) = load(&args.engine)?;
     let tok = Tokenizer::from_gguf(&file)?;
-    let prompt = match (args.tokens()?, text.as_deref()) {
-        (Some(t), None) => t,
-        (None, Some(text)) if args.flag("--chat") => {
+    let prompt = match (&args.tokens, text.as_deref()) {
+        (Some(t), None) => t.0.clone(),
+        (None, Some(text)) if args.chat => {
             let format = ChatFormat::for_tokenizer(&tok);
             let mut msgs = Vec::new();
-            if let Some(sys) = args.get("--system") {
+            if let Some(sys) = &args.system {
                 msgs.push(Message::new("system", sys));
             }
             msgs.push(Message::new("user", text));
@@ -287,24 +437,24 @@ fn cmd_generate(args: &Args) -> Result<()> {
         _ => return Err(Error::InvalidArgument("give exactly one of --prompt, --prompt-file or --tokens".into())),
     };
     let opts = GenerateOptions {
-        max_tokens: args.num("--max-tokens")?.unwrap_or(128),
+        max_tokens: args.max_tokens,
         sampler: SamplerConfig {
-            temperature: args.num("--temperature")?.unwrap_or(0.0),
-            top_k: args.num("--top-k")?.unwrap_or(0),
-            top_p: args.num("--top-p")?.unwrap_or(1.0),
-            min_p: args.num("--min-p")?.unwrap_or(0.0),
-            repetition_penalty: args.num("--repeat-penalty")?.unwrap_or(1.0),
-            seed: args.num("--seed")?.unwrap_or(0),
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            min_p: args.min_p,
+            repetition_penalty: args.repeat_penalty,
+            seed: args.seed,
             ..SamplerConfig::default()
         },
-        stop: args.get("--stop").map(|s| vec![s.to_string()]).unwrap_or_default(),
-        context_policy: match args.num("--sliding-window")? {
+        stop: args.stop.clone(),
+        context_policy: match args.sliding_window {
             Some(keep) => ContextPolicy::SlidingWindow { keep },
             None => ContextPolicy::Error,
         },
         logprobs: None,
     };
-    let grammar = match (args.get("--json-schema"), args.get("--grammar"), args.get("--regex")) {
+    let grammar = match (&args.json_schema, &args.grammar, &args.regex) {
         (None, None, None) => None,
         (Some(f), None, None) => {
             Some(Grammar::JsonSchema(grammar::parse_schema(&read_input_text("--json-schema", f)?)?))
@@ -326,7 +476,7 @@ fn cmd_generate(args: &Args) -> Result<()> {
             true
         }))?;
     println!();
-    if args.flag("--json") {
+    if args.json {
         let j = serde_json::json!({
             "prompt_tokens": g.prompt_tokens,
             "tokens": g.tokens,
@@ -341,13 +491,13 @@ fn cmd_generate(args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn cmd_tokenize(args: &Args) -> Result<()> {
-    let tok = match (args.get("--model"), args.get("--tokenizer")) {
+fn cmd_tokenize(args: &TokenizeArgs) -> Result<()> {
+    let tok = match (&args.model, &args.tokenizer) {
         (Some(m), None) => Tokenizer::from_gguf(&open(m)?.1)?,
         (None, Some(t)) => tokenizer_json(t)?,
         _ => return Err(Error::InvalidArgument("give exactly one of --model or --tokenizer".into())),
     };
-    let text = args.text("--text", "--text-file")?;
+    let text = text_arg(args.text.as_deref(), args.text_file.as_deref(), "--text", "--text-file")?;
     let ids = tok.encode(&text.ok_or_else(|| Error::InvalidArgument("missing --text or --text-file".into()))?)?;
     println!("{}", serde_json::to_string(&ids).map_err(|e| Error::InvalidArgument(e.to_string()))?);
     Ok(())
@@ -368,10 +518,10 @@ fn tokenizer_json(path: &str) -> Result<Tokenizer> {
     })
 }
 
-fn cmd_info(args: &Args) -> Result<()> {
-    let (model, file, choice) = load(args)?;
+fn cmd_info(args: &InfoArgs) -> Result<()> {
+    let (model, file, choice) = load(&args.engine)?;
     let c = model.cfg();
-    println!("file:           {} (GGUF v{}, {} tensors)", args.req("--model")?, file.version, file.tensors.len());
+    println!("file:           {} (GGUF v{}, {} tensors)", args.engine.model, file.version, file.tensors.len());
     println!("architecture:   {}  name: {}", c.architecture, c.name.as_deref().unwrap_or("-"));
     println!(
         "shape:          {} layers, embd {}, ffn {}, heads {} / kv {} (head_dim {}), vocab {}",
@@ -431,19 +581,17 @@ fn cmd_info(args: &Args) -> Result<()> {
 }
 
 /// Prefill and decode speed, bytes read per token, and the bandwidth roofline.
-fn cmd_bench(args: &Args) -> Result<()> {
+fn cmd_bench(args: &BenchArgs) -> Result<()> {
     let t_load = web_time::Instant::now();
-    let (mut model, _, choice) = load(args)?;
+    let (mut model, _, choice) = load(&args.engine)?;
     let load_s = t_load.elapsed().as_secs_f64();
-    let n_prompt: usize = args.num("--prompt-tokens")?.unwrap_or(512);
-    let n_gen: usize = args.num("--gen-tokens")?.unwrap_or(128);
+    let (n_prompt, n_gen) = (args.prompt_tokens, args.gen_tokens);
     let r = pollster::block_on(llama_webgpu::bench::run(&mut model, n_prompt, n_gen))?;
     let (first_token_s, decode_tps, bytes) = (r.first_token_s, r.decode_tokens_per_s, r.weight_bytes_per_token);
-    let bandwidth: Option<f64> = args.num("--bandwidth")?;
-    let roofline = bandwidth.map(|gbps| gbps * 1e9 / bytes as f64);
+    let roofline = args.bandwidth.map(|gbps| gbps * 1e9 / bytes as f64);
     let mut j = serde_json::to_value(&r).map_err(|e| Error::InvalidArgument(e.to_string()))?;
     let extra = serde_json::json!({
-        "model": args.req("--model")?,
+        "model": args.engine.model,
         "backend_choice": choice,
         "load_s": load_s,
         "host_heap_peak_bytes": HEAP_PEAK.load(Relaxed),
@@ -454,7 +602,7 @@ fn cmd_bench(args: &Args) -> Result<()> {
     if let (Some(o), Some(e)) = (j.as_object_mut(), extra.as_object()) {
         o.extend(e.clone());
     }
-    if args.flag("--json") {
+    if args.json {
         println!("{j}");
     } else {
         println!("adapter {} ({}), {}", j["adapter"], j["backend"], j["precision"]);
@@ -479,13 +627,10 @@ fn cmd_bench(args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn cmd_quantize(args: &Args) -> Result<()> {
-    let ftype: llama_webgpu::quantize::FileType = args.req("--type")?.parse()?;
-    let [input, output] = args.pos.as_slice() else {
-        return Err(Error::InvalidArgument("quantize needs IN.gguf OUT.gguf".into()));
-    };
-    let (src, file) = open(input)?;
-    let out = args.output(output)?;
+fn cmd_quantize(args: &QuantizeArgs) -> Result<()> {
+    let (ftype, output) = (args.ftype, &args.output);
+    let (src, file) = open(&args.input)?;
+    let out = Output::create(output, args.force)?;
     out.write(|w| llama_webgpu::quantize::quantize_file(&src, &file, ftype, w, |_, _| {}))?;
     // On stderr: the output may be stdout.
     eprint!("{}", quantize_summary(&file, ftype, output));
@@ -524,20 +669,18 @@ fn quantize_summary(file: &GgufFile, ftype: llama_webgpu::quantize::FileType, ou
     s
 }
 
-fn cmd_synth(args: &Args) -> Result<()> {
-    let shape: llama_webgpu::synth::SynthShape = args.req("--shape")?.parse()?;
-    let ftype = args.get("--type").unwrap_or("q4_k_m");
-    let seed = args.num("--seed")?.unwrap_or(0);
-    let extra = match args.get("--tokenizer") {
+fn cmd_synth(args: &SynthArgs) -> Result<()> {
+    let (shape, ftype, seed) = (&args.shape, &args.ftype, args.seed);
+    let extra = match &args.tokenizer {
         Some(t) => {
             let bytes = read_input("--tokenizer", t)?;
-            llama_webgpu::synth::tokenizer_metadata(&bytes, llama_webgpu::synth::dims(&shape).n_vocab)?
+            llama_webgpu::synth::tokenizer_metadata(&bytes, llama_webgpu::synth::dims(shape).n_vocab)?
         }
         None => vec![],
     };
     let mut last = 0u64;
-    args.output(args.req("--out")?)?.write(|w| {
-        llama_webgpu::synth::synth_with_metadata(&shape, ftype, seed, extra, w, |done, total| {
+    Output::create(&args.out, args.force)?.write(|w| {
+        llama_webgpu::synth::synth_with_metadata(shape, ftype, seed, extra, w, |done, total| {
             if done >= last + (1 << 30) || done == total {
                 last = done;
                 eprintln!("synth: {:.2} / {:.2} GB", done as f64 / 1e9, total as f64 / 1e9);
@@ -548,32 +691,53 @@ fn cmd_synth(args: &Args) -> Result<()> {
 }
 
 fn main() {
-    let result = Args::parse().and_then(|args| {
-        if args.flag("--help") {
-            println!("{USAGE}");
-            return Ok(());
-        }
-        if !args.pos.is_empty() && args.cmd != "quantize" {
-            return Err(Error::InvalidArgument(format!("unexpected argument {}", echo(&args.pos[0]))));
-        }
-        match args.cmd.as_str() {
-            "logits" => cmd_logits(&args),
-            "generate" => cmd_generate(&args),
-            "tokenize" => cmd_tokenize(&args),
-            "info" => cmd_info(&args),
-            "bench" => cmd_bench(&args),
-            "quantize" => cmd_quantize(&args),
-            "synth" => cmd_synth(&args),
-
-            "" | "help" | "--help" => {
-                println!("{USAGE}");
-                Ok(())
-            }
-            other => Err(Error::InvalidArgument(format!("unknown command {}\n{USAGE}", echo(other)))),
-        }
-    });
+    let cli = Cli::try_parse().unwrap_or_else(|e| usage_exit(e));
+    let result = match &cli.command {
+        Command::Logits(a) => cmd_logits(a),
+        Command::Generate(a) => cmd_generate(a),
+        Command::Tokenize(a) => cmd_tokenize(a),
+        Command::Info(a) => cmd_info(a),
+        Command::Bench(a) => cmd_bench(a),
+        Command::Quantize(a) => cmd_quantize(a),
+        Command::Synth(a) => cmd_synth(a),
+    };
     if let Err(e) = result {
-        eprintln!("error: {e}");
-        std::process::exit(1);
+        fail(&e);
+    }
+}
+
+/// `error: …` on stderr and exit status 1, for every failure.
+fn fail(e: &Error) -> ! {
+    eprintln!("error: {e}");
+    std::process::exit(1)
+}
+
+/// Help and version on stdout (status 0); a usage error as clap words it (the flag, the
+/// nearest valid one, the usage line), with our exit status 1.
+fn usage_exit(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            use std::io::IsTerminal;
+            let text = e.render();
+            if std::io::stdout().is_terminal() {
+                print!("{}", text.ansi());
+            } else {
+                print!("{text}");
+            }
+            std::process::exit(0)
+        }
+        ErrorKind::InvalidSubcommand => {
+            let text = e.render().to_string();
+            eprint!(
+                "{}",
+                text.replacen("unrecognized subcommand", "unknown command", 1).replace("subcommand", "command")
+            );
+            std::process::exit(1)
+        }
+        _ => {
+            let _ = e.print();
+            std::process::exit(1)
+        }
     }
 }
