@@ -4,11 +4,13 @@ use llama_webgpu::backend::{self, Backend, Choice, Model};
 use llama_webgpu::chat::{ChatFormat, ChatOptions, Message};
 use llama_webgpu::cpu::CpuOptions;
 use llama_webgpu::error::echo;
-use llama_webgpu::gguf::{FileSource, GgufFile, Value};
+use llama_webgpu::gguf::{FileSource, GgufFile, LlamaConfig, Value};
 use llama_webgpu::gpu::{GpuOptions, Precision};
 use llama_webgpu::grammar::{self, Grammar, GrammarCompiler};
+use llama_webgpu::kv::KvType;
 use llama_webgpu::model::LoadOptions;
 use llama_webgpu::output::Output;
+use llama_webgpu::plan::ContextArg;
 use llama_webgpu::sampler::SamplerConfig;
 use llama_webgpu::session::{ContextPolicy, GenerateOptions, Session};
 use llama_webgpu::tokenizer::Tokenizer;
@@ -80,7 +82,8 @@ const USAGE: &str = "usage:
   llama-webgpu quantize --type q4_k_m|q5_k_m|q6_k|q8_0|q4_0|q4_1|q5_0|q5_1|f16 IN.gguf OUT.gguf [--force]
   llama-webgpu synth    --shape llama3-8b|llama3.2-1b|llama3.2-3b --type q4_k_m --out FILE [--seed S] [--tokenizer tokenizer.json] [--force]
 common options: --precision auto|f32|f16 (default auto), --max-binding-size BYTES,
-                --context N (KV cache tokens),
+                --context N|max (KV cache tokens; default the model's, at most 8192; max: the model's),
+                --kv-type f32|f16|q8_0|q4_0 (KV cache type; default the backend's),
                 --backend auto|gpu|cpu (default auto: the CPU when the only adapter is a CPU one),
                 --threads N (CPU backend; default all cores)
 a PATH of - reads stdin; an existing output file is replaced only with --force
@@ -163,8 +166,14 @@ impl Args {
             cpu_adapter: false,
         })
     }
-    fn load_options(&self) -> Result<LoadOptions> {
-        Ok(LoadOptions { gpu: self.gpu_options()?, context: self.num("--context")?, ..Default::default() })
+    /// `file`: the model (`--context max` is its trained context).
+    fn load_options(&self, file: &GgufFile) -> Result<LoadOptions> {
+        let context = match self.get("--context") {
+            Some(c) => Some(c.parse::<ContextArg>()?.resolve(&LlamaConfig::from_gguf(file)?)),
+            None => None,
+        };
+        let kv_type = self.get("--kv-type").map(str::parse::<KvType>).transpose()?;
+        Ok(LoadOptions { gpu: self.gpu_options()?, context, kv_type, ..Default::default() })
     }
     fn tokens(&self) -> Result<Option<Vec<u32>>> {
         self.get("--tokens")
@@ -227,7 +236,7 @@ fn load(args: &Args) -> Result<(Model, GgufFile, Choice)> {
     let probe = if asked == Backend::Auto { pollster::block_on(backend::probe_adapter()) } else { None };
     let choice = backend::choose(asked, probe.as_ref());
     let cpu = CpuOptions { threads: args.num("--threads")?.unwrap_or(0), ..Default::default() };
-    let model = pollster::block_on(Model::load(&src, &file, &choice, &args.load_options()?, &cpu, |_| {}))
+    let model = pollster::block_on(Model::load(&src, &file, &choice, &args.load_options(&file)?, &cpu, |_| {}))
         .map_err(|e| read_error(path, e))?;
     Ok((model, file, choice))
 }
@@ -388,10 +397,11 @@ fn cmd_info(args: &Args) -> Result<()> {
         Model::Gpu(m) => m,
         Model::Cpu(m) => {
             println!(
-                "memory:         weights {:.1} MiB, KV cache {:.1} MiB ({} tokens, f32), prefill chunk {} tokens",
+                "memory:         weights {:.1} MiB, KV cache {:.1} MiB ({} tokens, {}), prefill chunk {} tokens",
                 mib(m.weight_bytes),
                 mib(m.kv_bytes),
                 m.context,
+                m.kv_type,
                 m.chunk
             );
             println!("host memory:    peak Rust heap {:.1} MiB", mib(HEAP_PEAK.load(Relaxed) as u64));
@@ -418,7 +428,7 @@ fn cmd_info(args: &Args) -> Result<()> {
         mib(m.weight_bytes),
         mib(m.kv_bytes),
         m.context,
-        if g.use_f16 { "f16" } else { "f32" },
+        m.kv_type,
         mib(m.gpu_bytes)
     );
     println!("dispatches:     {} per decoded token, prefill chunk {} tokens", m.dispatches_per_token(), m.chunk);
