@@ -9,13 +9,17 @@ export interface LoadProgress {
   total: number;
 }
 
+export type KvType = "f32" | "f16" | "q8_0" | "q4_0";
+
 export interface LoadOptions {
   onProgress?: (p: LoadProgress) => void;
   /** Cache downloads in OPFS (fallback: Cache API), chunk by chunk and resumable. Default true. */
   cache?: boolean;
   signal?: AbortSignal;
-  /** KV-cache capacity in tokens. Default: the model's, capped at 4096. */
-  contextLength?: number;
+  /** KV-cache capacity in tokens, or "max" for the model's own trained context. Default: the model's, capped at 8192. */
+  contextLength?: number | "max";
+  /** KV-cache element type (llama.cpp's `-ctk/-ctv` names); q8_0 and q4_0 hold ~2× and ~3.6× the context of f16. Default: the backend's. */
+  kvType?: KvType;
   /** Run the engine in a dedicated Web Worker. Default true. */
   useWorker?: boolean;
   /** "auto" uses f16 when the adapter has shader-f16. Default "auto". */
@@ -66,6 +70,8 @@ export interface ModelInfo {
   gpuBytes: number;
   weightBytes: number;
   kvBytes: number;
+  /** The KV cache's element type. */
+  kvType: KvType;
   layers: number;
   /** True when every model byte came from the browser cache. */
   fromCache: boolean;

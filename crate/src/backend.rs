@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::gguf::{AsyncByteSource, GgufFile, LlamaConfig};
 use crate::gpu::model::{LlamaModel, LoadOptions};
 use crate::graph::Progress;
+use crate::kv::KvType;
 
 /// A forward pass over the KV cache: what sessions and the bench need from a model.
 #[allow(async_fn_in_trait)]
@@ -135,7 +136,12 @@ impl Model {
         progress: impl FnMut(Progress),
     ) -> Result<Model> {
         if choice.backend == "cpu" {
-            let cpu = CpuOptions { context: opts.context, chunk_bytes: opts.chunk_bytes, ..cpu.clone() };
+            let cpu = CpuOptions {
+                context: opts.context,
+                chunk_bytes: opts.chunk_bytes,
+                kv_type: opts.kv_type,
+                ..cpu.clone()
+            };
             Ok(Model::Cpu(CpuModel::load(src, file, &cpu, progress).await?))
         } else {
             Ok(Model::Gpu(LlamaModel::load(src, file, opts, progress).await?))
@@ -167,6 +173,14 @@ impl Model {
         match self {
             Model::Gpu(m) => m.kv_bytes,
             Model::Cpu(m) => m.kv_bytes,
+        }
+    }
+
+    /// The KV cache's element type.
+    pub fn kv_type(&self) -> KvType {
+        match self {
+            Model::Gpu(m) => m.kv_type,
+            Model::Cpu(m) => m.kv_type,
         }
     }
 

@@ -15,6 +15,7 @@ pub mod gguf;
 pub mod gpu;
 pub mod grammar;
 pub mod graph;
+pub mod kv;
 pub mod numerics;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod output;

@@ -4,11 +4,46 @@
 
 use crate::error::{Error, Result};
 use crate::gguf::{ByteSource, GgufFile, LlamaConfig};
+use crate::kv::KvType;
 use crate::tokenizer::Tokenizer;
 
-/// Default KV cache capacity cap when the caller asks for none (the model's own context is
-/// often 128K tokens, far more GPU memory than a browser tab should take by default).
-pub const DEFAULT_MAX_CONTEXT: usize = 4096;
+/// Default KV cache capacity cap when the caller asks for none: Llama 3.0's whole 8K; the
+/// 3.1/3.2 models' own 128K is far more memory than a browser tab should take unasked
+/// (`--context max` / `contextLength: "max"` asks for it).
+pub const DEFAULT_MAX_CONTEXT: usize = 8192;
+
+/// A context length as the CLI's `--context` and the package's `contextLength` take it:
+/// tokens, or `max` (the model's own trained context).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContextArg {
+    Tokens(usize),
+    Max,
+}
+
+impl ContextArg {
+    /// The tokens asked for with this model (`max`: its trained context, at least 1).
+    pub fn resolve(self, cfg: &LlamaConfig) -> usize {
+        match self {
+            ContextArg::Tokens(n) => n,
+            ContextArg::Max => cfg.context_length.max(1),
+        }
+    }
+}
+
+impl std::str::FromStr for ContextArg {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim() {
+            "max" => Ok(ContextArg::Max),
+            t => t.parse().map(ContextArg::Tokens).map_err(|_| {
+                Error::InvalidArgument(format!(
+                    "context must be a number of tokens or \"max\", got {}",
+                    crate::error::echo(s)
+                ))
+            }),
+        }
+    }
+}
 
 /// What a model load will allocate, from its shapes and the binding limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,8 +52,8 @@ pub struct Plan {
     pub context: usize,
     /// Tokens per forward pass (>= 1).
     pub chunk: usize,
-    /// Bytes per KV cache element (2 for f16, 4 for f32).
-    pub kv_elem: usize,
+    /// The KV cache's element type.
+    pub kv_type: KvType,
     pub q_dim: usize,
     pub kv_dim: usize,
     /// Bytes of one layer's K (or V) cache.
@@ -50,12 +85,11 @@ fn overflow(what: &str) -> Error {
 pub fn plan(
     cfg: &LlamaConfig,
     max_binding: u64,
-    use_f16: bool,
+    kv_type: KvType,
     context: Option<usize>,
     prefill_chunk: usize,
 ) -> Result<Plan> {
     let u = |x: usize| x as u64;
-    let kv_elem: usize = if use_f16 { 2 } else { 4 };
     let q_dim = cfg.n_head.checked_mul(cfg.head_dim).ok_or_else(|| overflow("head_count × head dimension"))?;
     let kv_dim = cfg.n_head_kv.checked_mul(cfg.head_dim).ok_or_else(|| overflow("head_count_kv × head dimension"))?;
 
@@ -79,7 +113,8 @@ pub fn plan(
     }
 
     // Context: one layer's K cache, and one token's attention scores over it, in a binding.
-    let kv_row = u(kv_dim) * u(kv_elem); // kv_dim * 4 <= max_binding (checked above)
+    // one token's K (or V) row: n_kv head rows; <= kv_dim * 4 <= max_binding (checked above)
+    let kv_row = u(kv_type.row_bytes(cfg.head_dim)?) * u(cfg.n_head_kv);
     let scores_row = u(cfg.n_head).checked_mul(4).ok_or_else(|| overflow("head_count"))?;
     let fit_kv = max_binding / kv_row.max(1);
     let fit_scores = max_binding / scores_row.max(1);
@@ -88,8 +123,8 @@ pub fn plan(
     let ctx = want.min(max_ctx);
     if ctx == 0 {
         return Err(too_small(format!(
-            "one token of KV cache ({kv_dim} values × {kv_elem} bytes) or of attention scores ({} heads × 4 \
-             bytes) exceeds the {max_binding}-byte binding limit",
+            "one token of KV cache ({kv_dim} values, {kv_row} bytes in {kv_type}) or of attention scores ({} heads \
+             × 4 bytes) exceeds the {max_binding}-byte binding limit",
             cfg.n_head
         )));
     }
@@ -109,7 +144,7 @@ pub fn plan(
         .checked_mul(2)
         .and_then(|b| b.checked_mul(u(cfg.n_layer)))
         .ok_or_else(|| overflow("KV cache size"))?;
-    Ok(Plan { context: ctx, chunk, kv_elem, q_dim, kv_dim, kv_layer_bytes, kv_bytes })
+    Ok(Plan { context: ctx, chunk, kv_type, q_dim, kv_dim, kv_layer_bytes, kv_bytes })
 }
 
 /// What a load decides before it touches the GPU: the header, the tokenizer, the config and
@@ -121,7 +156,8 @@ pub fn dry_load(src: &dyn ByteSource, max_binding: u64, use_f16: bool) -> Result
     let tok = Tokenizer::from_gguf(&file);
     let cfg = LlamaConfig::from_gguf(&file);
     let (tok, cfg) = (tok?, cfg?);
-    let plan = plan(&cfg, max_binding, use_f16, None, 64)?;
+    let kv = if use_f16 { KvType::F16 } else { KvType::F32 };
+    let plan = plan(&cfg, max_binding, kv, None, 64)?;
     Ok((cfg, plan, tok))
 }
 
@@ -151,30 +187,47 @@ mod tests {
     #[test]
     fn kv_row_above_the_binding_is_limits_error_not_division_by_zero() {
         // The fuzzing finding: 8193 KV heads × 32 × 4 bytes = 1,048,704 > 1 MiB.
-        let e = plan(&cfg(8193, 8193, 32), 1 << 20, false, None, 64).unwrap_err();
+        let e = plan(&cfg(8193, 8193, 32), 1 << 20, KvType::F32, None, 64).unwrap_err();
         assert!(matches!(&e, Error::LimitsTooSmall(m) if m.contains("1048576")), "{e}");
         assert!(e.to_string().contains("query row (262176 floats)"), "{e}");
         // One query row just fits: f16 KV rows of 524,032 bytes leave room for 2 tokens.
-        let p = plan(&cfg(8, 8, 32 * 1024 - 16), 1 << 20, true, None, 64).unwrap();
+        let p = plan(&cfg(8, 8, 32 * 1024 - 16), 1 << 20, KvType::F16, None, 64).unwrap();
         assert_eq!((p.context, p.chunk), (2, 1));
     }
 
     #[test]
     fn usual_shapes_keep_their_context_and_chunk() {
-        let p = plan(&cfg(4, 2, 16), 128 << 20, false, None, 64).unwrap();
+        let p = plan(&cfg(4, 2, 16), 128 << 20, KvType::F32, None, 64).unwrap();
         assert_eq!((p.context, p.chunk, p.kv_dim, p.q_dim), (2048, 64, 32, 64));
         assert_eq!(p.kv_bytes, 2 * 2 * 2048 * 32 * 4);
-        let p = plan(&cfg(4, 2, 16), 128 << 20, false, Some(usize::MAX), 64);
+        let p = plan(&cfg(4, 2, 16), 128 << 20, KvType::F32, Some(usize::MAX), 64);
         assert!(matches!(p, Err(Error::LimitsTooSmall(_))));
+    }
+
+    #[test]
+    fn context_arg_and_quantized_kv_rows() {
+        let c = cfg(4, 2, 64);
+        assert_eq!("max".parse::<ContextArg>().unwrap().resolve(&c), 2048);
+        assert_eq!(" 300 ".parse::<ContextArg>().unwrap().resolve(&c), 300);
+        assert!(matches!("lots".parse::<ContextArg>(), Err(Error::InvalidArgument(m)) if m.contains("\"max\"")));
+        let mut long = c.clone();
+        long.context_length = 131072;
+        assert_eq!(wanted_context(&long, None).unwrap(), DEFAULT_MAX_CONTEXT);
+        // a Q8_0 row of 2 heads × 64 values is 2 × 68 bytes: 2 layers × K and V
+        let p = plan(&c, 128 << 20, KvType::Q8_0, Some(1000), 64).unwrap();
+        assert_eq!((p.kv_layer_bytes, p.kv_bytes), (1000 * 136, 4 * 1000 * 136));
+        assert_eq!(p.kv_bytes, crate::kv::kv_bytes(&c, 1000, KvType::Q8_0).unwrap());
+        // head_dim 48 is not whole Q4_0 blocks
+        assert!(matches!(plan(&cfg(4, 2, 48), 128 << 20, KvType::Q4_0, None, 64), Err(Error::InvalidArgument(_))));
     }
 
     #[test]
     fn overflowing_shapes_are_errors() {
         let mut c = cfg(4, 2, 16);
         c.head_dim = usize::MAX / 2;
-        assert!(plan(&c, 1 << 30, false, None, 64).is_err());
+        assert!(plan(&c, 1 << 30, KvType::F32, None, 64).is_err());
         let mut c = cfg(4, 2, 16);
         c.n_vocab = 1 << 40;
-        assert!(matches!(plan(&c, 1 << 30, false, None, 64), Err(Error::LimitsTooSmall(_))));
+        assert!(matches!(plan(&c, 1 << 30, KvType::F32, None, 64), Err(Error::LimitsTooSmall(_))));
     }
 }

@@ -211,7 +211,10 @@ impl ShardEngine {
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
 struct JsLoadOptions {
-    context_length: Option<usize>,
+    /// Tokens, or "max" (the model's trained context).
+    context_length: Option<JsContext>,
+    /// "f32", "f16", "q8_0" or "q4_0" (default: the backend's).
+    kv_type: Option<String>,
     precision: Option<String>,
     chunk_bytes: Option<u64>,
     max_binding_size: Option<u64>,
@@ -220,6 +223,24 @@ struct JsLoadOptions {
     backend: Option<String>,
     /// What JS saw of WebGPU, for `auto`: an adapter at all, and its name.
     webgpu_adapter: Option<String>,
+}
+
+/// `contextLength`: a number, or a string `ContextArg` parses ("max").
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum JsContext {
+    Tokens(usize),
+    Named(String),
+}
+
+impl JsContext {
+    fn resolve(&self, file: &GgufFile) -> Result<usize> {
+        let arg = match self {
+            JsContext::Tokens(n) => crate::plan::ContextArg::Tokens(*n),
+            JsContext::Named(s) => s.parse()?,
+        };
+        Ok(arg.resolve(&crate::gguf::LlamaConfig::from_gguf(file)?))
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -301,6 +322,8 @@ struct Info {
     gpu_bytes: u64,
     weight_bytes: u64,
     kv_bytes: u64,
+    /// The KV cache's element type ("f32", "f16", "q8_0", "q4_0").
+    kv_type: crate::kv::KvType,
     layers: usize,
     /// "webgpu" or "cpu", and why.
     backend: &'static str,
@@ -366,7 +389,7 @@ pub fn load_engine(size: f64, read: Function, options: JsValue, progress: Functi
         };
         let mut opts = LoadOptions {
             gpu: GpuOptions { precision, max_binding_size: o.max_binding_size, cpu_adapter: o.cpu_adapter },
-            context: o.context_length,
+            kv_type: o.kv_type.as_deref().map(str::parse).transpose().map_err(to_js)?,
             ..Default::default()
         };
         if let Some(c) = o.chunk_bytes {
@@ -382,9 +405,10 @@ pub fn load_engine(size: f64, read: Function, options: JsValue, progress: Functi
         let choice: Choice = backend::choose(asked, probe.as_ref());
         let src = JsSource { size: size as u64, read };
         let file = read_header(&src).await.map_err(to_js)?;
+        opts.context = o.context_length.as_ref().map(|c| c.resolve(&file)).transpose().map_err(to_js)?;
         let link = (!shards.is_null() && !shards.is_undefined())
             .then(|| std::rc::Rc::new(JsLink(shards.unchecked_into())) as std::rc::Rc<dyn Link>);
-        let cpu = CpuOptions { context: o.context_length, link, ..Default::default() };
+        let cpu = CpuOptions { context: opts.context, kv_type: opts.kv_type, link, ..Default::default() };
         if choice.backend == "cpu" {
             // before any weight is fetched
             crate::cpu::check_fits(&file, &cpu, crate::cpu::WASM32_MEMORY).map_err(to_js)?;
@@ -436,6 +460,7 @@ pub fn load_engine(size: f64, read: Function, options: JsValue, progress: Functi
             gpu_bytes,
             weight_bytes: model.weight_bytes(),
             kv_bytes: model.kv_bytes(),
+            kv_type: model.kv_type(),
             layers: model.cfg().n_layer,
             backend: if choice.backend == "cpu" { "cpu" } else { "webgpu" },
             backend_reason: choice.reason.clone(),

@@ -5,11 +5,13 @@ use llama_webgpu::backend::{self, Backend, Choice, Model};
 use llama_webgpu::chat::{ChatFormat, ChatOptions, Message};
 use llama_webgpu::cpu::CpuOptions;
 use llama_webgpu::error::echo;
-use llama_webgpu::gguf::{FileSource, GgufFile, Value};
+use llama_webgpu::gguf::{FileSource, GgufFile, LlamaConfig, Value};
 use llama_webgpu::gpu::{GpuOptions, Precision};
 use llama_webgpu::grammar::{self, Grammar, GrammarCompiler};
+use llama_webgpu::kv::KvType;
 use llama_webgpu::model::LoadOptions;
 use llama_webgpu::output::Output;
+use llama_webgpu::plan::ContextArg;
 use llama_webgpu::sampler::SamplerConfig;
 use llama_webgpu::session::{ContextPolicy, GenerateOptions, Session};
 use llama_webgpu::tokenizer::Tokenizer;
@@ -120,9 +122,12 @@ struct EngineArgs {
     /// Largest GPU storage binding to use [default: the adapter's limit]
     #[arg(long, value_name = "BYTES")]
     max_binding_size: Option<u64>,
-    /// KV cache length in tokens [default: the model's, within memory]
-    #[arg(long, value_name = "N")]
-    context: Option<usize>,
+    /// KV cache length in tokens, or max (the model's trained context) [default: the model's, at most 8192]
+    #[arg(long, value_name = "N|max")]
+    context: Option<ContextArg>,
+    /// KV cache element type [default: the backend's]
+    #[arg(long, value_name = "f32|f16|q8_0|q4_0")]
+    kv_type: Option<KvType>,
 }
 
 /// `--threads`: 0 (every core) up to the available parallelism. More threads than cores only
@@ -376,7 +381,11 @@ fn load(args: &EngineArgs) -> Result<(Model, GgufFile, Choice)> {
     let choice = backend::choose(args.backend, probe.as_ref());
     let cpu = CpuOptions { threads: args.threads.unwrap_or(0), ..Default::default() };
     let gpu = GpuOptions { precision: args.precision, max_binding_size: args.max_binding_size, cpu_adapter: false };
-    let opts = LoadOptions { gpu, context: args.context, ..Default::default() };
+    let context = match args.context {
+        Some(c) => Some(c.resolve(&LlamaConfig::from_gguf(&file)?)),
+        None => None,
+    };
+    let opts = LoadOptions { gpu, context, kv_type: args.kv_type, ..Default::default() };
     let model =
         pollster::block_on(Model::load(&src, &file, &choice, &opts, &cpu, |_| {})).map_err(|e| read_error(path, e))?;
     Ok((model, file, choice))
@@ -538,10 +547,11 @@ fn cmd_info(args: &InfoArgs) -> Result<()> {
         Model::Gpu(m) => m,
         Model::Cpu(m) => {
             println!(
-                "memory:         weights {:.1} MiB, KV cache {:.1} MiB ({} tokens, f32), prefill chunk {} tokens",
+                "memory:         weights {:.1} MiB, KV cache {:.1} MiB ({} tokens, {}), prefill chunk {} tokens",
                 mib(m.weight_bytes),
                 mib(m.kv_bytes),
                 m.context,
+                m.kv_type,
                 m.chunk
             );
             println!("host memory:    peak Rust heap {:.1} MiB", mib(HEAP_PEAK.load(Relaxed) as u64));
@@ -568,7 +578,7 @@ fn cmd_info(args: &InfoArgs) -> Result<()> {
         mib(m.weight_bytes),
         mib(m.kv_bytes),
         m.context,
-        if g.use_f16 { "f16" } else { "f32" },
+        m.kv_type,
         mib(m.gpu_bytes)
     );
     println!("dispatches:     {} per decoded token, prefill chunk {} tokens", m.dispatches_per_token(), m.chunk);

@@ -17,6 +17,7 @@ pub mod shards;
 use crate::error::{Error, Result};
 use crate::gguf::{AsyncByteSource, GgmlType, GgufFile, LlamaConfig, TensorInfo};
 use crate::graph::{self, Act, Exec, Phase, Progress};
+use crate::kv::KvType;
 use dot::Simd;
 use pool::Pool;
 use shards::{Out, Shards};
@@ -35,11 +36,16 @@ pub struct CpuOptions {
     pub chunk_bytes: u64,
     /// Row shards in other workers (the browser's threads), for one model.
     pub link: Option<std::rc::Rc<dyn shards::Link>>,
+    /// The KV cache's element type; default: [`DEFAULT_KV_TYPE`].
+    pub kv_type: Option<KvType>,
 }
+
+/// The CPU backend's KV type when none is asked for.
+pub const DEFAULT_KV_TYPE: KvType = KvType::F32;
 
 impl Default for CpuOptions {
     fn default() -> Self {
-        CpuOptions { context: None, threads: 0, prefill_chunk: 64, chunk_bytes: 8 << 20, link: None }
+        CpuOptions { context: None, threads: 0, prefill_chunk: 64, chunk_bytes: 8 << 20, link: None, kv_type: None }
     }
 }
 
@@ -51,6 +57,7 @@ impl std::fmt::Debug for CpuOptions {
             .field("prefill_chunk", &self.prefill_chunk)
             .field("chunk_bytes", &self.chunk_bytes)
             .field("link", &self.link.is_some())
+            .field("kv_type", &self.kv_type)
             .finish()
     }
 }
@@ -128,6 +135,7 @@ pub struct CpuModel {
     pub chunk: usize,
     pub weight_bytes: u64,
     pub kv_bytes: u64,
+    pub kv_type: KvType,
     /// Weight types by tensor count, for `info`.
     pub tensor_types: Vec<(String, usize)>,
     pub simd: Simd,
@@ -200,6 +208,10 @@ impl CpuModel {
         mut progress: impl FnMut(Progress),
     ) -> Result<Self> {
         let cfg = LlamaConfig::from_gguf(file)?;
+        let kv_type = opts.kv_type.unwrap_or(DEFAULT_KV_TYPE);
+        if kv_type != KvType::F32 {
+            return Err(Error::InvalidArgument(format!("the CPU backend's KV cache is f32 for now, not {kv_type}")));
+        }
         if cfg!(target_arch = "wasm32") {
             check_fits(file, opts, WASM32_MEMORY)?;
         } else if let Some(ram) = host_memory() {
@@ -311,6 +323,7 @@ impl CpuModel {
         progress(Progress { phase: Phase::Compile, loaded: total, total });
         Ok(CpuModel {
             kv_bytes: (2 * cfg.n_layer * want_ctx * kv_dim * 4) as u64,
+            kv_type,
             context: want_ctx,
             chunk,
             cfg,

@@ -10,6 +10,7 @@ use crate::gpu::kernels::{self, AttnShape, Dispatch, GpuWeight, MatmulOpts, Norm
 use crate::gpu::{Gpu, GpuOptions};
 use crate::graph::{self, Act, Exec};
 pub use crate::graph::{Phase, Progress};
+use crate::kv::KvType;
 use crate::quant;
 
 #[derive(Debug, Clone)]
@@ -21,13 +22,21 @@ pub struct LoadOptions {
     pub chunk_bytes: u64,
     /// Tokens per prefill pass.
     pub prefill_chunk: usize,
+    /// The KV cache's element type; default: the backend's (here f16 with shader-f16, else f32).
+    pub kv_type: Option<KvType>,
 }
 
 pub use crate::plan::DEFAULT_MAX_CONTEXT;
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { gpu: GpuOptions::default(), context: None, chunk_bytes: 8 << 20, prefill_chunk: 64 }
+        LoadOptions {
+            gpu: GpuOptions::default(),
+            context: None,
+            chunk_bytes: 8 << 20,
+            prefill_chunk: 64,
+            kv_type: None,
+        }
     }
 }
 
@@ -85,6 +94,7 @@ pub struct LlamaModel {
     /// Bytes of weights on the GPU, and of everything we allocated there.
     pub weight_bytes: u64,
     pub kv_bytes: u64,
+    pub kv_type: KvType,
     pub gpu_bytes: u64,
     /// Weight types by tensor count, for `info`.
     pub tensor_types: Vec<(String, usize)>,
@@ -129,7 +139,15 @@ impl LlamaModel {
         let cfg = LlamaConfig::from_gguf(file)?;
         crate::plan::wanted_context(&cfg, opts.context)?; // before the device is created
         let gpu = Gpu::new(&opts.gpu).await?;
-        let plan = crate::plan::plan(&cfg, gpu.max_binding, gpu.use_f16, opts.context, opts.prefill_chunk)?;
+        // the kernels keep K and V in the precision they compute in
+        let kv_type = if gpu.use_f16 { KvType::F16 } else { KvType::F32 };
+        if opts.kv_type.is_some_and(|t| t != kv_type) {
+            return Err(Error::InvalidArgument(format!(
+                "the GPU backend keeps its KV cache in {kv_type} with this precision, not {}",
+                opts.kv_type.map_or("", KvType::name)
+            )));
+        }
+        let plan = crate::plan::plan(&cfg, gpu.max_binding, kv_type, opts.context, opts.prefill_chunk)?;
         let (context, chunk, kv_dim) = (plan.context, plan.chunk, plan.kv_dim);
         let total: u64 = file.tensors.iter().map(|t| t.n_bytes).sum();
         let mut loaded = 0u64;
@@ -235,6 +253,7 @@ impl LlamaModel {
             chunk,
             weight_bytes,
             kv_bytes,
+            kv_type,
             gpu_bytes: weight_bytes + kv_bytes + act_bytes,
             tensor_types,
             w,

@@ -339,14 +339,21 @@ fn quantize_block_q6k(x: &[f32; QK_K], out: &mut Vec<u8>) {
 
 /// F32/F16/BF16 and the 32-value formats, like ggml's `quantize_row_*_ref`.
 fn quantize_simple(ty: GgmlType, x: &[f32]) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(x.len() / ty.block_size().max(1) as usize * ty.type_size() as usize);
+    quantize_simple_into(ty, x, &mut out)?;
+    Ok(out)
+}
+
+/// [`quantize`] for F32/F16/BF16 and the 32-value formats, appended to `out` (a KV cache
+/// quantizes every token it writes: no allocation per call).
+pub fn quantize_simple_into(ty: GgmlType, x: &[f32], out: &mut Vec<u8>) -> Result<()> {
     let n = ty.block_size() as usize;
-    if !super::supported(ty) {
+    if !super::supported(ty) || n > QK {
         return Err(Error::UnsupportedType { tensor: "?".into(), ty: ty.id(), name: ty.name().into() });
     }
     if !x.len().is_multiple_of(n) {
         return Err(Error::InvalidArgument(format!("{} values are not whole {} blocks", x.len(), ty.name())));
     }
-    let mut out = Vec::with_capacity(x.len() / n * ty.type_size() as usize);
     let inv = |d: f32| if d != 0.0 { 1.0 / d } else { 0.0 };
     for blk in x.chunks_exact(n) {
         match ty {
@@ -369,7 +376,7 @@ fn quantize_simple(ty: GgmlType, x: &[f32]) -> Result<Vec<u8>> {
                 out.extend(f16::from_f32(d).to_le_bytes());
                 // ggml: MIN(levels, (int8_t)(v·id + half)), the cast truncating toward zero
                 let q: [u8; QK] = std::array::from_fn(|j| ((blk[j] * id + half) as i8).min(levels) as u8);
-                push_nibbles(ty == GgmlType::Q5_0, &q, &mut out);
+                push_nibbles(ty == GgmlType::Q5_0, &q, out);
             }
             GgmlType::Q4_1 | GgmlType::Q5_1 => {
                 let min = blk.iter().fold(f32::INFINITY, |a, &v| a.min(v));
@@ -381,12 +388,12 @@ fn quantize_simple(ty: GgmlType, x: &[f32]) -> Result<Vec<u8>> {
                 out.extend(f16::from_f32(min).to_le_bytes());
                 // ggml: MIN(levels, (int8_t)/(uint8_t)((v − min)·id + 0.5))
                 let q: [u8; QK] = std::array::from_fn(|j| (((blk[j] - min) * id + 0.5) as u8).min(levels));
-                push_nibbles(ty == GgmlType::Q5_1, &q, &mut out);
+                push_nibbles(ty == GgmlType::Q5_1, &q, out);
             }
             _ => unreachable!("checked by supported()"),
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Levels of a 32-value block: Q5's fifth bits (qh, bit j = value j) then the nibbles
