@@ -10,6 +10,7 @@
 //! file reads as zeros) and named in the panic message.
 
 use llama_webgpu::gguf::{Array, ByteSource, GgmlType, GgufFile, GgufWriter, LlamaConfig, Value};
+use llama_webgpu::kv::KvType;
 use llama_webgpu::plan::{dry_load, plan};
 use llama_webgpu::tokenizer::{GgufTokenizerSpec, Tokenizer};
 use llama_webgpu::{Error, Result};
@@ -404,8 +405,10 @@ fn run_pieces(src: &Mutant, seen: &mut Seen) -> std::result::Result<(), Error> {
     });
     let cfg = LlamaConfig::from_gguf(&file);
     let (_, cfg) = (tok?, cfg?);
-    plan(&cfg, 1 << 20, false, None, 64)?;
-    plan(&cfg, 128 << 20, true, None, 64)?;
+    for kv in KvType::ALL {
+        plan(&cfg, 1 << 20, kv, None, 64)?;
+        plan(&cfg, 128 << 20, kv, None, 64)?;
+    }
     Ok(())
 }
 
