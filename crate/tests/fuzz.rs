@@ -679,7 +679,9 @@ fn mutants_of_real_chat_templates_render_or_fail_in_bounded_time_and_memory() {
         let (res, peak) = measured(|| JinjaChat::new(&source, "<s>", "</s>").and_then(|c| c.render(&messages, &opts)));
         let dt = t0.elapsed();
         let what = format!("template mutant {i}: {}", &source[..source.len().min(300)]);
-        assert!(dt < Duration::from_secs(5), "{what}: {dt:?}");
+        // fuel is the bound; this only catches a render that escapes it (a generous guard, as
+        // the machine may be loaded)
+        assert!(dt < Duration::from_secs(60), "{what}: {dt:?}");
         assert!(peak < 256 << 20, "{what}: {} MiB", peak >> 20);
         match res {
             Ok(_) => ok += 1,
