@@ -117,10 +117,10 @@ fn long_chats_with_tools_render_within_the_template_bounds() {
     let cases = json("cases.json");
     let mut msgs = vec![Message::new("system", "be brief")];
     for i in 0..1000 {
-        msgs.push(Message::new("user", &format!("question {i}")));
-        msgs.push(Message::new("assistant", &format!("answer {i}")));
+        msgs.push(Message::new("user", format!("question {i}")));
+        msgs.push(Message::new("assistant", format!("answer {i}")));
     }
-    msgs.push(Message::new("user", &"long document ".repeat(70_000)));
+    msgs.push(Message::new("user", "long document ".repeat(70_000)));
     let mut rendered = 0;
     for entry in std::fs::read_dir(dir()).unwrap() {
         let path = entry.unwrap().path();
