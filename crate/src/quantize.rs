@@ -5,6 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::gguf::{ByteSource, GgmlType, GgufFile, GgufWriter, TensorInfo, Value};
+use crate::graph::weights::{OUTPUT, TOKEN_EMBD};
 pub use crate::quant::FileType;
 use crate::quant::{self, Role};
 
@@ -35,7 +36,7 @@ pub fn tensor_types(file: &GgufFile, ftype: FileType) -> Vec<GgmlType> {
 /// [`quant::wanted_type`] of their role (the i-th of n `attn_v` / `ffn_down` in file order).
 /// Where this differs from [`tensor_types`], the fallback applied (what `quantize` reports).
 pub fn wanted_types(file: &GgufFile, ftype: FileType) -> Vec<GgmlType> {
-    let has_output = file.tensor("output.weight").is_some();
+    let has_output = file.tensor(OUTPUT).is_some();
     let count = |s: &str| file.tensors.iter().filter(|t| t.name.contains(s)).count();
     let (n_attn_v, n_ffn_down) = (count("attn_v.weight"), count("ffn_down"));
     let (mut i_attn_v, mut i_ffn_down) = (0, 0);
@@ -46,7 +47,7 @@ pub fn wanted_types(file: &GgufFile, ftype: FileType) -> Vec<GgmlType> {
                 return t.ty;
             }
             let name = t.name.as_str();
-            let role = if name == "output.weight" || (!has_output && name == "token_embd.weight") {
+            let role = if name == OUTPUT || (!has_output && name == TOKEN_EMBD) {
                 Role::Output
             } else if name.contains("attn_v.weight") {
                 i_attn_v += 1;

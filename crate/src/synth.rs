@@ -8,9 +8,8 @@
 //! layer and the logits are finite. Norm weights are ≈ 1. Tokenizer metadata is written only
 //! when given ([`tokenizer_metadata`] from a `tokenizer.json`; benchmarks feed token ids).
 //!
-//! Tensor order: `token_embd`, `rope_freqs` (Llama 3.1 factors), per layer `attn_norm`,
-//! `attn_q`, `attn_k`, `attn_v`, `attn_output`, `ffn_norm`, `ffn_gate`, `ffn_up`, `ffn_down`,
-//! then `output_norm` and `output` (absent when tied).
+//! Names, shapes and order are the schema's ([`crate::graph::schema`], with Llama 3.1's
+//! `rope_freqs`); types follow llama.cpp's mix for the tensor's role.
 
 use std::io::Write;
 use std::str::FromStr;
@@ -19,6 +18,7 @@ use half::f16;
 
 use crate::error::{Error, Result};
 use crate::gguf::{Array, GgmlType, GgufWriter, Value, DEFAULT_ALIGNMENT};
+use crate::graph::weights::{self, schema, Proj, SchemaDims};
 use crate::quant::blocks::pack_scale_min_k4;
 use crate::quant::{tensor_type, FileType, Role};
 
@@ -157,42 +157,36 @@ fn check_dims(d: &SynthDims) -> Result<()> {
 }
 
 fn plan(d: &SynthDims, ftype: FileType) -> Vec<Planned> {
-    let (embd, ff) = (d.n_embd as u64, d.n_ff as u64);
+    let embd = d.n_embd as u64;
     let head_dim = embd / d.n_head as u64;
-    let q_dim = embd; // n_head · head_dim
-    let kv_dim = d.n_head_kv as u64 * head_dim;
-    let mut v = Vec::new();
-    let matrix = |v: &mut Vec<Planned>, name: String, n_in: u64, n_out: u64, role: Role| {
-        let ty = tensor_type(ftype, role, n_in);
-        v.push(Planned { name, dims: vec![n_in, n_out], ty, kind: Kind::Matrix });
+    let dims = SchemaDims {
+        n_layer: d.n_layer,
+        n_embd: embd,
+        n_ff: d.n_ff as u64,
+        q_dim: embd, // n_head · head_dim
+        kv_dim: d.n_head_kv as u64 * head_dim,
+        head_dim,
+        n_vocab: d.n_vocab as u64,
+        tied: d.tied,
+        rope_freqs: true,
     };
-    let embd_role = if d.tied { Role::Output } else { Role::Other };
-    matrix(&mut v, "token_embd.weight".into(), embd, d.n_vocab as u64, embd_role);
-    v.push(Planned {
-        name: "rope_freqs.weight".into(),
-        dims: vec![head_dim / 2],
-        ty: GgmlType::F32,
-        kind: Kind::RopeFreqs,
-    });
-    let norm = |name: String| Planned { name, dims: vec![embd], ty: GgmlType::F32, kind: Kind::Norm };
-    for i in 0..d.n_layer {
-        let b = |s: &str| format!("blk.{i}.{s}.weight");
-        let n = d.n_layer;
-        v.push(norm(b("attn_norm")));
-        matrix(&mut v, b("attn_q"), embd, q_dim, Role::Other);
-        matrix(&mut v, b("attn_k"), embd, kv_dim, Role::Other);
-        matrix(&mut v, b("attn_v"), embd, kv_dim, Role::AttnV { i, n });
-        matrix(&mut v, b("attn_output"), q_dim, embd, Role::Other);
-        v.push(norm(b("ffn_norm")));
-        matrix(&mut v, b("ffn_gate"), embd, ff, Role::Other);
-        matrix(&mut v, b("ffn_up"), embd, ff, Role::Other);
-        matrix(&mut v, b("ffn_down"), ff, embd, Role::FfnDown { i, n });
-    }
-    v.push(norm("output_norm.weight".into()));
-    if !d.tied {
-        matrix(&mut v, "output.weight".into(), embd, d.n_vocab as u64, Role::Output);
-    }
-    v
+    let n = d.n_layer;
+    schema(&dims)
+        .into_iter()
+        .map(|s| {
+            let (kind, role) = match s.role {
+                weights::Role::Norm => (Kind::Norm, None),
+                weights::Role::RopeFreqs => (Kind::RopeFreqs, None),
+                weights::Role::Embedding if d.tied => (Kind::Matrix, Some(Role::Output)),
+                weights::Role::Output => (Kind::Matrix, Some(Role::Output)),
+                weights::Role::Attn(Proj::V) => (Kind::Matrix, Some(Role::AttnV { i: s.layer.unwrap_or(0), n })),
+                weights::Role::Ffn(Proj::Down) => (Kind::Matrix, Some(Role::FfnDown { i: s.layer.unwrap_or(0), n })),
+                _ => (Kind::Matrix, Some(Role::Other)),
+            };
+            let ty = role.map_or(GgmlType::F32, |r| tensor_type(ftype, r, s.dims[0]));
+            Planned { name: s.name, dims: s.dims, ty, kind }
+        })
+        .collect()
 }
 
 fn metadata(shape: &SynthShape, d: &SynthDims, ftype: FileType) -> Vec<(String, Value)> {

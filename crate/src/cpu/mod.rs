@@ -195,10 +195,6 @@ pub fn check_fits(file: &GgufFile, opts: &CpuOptions, limit: u64) -> Result<()> 
     Ok(())
 }
 
-fn tensor<'a>(f: &'a GgufFile, name: &str) -> Result<&'a TensorInfo> {
-    f.tensor(name).ok_or_else(|| Error::MissingTensor(name.to_string()))
-}
-
 impl CpuModel {
     /// Reads the weights of `file` (parsed from `src`) into memory as they are.
     pub async fn load<S: AsyncByteSource + ?Sized>(
@@ -239,18 +235,13 @@ impl CpuModel {
         };
         let (embd, q_dim, kv_dim) = (cfg.n_embd, cfg.n_head * cfg.head_dim, cfg.n_head_kv * cfg.head_dim);
         let mut shards = opts.link.clone().map(Shards::new);
-        let mut weight = async |name: &str, rows: usize, cols: usize| -> Result<CpuWeight> {
-            let t = tensor(file, name)?;
-            if t.dims.len() != 2 || t.cols() != cols as u64 || t.rows() != rows as u64 {
-                return Err(Error::BadShape {
-                    name: name.into(),
-                    got: t.dims.clone(),
-                    expected: vec![cols as u64, rows as u64],
-                });
-            }
+        let tensors = graph::Tensors::of(file, &cfg)?;
+        let weight = async |t: &TensorInfo| -> Result<CpuWeight> {
+            let name = t.name.as_str();
             if !dot::supported(t.ty) {
                 return Err(Error::UnsupportedType { tensor: name.into(), ty: t.ty.id(), name: t.ty.name().into() });
             }
+            let (rows, cols) = (t.rows() as usize, t.cols() as usize);
             let row_bytes = t.ty.bytes_for(cols as u64).ok_or_else(|| Error::BadShape {
                 name: name.into(),
                 got: t.dims.clone(),
@@ -260,56 +251,18 @@ impl CpuModel {
             let mut w = CpuWeight { ty: t.ty, rows, cols, row_bytes, data: read(t).await?, first: 0, id: 0 };
             // the embedding lookup reads any row: the engine keeps all of token_embd, and the
             // shards get theirs only when it is the output layer too
-            let embd = name == "token_embd.weight";
+            let embd = std::ptr::eq(t, tensors.weights.tok_embd);
             if let Some(s) = shards.as_mut().filter(|_| !embd || cfg.tied_embeddings) {
                 s.distribute(&mut w, embd)?;
             }
             Ok(w)
         };
-        let tok_embd = weight("token_embd.weight", cfg.n_vocab, embd).await?;
-        let output = if cfg.tied_embeddings { None } else { Some(weight("output.weight", cfg.n_vocab, embd).await?) };
+        let norm = async |t: &TensorInfo| graph::read_f32(src, t).await;
+        let w = tensors.load(weight, norm).await?;
         let want_ctx = crate::plan::wanted_context(&cfg, opts.context)?;
-        let mut mats = Vec::with_capacity(cfg.n_layer);
-        let mut caches = Vec::with_capacity(cfg.n_layer);
-        for i in 0..cfg.n_layer {
-            let n = |s: &str| format!("blk.{i}.{s}.weight");
-            let ff = cfg.n_ff;
-            mats.push([
-                weight(&n("attn_q"), q_dim, embd).await?,
-                weight(&n("attn_k"), kv_dim, embd).await?,
-                weight(&n("attn_v"), kv_dim, embd).await?,
-                weight(&n("attn_output"), embd, q_dim).await?,
-                weight(&n("ffn_gate"), ff, embd).await?,
-                weight(&n("ffn_up"), ff, embd).await?,
-                weight(&n("ffn_down"), embd, ff).await?,
-            ]);
-            caches.push(KvCache::new(want_ctx));
-        }
-        let norm = async |name: &str| -> Result<Vec<f32>> {
-            let t = tensor(file, name)?;
-            if t.n_elements() != embd as u64 {
-                return Err(Error::BadShape { name: name.into(), got: t.dims.clone(), expected: vec![embd as u64] });
-            }
-            read_f32(src, t).await
-        };
-        let mut layers = Vec::with_capacity(cfg.n_layer);
-        for (i, m) in mats.into_iter().enumerate() {
-            let [wq, wk, wv, wo, w_gate, w_up, w_down] = m;
-            layers.push(graph::Layer {
-                attn_norm: norm(&format!("blk.{i}.attn_norm.weight")).await?,
-                ffn_norm: norm(&format!("blk.{i}.ffn_norm.weight")).await?,
-                wq,
-                wk,
-                wv,
-                wo,
-                w_gate,
-                w_up,
-                w_down,
-            });
-        }
-        let output_norm = norm("output_norm.weight").await?;
-        let rope_freqs = match file.tensor("rope_freqs.weight") {
-            Some(t) => Some(read_f32(src, t).await?),
+        let caches = (0..cfg.n_layer).map(|_| KvCache::new(want_ctx)).collect::<Vec<_>>();
+        let rope_freqs = match tensors.rope_freqs {
+            Some(t) => Some(graph::read_f32(src, t).await?),
             None => None,
         };
         let inv_freq = graph::rope_inv_freq(cfg.head_dim, cfg.rope_base, rope_freqs.as_deref());
@@ -332,7 +285,7 @@ impl CpuModel {
             simd: Simd::detect(),
             pool: Pool::new(if shards.is_some() { 1 } else { opts.threads }),
             shards,
-            w: graph::Weights { tok_embd, layers, output_norm, output },
+            w,
             inv_freq,
             caches,
         })
@@ -400,19 +353,6 @@ impl CpuModel {
 }
 
 /// A small tensor (norms, rope factors) read whole and converted to f32.
-async fn read_f32<S: AsyncByteSource + ?Sized>(src: &S, t: &TensorInfo) -> Result<Vec<f32>> {
-    if t.n_bytes > 64 << 20 || !matches!(t.ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) {
-        return Err(Error::UnsupportedType {
-            tensor: t.name.clone(),
-            ty: t.ty.id(),
-            name: format!("{} (expected F32 for a 1-D tensor)", t.ty.name()),
-        });
-    }
-    let mut raw = vec![0u8; t.n_bytes as usize];
-    src.fetch(t.offset, &mut raw).await?;
-    crate::quant::dequantize(t.ty, &raw)
-}
-
 /// `out = x / rms(x) · g` per row (the mean of squares in f64: it is cheap and exact).
 fn rmsnorm(x: &[f32], g: &[f32], eps: f32, out: &mut [f32]) {
     let dim = g.len();

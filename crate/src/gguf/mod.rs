@@ -456,6 +456,8 @@ fn optional<T>(r: Result<T>) -> Result<Option<T>> {
     }
 }
 
+use crate::graph::weights::{OUTPUT, ROPE_FREQS, TOKEN_EMBD};
+
 impl LlamaConfig {
     /// Reads `general.architecture`, `{arch}.block_count`, `.embedding_length`,
     /// `.feed_forward_length`, `.attention.head_count`, `.attention.head_count_kv` (default =
@@ -512,7 +514,7 @@ impl LlamaConfig {
         let q_dim = n_head * head_dim;
         let kv_dim = n_head_kv * head_dim;
 
-        let embd = f.tensor("token_embd.weight").ok_or_else(|| Error::MissingTensor("token_embd.weight".into()))?;
+        let embd = f.tensor(TOKEN_EMBD).ok_or_else(|| Error::MissingTensor(TOKEN_EMBD.into()))?;
         let n_vocab = match embd.dims.as_slice() {
             [e, v] if *e == n_embd && *v > 0 => *v,
             d => {
@@ -523,38 +525,21 @@ impl LlamaConfig {
                 })
             }
         };
-        let check = |name: &str, expected: &[u64]| -> Result<()> {
-            let t = f.tensor(name).ok_or_else(|| Error::MissingTensor(name.to_owned()))?;
-            if t.dims != expected {
-                return Err(Error::BadShape {
-                    name: name.to_owned(),
-                    got: t.dims.clone(),
-                    expected: expected.to_vec(),
-                });
-            }
-            Ok(())
+        let tied_embeddings = f.tensor(OUTPUT).is_none();
+        let has_rope_freqs = f.tensor(ROPE_FREQS).is_some();
+        let dims = crate::graph::SchemaDims {
+            n_layer: usize::try_from(n_layer)
+                .map_err(|_| Error::UnsupportedModel(format!("block_count {n_layer} too large")))?,
+            n_embd,
+            n_ff,
+            q_dim,
+            kv_dim,
+            head_dim,
+            n_vocab,
+            tied: tied_embeddings,
+            rope_freqs: has_rope_freqs,
         };
-        for i in 0..n_layer {
-            let b = |s: &str| format!("blk.{i}.{s}.weight");
-            check(&b("attn_norm"), &[n_embd])?;
-            check(&b("attn_q"), &[n_embd, q_dim])?;
-            check(&b("attn_k"), &[n_embd, kv_dim])?;
-            check(&b("attn_v"), &[n_embd, kv_dim])?;
-            check(&b("attn_output"), &[q_dim, n_embd])?;
-            check(&b("ffn_norm"), &[n_embd])?;
-            check(&b("ffn_gate"), &[n_embd, n_ff])?;
-            check(&b("ffn_up"), &[n_embd, n_ff])?;
-            check(&b("ffn_down"), &[n_ff, n_embd])?;
-        }
-        check("output_norm.weight", &[n_embd])?;
-        let tied_embeddings = f.tensor("output.weight").is_none();
-        if !tied_embeddings {
-            check("output.weight", &[n_embd, n_vocab])?;
-        }
-        let has_rope_freqs = f.tensor("rope_freqs.weight").is_some();
-        if has_rope_freqs {
-            check("rope_freqs.weight", &[head_dim / 2])?;
-        }
+        crate::graph::weights::check(f, &dims)?;
 
         let us = |v: u64, what: &str| {
             usize::try_from(v).map_err(|_| Error::UnsupportedModel(format!("{what} {v} too large")))

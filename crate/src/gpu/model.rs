@@ -5,13 +5,12 @@
 //! submit and 6 launches per layer (+2).
 
 use crate::error::{Error, Result};
-use crate::gguf::{AsyncByteSource, GgmlType, GgufFile, LlamaConfig, TensorInfo};
+use crate::gguf::{AsyncByteSource, GgufFile, LlamaConfig, TensorInfo};
 use crate::gpu::kernels::{self, AttnShape, Dispatch, GpuWeight, MatmulOpts, NormIn, Step};
 use crate::gpu::{Gpu, GpuOptions};
 use crate::graph::{self, Act, Exec};
 pub use crate::graph::{Phase, Progress};
 use crate::kv::KvType;
-use crate::quant;
 
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -107,27 +106,6 @@ pub struct LlamaModel {
     out_last: Vec<Dispatch>,
 }
 
-fn tensor<'a>(f: &'a GgufFile, name: &str) -> Result<&'a TensorInfo> {
-    f.tensor(name).ok_or_else(|| Error::MissingTensor(name.to_string()))
-}
-
-/// A small tensor (norms, rope factors) read whole and converted to f32.
-async fn read_f32<S: AsyncByteSource + ?Sized>(src: &S, t: &TensorInfo) -> Result<Vec<f32>> {
-    if t.n_bytes > 64 << 20 {
-        return Err(Error::BadShape { name: t.name.clone(), got: t.dims.clone(), expected: vec![] });
-    }
-    let mut raw = vec![0u8; t.n_bytes as usize];
-    src.fetch(t.offset, &mut raw).await?;
-    match t.ty {
-        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => quant::dequantize(t.ty, &raw),
-        _ => Err(Error::UnsupportedType {
-            tensor: t.name.clone(),
-            ty: t.ty.id(),
-            name: format!("{} (expected F32 for a 1-D tensor)", t.ty.name()),
-        }),
-    }
-}
-
 impl LlamaModel {
     /// Reads the weights of `file` (parsed from `src`) into GPU buffers and records the graph.
     pub async fn load<S: AsyncByteSource + ?Sized>(
@@ -153,64 +131,35 @@ impl LlamaModel {
         let mut loaded = 0u64;
         let mut types: std::collections::BTreeMap<String, usize> = Default::default();
 
-        let mut weight = async |name: &str| -> Result<GpuWeight> {
-            let t = tensor(file, name)?;
+        let tensors = graph::Tensors::of(file, &cfg)?;
+        let weight = async |t: &TensorInfo| -> Result<GpuWeight> {
             *types.entry(t.ty.name().to_string()).or_default() += 1;
-            GpuWeight::upload(&gpu, name, t.ty, t.rows(), t.cols(), src, t.offset, opts.chunk_bytes, |n| {
+            GpuWeight::upload(&gpu, &t.name, t.ty, t.rows(), t.cols(), src, t.offset, opts.chunk_bytes, |n| {
                 loaded += n;
                 progress(Progress { phase: Phase::Upload, loaded, total });
             })
             .await
         };
-        let tok_embd = weight("token_embd.weight").await?;
-        let output = if cfg.tied_embeddings { None } else { Some(weight("output.weight").await?) };
-        let mut ws = Vec::with_capacity(cfg.n_layer);
-        for i in 0..cfg.n_layer {
-            let n = |s: &str| format!("blk.{i}.{s}.weight");
-            ws.push([
-                weight(&n("attn_q")).await?,
-                weight(&n("attn_k")).await?,
-                weight(&n("attn_v")).await?,
-                weight(&n("attn_output")).await?,
-                weight(&n("ffn_gate")).await?,
-                weight(&n("ffn_up")).await?,
-                weight(&n("ffn_down")).await?,
-            ]);
-        }
-        let tensor_types = types.into_iter().collect();
-        let norm = async |name: &str| -> Result<wgpu::Buffer> {
-            let v = read_f32(src, tensor(file, name)?).await?;
-            gpu.storage_from(name, bytemuck::cast_slice(&v))
+        let norm = async |t: &TensorInfo| -> Result<wgpu::Buffer> {
+            let v = graph::read_f32(src, t).await?;
+            gpu.storage_from(&t.name, bytemuck::cast_slice(&v))
         };
-        let output_norm = norm("output_norm.weight").await?;
-        let rope_freqs = match file.tensor("rope_freqs.weight") {
-            Some(t) => Some(read_f32(src, t).await?),
+        let w = tensors.load(weight, norm).await?;
+        let tensor_types = types.into_iter().collect();
+        let rope_freqs = match tensors.rope_freqs {
+            Some(t) => Some(graph::read_f32(src, t).await?),
             None => None,
         };
         let inv_freq = graph::rope_inv_freq(cfg.head_dim, cfg.rope_base, rope_freqs.as_deref());
         let inv_freq_buf = gpu.storage_from("inv_freq", bytemuck::cast_slice(&inv_freq))?;
-
-        let mut layers = Vec::with_capacity(cfg.n_layer);
-        let mut caches = Vec::with_capacity(cfg.n_layer);
-        for (i, w) in ws.into_iter().enumerate() {
-            let [wq, wk, wv, wo, w_gate, w_up, w_down] = w;
-            layers.push(graph::Layer {
-                attn_norm: norm(&format!("blk.{i}.attn_norm.weight")).await?,
-                ffn_norm: norm(&format!("blk.{i}.ffn_norm.weight")).await?,
-                wq,
-                wk,
-                wv,
-                wo,
-                w_gate,
-                w_up,
-                w_down,
-            });
-            caches.push(KvCache {
-                k: gpu.storage("k_cache", plan.kv_layer_bytes)?,
-                v: gpu.storage("v_cache", plan.kv_layer_bytes)?,
-            });
-        }
-        let w = Weights { tok_embd, layers, output_norm, output };
+        let caches = (0..cfg.n_layer)
+            .map(|_| {
+                Ok(KvCache {
+                    k: gpu.storage("k_cache", plan.kv_layer_bytes)?,
+                    v: gpu.storage("v_cache", plan.kv_layer_bytes)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
 
         let f = |n: usize| (chunk * n * 4) as u64;
         let q_dim = cfg.n_head * cfg.head_dim;

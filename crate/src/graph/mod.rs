@@ -18,6 +18,9 @@
 
 use crate::error::{Error, Result};
 
+pub mod weights;
+pub use weights::{read_f32, schema, Layer, Proj, Role, SchemaDims, Spec, Tensors, Weights};
+
 /// What loading is doing: streaming weights to their executor, then preparing it (the GPU
 /// builds its pipelines).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,34 +74,6 @@ pub trait Exec {
     fn ffn_gate_up_silu(&mut self, norm: &Self::Norm, gate: &Self::Weight, up: &Self::Weight) -> Result<()>;
     /// Logits `= w · rmsnorm(X, norm)` (all tokens, or the executor's choice of the last).
     fn output(&mut self, norm: &Self::Norm, w: &Self::Weight) -> Result<()>;
-}
-
-/// One transformer block's weights.
-pub struct Layer<W, N> {
-    pub attn_norm: N,
-    pub wq: W,
-    pub wk: W,
-    pub wv: W,
-    pub wo: W,
-    pub ffn_norm: N,
-    pub w_gate: W,
-    pub w_up: W,
-    pub w_down: W,
-}
-
-/// All weights of a Llama model. `output: None` = tied to `tok_embd`.
-pub struct Weights<W, N> {
-    pub tok_embd: W,
-    pub layers: Vec<Layer<W, N>>,
-    pub output_norm: N,
-    pub output: Option<W>,
-}
-
-impl<W, N> Weights<W, N> {
-    /// The output layer's matrix.
-    pub fn output(&self) -> &W {
-        self.output.as_ref().unwrap_or(&self.tok_embd)
-    }
 }
 
 /// RoPE's inverse frequencies, `inv_freq[j] = base^(−2j/d) / rope_freqs[j]` (rope_freqs: Llama
