@@ -44,8 +44,9 @@ impl Forward for CpuModel {
     }
 }
 
-/// What the user asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// What the user asked for (and, never `Auto`, what [`choose`] picked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Backend {
     #[default]
     Auto,
@@ -65,11 +66,27 @@ impl std::str::FromStr for Backend {
     }
 }
 
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Gpu => "gpu",
+            Self::Cpu => "cpu",
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The backend picked and why (reported by `info`).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Choice {
-    /// "gpu" or "cpu".
-    pub backend: &'static str,
+    /// `Gpu` or `Cpu`, never `Auto`.
+    pub backend: Backend,
     pub reason: String,
 }
 
@@ -77,16 +94,17 @@ pub struct Choice {
 #[derive(Debug, Clone)]
 pub struct AdapterProbe {
     pub name: String,
-    /// wgpu's device type (`Cpu` for lavapipe / llvmpipe / SwiftShader natively).
-    pub device_type: String,
+    /// wgpu's device type (`Cpu` for lavapipe / llvmpipe / SwiftShader natively); the
+    /// browser does not say.
+    pub device_type: Option<wgpu::DeviceType>,
     /// The browser's `isFallbackAdapter` (a software adapter).
     pub fallback: bool,
 }
 
 /// The decision of `auto` (and the reason an explicit choice records).
 pub fn choose(asked: Backend, adapter: Option<&AdapterProbe>) -> Choice {
-    let cpu = |reason: String| Choice { backend: "cpu", reason };
-    let gpu = |reason: String| Choice { backend: "gpu", reason };
+    let cpu = |reason: String| Choice { backend: Backend::Cpu, reason };
+    let gpu = |reason: String| Choice { backend: Backend::Gpu, reason };
     match (asked, adapter) {
         (Backend::Cpu, _) => cpu("asked for the CPU backend".into()),
         (Backend::Gpu, _) => gpu("asked for the GPU backend".into()),
@@ -94,10 +112,13 @@ pub fn choose(asked: Backend, adapter: Option<&AdapterProbe>) -> Choice {
         (Backend::Auto, Some(a)) if a.fallback => {
             cpu(format!("auto: adapter '{}' is a fallback (software) adapter", a.name))
         }
-        (Backend::Auto, Some(a)) if a.device_type == "Cpu" => {
+        (Backend::Auto, Some(a)) if a.device_type == Some(wgpu::DeviceType::Cpu) => {
             cpu(format!("auto: adapter '{}' is a CPU device (software rasterizer)", a.name))
         }
-        (Backend::Auto, Some(a)) => gpu(format!("auto: adapter '{}' ({})", a.name, a.device_type)),
+        (Backend::Auto, Some(a)) => match a.device_type {
+            Some(t) => gpu(format!("auto: adapter '{}' ({t:?})", a.name)),
+            None => gpu(format!("auto: adapter '{}'", a.name)),
+        },
     }
 }
 
@@ -114,7 +135,27 @@ pub async fn probe_adapter() -> Option<AdapterProbe> {
         .await
         .ok()?;
     let info = adapter.get_info();
-    Some(AdapterProbe { name: info.name, device_type: format!("{:?}", info.device_type), fallback: false })
+    Some(AdapterProbe { name: info.name, device_type: Some(info.device_type), fallback: false })
+}
+
+/// What a loaded model reports, the same on both executors.
+#[derive(Debug, Clone)]
+pub struct ModelStats<'a> {
+    pub cfg: &'a LlamaConfig,
+    /// KV cache capacity in tokens.
+    pub context: usize,
+    /// Weight types by tensor count.
+    pub tensor_types: &'a [(String, usize)],
+    /// Bytes of weights the executor holds (the file's, as they are).
+    pub weight_bytes: u64,
+    pub kv_bytes: u64,
+    pub kv_type: KvType,
+    /// Weight bytes one decoded token reads (every matrix once, one embedding row).
+    pub weight_bytes_per_token: u64,
+    /// GPU dispatches per decoded token (0 on the CPU).
+    pub dispatches_per_token: usize,
+    /// The device that runs the model, in words.
+    pub device: String,
 }
 
 /// A loaded model on one of the two executors.
@@ -135,7 +176,7 @@ impl Model {
         cpu: &CpuOptions,
         progress: impl FnMut(Progress),
     ) -> Result<Model> {
-        if choice.backend == "cpu" {
+        if choice.backend == Backend::Cpu {
             let cpu = CpuOptions {
                 context: opts.context,
                 chunk_bytes: opts.chunk_bytes,
@@ -148,63 +189,17 @@ impl Model {
         }
     }
 
+    /// What the model reports (`info`, `bench`, the package's `ModelInfo`): one match here,
+    /// each executor filling the same struct.
+    pub fn stats(&self) -> ModelStats<'_> {
+        match self {
+            Model::Gpu(m) => m.stats(),
+            Model::Cpu(m) => m.stats(),
+        }
+    }
+
     pub fn cfg(&self) -> &LlamaConfig {
-        match self {
-            Model::Gpu(m) => &m.cfg,
-            Model::Cpu(m) => &m.cfg,
-        }
-    }
-
-    pub fn tensor_types(&self) -> &[(String, usize)] {
-        match self {
-            Model::Gpu(m) => &m.tensor_types,
-            Model::Cpu(m) => &m.tensor_types,
-        }
-    }
-
-    pub fn weight_bytes(&self) -> u64 {
-        match self {
-            Model::Gpu(m) => m.weight_bytes,
-            Model::Cpu(m) => m.weight_bytes,
-        }
-    }
-
-    pub fn kv_bytes(&self) -> u64 {
-        match self {
-            Model::Gpu(m) => m.kv_bytes,
-            Model::Cpu(m) => m.kv_bytes,
-        }
-    }
-
-    /// The KV cache's element type.
-    pub fn kv_type(&self) -> KvType {
-        match self {
-            Model::Gpu(m) => m.kv_type,
-            Model::Cpu(m) => m.kv_type,
-        }
-    }
-
-    pub fn weight_bytes_per_token(&self) -> u64 {
-        match self {
-            Model::Gpu(m) => m.weight_bytes_per_token(),
-            Model::Cpu(m) => m.weight_bytes_per_token(),
-        }
-    }
-
-    /// GPU dispatches per token (0 on the CPU).
-    pub fn dispatches_per_token(&self) -> usize {
-        match self {
-            Model::Gpu(m) => m.dispatches_per_token(),
-            Model::Cpu(_) => 0,
-        }
-    }
-
-    /// The device that runs the model, in words.
-    pub fn device(&self) -> String {
-        match self {
-            Model::Gpu(m) => format!("{} ({})", m.gpu.adapter.name, m.gpu.adapter.backend),
-            Model::Cpu(m) => format!("CPU, {} thread(s), {}", m.threads(), m.simd.name()),
-        }
+        self.stats().cfg
     }
 
     #[cfg(not(target_arch = "wasm32"))]
@@ -215,10 +210,7 @@ impl Model {
 
 impl Forward for Model {
     fn context(&self) -> usize {
-        match self {
-            Model::Gpu(m) => m.context,
-            Model::Cpu(m) => m.context,
-        }
+        self.stats().context
     }
     fn config(&self) -> &LlamaConfig {
         self.cfg()
@@ -235,19 +227,21 @@ impl Forward for Model {
 mod tests {
     use super::*;
 
-    fn probe(device_type: &str, fallback: bool) -> AdapterProbe {
-        AdapterProbe { name: "x".into(), device_type: device_type.into(), fallback }
+    fn probe(device_type: Option<wgpu::DeviceType>, fallback: bool) -> AdapterProbe {
+        AdapterProbe { name: "x".into(), device_type, fallback }
     }
+    use wgpu::DeviceType::{Cpu, DiscreteGpu};
 
     #[test]
     fn auto_takes_the_cpu_without_a_real_gpu() {
-        assert_eq!(choose(Backend::Auto, None).backend, "cpu");
-        assert_eq!(choose(Backend::Auto, Some(&probe("Cpu", false))).backend, "cpu");
-        assert_eq!(choose(Backend::Auto, Some(&probe("Other", true))).backend, "cpu");
-        assert_eq!(choose(Backend::Auto, Some(&probe("DiscreteGpu", false))).backend, "gpu");
-        assert_eq!(choose(Backend::Gpu, Some(&probe("Cpu", false))).backend, "gpu");
-        assert_eq!(choose(Backend::Cpu, Some(&probe("DiscreteGpu", false))).backend, "cpu");
-        assert!(choose(Backend::Auto, Some(&probe("Cpu", false))).reason.contains("CPU device"));
+        assert_eq!(choose(Backend::Auto, None).backend, Backend::Cpu);
+        assert_eq!(choose(Backend::Auto, Some(&probe(Some(Cpu), false))).backend, Backend::Cpu);
+        assert_eq!(choose(Backend::Auto, Some(&probe(None, true))).backend, Backend::Cpu);
+        assert_eq!(choose(Backend::Auto, Some(&probe(None, false))).backend, Backend::Gpu);
+        assert_eq!(choose(Backend::Auto, Some(&probe(Some(DiscreteGpu), false))).backend, Backend::Gpu);
+        assert_eq!(choose(Backend::Gpu, Some(&probe(Some(Cpu), false))).backend, Backend::Gpu);
+        assert_eq!(choose(Backend::Cpu, Some(&probe(Some(DiscreteGpu), false))).backend, Backend::Cpu);
+        assert!(choose(Backend::Auto, Some(&probe(Some(Cpu), false))).reason.contains("CPU device"));
         assert!("tpu".parse::<Backend>().is_err());
         assert_eq!("webgpu".parse::<Backend>().unwrap(), Backend::Gpu);
     }

@@ -94,7 +94,7 @@ pub async fn run(model: &mut Model, n_prompt: usize, n_gen: usize) -> Result<Ben
     }
     let decode_s = t2.elapsed().as_secs_f64();
     let decode = n_gen as f64 / decode_s.max(1e-9);
-    let bytes = model.weight_bytes_per_token();
+    let bytes = model.stats().weight_bytes_per_token;
     let (adapter, backend, precision, gpu_memory_bytes) = match &*model {
         Model::Gpu(m) => (
             m.gpu.adapter.name.clone(),
@@ -123,7 +123,7 @@ pub async fn run(model: &mut Model, n_prompt: usize, n_gen: usize) -> Result<Ben
         decode_tokens_per_s: decode,
         weight_bytes_per_token: bytes,
         decode_bytes_per_s: bytes as f64 * decode,
-        dispatches_per_token: model.dispatches_per_token(),
+        dispatches_per_token: model.stats().dispatches_per_token,
         gpu_memory_bytes,
         copy_bytes_per_s: copy,
         copy_roofline_tokens_per_s: copy / 2.0 / bytes.max(1) as f64,

@@ -344,7 +344,7 @@ fn quantization(file: &GgufFile, model: &Model) -> String {
     if let Some(n) = ft.and_then(crate::quant::ftype::file_type_name) {
         return n.to_string();
     }
-    model.tensor_types().iter().max_by_key(|(_, n)| *n).map(|(t, _)| t.clone()).unwrap_or_default()
+    model.stats().tensor_types.iter().max_by_key(|(_, n)| *n).map(|(t, _)| t.clone()).unwrap_or_default()
 }
 
 struct Inner {
@@ -403,11 +403,8 @@ pub fn load_engine(size: f64, read: Function, options: JsValue, progress: Functi
         }
         let asked: Backend = o.backend.as_deref().unwrap_or("auto").parse().map_err(to_js)?;
         // JS looked at navigator.gpu: no adapter, or a fallback one (cpuAdapter)
-        let probe = o.webgpu_adapter.map(|name| backend::AdapterProbe {
-            name,
-            device_type: String::new(),
-            fallback: o.cpu_adapter,
-        });
+        let probe =
+            o.webgpu_adapter.map(|name| backend::AdapterProbe { name, device_type: None, fallback: o.cpu_adapter });
         let choice: Choice = backend::choose(asked, probe.as_ref());
         let src = JsSource { size: size as u64, read };
         let file = read_header(&src).await.map_err(to_js)?;
@@ -415,7 +412,7 @@ pub fn load_engine(size: f64, read: Function, options: JsValue, progress: Functi
         let link = (!shards.is_null() && !shards.is_undefined())
             .then(|| std::rc::Rc::new(JsLink(shards.unchecked_into())) as std::rc::Rc<dyn Link>);
         let cpu = CpuOptions { context: opts.context, kv_type: opts.kv_type, link, ..Default::default() };
-        if choice.backend == "cpu" {
+        if choice.backend == Backend::Cpu {
             // before any weight is fetched
             crate::cpu::check_fits(&file, &cpu, crate::cpu::WASM32_MEMORY).map_err(to_js)?;
         }
@@ -439,7 +436,7 @@ pub fn load_engine(size: f64, read: Function, options: JsValue, progress: Functi
                 m.gpu_bytes,
                 0,
             ),
-            Model::Cpu(m) => (model.device(), false, false, false, 0, m.threads()),
+            Model::Cpu(m) => (model.stats().device, false, false, false, 0, m.threads()),
         };
         let str_key = |k: &str| file.get(k).and_then(Value::as_str).unwrap_or("").to_string();
         let info = Info {
@@ -464,11 +461,11 @@ pub fn load_engine(size: f64, read: Function, options: JsValue, progress: Functi
             jinja_template: matches!(format, ChatFormat::Jinja(_)),
             template_tools: format.renders_tools(),
             gpu_bytes,
-            weight_bytes: model.weight_bytes(),
-            kv_bytes: model.kv_bytes(),
-            kv_type: model.kv_type(),
+            weight_bytes: model.stats().weight_bytes,
+            kv_bytes: model.stats().kv_bytes,
+            kv_type: model.stats().kv_type,
             layers: model.cfg().n_layer,
-            backend: if choice.backend == "cpu" { "cpu" } else { "webgpu" },
+            backend: if choice.backend == Backend::Cpu { "cpu" } else { "webgpu" },
             backend_reason: choice.reason.clone(),
             threads,
         };

@@ -461,7 +461,7 @@ fn cmd_generate(args: &GenerateArgs) -> Result<()> {
             "prefill_tokens_per_s": g.prefill_tokens_per_s,
             "decode_tokens_per_s": g.decode_tokens_per_s,
             "stop_reason": g.stop_reason,
-            "dispatches_per_token": model.dispatches_per_token(),
+            "dispatches_per_token": model.stats().dispatches_per_token,
         });
         println!("{j}");
     }
@@ -508,9 +508,9 @@ fn cmd_info(args: &InfoArgs) -> Result<()> {
         "rope:           base {}, rope_freqs {}, tied embeddings {}, rms eps {}, trained context {}",
         c.rope_base, c.has_rope_freqs, c.tied_embeddings, c.rms_eps, c.context_length
     );
-    let types: Vec<String> = model.tensor_types().iter().map(|(t, n)| format!("{t}×{n}")).collect();
+    let types: Vec<String> = model.stats().tensor_types.iter().map(|(t, n)| format!("{t}×{n}")).collect();
     println!("weight types:   {}", types.join(", "));
-    println!("backend:        {} ({}) on {}", choice.backend, choice.reason, model.device());
+    println!("backend:        {} ({}) on {}", choice.backend, choice.reason, model.stats().device);
     let m = match &model {
         Model::Gpu(m) => m,
         Model::Cpu(m) => {
@@ -590,7 +590,7 @@ fn cmd_bench(args: &BenchArgs) -> Result<()> {
             "decode {n_gen} tokens: {decode_tps:.2} tokens/s, {:.1} MB weights read per token ({:.2} GB/s), {} dispatches per token",
             bytes as f64 / 1e6,
             bytes as f64 * decode_tps / 1e9,
-            model.dispatches_per_token()
+            model.stats().dispatches_per_token
         );
         if let Some(r) = roofline {
             println!("bandwidth roofline {r:.1} tokens/s: decode at {:.1}% of it", 100.0 * decode_tps / r);

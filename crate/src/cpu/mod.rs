@@ -302,6 +302,20 @@ impl CpuModel {
     }
 
     /// Threads computing rows: the pool's, or the engine and its shards.
+    pub fn stats(&self) -> crate::backend::ModelStats<'_> {
+        crate::backend::ModelStats {
+            cfg: &self.cfg,
+            context: self.context,
+            tensor_types: &self.tensor_types,
+            weight_bytes: self.weight_bytes,
+            kv_bytes: self.kv_bytes,
+            kv_type: self.kv_type,
+            weight_bytes_per_token: self.weight_bytes_per_token(),
+            dispatches_per_token: 0,
+            device: format!("CPU, {} thread(s), {}", self.threads(), self.simd.name()),
+        }
+    }
+
     pub fn threads(&self) -> usize {
         self.shards.as_ref().map_or(self.pool.threads(), Shards::parts)
     }

@@ -253,6 +253,20 @@ impl LlamaModel {
     }
 
     /// Kernel launches per decoded token.
+    pub fn stats(&self) -> crate::backend::ModelStats<'_> {
+        crate::backend::ModelStats {
+            cfg: &self.cfg,
+            context: self.context,
+            tensor_types: &self.tensor_types,
+            weight_bytes: self.weight_bytes,
+            kv_bytes: self.kv_bytes,
+            kv_type: self.kv_type,
+            weight_bytes_per_token: self.weight_bytes_per_token(),
+            dispatches_per_token: self.dispatches_per_token(),
+            device: format!("{} ({})", self.gpu.adapter.name, self.gpu.adapter.backend),
+        }
+    }
+
     pub fn dispatches_per_token(&self) -> usize {
         self.body.len() + self.out_last.len()
     }
