@@ -1,7 +1,8 @@
 // The engine where it runs (a worker by default, or the page with useWorker: false): the
 // wasm module, the byte source feeding it, and the token loop. Everything crossing to the
 // caller is plain data, so the same code serves both cases.
-import init, { loadEngine, testTrapAsync, testTrapSync, wasmMemoryBytes as wasmModuleMemoryBytes } from "./wasm/llama_webgpu.js";
+import init, { loadEngine, wasmMemoryBytes as wasmModuleMemoryBytes } from "./wasm/llama_webgpu.js";
+import { TEST_HOOKS, testTrapAsync, testTrapSync } from "./hooks.js";
 import { openSource } from "./loader.js";
 import { ShardPool, MAX_PARTS, shardsUnavailable } from "./shards.js";
 import { AbortError, DisposedError, EngineCrashedError, InvalidArgumentError, OutOfMemoryError, WebGPUUnavailableError, crashError, fromPlain, isTrap, toTyped } from "./errors.js";
@@ -63,6 +64,22 @@ function sync(f) {
   } catch (e) {
     throw isTrap(e) ? markDead(e) : e;
   }
+}
+
+// A macrotask yield: a MessagePort message lets the thread's event loop run (an abort or
+// dispose message to the worker, the page's timers and input with useWorker: false) without
+// setTimeout(0)'s clamping to 4 ms. The CPU backend computes a token inside one wasm call, so
+// without this the token loop would only ever await microtasks and never let a message in.
+const yieldPort = typeof MessageChannel !== "undefined" ? new MessageChannel() : null;
+const yieldWaiters = [];
+if (yieldPort) yieldPort.port1.onmessage = () => yieldWaiters.shift()?.();
+/** Resolves after the event loop has had a turn. */
+export function macrotask() {
+  if (!yieldPort) return new Promise((r) => setTimeout(r, 0));
+  return new Promise((r) => {
+    yieldWaiters.push(r);
+    yieldPort.port2.postMessage(0);
+  });
 }
 
 /** Largest GGUF the CPU backend takes: wasm32's 4 GiB less room for the engine itself. */
@@ -265,8 +282,18 @@ export class EngineHost {
   loseDevice() {
     sync(() => this.#e.loseDevice());
   }
-  /** Test hook: a deliberate trap, "panic" or "oom", in a sync call or inside the executor. */
-  async _crashEngine(kind = "panic", where = "async") {
+  /**
+   * Test hook (test builds only): a deliberate trap, "panic" or "oom", in a sync call or
+   * inside the executor, or in a shard; "hang" blocks this thread for `ms` (as a chat template
+   * that never ends would).
+   */
+  async _crashEngine(kind = "panic", where = "async", ms = 60_000) {
+    if (!TEST_HOOKS) throw new InvalidArgumentError("test hooks are only in test builds");
+    if (kind === "hang") {
+      const t0 = performance.now();
+      while (performance.now() - t0 < ms);
+      return null;
+    }
     if (where === "shard") {
       if (!this.shards) throw new InvalidArgumentError("no CPU shard workers to crash (threads: 1)");
       return this.shards.crashNext(1);
@@ -276,7 +303,8 @@ export class EngineHost {
   }
 
   /**
-   * Yields {token, text} per token; `aborted()` is checked between tokens. Returns stats.
+   * Yields {token, text} per token; `aborted()` is checked between tokens, after a macrotask
+   * yield (so an abort message or the page's events get in). Returns stats.
    * Throws AbortError when stopped through `aborted`.
    */
   async *generate(prompt, opts = {}, aborted = () => false) {
@@ -285,6 +313,7 @@ export class EngineHost {
     try {
       await guarded(sync(() => this.#e.start(Uint32Array.from(prompt), o)));
       for (;;) {
+        await macrotask();
         if (!stopped && aborted()) {
           stopped = true;
           sync(() => this.#e.cancel());

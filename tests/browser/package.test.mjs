@@ -53,7 +53,7 @@ function std(a) {
 function inPage(fn, arg) {
   return page.evaluate(
     async ([src, arg]) => {
-      const lib = await import("/pkg/index.js");
+      const lib = await import("/tests/.cache/pkg-test/index.js");
       const f = new Function(`return (${src})`)();
       try {
         return await f(lib, arg);

@@ -21,7 +21,7 @@ let browser, page, server, scratch, scratchServer;
 function inPage(fn, arg, p = page) {
   return p.evaluate(
     async ([src, arg]) => {
-      const lib = await import("/pkg/index.js");
+      const lib = await import("/tests/.cache/pkg-test/index.js");
       const f = new Function(`return (${src})`)();
       try {
         return await f(lib, arg);
