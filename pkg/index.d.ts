@@ -137,7 +137,7 @@ export interface ToolCall {
 }
 
 export interface ChatMessage {
-  role: "system" | "user" | "assistant" | "tool" | string;
+  role: "system" | "user" | "assistant" | "tool";
   content: string | Array<{ type: "text"; text: string }> | null;
   /** An assistant turn's calls (send them back as they came). */
   tool_calls?: ToolCall[];
