@@ -727,9 +727,13 @@ class UrlSource {
 }
 
 /** The server has a different file than the cached metadata (or than earlier in this load). */
-class ChangedError extends Error {}
+class ChangedError extends Error {
+  static { this.prototype.name = "ChangedError"; }
+}
 /** A failure worth retrying at the same chunk (short body, dropped connection). */
-class RetriableError extends Error {}
+class RetriableError extends Error {
+  static { this.prototype.name = "RetriableError"; }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Blob / File source: the browser already has random access, nothing to cache.
