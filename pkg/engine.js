@@ -143,7 +143,7 @@ export async function checkWebGPU() {
 export class EngineHost {
   /**
    * @param source URL string | URL | Blob | File
-   * @param opts {cache, signal, contextLength, kvType, precision, chunkBytes, contextPolicy}
+   * @param opts {cache, signal, contextLength, kvType, precision, chunkBytes, contextPolicy, sha256}
    * @param emit progress callback ({phase, loaded, total})
    */
   static async load(source, opts = {}, emit = () => {}) {
@@ -170,6 +170,7 @@ export class EngineHost {
       cache: opts.cache ?? true,
       signal,
       chunkSize: chunkBytes,
+      sha256: opts.sha256,
       onDownload: ({ loaded, total }) => emit({ phase: "download", loaded, total }),
     }).catch((e) => {
       throw toTyped(e);
@@ -208,6 +209,8 @@ export class EngineHost {
       const progress = (phase, loaded, total) => emit({ phase, loaded, total });
       engine = await guarded(sync(() => loadEngine(src.size, read, { contextLength: opts.contextLength, kvType: opts.kvType, precision: opts.precision, chunkBytes, maxBindingSize: opts.maxBindingSize, cpuAdapter: !!adapter?.fallback, backend, webgpuAdapter: adapter?.name }, progress, shards)));
       await shards?.whenReady();
+      // the SHA-256 (the sha256 option, or the server's ETag) over every byte, before the model is used
+      await src.verify?.();
     } catch (e) {
       shards?.dispose();
       livePools.delete(shards);

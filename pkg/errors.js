@@ -50,6 +50,14 @@ export class NetworkError extends LlamaWebGPUError {
   static { this.prototype.name = "NetworkError"; }
   constructor(m) { super(m, "network"); }
 }
+/** The bytes the server sent are not the file asked for: a SHA-256 that does not match (the
+ *  `sha256` option, or the digest in the server's ETag), a chunk whose length or Content-Range
+ *  disagrees with the request, a compressed (Content-Encoding) body, chunks from another origin,
+ *  a body that ends short every time. Not retried; the message says which. */
+export class IntegrityError extends LlamaWebGPUError {
+  static { this.prototype.name = "IntegrityError"; }
+  constructor(m) { super(m, "integrity"); }
+}
 /** The server answered with an HTTP error status (404, 500...). */
 export class HttpError extends LlamaWebGPUError {
   static { this.prototype.name = "HttpError"; }
@@ -100,6 +108,7 @@ const BY_CODE = {
   invalid_model: InvalidModelError,
   unsupported_model: UnsupportedModelError,
   network: NetworkError,
+  integrity: IntegrityError,
   quota_exceeded: QuotaExceededError,
   context_overflow: ContextOverflowError,
   invalid_argument: InvalidArgumentError,

@@ -29,6 +29,17 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WB_VERSION"
   cargo install -q wasm-bindgen-cli --version "=$WB_VERSION"
 fi
 
+# The loader's SHA-256 (@noble/hashes, ESM, no dependencies) is bundled into pkg/vendor/: the
+# package stays plain files that load in a browser as they are.
+NOBLE=node_modules/@noble/hashes
+if [ ! -f "$NOBLE/sha2.js" ]; then
+  echo "== npm install (for @noble/hashes)"
+  npm install --no-audit --no-fund --loglevel=error
+fi
+rm -rf pkg/vendor
+mkdir -p pkg/vendor/noble-hashes
+cp "$NOBLE"/{sha2.js,_md.js,_u64.js,utils.js,LICENSE} pkg/vendor/noble-hashes/
+
 WASM="${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/release/llama_webgpu.wasm"
 if [ "$TEST" = 0 ]; then
   echo "== building the engine for wasm32"
@@ -45,6 +56,7 @@ cargo build --release --locked --target wasm32-unknown-unknown -p llama-webgpu -
 rm -rf "$OUT.partial"
 mkdir -p "$OUT.partial"
 cp pkg/*.js pkg/*.d.ts pkg/package.json "$OUT.partial/"
+cp -r pkg/vendor "$OUT.partial/"
 wasm-bindgen --target web --out-dir "$OUT.partial/wasm" --out-name llama_webgpu "$WASM"
 cat > "$OUT.partial/hooks.js" <<'JS'
 // The test build (scripts/build-pkg.sh --test): test hooks on.
