@@ -189,9 +189,11 @@ test("serve.mjs: redirect, MIME types, Range, default model route, nothing outsi
     r = await get(DEFAULT_MODEL_ROUTE, { headers: { Range: "bytes=0-3", "If-Range": etag } });
     assert.equal(r.status, 206);
 
-    r = await get("/tests/fixtures/" + GGUF);
-    assert.equal(r.headers.get("content-type"), "application/octet-stream");
-    assert.equal((await r.arrayBuffer()).byteLength, size);
+    // only www/, pkg/ and the announced models: the rest of the repository is not served
+    for (const other of ["/tests/fixtures/" + GGUF, "/Cargo.toml", "/README.md", "/crate/src/lib.rs"]) {
+      r = await get(other);
+      assert.equal(r.status, 404, other);
+    }
 
     for (const bad of ["/../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/.git/config", "/www/%00"]) {
       r = await get(bad);

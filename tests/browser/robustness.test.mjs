@@ -9,7 +9,7 @@ import { readFileSync, mkdtempSync, writeFileSync, openSync, writeSync, ftruncat
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { launch } from "./harness.mjs";
+import { launch, TEST_PKG } from "./harness.mjs";
 import { startServer } from "./server.mjs";
 import { startDemoServer } from "../../www/serve.mjs";
 
@@ -376,7 +376,7 @@ test("on the page (useWorker: false) a trap rejects with EngineCrashedError, and
 });
 
 test("demo: a lost device and a crashed engine show their message and a working 'Reload the model'", { timeout: 300_000 }, async () => {
-  const demo = await startDemoServer({ port: 0 });
+  const demo = await startDemoServer({ port: 0, pkgDir: TEST_PKG }); // the test build: _crashEngine
   const p = await browser.context.newPage();
   try {
     const url = `${server.origin}${MODEL}`;
