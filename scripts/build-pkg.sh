@@ -32,13 +32,18 @@ fi
 # The loader's SHA-256 (@noble/hashes, ESM, no dependencies) is bundled into pkg/vendor/: the
 # package stays plain files that load in a browser as they are.
 NOBLE=node_modules/@noble/hashes
-if [ ! -f "$NOBLE/sha2.js" ]; then
-  echo "== npm install (for @noble/hashes)"
+if [ ! -f "$NOBLE/sha2.js" ] || [ ! -d node_modules/markdown-it ]; then
+  echo "== npm install (@noble/hashes, markdown-it)"
   npm install --no-audit --no-fund --loglevel=error
 fi
 rm -rf pkg/vendor
 mkdir -p pkg/vendor/noble-hashes
 cp "$NOBLE"/{sha2.js,_md.js,_u64.js,utils.js,LICENSE} pkg/vendor/noble-hashes/
+
+# The demo's Markdown renderer: markdown-it's self-contained browser build (serve.mjs also
+# serves it from node_modules; the copy is for code that imports www/markdown.js directly).
+mkdir -p www/vendor
+cp node_modules/markdown-it/dist/browser/markdown-it.esm.min.mjs www/vendor/markdown-it.mjs
 
 WASM="${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/release/llama_webgpu.wasm"
 if [ "$TEST" = 0 ]; then
