@@ -206,8 +206,21 @@ export class EngineHost {
         livePools.add(shards);
         threadsReason = `${threads} threads: the engine and ${threads - 1} shard worker(s) over a SharedArrayBuffer`;
       }
-      const progress = (phase, loaded, total) => emit({ phase, loaded, total });
+      // "upload" counts the bytes of every tensor in the file; tensors the model does not use
+      // (rope_freqs, ...) are never uploaded, so the phase is closed at its total once the next
+      // phase starts or the load ends
+      let upload = null;
+      const closeUpload = () => {
+        if (upload && upload.loaded < upload.total) emit({ phase: "upload", loaded: upload.total, total: upload.total });
+        upload = null;
+      };
+      const progress = (phase, loaded, total) => {
+        if (phase === "upload") upload = { loaded, total };
+        else closeUpload();
+        emit({ phase, loaded, total });
+      };
       engine = await guarded(sync(() => loadEngine(src.size, read, { contextLength: opts.contextLength, kvType: opts.kvType, precision: opts.precision, chunkBytes, maxBindingSize: opts.maxBindingSize, cpuAdapter: !!adapter?.fallback, backend, webgpuAdapter: adapter?.name }, progress, shards)));
+      closeUpload();
       await shards?.whenReady();
       // the SHA-256 (the sha256 option, or the server's ETag) over every byte, before the model is used
       await src.verify?.();

@@ -275,13 +275,31 @@ export class Model {
 
   /** Waits for every earlier call to finish (the engine does one thing at a time); returns
    *  the function that lets the next one run. */
-  async #acquire() {
+  async #acquire(signal) {
     if (this.disposed) throw new DisposedError();
     let release;
     const done = new Promise((r) => (release = r));
     const prev = this.queue;
     this.queue = prev.then(() => done);
-    await prev;
+    if (!signal) {
+      await prev;
+      return release;
+    }
+    // aborted while waiting for its turn: reject now; the turn passes on once it comes
+    let onAbort;
+    const aborted = new Promise((_, reject) => {
+      onAbort = () => reject(new AbortError());
+      if (signal.aborted) onAbort();
+      else signal.addEventListener("abort", onAbort, { once: true });
+    });
+    try {
+      await Promise.race([prev, aborted]);
+    } catch (e) {
+      prev.then(release);
+      throw e;
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+    }
     return release;
   }
 
@@ -355,7 +373,7 @@ export class Model {
 
   /** Streams one generation once earlier calls are done; `prepare(signal)` gives [promptIds, options]. */
   async *#generation(prepare, signal) {
-    const release = await this.#acquire();
+    const release = await this.#acquire(signal);
     // aborted by the caller's signal, or by dispose()
     const ctl = new AbortController();
     const onAbort = () => ctl.abort();

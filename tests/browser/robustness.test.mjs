@@ -335,6 +335,62 @@ test("two generate() calls at once are serialized; dispose during a generation o
   assert.ok(r.afterLoad > 0);
 });
 
+test("a worker stuck in one call (test hook: hang) is terminated when an abort or dispose() gets no answer within stopTimeoutMs; the next load works", async () => {
+  const r = await inPage(
+    async (lib, { url }) => {
+      const out = {};
+      // abort: the call rejects with AbortError once the deadline passes, the model is dead
+      const m = await lib.loadModel(url, { backend: "cpu", stopTimeoutMs: 1500 });
+      const ctl = new AbortController();
+      const stuck = m._crashEngine("hang", "sync", { ms: 120_000, signal: ctl.signal }).then(() => "resolved", (e) => e.name);
+      await new Promise((res) => setTimeout(res, 300));
+      const t0 = performance.now();
+      ctl.abort();
+      out.abort = await stuck;
+      out.abortMs = performance.now() - t0;
+      out.after = await m.tokenize("x").then(() => "ok", (e) => e.name);
+      await m.dispose();
+      // dispose() during a stuck call resolves; the call rejects with DisposedError
+      const m2 = await lib.loadModel(url, { backend: "cpu" });
+      const hang = m2._crashEngine("hang", "sync", { ms: 120_000 }).then(() => "resolved", (e) => e.name);
+      await new Promise((res) => setTimeout(res, 300));
+      const t1 = performance.now();
+      await m2.dispose();
+      out.disposeMs = performance.now() - t1;
+      out.hang = await hang;
+      // a generation queued behind the stuck call: its abort rejects it at once
+      const m3 = await lib.loadModel(url, { backend: "cpu" });
+      m3._crashEngine("hang", "sync", { ms: 120_000 }).catch(() => {});
+      const ctl3 = new AbortController();
+      const gen = (async () => {
+        for await (const c of m3.generate("hello", { maxTokens: 4, signal: ctl3.signal })) void c;
+      })().then(() => "done", (e) => e.name);
+      await new Promise((res) => setTimeout(res, 300));
+      const t2 = performance.now();
+      ctl3.abort();
+      out.queued = await Promise.race([gen, new Promise((res) => setTimeout(() => res("still waiting"), 3000))]);
+      out.queuedMs = performance.now() - t2;
+      await m3.dispose();
+      // a fresh engine
+      const m4 = await lib.loadModel(url, { backend: "cpu" });
+      out.again = (await m4.tokenize("hello")).length;
+      await m4.dispose();
+      return out;
+    },
+    { url: `${server.origin}${MODEL}` },
+  );
+  assert.ok(!r.thrown, JSON.stringify(r.thrown));
+  console.log(`stuck worker: abort answered in ${r.abortMs.toFixed(0)} ms, dispose in ${r.disposeMs.toFixed(0)} ms`);
+  assert.equal(r.abort, "AbortError");
+  assert.ok(r.abortMs < 2000, `abort took ${r.abortMs} ms`);
+  assert.equal(r.after, "EngineCrashedError", "the stuck engine is gone");
+  assert.equal(r.hang, "DisposedError");
+  assert.ok(r.disposeMs < 2000, `dispose took ${r.disposeMs} ms`);
+  assert.equal(r.queued, "AbortError", JSON.stringify(r));
+  assert.ok(r.queuedMs < 1000, `a queued generation's abort took ${r.queuedMs} ms`);
+  assert.ok(r.again > 0);
+});
+
 // Last: it kills this page's own wasm instance for good.
 test("on the page (useWorker: false) a trap rejects with EngineCrashedError, and later page loads say why", async () => {
   const p = await browser.context.newPage();
