@@ -148,11 +148,13 @@ export const MARKDOWN_IT = join(REPO_ROOT, "node_modules/markdown-it/dist/browse
 /**
  * Start the demo server. Resolves to { server, origin, port, url, close() }.
  * `port: 0` picks a free port (tests); `modelPath` overrides the default model file; `models`
- * ({"/models/NAME.gguf": path}) announces more; `pkgDir` serves another build at /pkg/.
+ * ({"/models/NAME.gguf": path}) announces more; `pkgDir` serves another build at /pkg/; `roots`
+ * ({prefix: folder}) serves more folders.
  */
-export function startDemoServer({ port = 8080, host = "127.0.0.1", modelPath = findDefaultModel(), models = {}, pkgDir = join(REPO_ROOT, "pkg") } = {}) {
-  // URL prefix → folder; nothing outside these (and the model routes) is served
-  const roots = { www: join(REPO_ROOT, "www"), pkg: resolve(pkgDir) };
+export function startDemoServer({ port = 8080, host = "127.0.0.1", modelPath = findDefaultModel(), models = {}, pkgDir = join(REPO_ROOT, "pkg"), roots: extra = {} } = {}) {
+  // URL prefix → folder; nothing outside these (and the model routes) is served. `roots` adds
+  // folders (the benchmarks serve bench/ this way).
+  const roots = { ...Object.fromEntries(Object.entries(extra).map(([k, v]) => [k, resolve(v)])), www: join(REPO_ROOT, "www"), pkg: resolve(pkgDir) };
   const routes = new Map(Object.entries(models));
   routes.set(DEFAULT_MODEL_ROUTE, modelPath);
   let hosts = new Set();
