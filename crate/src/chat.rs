@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::heap;
 use crate::tokenizer::Tokenizer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,6 +205,39 @@ impl ChatFormat {
     }
 }
 
+/// Where chat templates come from: the GGUF key, named in their errors.
+pub const TEMPLATE_NAME: &str = "tokenizer.chat_template";
+/// Template instructions one render may run: real templates use tens to hundreds per message;
+/// 20M took 0.7 s in a debug build (the nested-loop template of `robustness.rs`).
+pub const TEMPLATE_FUEL: u64 = 20_000_000;
+/// Rendered bytes allowed: a fixed allowance for the template's own text and tool
+/// descriptions, plus a multiple of the messages' text (templates repeat content at most a
+/// few times).
+pub const TEMPLATE_OUTPUT_MIN: usize = 4 << 20;
+pub const TEMPLATE_OUTPUT_PER_INPUT: usize = 4;
+/// Heap a render may hold beyond its output (where `heap::Heap` is the allocator).
+pub const TEMPLATE_HEAP: usize = 64 << 20;
+
+/// A `Write` that refuses bytes past `cap`, so a template's output cannot outgrow memory.
+struct CappedWriter {
+    buf: Vec<u8>,
+    cap: usize,
+}
+
+impl std::io::Write for CappedWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + b.len() > self.cap {
+            self.buf.extend_from_slice(&b[..self.cap.saturating_sub(self.buf.len())]);
+            return Err(std::io::Error::other("template output cap"));
+        }
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A compiled Jinja chat template, rendered as HF transformers does (`trim_blocks`,
 /// `lstrip_blocks`, Python string methods, `raise_exception`, `strftime_now`, Python-style
 /// `tojson`), then tokenized as HF's `apply_chat_template(tokenize=True)` does: special-token
@@ -228,6 +262,9 @@ impl JinjaChat {
         });
         env.add_function("strftime_now", strftime_now);
         env.add_filter("tojson", tojson);
+        // Bounded, since the template comes with the file: fuel stops loops that run for ever;
+        // the output cap and the heap budget (see `render`) stop text that grows without bound.
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.add_template_owned("chat", source.to_owned())
             .map_err(|e| Error::InvalidArgument(format!("chat template does not compile: {e}")))?;
         Ok(Self { env, bos: bos.to_owned(), eos: eos.to_owned(), uses_tools: source.contains("tools") })
@@ -243,8 +280,22 @@ impl JinjaChat {
         ctx.insert("bos_token".into(), self.bos.clone().into());
         ctx.insert("eos_token".into(), self.eos.clone().into());
         let tmpl = self.env.get_template("chat").map_err(|e| Error::InvalidArgument(format!("chat template: {e}")))?;
-        tmpl.render(minijinja::Value::from_serialize(&ctx))
-            .map_err(|e| Error::InvalidArgument(format!("chat template failed to render: {e}")))
+        let input: usize = messages.iter().map(|m| m.content.len()).sum();
+        let mut out = CappedWriter { buf: Vec::new(), cap: TEMPLATE_OUTPUT_MIN + TEMPLATE_OUTPUT_PER_INPUT * input };
+        let rendered = heap::with_budget(TEMPLATE_NAME, TEMPLATE_HEAP + 4 * out.cap, || {
+            tmpl.render_captured_to(&ctx, &mut out).map(|_| ())
+        });
+        let bounded = |reason: String| Error::Template { name: TEMPLATE_NAME, reason };
+        match rendered {
+            Ok(()) => String::from_utf8(out.buf).map_err(|_| bounded("rendered invalid UTF-8".into())),
+            Err(e) if e.kind() == minijinja::ErrorKind::OutOfFuel => {
+                Err(bounded(format!("stopped after {TEMPLATE_FUEL} template instructions (a loop that does not end?)")))
+            }
+            Err(_) if out.buf.len() >= out.cap => {
+                Err(bounded(format!("rendered more than {} bytes for {input} bytes of messages", out.cap)))
+            }
+            Err(e) => Err(Error::InvalidArgument(format!("chat template failed to render: {e}"))),
+        }
     }
 
     /// Renders and tokenizes. Special-token text the user typed (in any message's content) is

@@ -69,6 +69,10 @@ pub enum Error {
     #[error("device limits too small: {0}")]
     LimitsTooSmall(String),
 
+    /// The model's chat template ran past a bound (fuel, output size, memory) while rendering.
+    #[error("chat template '{name}' {reason}")]
+    Template { name: &'static str, reason: String },
+
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 

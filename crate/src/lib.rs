@@ -15,6 +15,7 @@ pub mod gguf;
 pub mod gpu;
 pub mod grammar;
 pub mod graph;
+pub mod heap;
 pub mod kv;
 pub mod numerics;
 #[cfg(not(target_arch = "wasm32"))]

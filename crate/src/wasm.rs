@@ -25,6 +25,12 @@ use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
+/// Counts the heap and bounds a chat template's render: over its budget the allocation fails
+/// and the instance traps, which the package reports as a crash and replaces, instead of the
+/// template filling 4 GiB first.
+#[global_allocator]
+static ALLOC: crate::heap::Heap = crate::heap::Heap;
+
 /// The typed-error code `pkg/errors.js` maps to a class.
 fn code(e: &Error) -> &'static str {
     match e {
@@ -35,7 +41,7 @@ fn code(e: &Error) -> &'static str {
             "invalid_model"
         }
         Error::UnsupportedType { .. } | Error::UnsupportedModel(_) => "unsupported_model",
-        Error::Tokenizer(_) => "invalid_model",
+        Error::Tokenizer(_) | Error::Template { .. } => "invalid_model",
         Error::TokenOutOfVocab { .. } | Error::InvalidArgument(_) => "invalid_argument",
         Error::ContextOverflow { .. } => "context_overflow",
         Error::NoAdapter(_) => "no_webgpu",

@@ -611,3 +611,90 @@ fn crafted_huge_token_list_is_bounded() {
     let e = crafted("2^20 tokens", Mutant { head, len });
     assert!(matches!(&e, Error::Tokenizer(m) if m.contains("1048576 entries")), "{e}");
 }
+
+// ---- chat templates: the model file's code, run on every chat ------------------------------
+
+/// Fragments spliced into real templates: loops, huge ranges, recursion, output of whole
+/// structures, filters on large values. The crafted templates that once pinned a tab are
+/// among the seeds (the doubling ones are in `robustness.rs`, where the CLI's heap bound,
+/// which this test binary does not install, stops them).
+const TEMPLATE_FRAGMENTS: [&str; 12] = [
+    "{% for i in range(100000) %}",
+    "{% endfor %}",
+    "{{ messages }}",
+    "{{ messages|tojson }}",
+    "{% for m in messages %}{{ m.content * 1000 }}{% endfor %}",
+    "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+    "{{ range(1000000)|list|length }}",
+    "{% if messages[0]['role'] == 'system' %}",
+    "{% endif %}",
+    "{{ raise_exception('no') }}",
+    "{% set ns = namespace(n=0) %}{% for i in range(1000000) %}{% set ns.n = ns.n + 1 %}{% endfor %}",
+    "{{ (messages|tojson) * 100 }}",
+];
+
+#[test]
+fn mutants_of_real_chat_templates_render_or_fail_in_bounded_time_and_memory() {
+    use llama_webgpu::chat::{ChatOptions, JinjaChat, Message};
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/chat_templates");
+    let mut seeds: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jinja"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(seeds.len() >= 5, "the real templates are the seeds");
+    seeds.push("{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}".into());
+    seeds.push("{% for i in range(100000) %}{% for j in range(100000) %}{{ messages }}{% endfor %}{% endfor %}".into());
+    let messages: Vec<Message> = ["system", "user", "assistant", "user"]
+        .iter()
+        .map(|r| serde_json::from_value(serde_json::json!({"role": r, "content": format!("a {r} message")})).unwrap())
+        .collect();
+    let opts = ChatOptions { add_generation_prompt: true, ..Default::default() };
+    let iters = env_u64("FUZZ_TEMPLATE_ITERS", 300);
+    let mut r = Rng(env_u64("FUZZ_SEED", 12));
+    let (mut ok, mut bounded, mut other, mut slowest, mut max_peak) = (0, 0, 0, Duration::ZERO, 0u64);
+    for i in 0..iters {
+        let mut t = seeds[r.below(seeds.len())].clone().into_bytes();
+        for _ in 0..1 + r.below(4) {
+            let at = r.below(t.len() + 1);
+            match r.below(3) {
+                0 => {
+                    let f = TEMPLATE_FRAGMENTS[r.below(TEMPLATE_FRAGMENTS.len())];
+                    t.splice(at..at, f.bytes());
+                }
+                1 => {
+                    let end = (at + r.below(200)).min(t.len());
+                    let piece = t[at..end].to_vec();
+                    t.splice(at..at, piece);
+                }
+                _ => {
+                    let end = (at + r.below(20)).min(t.len());
+                    t.drain(at..end);
+                }
+            }
+        }
+        let source = String::from_utf8_lossy(&t).into_owned();
+        let t0 = Instant::now();
+        let (res, peak) = measured(|| JinjaChat::new(&source, "<s>", "</s>").and_then(|c| c.render(&messages, &opts)));
+        let dt = t0.elapsed();
+        let what = format!("template mutant {i}: {}", &source[..source.len().min(300)]);
+        assert!(dt < Duration::from_secs(5), "{what}: {dt:?}");
+        assert!(peak < 256 << 20, "{what}: {} MiB", peak >> 20);
+        match res {
+            Ok(_) => ok += 1,
+            Err(Error::Template { .. }) => bounded += 1,
+            Err(Error::InvalidArgument(_)) => other += 1,
+            Err(e) => panic!("{what}: unexpected error {e}"),
+        }
+        slowest = slowest.max(dt);
+        max_peak = max_peak.max(peak);
+    }
+    eprintln!(
+        "template fuzz: {iters} mutants: {ok} render, {bounded} stopped by a bound, {other} other errors; \
+         slowest {:.0} ms, max allocation {:.1} MiB",
+        slowest.as_secs_f64() * 1e3,
+        max_peak as f64 / 1048576.0
+    );
+    assert!(ok > 0 && bounded > 0 && other > 0, "the campaign explores all three outcomes");
+}

@@ -356,3 +356,65 @@ fn threads_beyond_the_cores_are_refused_at_once() {
         assert_eq!(r.code, 0, "--threads {n}: {}", r.stderr);
     }
 }
+
+/// The fixture with its `tokenizer.chat_template` replaced by `template`.
+fn with_template(template: &str, tag: &str) -> TempFile {
+    let fx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-q8_0.gguf");
+    let bytes = std::fs::read(&fx).unwrap();
+    let g = llama_webgpu::gguf::GgufFile::read(&bytes).unwrap();
+    let mut meta: Vec<(String, Value)> =
+        g.metadata.iter().filter(|(k, _)| k != "tokenizer.chat_template").cloned().collect();
+    meta.push(("tokenizer.chat_template".into(), Value::String(template.into())));
+    let tensors = g.tensors.iter().map(|t| (t.name.clone(), t.dims.clone(), t.ty)).collect();
+    let mut w = GgufWriter::new(meta, tensors, g.alignment).unwrap();
+    let f = TempFile::new(tag);
+    let mut out = std::fs::File::create(&f.0).unwrap();
+    w.write_header(&mut out).unwrap();
+    for t in &g.tensors {
+        w.write_tensor_data(&mut out, &bytes[t.offset as usize..(t.offset + t.n_bytes) as usize]).unwrap();
+    }
+    w.finish().unwrap();
+    f
+}
+
+/// The crafted chat templates the review found pinning a tab (also in the fuzz corpus): each
+/// ends with a typed error naming the template, within 5 s and 1 GiB; a real template renders.
+const HOSTILE_TEMPLATES: [(&str, &str, &str); 4] = [
+    ("nested-loops", "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}", "instructions"),
+    (
+        "string-doubling",
+        "{% set ns = namespace(s='ab') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}",
+        "memory",
+    ),
+    ("doubling-unrolled", "{% set s = 'abcd' * 1000 %}{% for _ in range(1) %}{% set s = s ~ s %}{% set s = s ~ s %}{% set s = s ~ s %}{% set s = s ~ s %}{% set s = s ~ s %}{% set s = s ~ s %}{% set s = s ~ s %}{% set s = s ~ s %}{% set s = s ~ s %}{% set s = s ~ s %}{% set s = s ~ s %}{% set s = s ~ s %}{% set s = s ~ s %}{% set s = s ~ s %}{% set s = s ~ s %}{% set s = s ~ s %}{% set s = s ~ s %}{% set s = s ~ s %}{% set s = s ~ s %}{% set s = s ~ s %}{{ s|length }}{% endfor %}", "memory"),
+    ("printing-messages", "{% for i in range(100000) %}{% for j in range(100000) %}{{ messages }}{% endfor %}{% endfor %}", "rendered more than"),
+];
+
+#[test]
+fn hostile_chat_templates_end_with_a_typed_error() {
+    for (tag, template, why) in HOSTILE_TEMPLATES {
+        let f = with_template(template, tag);
+        let e = fails(&[
+            "generate",
+            "--model",
+            f.path(),
+            "--prompt",
+            "hi",
+            "--chat",
+            "--max-tokens",
+            "1",
+            "--backend",
+            "cpu",
+        ]);
+        assert!(e.contains("chat template 'tokenizer.chat_template'") && e.contains(why), "{tag}: {e}");
+    }
+    // a real template (SmolLM2's) still renders under the same bounds
+    let real = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/chat_templates/smollm2-135m-instruct.jinja"),
+    )
+    .unwrap();
+    let f = with_template(&real, "real");
+    let r =
+        cli(&["generate", "--model", f.path(), "--prompt", "hi", "--chat", "--max-tokens", "1", "--backend", "cpu"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}

@@ -8,6 +8,7 @@ use llama_webgpu::error::echo;
 use llama_webgpu::gguf::{FileSource, GgufFile, LlamaConfig, Value};
 use llama_webgpu::gpu::{GpuOptions, Precision};
 use llama_webgpu::grammar::{self, Grammar, GrammarCompiler};
+use llama_webgpu::heap;
 use llama_webgpu::kv::KvType;
 use llama_webgpu::model::LoadOptions;
 use llama_webgpu::output::Output;
@@ -16,46 +17,13 @@ use llama_webgpu::sampler::SamplerConfig;
 use llama_webgpu::session::{ContextPolicy, GenerateOptions, Session};
 use llama_webgpu::tokenizer::Tokenizer;
 use llama_webgpu::{Error, Result};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 /// Counts the heap our process allocates through Rust (wgpu, tokenizer, our buffers), so
 /// `info`/`bench` can report it apart from the driver's copy of GPU buffers (which lavapipe
-/// keeps in host memory too, through its own allocator).
-struct CountingAlloc;
-static HEAP: AtomicUsize = AtomicUsize::new(0);
-static HEAP_PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(n: usize) {
-    let now = HEAP.fetch_add(n, Relaxed) + n;
-    HEAP_PEAK.fetch_max(now, Relaxed);
-}
-
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(l) };
-        if !p.is_null() {
-            grew(l.size());
-        }
-        p
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) };
-        HEAP.fetch_sub(l.size(), Relaxed);
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        let q = unsafe { System.realloc(p, l, new) };
-        if !q.is_null() {
-            HEAP.fetch_sub(l.size(), Relaxed);
-            grew(new);
-        }
-        q
-    }
-}
-
+/// keeps in host memory too, through its own allocator), and bounds a chat template's render.
 #[global_allocator]
-static ALLOC: CountingAlloc = CountingAlloc;
+static ALLOC: heap::Heap = heap::Heap;
 
 /// Peak resident memory of the whole process (Linux), driver included.
 fn peak_rss() -> Option<u64> {
@@ -554,7 +522,7 @@ fn cmd_info(args: &InfoArgs) -> Result<()> {
                 m.kv_type,
                 m.chunk
             );
-            println!("host memory:    peak Rust heap {:.1} MiB", mib(HEAP_PEAK.load(Relaxed) as u64));
+            println!("host memory:    peak Rust heap {:.1} MiB", mib(heap::peak() as u64));
             return Ok(());
         }
     };
@@ -584,7 +552,7 @@ fn cmd_info(args: &InfoArgs) -> Result<()> {
     println!("dispatches:     {} per decoded token, prefill chunk {} tokens", m.dispatches_per_token(), m.chunk);
     println!(
         "host memory:    peak Rust heap {:.1} MiB; peak process RSS {:.1} MiB (includes a CPU driver's copy of GPU buffers)",
-        mib(HEAP_PEAK.load(Relaxed) as u64),
+        mib(heap::peak() as u64),
         mib(peak_rss().unwrap_or(0))
     );
     Ok(())
@@ -604,7 +572,7 @@ fn cmd_bench(args: &BenchArgs) -> Result<()> {
         "model": args.engine.model,
         "backend_choice": choice,
         "load_s": load_s,
-        "host_heap_peak_bytes": HEAP_PEAK.load(Relaxed),
+        "host_heap_peak_bytes": heap::peak(),
         "process_peak_rss_bytes": peak_rss(),
         "roofline_tokens_per_s": roofline,
         "fraction_of_roofline": roofline.map(|r| decode_tps / r),
@@ -630,7 +598,7 @@ fn cmd_bench(args: &BenchArgs) -> Result<()> {
         println!(
             "GPU memory {:.1} MiB; host: peak Rust heap {:.1} MiB, peak process RSS {:.1} MiB",
             mib(r.gpu_memory_bytes),
-            mib(HEAP_PEAK.load(Relaxed) as u64),
+            mib(heap::peak() as u64),
             mib(peak_rss().unwrap_or(0))
         );
     }
@@ -701,6 +669,9 @@ fn cmd_synth(args: &SynthArgs) -> Result<()> {
 }
 
 fn main() {
+    heap::set_over_budget_hook(|what, budget| {
+        fail(&Error::Template { name: what, reason: format!("needed more than {} MiB of memory", budget >> 20) })
+    });
     let cli = Cli::try_parse().unwrap_or_else(|e| usage_exit(e));
     let result = match &cli.command {
         Command::Logits(a) => cmd_logits(a),
