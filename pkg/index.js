@@ -174,7 +174,8 @@ class WorkerBackend {
       (error) => (end = { error }),
     ).finally(() => wake?.());
     for (;;) {
-      if (queue.length) {
+      // after an abort, tokens the worker sent before it saw the abort are dropped
+      if (queue.length && !signal?.aborted) {
         yield queue.shift();
         continue;
       }

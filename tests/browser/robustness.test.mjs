@@ -391,6 +391,64 @@ test("a worker stuck in one call (test hook: hang) is terminated when an abort o
   assert.ok(r.again > 0);
 });
 
+/** The GGUF at `path` with its tokenizer.chat_template replaced by `template` (padded with a
+ *  Jinja comment to the same length, so every offset stays where it was). */
+function withTemplate(path, template) {
+  const b = Buffer.from(readFileSync(path));
+  const key = Buffer.from("tokenizer.chat_template");
+  const at = b.indexOf(key);
+  assert.ok(at > 0 && Number(b.readBigUInt64LE(at - 8)) === key.length, "the fixture has a chat template");
+  let p = at + key.length;
+  assert.equal(b.readUInt32LE(p), 8, "a string");
+  const len = Number(b.readBigUInt64LE(p + 4));
+  p += 12;
+  const pad = len - Buffer.byteLength(template) - 5;
+  assert.ok(pad >= 0, `the crafted template fits in the fixture's ${len} bytes`);
+  b.write(`${template}{#${" ".repeat(pad)}#}`, p, "utf8");
+  return b;
+}
+
+test("hostile chat templates (nested loops, string doubling, messages in a loop): the call rejects or its abort lands within 2 s, and the next load works", { timeout: 180_000 }, async () => {
+  const TEMPLATES = {
+    loops: "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+    doubling: '{% set s = namespace(v="xxxxxxxx") %}{% for i in range(64) %}{% set s.v = s.v ~ s.v %}{% endfor %}{{ s.v }}',
+    messages: "{% for i in range(10000000) %}{{ messages }}{% endfor %}",
+  };
+  for (const [k, t] of Object.entries(TEMPLATES)) writeFileSync(join(scratch, `template-${k}.gguf`), withTemplate(join(ROOT, MODEL), t));
+  const r = await inPage(
+    async (lib, { base, names, good }) => {
+      const out = {};
+      for (const name of names) {
+        for (const useWorker of [true, false]) {
+          const m = await lib.loadModel(`${base}/template-${name}.gguf`, { cache: false, useWorker });
+          const ctl = new AbortController();
+          const t0 = performance.now();
+          // the abort is there for a worker that would not stop; fuel should end the render first
+          setTimeout(() => ctl.abort(), 1000);
+          const settled = await m.chat.completions.create({ messages: [{ role: "user", content: "Hi" }], max_tokens: 2 }, { signal: ctl.signal })
+            .then(() => ({ name: "no error" }), (e) => ({ name: e.name, message: e.message }));
+          out[`${name}, ${useWorker ? "worker" : "page"}`] = { ...settled, ms: performance.now() - t0 };
+          await m.dispose();
+        }
+      }
+      const again = await lib.loadModel(good, { cache: false });
+      out.again = (await again.chat.completions.create({ messages: [{ role: "user", content: "Hi" }], max_tokens: 2 })).choices.length;
+      await again.dispose();
+      return out;
+    },
+    { base: scratchServer.origin, names: Object.keys(TEMPLATES), good: `${server.origin}${MODEL}` },
+  );
+  assert.ok(!r.thrown, JSON.stringify(r.thrown));
+  for (const [k, o] of Object.entries(r)) {
+    if (k === "again") continue;
+    console.log(`template ${k}: ${o.name} after ${o.ms.toFixed(0)} ms: ${o.message?.slice(0, 120)}`);
+    assert.ok(["InvalidModelError", "AbortError"].includes(o.name), `${k}: ${JSON.stringify(o)}`);
+    if (o.name === "InvalidModelError") assert.match(o.message, /chat_template/, k);
+    assert.ok(o.ms < 3000, `${k}: settled after ${o.ms} ms`);
+  }
+  assert.equal(r.again, 1, "the next load works");
+});
+
 // Last: it kills this page's own wasm instance for good.
 test("on the page (useWorker: false) a trap rejects with EngineCrashedError, and later page loads say why", async () => {
   const p = await browser.context.newPage();
