@@ -15,7 +15,7 @@ const here = new URL(".", import.meta.url).pathname;
 if (!existsSync(`${here}cpu/node_modules/@wllama/wllama`)) {
   execFileSync("npm", ["install", "--omit=optional", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"], { cwd: `${here}cpu`, stdio: "inherit" });
 }
-const server = await startDemoServer({ port: 0 });
+const server = await startDemoServer({ port: 0, roots: { bench: new URL(".", import.meta.url).pathname, tests: new URL("../tests", import.meta.url).pathname } }); // bench/ (its pages, out/) and tests/ (fixtures) too
 // cross-origin isolation (SharedArrayBuffer, wasm threads) for every page of this run
 server.server.prependListener("request", (_req, res) => {
   res.setHeader("Cross-Origin-Opener-Policy", "same-origin");

@@ -6,7 +6,7 @@ import { launch } from "../tests/browser/harness.mjs";
 
 const args = process.argv.slice(2);
 const opt = (k, d) => (args.includes(`--${k}`) ? args[args.indexOf(`--${k}`) + 1] : d);
-const server = await startDemoServer({ port: 0 });
+const server = await startDemoServer({ port: 0, roots: { bench: new URL(".", import.meta.url).pathname, tests: new URL("../tests", import.meta.url).pathname } }); // bench/ (its pages, out/) and tests/ (fixtures) too
 const origin = server.origin ?? `http://127.0.0.1:${server.port ?? server.address().port}`;
 const b = await launch();
 try {

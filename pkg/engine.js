@@ -1,7 +1,8 @@
 // The engine where it runs (a worker by default, or the page with useWorker: false): the
 // wasm module, the byte source feeding it, and the token loop. Everything crossing to the
 // caller is plain data, so the same code serves both cases.
-import init, { loadEngine, testTrapAsync, testTrapSync, wasmMemoryBytes as wasmModuleMemoryBytes } from "./wasm/llama_webgpu.js";
+import init, { loadEngine, wasmMemoryBytes as wasmModuleMemoryBytes } from "./wasm/llama_webgpu.js";
+import { TEST_HOOKS, testTrapAsync, testTrapSync } from "./hooks.js";
 import { openSource } from "./loader.js";
 import { ShardPool, MAX_PARTS, shardsUnavailable } from "./shards.js";
 import { AbortError, DisposedError, EngineCrashedError, InvalidArgumentError, OutOfMemoryError, WebGPUUnavailableError, crashError, fromPlain, isTrap, toTyped } from "./errors.js";
@@ -65,6 +66,22 @@ function sync(f) {
   }
 }
 
+// A macrotask yield: a MessagePort message lets the thread's event loop run (an abort or
+// dispose message to the worker, the page's timers and input with useWorker: false) without
+// setTimeout(0)'s clamping to 4 ms. The CPU backend computes a token inside one wasm call, so
+// without this the token loop would only ever await microtasks and never let a message in.
+const yieldPort = typeof MessageChannel !== "undefined" ? new MessageChannel() : null;
+const yieldWaiters = [];
+if (yieldPort) yieldPort.port1.onmessage = () => yieldWaiters.shift()?.();
+/** Resolves after the event loop has had a turn. */
+export function macrotask() {
+  if (!yieldPort) return new Promise((r) => setTimeout(r, 0));
+  return new Promise((r) => {
+    yieldWaiters.push(r);
+    yieldPort.port2.postMessage(0);
+  });
+}
+
 /** Largest GGUF the CPU backend takes: wasm32's 4 GiB less room for the engine itself. */
 const CPU_MAX_MODEL_BYTES = 4 * 2 ** 30 - 256 * 2 ** 20;
 
@@ -126,7 +143,7 @@ export async function checkWebGPU() {
 export class EngineHost {
   /**
    * @param source URL string | URL | Blob | File
-   * @param opts {cache, signal, contextLength, kvType, precision, chunkBytes, contextPolicy}
+   * @param opts {cache, signal, contextLength, kvType, precision, chunkBytes, contextPolicy, sha256}
    * @param emit progress callback ({phase, loaded, total})
    */
   static async load(source, opts = {}, emit = () => {}) {
@@ -153,6 +170,7 @@ export class EngineHost {
       cache: opts.cache ?? true,
       signal,
       chunkSize: chunkBytes,
+      sha256: opts.sha256,
       onDownload: ({ loaded, total }) => emit({ phase: "download", loaded, total }),
     }).catch((e) => {
       throw toTyped(e);
@@ -188,9 +206,24 @@ export class EngineHost {
         livePools.add(shards);
         threadsReason = `${threads} threads: the engine and ${threads - 1} shard worker(s) over a SharedArrayBuffer`;
       }
-      const progress = (phase, loaded, total) => emit({ phase, loaded, total });
+      // "upload" counts the bytes of every tensor in the file; tensors the model does not use
+      // (rope_freqs, ...) are never uploaded, so the phase is closed at its total once the next
+      // phase starts or the load ends
+      let upload = null;
+      const closeUpload = () => {
+        if (upload && upload.loaded < upload.total) emit({ phase: "upload", loaded: upload.total, total: upload.total });
+        upload = null;
+      };
+      const progress = (phase, loaded, total) => {
+        if (phase === "upload") upload = { loaded, total };
+        else closeUpload();
+        emit({ phase, loaded, total });
+      };
       engine = await guarded(sync(() => loadEngine(src.size, read, { contextLength: opts.contextLength, kvType: opts.kvType, precision: opts.precision, chunkBytes, maxBindingSize: opts.maxBindingSize, cpuAdapter: !!adapter?.fallback, backend, webgpuAdapter: adapter?.name }, progress, shards)));
+      closeUpload();
       await shards?.whenReady();
+      // the SHA-256 (the sha256 option, or the server's ETag) over every byte, before the model is used
+      await src.verify?.();
     } catch (e) {
       shards?.dispose();
       livePools.delete(shards);
@@ -265,8 +298,18 @@ export class EngineHost {
   loseDevice() {
     sync(() => this.#e.loseDevice());
   }
-  /** Test hook: a deliberate trap, "panic" or "oom", in a sync call or inside the executor. */
-  async _crashEngine(kind = "panic", where = "async") {
+  /**
+   * Test hook (test builds only): a deliberate trap, "panic" or "oom", in a sync call or
+   * inside the executor, or in a shard; "hang" blocks this thread for `ms` (as a chat template
+   * that never ends would).
+   */
+  async _crashEngine(kind = "panic", where = "async", ms = 60_000) {
+    if (!TEST_HOOKS) throw new InvalidArgumentError("test hooks are only in test builds");
+    if (kind === "hang") {
+      const t0 = performance.now();
+      while (performance.now() - t0 < ms);
+      return null;
+    }
     if (where === "shard") {
       if (!this.shards) throw new InvalidArgumentError("no CPU shard workers to crash (threads: 1)");
       return this.shards.crashNext(1);
@@ -276,7 +319,8 @@ export class EngineHost {
   }
 
   /**
-   * Yields {token, text} per token; `aborted()` is checked between tokens. Returns stats.
+   * Yields {token, text} per token; `aborted()` is checked between tokens, after a macrotask
+   * yield (so an abort message or the page's events get in). Returns stats.
    * Throws AbortError when stopped through `aborted`.
    */
   async *generate(prompt, opts = {}, aborted = () => false) {
@@ -285,6 +329,7 @@ export class EngineHost {
     try {
       await guarded(sync(() => this.#e.start(Uint32Array.from(prompt), o)));
       for (;;) {
+        await macrotask();
         if (!stopped && aborted()) {
           stopped = true;
           sync(() => this.#e.cancel());

@@ -1,11 +1,13 @@
 // Typed errors of llama-webgpu. Every error the package throws is a LlamaWebGPUError with a
 // stable `code`; subclasses let apps branch with `instanceof`. Errors cross the worker
-// boundary as {code, message, status?} and are rebuilt with `fromPlain`.
+// boundary as {code, message, status?} and are rebuilt with `fromPlain`. Each class sets its
+// `name` as a literal on its prototype (not `constructor.name`, which a minifier renames), so
+// `e.name === "AbortError"` and logs hold after a bundler.
 
 export class LlamaWebGPUError extends Error {
+  static { this.prototype.name = "LlamaWebGPUError"; }
   constructor(message, code = "error", options) {
     super(message, options);
-    this.name = new.target.name;
     this.code = code;
   }
   toPlain() {
@@ -15,63 +17,86 @@ export class LlamaWebGPUError extends Error {
 
 /** navigator.gpu is missing or no adapter/device could be created. */
 export class WebGPUUnavailableError extends LlamaWebGPUError {
+  static { this.prototype.name = "WebGPUUnavailableError"; }
   constructor(m) { super(m, "no_webgpu"); }
 }
 /** The adapter's limits cannot hold this model (binding size, buffer size, workgroup size). */
 export class LimitsError extends LlamaWebGPUError {
+  static { this.prototype.name = "LimitsError"; }
   constructor(m) { super(m, "limits"); }
 }
 /** GPU (or storage) memory ran out. */
 export class OutOfMemoryError extends LlamaWebGPUError {
+  static { this.prototype.name = "OutOfMemoryError"; }
   constructor(m) { super(m, "out_of_memory"); }
 }
 /** The GPU device was lost; load the model again. */
 export class DeviceLostError extends LlamaWebGPUError {
+  static { this.prototype.name = "DeviceLostError"; }
   constructor(m) { super(m, "device_lost"); }
 }
 /** The file is not a valid GGUF (bad magic, truncated, corrupt header or tensors). */
 export class InvalidModelError extends LlamaWebGPUError {
+  static { this.prototype.name = "InvalidModelError"; }
   constructor(m) { super(m, "invalid_model"); }
 }
 /** A valid GGUF this engine does not run (architecture, tensor type, shapes). */
 export class UnsupportedModelError extends LlamaWebGPUError {
+  static { this.prototype.name = "UnsupportedModelError"; }
   constructor(m) { super(m, "unsupported_model"); }
 }
 /** fetch failed: offline, connection reset, or blocked by CORS. */
 export class NetworkError extends LlamaWebGPUError {
+  static { this.prototype.name = "NetworkError"; }
   constructor(m) { super(m, "network"); }
+}
+/** The bytes the server sent are not the file asked for: a SHA-256 that does not match (the
+ *  `sha256` option, or the digest in the server's ETag), a chunk whose length or Content-Range
+ *  disagrees with the request, a compressed (Content-Encoding) body, chunks from another origin,
+ *  a body that ends short every time. Not retried; the message says which. */
+export class IntegrityError extends LlamaWebGPUError {
+  static { this.prototype.name = "IntegrityError"; }
+  constructor(m) { super(m, "integrity"); }
 }
 /** The server answered with an HTTP error status (404, 500...). */
 export class HttpError extends LlamaWebGPUError {
+  static { this.prototype.name = "HttpError"; }
   constructor(m, status) { super(m, "http"); this.status = status; }
 }
 /** Browser storage quota exceeded while caching the model. */
 export class QuotaExceededError extends LlamaWebGPUError {
+  static { this.prototype.name = "QuotaExceededError"; }
   constructor(m) { super(m, "quota_exceeded"); }
 }
 /** Prompt (plus generation) does not fit the context and the policy is "error". */
 export class ContextOverflowError extends LlamaWebGPUError {
+  static { this.prototype.name = "ContextOverflowError"; }
   constructor(m) { super(m, "context_overflow"); }
 }
 /** Bad argument from the caller (token id out of vocabulary, empty prompt, bad option). */
 export class InvalidArgumentError extends LlamaWebGPUError {
+  static { this.prototype.name = "InvalidArgumentError"; }
   constructor(m) { super(m, "invalid_argument"); }
 }
 /** The operation was aborted through its AbortSignal. */
 export class AbortError extends LlamaWebGPUError {
+  static { this.prototype.name = "AbortError"; }
   constructor(m = "aborted") { super(m, "aborted"); }
 }
 /** The model was disposed. */
 export class DisposedError extends LlamaWebGPUError {
+  static { this.prototype.name = "DisposedError"; }
   constructor(m = "the model was disposed") { super(m, "disposed"); }
 }
 /** NaN or Inf in the logits or in the weights: the model file's weights are probably corrupt. */
 export class NumericalError extends LlamaWebGPUError {
+  static { this.prototype.name = "NumericalError"; }
   constructor(m) { super(m, "numerical"); }
 }
 /** The engine died: its WebAssembly instance trapped (a panic, out of memory) or its worker
  *  stopped. This model is unusable; `loadModel` again starts a fresh worker. */
 export class EngineCrashedError extends LlamaWebGPUError {
+  static { this.prototype.name = "EngineCrashedError"; }
   constructor(m = "the engine crashed; load the model again") { super(m, "engine_crashed"); }
 }
 
@@ -83,6 +108,7 @@ const BY_CODE = {
   invalid_model: InvalidModelError,
   unsupported_model: UnsupportedModelError,
   network: NetworkError,
+  integrity: IntegrityError,
   quota_exceeded: QuotaExceededError,
   context_overflow: ContextOverflowError,
   invalid_argument: InvalidArgumentError,

@@ -38,6 +38,15 @@ export interface LoadOptions {
    * engine in a worker; otherwise 1 thread is used and `info.threadsReason` says why. Default 1.
    */
   threads?: number;
+  /**
+   * Expected SHA-256 of the file (64 hex digits, URL sources): verified while the file streams
+   * (once per cached copy: a verified cache entry is not hashed again). A mismatch rejects with
+   * an IntegrityError and drops the cached copy. Without it, a SHA-256 the server gives as its
+   * `x-linked-etag` or `ETag` (Hugging Face's `resolve` links do) is verified the same way.
+   */
+  sha256?: string;
+  /** How long (ms) a worker may take to answer an abort or dispose() before it is terminated (then: AbortError / EngineCrashedError, and loadModel again). Default 1500. */
+  stopTimeoutMs?: number;
 }
 
 export interface ModelInfo {
@@ -137,7 +146,7 @@ export interface ToolCall {
 }
 
 export interface ChatMessage {
-  role: "system" | "user" | "assistant" | "tool" | string;
+  role: "system" | "user" | "assistant" | "tool";
   content: string | Array<{ type: "text"; text: string }> | null;
   /** An assistant turn's calls (send them back as they came). */
   tool_calls?: ToolCall[];
@@ -294,6 +303,8 @@ export class DeviceLostError extends LlamaWebGPUError {}
 export class InvalidModelError extends LlamaWebGPUError {}
 export class UnsupportedModelError extends LlamaWebGPUError {}
 export class NetworkError extends LlamaWebGPUError {}
+/** The server's bytes are not the file: SHA-256 mismatch, a chunk whose length or Content-Range disagrees with the request, Content-Encoding, mixed origins, a body that always ends short. */
+export class IntegrityError extends LlamaWebGPUError {}
 export class HttpError extends LlamaWebGPUError {
   status: number;
 }

@@ -4,11 +4,26 @@
 // OpenAI's chat API does. No init() call is needed: the wasm loads on the first loadModel.
 import { AbortError, DisposedError, EngineCrashedError, InvalidArgumentError, WebGPUUnavailableError, fromPlain, toTyped } from "./errors.js";
 import { listCachedModels, deleteCachedModel, clearModelCache } from "./loader.js";
+import { TEST_HOOKS } from "./hooks.js";
+import { validateChatRequest, validateGenerateOptions, validatePrompt } from "./validate.js";
 
 export * from "./errors.js";
 export { listCachedModels, deleteCachedModel, clearModelCache };
 
 const workerMem = new Map();
+
+/**
+ * How long (ms) a worker may take to answer an abort or a dispose before it is terminated (a
+ * chat template or a call that never ends): the aborted call rejects with AbortError, the
+ * model with EngineCrashedError, and the next loadModel starts a fresh worker. Generation
+ * checks for an abort between tokens, so only a single step longer than this (a very long
+ * prefill on the CPU backend) gets there. `loadModel(src, { stopTimeoutMs })` changes it.
+ */
+const STOP_TIMEOUT_MS = 1500;
+
+/** The engine methods the package calls (the worker dispatches no others). */
+const METHODS = new Set(["tokenize", "detokenize", "chatTokens", "logits", "bench", "benchGrammar", "reset", "loseDevice"]);
+if (TEST_HOOKS) METHODS.add("_crashEngine");
 let localHostModule = null;
 
 /** Current wasm memory of the engines in this page and its workers, in bytes (diagnostics). */
@@ -28,12 +43,15 @@ class LocalBackend {
   constructor(host) {
     this.host = host;
     this.info = host.info;
+    /** Generations running (dispose waits for them: they stop at their next token). */
+    this.running = new Set();
   }
   /** The error that killed the page's engine (all page models share one wasm instance). */
   get dead() {
     return localHostModule.engineDead();
   }
   async call(method, args) {
+    if (!METHODS.has(method)) throw new InvalidArgumentError(`no engine method ${JSON.stringify(method)}`);
     try {
       return await this.host[method](...args);
     } catch (e) {
@@ -42,6 +60,9 @@ class LocalBackend {
   }
   async *stream(args, signal) {
     const it = this.host.generate(...args, () => !!signal?.aborted);
+    let ended;
+    const done = new Promise((r) => (ended = r));
+    this.running.add(done);
     try {
       for (;;) {
         const r = await it.next();
@@ -50,9 +71,13 @@ class LocalBackend {
       }
     } finally {
       this.lastStats = this.host.lastStats;
+      this.running.delete(done);
+      ended();
     }
   }
   async dispose() {
+    // a generation in progress was aborted by Model.dispose(): it ends at its next token
+    await Promise.race([Promise.all([...this.running]), new Promise((r) => setTimeout(r, STOP_TIMEOUT_MS))]);
     this.host.dispose();
   }
 }
@@ -62,7 +87,8 @@ class WorkerBackend {
   static async load(source, options, onProgress) {
     const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "llama-webgpu" });
     const b = new WorkerBackend(worker);
-    const { signal, ...rest } = options;
+    const { signal, stopTimeoutMs, ...rest } = options;
+    if (stopTimeoutMs != null) b.stopTimeoutMs = stopTimeoutMs;
     try {
       b.info = await b.request({ type: "load", source, options: rest }, signal, onProgress);
     } catch (e) {
@@ -75,6 +101,7 @@ class WorkerBackend {
     this.worker = worker;
     this.nextId = 1;
     this.pending = new Map();
+    this.stopTimeoutMs = STOP_TIMEOUT_MS;
     /** Set once the engine is gone (crashed, or worker terminated): every request fails with it. */
     this.dead = null;
     worker.onmessage = ({ data }) => {
@@ -105,11 +132,22 @@ class WorkerBackend {
     const id = this.nextId++;
     if (this.dead) return Promise.reject(this.dead);
     return new Promise((resolve, reject) => {
-      const onAbort = () => this.worker.postMessage({ type: "abort", id });
+      let deadline = null;
+      const onAbort = () => {
+        if (this.terminated) return;
+        this.worker.postMessage({ type: "abort", id });
+        // no answer in time: the worker is stuck in one call; it is stopped
+        deadline ??= setTimeout(() => {
+          if (!this.pending.has(id) || this.terminated) return;
+          this.pending.get(id)({ error: new AbortError(`aborted; the engine did not stop within ${this.stopTimeoutMs} ms, so its worker was terminated`).toPlain() });
+          this.#die(new EngineCrashedError(`the engine did not answer an abort within ${this.stopTimeoutMs} ms (a call that does not end, such as a runaway chat template) and was stopped; load the model again`));
+        }, this.stopTimeoutMs);
+      };
       signal?.addEventListener("abort", onAbort, { once: true });
       this.pending.set(id, (d) => {
         if (d.progress || d.chunk) return onMessage?.(d.progress ?? d.chunk);
         this.pending.delete(id);
+        clearTimeout(deadline);
         signal?.removeEventListener("abort", onAbort);
         if (d.stats) this.lastStats = d.stats;
         if (d.error) reject(fromPlain(d.error));
@@ -119,8 +157,9 @@ class WorkerBackend {
       if (signal?.aborted) onAbort();
     });
   }
-  call(method, args) {
-    return this.request({ type: "call", method, args });
+  call(method, args, signal) {
+    if (!METHODS.has(method)) return Promise.reject(new InvalidArgumentError(`no engine method ${JSON.stringify(method)}`));
+    return this.request({ type: "call", method, args }, signal);
   }
   async *stream(args, signal) {
     // chunks are queued as they arrive; the consumer pulls them at its own pace
@@ -135,7 +174,8 @@ class WorkerBackend {
       (error) => (end = { error }),
     ).finally(() => wake?.());
     for (;;) {
-      if (queue.length) {
+      // after an abort, tokens the worker sent before it saw the abort are dropped
+      if (queue.length && !signal?.aborted) {
         yield queue.shift();
         continue;
       }
@@ -158,8 +198,14 @@ class WorkerBackend {
     for (const h of [...this.pending.values()]) h(err);
   }
   async dispose() {
-    // the worker stops what runs (a generation ends at its next token), then frees the GPU
-    if (!this.dead) await this.request({ type: "dispose" }).catch(() => {});
+    // the worker stops what runs (a generation ends at its next token), then frees the GPU;
+    // a worker that does not answer in time is stuck in a call, and is terminated
+    if (!this.dead) {
+      let timer;
+      const late = new Promise((r) => (timer = setTimeout(r, this.stopTimeoutMs)));
+      await Promise.race([this.request({ type: "dispose" }).catch(() => {}), late]);
+      clearTimeout(timer);
+    }
     this.terminate();
   }
 }
@@ -230,13 +276,31 @@ export class Model {
 
   /** Waits for every earlier call to finish (the engine does one thing at a time); returns
    *  the function that lets the next one run. */
-  async #acquire() {
+  async #acquire(signal) {
     if (this.disposed) throw new DisposedError();
     let release;
     const done = new Promise((r) => (release = r));
     const prev = this.queue;
     this.queue = prev.then(() => done);
-    await prev;
+    if (!signal) {
+      await prev;
+      return release;
+    }
+    // aborted while waiting for its turn: reject now; the turn passes on once it comes
+    let onAbort;
+    const aborted = new Promise((_, reject) => {
+      onAbort = () => reject(new AbortError());
+      if (signal.aborted) onAbort();
+      else signal.addEventListener("abort", onAbort, { once: true });
+    });
+    try {
+      await Promise.race([prev, aborted]);
+    } catch (e) {
+      prev.then(release);
+      throw e;
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+    }
     return release;
   }
 
@@ -298,17 +362,19 @@ export class Model {
    * repetitionPenalty, seed, stop (string[]), contextPolicy ("error" | "sliding"), signal.
    */
   async *generate(prompt, opts = {}) {
-    const { signal, ...o } = opts;
+    validatePrompt(prompt);
+    validateGenerateOptions(opts ?? {});
+    const { signal, ...o } = opts ?? {};
     if (typeof o.stop === "string") o.stop = [o.stop];
-    yield* this.#generation(async () => {
-      const ids = typeof prompt === "string" ? await this.backend.call("tokenize", [prompt, true]) : Array.from(prompt);
+    yield* this.#generation(async (sig) => {
+      const ids = typeof prompt === "string" ? await this.backend.call("tokenize", [prompt, true], sig) : Array.from(prompt);
       return [ids, o];
     }, signal);
   }
 
-  /** Streams one generation once earlier calls are done; `prepare()` gives [promptIds, options]. */
+  /** Streams one generation once earlier calls are done; `prepare(signal)` gives [promptIds, options]. */
   async *#generation(prepare, signal) {
-    const release = await this.#acquire();
+    const release = await this.#acquire(signal);
     // aborted by the caller's signal, or by dispose()
     const ctl = new AbortController();
     const onAbort = () => ctl.abort();
@@ -317,7 +383,9 @@ export class Model {
     try {
       this.#check();
       if (signal?.aborted) throw new AbortError();
-      yield* this.#stream(await prepare(), ctl.signal);
+      const args = await prepare(ctl.signal);
+      if (ctl.signal.aborted) throw new AbortError();
+      yield* this.#stream(args, ctl.signal);
     } catch (e) {
       if (this.disposed && e?.code === "aborted") throw new DisposedError("the model was disposed during the generation");
       throw e;
@@ -337,10 +405,8 @@ export class Model {
   }
 
   async #chatCreate(body = {}, reqOpts = {}) {
-    const signal = reqOpts.signal ?? body.signal;
-    if (!Array.isArray(body.messages) || body.messages.length === 0) {
-      throw new InvalidArgumentError("chat.completions.create: messages must be a non-empty array");
-    }
+    validateChatRequest(body);
+    const signal = reqOpts?.signal ?? body.signal;
     const opts = {
       maxTokens: body.max_tokens ?? body.max_completion_tokens ?? 512,
       temperature: body.temperature ?? 0.7,
@@ -363,8 +429,8 @@ export class Model {
     const created = Math.floor(Date.now() / 1000);
     const model = this.info.name || "llama-webgpu";
     const run = () =>
-      this.#generation(async () => {
-        const { tokens, keep } = await this.backend.call("chatTokens", [tools.messages, tools.templateTools]);
+      this.#generation(async (sig) => {
+        const { tokens, keep } = await this.backend.call("chatTokens", [tools.messages, tools.templateTools], sig);
         return [tokens, { ...opts, keep }];
       }, signal);
     const usage = () => {
@@ -445,10 +511,14 @@ export class Model {
     return this.disposing;
   }
 
-  /** Test hook: a deliberate WebAssembly trap in the engine ("panic" or "oom"; "exit" stops
-   *  the worker without a word). */
-  async _crashEngine(kind = "panic", where = "async") {
-    return this.#exclusive(() => this.backend.call("_crashEngine", [kind, where]));
+  static {
+    if (TEST_HOOKS) {
+      /** Test hook (test builds only): a deliberate WebAssembly trap in the engine ("panic" or
+       *  "oom"; "exit" stops the worker without a word; "hang" blocks it, with `{ms, signal}`). */
+      this.prototype._crashEngine = async function (kind = "panic", where = "async", { ms, signal } = {}) {
+        return this.#exclusive(() => this.backend.call("_crashEngine", [kind, where, ms], signal));
+      };
+    }
   }
 }
 

@@ -8,7 +8,12 @@
 // worker also holds a Web Lock for its lifetime, so the page learns of a death that sends no
 // message at all (the browser killing the worker).
 import { EngineHost, engineDied, wasmMemoryBytes } from "./engine.js";
-import { isTrap, crashError, toTyped } from "./errors.js";
+import { InvalidArgumentError, isTrap, crashError, toTyped } from "./errors.js";
+import { TEST_HOOKS } from "./hooks.js";
+
+/** What the page may call on the engine: nothing else is dispatched. */
+const METHODS = new Set(["tokenize", "detokenize", "chatTokens", "logits", "bench", "benchGrammar", "reset", "loseDevice"]);
+if (TEST_HOOKS) METHODS.add("_crashEngine");
 
 let host = null;
 let dead = null;
@@ -47,12 +52,13 @@ async function handle(m, ctl) {
     host = await EngineHost.load(m.source, { ...m.options, signal: ctl.signal }, (p) => post({ id: m.id, progress: p }));
     post({ id: m.id, ok: true, value: host.info });
   } else if (m.type === "call") {
+    if (typeof m.method !== "string" || !METHODS.has(m.method)) throw new InvalidArgumentError(`no engine method ${JSON.stringify(m.method)}`);
     if (!host) throw new Error("no model loaded");
     if (m.method === "_crashEngine" && m.args[0] === "exit") {
       self.close(); // test hook: the worker stops without a word
       return;
     }
-    const value = await host[m.method](...m.args);
+    const value = await host[m.method](...(Array.isArray(m.args) ? m.args : []));
     post({ id: m.id, ok: true, value });
   } else if (m.type === "stream") {
     if (!host) throw new Error("no model loaded");

@@ -5,7 +5,7 @@ import {
   loadModel, listCachedModels, deleteCachedModel, clearModelCache, wasmMemoryBytes,
   DeviceLostError, InvalidArgumentError,
 } from "../pkg/index.js";
-import { renderMarkdown } from "./markdown.js";
+import { renderMarkdown, createStreamRenderer } from "./markdown.js";
 import { describeError, isAbort } from "./error-help.js";
 import { PRESETS, DEFAULT_PRESET, presetUrl, presetForUrl, nameFromUrl } from "./presets.js";
 import { formatBytes, formatDuration, formatParams, formatRate, RateMeter } from "./format.js";
@@ -340,8 +340,25 @@ function showToolCall(msg, call) {
 }
 
 function paint(msg) {
-  if (msg.role === "user") msg.body.textContent = msg.content; // shown verbatim (pre-wrap)
-  else msg.body.innerHTML = renderMarkdown(msg.content); // renderMarkdown escapes all input
+  if (msg.role === "user") {
+    msg.body.textContent = msg.content; // shown verbatim (pre-wrap)
+  } else if (msg.stream) {
+    // while it streams: finished blocks are appended once, only the last block is redrawn
+    const { reset, added, tail } = msg.stream.update(msg.content);
+    const b = msg.body;
+    if (reset) {
+      b.textContent = "";
+      msg.kept = 0;
+    }
+    while (b.childNodes.length > (msg.kept ?? 0)) b.lastChild.remove();
+    if (added) {
+      b.insertAdjacentHTML("beforeend", added); // markdown-it output: raw HTML off, links checked
+      msg.kept = b.childNodes.length;
+    }
+    b.insertAdjacentHTML("beforeend", tail);
+  } else {
+    msg.body.innerHTML = renderMarkdown(msg.content); // markdown-it output: raw HTML off, links checked
+  }
 }
 
 // Streamed text arrives token by token; re-render at most once per frame.
@@ -391,6 +408,7 @@ async function reply() {
   const ctrl = new AbortController();
   state.gen = ctrl;
   const msg = addMessage("assistant", "");
+  msg.stream = createStreamRenderer();
   msg.el.classList.add("streaming");
   updateControls();
   setStatus("Generating…", "busy");
@@ -434,6 +452,7 @@ async function reply() {
 
   if (frame) { cancelAnimationFrame(frame); frame = 0; dirty.clear(); }
   paint(msg);
+  msg.stream = null;
   msg.el.classList.remove("streaming");
   if (msg.toolCalls?.length) {
     // The call stays in the conversation as the assistant's turn, as OpenAI's API expects.

@@ -2,17 +2,24 @@
 // Static server for the demo page (`npm run demo`). No dependencies and no server-side
 // inference: it only hands files to the browser, which runs the model on WebGPU.
 //
-// Serves the repository root so the page (/www/) can import the package (/pkg/) with plain
-// relative ES module imports, and serves the default model at
+// Serves only what the page needs: /www/ (the page), /pkg/ (the package, imported with plain
+// relative ES module imports), /www/vendor/markdown-it.mjs (markdown-it's browser build, from
+// node_modules: no CDN) and the models it announces: the default one at
 // /models/SmolLM2-135M-Instruct.Q4_1.gguf from the file named by $SMOLLM2_GGUF (exported by
-// scripts/setup.sh). Range requests are supported because the package downloads big models
-// in parts and resumes interrupted downloads.
+// scripts/setup.sh), and any in `models`. Range requests are supported because the package
+// downloads big models in parts and resumes interrupted downloads.
+//
+// Nothing else: no other file of the repository, no hidden file, no symlink that leads out of
+// those folders (real paths are checked). Requests must name this server in Host (127.0.0.1,
+// localhost or [::1] with its port: a DNS-rebinding page gets 403), and a malformed request gets
+// 400 while the server keeps running.
 //
 //   PORT=8080 node www/serve.mjs         # → http://127.0.0.1:8080/www/
 //
-// Also importable: `startDemoServer({ port, root, modelPath })` (used by the browser test).
+// Also importable: `startDemoServer({ port, modelPath, models, pkgDir })` (the browser tests;
+// pkgDir serves another build of the package at /pkg/, e.g. the test build).
 import { createServer } from "node:http";
-import { createReadStream, existsSync, statSync } from "node:fs";
+import { createReadStream, existsSync, realpathSync, statSync } from "node:fs";
 import { execFileSync } from "node:child_process";
 import { extname, join, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -55,15 +62,26 @@ export function findDefaultModel() {
   }
 }
 
-/** Map a URL path to a file under root; null for anything outside it or hidden (.git, .env). */
-function resolvePath(root, pathname) {
-  let decoded;
-  try { decoded = decodeURIComponent(pathname); } catch { return null; }
-  if (decoded.includes("\0")) return null;
-  const parts = decoded.split("/").filter(Boolean);
-  if (parts.some((p) => p.startsWith(".") )) return null;
+/** Whether `full` is `root` or inside it. */
+function inside(root, full) {
+  return full === root || full.startsWith(root + sep);
+}
+
+/** Map URL path parts to a file under root; null for anything outside it or hidden (.git, .env). */
+function resolvePath(root, parts) {
+  if (parts.some((p) => p.startsWith(".") || p.includes("\0") || p.includes("/") || p.includes("\\"))) return null;
   const full = resolve(root, ...parts);
-  return full === root || full.startsWith(root + sep) ? full : null;
+  return inside(root, full) ? full : null;
+}
+
+/** The real path of `file` if it stays inside the real `root` (a symlink out of it → null). */
+function realInside(root, file) {
+  try {
+    const real = realpathSync(file);
+    return inside(realpathSync(root), real) ? real : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Parse a single `bytes=` range against `size`: {start, end} | "unsatisfiable" | null (serve all). */
@@ -124,30 +142,80 @@ function sendText(res, status, text, extra = {}) {
   res.end(text);
 }
 
+/** markdown-it's self-contained browser build (ESM), served to the demo from node_modules. */
+export const MARKDOWN_IT = join(REPO_ROOT, "node_modules/markdown-it/dist/browser/markdown-it.esm.min.mjs");
+
 /**
  * Start the demo server. Resolves to { server, origin, port, url, close() }.
- * `port: 0` picks a free port (tests); `modelPath` overrides the default model file.
+ * `port: 0` picks a free port (tests); `modelPath` overrides the default model file; `models`
+ * ({"/models/NAME.gguf": path}) announces more; `pkgDir` serves another build at /pkg/; `roots`
+ * ({prefix: folder}) serves more folders.
  */
-export function startDemoServer({ port = 8080, host = "127.0.0.1", root = REPO_ROOT, modelPath = findDefaultModel() } = {}) {
-  root = resolve(root);
+export function startDemoServer({ port = 8080, host = "127.0.0.1", modelPath = findDefaultModel(), models = {}, pkgDir = join(REPO_ROOT, "pkg"), roots: extra = {} } = {}) {
+  // URL prefix → folder; nothing outside these (and the model routes) is served. `roots` adds
+  // folders (the benchmarks serve bench/ this way).
+  const roots = { ...Object.fromEntries(Object.entries(extra).map(([k, v]) => [k, resolve(v)])), www: join(REPO_ROOT, "www"), pkg: resolve(pkgDir) };
+  const routes = new Map(Object.entries(models));
+  routes.set(DEFAULT_MODEL_ROUTE, modelPath);
+  let hosts = new Set();
   const server = createServer((req, res) => {
+    try {
+      handle(req, res);
+    } catch (e) {
+      // never let one request take the server down
+      if (!res.headersSent) sendText(res, 500, "internal error\n");
+      else res.destroy();
+      console.error(e);
+    }
+  });
+  // a request line or headers Node cannot parse
+  server.on("clientError", (err, socket) => {
+    if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nContent-Length: 12\r\nConnection: close\r\n\r\nbad request\n");
+    else socket.destroy();
+  });
+
+  function handle(req, res) {
+    // DNS rebinding: another site's page reaching this port by a name of its own
+    if (!hosts.has(String(req.headers.host ?? "").toLowerCase())) {
+      return sendText(res, 403, `this server answers only for ${[...hosts].join(", ")}\n`);
+    }
+    let pathname, search;
+    try {
+      if (!req.url.startsWith("/")) throw new Error("not origin-form");
+      ({ pathname, search } = new URL(req.url, "http://localhost"));
+    } catch {
+      return sendText(res, 400, "bad request\n");
+    }
     if (req.method !== "GET" && req.method !== "HEAD") {
       return sendText(res, 405, "method not allowed\n", { Allow: "GET, HEAD" });
     }
-    const { pathname, search } = new URL(req.url, "http://localhost");
     if (pathname === "/" || pathname === "/index.html") {
       // keep the query: /?model=URL must reach the page as /www/?model=URL
       res.writeHead(302, { Location: "/www/" + search });
       return res.end();
     }
     let file;
-    if (pathname === DEFAULT_MODEL_ROUTE) {
-      if (!modelPath || !existsSync(modelPath)) {
-        return sendText(res, 404, "The default model is not installed: set SMOLLM2_GGUF to SmolLM2-135M-Instruct.Q4_1.gguf (source scripts/setup.sh).\n");
+    if (routes.has(pathname)) {
+      const path = routes.get(pathname);
+      if (!path || !existsSync(path)) {
+        return sendText(res, 404, pathname === DEFAULT_MODEL_ROUTE
+          ? "The default model is not installed: set SMOLLM2_GGUF to SmolLM2-135M-Instruct.Q4_1.gguf (source scripts/setup.sh).\n"
+          : "not found\n");
       }
-      file = modelPath;
+      file = path;
+    } else if (pathname === "/www/vendor/markdown-it.mjs") {
+      if (!existsSync(MARKDOWN_IT)) return sendText(res, 404, "markdown-it is not installed: run npm install\n");
+      file = MARKDOWN_IT;
     } else {
-      file = resolvePath(root, pathname);
+      let parts;
+      try {
+        parts = pathname.split("/").filter(Boolean).map(decodeURIComponent);
+      } catch {
+        return sendText(res, 400, "bad request\n");
+      }
+      const root = Object.hasOwn(roots, parts[0] ?? "") ? roots[parts[0]] : null;
+      const found = root && resolvePath(root, parts.slice(1));
+      file = found && realInside(root, found);
       if (!file) return sendText(res, 404, "not found\n");
     }
     let st;
@@ -161,14 +229,17 @@ export function startDemoServer({ port = 8080, host = "127.0.0.1", root = REPO_R
       file = join(file, "index.html");
       try { st = statSync(file); } catch { return sendText(res, 404, "not found\n"); }
     }
+    if (!st.isFile()) return sendText(res, 404, "not found\n");
     sendFile(req, res, file, st);
-  });
+  }
   return new Promise((resolveStart, reject) => {
     server.once("error", reject);
     server.listen(port, host, () => {
       server.off("error", reject);
       const actual = server.address().port;
-      const origin = `http://${host}:${actual}`;
+      hosts = new Set([`127.0.0.1:${actual}`, `localhost:${actual}`, `[::1]:${actual}`]);
+      if (!["0.0.0.0", "::"].includes(host)) hosts.add(`${host.includes(":") ? `[${host}]` : host}:${actual}`.toLowerCase());
+      const origin = `http://${host.includes(":") ? `[${host}]` : host}:${actual}`;
       resolveStart({
         server,
         origin,

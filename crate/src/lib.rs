@@ -29,7 +29,7 @@ pub mod synth;
 pub mod tokenizer;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "test-hooks"))]
 pub mod wasm_hooks;
 
 pub use error::{Error, Result};

@@ -1,6 +1,7 @@
 //! Test hooks for the package's dead-engine handling: deliberate WebAssembly traps, as a
 //! panic or a failed allocation on hostile input would cause. Not part of the API (the JS
-//! side only reaches them through `Model._crashEngine`).
+//! side only reaches them through `Model._crashEngine`). Built only with the cargo feature
+//! `test-hooks` (`scripts/build-pkg.sh --test`), never into the published package.
 
 use js_sys::Promise;
 use wasm_bindgen::prelude::*;

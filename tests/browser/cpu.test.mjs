@@ -60,7 +60,7 @@ after(async () => {
 test("CPU backend in wasm: logits of every fixture type match transformers within 1e-5 of std, prefill and token by token", { timeout: 600_000 }, async () => {
   const r = await page.evaluate(
     async ({ types, tokens }) => {
-      const lib = await import("/pkg/index.js");
+      const lib = await import("/tests/.cache/pkg-test/index.js");
       const out = {};
       for (const t of types) {
         const m = await lib.loadModel(`/tests/fixtures/tiny-${t}.gguf`, { backend: "cpu", cache: false, contextLength: 64 });
@@ -101,7 +101,7 @@ test("CPU backend in wasm: logits of every fixture type match transformers withi
 test("CPU backend in wasm: the simd128 block-dot kernel of every supported format matches the reference decode", async () => {
   // Q5_0/Q5_1 have no fixture model: this reaches every kernel, in wasm, on random blocks
   const r = await page.evaluate(async () => {
-    const w = await import("/pkg/wasm/llama_webgpu.js");
+    const w = await import("/tests/.cache/pkg-test/wasm/llama_webgpu.js");
     await w.default();
     return w.checkCpuKernels();
   });
@@ -114,7 +114,7 @@ test("CPU backend in wasm: the simd128 block-dot kernel of every supported forma
 
 test("CPU backend in wasm: greedy tokens through the KV cache equal transformers' generate", { timeout: 300_000 }, async () => {
   const r = await page.evaluate(async ({ prompt, n }) => {
-    const lib = await import("/pkg/index.js");
+    const lib = await import("/tests/.cache/pkg-test/index.js");
     const out = {};
     for (const t of ["f32", "q8_0", "q4_1"]) {
       const m = await lib.loadModel(`/tests/fixtures/tiny-${t}.gguf`, { backend: "cpu", cache: false, contextLength: 64 });
@@ -135,7 +135,7 @@ test("CPU backend in wasm: greedy tokens through the KV cache equal transformers
 
 test("auto on a fallback adapter (SwiftShader here) or with no WebGPU picks the CPU, and says why", async () => {
   const r = await page.evaluate(async () => {
-    const lib = await import("/pkg/index.js");
+    const lib = await import("/tests/.cache/pkg-test/index.js");
     const m = await lib.loadModel("/tests/fixtures/tiny-q8_0.gguf", { cache: false, useWorker: false });
     const info = { backend: m.info.backend, reason: m.info.backendReason };
     const b = await m.bench({ promptTokens: 4, genTokens: 2 });
@@ -154,7 +154,7 @@ test("threads: 2 on a cross-origin isolated page: logits and greedy tokens bit-i
   assert.equal(await isoPage.evaluate(() => crossOriginIsolated), true);
   const r = await isoPage.evaluate(async ({ types, tokens, prompt, locksSrc }) => {
     const shardLocks = eval(locksSrc);
-    const lib = await import("/pkg/index.js");
+    const lib = await import("/tests/.cache/pkg-test/index.js");
     const out = {};
     for (const t of types) {
       const run = async (threads) => {
@@ -200,7 +200,7 @@ test("threads: 2 on a cross-origin isolated page: logits and greedy tokens bit-i
 
 test("threads: 2 without cross-origin isolation (or on the page's thread) runs 1 thread and says why", async () => {
   const r = await page.evaluate(async () => {
-    const lib = await import("/pkg/index.js");
+    const lib = await import("/tests/.cache/pkg-test/index.js");
     const m = await lib.loadModel("/tests/fixtures/tiny-q8_0.gguf", { backend: "cpu", cache: false, threads: 2 });
     const b = await m.bench({ promptTokens: 4, genTokens: 2 });
     const out = { isolated: crossOriginIsolated, threads: m.info.threads, reason: m.info.threadsReason, bench: b.threads };
@@ -210,7 +210,7 @@ test("threads: 2 without cross-origin isolation (or on the page's thread) runs 1
   assert.deepEqual({ ...r, reason: undefined }, { isolated: false, threads: 1, reason: undefined, bench: 1 });
   assert.match(r.reason, /2 threads asked, 1 used: the page is not cross-origin isolated/);
   const local = await isoPage.evaluate(async () => {
-    const lib = await import("/pkg/index.js");
+    const lib = await import("/tests/.cache/pkg-test/index.js");
     const m = await lib.loadModel("/tests/fixtures/tiny-q8_0.gguf", { backend: "cpu", cache: false, threads: 2, useWorker: false });
     const out = { threads: m.info.threads, reason: m.info.threadsReason };
     await m.dispose();
@@ -219,7 +219,7 @@ test("threads: 2 without cross-origin isolation (or on the page's thread) runs 1
   assert.equal(local.threads, 1);
   assert.match(local.reason, /page's thread/);
   const bad = await page.evaluate(async () => {
-    const lib = await import("/pkg/index.js");
+    const lib = await import("/tests/.cache/pkg-test/index.js");
     return lib.loadModel("/tests/fixtures/tiny-q8_0.gguf", { backend: "cpu", cache: false, threads: 0 }).then(() => "loaded", (e) => `${e.name}: ${e.message}`);
   });
   assert.match(bad, /^InvalidArgumentError: threads must be an integer/);
@@ -228,7 +228,7 @@ test("threads: 2 without cross-origin isolation (or on the page's thread) runs 1
 test("a shard worker that traps rejects the call with EngineCrashedError (no hang), and dispose() ends the workers", { timeout: 120_000 }, async () => {
   const r = await isoPage.evaluate(async ({ tokens, locksSrc }) => {
     const shardLocks = eval(locksSrc);
-    const lib = await import("/pkg/index.js");
+    const lib = await import("/tests/.cache/pkg-test/index.js");
     const m = await lib.loadModel("/tests/fixtures/tiny-q4_1.gguf", { backend: "cpu", cache: false, contextLength: 64, threads: 2 });
     const ok = (await m.logits(tokens)).length;
     await m._crashEngine("panic", "shard");
@@ -258,12 +258,12 @@ test("a load that fails after the shard workers started (server gone) rejects wi
   const p = await browser.context.newPage();
   try {
     await p.goto(`${srv.origin}/tests/browser/page.html`);
-    await p.evaluate(() => import("/pkg/index.js"));
+    await p.evaluate(() => import("/tests/.cache/pkg-test/index.js"));
     // the header chunk and the next arrive, then the server dies mid-weights
     srv.failAfterBytes(path, 150_000);
     const r = await p.evaluate(async ({ path, locksSrc }) => {
       const shardLocks = eval(locksSrc);
-      const lib = await import("/pkg/index.js");
+      const lib = await import("/tests/.cache/pkg-test/index.js");
       const error = await lib.loadModel(path, { backend: "cpu", cache: false, threads: 2, chunkBytes: 64 << 10 }).then(
         () => null,
         (e) => ({ name: e.name, message: e.message }),
@@ -282,4 +282,82 @@ test("a load that fails after the shard workers started (server gone) rejects wi
     await p.close();
     await srv.close();
   }
+});
+
+test("CPU backend: abort stops within one token and dispose() ends a generation with DisposedError within 1 s, in a worker and on the page, 1 and 2 threads", { timeout: 300_000 }, async () => {
+  // the cross-origin isolated page: threads: 2 in a worker runs a real shard worker
+  const r = await isoPage.evaluate(async () => {
+    const lib = await import("/tests/.cache/pkg-test/index.js");
+    const out = {};
+    for (const useWorker of [true, false]) {
+      for (const threads of [1, 2]) {
+        const key = `${useWorker ? "worker" : "page"}, ${threads} thread(s)`;
+        const o = (out[key] = {});
+        const load = () => lib.loadModel("/tests/fixtures/tiny-q8_0.gguf", { backend: "cpu", cache: false, contextLength: 512, threads, useWorker });
+        let m = await load();
+        o.threads = m.info.threads;
+        // abort after 5 tokens; the page's timers tick meanwhile (the token loop yields)
+        let ticks = 0;
+        const tick = setInterval(() => ticks++, 0);
+        const ctl = new AbortController();
+        let n = 0;
+        o.after = 0;
+        try {
+          for await (const c of m.generate([1, 2, 3], { maxTokens: 400, signal: ctl.signal })) {
+            void c;
+            if (ctl.signal.aborted) o.after++;
+            if (++n === 5) ctl.abort();
+          }
+          o.abort = "no error";
+        } catch (e) {
+          o.abort = e.name;
+        }
+        o.n = n;
+        // a whole generation: the page's timers run between its tokens
+        ticks = 0;
+        let full = 0;
+        for await (const c of m.generate([4, 5, 6], { maxTokens: 100 })) full += c.token == null ? 0 : 1;
+        clearInterval(tick);
+        o.full = full;
+        o.ticks = ticks;
+        // dispose() in the middle of a generation
+        n = 0;
+        let disposed = null;
+        let disposeMs = null;
+        try {
+          for await (const c of m.generate([1, 2, 3], { maxTokens: 400 })) {
+            void c;
+            if (++n === 5) {
+              const t0 = performance.now();
+              disposed = m.dispose().then(() => (disposeMs = performance.now() - t0));
+            }
+          }
+          o.dispose = "no error";
+        } catch (e) {
+          o.dispose = e.name;
+        }
+        await disposed;
+        o.disposeMs = disposeMs;
+        o.disposedAt = n;
+        // a fresh load works
+        m = await load();
+        o.again = (await m.tokenize("hello")).length;
+        await m.dispose();
+      }
+    }
+    return out;
+  });
+  for (const [k, o] of Object.entries(r)) {
+    console.log(`${k}: abort after ${o.n} tokens (${o.after} after the abort), ${o.ticks} timer ticks during ${o.full} tokens, dispose resolved in ${o.disposeMs?.toFixed(0)} ms at token ${o.disposedAt}`);
+    assert.equal(o.abort, "AbortError", `${k}: ${JSON.stringify(o)}`);
+    assert.ok(o.after <= 1, `${k}: ${o.after} tokens after the abort`);
+    assert.ok(o.n <= 6, `${k}: stopped at ${o.n} of 400`);
+    assert.equal(o.full, 100, `${k}: ${JSON.stringify(o)}`);
+    assert.ok(o.ticks > 0, `${k}: the page's timers never ran during a generation`);
+    assert.equal(o.dispose, "DisposedError", `${k}: ${JSON.stringify(o)}`);
+    assert.ok(o.disposedAt <= 6, `${k}: the generation went on to token ${o.disposedAt} after dispose()`);
+    assert.ok(o.disposeMs != null && o.disposeMs < 1000, `${k}: dispose() took ${o.disposeMs} ms`);
+    assert.ok(o.again > 0);
+  }
+  assert.equal(r["worker, 2 thread(s)"].threads, 2, "threads: 2 in the isolated worker ran a shard worker");
 });

@@ -2,9 +2,28 @@
 // (SwiftShader), driven by playwright-core. Each browser gets a fresh profile, so OPFS and
 // the Cache API start empty unless a test reuses the same context.
 import { chromium } from "playwright-core";
-import { mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
+/** The test build the browser tests load (served as /tests/.cache/pkg-test/). */
+export const TEST_PKG = join(ROOT, "tests/.cache/pkg-test");
+
+/**
+ * The test build, current: its wasm (built with the cargo feature test-hooks) comes from
+ * `scripts/build-pkg.sh --test`; its JS is pkg/'s, copied again here so an edit to pkg/*.js
+ * needs no rebuild (hooks.js, the file that switches the hooks on, is the build's own).
+ */
+export function ensureTestPkg() {
+  if (!existsSync(join(TEST_PKG, "wasm/llama_webgpu_bg.wasm")) || !existsSync(join(TEST_PKG, "hooks.js"))) {
+    throw new Error(`${TEST_PKG} is missing: run \`bash scripts/build-pkg.sh --test\` first (npm run test:browser does)`);
+  }
+  for (const f of readdirSync(join(ROOT, "pkg"))) {
+    if ((f.endsWith(".js") || f.endsWith(".d.ts") || f === "package.json") && f !== "hooks.js") copyFileSync(join(ROOT, "pkg", f), join(TEST_PKG, f));
+  }
+}
 
 export const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 export const ARGS = [
@@ -19,6 +38,9 @@ export const ARGS = [
 
 /** A persistent context (real OPFS/Cache storage) in a fresh profile dir; `close()` removes it. */
 export async function launch({ viewport = { width: 1280, height: 800 } } = {}) {
+  // tests that load the engine need the test build; the loader's tests do not
+  if (existsSync(join(TEST_PKG, "hooks.js"))) ensureTestPkg();
+  else console.warn(`note: ${TEST_PKG} is missing (bash scripts/build-pkg.sh --test builds it)`);
   const dir = mkdtempSync(join(tmpdir(), "lw-chrome-"));
   const context = await chromium.launchPersistentContext(dir, {
     executablePath: CHROMIUM,

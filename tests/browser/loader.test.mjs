@@ -24,17 +24,19 @@ let B; // no CORS (cross-origin from A)
 let C; // ignores Range
 let D; // crashed and restarted by tests
 let E; // ETag controlled by the test
+let F; // another origin, for redirects
 let etag = '"v1"';
 let browser;
 let page;
 
 before(async () => {
-  [A, B, C, D, E] = await Promise.all([
+  [A, B, C, D, E, F] = await Promise.all([
     startServer({ root: ROOT }),
     startServer({ root: ROOT, cors: false }),
     startServer({ root: ROOT, range: false }),
     startServer({ root: ROOT }),
     startServer({ root: ROOT, headers: (p) => (p.endsWith(".gguf") ? { ETag: etag } : {}) }),
+    startServer({ root: ROOT }),
   ]);
   browser = await launch();
   page = await browser.page();
@@ -44,7 +46,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  await Promise.all([A, B, C, D, E].map((s) => s?.close()));
+  await Promise.all([A, B, C, D, E, F].map((s) => s?.close()));
 });
 
 /** Runs in the page: globalThis.L (the loader) and globalThis.T (test helpers). */
@@ -106,8 +108,23 @@ async function setupPage() {
     }
     return null;
   }
+  /** Open, read everything as the engine would, verify (the SHA-256), close: {sha256, ms} or {error, ms}. */
+  async function check(source, opts = {}) {
+    const t0 = performance.now();
+    let src = null;
+    try {
+      src = await L.openSource(source, opts);
+      await readAll(src);
+      await src.verify();
+      return { sha256: src.sha256, fromCache: src.fromCache, ms: performance.now() - t0 };
+    } catch (e) {
+      return { error: plain(e), ms: performance.now() - t0 };
+    } finally {
+      await src?.close();
+    }
+  }
   globalThis.L = L;
-  globalThis.T = { hex, plain, readAll, run, tryRun, opfsDir };
+  globalThis.T = { hex, plain, readAll, run, tryRun, opfsDir, check };
 }
 
 /** Checks a page run against the file on disk. */
@@ -486,4 +503,129 @@ test("listCachedModels, deleteCachedModel, clearModelCache", async () => {
   assert.ok(A.stats.bytes[Q8] >= r.size, "deleted → downloaded again");
   await page.evaluate(() => L.clearModelCache());
   assert.deepEqual(await list(), []);
+});
+
+const check = (url, opts) => page.evaluate(([u, o]) => T.check(u, o), [url, opts]);
+
+test("a lying server gets an IntegrityError that says why within 2 s, not retried: short body, wrong Content-Range, gzip, truncation, another origin", async () => {
+  const file = bytesOf(Q8);
+  const size = file.length;
+  // each lies from chunk 1 on (chunk 0, the header, is served honestly)
+  const cases = {
+    "short body": [/ended after 65535 bytes/, ({ res, start, end, status, headers }) => {
+      const body = file.subarray(start, end); // one byte short, with a Content-Length to match
+      res.writeHead(status, { ...headers, "Content-Length": body.length });
+      res.end(body);
+      return true;
+    }],
+    "Content-Range of other bytes": [/answered bytes 65537-131072 to a request for bytes 65536-131071/, ({ res, start, end, status, headers }) => {
+      res.writeHead(status, { ...headers, "Content-Range": `bytes ${start + 1}-${end + 1}/${size}` });
+      res.end(file.subarray(start + 1, end + 2));
+      return true;
+    }],
+    gzip: [/Content-Encoding/, ({ res, start, end, status, headers }) => {
+      res.writeHead(status, { ...headers, "Content-Encoding": "gzip" });
+      res.end(file.subarray(start, end + 1));
+      return true;
+    }],
+    truncation: [/breaks off after \d+ of 65536 bytes, the same way twice/, ({ res, start, end, status, headers }) => {
+      res.writeHead(status, headers);
+      res.write(file.subarray(start, start + 20000), () => setTimeout(() => res.destroy(), 50));
+      return true;
+    }],
+    "another origin": [/came from http:\/\/127\.0\.0\.1:\d+ \(redirected\), earlier chunks from/, ({ res, start }) => {
+      res.writeHead(302, { Location: `${F.origin}${Q8}`, "Access-Control-Allow-Origin": "*" });
+      res.end();
+      return true;
+    }],
+  };
+  // the other origin has other bytes under the same ETag
+  F.intercept(Q8, ({ res, start, end, status, headers }) => {
+    const body = Buffer.from(file.subarray(start, end + 1));
+    body[0] ^= 0xff;
+    const etag = `"${size.toString(16)}-0"`;
+    res.writeHead(status, { ...headers, ETag: etag });
+    res.end(body);
+    return true;
+  });
+  try {
+    for (const [name, [message, lie]] of Object.entries(cases)) {
+      A.resetStats();
+      A.intercept(Q8, (o) => (o.start === 0 ? false : lie(o)));
+      const r = await check(`${A.origin}${Q8}?t=lie-${encodeURIComponent(name)}`, { chunkSize: CS, cache: false });
+      A.intercept(Q8, null);
+      assert.equal(r.error?.name, "IntegrityError", `${name}: ${JSON.stringify(r)}`);
+      assert.equal(r.error.code, "integrity");
+      assert.match(r.error.message, message, name);
+      assert.ok(r.ms < 2000, `${name}: failed after ${r.ms.toFixed(0)} ms`);
+      const tries = gets(A, Q8).filter((q) => q.range === `bytes=${CS}-${2 * CS - 1}`).length;
+      assert.ok(tries <= (name === "truncation" || name === "gzip" ? 2 : 1), `${name}: chunk 1 asked ${tries} times`);
+    }
+  } finally {
+    A.intercept(Q8, null);
+    F.intercept(Q8, null);
+  }
+});
+
+test("sha256: verified while streaming, kept with the cached copy; a mismatch (or other bytes under the same headers) is an IntegrityError and drops the cache", async () => {
+  const file = bytesOf(Q8);
+  const good = sha(file);
+  const bad = sha(Buffer.from("not the model"));
+  // right digest: verified, and recorded in meta.json
+  const url = `${A.origin}${Q8}?t=sha-good`;
+  const first = await check(url, { chunkSize: CS, sha256: good.toUpperCase() });
+  assert.deepEqual({ sha256: first.sha256, fromCache: first.fromCache }, { sha256: good, fromCache: false });
+  const meta = await page.evaluate(async (u) => JSON.parse(await (await (await (await T.opfsDir(u)).getFileHandle("meta.json")).getFile()).text()), url);
+  assert.equal(meta.sha256, good, "the digest is kept with the cache entry");
+  const second = await check(url, { chunkSize: CS, sha256: good });
+  assert.deepEqual({ sha256: second.sha256, fromCache: second.fromCache }, { sha256: good, fromCache: true });
+  // the complete cached copy against another digest: refused, and dropped
+  const other = await check(url, { chunkSize: CS, sha256: bad });
+  assert.equal(other.error?.name, "IntegrityError", JSON.stringify(other));
+  assert.match(other.error.message, new RegExp(`SHA-256 of the downloaded file is ${good}, not ${bad}`));
+  assert.equal((await list()).find((m) => m.url === url), undefined, "the cached copy was dropped");
+  // a wrong digest while downloading; and a body with one byte changed under right headers
+  const wrong = await check(`${A.origin}${Q8}?t=sha-bad`, { chunkSize: CS, sha256: bad });
+  assert.equal(wrong.error?.name, "IntegrityError");
+  assert.equal((await list()).find((m) => m.url === `${A.origin}${Q8}?t=sha-bad`), undefined);
+  A.intercept(Q8, ({ res, start, end, status, headers }) => {
+    if (start !== 3 * CS) return false;
+    const body = Buffer.from(file.subarray(start, end + 1));
+    body[100] ^= 1;
+    res.writeHead(status, headers);
+    res.end(body);
+    return true;
+  });
+  try {
+    const flipped = await check(`${A.origin}${Q8}?t=sha-flip`, { chunkSize: CS, sha256: good, cache: false });
+    assert.equal(flipped.error?.name, "IntegrityError", JSON.stringify(flipped));
+    assert.match(flipped.error.message, /SHA-256 of the downloaded file is [0-9a-f]{64}, not/);
+  } finally {
+    A.intercept(Q8, null);
+  }
+  const malformed = await check(`${A.origin}${Q8}?t=sha-malformed`, { sha256: "abc" });
+  assert.equal(malformed.error?.name, "InvalidArgumentError");
+  assert.match(malformed.error.message, /sha256 must be 64 hex digits/);
+});
+
+test("a SHA-256 in the server's ETag or x-linked-etag is verified without being asked", async () => {
+  const file = bytesOf(Q8);
+  const good = sha(file);
+  for (const header of ["ETag", "X-Linked-Etag"]) {
+    for (const [digest, ok] of [[good, true], [sha(Buffer.from("x")), false]]) {
+      A.intercept(Q8, ({ headers }) => {
+        headers[header] = `"${digest}"`;
+        return false;
+      });
+      try {
+        const r = await check(`${A.origin}${Q8}?t=etag-${header}-${ok}`, { chunkSize: CS, cache: false });
+        if (ok) assert.equal(r.sha256, good, `${header}: ${JSON.stringify(r)}`);
+        else assert.equal(r.error?.name, "IntegrityError", `${header}: ${JSON.stringify(r)}`);
+      } finally {
+        A.intercept(Q8, null);
+      }
+    }
+  }
+  // a plain (non-digest) ETag checks nothing
+  assert.equal((await check(`${A.origin}${Q8}?t=etag-plain`, { chunkSize: CS, cache: false })).sha256, null);
 });

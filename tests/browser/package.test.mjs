@@ -53,7 +53,7 @@ function std(a) {
 function inPage(fn, arg) {
   return page.evaluate(
     async ([src, arg]) => {
-      const lib = await import("/pkg/index.js");
+      const lib = await import("/tests/.cache/pkg-test/index.js");
       const f = new Function(`return (${src})`)();
       try {
         return await f(lib, arg);
@@ -566,4 +566,69 @@ test("the engine runs in a worker, the page stays responsive, and dispose ends i
   assert.ok(r.during > 0, "the worker reported its wasm memory");
   assert.equal(r.after, "DisposedError");
   assert.equal(r.mem, 0, "none of the worker's memory is counted once it is gone");
+});
+
+test("load progress: download and upload each reach their total, on both backends, in a worker and on the page", async () => {
+  const r = await inPage(
+    async (lib, { url }) => {
+      const out = {};
+      for (const backend of ["cpu", "webgpu"]) {
+        for (const useWorker of [true, false]) {
+          const events = [];
+          const m = await lib.loadModel(url, { backend, useWorker, cache: false, contextLength: 64, onProgress: (p) => events.push(p) });
+          await m.dispose();
+          const last = (phase) => events.filter((e) => e.phase === phase).at(-1) ?? null;
+          out[`${backend}, ${useWorker ? "worker" : "page"}`] = { download: last("download"), upload: last("upload"), ready: last("ready"), phases: [...new Set(events.map((e) => e.phase))] };
+        }
+      }
+      return out;
+    },
+    { url: `${server.origin}${MODEL}` },
+  );
+  assert.ok(!r.thrown, JSON.stringify(r.thrown));
+  for (const [k, o] of Object.entries(r)) {
+    assert.ok(o.upload && o.upload.total > 0, `${k}: ${JSON.stringify(o)}`);
+    assert.equal(o.upload.loaded, o.upload.total, `${k}: upload ends at ${o.upload.loaded} of ${o.upload.total}`);
+    assert.equal(o.download.loaded, o.download.total, `${k}: download`);
+    assert.deepEqual(o.ready, { phase: "ready", loaded: 1, total: 1 }, k);
+    assert.equal(o.phases.at(-1), "ready", k);
+  }
+});
+
+test("requests are validated before the engine: typed errors that name the parameter", async () => {
+  const r = await inPage(
+    async (lib, { url }) => {
+      const m = await lib.loadModel(url, { contextLength: 64 });
+      const err = (p) => Promise.resolve().then(p).then(() => null, (e) => ({ name: e.name, message: e.message, typed: e instanceof lib.InvalidArgumentError }));
+      const user = [{ role: "user", content: "Hi" }];
+      const out = {
+        robot: await err(() => m.chat.completions.create({ messages: [{ role: "robot", content: "Hi" }] })),
+        toolNoId: await err(() => m.chat.completions.create({ messages: [...user, { role: "tool", content: "x" }] })),
+        requiredNoTools: await err(() => m.chat.completions.create({ messages: user, tool_choice: "required" })),
+        n3: await err(() => m.chat.completions.create({ messages: user, n: 3 })),
+        maxTokens: await err(() => m.chat.completions.create({ messages: user, max_tokens: -1, stream: true })),
+        generate: await err(async () => { for await (const c of m.generate([1, 2], { maxTokens: -1 })) void c; }),
+      };
+      // still usable
+      out.ok = (await m.chat.completions.create({ messages: user, max_tokens: 2 })).choices[0].finish_reason;
+      await m.dispose();
+      return out;
+    },
+    { url: `${server.origin}${MODEL}` },
+  );
+  assert.ok(!r.thrown, JSON.stringify(r.thrown));
+  const want = {
+    robot: /messages\[0\]\.role must be one of/,
+    toolNoId: /needs tool_call_id/,
+    requiredNoTools: /tool_choice "required" needs a non-empty tools list/,
+    n3: /n must be 1/,
+    maxTokens: /^max_tokens must be a positive integer, got -1$/,
+    generate: /^maxTokens must be a positive integer, got -1$/,
+  };
+  for (const [k, re] of Object.entries(want)) {
+    assert.equal(r[k]?.name, "InvalidArgumentError", `${k}: ${JSON.stringify(r[k])}`);
+    assert.ok(r[k].typed, k);
+    assert.match(r[k].message, re, k);
+  }
+  assert.ok(["stop", "length"].includes(r.ok));
 });

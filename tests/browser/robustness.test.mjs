@@ -9,7 +9,7 @@ import { readFileSync, mkdtempSync, writeFileSync, openSync, writeSync, ftruncat
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { launch } from "./harness.mjs";
+import { launch, TEST_PKG } from "./harness.mjs";
 import { startServer } from "./server.mjs";
 import { startDemoServer } from "../../www/serve.mjs";
 
@@ -21,7 +21,7 @@ let browser, page, server, scratch, scratchServer;
 function inPage(fn, arg, p = page) {
   return p.evaluate(
     async ([src, arg]) => {
-      const lib = await import("/pkg/index.js");
+      const lib = await import("/tests/.cache/pkg-test/index.js");
       const f = new Function(`return (${src})`)();
       try {
         return await f(lib, arg);
@@ -335,6 +335,124 @@ test("two generate() calls at once are serialized; dispose during a generation o
   assert.ok(r.afterLoad > 0);
 });
 
+test("a worker stuck in one call (test hook: hang) is terminated when an abort or dispose() gets no answer within stopTimeoutMs; the next load works", async () => {
+  const r = await inPage(
+    async (lib, { url }) => {
+      const out = {};
+      // abort: the call rejects with AbortError once the deadline passes, the model is dead
+      const m = await lib.loadModel(url, { backend: "cpu", stopTimeoutMs: 1500 });
+      const ctl = new AbortController();
+      const stuck = m._crashEngine("hang", "sync", { ms: 120_000, signal: ctl.signal }).then(() => "resolved", (e) => e.name);
+      await new Promise((res) => setTimeout(res, 300));
+      const t0 = performance.now();
+      ctl.abort();
+      out.abort = await stuck;
+      out.abortMs = performance.now() - t0;
+      out.after = await m.tokenize("x").then(() => "ok", (e) => e.name);
+      await m.dispose();
+      // dispose() during a stuck call resolves; the call rejects with DisposedError
+      const m2 = await lib.loadModel(url, { backend: "cpu" });
+      const hang = m2._crashEngine("hang", "sync", { ms: 120_000 }).then(() => "resolved", (e) => e.name);
+      await new Promise((res) => setTimeout(res, 300));
+      const t1 = performance.now();
+      await m2.dispose();
+      out.disposeMs = performance.now() - t1;
+      out.hang = await hang;
+      // a generation queued behind the stuck call: its abort rejects it at once
+      const m3 = await lib.loadModel(url, { backend: "cpu" });
+      m3._crashEngine("hang", "sync", { ms: 120_000 }).catch(() => {});
+      const ctl3 = new AbortController();
+      const gen = (async () => {
+        for await (const c of m3.generate("hello", { maxTokens: 4, signal: ctl3.signal })) void c;
+      })().then(() => "done", (e) => e.name);
+      await new Promise((res) => setTimeout(res, 300));
+      const t2 = performance.now();
+      ctl3.abort();
+      out.queued = await Promise.race([gen, new Promise((res) => setTimeout(() => res("still waiting"), 3000))]);
+      out.queuedMs = performance.now() - t2;
+      await m3.dispose();
+      // a fresh engine
+      const m4 = await lib.loadModel(url, { backend: "cpu" });
+      out.again = (await m4.tokenize("hello")).length;
+      await m4.dispose();
+      return out;
+    },
+    { url: `${server.origin}${MODEL}` },
+  );
+  assert.ok(!r.thrown, JSON.stringify(r.thrown));
+  console.log(`stuck worker: abort answered in ${r.abortMs.toFixed(0)} ms, dispose in ${r.disposeMs.toFixed(0)} ms`);
+  assert.equal(r.abort, "AbortError");
+  assert.ok(r.abortMs < 2000, `abort took ${r.abortMs} ms`);
+  assert.equal(r.after, "EngineCrashedError", "the stuck engine is gone");
+  assert.equal(r.hang, "DisposedError");
+  assert.ok(r.disposeMs < 2000, `dispose took ${r.disposeMs} ms`);
+  assert.equal(r.queued, "AbortError", JSON.stringify(r));
+  assert.ok(r.queuedMs < 1000, `a queued generation's abort took ${r.queuedMs} ms`);
+  assert.ok(r.again > 0);
+});
+
+/** The GGUF at `path` with its tokenizer.chat_template replaced by `template` (padded with a
+ *  Jinja comment to the same length, so every offset stays where it was). */
+function withTemplate(path, template) {
+  const b = Buffer.from(readFileSync(path));
+  const key = Buffer.from("tokenizer.chat_template");
+  const at = b.indexOf(key);
+  assert.ok(at > 0 && Number(b.readBigUInt64LE(at - 8)) === key.length, "the fixture has a chat template");
+  let p = at + key.length;
+  assert.equal(b.readUInt32LE(p), 8, "a string");
+  const len = Number(b.readBigUInt64LE(p + 4));
+  p += 12;
+  const pad = len - Buffer.byteLength(template) - 5;
+  assert.ok(pad >= 0, `the crafted template fits in the fixture's ${len} bytes`);
+  b.write(`${template}{#${" ".repeat(pad)}#}`, p, "utf8");
+  return b;
+}
+
+test("hostile chat templates (nested loops, string doubling, messages in a loop): the call rejects or its abort lands within 2 s, and the next load works", { timeout: 180_000 }, async () => {
+  const TEMPLATES = {
+    loops: "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+    doubling: '{% set s = namespace(v="xxxxxxxx") %}{% for i in range(64) %}{% set s.v = s.v ~ s.v %}{% endfor %}{{ s.v }}',
+    messages: "{% for i in range(100000) %}{% for j in range(100000) %}{{ messages }}{% endfor %}{% endfor %}",
+  };
+  for (const [k, t] of Object.entries(TEMPLATES)) writeFileSync(join(scratch, `template-${k}.gguf`), withTemplate(join(ROOT, MODEL), t));
+  const r = await inPage(
+    async (lib, { base, names, good }) => {
+      const out = {};
+      for (const name of names) {
+        // string doubling traps the wasm instance (an allocation over the heap budget aborts):
+        // in a worker that is an EngineCrashedError and a fresh worker next time; on the page it
+        // would end the page's engine for good, so it runs in the worker only
+        for (const useWorker of name === "doubling" ? [true] : [true, false]) {
+          const m = await lib.loadModel(`${base}/template-${name}.gguf`, { cache: false, useWorker });
+          const ctl = new AbortController();
+          const t0 = performance.now();
+          // the abort is there for a worker that would not stop; fuel should end the render first
+          setTimeout(() => ctl.abort(), 1000);
+          const settled = await m.chat.completions.create({ messages: [{ role: "user", content: "Hi" }], max_tokens: 2 }, { signal: ctl.signal })
+            .then(() => ({ name: "no error" }), (e) => ({ name: e.name, message: e.message }));
+          out[`${name}, ${useWorker ? "worker" : "page"}`] = { ...settled, ms: performance.now() - t0 };
+          await m.dispose();
+        }
+      }
+      const again = await lib.loadModel(good, { cache: false });
+      out.again = (await again.chat.completions.create({ messages: [{ role: "user", content: "Hi" }], max_tokens: 2 })).choices.length;
+      await again.dispose();
+      return out;
+    },
+    { base: scratchServer.origin, names: Object.keys(TEMPLATES), good: `${server.origin}${MODEL}` },
+  );
+  assert.ok(!r.thrown, JSON.stringify(r.thrown));
+  for (const [k, o] of Object.entries(r)) {
+    if (k === "again") continue;
+    console.log(`template ${k}: ${o.name} after ${o.ms.toFixed(0)} ms: ${o.message?.slice(0, 120)}`);
+    const typed = ["InvalidModelError", "InvalidArgumentError", "AbortError", ...(k.endsWith("worker") ? ["EngineCrashedError"] : [])];
+    assert.ok(typed.includes(o.name), `${k}: ${JSON.stringify(o)}`);
+    if (o.name === "InvalidModelError") assert.match(o.message, /chat_template/, k);
+    assert.ok(o.ms < 3000, `${k}: settled after ${o.ms} ms`);
+  }
+  assert.equal(r.again, 1, "the next load works");
+});
+
 // Last: it kills this page's own wasm instance for good.
 test("on the page (useWorker: false) a trap rejects with EngineCrashedError, and later page loads say why", async () => {
   const p = await browser.context.newPage();
@@ -376,7 +494,7 @@ test("on the page (useWorker: false) a trap rejects with EngineCrashedError, and
 });
 
 test("demo: a lost device and a crashed engine show their message and a working 'Reload the model'", { timeout: 300_000 }, async () => {
-  const demo = await startDemoServer({ port: 0 });
+  const demo = await startDemoServer({ port: 0, pkgDir: TEST_PKG }); // the test build: _crashEngine
   const p = await browser.context.newPage();
   try {
     const url = `${server.origin}${MODEL}`;

@@ -2,14 +2,17 @@
 // Static HTTP server for the browser tests (no dependencies). Serves files under `root` on
 // 127.0.0.1 with HTTP Range, ETag and CORS, counts the body bytes it sends per path, and can
 // misbehave on demand: crash mid-download (failAfterBytes), hang (stallAfterBytes), answer an
-// error status (failStatus), ignore Range (range: false), omit CORS (cors: false).
+// error status (failStatus), ignore Range (range: false), omit CORS (cors: false), or answer
+// however a test likes (intercept: a lying server).
 //
 //   node tests/browser/server.mjs [ROOT] [PORT]     # manual use; ROOT defaults to the cwd
 //
 // startServer({ root, port = 0, cors = true, range = true, headers }) →
 //   { origin, port, stats: { bytes: {path: n}, requests: [{method, path, range, status}] },
 //     kill(), restart(), close(), failAfterBytes(path, n), stallAfterBytes(path, n),
-//     failStatus(path, status, count = Infinity), resetStats() }
+//     failStatus(path, status, count = Infinity), intercept(path, fn | null), resetStats() }
+// intercept: fn({req, res, start, end, size, file, status, headers, range}) runs before a file
+// answer (headers computed, nothing sent) and returns true when it answered itself.
 // `path` is the URL pathname ("/tests/fixtures/x.gguf"), without the query string.
 import { createServer } from "node:http";
 import { createReadStream, existsSync, readdirSync, statSync } from "node:fs";
@@ -19,7 +22,7 @@ import { MIME, parseRange } from "../../www/serve.mjs";
 
 const CORS = {
   "Access-Control-Allow-Origin": "*",
-  "Access-Control-Expose-Headers": "Content-Range, Content-Length, ETag, Accept-Ranges, Last-Modified",
+  "Access-Control-Expose-Headers": "Content-Range, Content-Length, ETag, Accept-Ranges, Last-Modified, Content-Encoding, X-Linked-Etag",
 };
 
 export async function startServer({ root, port = 0, cors = true, range = true, headers } = {}) {
@@ -30,6 +33,7 @@ export async function startServer({ root, port = 0, cors = true, range = true, h
   const crashAt = new Map(); // path → total bytes after which the server "crashes"
   const stallAt = new Map(); // path → total bytes after which responses stop (socket kept open)
   const statusFor = new Map(); // path → {status, left}
+  const intercepts = new Map(); // path → fn
 
   const server = createServer((req, res) => {
     handle(req, res).catch((e) => {
@@ -143,6 +147,11 @@ export async function startServer({ root, port = 0, cors = true, range = true, h
     }
     h["Content-Length"] = end - start + 1;
     Object.assign(h, custom(path));
+    const hook = intercepts.get(path);
+    if (hook && (await hook({ req, res, start, end, size, file: target, status, headers: h, range: req.headers.range ?? null }))) {
+      log(req, path, res.statusCode);
+      return;
+    }
     log(req, path, status);
     res.writeHead(status, h);
     if (req.method === "HEAD" || size === 0) return res.end();
@@ -236,6 +245,8 @@ export async function startServer({ root, port = 0, cors = true, range = true, h
     stallAfterBytes(path, n) { stallAt.set(path, n); },
     /** Answer the next `count` GET/HEAD requests of `path` with `status`. */
     failStatus(path, status, count = Infinity) { statusFor.set(path, { status, left: count }); },
+    /** Answer `path` with `fn` (see above); null removes it. */
+    intercept(path, fn) { if (fn) intercepts.set(path, fn); else intercepts.delete(path); },
     resetStats() {
       for (const k of Object.keys(stats.bytes)) delete stats.bytes[k];
       stats.requests.length = 0;

@@ -38,7 +38,7 @@ function pythonInvalid(cases) {
 function inPage(fn, arg) {
   return page.evaluate(
     async ([src, arg]) => {
-      const lib = await import("/pkg/index.js");
+      const lib = await import("/tests/.cache/pkg-test/index.js");
       const f = new Function(`return (${src})`)();
       try {
         return await f(lib, arg);

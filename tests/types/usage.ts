@@ -42,5 +42,7 @@ export async function demo(file: File): Promise<string> {
   await loadModel("m.gguf", { precision: "f64" });
   // @ts-expect-error sources are URLs, Blobs or Files
   await loadModel(42);
+  // @ts-expect-error roles are system, user, assistant and tool
+  await model.chat.completions.create({ messages: [{ role: "robot", content: "Hi" }] });
   return `${whole.choices[0].message.content}${f16}${logits.length}${mem}${stats}${bench.decode_tokens_per_s}`;
 }
