@@ -28,21 +28,6 @@ fn describe(v: f32) -> &'static str {
     }
 }
 
-/// Where the f16 scales of a block of `ty` are (byte offsets) and what they are, per ggml's
-/// block layouts; `None` for float types (every value is checked) and Q8_K (f32 scale).
-fn scale_fields(ty: GgmlType) -> Option<&'static [(usize, &'static str)]> {
-    use GgmlType::*;
-    Some(match ty {
-        Q4_0 | Q5_0 | Q8_0 => &[(0, "scale")],
-        Q4_1 | Q5_1 | Q8_1 => &[(0, "scale"), (2, "min")],
-        Q4K | Q5K => &[(0, "super-block scale"), (2, "super-block min")],
-        Q2K => &[(80, "super-block scale"), (82, "super-block min")],
-        Q3K => &[(108, "super-block scale")],
-        Q6K => &[(208, "super-block scale")],
-        F32 | F16 | BF16 | Q8K => return None,
-    })
-}
-
 /// `Error::NonFiniteWeight` for the first NaN/Inf block scale (quantized types) or value
 /// (F32/F16/BF16) in `raw`, whole blocks of `ty` from tensor `tensor`; `first_block` is the
 /// index of `raw`'s first block in the tensor, for the message.
@@ -83,7 +68,7 @@ pub fn check_weights(tensor: &str, ty: GgmlType, raw: &[u8], first_block: u64) -
             Ok(())
         }
         _ => {
-            let fields = scale_fields(ty).unwrap_or(&[]);
+            let fields = crate::quant::format(ty).scales;
             for (i, b) in raw.chunks_exact(ty.type_size() as usize).enumerate() {
                 for &(at, field) in fields {
                     let x = h(b, at);

@@ -274,25 +274,10 @@ impl GgmlType {
         self.info().3
     }
 
-    /// (id, name, block size, type size)
+    /// (id, name, block size, type size), from the type's descriptor.
     fn info(self) -> (u32, &'static str, u64, u64) {
-        match self {
-            Self::F32 => (0, "F32", 1, 4),
-            Self::F16 => (1, "F16", 1, 2),
-            Self::Q4_0 => (2, "Q4_0", 32, 18),
-            Self::Q4_1 => (3, "Q4_1", 32, 20),
-            Self::Q5_0 => (6, "Q5_0", 32, 22),
-            Self::Q5_1 => (7, "Q5_1", 32, 24),
-            Self::Q8_0 => (8, "Q8_0", 32, 34),
-            Self::Q8_1 => (9, "Q8_1", 32, 36),
-            Self::Q2K => (10, "Q2_K", 256, 84),
-            Self::Q3K => (11, "Q3_K", 256, 110),
-            Self::Q4K => (12, "Q4_K", 256, 144),
-            Self::Q5K => (13, "Q5_K", 256, 176),
-            Self::Q6K => (14, "Q6_K", 256, 210),
-            Self::Q8K => (15, "Q8_K", 256, 292),
-            Self::BF16 => (30, "BF16", 1, 2),
-        }
+        let f = crate::quant::format(self);
+        (f.id, f.name, f.block, f.bytes)
     }
 
     /// Bytes of `n_elements` elements; `None` if not a whole number of blocks or on overflow.

@@ -8,6 +8,7 @@
 
 pub mod blocks;
 pub mod encode;
+pub mod format;
 pub mod ftype;
 
 use crate::error::{Error, Result};
@@ -15,12 +16,12 @@ use crate::gguf::GgmlType;
 
 pub use blocks::{f16_at, scale_min_k4, QK, QK_K};
 pub use encode::quantize;
+pub use format::{format, Format, GpuFormat, FORMATS};
 pub use ftype::{fit, tensor_type, use_more_bits, wanted_type, FileType, Role};
 
 /// Whether [`dequantize_row`] and [`quantize`] know `ty`.
 pub fn supported(ty: GgmlType) -> bool {
-    use GgmlType::*;
-    matches!(ty, F32 | F16 | BF16 | Q8_0 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q4K | Q5K | Q6K)
+    format(ty).decode
 }
 
 fn unsupported(ty: GgmlType) -> Error {

@@ -18,8 +18,7 @@ use crate::quant::blocks::{f16_at, scale_min_k4};
 
 /// Formats with a fused dot product here.
 pub fn supported(ty: GgmlType) -> bool {
-    use GgmlType::*;
-    matches!(ty, F32 | F16 | BF16 | Q8_0 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q4K | Q5K | Q6K)
+    crate::quant::format(ty).cpu_dot
 }
 
 /// Which instruction set runs the kernels (decided once per process).

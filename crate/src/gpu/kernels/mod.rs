@@ -139,37 +139,11 @@ fn make(
 // Weights
 // ---------------------------------------------------------------------------------------
 
-/// How a weight type is stored on the GPU: GGUF's own block bytes, regrouped (never
-/// expanded) so every load is aligned. Per GGUF block (`block` values): `qs_v4` × 16 bytes in
-/// the quant array and `sc_h` f16 halves in the scale array (`sc_tail`: the halves are the
-/// block's last bytes, as Q6_K's `d`; otherwise its first: d, m, Q5's qh).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GpuFormat {
-    pub block: u32,
-    pub qs_v4: u32,
-    pub sc_h: u32,
-    pub sc_tail: bool,
-    pub load_fn: &'static str,
-}
+pub use crate::quant::GpuFormat;
 
+/// How the GPU holds `ty` (its format descriptor's GPU row); `None`: no GPU kernel.
 pub fn gpu_format(ty: GgmlType) -> Option<GpuFormat> {
-    let f = |block, qs_v4, sc_h, sc_tail, load_fn| Some(GpuFormat { block, qs_v4, sc_h, sc_tail, load_fn });
-    match ty {
-        // float types in 32-value units
-        GgmlType::F32 => f(32, 8, 0, false, "load_block_f32"),
-        GgmlType::F16 => f(32, 4, 0, false, "load_block_f16"),
-        GgmlType::BF16 => f(32, 4, 0, false, "load_block_bf16"),
-        GgmlType::Q8_0 => f(32, 2, 1, false, "load_block_q8_0"),
-        GgmlType::Q4_0 => f(32, 1, 1, false, "load_block_q4_0"),
-        GgmlType::Q4_1 => f(32, 1, 2, false, "load_block_q4_1"),
-        GgmlType::Q5_0 => f(32, 1, 3, false, "load_block_q5_0"),
-        GgmlType::Q5_1 => f(32, 1, 4, false, "load_block_q5_1"),
-        // K-quants: whole 144 / 176-byte super-blocks; Q6_K's 210 = 208 + d
-        GgmlType::Q4K => f(256, 9, 0, false, "load_block_q4_k"),
-        GgmlType::Q5K => f(256, 11, 0, false, "load_block_q5_k"),
-        GgmlType::Q6K => f(256, 13, 1, true, "load_block_q6_k"),
-        _ => None,
-    }
+    crate::quant::format(ty).gpu
 }
 
 fn unsupported(ty: GgmlType, tensor: &str) -> Error {
