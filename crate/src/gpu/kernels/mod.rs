@@ -2,7 +2,7 @@
 //! `Dispatch` objects the model records once and replays every token.
 //!
 //! Every kernel has a CPU reference in [`reference`] and a test against it on sizes that are
-//! not multiples of the workgroup size (see the tests at the bottom and `tests/kernels.rs`).
+//! not multiples of the workgroup size (`crate/tests/kernels.rs`).
 
 use crate::error::{Error, Result};
 use crate::gguf::{AsyncByteSource, GgmlType};
@@ -349,7 +349,7 @@ pub struct NormIn<'a> {
     pub eps: f32,
 }
 
-/// One weight part of a matmul launch (mirrors `Seg` in matmul.wgsl).
+/// One weight part of a matmul launch (mirrors `Seg` in matmul_common.wgsl).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct SegParams {
@@ -361,7 +361,7 @@ pub struct SegParams {
     pub _pad: [u32; 3],
 }
 
-/// Mirrors `Params` in matmul.wgsl.
+/// Mirrors `Params` in matmul_common.wgsl.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct MatmulParams {
