@@ -18,30 +18,6 @@
 // the staged row stride), G (query heads per KV head), TQ, R (= G × TQ), RI (row iterations of
 // the score phase), NACC (outputs per lane), UPR (decode units per head row), SG.
 
-struct Params {
-    n_head: u32,
-    n_kv: u32,
-    pos0: u32,        // first cache position held by this part's buffers
-    part_len: u32,    // positions held by this part
-    pos_bytes: u32,   // bytes per cached position (all KV heads)
-    row_bytes: u32,   // bytes per head row
-    splits: u32,      // key splits per (KV head, query block)
-    slice0: u32,      // first partial slice of this launch
-    direct: u32,      // 1: normalised output to `o`; 0: partials
-    rows_stride: u32, // partial rows per slice
-    ml0: u32,         // float offset of the (m, l) pairs in `o`
-    scale: f32,
-}
-
-@group(0) @binding(0) var<storage, read> q: array<f32>;
-@group(0) @binding(1) var<storage, read> kc: array<u32>;
-@group(0) @binding(2) var<storage, read> vc: array<u32>;
-@group(0) @binding(3) var<storage, read_write> o: array<f32>;
-@group(0) @binding(4) var<uniform> p: Params;
-@group(0) @binding(5) var<uniform> step: Step;
-
-const NEG: f32 = -1.0e30;
-
 var<workgroup> kv_s: array<f32, BK * HDP>;
 var<workgroup> qs: array<f32, R * HD>;
 var<workgroup> ps: array<f32, R * BK>;
@@ -50,12 +26,6 @@ var<workgroup> row_l: array<f32, R>;
 var<workgroup> row_a: array<f32, R>;
 var<workgroup> red: array<f32, WG>;
 
-fn word(v: bool, i: u32) -> u32 {
-    if (v) {
-        return vc[i];
-    }
-    return kc[i];
-}
 
 // The max (or sum) of `x` over the BK lanes of this lane's row (aligned groups of BK lanes).
 // Subgroups: a butterfly within min(subgroup, BK) lanes, then the partials of the row's
@@ -221,5 +191,19 @@ fn flash(wg: vec3<u32>, li: u32, sn: u32) {
                 o[p.ml0 + (slice * p.rows_stride + row) * 2u + 1u] = row_l[r];
             }
         }
+    }
+}
+
+fn kv_put_4(row: u32, u: u32, x: array<f32, 4>) {
+    for (var i = 0u; i < 4u; i++) {
+        kv_s[row + 4u * u + i] = x[i];
+    }
+}
+
+fn kv_put_q4_0(row: u32, u: u32, x: array<f32, 8>) {
+    let b = row + (u / 4u) * 32u + 4u * (u % 4u);
+    for (var i = 0u; i < 4u; i++) {
+        kv_s[b + i] = x[i];
+        kv_s[b + 16u + i] = x[i + 4u];
     }
 }

@@ -4,7 +4,8 @@
 // byte j's low nibble, value j + 16 in its high one) blocks, each a head row's whole blocks.
 // Blocks are 34 or 18 bytes, so a row may start at any even byte: reads go through rd32.
 // `kv_unit(v, base, u)` decodes unit u (4 values; q4_0: 8) of the head row at byte `base` of
-// K (v = false) or V; `kv_put` stores it in a staged row. `word(v, i)` is the kernel's.
+// K (v = false) or V (attention.wgsl stages it with kv_put); `kv4(v, base, c)` decodes values
+// 4c..4c+3 (attention_cpu.wgsl). `word(v, i)` is the kernel's.
 
 fn rd32(v: bool, b: u32) -> u32 {
     let i = b >> 2u;
@@ -65,16 +66,29 @@ fn kv_unit_q4_0(v: bool, base: u32, u: u32) -> array<f32, 8> {
     return r;
 }
 
-fn kv_put_4(row: u32, u: u32, x: array<f32, 4>) {
-    for (var i = 0u; i < 4u; i++) {
-        kv_s[row + 4u * u + i] = x[i];
-    }
+fn kv4_f32(v: bool, base: u32, c: u32) -> vec4<f32> {
+    let w = base / 4u + 4u * c;
+    return bitcast<vec4<f32>>(vec4<u32>(word(v, w), word(v, w + 1u), word(v, w + 2u), word(v, w + 3u)));
 }
 
-fn kv_put_q4_0(row: u32, u: u32, x: array<f32, 8>) {
-    let b = row + (u / 4u) * 32u + 4u * (u % 4u);
-    for (var i = 0u; i < 4u; i++) {
-        kv_s[b + i] = x[i];
-        kv_s[b + 16u + i] = x[i + 4u];
-    }
+fn kv4_f16(v: bool, base: u32, c: u32) -> vec4<f32> {
+    let w = base / 4u + 2u * c;
+    return vec4<f32>(unpack2x16float(word(v, w)), unpack2x16float(word(v, w + 1u)));
+}
+
+fn kv4_q8_0(v: bool, base: u32, c: u32) -> vec4<f32> {
+    let bb = base + (c / 8u) * 34u;
+    let w = bitcast<i32>(rd32(v, bb + 2u + 4u * (c % 8u)));
+    let q = vec4<i32>(extractBits(w, 0u, 8u), extractBits(w, 8u, 8u), extractBits(w, 16u, 8u), extractBits(w, 24u, 8u));
+    return vec4<f32>(q) * rd_half(v, bb);
+}
+
+// Values 4c..4c+3 of a q4_0 row: chunk cc = c % 8 of block c / 8 is the low (cc < 4) or high
+// nibbles of bytes 4(cc % 4)..
+fn kv4_q4_0(v: bool, base: u32, c: u32) -> vec4<f32> {
+    let bb = base + (c / 8u) * 18u;
+    let cc = c % 8u;
+    let w = rd32(v, bb + 2u + 4u * (cc % 4u)) >> select(0u, 4u, cc >= 4u);
+    let q = vec4<u32>(w & 15u, (w >> 8u) & 15u, (w >> 16u) & 15u, (w >> 24u) & 15u);
+    return (vec4<f32>(q) - 8.0) * rd_half(v, bb);
 }

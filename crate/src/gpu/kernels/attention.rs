@@ -13,6 +13,8 @@ const KV_STORE_FLOAT: &str = include_str!("../../../../shaders/kv_store_float.wg
 const KV_QUANT: &str = include_str!("../../../../shaders/kv_quant.wgsl");
 const KV_READ: &str = include_str!("../../../../shaders/kv.wgsl");
 const ATTENTION: &str = include_str!("../../../../shaders/attention.wgsl");
+const ATTENTION_CPU: &str = include_str!("../../../../shaders/attention_cpu.wgsl");
+const ATTENTION_COMMON: &str = include_str!("../../../../shaders/attention_common.wgsl");
 const COMBINE: &str = include_str!("../../../../shaders/attention_combine.wgsl");
 
 const ROPE_WG: u32 = 256;
@@ -277,10 +279,38 @@ fn flash_pipeline(
         if sg { ", @builtin(subgroup_size) sn: u32" } else { "" },
         if sg { "sn" } else { "1u" },
     );
-    let src = source(gpu, &consts, &[ATTENTION, KV_READ, &pre]);
+    let src = source(gpu, &consts, &[ATTENTION_COMMON, ATTENTION, KV_READ, &pre]);
     use Binding::*;
     gpu.pipeline(
         &format!("flash hd{hd} g{} tq{} bk{} {} sg{sg}", f.g, f.tq, f.bk, kv.ty),
+        &src,
+        &[Read, Read, Read, ReadWrite, Uniform, Uniform],
+    )
+}
+
+/// The CPU-adapter kernel (attention_cpu.wgsl): CPU adapters with subgroups of one fixed size,
+/// which is its workgroup. Measured on lavapipe, SmolLM2 decode at depth 2048: the GPU-shaped
+/// kernel's barriers and per-lane gathers from workgroup memory cost far more there.
+fn cpu_variant(gpu: &Gpu) -> Option<u32> {
+    let n = gpu.subgroup_min_size;
+    (gpu.cpu_matmul && gpu.subgroups && n == gpu.subgroup_max_size && (4..=64).contains(&n)).then_some(n)
+}
+
+fn flash_cpu_pipeline(gpu: &Gpu, s: AttnShape, kv: KvLayout, wg: u32) -> Result<std::sync::Arc<wgpu::ComputePipeline>> {
+    let hd = s.head_dim;
+    let g = s.n_head / s.n_kv;
+    let consts = vec![
+        ("WG", format!("{wg}u")),
+        ("HD", format!("{hd}u")),
+        ("HD4", format!("{}u", hd / 4)),
+        ("G", format!("{g}u")),
+    ];
+    let pre =
+        format!("fn kv4(v: bool, base: u32, c: u32) -> vec4<f32> {{ return kv4_{}(v, base, c); }}\n", kv.ty.name());
+    let src = source(gpu, &consts, &[ATTENTION_COMMON, ATTENTION_CPU, KV_READ, &pre]);
+    use Binding::*;
+    gpu.pipeline(
+        &format!("flash_cpu hd{hd} g{g} wg{wg} {}", kv.ty),
         &src,
         &[Read, Read, Read, ReadWrite, Uniform, Uniform],
     )
@@ -330,8 +360,16 @@ pub fn attention(
     if parts.is_empty() {
         return Err(Error::InvalidArgument("attention over no KV cache".into()));
     }
-    let (fm, f1) = (flash_shape(gpu, s, false)?, flash_shape(gpu, s, true)?);
-    let (pm, p1) = (flash_pipeline(gpu, s, kv, fm)?, flash_pipeline(gpu, s, kv, f1)?);
+    let (pm, p1, tile) = match cpu_variant(gpu) {
+        Some(wg) => {
+            let p = flash_cpu_pipeline(gpu, s, kv, wg)?;
+            (p.clone(), p, 1)
+        }
+        None => {
+            let (fm, f1) = (flash_shape(gpu, s, false)?, flash_shape(gpu, s, true)?);
+            (flash_pipeline(gpu, s, kv, fm)?, flash_pipeline(gpu, s, kv, f1)?, fm.tq)
+        }
+    };
     let lens: Vec<u32> = parts.iter().map(|p| p.len).collect();
     let splits = decode_splits(gpu, s, &lens);
     let total_splits: u32 = splits.iter().sum();
@@ -394,7 +432,7 @@ pub fn attention(
             bind_group: bind(&pm, part, target(!multi_parts), &bm),
             pipeline: pm.clone(),
             x: s.n_kv,
-            tile: fm.tq,
+            tile,
             single: Some((p1.clone(), bind(&p1, part, target(direct1), &b1), x1)),
             kv_read: Some(KvRead {
                 pos0: part.pos0 as u64,
