@@ -135,3 +135,35 @@ fn kv_cache_split_across_buffers_decodes_as_one() {
         assert!(err(&a, &b) < 1e-4, "decode {i}: {}", err(&a, &b));
     }
 }
+
+#[test]
+fn smollm2_greedy_24_tokens_identical_with_q8_0_kv() {
+    // the real SmolLM2-135M (GQA 9/3, head_dim 64) on the GPU backend with a q8_0 cache:
+    // transformers' 24 greedy tokens (tests/fixtures/smollm2.json), exactly
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("smollm2.json")).unwrap()).unwrap();
+    let ids = |v: &serde_json::Value| -> Vec<u32> {
+        v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    };
+    let src = FileSource::open(common::smollm2_gguf()).unwrap();
+    let file = GgufFile::read(&src).unwrap();
+    let opts = LoadOptions {
+        gpu: GpuOptions { precision: Precision::F32, ..Default::default() },
+        context: Some(256),
+        kv_type: Some(KvType::Q8_0),
+        ..Default::default()
+    };
+    let mut m = LlamaModel::load_blocking(&src, &file, &opts, |_| {}).unwrap();
+    let prompt = ids(&r["prompt_ids"]);
+    let want = ids(&r["greedy_ids"]);
+    let mut logits = m.forward_blocking(&prompt, 0, false).unwrap();
+    let mut got = Vec::new();
+    for i in 0..want.len() {
+        let next =
+            logits.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0
+                as u32;
+        got.push(next);
+        logits = m.forward_blocking(&[next], prompt.len() + i, false).unwrap();
+    }
+    assert_eq!(got, want, "greedy tokens with q8_0 KV");
+}
