@@ -155,6 +155,14 @@ fn flash_attention_over_split_kv_buffers() {
             let c = Case { n_head: 6, n_kv: 2, hd: 64, ctx: 77, per_part: 30, ty };
             check_flash(&gpu, &mut rng, c, &[(0, 7), (25, 13), (76, 1), (29, 1), (30, 1), (61, 1)], &what);
         }
+        // 16 KiB of workgroup memory (what browsers guarantee): head_dim 128 in blocks of 16 keys
+        if !(sgv && cpu_adapter) {
+            let limit = gpu.limits.max_compute_workgroup_storage_size;
+            gpu.limits.max_compute_workgroup_storage_size = 16384;
+            let c = Case { n_head: 6, n_kv: 2, hd: 128, ctx: 77, per_part: 77, ty: KvType::F16 };
+            check_flash(&gpu, &mut rng, c, &PASSES, &format!("16 KiB {what}"));
+            gpu.limits.max_compute_workgroup_storage_size = limit;
+        }
         // a short cache: one decode split (the output written directly, no combine)
         let c = Case { n_head: 4, n_kv: 1, hd: 64, ctx: 20, per_part: 20, ty: KvType::F16 };
         check_flash(&gpu, &mut rng, c, &[(0, 20), (19, 1), (3, 1)], &what);

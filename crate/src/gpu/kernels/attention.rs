@@ -222,26 +222,32 @@ impl FlashShape {
     }
 }
 
+/// Keys per block (32, or 16 for head_dim above 128 or when workgroup memory is short:
+/// browsers guarantee 16 KiB) and tokens per workgroup (fewer until it fits).
 fn flash_shape(gpu: &Gpu, s: AttnShape, single: bool) -> Result<FlashShape> {
     let g = s.n_head / s.n_kv;
-    let bk = if s.head_dim <= 128 { 32 } else { 16 };
-    let mut tq = if single { 1 } else { (FA_ROWS / g).max(1) };
     let budget = gpu.limits.max_compute_workgroup_storage_size as u64;
-    loop {
-        let f = FlashShape { bk, g, tq };
-        if f.workgroup_bytes(s.head_dim) <= budget {
-            return Ok(f);
+    let bks: &[u32] = if s.head_dim <= 128 { &[32, 16] } else { &[16] };
+    for &bk in bks {
+        let mut tq = if single { 1 } else { (FA_ROWS / g).max(1) };
+        loop {
+            let f = FlashShape { bk, g, tq };
+            if f.workgroup_bytes(s.head_dim) <= budget {
+                return Ok(f);
+            }
+            if tq == 1 {
+                break;
+            }
+            tq /= 2;
         }
-        if tq == 1 {
-            return Err(Error::LimitsTooSmall(format!(
-                "attention over {g} query heads per KV head of {} values needs {} bytes of workgroup memory, \
-                 the device has {budget}",
-                s.head_dim,
-                f.workgroup_bytes(s.head_dim)
-            )));
-        }
-        tq /= 2;
     }
+    let f = FlashShape { bk: 16, g, tq: 1 };
+    Err(Error::LimitsTooSmall(format!(
+        "attention over {g} query heads per KV head of {} values needs {} bytes of workgroup memory, the device \
+         has {budget}",
+        s.head_dim,
+        f.workgroup_bytes(s.head_dim)
+    )))
 }
 
 fn flash_pipeline(
