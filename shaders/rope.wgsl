@@ -1,19 +1,24 @@
 // RoPE on q and k from the fused QKV projection (`qkv` rows: q | k | v), and the KV-cache
-// append: rotated q goes to `q`, rotated k and plain v to the cache at the tokens' absolute
-// positions. GGUF's converter pre-permutes q/k rows, so the
-// rotated pairs are adjacent: (x[2j], x[2j+1]) by angle pos · inv_freq[j], where inv_freq
-// already includes Llama 3.1's rope_freqs factors (computed on the CPU in f64).
+// write: rotated q goes to `q`, rotated k and plain v into the cache at the tokens' absolute
+// positions, in the cache's type (quantized as written: kv_store, from kernels.rs). GGUF's
+// converter pre-permutes q/k rows, so the rotated pairs are adjacent: (x[2j], x[2j+1]) by
+// angle pos · inv_freq[j], where inv_freq already includes Llama 3.1's rope_freqs factors
+// (computed on the CPU in f64). A cache split into parts gets one launch per part: each
+// writes the positions its part holds (and the first one q).
 
 struct Params {
     n_head: u32,
     n_kv: u32,
     head_dim: u32,
+    pos0: u32,      // first cache position held by this part
+    part_len: u32,  // positions held by this part
+    pos_bytes: u32, // bytes per cached position
+    row_bytes: u32, // bytes per head row
+    write_q: u32,
 }
 
 @group(0) @binding(0) var<storage, read> qkv: array<f32>;
 @group(0) @binding(1) var<storage, read_write> q: array<f32>;
-@group(0) @binding(2) var<storage, read_write> kc: array<kv_t>;
-@group(0) @binding(3) var<storage, read_write> vc: array<kv_t>;
 @group(0) @binding(4) var<storage, read> inv_freq: array<f32>;
 @group(0) @binding(5) var<uniform> p: Params;
 @group(0) @binding(6) var<uniform> step: Step;
@@ -38,22 +43,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let pos = step.pos + t;
     let half = p.head_dim / 2u;
     let q_dim = p.n_head * p.head_dim;
-    let kv_dim = p.n_kv * p.head_dim;
-    let row = t * (q_dim + 2u * kv_dim);
-    if (i < p.n_head * half) {
+    let row = t * (q_dim + 2u * p.n_kv * p.head_dim);
+    if (p.write_q == 1u && i < p.n_head * half) {
         let b = row + 2u * i;
         let r = rotate(qkv[b], qkv[b + 1u], i % half, pos);
         q[t * q_dim + 2u * i] = r.x;
         q[t * q_dim + 2u * i + 1u] = r.y;
     }
-    if (i < p.n_kv * half) {
-        let k = row + q_dim + 2u * i;
-        let v = k + kv_dim;
-        let dst = pos * kv_dim + 2u * i;
-        let r = rotate(qkv[k], qkv[k + 1u], i % half, pos);
-        kc[dst] = kv_t(r.x);
-        kc[dst + 1u] = kv_t(r.y);
-        vc[dst] = kv_t(qkv[v]);
-        vc[dst + 1u] = kv_t(qkv[v + 1u]);
+    if (pos >= p.pos0 && pos - p.pos0 < p.part_len) {
+        kv_store(i, row + q_dim, pos - p.pos0, pos);
     }
 }

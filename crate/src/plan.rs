@@ -60,6 +60,10 @@ pub struct Plan {
     pub kv_layer_bytes: u64,
     /// Bytes of the whole KV cache (K and V, every layer).
     pub kv_bytes: u64,
+    /// Buffers one layer's K (or V) cache is split into, by positions (1 when one binding
+    /// holds it), and the positions each holds (the last one: the rest).
+    pub kv_parts: usize,
+    pub part_positions: usize,
 }
 
 /// The KV-cache context a load wants: what the caller asked (at least 1 token), else the
@@ -71,6 +75,11 @@ pub fn wanted_context(cfg: &LlamaConfig, asked: Option<usize>) -> Result<usize> 
         None => Ok(cfg.context_length.clamp(1, DEFAULT_MAX_CONTEXT)),
     }
 }
+
+/// Most buffers one layer's K (or V) cache is split into (each attention launch binds one).
+pub const MAX_KV_PARTS: u64 = 16;
+/// Largest KV part in bytes: the kernels address it with u32 byte offsets.
+const MAX_PART_BYTES: u64 = 1 << 31;
 
 fn too_small(what: String) -> Error {
     Error::LimitsTooSmall(what)
@@ -112,39 +121,48 @@ pub fn plan(
         widest = widest.max(bytes);
     }
 
-    // Context: one layer's K cache, and one token's attention scores over it, in a binding.
+    // Context: one layer's K (or V) cache is split by positions into up to MAX_KV_PARTS
+    // buffers of at most one binding each; a position's rows are padded to whole u32 words.
     // one token's K (or V) row: n_kv head rows; <= kv_dim * 4 <= max_binding (checked above)
     let kv_row = u(kv_type.row_bytes(cfg.head_dim)?) * u(cfg.n_head_kv);
-    let scores_row = u(cfg.n_head).checked_mul(4).ok_or_else(|| overflow("head_count"))?;
-    let fit_kv = max_binding / kv_row.max(1);
-    let fit_scores = max_binding / scores_row.max(1);
-    let max_ctx = usize::try_from(fit_kv.min(fit_scores)).unwrap_or(usize::MAX);
+    let pos_bytes = kv_row.next_multiple_of(4).max(4);
+    // attention partials (per token and part: n_head rows of head_dim + 2 floats) in a binding
+    let partial_row = u(cfg.n_head)
+        .checked_mul(u(cfg.head_dim) + 2)
+        .and_then(|x| x.checked_mul(4))
+        .ok_or_else(|| overflow("head_count × head dimension"))?;
+    let max_parts = (max_binding / partial_row.max(1)).clamp(1, MAX_KV_PARTS);
+    let part_cap = max_binding.min(MAX_PART_BYTES) / pos_bytes;
+    let max_ctx = usize::try_from(part_cap.saturating_mul(max_parts)).unwrap_or(usize::MAX);
     let want = wanted_context(cfg, context)?;
     let ctx = want.min(max_ctx);
     if ctx == 0 {
         return Err(too_small(format!(
-            "one token of KV cache ({kv_dim} values, {kv_row} bytes in {kv_type}) or of attention scores ({} heads \
-             × 4 bytes) exceeds the {max_binding}-byte binding limit",
-            cfg.n_head
+            "one token of KV cache ({kv_dim} values, {kv_row} bytes in {kv_type}) exceeds the {max_binding}-byte \
+             binding limit"
         )));
     }
     if ctx < want && context.is_some() {
         return Err(too_small(format!(
-            "context {want} needs bindings above the device's {max_binding} bytes; at most {ctx} fits"
+            "context {want} needs more than {max_parts} KV-cache buffers of the device's {max_binding}-byte \
+             bindings; at most {ctx} fits"
         )));
     }
+    let kv_parts = u(ctx).div_ceil(part_cap.max(1));
+    let part_positions = usize::try_from(u(ctx).div_ceil(kv_parts)).unwrap_or(usize::MAX);
 
-    // Chunk: the scores of a chunk (n_head × ctx per token) and each activation in a binding.
-    let scores_per_token = scores_row * u(ctx); // <= max_binding by the choice of ctx
-    let fit = (max_binding / scores_per_token.max(1)).min(max_binding / widest).max(1);
+    // Chunk: each activation, and the attention partials over several parts, in a binding.
+    let per_token = if kv_parts > 1 { widest.max(partial_row * kv_parts) } else { widest };
+    let fit = (max_binding / per_token.max(1)).max(1);
     let chunk = prefill_chunk.max(1).min(usize::try_from(fit).unwrap_or(usize::MAX));
 
-    let kv_layer_bytes = u(ctx) * kv_row; // <= max_binding
+    let kv_layer_bytes = u(ctx).checked_mul(pos_bytes).ok_or_else(|| overflow("KV cache size"))?;
     let kv_bytes = kv_layer_bytes
         .checked_mul(2)
         .and_then(|b| b.checked_mul(u(cfg.n_layer)))
         .ok_or_else(|| overflow("KV cache size"))?;
-    Ok(Plan { context: ctx, chunk, kv_type, q_dim, kv_dim, kv_layer_bytes, kv_bytes })
+    let kv_parts = kv_parts as usize; // <= MAX_KV_PARTS
+    Ok(Plan { context: ctx, chunk, kv_type, q_dim, kv_dim, kv_layer_bytes, kv_bytes, kv_parts, part_positions })
 }
 
 /// What a load decides before it touches the GPU: the header, the tokenizer, the config and
@@ -219,6 +237,23 @@ mod tests {
         assert_eq!(p.kv_bytes, crate::kv::kv_bytes(&c, 1000, KvType::Q8_0).unwrap());
         // head_dim 48 is not whole Q4_0 blocks
         assert!(matches!(plan(&cfg(4, 2, 48), 128 << 20, KvType::Q4_0, None, 64), Err(Error::InvalidArgument(_))));
+    }
+
+    #[test]
+    fn kv_cache_split_across_bindings() {
+        // f32 rows of 2 heads × 64 = 512 bytes: a 1 MiB binding holds 2048 positions
+        let c = cfg(4, 2, 64);
+        let p = plan(&c, 1 << 20, KvType::F32, Some(5000), 64).unwrap();
+        assert_eq!((p.context, p.kv_parts, p.part_positions, p.chunk), (5000, 3, 1667, 64));
+        assert_eq!(p.kv_layer_bytes, 5000 * 512);
+        let p = plan(&c, 128 << 20, KvType::F32, Some(5000), 64).unwrap();
+        assert_eq!((p.kv_parts, p.part_positions), (1, 5000));
+        // at most MAX_KV_PARTS buffers: asked beyond is an error naming what fits
+        let e = plan(&c, 1 << 20, KvType::F32, Some(40000), 64).unwrap_err();
+        assert!(matches!(&e, Error::LimitsTooSmall(m) if m.contains("at most 32768")), "{e}");
+        // q8_0 rows of 3 × 34 bytes are padded to whole words per position
+        let p = plan(&cfg(3, 3, 32), 1 << 20, KvType::Q8_0, Some(100), 64).unwrap();
+        assert_eq!(p.kv_layer_bytes, 100 * 104);
     }
 
     #[test]

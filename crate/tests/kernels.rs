@@ -3,7 +3,7 @@
 //! shader-f16) f16 mode. Runs on whatever adapter wgpu finds (lavapipe in CI).
 
 use llama_webgpu::gguf::GgmlType;
-use llama_webgpu::gpu::kernels::{self, reference as cpu, AttnShape, GpuWeight, MatmulOpts, NormIn, Step};
+use llama_webgpu::gpu::kernels::{self, reference as cpu, GpuWeight, MatmulOpts, NormIn, Step};
 use llama_webgpu::gpu::{Gpu, GpuOptions, Precision};
 use llama_webgpu::quant;
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -277,108 +277,6 @@ fn swiglu_against_cpu() {
         let d = kernels::swiglu(&gpu, &gb, &ub, dim as u32, &step).unwrap();
         kernels::submit(&gpu, &step, Step { n_tokens: n as u32, pos: 0, kv_len: 0, _pad: 0 }, &[&d]);
         assert_close("swiglu", &read(&gpu, &gb, dim * n), &cpu::swiglu(&g, &u), 1e-5);
-    }
-}
-
-/// Reads a KV cache buffer (f32 or f16) back as f32.
-fn read_kv(gpu: &Gpu, b: &wgpu::Buffer, n: usize) -> Vec<f32> {
-    if gpu.use_f16 {
-        let bytes = pollster::block_on(gpu.read(b, 0, (n * 2) as u64)).unwrap();
-        bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
-    } else {
-        read(gpu, b, n)
-    }
-}
-
-fn kv_buf(gpu: &Gpu, data: &[f32]) -> wgpu::Buffer {
-    if gpu.use_f16 {
-        let h: Vec<half::f16> = data.iter().map(|&v| half::f16::from_f32(v)).collect();
-        gpu.storage_from("kv", bytemuck::cast_slice(&h)).unwrap()
-    } else {
-        buf(gpu, data)
-    }
-}
-
-#[test]
-fn rope_and_cache_append_against_cpu() {
-    let mut rng = StdRng::seed_from_u64(6);
-    for gpu in gpus() {
-        let step = kernels::step_buffer(&gpu);
-        let s = AttnShape { n_head: 6, n_kv: 2, head_dim: 34, ctx: 40 };
-        let (nh, nkv, hd, ctx, n, pos0) = (6usize, 2usize, 34usize, 40usize, 5usize, 29usize);
-        let q = rand_vec(&mut rng, n * nh * hd, 2.0);
-        let k = rand_vec(&mut rng, n * nkv * hd, 2.0);
-        let v = rand_vec(&mut rng, n * nkv * hd, 2.0);
-        // the fused projection's rows: q | k | v per token
-        let (qd, kd) = (nh * hd, nkv * hd);
-        let qkv: Vec<f32> =
-            (0..n).flat_map(|t| [&q[t * qd..][..qd], &k[t * kd..][..kd], &v[t * kd..][..kd]].concat()).collect();
-        let factors: Vec<f32> = (0..hd / 2).map(|j| 1.0 + j as f32 * 0.5).collect();
-        let inv = llama_webgpu::graph::rope_inv_freq(hd, 500000.0, Some(&factors));
-        let (qkvb, ib) = (buf(&gpu, &qkv), buf(&gpu, &inv));
-        let qb = gpu.storage("q", (q.len() * 4) as u64).unwrap();
-        let kc = kv_buf(&gpu, &vec![0.0; ctx * nkv * hd]);
-        let vc = kv_buf(&gpu, &vec![0.0; ctx * nkv * hd]);
-        let d = kernels::rope_store(&gpu, s, &qkvb, &qb, &kc, &vc, &ib, &step).unwrap();
-        kernels::submit(
-            &gpu,
-            &step,
-            Step { n_tokens: n as u32, pos: pos0 as u32, kv_len: (pos0 + n) as u32, _pad: 0 },
-            &[&d],
-        );
-        let (mut wq, mut wk) = (q.clone(), k.clone());
-        cpu::rope(&mut wq, nh, hd, pos0, &inv);
-        cpu::rope(&mut wk, nkv, hd, pos0, &inv);
-        let tol = if gpu.use_f16 { 1e-3 } else { 2e-5 };
-        assert_close("rope q", &read(&gpu, &qb, q.len()), &wq, 2e-5);
-        let kcache = read_kv(&gpu, &kc, ctx * nkv * hd);
-        let vcache = read_kv(&gpu, &vc, ctx * nkv * hd);
-        let off = pos0 * nkv * hd;
-        assert_close("rope k → cache", &kcache[off..off + k.len()], &wk, tol);
-        assert_close("v → cache", &vcache[off..off + v.len()], &v, tol);
-        assert!(kcache[..off].iter().all(|&x| x == 0.0), "cache before pos0 untouched");
-    }
-}
-
-#[test]
-fn attention_gqa_causal_against_cpu() {
-    let mut rng = StdRng::seed_from_u64(7);
-    // the GPU kernel, and on CPU adapters with subgroups the one-key-per-lane kernel
-    let all = gpus().into_iter().map(|g| (g, false)).chain(gpus().into_iter().map(|g| (g, true)));
-    for (mut gpu, cpu_kernel) in all {
-        gpu.cpu_matmul = cpu_kernel;
-        let step = kernels::step_buffer(&gpu);
-        // head_dim 40 and 70 keys: neither a multiple of the 64-thread workgroup
-        let (nh, nkv, hd, ctx) = (6usize, 2usize, 40usize, 80usize);
-        let s = AttnShape { n_head: nh as u32, n_kv: nkv as u32, head_dim: hd as u32, ctx: ctx as u32 };
-        for (pos0, n) in [(0usize, 7usize), (65, 5), (70, 1)] {
-            let q = rand_vec(&mut rng, n * nh * hd, 1.0);
-            let mut k = rand_vec(&mut rng, ctx * nkv * hd, 1.0);
-            let mut v = rand_vec(&mut rng, ctx * nkv * hd, 1.0);
-            if gpu.use_f16 {
-                // the reference sees the same rounded cache the GPU holds
-                for x in k.iter_mut().chain(v.iter_mut()) {
-                    *x = half::f16::from_f32(*x).to_f32();
-                }
-            }
-            let (qb, kc, vc) = (buf(&gpu, &q), kv_buf(&gpu, &k), kv_buf(&gpu, &v));
-            let sc = gpu.storage("scores", (n * nh * ctx * 4) as u64).unwrap();
-            let ob = gpu.storage("o", (q.len() * 4) as u64).unwrap();
-            let d = kernels::attention(&gpu, s, &qb, &kc, &vc, &sc, &ob, &step).unwrap();
-            kernels::submit(
-                &gpu,
-                &step,
-                Step { n_tokens: n as u32, pos: pos0 as u32, kv_len: (pos0 + n) as u32, _pad: 0 },
-                &[&d],
-            );
-            let want = cpu::attention(&q, &k[..(pos0 + n) * nkv * hd], &v[..(pos0 + n) * nkv * hd], nh, nkv, hd, pos0);
-            assert_close(
-                &format!("attention pos0={pos0} n={n} f16={} cpu={cpu_kernel}", gpu.use_f16),
-                &read(&gpu, &ob, q.len()),
-                &want,
-                2e-5,
-            );
-        }
     }
 }
 

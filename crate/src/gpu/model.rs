@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::gguf::{AsyncByteSource, GgufFile, LlamaConfig, TensorInfo};
-use crate::gpu::kernels::{self, AttnShape, Dispatch, GpuWeight, MatmulOpts, NormIn, Step};
+use crate::gpu::kernels::{self, AttnShape, Dispatch, GpuWeight, KvLayout, KvPart, MatmulOpts, NormIn, Step};
 use crate::gpu::{Gpu, GpuOptions};
 use crate::graph::{self, Act, Exec};
 pub use crate::graph::{Phase, Progress};
@@ -50,9 +50,10 @@ fn layer_weight_bytes(w: &Weights) -> u64 {
         .sum()
 }
 
+/// One layer's KV cache: K and V buffers per part of `part_positions` positions.
 struct KvCache {
-    k: wgpu::Buffer,
-    v: wgpu::Buffer,
+    k: Vec<wgpu::Buffer>,
+    v: Vec<wgpu::Buffer>,
 }
 
 /// Activations for one prefill chunk, sized once.
@@ -66,7 +67,8 @@ struct Acts {
     ffn: wgpu::Buffer,
     /// `up` when gate and up cannot share a launch (split differently across bindings).
     scratch: wgpu::Buffer,
-    scores: wgpu::Buffer,
+    /// Attention partial results (split keys, several cache parts).
+    partials: wgpu::Buffer,
     logits_all: wgpu::Buffer,
     logits_last: wgpu::Buffer,
 }
@@ -94,6 +96,10 @@ pub struct LlamaModel {
     pub weight_bytes: u64,
     pub kv_bytes: u64,
     pub kv_type: KvType,
+    pub kv_layout: KvLayout,
+    /// Cache buffers per layer's K (or V), and the positions each holds.
+    pub kv_parts: usize,
+    pub part_positions: usize,
     pub gpu_bytes: u64,
     /// Weight types by tensor count, for `info`.
     pub tensor_types: Vec<(String, usize)>,
@@ -104,6 +110,15 @@ pub struct LlamaModel {
     body: Vec<Dispatch>,
     out_all: Vec<Dispatch>,
     out_last: Vec<Dispatch>,
+}
+
+fn attn_shape(cfg: &LlamaConfig, context: usize) -> AttnShape {
+    AttnShape {
+        n_head: cfg.n_head as u32,
+        n_kv: cfg.n_head_kv as u32,
+        head_dim: cfg.head_dim as u32,
+        ctx: context as u32,
+    }
 }
 
 impl LlamaModel {
@@ -117,14 +132,10 @@ impl LlamaModel {
         let cfg = LlamaConfig::from_gguf(file)?;
         crate::plan::wanted_context(&cfg, opts.context)?; // before the device is created
         let gpu = Gpu::new(&opts.gpu).await?;
-        // the kernels keep K and V in the precision they compute in
-        let kv_type = if gpu.use_f16 { KvType::F16 } else { KvType::F32 };
-        if opts.kv_type.is_some_and(|t| t != kv_type) {
-            return Err(Error::InvalidArgument(format!(
-                "the GPU backend keeps its KV cache in {kv_type} with this precision, not {}",
-                opts.kv_type.map_or("", KvType::name)
-            )));
-        }
+        // default: f16 where the kernels compute in f16, else f32 (any type works anywhere:
+        // f16 is stored as packed halves, q8_0 / q4_0 as ggml blocks)
+        let kv_type = opts.kv_type.unwrap_or(if gpu.use_f16 { KvType::F16 } else { KvType::F32 });
+        let kv_layout = KvLayout::new(kv_type, cfg.n_head_kv as u32, cfg.head_dim as u32)?;
         let plan = crate::plan::plan(&cfg, gpu.max_binding, kv_type, opts.context, opts.prefill_chunk)?;
         let (context, chunk, kv_dim) = (plan.context, plan.chunk, plan.kv_dim);
         let total: u64 = file.tensors.iter().map(|t| t.n_bytes).sum();
@@ -153,14 +164,20 @@ impl LlamaModel {
         let inv_freq = graph::rope_inv_freq(cfg.head_dim, cfg.rope_base, rope_freqs.as_deref());
         let inv_freq_buf = gpu.storage_from("inv_freq", bytemuck::cast_slice(&inv_freq))?;
         let caches = (0..cfg.n_layer)
-            .map(|_| {
-                Ok(KvCache {
-                    k: gpu.storage("k_cache", plan.kv_layer_bytes)?,
-                    v: gpu.storage("v_cache", plan.kv_layer_bytes)?,
-                })
+            .map(|i| {
+                let mut c = KvCache { k: vec![], v: vec![] };
+                for j in 0..plan.kv_parts {
+                    let n = plan.part_positions.min(context - j * plan.part_positions) as u64;
+                    c.k.push(gpu.storage(&format!("k_cache {i}.{j}"), n * kv_layout.pos_bytes as u64)?);
+                    c.v.push(gpu.storage(&format!("v_cache {i}.{j}"), n * kv_layout.pos_bytes as u64)?);
+                }
+                Ok(c)
             })
             .collect::<Result<Vec<_>>>()?;
 
+        let shape = attn_shape(&cfg, context);
+        let part_lens: Vec<u32> =
+            (0..plan.kv_parts).map(|j| plan.part_positions.min(context - j * plan.part_positions) as u32).collect();
         let f = |n: usize| (chunk * n * 4) as u64;
         let q_dim = cfg.n_head * cfg.head_dim;
         let acts = Acts {
@@ -172,7 +189,10 @@ impl LlamaModel {
             att: gpu.storage("att", f(q_dim))?,
             ffn: gpu.storage("ffn", f(cfg.n_ff))?,
             scratch: gpu.storage("scratch", f(cfg.n_ff.max(cfg.n_embd)))?,
-            scores: gpu.storage("scores", f(cfg.n_head * context))?,
+            partials: gpu.storage(
+                "attention partials",
+                4 * kernels::attention_scratch_floats(&gpu, shape, &part_lens, chunk as u32),
+            )?,
             logits_all: gpu.storage("logits", f(cfg.n_vocab))?,
             logits_last: gpu.storage("logits_last", (cfg.n_vocab * 4) as u64)?,
         };
@@ -187,7 +207,7 @@ impl LlamaModel {
             &acts.att,
             &acts.ffn,
             &acts.scratch,
-            &acts.scores,
+            &acts.partials,
             &acts.logits_all,
             &acts.logits_last,
         ]
@@ -203,6 +223,9 @@ impl LlamaModel {
             weight_bytes,
             kv_bytes,
             kv_type,
+            kv_layout,
+            kv_parts: plan.kv_parts,
+            part_positions: plan.part_positions,
             gpu_bytes: weight_bytes + kv_bytes + act_bytes,
             tensor_types,
             w,
@@ -237,12 +260,10 @@ impl LlamaModel {
             a: &self.acts,
             caches: &self.caches,
             inv_freq: &self.inv_freq_buf,
-            shape: AttnShape {
-                n_head: self.cfg.n_head as u32,
-                n_kv: self.cfg.n_head_kv as u32,
-                head_dim: self.cfg.head_dim as u32,
-                ctx: self.context as u32,
-            },
+            shape: attn_shape(&self.cfg, self.context),
+            kv: self.kv_layout,
+            part_positions: self.part_positions as u32,
+            chunk: self.chunk as u32,
             body: vec![],
             out_all: vec![],
             out_last: vec![],
@@ -269,6 +290,13 @@ impl LlamaModel {
 
     pub fn dispatches_per_token(&self) -> usize {
         self.body.len() + self.out_last.len()
+    }
+
+    /// KV-cache bytes one decoded token reads at `depth` cached positions, counted from what
+    /// the attention launches bind and read (each stages its positions' K and V rows once per
+    /// KV head).
+    pub fn kv_bytes_per_token(&self, depth: usize) -> u64 {
+        self.body.iter().map(|d| d.kv_bytes_read(depth as u64)).sum()
     }
 
     /// Weight bytes read per decoded token (every weight once; embedding: one row).
@@ -346,6 +374,9 @@ struct Recorder<'a> {
     caches: &'a [KvCache],
     inv_freq: &'a wgpu::Buffer,
     shape: AttnShape,
+    kv: KvLayout,
+    part_positions: u32,
+    chunk: u32,
     body: Vec<Dispatch>,
     out_all: Vec<Dispatch>,
     out_last: Vec<Dispatch>,
@@ -355,8 +386,15 @@ impl Recorder<'_> {
     fn norm<'b>(&self, weight: &'b wgpu::Buffer) -> Option<NormIn<'b>> {
         Some(NormIn { weight, eps: self.cfg.rms_eps })
     }
-    fn cache(&self, layer: usize) -> Result<&KvCache> {
-        self.caches.get(layer).ok_or_else(|| Error::InvalidArgument(format!("no layer {layer}")))
+    fn cache(&self, layer: usize) -> Result<Vec<KvPart<'_>>> {
+        let c = self.caches.get(layer).ok_or_else(|| Error::InvalidArgument(format!("no layer {layer}")))?;
+        let pp = self.part_positions;
+        Ok(c.k
+            .iter()
+            .zip(&c.v)
+            .enumerate()
+            .map(|(j, (k, v))| KvPart { k, v, pos0: j as u32 * pp, len: pp.min(self.shape.ctx - j as u32 * pp) })
+            .collect())
     }
 }
 
@@ -389,13 +427,15 @@ impl Exec for Recorder<'_> {
 
     fn rope_store(&mut self, layer: usize) -> Result<()> {
         let (g, a, c) = (self.gpu, self.a, self.cache(layer)?);
-        self.body.push(kernels::rope_store(g, self.shape, &a.qkv, &a.q, &c.k, &c.v, self.inv_freq, &a.step)?);
+        let d = kernels::rope_store(g, self.shape, self.kv, &a.qkv, &a.q, &c, self.inv_freq, &a.step)?;
+        self.body.extend(d);
         Ok(())
     }
 
     fn attention(&mut self, layer: usize) -> Result<()> {
         let (g, a, c) = (self.gpu, self.a, self.cache(layer)?);
-        self.body.push(kernels::attention(g, self.shape, &a.q, &c.k, &c.v, &a.scores, &a.att, &a.step)?);
+        let d = kernels::attention(g, self.shape, self.kv, &a.q, &c, &a.partials, &a.att, &a.step, self.chunk)?;
+        self.body.extend(d);
         Ok(())
     }
 

@@ -9,7 +9,10 @@ use crate::gguf::{AsyncByteSource, GgmlType};
 use crate::gpu::{Binding, BufSlice, Gpu};
 use std::sync::Arc;
 
+pub mod attention;
 pub mod reference;
+
+pub use attention::{attention, attention_scratch_floats, decode_splits, rope_store, KvLayout, KvPart};
 
 const COMMON: &str = include_str!("../../../../shaders/common.wgsl");
 const QUANT: &str = include_str!("../../../../shaders/quant.wgsl");
@@ -19,10 +22,6 @@ const MATMUL_COMMON: &str = include_str!("../../../../shaders/matmul_common.wgsl
 const MATMUL_TILED: &str = include_str!("../../../../shaders/matmul_tiled.wgsl");
 const MATMUL_CPU: &str = include_str!("../../../../shaders/matmul_cpu.wgsl");
 const NORM: &str = include_str!("../../../../shaders/norm.wgsl");
-const ROPE: &str = include_str!("../../../../shaders/rope.wgsl");
-const ATTENTION: &str = include_str!("../../../../shaders/attention.wgsl");
-const ATTENTION_CPU: &str = include_str!("../../../../shaders/attention_cpu.wgsl");
-const ATTENTION_COMMON: &str = include_str!("../../../../shaders/attention_common.wgsl");
 const ELEMENTWISE: &str = include_str!("../../../../shaders/elementwise.wgsl");
 const EMBED: &str = include_str!("../../../../shaders/embed.wgsl");
 
@@ -72,6 +71,25 @@ pub struct Dispatch {
     tile: u32,
     /// A variant specialised for single-token passes (decode): pipeline, bind group, grid x.
     single: Option<(Arc<wgpu::ComputePipeline>, wgpu::BindGroup, u32)>,
+    /// What an attention launch reads of the KV cache.
+    kv_read: Option<KvRead>,
+}
+
+/// The KV-cache rows an attention launch reads: every position it covers that a pass has
+/// written, once per KV head (K and V), whatever the query heads of the group.
+#[derive(Debug, Clone, Copy)]
+pub struct KvRead {
+    pub pos0: u64,
+    pub len: u64,
+    /// K and V bytes of one position, all KV heads.
+    pub bytes_per_pos: u64,
+}
+
+impl Dispatch {
+    /// KV-cache bytes this launch reads in a single-token pass over `kv_len` cached positions.
+    pub fn kv_bytes_read(&self, kv_len: u64) -> u64 {
+        self.kv_read.map_or(0, |r| kv_len.saturating_sub(r.pos0).min(r.len) * r.bytes_per_pos)
+    }
 }
 
 impl Dispatch {
@@ -132,7 +150,7 @@ fn make(
 ) -> Result<Dispatch> {
     let x = check_x(&label, x, gpu)?;
     let bind_group = gpu.bind_group(&pipeline, buffers);
-    Ok(Dispatch { label, pipeline, bind_group, x, tile, single: None })
+    Ok(Dispatch { label, pipeline, bind_group, x, tile, single: None, kv_read: None })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -583,7 +601,7 @@ fn matmul_launch(
     let bgm = bind(&multi, &pm);
     check_x(&label, xm.max(x1), gpu)?;
     let x = xm;
-    Ok(Dispatch { label, pipeline: multi, bind_group: bgm, x, tile, single: Some((single, bg1, x1)) })
+    Ok(Dispatch { label, pipeline: multi, bind_group: bgm, x, tile, single: Some((single, bg1, x1)), kv_read: None })
 }
 
 /// `y[t, :] (+)= W · h[t, :]` for every token of the pass, with `h = x` or the fused
@@ -657,8 +675,7 @@ pub fn gate_up_silu(
 
 const ELEM_WG: u32 = 256;
 const NORM_WG: u32 = 256;
-const ATTN_WG: u32 = 64;
-const _: () = assert!(MM_WG <= MAX_WG && ELEM_WG <= MAX_WG && NORM_WG <= MAX_WG && ATTN_WG <= MAX_WG);
+const _: () = assert!(MM_WG <= MAX_WG && ELEM_WG <= MAX_WG && NORM_WG <= MAX_WG);
 
 fn wg_const(n: u32) -> Vec<(&'static str, String)> {
     vec![("WG", format!("{n}u"))]
@@ -692,90 +709,6 @@ pub struct AttnShape {
     pub head_dim: u32,
     /// KV cache capacity in positions.
     pub ctx: u32,
-}
-
-/// RoPE on q and k of the fused projection `qkv` (rows q | k | v): rotated q → `q`, rotated
-/// k and v appended to the cache at the pass's positions. `inv_freq[j]` = base^(−2j/d) / rope_freqs[j].
-#[allow(clippy::too_many_arguments)]
-pub fn rope_store(
-    gpu: &Gpu,
-    s: AttnShape,
-    qkv: &wgpu::Buffer,
-    q: &wgpu::Buffer,
-    kc: &wgpu::Buffer,
-    vc: &wgpu::Buffer,
-    inv_freq: &wgpu::Buffer,
-    step: &wgpu::Buffer,
-) -> Result<Dispatch> {
-    if s.n_kv == 0 || !s.n_head.is_multiple_of(s.n_kv) || !s.head_dim.is_multiple_of(2) {
-        return Err(Error::UnsupportedModel(format!("bad attention shape {s:?}")));
-    }
-    let src = source(gpu, &wg_const(ELEM_WG), &[ROPE]);
-    use Binding::*;
-    let pipeline =
-        gpu.pipeline("rope_store", &src, &[Read, ReadWrite, ReadWrite, ReadWrite, Read, Uniform, Uniform])?;
-    let params = gpu.uniform("rope", &[s.n_head, s.n_kv, s.head_dim]);
-    let pairs = s.n_head * s.head_dim / 2;
-    make(
-        gpu,
-        "rope_store".into(),
-        pipeline,
-        &[qkv.into(), q.into(), kc.into(), vc.into(), inv_freq.into(), (&params).into(), step.into()],
-        pairs.div_ceil(ELEM_WG),
-        1,
-    )
-}
-
-/// Causal GQA attention of the pass's queries over the cache → `o` [n, n_head·head_dim].
-/// `scores` is scratch of at least n_tokens · n_head · ctx floats.
-#[allow(clippy::too_many_arguments)]
-pub fn attention(
-    gpu: &Gpu,
-    s: AttnShape,
-    q: &wgpu::Buffer,
-    kc: &wgpu::Buffer,
-    vc: &wgpu::Buffer,
-    scores: &wgpu::Buffer,
-    o: &wgpu::Buffer,
-    step: &wgpu::Buffer,
-) -> Result<Dispatch> {
-    if s.head_dim > 256 {
-        return Err(Error::UnsupportedModel(format!("head_dim {} > 256", s.head_dim)));
-    }
-    use Binding::*;
-    // CPU adapters with subgroups: one key per lane (attention_cpu.wgsl), a workgroup of one
-    // subgroup (measured on lavapipe: 8 invocations 3.6x faster in prefill than 64, whose
-    // cross-subgroup sums cost more than they spread)
-    let cpu = gpu.cpu_matmul && gpu.subgroups && s.head_dim.is_multiple_of(8) && gpu.subgroup_min_size >= 4;
-    let pipeline = if cpu {
-        let wg = gpu.subgroup_max_size.clamp(8, ATTN_WG);
-        let consts = vec![
-            ("WG", format!("{wg}u")),
-            ("HD", format!("{}u", s.head_dim)),
-            ("NSG", format!("{}u", wg.div_ceil(gpu.subgroup_min_size))),
-            ("KV16", gpu.use_f16.to_string()),
-            ("KW", format!("{}u", if gpu.use_f16 { s.head_dim / 8 } else { s.head_dim / 4 })),
-        ];
-        let src = source(gpu, &consts, &[ATTENTION_COMMON, ATTENTION_CPU]);
-        gpu.pipeline(
-            &format!("attention_cpu hd{} f16{}", s.head_dim, gpu.use_f16),
-            &src,
-            &[Read, Read, Read, ReadWrite, ReadWrite, Uniform, Uniform],
-        )?
-    } else {
-        let src = source(gpu, &wg_const(ATTN_WG), &[ATTENTION_COMMON, ATTENTION]);
-        gpu.pipeline("attention", &src, &[Read, Read, Read, ReadWrite, ReadWrite, Uniform, Uniform])?
-    };
-    let scale = 1.0 / (s.head_dim as f32).sqrt();
-    let params = gpu.uniform("attention", &[s.n_head, s.n_kv, s.head_dim, s.ctx, scale.to_bits()]);
-    make(
-        gpu,
-        "attention".into(),
-        pipeline,
-        &[q.into(), kc.into(), vc.into(), scores.into(), o.into(), (&params).into(), step.into()],
-        s.n_head,
-        1,
-    )
 }
 
 /// `g = silu(g) · u` over rows of `n` floats.
