@@ -126,7 +126,7 @@ export async function checkWebGPU() {
 export class EngineHost {
   /**
    * @param source URL string | URL | Blob | File
-   * @param opts {cache, signal, contextLength, kvType, precision, chunkBytes, contextPolicy}
+   * @param opts {cache, signal, contextLength, kvType, cpuDot, precision, chunkBytes, contextPolicy}
    * @param emit progress callback ({phase, loaded, total})
    */
   static async load(source, opts = {}, emit = () => {}) {
@@ -189,7 +189,7 @@ export class EngineHost {
         threadsReason = `${threads} threads: the engine and ${threads - 1} shard worker(s) over a SharedArrayBuffer`;
       }
       const progress = (phase, loaded, total) => emit({ phase, loaded, total });
-      engine = await guarded(sync(() => loadEngine(src.size, read, { contextLength: opts.contextLength, kvType: opts.kvType, precision: opts.precision, chunkBytes, maxBindingSize: opts.maxBindingSize, cpuAdapter: !!adapter?.fallback, backend, webgpuAdapter: adapter?.name }, progress, shards)));
+      engine = await guarded(sync(() => loadEngine(src.size, read, { contextLength: opts.contextLength, kvType: opts.kvType, cpuDot: opts.cpuDot, precision: opts.precision, chunkBytes, maxBindingSize: opts.maxBindingSize, cpuAdapter: !!adapter?.fallback, backend, webgpuAdapter: adapter?.name }, progress, shards)));
       await shards?.whenReady();
     } catch (e) {
       shards?.dispose();

@@ -203,7 +203,7 @@ impl Model {
     pub fn device(&self) -> String {
         match self {
             Model::Gpu(m) => format!("{} ({})", m.gpu.adapter.name, m.gpu.adapter.backend),
-            Model::Cpu(m) => format!("CPU, {} thread(s), {}", m.threads(), m.simd.name()),
+            Model::Cpu(m) => format!("CPU, {} thread(s), {}, {} dot", m.threads(), m.simd.name(), m.dot),
         }
     }
 
