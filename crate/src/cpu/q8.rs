@@ -195,12 +195,28 @@ pub fn rows_dot(simd: Simd, ty: GgmlType, w: &[u8], row_bytes: usize, a: Q8Row, 
 }
 
 /// `out[r · n + t] = row_r · token_t` for the consecutive rows of `w` and the `n` tokens of `a`
-/// (prefill): each row is read once and dotted with every token while it is in L1.
+/// (prefill): each row is read once and dotted with every token while it is in L1, 4 tokens
+/// at a time where a kernel takes 4 (it unpacks the weights once for them; each token's
+/// result is the same bits as alone).
 pub fn rows_dots(simd: Simd, ty: GgmlType, w: &[u8], row_bytes: usize, a: &Q8Act, out: &mut [f32]) {
     let n = a.n.max(1);
+    #[cfg(target_arch = "x86_64")]
+    let four = matches!(simd, Simd::Avx2 | Simd::Avx512) && fits(ty, row_bytes, &a.row(0));
     for (r, o) in out.chunks_mut(n).enumerate() {
         let row = w.get(r * row_bytes..(r + 1) * row_bytes).unwrap_or(&[]);
-        for (t, v) in o.iter_mut().enumerate() {
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+        let mut t = 0;
+        #[cfg(target_arch = "x86_64")]
+        if four && row.len() == row_bytes {
+            while t + 4 <= o.len() {
+                let rows = [a.row(t), a.row(t + 1), a.row(t + 2), a.row(t + 3)];
+                // SAFETY: AVX2 (the Simd level); the row holds whole blocks covering each token
+                // (`fits`, and every token of `a` is as wide as token 0).
+                o[t..t + 4].copy_from_slice(&unsafe { avx2::row4(ty, row.as_ptr(), &rows) });
+                t += 4;
+            }
+        }
+        for (t, v) in o.iter_mut().enumerate().skip(t) {
             rows_dot(simd, ty, row, row_bytes, a.row(t), std::slice::from_mut(v));
         }
     }
@@ -343,6 +359,47 @@ mod tests {
             let mut got = [0f32];
             scalar::rows(ty, &w, rb, a.row(0), &mut got);
             assert!((got[0] as f64 - want).abs() <= 1e-6 * mag, "{}: {} vs {want}", ty.name(), got[0]);
+        }
+    }
+
+    /// Prefill's several-token kernels give every token the bits it gets alone.
+    #[test]
+    fn several_tokens_at_once_give_each_token_its_own_bits() {
+        let mut seed = 5u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) as u32
+        };
+        let (cols, rows, n) = (512, 3, 7);
+        for ty in GgmlType::ALL.into_iter().filter(|t| kind(*t).is_some()) {
+            let rb = ty.bytes_for(cols as u64).unwrap() as usize;
+            let mut w: Vec<u8> = (0..rb * rows).map(|_| next() as u8).collect();
+            match ty {
+                GgmlType::Q6K => w.chunks_mut(210).for_each(|c| c[209] &= 0x3B),
+                _ => w.chunks_mut(ty.type_size() as usize).for_each(|c| {
+                    c[1] &= 0x3B;
+                    c[3] &= 0x3B;
+                }),
+            }
+            let x: Vec<f32> = (0..n * cols).map(|_| next() as f32 / u32::MAX as f32 - 0.5).collect();
+            let a = Q8Act::quantize(kind(ty).unwrap(), &x, n, cols).unwrap();
+            for simd in Simd::available() {
+                let mut all = vec![f32::NAN; rows * n];
+                rows_dots(simd, ty, &w, rb, &a, &mut all);
+                for r in 0..rows {
+                    for t in 0..n {
+                        let mut one = [0f32];
+                        rows_dot(simd, ty, &w[r * rb..][..rb], rb, a.row(t), &mut one);
+                        assert_eq!(
+                            all[r * n + t].to_bits(),
+                            one[0].to_bits(),
+                            "{} {}: row {r} token {t}",
+                            ty.name(),
+                            simd.name()
+                        );
+                    }
+                }
+            }
         }
     }
 

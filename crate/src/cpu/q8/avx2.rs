@@ -73,66 +73,89 @@ fn dot_centred<const C: i8>(u: __m256i, s: __m256i) -> __m256i {
     _mm256_madd_epi16(p, _mm256_set1_epi16(1))
 }
 
-/// The 32-value formats: `blk(b, y) = (d_w, Σ q·y as i32 lanes, c_w)`, accumulating
-/// `d_w·d_y·Σqy + c_w·d_y·Σq_y` (two vector chains).
+/// The 32-value formats, for `T` tokens at once (prefill: the weights are unpacked once per
+/// block for all of them): `blk(b) = (d_w, quants, c_w)`, `dot(quants, y)` the i32 lanes of
+/// `Σ q·y`; accumulates `d_w·d_y·Σqy + c_w·d_y·Σq_y` per token (two vector chains each, the same
+/// operations per token whatever `T`).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn b32(nb: usize, a: Q8Row, blk: impl Fn(usize, __m256i) -> (f32, __m256i, f32)) -> f32 {
-    let mut acc = [_mm256_setzero_ps(); 2];
-    let mut corr = 0f32;
-    let (qs, d, sums) = (a.qs.as_ptr(), a.d.as_ptr(), a.sums.as_ptr());
+unsafe fn b32<const T: usize>(
+    nb: usize,
+    a: &[Q8Row; T],
+    blk: impl Fn(usize) -> (f32, __m256i, f32),
+    dot: impl Fn(__m256i, __m256i) -> __m256i,
+) -> [f32; T] {
+    let mut acc = [[_mm256_setzero_ps(); 2]; T];
+    let mut corr = [0f32; T];
     for b in 0..nb {
-        unsafe {
-            let y = load_i8(qs.add(32 * b));
-            let (dw, s, c) = blk(b, y);
-            let dy = *d.add(b);
-            acc[b & 1] = _mm256_fmadd_ps(_mm256_set1_ps(dw * dy), _mm256_cvtepi32_ps(s), acc[b & 1]);
-            corr = c.mul_add(dy * *sums.add(b) as f32, corr);
+        let (dw, q, c) = blk(b);
+        for t in 0..T {
+            unsafe {
+                let y = load_i8(a[t].qs.as_ptr().add(32 * b));
+                let s = dot(q, y);
+                let dy = *a[t].d.get_unchecked(b);
+                acc[t][b & 1] = _mm256_fmadd_ps(_mm256_set1_ps(dw * dy), _mm256_cvtepi32_ps(s), acc[t][b & 1]);
+                corr[t] = c.mul_add(dy * *a[t].sums.get_unchecked(b) as f32, corr[t]);
+            }
         }
     }
-    hsum(_mm256_add_ps(acc[0], acc[1])) + corr
+    let mut out = [0f32; T];
+    for t in 0..T {
+        out[t] = hsum(_mm256_add_ps(acc[t][0], acc[t][1])) + corr[t];
+    }
+    out
 }
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q8_0(w: *const u8, nb: usize, a: Q8Row) -> f32 {
+unsafe fn q8_0<const T: usize>(w: *const u8, nb: usize, a: &[Q8Row; T]) -> [f32; T] {
     unsafe {
-        b32(nb, a, |b, y| {
-            let p = w.add(34 * b);
-            let x = load(p.add(2));
+        b32(
+            nb,
+            a,
+            |b| {
+                let p = w.add(34 * b);
+                (half(p), load(p.add(2)), 0.0)
+            },
             // |x| unsigned, y with x's sign: the same products
-            let s = dot_u8i8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
-            (half(p), s, 0.0)
-        })
+            |x, y| dot_u8i8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x)),
+        )
     }
 }
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4<const Q41: bool>(w: *const u8, nb: usize, a: Q8Row) -> f32 {
+unsafe fn q4<const Q41: bool, const T: usize>(w: *const u8, nb: usize, a: &[Q8Row; T]) -> [f32; T] {
     let (ts, qoff) = if Q41 { (20, 4) } else { (18, 2) };
     unsafe {
-        b32(nb, a, |b, y| {
-            let p = w.add(ts * b);
-            let q = nibbles32(p.add(qoff));
-            let s = if Q41 { dot_u8i8(q, y) } else { dot_centred::<8>(q, y) };
-            (half(p), s, if Q41 { half(p.add(2)) } else { 0.0 })
-        })
+        b32(
+            nb,
+            a,
+            |b| {
+                let p = w.add(ts * b);
+                (half(p), nibbles32(p.add(qoff)), if Q41 { half(p.add(2)) } else { 0.0 })
+            },
+            |q, y| if Q41 { dot_u8i8(q, y) } else { dot_centred::<8>(q, y) },
+        )
     }
 }
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q5<const Q51: bool>(w: *const u8, nb: usize, a: Q8Row) -> f32 {
+unsafe fn q5<const Q51: bool, const T: usize>(w: *const u8, nb: usize, a: &[Q8Row; T]) -> [f32; T] {
     let (ts, qh_at, qs_at) = if Q51 { (24, 4, 8) } else { (22, 2, 6) };
     let m16 = _mm256_set1_epi8(0x10);
     unsafe {
-        b32(nb, a, |b, y| {
-            let p = w.add(ts * b);
-            let q = _mm256_or_si256(nibbles32(p.add(qs_at)), _mm256_and_si256(bits32(p.add(qh_at)), m16));
-            let s = if Q51 { dot_u8i8(q, y) } else { dot_centred::<16>(q, y) };
-            (half(p), s, if Q51 { half(p.add(2)) } else { 0.0 })
-        })
+        b32(
+            nb,
+            a,
+            |b| {
+                let p = w.add(ts * b);
+                let q = _mm256_or_si256(nibbles32(p.add(qs_at)), _mm256_and_si256(bits32(p.add(qh_at)), m16));
+                (half(p), q, if Q51 { half(p.add(2)) } else { 0.0 })
+            },
+            |q, y| if Q51 { dot_u8i8(q, y) } else { dot_centred::<16>(q, y) },
+        )
     }
 }
 
@@ -159,33 +182,34 @@ fn lane16(i: i16) -> __m256i {
     _mm256_set1_epi16((2 * i) | ((2 * i + 1) << 8))
 }
 
-/// Q4_K / Q5_K (ggml's AVX2 kernels): per 64 values, the low nibbles (sub-block 2j) and high
-/// (2j + 1) times 32 activations each, weighted by their scales in `madd`; the mins by the
-/// activations' 16-value sums.
+/// Q4_K / Q5_K (ggml's AVX2 kernels), `T` tokens at once: per 64 values, the low nibbles
+/// (sub-block 2j) and high (2j + 1) times 32 activations each, weighted by their scales in
+/// `madd`; the mins by the activations' 16-value sums.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q45_k<const Q5: bool>(w: *const u8, nb: usize, a: Q8Row) -> f32 {
+unsafe fn q45_k<const Q5: bool, const T: usize>(w: *const u8, nb: usize, a: &[Q8Row; T]) -> [f32; T] {
     let (ts, qoff) = if Q5 { (176, 48) } else { (144, 16) };
     let m4 = _mm256_set1_epi8(0xF);
     let m16 = _mm256_set1_epi8(0x10);
-    let mut acc = _mm256_setzero_ps();
-    let mut acc_m = _mm_setzero_ps();
+    let mut acc = [_mm256_setzero_ps(); T];
+    let mut acc_m = [_mm_setzero_ps(); T];
     unsafe {
         for i in 0..nb {
             let p = w.add(ts * i);
-            let q8 = a.qs.as_ptr().add(256 * i);
-            let dy = *a.d.as_ptr().add(i);
-            let d = dy * half(p);
-            let dmin = -dy * half(p.add(2));
+            let (dw, dmin) = (half(p), half(p.add(2)));
             let sm = _mm256_cvtepu8_epi16(scales_mins_k4(p.add(4)));
-            let bsums = _mm256_loadu_si256(a.sums.as_ptr().add(16 * i) as *const __m256i);
-            let s32 = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256::<1>(bsums));
-            let prod = _mm_madd_epi16(_mm256_extracti128_si256::<1>(sm), s32);
-            acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m);
+            let mins = _mm256_extracti128_si256::<1>(sm);
+            for t in 0..T {
+                let bsums = _mm256_loadu_si256(a[t].sums.as_ptr().add(16 * i) as *const __m256i);
+                let s32 = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256::<1>(bsums));
+                let prod = _mm_madd_epi16(mins, s32);
+                let dmin_t = -*a[t].d.as_ptr().add(i) * dmin;
+                acc_m[t] = _mm_fmadd_ps(_mm_set1_ps(dmin_t), _mm_cvtepi32_ps(prod), acc_m[t]);
+            }
             let sc128 = _mm256_castsi256_si128(sm);
             let scales = _mm256_set_m128i(sc128, sc128);
             let hbits = if Q5 { load(p.add(16)) } else { _mm256_setzero_si256() };
-            let mut sumi = _mm256_setzero_si256();
+            let mut sumi = [_mm256_setzero_si256(); T];
             for j in 0..4 {
                 let sl = _mm256_shuffle_epi8(scales, lane16(2 * j as i16));
                 let sh = _mm256_shuffle_epi8(scales, lane16(2 * j as i16 + 1));
@@ -201,38 +225,46 @@ unsafe fn q45_k<const Q5: bool>(w: *const u8, nb: usize, a: Q8Row) -> f32 {
                     ql = _mm256_or_si256(ql, hm(2 * j));
                     qh = _mm256_or_si256(qh, hm(2 * j + 1));
                 }
-                let yl = load_i8(q8.add(64 * j));
-                let yh = load_i8(q8.add(64 * j + 32));
-                let pl = _mm256_madd_epi16(sl, _mm256_maddubs_epi16(ql, yl));
-                let ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(qh, yh));
-                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+                for t in 0..T {
+                    let q8 = a[t].qs.as_ptr().add(256 * i + 64 * j);
+                    let pl = _mm256_madd_epi16(sl, _mm256_maddubs_epi16(ql, load_i8(q8)));
+                    let ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(qh, load_i8(q8.add(32))));
+                    sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(pl, ph));
+                }
             }
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+            for t in 0..T {
+                let d = *a[t].d.as_ptr().add(i) * dw;
+                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+            }
         }
     }
-    let m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
-    let m = _mm_add_ss(m, _mm_movehdup_ps(m));
-    hsum(acc) + _mm_cvtss_f32(m)
+    let mut out = [0f32; T];
+    for t in 0..T {
+        let m = _mm_add_ps(acc_m[t], _mm_movehl_ps(acc_m[t], acc_m[t]));
+        let m = _mm_add_ss(m, _mm_movehdup_ps(m));
+        out[t] = hsum(acc[t]) + _mm_cvtss_f32(m);
+    }
+    out
 }
 
-/// Q6_K (ggml's AVX2 kernel): per 128 values, four groups of 32 unsigned 6-bit quants times
-/// their activations, less `32·y` (`maddubs(32, y)`), weighted by the 16-value scales.
+/// Q6_K (ggml's AVX2 kernel), `T` tokens at once: per 128 values, four groups of 32 unsigned
+/// 6-bit quants times their activations, less `32·y` (`maddubs(32, y)`), weighted by the
+/// 16-value scales.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q6_k(w: *const u8, nb: usize, a: Q8Row) -> f32 {
+unsafe fn q6_k<const T: usize>(w: *const u8, nb: usize, a: &[Q8Row; T]) -> [f32; T] {
     let m4 = _mm256_set1_epi8(0xF);
     let m2 = _mm256_set1_epi8(3);
     let m32 = _mm256_set1_epi8(32);
-    let mut acc = _mm256_setzero_ps();
+    let mut acc = [_mm256_setzero_ps(); T];
     // scale bytes (2i ×8, 2i+1 ×8): the two 16-value scales of 32 values
     let shuf = |i: i64| _mm_set_epi64x((2 * i + 1) * 0x0101010101010101, 2 * i * 0x0101010101010101);
     unsafe {
         for i in 0..nb {
             let p = w.add(210 * i);
-            let q8 = a.qs.as_ptr().add(256 * i);
-            let d = *a.d.as_ptr().add(i) * half(p.add(208));
+            let dw = half(p.add(208));
             let scales = _mm_loadu_si128(p.add(192) as *const __m128i);
-            let mut sumi = _mm256_setzero_si256();
+            let mut sumi = [_mm256_setzero_si256(); T];
             for j in 0..2 {
                 let ql = p.add(64 * j);
                 let qh = load(p.add(128 + 32 * j));
@@ -246,38 +278,62 @@ unsafe fn q6_k(w: *const u8, nb: usize, a: Q8Row) -> f32 {
                     _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(b2), m4), h(6)),
                 ];
                 for (k, qk) in q.into_iter().enumerate() {
-                    let y = load_i8(q8.add(128 * j + 32 * k));
-                    let p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(qk, y), _mm256_maddubs_epi16(m32, y));
                     let sc = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuf((4 * j + k) as i64)));
-                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(sc, p16));
+                    for t in 0..T {
+                        let y = load_i8(a[t].qs.as_ptr().add(256 * i + 128 * j + 32 * k));
+                        let p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(qk, y), _mm256_maddubs_epi16(m32, y));
+                        sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(sc, p16));
+                    }
                 }
             }
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+            for t in 0..T {
+                let d = *a[t].d.as_ptr().add(i) * dw;
+                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+            }
         }
     }
-    hsum(acc)
+    let mut out = [0f32; T];
+    for t in 0..T {
+        out[t] = hsum(acc[t]);
+    }
+    out
+}
+
+/// One row of `ty` dotted with `T` tokens.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn row<const T: usize>(ty: GgmlType, p: *const u8, nb: usize, a: &[Q8Row; T]) -> [f32; T] {
+    use GgmlType::*;
+    unsafe {
+        match ty {
+            Q8_0 => q8_0(p, nb, a),
+            Q4_0 => q4::<false, T>(p, nb, a),
+            Q4_1 => q4::<true, T>(p, nb, a),
+            Q5_0 => q5::<false, T>(p, nb, a),
+            Q5_1 => q5::<true, T>(p, nb, a),
+            Q4K => q45_k::<false, T>(p, nb, a),
+            Q5K => q45_k::<true, T>(p, nb, a),
+            Q6K => q6_k(p, nb, a),
+            _ => [0.0; T],
+        }
+    }
+}
+
+/// SAFETY: AVX2+FMA+F16C are present; `p` holds one row of whole blocks covering each of the
+/// 4 tokens (all of one size).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn row4(ty: GgmlType, p: *const u8, a: &[Q8Row; 4]) -> [f32; 4] {
+    let nb = a[0].qs.len() / ty.block_size() as usize;
+    unsafe { row(ty, p, nb, a) }
 }
 
 /// SAFETY: AVX2+FMA+F16C are present; the caller checked `w` holds `out.len()` rows of `rb`
 /// bytes of whole blocks covering `a`.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn rows(ty: GgmlType, w: &[u8], rb: usize, a: Q8Row, out: &mut [f32]) {
-    use GgmlType::*;
     let nb = a.qs.len() / ty.block_size() as usize;
     for (r, o) in out.iter_mut().enumerate() {
         let p = unsafe { w.as_ptr().add(r * rb) };
-        *o = unsafe {
-            match ty {
-                Q8_0 => q8_0(p, nb, a),
-                Q4_0 => q4::<false>(p, nb, a),
-                Q4_1 => q4::<true>(p, nb, a),
-                Q5_0 => q5::<false>(p, nb, a),
-                Q5_1 => q5::<true>(p, nb, a),
-                Q4K => q45_k::<false>(p, nb, a),
-                Q5K => q45_k::<true>(p, nb, a),
-                Q6K => q6_k(p, nb, a),
-                _ => 0.0,
-            }
-        };
+        *o = unsafe { row(ty, p, nb, &[a])[0] };
     }
 }
