@@ -143,7 +143,7 @@ export async function checkWebGPU() {
 export class EngineHost {
   /**
    * @param source URL string | URL | Blob | File
-   * @param opts {cache, signal, contextLength, kvType, precision, chunkBytes, contextPolicy, sha256}
+   * @param opts {cache, signal, contextLength, kvType, cpuDot, precision, chunkBytes, contextPolicy, sha256}
    * @param emit progress callback ({phase, loaded, total})
    */
   static async load(source, opts = {}, emit = () => {}) {
@@ -219,7 +219,7 @@ export class EngineHost {
         else closeUpload();
         emit({ phase, loaded, total });
       };
-      engine = await guarded(sync(() => loadEngine(src.size, read, { contextLength: opts.contextLength, kvType: opts.kvType, precision: opts.precision, chunkBytes, maxBindingSize: opts.maxBindingSize, cpuAdapter: !!adapter?.fallback, backend, webgpuAdapter: adapter?.name }, progress, shards)));
+      engine = await guarded(sync(() => loadEngine(src.size, read, { contextLength: opts.contextLength, kvType: opts.kvType, cpuDot: opts.cpuDot, precision: opts.precision, chunkBytes, maxBindingSize: opts.maxBindingSize, cpuAdapter: !!adapter?.fallback, backend, webgpuAdapter: adapter?.name }, progress, shards)));
       closeUpload();
       await shards?.whenReady();
       // the SHA-256 (the sha256 option, or the server's ETag) over every byte, before the model is used

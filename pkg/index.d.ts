@@ -20,6 +20,12 @@ export interface LoadOptions {
   contextLength?: number | "max";
   /** KV-cache element type (llama.cpp's `-ctk/-ctv` names); q8_0 and q4_0 hold ~2× and ~3.6× the context of f16. Default: the backend's. */
   kvType?: KvType;
+  /**
+   * CPU backend dot products: "int8" quantizes each matmul's activations to 8 bits and multiplies
+   * in integers (as llama.cpp; faster), "exact" uses f32 activations and the exact weight decode.
+   * Default "exact".
+   */
+  cpuDot?: "exact" | "int8";
   /** Run the engine in a dedicated Web Worker. Default true. */
   useWorker?: boolean;
   /** "auto" uses f16 when the adapter has shader-f16. Default "auto". */

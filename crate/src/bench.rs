@@ -102,7 +102,9 @@ pub async fn run(model: &mut Model, n_prompt: usize, n_gen: usize) -> Result<Ben
             if m.gpu.use_f16 { "f16" } else { "f32" },
             m.gpu_bytes,
         ),
-        Model::Cpu(m) => (format!("CPU ({} threads, {})", m.threads(), m.simd.name()), "cpu".into(), "f32", 0),
+        Model::Cpu(m) => {
+            (format!("CPU ({} threads, {}, {} dot)", m.threads(), m.simd.name(), m.dot), "cpu".into(), "f32", 0)
+        }
     };
     let copy = match &*model {
         Model::Gpu(m) => copy_bandwidth(&m.gpu, (bytes / 8).max(64 << 20), 4).await?,

@@ -221,6 +221,8 @@ struct JsLoadOptions {
     context_length: Option<JsContext>,
     /// "f32", "f16", "q8_0" or "q4_0" (default: the backend's).
     kv_type: Option<String>,
+    /// The CPU backend's dot products: "exact" or "int8" (default: exact).
+    cpu_dot: Option<String>,
     precision: Option<String>,
     chunk_bytes: Option<u64>,
     max_binding_size: Option<u64>,
@@ -411,7 +413,8 @@ pub fn load_engine(size: f64, read: Function, options: JsValue, progress: Functi
         opts.context = o.context_length.as_ref().map(|c| c.resolve(&file)).transpose().map_err(to_js)?;
         let link = (!shards.is_null() && !shards.is_undefined())
             .then(|| std::rc::Rc::new(JsLink(shards.unchecked_into())) as std::rc::Rc<dyn Link>);
-        let cpu = CpuOptions { context: opts.context, kv_type: opts.kv_type, link, ..Default::default() };
+        let dot = o.cpu_dot.as_deref().map(str::parse).transpose().map_err(to_js)?;
+        let cpu = CpuOptions { context: opts.context, kv_type: opts.kv_type, link, dot, ..Default::default() };
         if choice.backend == Backend::Cpu {
             // before any weight is fetched
             crate::cpu::check_fits(&file, &cpu, crate::cpu::WASM32_MEMORY).map_err(to_js)?;
@@ -488,6 +491,23 @@ pub fn check_cpu_kernels() -> Result<JsValue, JsValue> {
         worst: std::collections::BTreeMap<String, f64>,
     }
     ser(&Out { simd: simd.name(), worst })
+}
+
+/// The CPU backend's integer dot kernels (simd128, or relaxed SIMD in a build with it) against
+/// the scalar integer kernels and the formats' reference decode: `{ simd, relaxed, worst: { TYPE:
+/// [vs scalar / Σ|ŵ·x̂|, vs decode / bound] } }` (`cpu::q8::check_kernels`).
+#[wasm_bindgen(js_name = checkCpuInt8Kernels)]
+pub fn check_cpu_int8_kernels() -> Result<JsValue, JsValue> {
+    let simd = crate::cpu::dot::Simd::detect();
+    let worst: std::collections::BTreeMap<String, (f64, f64)> =
+        crate::cpu::q8::check_kernels(simd).into_iter().map(|(t, a, b)| (t.name().to_string(), (a, b))).collect();
+    #[derive(Serialize)]
+    struct Out {
+        simd: &'static str,
+        relaxed: bool,
+        worst: std::collections::BTreeMap<String, (f64, f64)>,
+    }
+    ser(&Out { simd: simd.name(), relaxed: cfg!(target_feature = "relaxed-simd"), worst })
 }
 
 /// Bytes of this wasm instance's linear memory (it only grows).

@@ -1,11 +1,12 @@
 //! The CPU backend against transformers: the tiny fixture models in every GGUF type (logits
-//! within 1e-5 of the reference std, full prefill in chunks and token by token through the
-//! KV cache), greedy continuations, the real SmolLM2 greedy tokens and chat, threads, and
-//! typed errors.
+//! within 1e-5 of the reference std on the exact path and within [`tol_int8`] on the 8-bit
+//! integer one, full prefill in chunks and token by token through the KV cache), greedy
+//! continuations, the real SmolLM2 greedy tokens and chat on both paths, threads, and typed
+//! errors.
 
 use llama_webgpu::backend::{Backend, Model};
 use llama_webgpu::chat::{encode_chat, ChatTemplate, Message};
-use llama_webgpu::cpu::{self, CpuModel, CpuOptions};
+use llama_webgpu::cpu::{self, CpuDot, CpuModel, CpuOptions};
 use llama_webgpu::gguf::{FileSource, GgufFile};
 use llama_webgpu::session::{GenerateOptions, Session, StopReason};
 use llama_webgpu::tokenizer::Tokenizer;
@@ -18,6 +19,19 @@ use common::read_npy;
 
 /// Max |ours − transformers| per position, as a fraction of the reference logits' std.
 const TOL: f32 = 1e-5;
+/// The same on the 8-bit path ([`CpuDot::Int8`]): the activations' rounding (8 bits per 32
+/// values, Q8_K's per 256 for the K-quants) moves these random 2-layer models' logits as much
+/// as 8-bit weights do (transformers on Q8_0 weights is 0.10 std from the float model). Measured
+/// max error / std, prefill and decode alike: Q8_0 0.089, Q4_0 0.087, Q4_1 0.109, Q4_K_M 0.229,
+/// Q5_K_M 0.202, Q6_K 0.187; the bounds are those × ~1.5. Float weights stay exact.
+fn tol_int8(name: &str) -> f32 {
+    match name {
+        "f32" | "f16" | "bf16" => TOL,
+        "q8_0" | "q4_0" => 0.14,
+        "q4_1" => 0.17,
+        _ => 0.35,
+    }
+}
 
 fn fixtures() -> PathBuf {
     std::env::var_os("FIXTURES_DIR")
@@ -39,13 +53,21 @@ fn std_dev(v: &[f32]) -> f32 {
 }
 
 fn load(name: &str, threads: usize) -> CpuModel {
+    load_dot(name, threads, CpuDot::Exact)
+}
+
+fn load_dot(name: &str, threads: usize, dot: CpuDot) -> CpuModel {
     let src = FileSource::open(fixtures().join(format!("tiny-{name}.gguf"))).unwrap();
     let file = GgufFile::read(&src).unwrap();
-    let opts = CpuOptions { context: Some(64), prefill_chunk: 10, threads, ..Default::default() };
+    let opts = CpuOptions { context: Some(64), prefill_chunk: 10, threads, dot: Some(dot), ..Default::default() };
     CpuModel::load_blocking(&src, &file, &opts, |_| {}).unwrap_or_else(|e| panic!("loading {name}: {e}"))
 }
 
 fn check(label: &str, ours: &[f32], reference: &[f32], vocab: usize) -> f32 {
+    check_tol(label, ours, reference, vocab, TOL)
+}
+
+fn check_tol(label: &str, ours: &[f32], reference: &[f32], vocab: usize, tol: f32) -> f32 {
     assert_eq!(ours.len(), reference.len(), "{label}: length");
     let mut worst = 0f32;
     for (t, (a, b)) in ours.chunks(vocab).zip(reference.chunks(vocab)).enumerate() {
@@ -55,7 +77,7 @@ fn check(label: &str, ours: &[f32], reference: &[f32], vocab: usize) -> f32 {
                 .zip(b)
                 .map(|(x, y)| (x - y).abs())
                 .fold(0f32, |m, e| if e.is_nan() { f32::INFINITY } else { m.max(e) });
-        assert!(err <= TOL * sd, "{label}: position {t}: max |ours − ref| = {err:e} > {TOL:e} × std {sd}");
+        assert!(err <= tol * sd, "{label}: position {t}: max |ours − ref| = {err:e} > {tol:e} × std {sd}");
         worst = worst.max(err / sd);
     }
     worst
@@ -66,18 +88,24 @@ fn run_type(name: &str) {
     let (shape, reference) = read_npy(&fixtures().join(format!("tiny-{name}.logits.npy")));
     assert_eq!(shape, vec![toks.len(), reference.len() / toks.len()]);
     let vocab = shape[1];
-    // one thread and all cores split the rows differently: both must match
-    for threads in [1, 0] {
-        let mut m = load(name, threads);
-        assert!(m.chunk < toks.len(), "prefill must span several chunks");
-        let all = m.forward(&toks, 0, true).unwrap();
-        let e1 = check(&format!("{name} prefill ({threads} threads)"), &all, &reference, vocab);
-        let mut seq = Vec::new();
-        for (i, &t) in toks.iter().enumerate() {
-            seq.extend(m.forward(&[t], i, false).unwrap());
+    for (dot, tol) in [(CpuDot::Exact, TOL), (CpuDot::Int8, tol_int8(name))] {
+        // one thread and all cores split the rows differently: both must match
+        let mut prefill = Vec::new();
+        for threads in [1, 0] {
+            let mut m = load_dot(name, threads, dot);
+            assert!(m.chunk < toks.len(), "prefill must span several chunks");
+            let all = m.forward(&toks, 0, true).unwrap();
+            let e1 = check_tol(&format!("{name} {dot} prefill ({threads} threads)"), &all, &reference, vocab, tol);
+            let mut seq = Vec::new();
+            for (i, &t) in toks.iter().enumerate() {
+                seq.extend(m.forward(&[t], i, false).unwrap());
+            }
+            let e2 = check_tol(&format!("{name} {dot} decode ({threads} threads)"), &seq, &reference, vocab, tol);
+            eprintln!("{name} cpu {dot}, threads {threads}: max error / std: prefill {e1:.2e}, decode {e2:.2e}");
+            prefill.push(all);
         }
-        let e2 = check(&format!("{name} decode ({threads} threads)"), &seq, &reference, vocab);
-        eprintln!("{name} cpu, threads {threads}: max error / std: prefill {e1:.2e}, decode {e2:.2e}");
+        // every row's dot depends on its row and the input only: threads change no bit
+        assert!(prefill[0] == prefill[1], "{name} {dot}: 1 thread and all cores differ");
     }
 }
 
@@ -126,16 +154,19 @@ fn argmax(v: &[f32]) -> u32 {
 fn greedy_matches_transformers_generate() {
     let j = tiny_json();
     let prompt = ids(&j["greedy_prompt"]);
-    for name in ["f32", "q8_0", "q4_1"] {
+    // (int8 on q4_1 picks another token where transformers' margin is 0.011)
+    for (name, dot) in
+        [("f32", CpuDot::Exact), ("q8_0", CpuDot::Exact), ("q4_1", CpuDot::Exact), ("q8_0", CpuDot::Int8)]
+    {
         let want = ids(&j["types"][name]["greedy"]);
-        let mut m = load(name, 0);
+        let mut m = load_dot(name, 0, dot);
         let mut logits = m.forward(&prompt, 0, false).unwrap();
         let mut got = Vec::new();
         for i in 0..want.len() {
             got.push(argmax(&logits));
             logits = m.forward(&[got[i]], prompt.len() + i, false).unwrap();
         }
-        assert_eq!(got, want, "{name}: greedy tokens differ from transformers");
+        assert_eq!(got, want, "{name} {dot}: greedy tokens differ from transformers");
     }
 }
 
@@ -175,7 +206,8 @@ fn backend_option_loads_the_cpu_model() {
     let file = GgufFile::read(&src).unwrap();
     let choice = llama_webgpu::backend::choose(Backend::Cpu, None);
     let opts = llama_webgpu::gpu::model::LoadOptions { context: Some(32), ..Default::default() };
-    let mut m = pollster::block_on(Model::load(&src, &file, &choice, &opts, &CpuOptions::default(), |_| {})).unwrap();
+    let cpu_opts = CpuOptions { dot: Some(CpuDot::Exact), ..Default::default() };
+    let mut m = pollster::block_on(Model::load(&src, &file, &choice, &opts, &cpu_opts, |_| {})).unwrap();
     assert!(matches!(m, Model::Cpu(_)));
     assert_eq!(llama_webgpu::backend::Forward::context(&m), 32);
     let toks = ids(&tiny_json()["tokens"]);
@@ -185,10 +217,10 @@ fn backend_option_loads_the_cpu_model() {
     check("Model::Cpu", &all, &reference, vocab);
 }
 
-fn smollm2() -> (CpuModel, Tokenizer) {
+fn smollm2(dot: Option<CpuDot>) -> (CpuModel, Tokenizer) {
     let src = FileSource::open(common::smollm2_gguf()).unwrap();
     let file = GgufFile::read(&src).unwrap();
-    let opts = CpuOptions { context: Some(256), ..Default::default() };
+    let opts = CpuOptions { context: Some(256), dot, ..Default::default() };
     (CpuModel::load_blocking(&src, &file, &opts, |_| {}).unwrap(), Tokenizer::from_gguf(&file).unwrap())
 }
 
@@ -199,10 +231,22 @@ fn smollm2_reference() -> Value {
     .unwrap()
 }
 
+/// The exact path (and the default): the 24 greedy tokens equal transformers', the last prompt
+/// position's top-20 logits are within 2% of the std. The int8 path: top-20 within 15% (measured
+/// 9.0%), and the greedy tokens equal transformers' up to the 6th, whose reference margin (0.22)
+/// is below int8's error (0.32): it continues " United States" where transformers says " answer".
 #[test]
 fn smollm2_greedy_24_tokens_match_transformers() {
+    for dot in [Some(CpuDot::Exact), None] {
+        smollm2_greedy(dot, 24);
+    }
+    smollm2_greedy(Some(CpuDot::Int8), 5);
+}
+
+fn smollm2_greedy(dot: Option<CpuDot>, equal: usize) {
     let r = smollm2_reference();
-    let (mut m, tok) = smollm2();
+    let (mut m, tok) = smollm2(dot);
+    let tol = if m.dot == CpuDot::Int8 { 0.15 } else { 0.02 };
     let prompt = tok.encode(r["prompt"].as_str().unwrap()).unwrap();
     assert_eq!(prompt, ids(&r["prompt_ids"]));
     let mut logits = m.forward(&prompt, 0, false).unwrap();
@@ -216,23 +260,30 @@ fn smollm2_greedy_24_tokens_match_transformers() {
         let want = vals[i].as_f64().unwrap() as f32;
         let got = logits[id as usize];
         worst = worst.max((got - want).abs() / sd);
-        assert!((got - want).abs() <= 0.02 * sd, "logit of {id}: {got} vs {want} (std {sd})");
+        assert!((got - want).abs() <= tol * sd, "{}: logit of {id}: {got} vs {want} (std {sd})", m.dot);
     }
-    eprintln!("smollm2 cpu: top-20 last logits max error / std {worst:.2e}");
-    let want = ids(&r["greedy_ids"]);
+    eprintln!("smollm2 cpu {}: top-20 last logits max error / std {worst:.2e}", m.dot);
+    let want = ids(&r["greedy_ids"])[..equal].to_vec();
     let mut got = Vec::new();
     for i in 0..want.len() {
         got.push(argmax(&logits));
         logits = m.forward(&[got[i]], prompt.len() + i, false).unwrap();
     }
-    assert_eq!(got, want, "greedy tokens: ours {:?} vs transformers {:?}", tok.decode(&got), r["greedy_text"]);
+    assert_eq!(
+        got,
+        want,
+        "{}: greedy tokens: ours {:?} vs transformers {:?}",
+        m.dot,
+        tok.decode(&got),
+        r["greedy_text"]
+    );
 }
 
 #[test]
 fn smollm2_chat_answers_paris_through_a_session() {
     let r = smollm2_reference();
     let c = &r["chat"];
-    let (mut m, tok) = smollm2();
+    let (mut m, tok) = smollm2(None);
     let msgs: Vec<Message> = serde_json::from_value(c["messages"].clone()).unwrap();
     let prompt = encode_chat(&tok, ChatTemplate::detect(tok.chat_template(), &tok), &msgs, true).unwrap();
     let opts = GenerateOptions { max_tokens: 24, ..Default::default() };

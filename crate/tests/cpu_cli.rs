@@ -66,3 +66,19 @@ fn a_bad_backend_is_a_named_error() {
     assert!(!ok);
     assert!(err.starts_with("error:") && err.contains("backend must be auto, gpu (webgpu) or cpu"), "{err}");
 }
+
+#[test]
+fn cpu_dot_picks_the_exact_or_the_int8_path_and_names_a_bad_value() {
+    let m = fx("tiny-q4_k_m.gguf");
+    for (arg, want) in [(None, "exact dot"), (Some("exact"), "exact dot"), (Some("int8"), "int8 dot")] {
+        let mut args = vec!["info", "--backend", "cpu", "--threads", "1", "--model", &m];
+        args.extend(arg.iter().flat_map(|a| ["--cpu-dot", *a]));
+        let (ok, out, err) = cli(&args);
+        assert!(ok, "{err}");
+        let line = out.lines().find(|l| l.starts_with("backend:")).unwrap_or_default();
+        assert!(line.ends_with(want), "--cpu-dot {arg:?}: {line}");
+    }
+    let (ok, _, err) = cli(&["info", "--backend", "cpu", "--cpu-dot", "int4", "--model", &m]);
+    assert!(!ok);
+    assert!(err.contains("int4") && err.contains("expected exact or int8"), "{err}");
+}

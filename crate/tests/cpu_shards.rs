@@ -3,7 +3,7 @@
 //! token), weights split rather than copied, and a failing shard a typed error that sticks.
 
 use llama_webgpu::cpu::shards::{part, Link, Shard};
-use llama_webgpu::cpu::{CpuModel, CpuOptions};
+use llama_webgpu::cpu::{CpuDot, CpuModel, CpuOptions};
 use llama_webgpu::gguf::{FileSource, GgmlType, GgufFile};
 use llama_webgpu::{Error, Result};
 use std::cell::{Cell, RefCell};
@@ -79,10 +79,14 @@ impl Link for LocalLink {
 }
 
 fn load(name: &str, link: Option<Rc<LocalLink>>) -> CpuModel {
+    load_dot(name, link, None)
+}
+
+fn load_dot(name: &str, link: Option<Rc<LocalLink>>, dot: Option<CpuDot>) -> CpuModel {
     let src = FileSource::open(fixture(name)).unwrap();
     let file = GgufFile::read(&src).unwrap();
     let link = link.map(|l| l as Rc<dyn Link>);
-    let opts = CpuOptions { context: Some(64), prefill_chunk: 10, threads: 1, link, ..Default::default() };
+    let opts = CpuOptions { context: Some(64), prefill_chunk: 10, threads: 1, link, dot, ..Default::default() };
     CpuModel::load_blocking(&src, &file, &opts, |_| {}).unwrap_or_else(|e| panic!("loading {name}: {e}"))
 }
 
@@ -100,8 +104,17 @@ fn tokens() -> Vec<u32> {
 fn sharded_logits_are_bit_identical_to_one_thread() {
     let toks = tokens();
     // q4_1: tied embeddings (the output layer is token_embd's rows); the others an output.weight
-    for name in ["q4_1", "q8_0", "q4_k_m", "f16"] {
-        let mut one = load(name, None);
+    // both dot paths: the shards are told which one the job takes
+    for (name, dot) in [
+        ("q4_1", CpuDot::Exact),
+        ("q8_0", CpuDot::Exact),
+        ("q4_k_m", CpuDot::Exact),
+        ("f16", CpuDot::Exact),
+        ("q4_1", CpuDot::Int8),
+        ("q4_k_m", CpuDot::Int8),
+    ] {
+        let dot = Some(dot);
+        let mut one = load_dot(name, None, dot);
         let want_all = one.forward(&toks, 0, true).unwrap();
         let mut want_seq = Vec::new();
         for (i, &t) in toks.iter().enumerate() {
@@ -109,7 +122,7 @@ fn sharded_logits_are_bit_identical_to_one_thread() {
         }
         for parts in [2, 3] {
             let link = LocalLink::new(parts, None);
-            let mut m = load(name, Some(link.clone()));
+            let mut m = load_dot(name, Some(link.clone()), dot);
             assert_eq!(m.threads(), parts);
             assert!(m.chunk < toks.len(), "prefill must span several chunks");
             let all = m.forward(&toks, 0, true).unwrap();

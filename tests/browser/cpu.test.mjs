@@ -112,6 +112,23 @@ test("CPU backend in wasm: the simd128 block-dot kernel of every supported forma
   console.log(`simd128 kernels, worst error / Σ|w·x|: ${Object.entries(r.worst).map(([t, e]) => `${t} ${e.toExponential(1)}`).join(", ")}`);
 });
 
+test("CPU backend in wasm: the integer (int8) dot kernel of every quantized format matches the scalar one and the decode's bound", async () => {
+  const r = await page.evaluate(async () => {
+    const w = await import("/pkg/wasm/llama_webgpu.js");
+    await w.default();
+    return w.checkCpuInt8Kernels();
+  });
+  assert.equal(r.simd, "simd128");
+  const types = Object.keys(r.worst);
+  for (const t of ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K"]) assert.ok(types.includes(t), `${t} not checked: ${types}`);
+  for (const [t, [vsScalar, vsBound]] of Object.entries(r.worst)) {
+    // integer sums are exact: only the f32 scaling rounds differently
+    assert.ok(vsScalar <= 1e-6, `${t}: ${vsScalar} of Σ|w·x| from the scalar integer kernel`);
+    assert.ok(vsBound <= 1, `${t}: ${vsBound} × the activation-rounding bound`);
+  }
+  console.log(`int8 kernels (${r.relaxed ? "relaxed SIMD" : "simd128"}), vs scalar / vs bound: ${Object.entries(r.worst).map(([t, [a, b]]) => `${t} ${a.toExponential(1)} / ${b.toFixed(2)}`).join(", ")}`);
+});
+
 test("CPU backend in wasm: greedy tokens through the KV cache equal transformers' generate", { timeout: 300_000 }, async () => {
   const r = await page.evaluate(async ({ prompt, n }) => {
     const lib = await import("/tests/.cache/pkg-test/index.js");

@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use llama_webgpu::backend::{self, Backend, Choice, Model};
 use llama_webgpu::chat::{ChatFormat, ChatOptions, Message};
-use llama_webgpu::cpu::CpuOptions;
+use llama_webgpu::cpu::{CpuDot, CpuOptions};
 use llama_webgpu::error::echo;
 use llama_webgpu::gguf::{FileSource, GgufFile, LlamaConfig, Value};
 use llama_webgpu::gpu::{GpuOptions, Precision};
@@ -96,6 +96,10 @@ struct EngineArgs {
     /// KV cache element type [default: the backend's]
     #[arg(long, value_name = "f32|f16|q8_0|q4_0")]
     kv_type: Option<KvType>,
+    /// CPU backend dot products: exact (f32 activations, exact weight decode) or int8
+    /// (activations quantized to 8 bits per matmul, integer dots, as llama.cpp) [default: exact]
+    #[arg(long, value_name = "exact|int8")]
+    cpu_dot: Option<CpuDot>,
 }
 
 /// `--threads`: 0 (every core) up to the available parallelism. More threads than cores only
@@ -347,7 +351,7 @@ fn load(args: &EngineArgs) -> Result<(Model, GgufFile, Choice)> {
     let (src, file) = open(path)?;
     let probe = if args.backend == Backend::Auto { pollster::block_on(backend::probe_adapter()) } else { None };
     let choice = backend::choose(args.backend, probe.as_ref());
-    let cpu = CpuOptions { threads: args.threads.unwrap_or(0), ..Default::default() };
+    let cpu = CpuOptions { threads: args.threads.unwrap_or(0), dot: args.cpu_dot, ..Default::default() };
     let gpu = GpuOptions { precision: args.precision, max_binding_size: args.max_binding_size, cpu_adapter: false };
     let context = match args.context {
         Some(c) => Some(c.resolve(&LlamaConfig::from_gguf(&file)?)),

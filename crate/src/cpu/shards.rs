@@ -18,6 +18,9 @@ use std::ops::Range;
 /// Part boundaries fall on multiples of this many rows.
 pub const UNIT: usize = 8;
 
+/// Set in a job's token count: the shards dot in integers ([`super::CpuDot::Int8`]).
+pub const JOB_INT8: u32 = 1 << 31;
+
 /// The rows part `i` of `parts` holds of a `rows`-row matrix: contiguous, in whole [`UNIT`]s
 /// (the last part ends at `rows`), the first parts taking one unit more when they do not divide.
 pub fn part(rows: usize, parts: usize, i: usize) -> Range<usize> {
@@ -34,7 +37,7 @@ pub fn part(rows: usize, parts: usize, i: usize) -> Range<usize> {
 /// the browser). Shards are numbered `1..parts`; their outputs come back in that order.
 ///
 /// A job is `[n_tokens, id_0, id_1, …]`: the ids of the weights that read the input
-/// `[n_tokens, cols]`. A shard's output is, per weight in order, `[n_tokens, its rows]`
+/// `[n_tokens, cols]` (`n_tokens` with [`JOB_INT8`] set on the 8-bit integer path). A shard's output is, per weight in order, `[n_tokens, its rows]`
 /// row-major.
 pub trait Link {
     /// Threads in all, the engine's included.
@@ -136,13 +139,15 @@ impl Shards {
         let cols = outs.first().map_or(0, |o| o.w.cols);
         let x = x.get(..n * cols).ok_or_else(|| Error::InvalidArgument("matmul input too short".into()))?;
         let mut job = Vec::with_capacity(1 + outs.len());
-        job.push(n as u32);
+        job.push(n as u32 | if ops.dot == super::CpuDot::Int8 { JOB_INT8 } else { 0 });
         job.extend(outs.iter().map(|o| o.w.id));
         self.link.start(&job, x).map_err(|e| self.fail(e))?;
+        let mut acts = Vec::new();
         for o in outs {
             let r = part(o.w.rows, self.parts, 0);
             let y = ys.get_mut(o.dst).ok_or_else(|| Error::InvalidArgument("matmul destination".into()))?;
-            ops.matmul(o.w, r.clone(), x, n, y, o.stride, o.off + r.start, acc);
+            let a = ops.quantized(o.w, x, n, &mut acts);
+            ops.matmul(o.w, r.clone(), x, a, n, y, o.stride, o.off + r.start, acc);
         }
         let remote: usize =
             (1..self.parts).map(|p| outs.iter().map(|o| part(o.w.rows, self.parts, p).len()).sum::<usize>()).sum();
@@ -216,8 +221,9 @@ impl Shard {
     pub fn run(&self, job: &[u32], x: &[f32]) -> Result<Vec<f32>> {
         let bad = |m: String| Error::InvalidArgument(format!("shard job: {m}"));
         let (&n, ids) = job.split_first().ok_or_else(|| bad("empty".into()))?;
-        let n = n as usize;
-        let ops = Ops { simd: self.simd, pool: &self.pool, shards: None };
+        let dot = if n & JOB_INT8 != 0 { super::CpuDot::Int8 } else { super::CpuDot::Exact };
+        let n = (n & !JOB_INT8) as usize;
+        let ops = Ops { simd: self.simd, dot, pool: &self.pool, shards: None };
         let mut ws = Vec::with_capacity(ids.len());
         for &id in ids {
             let w =
@@ -230,10 +236,12 @@ impl Shard {
         let total: usize = ws.iter().map(|w| n * part(w.rows, self.parts, self.part).len()).sum();
         let mut out = vec![0f32; total];
         let mut at = 0;
+        let mut acts = Vec::new();
         for w in ws {
             let r = part(w.rows, self.parts, self.part);
             let len = n * r.len();
-            ops.matmul(w, r.clone(), x, n, &mut out[at..at + len], r.len(), 0, false);
+            let a = ops.quantized(w, x, n, &mut acts);
+            ops.matmul(w, r.clone(), x, a, n, &mut out[at..at + len], r.len(), 0, false);
             at += len;
         }
         Ok(out)
