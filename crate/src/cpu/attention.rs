@@ -195,6 +195,7 @@ fn partial(
     let mut kt = vec![0f32; KEY_BLOCK * hd];
     let mut vt = vec![0f32; KEY_BLOCK * hd];
     let mut sc = vec![0f32; KEY_BLOCK * nq];
+    let mut kt_t = vec![0f32; KEY_BLOCK * hd];
     let mut p = [0f32; KEY_BLOCK];
     let (kh, vh) = (&cache.k[h], &cache.v[h]);
     let mut kb = keys.start;
@@ -203,8 +204,8 @@ fn partial(
         let bn = KEY_BLOCK.min(keys.end - kb);
         decode_rows(simd, cache.ty, &kh[kb * rb..(kb + bn) * rb], &mut kt[..bn * hd]);
         read += bn * rb;
-        // sc[j · nq + i] = k_j · q_i
-        dot::dots(simd, &kt[..bn * hd], &qb, hd, &mut sc[..bn * nq]);
+        // scores: sc[i · KEY_BLOCK + j] (transposed tile) or sc[j · nq + i] (dots) = k_j · q_i
+        let transposed = scores(simd, &kt, bn, &qb, hd, &mut kt_t, &mut sc);
         let mut v_ready = false;
         for i in 0..nq {
             // causal: query token t sees keys 0..=pos + t
@@ -213,8 +214,12 @@ fn partial(
             if jn == 0 {
                 continue;
             }
-            for (j, pj) in p[..jn].iter_mut().enumerate() {
-                *pj = sc[j * nq + i];
+            if transposed {
+                p[..jn].copy_from_slice(&sc[i * KEY_BLOCK..][..jn]);
+            } else {
+                for (j, pj) in p[..jn].iter_mut().enumerate() {
+                    *pj = sc[j * nq + i];
+                }
             }
             let bm = p[..jn].iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mn = m[i].max(bm);
@@ -242,6 +247,32 @@ fn partial(
         r[2..].copy_from_slice(&acc[i * hd..][..hd]);
     }
     read as u64
+}
+
+/// The scores of a key block: `kt` holds `bn` decoded rows of `hd`, `qb` the `nq` queries.
+/// AVX2 with `hd` a multiple of 8: the tile is transposed (`kt_t`, `[hd, KEY_BLOCK]`) and
+/// `sc[i · KEY_BLOCK + j]` comes out with no horizontal sums (returns true); otherwise
+/// `sc[j · nq + i]` from [`dot::dots`]' register tiles.
+fn scores(simd: Simd, kt: &[f32], bn: usize, qb: &[f32], hd: usize, kt_t: &mut [f32], sc: &mut [f32]) -> bool {
+    let nq = qb.len() / hd.max(1);
+    #[cfg(target_arch = "x86_64")]
+    if matches!(simd, Simd::Avx2 | Simd::Avx512)
+        && hd.is_multiple_of(8)
+        && kt.len() >= KEY_BLOCK * hd
+        && kt_t.len() >= KEY_BLOCK * hd
+        && sc.len() >= KEY_BLOCK * nq
+    {
+        // SAFETY: features detected; kt and kt_t hold KEY_BLOCK rows of hd (a multiple of 8),
+        // sc KEY_BLOCK scores per query.
+        unsafe {
+            avx2::transpose(kt, hd, bn.div_ceil(8) * 8, kt_t);
+            avx2::scores_t(kt_t, qb, nq, hd, sc);
+        }
+        return true;
+    }
+    let _ = kt_t;
+    dot::dots(simd, &kt[..bn * hd], qb, hd, &mut sc[..bn * nq]);
+    false
 }
 
 /// Decodes whole head rows `raw` of `ty` into `out`.
@@ -411,6 +442,91 @@ mod avx2 {
             let mut tot = [0f32; 4];
             _mm_storeu_ps(tot.as_mut_ptr(), s);
             tot.iter().sum()
+        }
+    }
+
+    /// `out[d · KEY_BLOCK + j] = kt[j · hd + d]` for the first `rows` rows (a multiple of 8),
+    /// in 8 × 8 blocks.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn transpose(kt: &[f32], hd: usize, rows: usize, out: &mut [f32]) {
+        let (src, dst) = (kt.as_ptr(), out.as_mut_ptr());
+        const KB: usize = super::KEY_BLOCK;
+        unsafe {
+            for jb in (0..rows.min(KB)).step_by(8) {
+                for db in (0..hd).step_by(8) {
+                    let r = [0, 1, 2, 3, 4, 5, 6, 7].map(|k| _mm256_loadu_ps(src.add((jb + k) * hd + db)));
+                    let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+                    let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+                    let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+                    let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+                    let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+                    let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+                    let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+                    let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+                    let u0 = _mm256_shuffle_ps(t0, t2, 0x44);
+                    let u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+                    let u2 = _mm256_shuffle_ps(t1, t3, 0x44);
+                    let u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+                    let u4 = _mm256_shuffle_ps(t4, t6, 0x44);
+                    let u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+                    let u6 = _mm256_shuffle_ps(t5, t7, 0x44);
+                    let u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+                    let o = [
+                        _mm256_permute2f128_ps(u0, u4, 0x20),
+                        _mm256_permute2f128_ps(u1, u5, 0x20),
+                        _mm256_permute2f128_ps(u2, u6, 0x20),
+                        _mm256_permute2f128_ps(u3, u7, 0x20),
+                        _mm256_permute2f128_ps(u0, u4, 0x31),
+                        _mm256_permute2f128_ps(u1, u5, 0x31),
+                        _mm256_permute2f128_ps(u2, u6, 0x31),
+                        _mm256_permute2f128_ps(u3, u7, 0x31),
+                    ];
+                    for (d, od) in o.iter().enumerate() {
+                        _mm256_storeu_ps(dst.add((db + d) * KB + jb), *od);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `sc[i · KEY_BLOCK + j] = Σ_d q_i[d] kt_t[d · KEY_BLOCK + j]` for all `KEY_BLOCK` keys:
+    /// two queries at a time, 8 accumulators, each key vector loaded once for both.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn scores_t(kt_t: &[f32], q: &[f32], nq: usize, hd: usize, sc: &mut [f32]) {
+        const KB: usize = super::KEY_BLOCK;
+        let (k, qp, o) = (kt_t.as_ptr(), q.as_ptr(), sc.as_mut_ptr());
+        unsafe {
+            let mut i = 0;
+            while i + 2 <= nq {
+                let mut a = [[_mm256_setzero_ps(); 4]; 2];
+                for d in 0..hd {
+                    let kv = [0, 1, 2, 3].map(|r| _mm256_loadu_ps(k.add(d * KB + 8 * r)));
+                    for (qi, aq) in a.iter_mut().enumerate() {
+                        let b = _mm256_set1_ps(*qp.add((i + qi) * hd + d));
+                        for r in 0..4 {
+                            aq[r] = _mm256_fmadd_ps(b, kv[r], aq[r]);
+                        }
+                    }
+                }
+                for (qi, aq) in a.iter().enumerate() {
+                    for (r, ar) in aq.iter().enumerate() {
+                        _mm256_storeu_ps(o.add((i + qi) * KB + 8 * r), *ar);
+                    }
+                }
+                i += 2;
+            }
+            if i < nq {
+                let mut a = [_mm256_setzero_ps(); 4];
+                for d in 0..hd {
+                    let b = _mm256_set1_ps(*qp.add(i * hd + d));
+                    for (r, ar) in a.iter_mut().enumerate() {
+                        *ar = _mm256_fmadd_ps(b, _mm256_loadu_ps(k.add(d * KB + 8 * r)), *ar);
+                    }
+                }
+                for (r, ar) in a.iter().enumerate() {
+                    _mm256_storeu_ps(o.add(i * KB + 8 * r), *ar);
+                }
+            }
         }
     }
 
