@@ -16,6 +16,13 @@ pub struct BenchResult {
     pub first_token_s: f64,
     pub prompt_tokens: usize,
     pub gen_tokens: usize,
+    /// Keys in the cache when decoding started (`--depth`; the prompt's length without it).
+    pub depth: usize,
+    pub kv_type: crate::kv::KvType,
+    /// KV-cache bytes the attention read for the last decoded token (at depth
+    /// `depth + gen_tokens − 1`), counted from what it read (the CPU), or from the rows the
+    /// attention launches bind (the GPU: one read per query head with today's kernel).
+    pub kv_bytes_per_token: u64,
     pub prefill_tokens_per_s: f64,
     pub decode_tokens_per_s: f64,
     pub weight_bytes_per_token: u64,
@@ -65,11 +72,16 @@ pub fn host_copy_bandwidth(bytes: usize, reps: u32) -> f64 {
 
 /// Runs `n_prompt` prompt tokens then `n_gen` greedy tokens (EOS ignored: the content does
 /// not change the cost) from an empty cache, after a cold 1-token pass (`first_token_s`) and
-/// an untimed 2-token one.
-pub async fn run(model: &mut Model, n_prompt: usize, n_gen: usize) -> Result<BenchResult> {
+/// an untimed 2-token one. With `depth`, the decode starts with `depth` keys in the cache
+/// instead of the prompt's: the positions past the prompt are filled untimed first (`0`:
+/// decode from an empty cache, as `llama-bench`'s `tg`).
+pub async fn run(model: &mut Model, n_prompt: usize, n_gen: usize, depth: Option<usize>) -> Result<BenchResult> {
     let context = model.context();
-    if n_prompt == 0 || n_prompt + n_gen > context {
-        return Err(Error::InvalidArgument(format!("need 0 < prompt + gen tokens <= context {context}")));
+    let start = depth.unwrap_or(n_prompt);
+    if n_prompt == 0 || n_prompt.max(start).saturating_add(n_gen) > context {
+        return Err(Error::InvalidArgument(format!(
+            "need 0 < prompt tokens, and prompt (or depth) + gen tokens <= context {context}"
+        )));
     }
     let vocab = model.cfg().n_vocab as u64;
     // deterministic pseudo-random prompt
@@ -85,16 +97,31 @@ pub async fn run(model: &mut Model, n_prompt: usize, n_gen: usize) -> Result<Ben
     let t1 = Instant::now();
     let mut logits = model.forward(&prompt, 0, false).await?;
     let prefill_s = t1.elapsed().as_secs_f64();
+    // the keys past the prompt, untimed (the same pseudo-random tokens)
+    if start > n_prompt {
+        let fill: Vec<u32> =
+            (n_prompt as u64..start as u64).map(|i| ((i * 2654435761 + 12345) % vocab) as u32).collect();
+        for (i, c) in fill.chunks(4096).enumerate() {
+            logits = model.forward(c, n_prompt + i * 4096, false).await?;
+        }
+    }
     let t2 = Instant::now();
     for i in 0..n_gen {
         let next =
             logits.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0
                 as u32;
-        logits = model.forward(&[next], n_prompt + i, false).await?;
+        logits = model.forward(&[next], start + i, false).await?;
     }
     let decode_s = t2.elapsed().as_secs_f64();
     let decode = n_gen as f64 / decode_s.max(1e-9);
     let bytes = model.stats().weight_bytes_per_token;
+    let kv_type = model.stats().kv_type;
+    // KV bytes the attention read for the last decoded token, counted from what it read
+    // (CPU) or from what the recorded launches bind and read (GPU)
+    let kv_bytes_per_token = match &*model {
+        Model::Cpu(m) => m.kv_bytes_read_last(),
+        Model::Gpu(m) => m.kv_bytes_per_token(start + n_gen),
+    };
     let (adapter, backend, precision, gpu_memory_bytes) = match &*model {
         Model::Gpu(m) => (
             m.gpu.adapter.name.clone(),
@@ -121,6 +148,9 @@ pub async fn run(model: &mut Model, n_prompt: usize, n_gen: usize) -> Result<Ben
         first_token_s,
         prompt_tokens: n_prompt,
         gen_tokens: n_gen,
+        depth: start,
+        kv_type,
+        kv_bytes_per_token,
         prefill_tokens_per_s: n_prompt as f64 / prefill_s.max(1e-9),
         decode_tokens_per_s: decode,
         weight_bytes_per_token: bytes,

@@ -745,7 +745,7 @@ impl Engine {
             let mut guard = inner.try_borrow_mut().map_err(|_| busy())?;
             let i = &mut *guard;
             i.forget();
-            let r = crate::bench::run(&mut i.model, prompt_tokens, gen_tokens).await.map_err(to_js)?;
+            let r = crate::bench::run(&mut i.model, prompt_tokens, gen_tokens, None).await.map_err(to_js)?;
             ser(&r)
         })
     }

@@ -82,3 +82,84 @@ fn cpu_dot_picks_the_exact_or_the_int8_path_and_names_a_bad_value() {
     assert!(!ok);
     assert!(err.contains("int4") && err.contains("expected exact or int8"), "{err}");
 }
+
+/// The tiny fixtures' shape: 2 layers, 2 KV heads of head_dim 32 (one 32-value block per row).
+const LAYERS: u64 = 2;
+const KV_HEADS: u64 = 2;
+
+#[test]
+fn bench_depth_reports_the_kv_type_and_the_bytes_one_token_reads() {
+    // one head row: f32 128 bytes, f16 64, q8_0 34 (one block: f16 scale + 32 × i8), q4_0 18
+    for (kv, row) in [("f32", 128u64), ("f16", 64), ("q8_0", 34), ("q4_0", 18)] {
+        let (ok, out, err) = cli(&[
+            "bench",
+            "--backend",
+            "cpu",
+            "--threads",
+            "2",
+            "--model",
+            &fx("tiny-q4_0.gguf"),
+            "--kv-type",
+            kv,
+            "--prompt-tokens",
+            "8",
+            "--depth",
+            "40",
+            "--gen-tokens",
+            "4",
+            "--json",
+        ]);
+        assert!(ok, "{err}");
+        let j: serde_json::Value = serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
+        assert_eq!(j["kv_type"], kv);
+        assert_eq!(j["depth"], 40);
+        // the last decoded token (position 43) reads 44 keys and values once per KV head
+        assert_eq!(j["kv_bytes_per_token"], LAYERS * 44 * 2 * KV_HEADS * row, "{kv}");
+    }
+    // decode from an empty cache, and a depth past the context is an error
+    let (ok, out, err) = cli(&[
+        "bench",
+        "--backend",
+        "cpu",
+        "--model",
+        &fx("tiny-q4_0.gguf"),
+        "--prompt-tokens",
+        "8",
+        "--depth",
+        "0",
+        "--gen-tokens",
+        "2",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let j: serde_json::Value = serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
+    assert_eq!(j["kv_bytes_per_token"], LAYERS * 2 * 2 * KV_HEADS * 128);
+    let (ok, _, err) = cli(&[
+        "bench",
+        "--backend",
+        "cpu",
+        "--model",
+        &fx("tiny-q4_0.gguf"),
+        "--context",
+        "64",
+        "--depth",
+        "62",
+        "--gen-tokens",
+        "4",
+    ]);
+    assert!(!ok && err.contains("context 64"), "{err}");
+}
+
+#[test]
+fn a_128k_context_with_a_q4_0_cache_loads_decodes_and_reports_its_bytes() {
+    // the cache grows with use: a 131072-token context costs what the tokens written cost
+    let m = fx("tiny-q4_0.gguf");
+    let args = ["--backend", "cpu", "--model", &m, "--context", "131072", "--kv-type", "q4_0"];
+    let (ok, out, err) = cli(&[&["info"], &args[..]].concat());
+    assert!(ok, "{err}");
+    // 2 layers × 131072 positions × K and V × 2 heads × 18 bytes
+    let bytes = LAYERS * 131072 * 2 * KV_HEADS * 18;
+    assert!(out.contains(&format!("({bytes} bytes: 131072 tokens, q4_0)")), "{out}");
+    let (ok, _, err) = cli(&[&["generate", "--tokens", "1,2,3", "--max-tokens", "2"], &args[..]].concat());
+    assert!(ok, "{err}");
+}

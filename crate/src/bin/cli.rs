@@ -236,6 +236,9 @@ struct BenchArgs {
     /// Tokens to decode
     #[arg(long, value_name = "N", default_value_t = 128)]
     gen_tokens: usize,
+    /// Decode with N keys in the cache (filled untimed past the prompt) [default: the prompt's]
+    #[arg(long, value_name = "N")]
+    depth: Option<usize>,
     /// The device's memory bandwidth, for the roofline
     #[arg(long, value_name = "GBPS")]
     bandwidth: Option<f64>,
@@ -519,9 +522,10 @@ fn cmd_info(args: &InfoArgs) -> Result<()> {
         Model::Gpu(m) => m,
         Model::Cpu(m) => {
             println!(
-                "memory:         weights {:.1} MiB, KV cache {:.1} MiB ({} tokens, {}), prefill chunk {} tokens",
+                "memory:         weights {:.1} MiB, KV cache {:.1} MiB ({} bytes: {} tokens, {}), prefill chunk {} tokens",
                 mib(m.weight_bytes),
                 mib(m.kv_bytes),
+                m.kv_bytes,
                 m.context,
                 m.kv_type,
                 m.chunk
@@ -546,9 +550,10 @@ fn cmd_info(args: &InfoArgs) -> Result<()> {
     );
     println!("binding cap:    {} bytes", g.max_binding);
     println!(
-        "memory:         weights {:.1} MiB, KV cache {:.1} MiB ({} tokens, {}), total GPU {:.1} MiB",
+        "memory:         weights {:.1} MiB, KV cache {:.1} MiB ({} bytes: {} tokens, {}), total GPU {:.1} MiB",
         mib(m.weight_bytes),
         mib(m.kv_bytes),
+        m.kv_bytes,
         m.context,
         m.kv_type,
         mib(m.gpu_bytes)
@@ -568,7 +573,7 @@ fn cmd_bench(args: &BenchArgs) -> Result<()> {
     let (mut model, _, choice) = load(&args.engine)?;
     let load_s = t_load.elapsed().as_secs_f64();
     let (n_prompt, n_gen) = (args.prompt_tokens, args.gen_tokens);
-    let r = pollster::block_on(llama_webgpu::bench::run(&mut model, n_prompt, n_gen))?;
+    let r = pollster::block_on(llama_webgpu::bench::run(&mut model, n_prompt, n_gen, args.depth))?;
     let (first_token_s, decode_tps, bytes) = (r.first_token_s, r.decode_tokens_per_s, r.weight_bytes_per_token);
     let roofline = args.bandwidth.map(|gbps| gbps * 1e9 / bytes as f64);
     let mut j = serde_json::to_value(&r).map_err(|e| Error::InvalidArgument(e.to_string()))?;
@@ -591,9 +596,12 @@ fn cmd_bench(args: &BenchArgs) -> Result<()> {
         println!("load {load_s:.2} s, first token (pipeline compile) {first_token_s:.2} s");
         println!("prefill {n_prompt} tokens: {:.2} tokens/s", j["prefill_tokens_per_s"].as_f64().unwrap_or(0.0));
         println!(
-            "decode {n_gen} tokens: {decode_tps:.2} tokens/s, {:.1} MB weights read per token ({:.2} GB/s), {} dispatches per token",
+            "decode {n_gen} tokens at depth {}: {decode_tps:.2} tokens/s, {:.1} MB weights + {:.1} MB {} KV cache read per token ({:.2} GB/s), {} dispatches per token",
+            r.depth,
             bytes as f64 / 1e6,
-            bytes as f64 * decode_tps / 1e9,
+            r.kv_bytes_per_token as f64 / 1e6,
+            r.kv_type,
+            (bytes + r.kv_bytes_per_token) as f64 * decode_tps / 1e9,
             model.stats().dispatches_per_token
         );
         if let Some(r) = roofline {

@@ -10,7 +10,9 @@
 //! and dots them with every token of the chunk in register tiles ([`dot::dots`]).
 //! Where threads cannot share memory (the browser), rows are split over [`shards`] instead.
 
+pub mod attention;
 pub mod dot;
+pub mod kv;
 pub mod pool;
 pub mod q8;
 pub mod shards;
@@ -20,6 +22,7 @@ use crate::gguf::{AsyncByteSource, GgmlType, GgufFile, LlamaConfig, TensorInfo};
 use crate::graph::{self, Act, Exec, Phase, Progress};
 use crate::kv::KvType;
 use dot::Simd;
+use kv::KvCache;
 use pool::Pool;
 use q8::Q8Act;
 use shards::{Out, Shards};
@@ -140,49 +143,6 @@ impl CpuWeight {
     }
 }
 
-/// One layer's KV cache, `[positions, n_kv · head_dim]` each. It grows with the positions
-/// written (up to the model's `context`), so host memory follows what a session uses, not
-/// what the header plans: a header with absurd head counts costs nothing until it runs.
-struct KvCache {
-    k: Vec<f32>,
-    v: Vec<f32>,
-    /// Capacity in positions.
-    context: usize,
-}
-
-impl KvCache {
-    fn new(context: usize) -> Self {
-        KvCache { k: Vec::new(), v: Vec::new(), context }
-    }
-
-    /// Room for positions `[0, end)` of `width` floats each (amortized growth, capped at the
-    /// capacity); new room is zeros.
-    fn grow(&mut self, end: usize, width: usize) -> Result<()> {
-        let cap = self.context;
-        if end > cap {
-            return Err(Error::ContextOverflow { needed: end, capacity: cap });
-        }
-        let floats = |positions: usize| {
-            positions
-                .checked_mul(width)
-                .ok_or_else(|| Error::OutOfMemory(format!("a KV cache of {positions} × {width}")))
-        };
-        let (need, most) = (floats(end)?, floats(cap)?);
-        for c in [&mut self.k, &mut self.v] {
-            if c.capacity() < need {
-                // double, as a Vec would, but never past the capacity
-                let target = need.max(c.capacity().saturating_mul(2)).min(most);
-                c.try_reserve_exact(target - c.len())
-                    .map_err(|_| Error::OutOfMemory(format!("{} bytes of KV cache", target.saturating_mul(4))))?;
-            }
-            if c.len() < need {
-                c.resize(need, 0.0);
-            }
-        }
-        Ok(())
-    }
-}
-
 type Weights = graph::Weights<CpuWeight, Vec<f32>>;
 
 pub struct CpuModel {
@@ -203,20 +163,23 @@ pub struct CpuModel {
     w: Weights,
     inv_freq: Vec<f32>,
     caches: Vec<KvCache>,
+    /// KV-cache bytes the attention read in the last chunk of the last forward pass.
+    kv_read_last: u64,
 }
 
 /// The most memory a wasm32 instance can have (4 GiB of address space).
 pub const WASM32_MEMORY: u64 = 4 << 30;
 
-/// Bytes the CPU backend holds for `file` with a KV cache of `context` tokens: every
-/// tensor's blocks, the f32 cache, and activations for one prefill chunk.
-pub fn memory_bytes(cfg: &LlamaConfig, file: &GgufFile, context: usize, chunk: usize) -> u64 {
+/// Bytes the CPU backend holds for `file` with a KV cache of `context` tokens of `kv_type`:
+/// every tensor's blocks, the cache, and activations for one prefill chunk (the attention
+/// keeps no per-context scores).
+pub fn memory_bytes(cfg: &LlamaConfig, file: &GgufFile, context: usize, chunk: usize, kv_type: KvType) -> Result<u64> {
     let weights: u64 = file.tensors.iter().map(|t| t.n_bytes).sum();
     let kv_dim = (cfg.n_head_kv * cfg.head_dim) as u64;
-    let kv = 2 * cfg.n_layer as u64 * context as u64 * kv_dim * 4;
+    let kv = crate::kv::kv_bytes(cfg, context, kv_type)?;
     let q_dim = (cfg.n_head * cfg.head_dim) as u64;
     let per_token = 3 * cfg.n_embd as u64 + 2 * q_dim + 2 * kv_dim + 3 * cfg.n_ff as u64 + cfg.n_vocab as u64;
-    weights + kv + chunk as u64 * per_token * 4 + (cfg.n_head as u64 * context as u64 * 4)
+    Ok(weights.saturating_add(kv).saturating_add((chunk as u64).saturating_mul(per_token).saturating_mul(4)))
 }
 
 /// The machine's physical memory (Linux: `MemTotal`), the native bound of [`check_fits`]
@@ -239,14 +202,16 @@ fn host_memory() -> Option<u64> {
 pub fn check_fits(file: &GgufFile, opts: &CpuOptions, limit: u64) -> Result<()> {
     let cfg = LlamaConfig::from_gguf(file)?;
     let context = crate::plan::wanted_context(&cfg, opts.context)?;
-    let need = memory_bytes(&cfg, file, context, opts.prefill_chunk.max(1));
+    let kv_type = opts.kv_type.unwrap_or(DEFAULT_KV_TYPE);
+    let need = memory_bytes(&cfg, file, context, opts.prefill_chunk.max(1), kv_type)?;
     // the engine's own code, tokenizer and heap need some room too
     let room = limit.saturating_sub(256 << 20);
     if need > room {
         return Err(Error::OutOfMemory(format!(
-            "the CPU backend needs {:.2} GiB for this model (weights + {context}-token KV cache), more than the {:.2} GiB \
-             {} can hold; use WebGPU or a smaller model",
+            "the CPU backend needs {:.2} GiB for this model (weights + a {context}-token {kv_type} KV cache of {} bytes), \
+             more than the {:.2} GiB {} can hold; use a smaller context, a smaller KV type, WebGPU or a smaller model",
             need as f64 / (1u64 << 30) as f64,
+            crate::kv::kv_bytes(&cfg, context, kv_type)?,
             room as f64 / (1u64 << 30) as f64,
             if cfg!(target_arch = "wasm32") { "wasm32 memory" } else { "this machine's memory" }
         )));
@@ -264,9 +229,8 @@ impl CpuModel {
     ) -> Result<Self> {
         let cfg = LlamaConfig::from_gguf(file)?;
         let kv_type = opts.kv_type.unwrap_or(DEFAULT_KV_TYPE);
-        if kv_type != KvType::F32 {
-            return Err(Error::InvalidArgument(format!("the CPU backend's KV cache is f32 for now, not {kv_type}")));
-        }
+        // a head dimension the type cannot hold in whole blocks is an error before any fetch
+        kv_type.row_bytes(cfg.head_dim)?;
         if cfg!(target_arch = "wasm32") {
             check_fits(file, opts, WASM32_MEMORY)?;
         } else if let Some(ram) = host_memory() {
@@ -319,7 +283,9 @@ impl CpuModel {
         let norm = async |t: &TensorInfo| graph::read_f32(src, t).await;
         let w = tensors.load(weight, norm).await?;
         let want_ctx = crate::plan::wanted_context(&cfg, opts.context)?;
-        let caches = (0..cfg.n_layer).map(|_| KvCache::new(want_ctx)).collect::<Vec<_>>();
+        let caches = (0..cfg.n_layer)
+            .map(|_| KvCache::new(kv_type, cfg.n_head_kv, cfg.head_dim, want_ctx))
+            .collect::<Result<Vec<_>>>()?;
         let rope_freqs = match tensors.rope_freqs {
             Some(t) => Some(graph::read_f32(src, t).await?),
             None => None,
@@ -334,7 +300,7 @@ impl CpuModel {
         }
         progress(Progress { phase: Phase::Compile, loaded: total, total });
         Ok(CpuModel {
-            kv_bytes: (2 * cfg.n_layer * want_ctx * kv_dim * 4) as u64,
+            kv_bytes: crate::kv::kv_bytes(&cfg, want_ctx, kv_type)?,
             kv_type,
             context: want_ctx,
             chunk,
@@ -348,6 +314,7 @@ impl CpuModel {
             w,
             inv_freq,
             caches,
+            kv_read_last: 0,
         })
     }
 
@@ -396,6 +363,12 @@ impl CpuModel {
         self.w.tok_embd.row_bytes as u64 + w(self.w.output()) + layers
     }
 
+    /// KV-cache bytes the attention read in the last forward pass's last chunk (one decoded
+    /// token: what it read, every layer), counted as the attention decodes the rows.
+    pub fn kv_bytes_read_last(&self) -> u64 {
+        self.kv_read_last
+    }
+
     /// Runs `tokens` at positions `pos..`, appending to the KV cache. Returns the logits of
     /// every position (`all`, `[n, vocab]` row-major) or of the last one only.
     pub fn forward(&mut self, tokens: &[u32], pos: usize, all: bool) -> Result<Vec<f32>> {
@@ -419,6 +392,7 @@ impl CpuModel {
                 None
             };
             graph::forward(&mut e, &self.w)?;
+            self.kv_read_last = e.kv_read;
             out.extend(e.logits);
             p += ids.len();
         }
@@ -478,6 +452,8 @@ pub struct CpuExec<'a> {
     /// Logits of the last `logits_rows` tokens (`None`: no output this pass).
     logits_rows: Option<usize>,
     logits: Vec<f32>,
+    /// KV-cache bytes the attention read this pass.
+    kv_read: u64,
 }
 
 impl<'a> CpuExec<'a> {
@@ -516,6 +492,7 @@ impl<'a> CpuExec<'a> {
             up: vec![0.0; n * cfg.n_ff],
             logits_rows: None,
             logits: Vec::new(),
+            kv_read: 0,
         }
     }
 
@@ -568,20 +545,14 @@ impl Exec for CpuExec<'_> {
         }
         rope(&mut self.q, c.n_head, hd, &self.rot);
         rope(&mut k, c.n_head_kv, hd, &self.rot);
-        let cache = self.cache(layer)?;
-        cache.grow(pos + n, kv_dim)?;
-        let at = pos * kv_dim..(pos + n) * kv_dim;
-        cache.k[at.clone()].copy_from_slice(&k);
-        cache.v[at].copy_from_slice(&v);
-        Ok(())
+        self.cache(layer)?.write(pos, &k, &v)
     }
 
     fn attention(&mut self, layer: usize) -> Result<()> {
         let (pos, n) = (self.pos, self.ids.len());
-        let ops = self.ops();
-        let c = self.cfg;
         let cache = self.caches.get(layer).ok_or_else(|| Error::InvalidArgument(format!("no layer {layer}")))?;
-        ops.attention(c, &self.q, &cache.k, &cache.v, pos, n, &mut self.att);
+        self.kv_read +=
+            attention::attention(self.simd, self.pool, cache, self.cfg.n_head, &self.q, pos, n, &mut self.att)?;
         Ok(())
     }
 
@@ -741,43 +712,5 @@ impl Ops<'_> {
                 *yv = if accumulate { *yv + v } else { v };
             }
         }
-    }
-
-    /// Causal GQA attention of `n` queries at `pos..` over the cache (keys `0..pos + t + 1`);
-    /// one (token, head) per task.
-    #[allow(clippy::too_many_arguments)]
-    fn attention(&self, c: &LlamaConfig, q: &[f32], kc: &[f32], vc: &[f32], pos: usize, n: usize, out: &mut [f32]) {
-        let (hd, nh, nkv) = (c.head_dim, c.n_head, c.n_head_kv);
-        let group = nh / nkv.max(1);
-        let scale = 1.0 / (hd as f32).sqrt();
-        let simd = self.simd;
-        let per = self.pool.split(n * nh, 1) * hd;
-        self.pool.chunks(&mut out[..n * nh * hd], per, |i, o| {
-            let mut s = Vec::new();
-            for (j, oh) in o.chunks_mut(hd).enumerate() {
-                let idx = i * per / hd + j;
-                let (t, h) = (idx / nh, idx % nh);
-                let kvh = h / group.max(1);
-                let qv = &q[(t * nh + h) * hd..][..hd];
-                let keys = pos + t + 1;
-                s.clear();
-                s.extend((0..keys).map(|p| dot::dot_f32(simd, qv, &kc[(p * nkv + kvh) * hd..][..hd]) * scale));
-                let m = s.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-                let mut sum = 0f64;
-                for e in s.iter_mut() {
-                    *e = (*e - m).exp();
-                    sum += *e as f64;
-                }
-                let inv = (1.0 / sum) as f32;
-                oh.fill(0.0);
-                for (p, &e) in s.iter().enumerate() {
-                    let vv = &vc[(p * nkv + kvh) * hd..][..hd];
-                    let e = e * inv;
-                    for (o, v) in oh.iter_mut().zip(vv) {
-                        *o += e * v;
-                    }
-                }
-            }
-        });
     }
 }
