@@ -10,6 +10,7 @@
 
 use llama_webgpu::gguf::{FileSource, GgufFile};
 use llama_webgpu::gpu::model::{LlamaModel, LoadOptions};
+use llama_webgpu::graph::Logits;
 use std::collections::BTreeMap;
 
 /// User + system CPU seconds of this process (all threads), from /proc/self/stat.
@@ -50,7 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut m = LlamaModel::load_blocking(&src, &file, &opts, |_| {})?;
     let vocab = m.cfg.n_vocab as u64;
     let ids: Vec<u32> = (0..prompt as u64).map(|i| ((i * 2654435761 + 12345) % vocab) as u32).collect();
-    m.forward_blocking(&ids, 0, false)?; // compiles and fills the cache
+    m.forward_blocking(&ids, 0, Logits::Last)?; // compiles and fills the cache
     println!("adapter {} ({}), {mode}, prompt {prompt}, {reps} reps", m.gpu.adapter.name, m.gpu.adapter.device_type);
 
     let mut runs: Vec<BTreeMap<String, (usize, f64)>> = Vec::new();

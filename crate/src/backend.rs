@@ -7,6 +7,7 @@ use crate::cpu::{CpuModel, CpuOptions};
 use crate::error::{Error, Result};
 use crate::gguf::{AsyncByteSource, GgufFile, LlamaConfig};
 use crate::gpu::model::{LlamaModel, LoadOptions};
+use crate::graph::Logits;
 use crate::graph::Progress;
 use crate::kv::KvType;
 
@@ -17,7 +18,7 @@ pub trait Forward {
     fn context(&self) -> usize;
     fn config(&self) -> &LlamaConfig;
     /// Logits of `tokens` at positions `pos..` (all positions, or the last one).
-    async fn forward(&mut self, tokens: &[u32], pos: usize, all: bool) -> Result<Vec<f32>>;
+    async fn forward(&mut self, tokens: &[u32], pos: usize, logits: Logits) -> Result<Vec<f32>>;
 }
 
 impl Forward for LlamaModel {
@@ -27,8 +28,8 @@ impl Forward for LlamaModel {
     fn config(&self) -> &LlamaConfig {
         &self.cfg
     }
-    async fn forward(&mut self, tokens: &[u32], pos: usize, all: bool) -> Result<Vec<f32>> {
-        LlamaModel::forward(self, tokens, pos, all).await
+    async fn forward(&mut self, tokens: &[u32], pos: usize, logits: Logits) -> Result<Vec<f32>> {
+        LlamaModel::forward(self, tokens, pos, logits).await
     }
 }
 
@@ -39,8 +40,8 @@ impl Forward for CpuModel {
     fn config(&self) -> &LlamaConfig {
         &self.cfg
     }
-    async fn forward(&mut self, tokens: &[u32], pos: usize, all: bool) -> Result<Vec<f32>> {
-        CpuModel::forward(self, tokens, pos, all)
+    async fn forward(&mut self, tokens: &[u32], pos: usize, logits: Logits) -> Result<Vec<f32>> {
+        CpuModel::forward(self, tokens, pos, logits)
     }
 }
 
@@ -203,8 +204,8 @@ impl Model {
     }
 
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn forward_blocking(&mut self, tokens: &[u32], pos: usize, all: bool) -> Result<Vec<f32>> {
-        pollster::block_on(Forward::forward(self, tokens, pos, all))
+    pub fn forward_blocking(&mut self, tokens: &[u32], pos: usize, logits: Logits) -> Result<Vec<f32>> {
+        pollster::block_on(Forward::forward(self, tokens, pos, logits))
     }
 }
 
@@ -215,10 +216,10 @@ impl Forward for Model {
     fn config(&self) -> &LlamaConfig {
         self.cfg()
     }
-    async fn forward(&mut self, tokens: &[u32], pos: usize, all: bool) -> Result<Vec<f32>> {
+    async fn forward(&mut self, tokens: &[u32], pos: usize, logits: Logits) -> Result<Vec<f32>> {
         match self {
-            Model::Gpu(m) => m.forward(tokens, pos, all).await,
-            Model::Cpu(m) => m.forward(tokens, pos, all),
+            Model::Gpu(m) => m.forward(tokens, pos, logits).await,
+            Model::Cpu(m) => m.forward(tokens, pos, logits),
         }
     }
 }

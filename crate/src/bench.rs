@@ -4,6 +4,7 @@
 
 use crate::backend::{Forward, Model};
 use crate::error::{Error, Result};
+use crate::graph::Logits;
 use web_time::Instant;
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -87,22 +88,22 @@ pub async fn run(model: &mut Model, n_prompt: usize, n_gen: usize, depth: Option
     // deterministic pseudo-random prompt
     let prompt: Vec<u32> = (0..n_prompt as u64).map(|i| ((i * 2654435761 + 12345) % vocab) as u32).collect();
     let t0 = Instant::now();
-    model.forward(&prompt[..1], 0, false).await?;
+    model.forward(&prompt[..1], 0, Logits::Last).await?;
     let first_token_s = t0.elapsed().as_secs_f64();
     // a 2-token pass, untimed: drivers that compile pipelines at first use (lavapipe) build
     // the several-token kernels here, not inside the timed prefill
     if n_prompt > 1 {
-        model.forward(&prompt[..2], 0, false).await?;
+        model.forward(&prompt[..2], 0, Logits::Last).await?;
     }
     let t1 = Instant::now();
-    let mut logits = model.forward(&prompt, 0, false).await?;
+    let mut logits = model.forward(&prompt, 0, Logits::Last).await?;
     let prefill_s = t1.elapsed().as_secs_f64();
     // the keys past the prompt, untimed (the same pseudo-random tokens)
     if start > n_prompt {
         let fill: Vec<u32> =
             (n_prompt as u64..start as u64).map(|i| ((i * 2654435761 + 12345) % vocab) as u32).collect();
         for (i, c) in fill.chunks(4096).enumerate() {
-            logits = model.forward(c, n_prompt + i * 4096, false).await?;
+            logits = model.forward(c, n_prompt + i * 4096, Logits::Last).await?;
         }
     }
     let t2 = Instant::now();
@@ -110,7 +111,7 @@ pub async fn run(model: &mut Model, n_prompt: usize, n_gen: usize, depth: Option
         let next =
             logits.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0
                 as u32;
-        logits = model.forward(&[next], start + i, false).await?;
+        logits = model.forward(&[next], start + i, Logits::Last).await?;
     }
     let decode_s = t2.elapsed().as_secs_f64();
     let decode = n_gen as f64 / decode_s.max(1e-9);

@@ -5,6 +5,7 @@
 use crate::backend::Forward;
 use crate::error::{Error, Result};
 use crate::grammar::Constraint;
+use crate::graph::Logits;
 use crate::sampler::{Sampler, SamplerConfig};
 use crate::tokenizer::Tokenizer;
 use web_time::Instant;
@@ -108,7 +109,7 @@ impl Session {
         // at least one token must run to produce logits
         let start = common.min(prompt.len() - 1);
         self.cached.truncate(start);
-        let logits = model.forward(&prompt[start..], start, false).await?;
+        let logits = model.forward(&prompt[start..], start, Logits::Last).await?;
         self.cached.extend_from_slice(&prompt[start..]);
         Ok((logits, prompt.len() - start))
     }
@@ -361,7 +362,7 @@ impl Generator {
                 }
             } else {
                 let pos = session.cached.len();
-                self.logits = model.forward(&[next], pos, false).await?;
+                self.logits = model.forward(&[next], pos, Logits::Last).await?;
                 session.cached.push(next);
                 self.decoded += 1;
             }

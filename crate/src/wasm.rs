@@ -14,6 +14,7 @@ use crate::gguf::{needs_more, AsyncByteSource, GgufFile, PrefixSource, Value};
 use crate::gpu::model::LoadOptions;
 use crate::gpu::{GpuOptions, Precision};
 use crate::grammar::{Grammar, GrammarCompiler};
+use crate::graph::Logits;
 use crate::graph::Phase;
 use crate::sampler::SamplerConfig;
 use crate::session::{ContextPolicy, GenerateOptions, Generator, Session, StopReason};
@@ -582,11 +583,11 @@ impl Engine {
             let out = if stepwise {
                 let mut out = Vec::new();
                 for (p, id) in ids.iter().enumerate() {
-                    out.extend(i.model.forward(std::slice::from_ref(id), p, true).await.map_err(to_js)?);
+                    out.extend(i.model.forward(std::slice::from_ref(id), p, Logits::All).await.map_err(to_js)?);
                 }
                 out
             } else {
-                i.model.forward(&ids, 0, true).await.map_err(to_js)?
+                i.model.forward(&ids, 0, Logits::All).await.map_err(to_js)?
             };
             Ok(js_sys::Float32Array::from(out.as_slice()).into())
         })

@@ -8,6 +8,7 @@ use llama_webgpu::backend::{Backend, Model};
 use llama_webgpu::chat::{encode_chat, ChatTemplate, Message};
 use llama_webgpu::cpu::{self, CpuDot, CpuModel, CpuOptions};
 use llama_webgpu::gguf::{FileSource, GgufFile};
+use llama_webgpu::graph::Logits;
 use llama_webgpu::kv::KvType;
 use llama_webgpu::session::{GenerateOptions, Session, StopReason};
 use llama_webgpu::tokenizer::Tokenizer;
@@ -121,11 +122,11 @@ fn run_type(name: &str) {
         for threads in [1, 0] {
             let mut m = load_dot(name, threads, dot);
             assert!(m.chunk < toks.len(), "prefill must span several chunks");
-            let all = m.forward(&toks, 0, true).unwrap();
+            let all = m.forward(&toks, 0, Logits::All).unwrap();
             let e1 = check_tol(&format!("{name} {dot} prefill ({threads} threads)"), &all, &reference, vocab, tol);
             let mut seq = Vec::new();
             for (i, &t) in toks.iter().enumerate() {
-                seq.extend(m.forward(&[t], i, false).unwrap());
+                seq.extend(m.forward(&[t], i, Logits::Last).unwrap());
             }
             let e2 = check_tol(&format!("{name} {dot} decode ({threads} threads)"), &seq, &reference, vocab, tol);
             eprintln!("{name} cpu {dot}, threads {threads}: max error / std: prefill {e1:.2e}, decode {e2:.2e}");
@@ -185,14 +186,14 @@ fn every_kv_type_holds_its_bound_on_every_fixture() {
     for name in NAMES {
         let (shape, reference) = read_npy(&fixtures().join(format!("tiny-{name}.logits.npy")));
         let vocab = shape[1];
-        let base = load_kv(name, 0, KvType::F32).forward(&toks, 0, true).unwrap();
+        let base = load_kv(name, 0, KvType::F32).forward(&toks, 0, Logits::All).unwrap();
         for (kv, bound) in [(KvType::F16, 0.01), (KvType::Q8_0, 0.12), (KvType::Q4_0, 2.0)] {
             let mut m = load_kv(name, 0, kv);
             assert_eq!(m.kv_type, kv);
-            let all = m.forward(&toks, 0, true).unwrap();
+            let all = m.forward(&toks, 0, Logits::All).unwrap();
             let mut seq = Vec::new();
             for (i, &t) in toks.iter().enumerate() {
-                seq.extend(m.forward(&[t], i, false).unwrap());
+                seq.extend(m.forward(&[t], i, Logits::Last).unwrap());
             }
             let against = if kv == KvType::F16 { &reference } else { &base };
             let (e1, e2) = (worst_vs(&all, against, vocab), worst_vs(&seq, against, vocab));
@@ -253,11 +254,11 @@ fn greedy_matches_transformers_generate() {
     {
         let want = ids(&j["types"][name]["greedy"]);
         let mut m = load_dot(name, 0, dot);
-        let mut logits = m.forward(&prompt, 0, false).unwrap();
+        let mut logits = m.forward(&prompt, 0, Logits::Last).unwrap();
         let mut got = Vec::new();
         for i in 0..want.len() {
             got.push(argmax(&logits));
-            logits = m.forward(&[got[i]], prompt.len() + i, false).unwrap();
+            logits = m.forward(&[got[i]], prompt.len() + i, Logits::Last).unwrap();
         }
         assert_eq!(got, want, "{name} {dot}: greedy tokens differ from transformers");
     }
@@ -267,13 +268,13 @@ fn greedy_matches_transformers_generate() {
 fn bad_input_is_a_typed_error_and_engine_stays_usable() {
     let mut m = load("q8_0", 0);
     let vocab = m.cfg.n_vocab as u32;
-    assert!(matches!(m.forward(&[1, vocab], 0, false), Err(Error::TokenOutOfVocab { id, .. }) if id == vocab));
-    assert!(matches!(m.forward(&[1; 65], 0, false), Err(Error::ContextOverflow { needed: 65, capacity: 64 })));
-    assert!(matches!(m.forward(&[1], 64, false), Err(Error::ContextOverflow { .. })));
-    assert!(matches!(m.forward(&[], 0, false), Err(Error::InvalidArgument(_))));
+    assert!(matches!(m.forward(&[1, vocab], 0, Logits::Last), Err(Error::TokenOutOfVocab { id, .. }) if id == vocab));
+    assert!(matches!(m.forward(&[1; 65], 0, Logits::Last), Err(Error::ContextOverflow { needed: 65, capacity: 64 })));
+    assert!(matches!(m.forward(&[1], 64, Logits::Last), Err(Error::ContextOverflow { .. })));
+    assert!(matches!(m.forward(&[], 0, Logits::Last), Err(Error::InvalidArgument(_))));
     let toks = ids(&tiny_json()["tokens"]);
     let (_, reference) = read_npy(&fixtures().join("tiny-q8_0.logits.npy"));
-    let all = m.forward(&toks, 0, true).unwrap();
+    let all = m.forward(&toks, 0, Logits::All).unwrap();
     check("after errors", &all, &reference, m.cfg.n_vocab);
 }
 
@@ -308,7 +309,7 @@ fn backend_option_loads_the_cpu_model() {
     let toks = ids(&tiny_json()["tokens"]);
     let (_, reference) = read_npy(&fixtures().join("tiny-q4_0.logits.npy"));
     let vocab = m.cfg().n_vocab;
-    let all = m.forward_blocking(&toks, 0, true).unwrap();
+    let all = m.forward_blocking(&toks, 0, Logits::All).unwrap();
     check("Model::Cpu", &all, &reference, vocab);
 }
 
@@ -354,7 +355,7 @@ fn smollm2_greedy(dot: Option<CpuDot>, kv: KvType, equal: usize, tol: f32) {
     let (mut m, tok) = smollm2_with(dot, kv);
     let prompt = tok.encode(r["prompt"].as_str().unwrap()).unwrap();
     assert_eq!(prompt, ids(&r["prompt_ids"]));
-    let mut logits = m.forward(&prompt, 0, false).unwrap();
+    let mut logits = m.forward(&prompt, 0, Logits::Last).unwrap();
     let (top, vals, sd) = (
         ids(&r["last_logits"]["top20_ids"]),
         &r["last_logits"]["top20_values"],
@@ -372,7 +373,7 @@ fn smollm2_greedy(dot: Option<CpuDot>, kv: KvType, equal: usize, tol: f32) {
     let mut got = Vec::new();
     for i in 0..want.len() {
         got.push(argmax(&logits));
-        logits = m.forward(&[got[i]], prompt.len() + i, false).unwrap();
+        logits = m.forward(&[got[i]], prompt.len() + i, Logits::Last).unwrap();
     }
     assert_eq!(
         got,

@@ -5,6 +5,7 @@
 use llama_webgpu::cpu::shards::{part, Link, Shard};
 use llama_webgpu::cpu::{CpuDot, CpuModel, CpuOptions};
 use llama_webgpu::gguf::{FileSource, GgmlType, GgufFile};
+use llama_webgpu::graph::Logits;
 use llama_webgpu::{Error, Result};
 use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
@@ -115,21 +116,21 @@ fn sharded_logits_are_bit_identical_to_one_thread() {
     ] {
         let dot = Some(dot);
         let mut one = load_dot(name, None, dot);
-        let want_all = one.forward(&toks, 0, true).unwrap();
+        let want_all = one.forward(&toks, 0, Logits::All).unwrap();
         let mut want_seq = Vec::new();
         for (i, &t) in toks.iter().enumerate() {
-            want_seq.extend(one.forward(&[t], i, false).unwrap());
+            want_seq.extend(one.forward(&[t], i, Logits::Last).unwrap());
         }
         for parts in [2, 3] {
             let link = LocalLink::new(parts, None);
             let mut m = load_dot(name, Some(link.clone()), dot);
             assert_eq!(m.threads(), parts);
             assert!(m.chunk < toks.len(), "prefill must span several chunks");
-            let all = m.forward(&toks, 0, true).unwrap();
+            let all = m.forward(&toks, 0, Logits::All).unwrap();
             assert!(bits(&all) == bits(&want_all), "{name}, {parts} parts: prefill logits differ from one thread");
             let mut seq = Vec::new();
             for (i, &t) in toks.iter().enumerate() {
-                seq.extend(m.forward(&[t], i, false).unwrap());
+                seq.extend(m.forward(&[t], i, Logits::Last).unwrap());
             }
             assert!(bits(&seq) == bits(&want_seq), "{name}, {parts} parts: decode logits differ from one thread");
             assert!(link.jobs.get() > 0, "the shards took part");
@@ -180,9 +181,9 @@ fn a_failing_shard_is_a_worker_error_and_stays_one() {
     let toks = tokens();
     let link = LocalLink::new(2, Some(3));
     let mut m = load("q4_1", Some(link));
-    let e = m.forward(&toks[..1], 0, false).unwrap_err();
+    let e = m.forward(&toks[..1], 0, Logits::Last).unwrap_err();
     assert!(matches!(e, Error::Worker(_)), "{e}");
     assert!(e.to_string().contains("deliberate test failure"), "{e}");
-    let again = m.forward(&toks[..1], 0, false).unwrap_err();
+    let again = m.forward(&toks[..1], 0, Logits::Last).unwrap_err();
     assert!(matches!(again, Error::Worker(_)), "{again}");
 }

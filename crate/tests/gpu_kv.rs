@@ -6,6 +6,7 @@
 use llama_webgpu::gguf::{FileSource, GgufFile};
 use llama_webgpu::gpu::model::{LlamaModel, LoadOptions};
 use llama_webgpu::gpu::{GpuOptions, Precision};
+use llama_webgpu::graph::Logits;
 use llama_webgpu::kv::{self, KvType};
 use std::path::PathBuf;
 
@@ -73,10 +74,10 @@ fn every_kv_type_against_transformers_and_f32_kv() {
         for ty in KvType::ALL {
             let mut m = load(name, ty, 64, None);
             assert_eq!(m.kv_type, ty);
-            let all = m.forward_blocking(&toks, 0, true).unwrap();
+            let all = m.forward_blocking(&toks, 0, Logits::All).unwrap();
             let mut seq = Vec::new();
             for (i, &t) in toks.iter().enumerate() {
-                seq.extend(m.forward_blocking(&[t], i, false).unwrap());
+                seq.extend(m.forward_blocking(&[t], i, Logits::Last).unwrap());
             }
             let (tol_ref, tol_f32) = bounds(ty);
             let (e1, e2) = (err(&all, &reference), err(&seq, &reference));
@@ -121,17 +122,17 @@ fn kv_cache_split_across_buffers_decodes_as_one() {
     assert_eq!(whole.kv_parts, 1);
     // fill the first part with a long prompt (4090 tokens), then decode across the boundary
     let prompt: Vec<u32> = (0..4090).map(|i| toks[i % toks.len()]).collect();
-    let a = split.forward_blocking(&prompt, 0, false).unwrap();
-    let b = whole.forward_blocking(&prompt, 0, false).unwrap();
+    let a = split.forward_blocking(&prompt, 0, Logits::Last).unwrap();
+    let b = whole.forward_blocking(&prompt, 0, Logits::Last).unwrap();
     assert!(err(&a, &b) < 1e-4, "prefill: {}", err(&a, &b));
     // a pass straddling the parts, then single tokens in the second
     let more: Vec<u32> = toks[..12].to_vec();
-    let a = split.forward_blocking(&more, 4090, true).unwrap();
-    let b = whole.forward_blocking(&more, 4090, true).unwrap();
+    let a = split.forward_blocking(&more, 4090, Logits::All).unwrap();
+    let b = whole.forward_blocking(&more, 4090, Logits::All).unwrap();
     assert!(err(&a, &b) < 1e-4, "straddling pass: {}", err(&a, &b));
     for (i, &t) in toks.iter().take(3).enumerate() {
-        let a = split.forward_blocking(&[t], 4102 + i, false).unwrap();
-        let b = whole.forward_blocking(&[t], 4102 + i, false).unwrap();
+        let a = split.forward_blocking(&[t], 4102 + i, Logits::Last).unwrap();
+        let b = whole.forward_blocking(&[t], 4102 + i, Logits::Last).unwrap();
         assert!(err(&a, &b) < 1e-4, "decode {i}: {}", err(&a, &b));
     }
 }
@@ -156,14 +157,14 @@ fn smollm2_greedy_24_tokens_identical_with_q8_0_kv() {
     let mut m = LlamaModel::load_blocking(&src, &file, &opts, |_| {}).unwrap();
     let prompt = ids(&r["prompt_ids"]);
     let want = ids(&r["greedy_ids"]);
-    let mut logits = m.forward_blocking(&prompt, 0, false).unwrap();
+    let mut logits = m.forward_blocking(&prompt, 0, Logits::Last).unwrap();
     let mut got = Vec::new();
     for i in 0..want.len() {
         let next =
             logits.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0
                 as u32;
         got.push(next);
-        logits = m.forward_blocking(&[next], prompt.len() + i, false).unwrap();
+        logits = m.forward_blocking(&[next], prompt.len() + i, Logits::Last).unwrap();
     }
     assert_eq!(got, want, "greedy tokens with q8_0 KV");
 }

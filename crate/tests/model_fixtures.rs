@@ -6,6 +6,7 @@
 use llama_webgpu::gguf::{FileSource, GgufFile};
 use llama_webgpu::gpu::model::{LlamaModel, LoadOptions};
 use llama_webgpu::gpu::{GpuOptions, Precision};
+use llama_webgpu::graph::Logits;
 use std::path::PathBuf;
 
 mod common;
@@ -70,12 +71,12 @@ fn run_type(name: &str) {
         let Some(mut m) = load(name, precision) else { continue };
         assert!(m.chunk < toks.len(), "prefill must span several chunks to test chunking");
         // one prefill (in chunks of 10) with logits at every position
-        let all = m.forward_blocking(&toks, 0, true).unwrap();
+        let all = m.forward_blocking(&toks, 0, Logits::All).unwrap();
         let e1 = check(&format!("{name} {precision:?} prefill"), &all, &reference, vocab, tol);
         // token by token through the KV cache
         let mut seq = Vec::new();
         for (i, &t) in toks.iter().enumerate() {
-            seq.extend(m.forward_blocking(&[t], i, false).unwrap());
+            seq.extend(m.forward_blocking(&[t], i, Logits::Last).unwrap());
         }
         let e2 = check(&format!("{name} {precision:?} decode"), &seq, &reference, vocab, tol);
         eprintln!("{name} {precision:?}: max error / std: prefill {e1:.5}, decode {e2:.5}");
@@ -128,14 +129,14 @@ fn greedy_matches_transformers_generate() {
         let want: Vec<u32> =
             j["types"][name]["greedy"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
         let mut m = load(name, Precision::F32).unwrap();
-        let mut logits = m.forward_blocking(&prompt, 0, false).unwrap();
+        let mut logits = m.forward_blocking(&prompt, 0, Logits::Last).unwrap();
         let mut got = Vec::new();
         for i in 0..want.len() {
             let next =
                 logits.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0
                     as u32;
             got.push(next);
-            logits = m.forward_blocking(&[next], prompt.len() + i, false).unwrap();
+            logits = m.forward_blocking(&[next], prompt.len() + i, Logits::Last).unwrap();
         }
         assert_eq!(got, want, "{name}: greedy tokens differ from transformers");
     }
@@ -146,16 +147,16 @@ fn bad_input_is_a_typed_error_and_engine_stays_usable() {
     let mut m = load("q8_0", Precision::F32).unwrap();
     let vocab = m.cfg.n_vocab as u32;
     assert!(
-        matches!(m.forward_blocking(&[1, vocab], 0, false), Err(llama_webgpu::Error::TokenOutOfVocab { id, .. }) if id == vocab)
+        matches!(m.forward_blocking(&[1, vocab], 0, Logits::Last), Err(llama_webgpu::Error::TokenOutOfVocab { id, .. }) if id == vocab)
     );
     assert!(matches!(
-        m.forward_blocking(&[1; 65], 0, false),
+        m.forward_blocking(&[1; 65], 0, Logits::Last),
         Err(llama_webgpu::Error::ContextOverflow { needed: 65, capacity: 64 })
     ));
-    assert!(matches!(m.forward_blocking(&[1], 64, false), Err(llama_webgpu::Error::ContextOverflow { .. })));
+    assert!(matches!(m.forward_blocking(&[1], 64, Logits::Last), Err(llama_webgpu::Error::ContextOverflow { .. })));
     // still works afterwards
     let toks = tokens();
     let (_, reference) = read_npy(&fixtures().join("tiny-q8_0.logits.npy"));
-    let all = m.forward_blocking(&toks, 0, true).unwrap();
+    let all = m.forward_blocking(&toks, 0, Logits::All).unwrap();
     check("after errors", &all, &reference, m.cfg.n_vocab, 0.01);
 }

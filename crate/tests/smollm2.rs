@@ -5,6 +5,7 @@
 use llama_webgpu::chat::{encode_chat, ChatTemplate, Message};
 use llama_webgpu::gguf::{FileSource, GgufFile};
 use llama_webgpu::gpu::{GpuOptions, Precision};
+use llama_webgpu::graph::Logits;
 use llama_webgpu::model::{LlamaModel, LoadOptions};
 use llama_webgpu::session::{GenerateOptions, Session, StopReason};
 use llama_webgpu::tokenizer::Tokenizer;
@@ -51,7 +52,7 @@ fn tokenize_prompt_and_greedy_24_tokens_match_transformers() {
     let prompt = tok.encode(r["prompt"].as_str().unwrap()).unwrap();
     assert_eq!(prompt, ids(&r["prompt_ids"]), "tokenization differs from HF");
 
-    let mut logits = m.forward_blocking(&prompt, 0, false).unwrap();
+    let mut logits = m.forward_blocking(&prompt, 0, Logits::Last).unwrap();
     // last prompt position: top-20 logits within 2% of the reference std
     let (top, vals, sd) = (
         ids(&r["last_logits"]["top20_ids"]),
@@ -69,7 +70,7 @@ fn tokenize_prompt_and_greedy_24_tokens_match_transformers() {
     for i in 0..want.len() {
         let next = argmax(&logits);
         got.push(next);
-        logits = m.forward_blocking(&[next], prompt.len() + i, false).unwrap();
+        logits = m.forward_blocking(&[next], prompt.len() + i, Logits::Last).unwrap();
     }
     assert_eq!(got, want, "greedy tokens: ours {:?} vs transformers {:?}", tok.decode(&got), r["greedy_text"]);
 }

@@ -4,6 +4,7 @@
 
 use llama_webgpu::gguf::{FileSource, GgufFile};
 use llama_webgpu::gpu::{GpuOptions, Precision};
+use llama_webgpu::graph::Logits;
 use llama_webgpu::model::{LlamaModel, LoadOptions};
 use llama_webgpu::synth::{synth, SynthDims, SynthShape};
 
@@ -32,8 +33,8 @@ fn logits_do_not_change_with_an_8_mib_binding_cap() {
             ..Default::default()
         };
         let mut m = LlamaModel::load_blocking(&src, &file, &opts, |_| {}).unwrap();
-        let all = m.forward_blocking(&tokens, 0, true).unwrap();
-        let next = m.forward_blocking(&[42], tokens.len(), false).unwrap();
+        let all = m.forward_blocking(&tokens, 0, Logits::All).unwrap();
+        let next = m.forward_blocking(&[42], tokens.len(), Logits::Last).unwrap();
         (m.dispatches_per_token(), all, next)
     };
     let (d_full, all_full, next_full) = run(None);

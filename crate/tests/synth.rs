@@ -3,6 +3,7 @@
 
 use llama_webgpu::gguf::{ByteSource, FileSource, GgmlType, GgufFile, LlamaConfig, TensorInfo};
 use llama_webgpu::gpu::model::{LlamaModel, LoadOptions};
+use llama_webgpu::graph::Logits;
 use llama_webgpu::quant::dequantize;
 use llama_webgpu::synth::{self, SynthDims, SynthShape, FTYPES};
 
@@ -296,7 +297,7 @@ fn engine_runs_a_synthetic_model() {
         let file = GgufFile::read(&bytes).unwrap();
         let opts = LoadOptions { context: Some(32), ..Default::default() };
         let mut m = LlamaModel::load_blocking(&bytes, &file, &opts, |_| {}).unwrap();
-        let logits = m.forward_blocking(&[1, 2, 3], 0, true).unwrap();
+        let logits = m.forward_blocking(&[1, 2, 3], 0, Logits::All).unwrap();
         assert_eq!(logits.len(), 3 * 1000);
         assert!(logits.iter().all(|x| x.is_finite()), "{ftype}: non-finite logits");
         let r = rms(&logits);

@@ -8,6 +8,7 @@ use llama_webgpu::error::echo;
 use llama_webgpu::gguf::{FileSource, GgufFile, LlamaConfig, Value};
 use llama_webgpu::gpu::{GpuOptions, Precision};
 use llama_webgpu::grammar::{self, Grammar, GrammarCompiler};
+use llama_webgpu::graph::Logits;
 use llama_webgpu::heap;
 use llama_webgpu::kv::KvType;
 use llama_webgpu::model::LoadOptions;
@@ -387,7 +388,7 @@ fn cmd_logits(args: &LogitsArgs) -> Result<()> {
     let tokens = &args.tokens.0;
     let out = Output::create(&args.out, args.force)?;
     let (mut model, _, _) = load(&args.engine)?;
-    let logits = model.forward_blocking(tokens, 0, true)?;
+    let logits = model.forward_blocking(tokens, 0, Logits::All)?;
     write_npy(out, &[tokens.len(), model.cfg().n_vocab], &logits)
 }
 

@@ -19,6 +19,7 @@ pub mod shards;
 
 use crate::error::{Error, Result};
 use crate::gguf::{AsyncByteSource, GgmlType, GgufFile, LlamaConfig, TensorInfo};
+use crate::graph::Logits;
 use crate::graph::{self, Act, Exec, Phase, Progress};
 use crate::kv::KvType;
 use dot::Simd;
@@ -370,9 +371,9 @@ impl CpuModel {
     }
 
     /// Runs `tokens` at positions `pos..`, appending to the KV cache. Returns the logits of
-    /// every position (`all`, `[n, vocab]` row-major) or of the last one only.
-    pub fn forward(&mut self, tokens: &[u32], pos: usize, all: bool) -> Result<Vec<f32>> {
-        let vocab = self.cfg.n_vocab;
+    /// every position (`Logits::All`, `[n, vocab]` row-major) or of the last one only.
+    pub fn forward(&mut self, tokens: &[u32], pos: usize, logits: Logits) -> Result<Vec<f32>> {
+        let (vocab, all) = (self.cfg.n_vocab, logits == Logits::All);
         graph::check_pass(tokens, pos, vocab, self.context)?;
         let end = pos + tokens.len();
         let mut out = Vec::with_capacity(if all { tokens.len() * vocab } else { vocab });

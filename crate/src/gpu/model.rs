@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::gguf::{AsyncByteSource, GgufFile, LlamaConfig, TensorInfo};
 use crate::gpu::kernels::{self, AttnShape, Dispatch, GpuWeight, KvLayout, KvPart, MatmulOpts, NormIn, Step};
 use crate::gpu::{Gpu, GpuOptions};
+use crate::graph::Logits;
 use crate::graph::{self, Act, Exec};
 pub use crate::graph::{Phase, Progress};
 use crate::kv::KvType;
@@ -306,9 +307,9 @@ impl LlamaModel {
     }
 
     /// Runs `tokens` at positions `pos..`, appending to the KV cache. Returns the logits of
-    /// every position (`all`, `[n, vocab]` row-major) or of the last one only.
-    pub async fn forward(&mut self, tokens: &[u32], pos: usize, all: bool) -> Result<Vec<f32>> {
-        let vocab = self.cfg.n_vocab;
+    /// every position (`Logits::All`, `[n, vocab]` row-major) or of the last one only.
+    pub async fn forward(&mut self, tokens: &[u32], pos: usize, logits: Logits) -> Result<Vec<f32>> {
+        let (vocab, all) = (self.cfg.n_vocab, logits == Logits::All);
         graph::check_pass(tokens, pos, vocab, self.context)?;
         let end = pos + tokens.len();
         let mut out = Vec::with_capacity(if all { tokens.len() * vocab } else { vocab });
@@ -361,8 +362,8 @@ impl LlamaModel {
     }
 
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn forward_blocking(&mut self, tokens: &[u32], pos: usize, all: bool) -> Result<Vec<f32>> {
-        pollster::block_on(self.forward(tokens, pos, all))
+    pub fn forward_blocking(&mut self, tokens: &[u32], pos: usize, logits: Logits) -> Result<Vec<f32>> {
+        pollster::block_on(self.forward(tokens, pos, logits))
     }
 }
 

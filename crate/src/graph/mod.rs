@@ -37,6 +37,15 @@ pub struct Progress {
     pub total: u64,
 }
 
+/// Which logits a forward pass returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// Every position's, `[n_tokens, vocab]` row-major (scoring, speculative verification).
+    All,
+    /// The last position's only (generation).
+    Last,
+}
+
 /// Activations of one pass, `[n_tokens, width]` row-major f32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Act {
