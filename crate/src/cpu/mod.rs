@@ -329,7 +329,7 @@ impl CpuModel {
         pollster::block_on(Self::load(src, file, opts, progress))
     }
 
-    /// Threads computing rows: the pool's, or the engine and its shards.
+    /// What the model reports (see [`crate::backend::ModelStats`]).
     pub fn stats(&self) -> crate::backend::ModelStats<'_> {
         crate::backend::ModelStats {
             cfg: &self.cfg,
@@ -344,6 +344,7 @@ impl CpuModel {
         }
     }
 
+    /// Threads computing rows: the pool's, or the engine and its shards.
     pub fn threads(&self) -> usize {
         self.shards.as_ref().map_or(self.pool.threads(), Shards::parts)
     }

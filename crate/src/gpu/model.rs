@@ -274,7 +274,7 @@ impl LlamaModel {
         Ok(())
     }
 
-    /// Kernel launches per decoded token.
+    /// What the model reports (see [`crate::backend::ModelStats`]).
     pub fn stats(&self) -> crate::backend::ModelStats<'_> {
         crate::backend::ModelStats {
             cfg: &self.cfg,
@@ -289,6 +289,7 @@ impl LlamaModel {
         }
     }
 
+    /// Kernel launches per decoded token.
     pub fn dispatches_per_token(&self) -> usize {
         self.body.len() + self.out_last.len()
     }

@@ -221,7 +221,7 @@ pub fn decode_row(ty: GgmlType, row: &[u8], out: &mut [f32]) {
 mod scalar;
 
 #[cfg(target_arch = "x86_64")]
-mod avx2;
+pub(crate) mod avx2;
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;

@@ -6,24 +6,9 @@
 //! integer sum is the scalar kernel's; the formats with a min add `m·d_x·Σq_x` in f32.
 
 use super::Q8Row;
+use crate::cpu::dot::avx2::{half, hsum};
 use crate::gguf::GgmlType;
 use std::arch::x86_64::*;
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn hsum(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    _mm_cvtss_f32(s)
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn half(p: *const u8) -> f32 {
-    let bits = unsafe { (p as *const u16).read_unaligned() };
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
-}
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -101,7 +86,7 @@ unsafe fn b32<const T: usize>(
     }
     let mut out = [0f32; T];
     for t in 0..T {
-        out[t] = hsum(_mm256_add_ps(acc[t][0], acc[t][1])) + corr[t];
+        out[t] = unsafe { hsum(_mm256_add_ps(acc[t][0], acc[t][1])) } + corr[t];
     }
     out
 }
@@ -242,7 +227,7 @@ unsafe fn q45_k<const Q5: bool, const T: usize>(w: *const u8, nb: usize, a: &[Q8
     for t in 0..T {
         let m = _mm_add_ps(acc_m[t], _mm_movehl_ps(acc_m[t], acc_m[t]));
         let m = _mm_add_ss(m, _mm_movehdup_ps(m));
-        out[t] = hsum(acc[t]) + _mm_cvtss_f32(m);
+        out[t] = unsafe { hsum(acc[t]) } + _mm_cvtss_f32(m);
     }
     out
 }
@@ -294,7 +279,7 @@ unsafe fn q6_k<const T: usize>(w: *const u8, nb: usize, a: &[Q8Row; T]) -> [f32;
     }
     let mut out = [0f32; T];
     for t in 0..T {
-        out[t] = hsum(acc[t]);
+        out[t] = unsafe { hsum(acc[t]) };
     }
     out
 }
