@@ -219,7 +219,7 @@ export class EngineHost {
         else closeUpload();
         emit({ phase, loaded, total });
       };
-      engine = await guarded(sync(() => loadEngine(src.size, read, { contextLength: opts.contextLength, kvType: opts.kvType, cpuDot: opts.cpuDot, precision: opts.precision, chunkBytes, maxBindingSize: opts.maxBindingSize, cpuAdapter: !!adapter?.fallback, backend, webgpuAdapter: adapter?.name }, progress, shards)));
+      engine = await guarded(sync(() => loadEngine(src.size, read, { contextLength: opts.contextLength, kvType: opts.kvType, cpuDot: opts.cpuDot, precision: opts.precision, chunkBytes, maxBindingSize: opts.maxBindingSize, cpuAdapter: !!adapter?.fallback, kernels: opts.kernels, backend, webgpuAdapter: adapter?.name }, progress, shards)));
       closeUpload();
       await shards?.whenReady();
       // the SHA-256 (the sha256 option, or the server's ETag) over every byte, before the model is used

@@ -39,6 +39,14 @@ export interface LoadOptions {
   /** Where the model runs. "auto" takes the CPU (wasm SIMD) when there is no WebGPU or the adapter is a fallback/software one. Default "auto". */
   backend?: "auto" | "webgpu" | "cpu";
   /**
+   * A diagnostic: which WebGPU kernel family runs. "auto" is the adapter's own (a fallback or
+   * software adapter, such as SwiftShader, takes kernels written for CPUs); "gpu" runs the
+   * kernels real GPUs run (matvec at 16 lanes per row, tiled prefill) on any adapter, to test
+   * them in a browser without a GPU. Applies to the WebGPU backend (use with
+   * `backend: "webgpu"`); an error with `backend: "cpu"`. Default "auto".
+   */
+  kernels?: "auto" | "gpu";
+  /**
    * CPU backend threads: more than 1 starts that many − 1 extra workers, each holding a part of
    * every weight matrix's rows. Needs a cross-origin isolated page (COOP/COEP headers) and the
    * engine in a worker; otherwise 1 thread is used and `info.threadsReason` says why. Default 1.
@@ -65,6 +73,8 @@ export interface ModelInfo {
   trainContextLength: number;
   vocabSize: number;
   adapter: string;
+  /** The WebGPU kernel family that runs: "gpu" (the one GPUs run) or "cpu" (a fallback adapter's, under `kernels: "auto"`); null on the CPU backend. */
+  kernels: "gpu" | "cpu" | null;
   /** The backend that runs the model, and why it was picked. */
   backend: "webgpu" | "cpu";
   backendReason: string;

@@ -230,6 +230,13 @@ export async function loadModel(source, options = {}) {
   if (!["auto", "webgpu", "cpu"].includes(want)) {
     throw new InvalidArgumentError(`loadModel: backend must be "auto", "webgpu" or "cpu", got ${JSON.stringify(want)}`);
   }
+  const kernels = options.kernels ?? "auto";
+  if (!["auto", "gpu"].includes(kernels)) {
+    throw new InvalidArgumentError(`loadModel: kernels must be "auto" or "gpu", got ${JSON.stringify(kernels)}`);
+  }
+  if (kernels === "gpu" && want === "cpu") {
+    throw new InvalidArgumentError('loadModel: kernels: "gpu" picks WebGPU kernels; it does not apply to backend: "cpu"');
+  }
   // without WebGPU, "auto" runs on the CPU backend
   if (want === "webgpu" && !globalThis.navigator?.gpu) {
     throw new WebGPUUnavailableError(

@@ -228,6 +228,8 @@ struct JsLoadOptions {
     chunk_bytes: Option<u64>,
     max_binding_size: Option<u64>,
     cpu_adapter: bool,
+    /// "auto" (default) or "gpu": the GPU kernel family even on a fallback adapter.
+    kernels: Option<String>,
     /// "auto" (default), "webgpu" or "cpu".
     backend: Option<String>,
     /// What JS saw of WebGPU, for `auto`: an adapter at all, and its name.
@@ -322,6 +324,9 @@ struct Info {
     features: Features,
     /// Whether the f16 path runs (the adapter has shader-f16 and precision allows it).
     f16: bool,
+    /// The WebGPU kernel family that runs: "gpu" (matmul.wgsl, tiled prefill) or "cpu"
+    /// (matmul_cpu.wgsl, a fallback adapter's); null on the CPU backend.
+    kernels: Option<&'static str>,
     /// "llama3", "chatml", "jinja" (another format) or null (plain completion).
     chat_template: Option<&'static str>,
     /// Whether prompts are rendered from the GGUF's own Jinja template.
@@ -397,7 +402,12 @@ pub fn load_engine(size: f64, read: Function, options: JsValue, progress: Functi
             }
         };
         let mut opts = LoadOptions {
-            gpu: GpuOptions { precision, max_binding_size: o.max_binding_size, cpu_adapter: o.cpu_adapter },
+            gpu: GpuOptions {
+                precision,
+                max_binding_size: o.max_binding_size,
+                cpu_adapter: o.cpu_adapter,
+                kernels: o.kernels.as_deref().unwrap_or("auto").parse().map_err(to_js)?,
+            },
             kv_type: o.kv_type.as_deref().map(str::parse).transpose().map_err(to_js)?,
             ..Default::default()
         };
@@ -442,6 +452,11 @@ pub fn load_engine(size: f64, read: Function, options: JsValue, progress: Functi
             ),
             Model::Cpu(m) => (model.stats().device, false, false, false, 0, m.threads()),
         };
+        let kernels = match &model {
+            Model::Gpu(m) if m.gpu.cpu_matmul => Some("cpu"),
+            Model::Gpu(_) => Some("gpu"),
+            Model::Cpu(_) => None,
+        };
         let str_key = |k: &str| file.get(k).and_then(Value::as_str).unwrap_or("").to_string();
         let info = Info {
             architecture: str_key("general.architecture"),
@@ -454,6 +469,7 @@ pub fn load_engine(size: f64, read: Function, options: JsValue, progress: Functi
             adapter,
             features: Features { shader_f16, subgroups },
             f16,
+            kernels,
             // The family ("llama3", "chatml") when the template is one, else "jinja" for any
             // other GGUF template; null for plain completion.
             chat_template: match (&format, ChatTemplate::detect(tok.chat_template(), &tok)) {

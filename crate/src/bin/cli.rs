@@ -356,7 +356,7 @@ fn load(args: &EngineArgs) -> Result<(Model, GgufFile, Choice)> {
     let probe = if args.backend == Backend::Auto { pollster::block_on(backend::probe_adapter()) } else { None };
     let choice = backend::choose(args.backend, probe.as_ref());
     let cpu = CpuOptions { threads: args.threads.unwrap_or(0), dot: args.cpu_dot, ..Default::default() };
-    let gpu = GpuOptions { precision: args.precision, max_binding_size: args.max_binding_size, cpu_adapter: false };
+    let gpu = GpuOptions { precision: args.precision, max_binding_size: args.max_binding_size, ..Default::default() };
     let context = match args.context {
         Some(c) => Some(c.resolve(&LlamaConfig::from_gguf(&file)?)),
         None => None,

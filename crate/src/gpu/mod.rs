@@ -33,6 +33,31 @@ impl std::str::FromStr for Precision {
     }
 }
 
+/// Which kernel family runs the matmuls and attention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kernels {
+    /// The adapter's own: CPU adapters (lavapipe, SwiftShader, any browser fallback adapter)
+    /// take matmul_cpu.wgsl / attention_cpu.wgsl, 4 lanes per row and the matvec prefill;
+    /// GPUs take matmul.wgsl at 16 lanes per row and matmul_tiled.wgsl for prefill.
+    #[default]
+    Auto,
+    /// The family real GPUs run, on whatever adapter (a diagnostic: it makes a fallback
+    /// adapter compile and run the kernels every GPU user gets). The `LLAMA_WEBGPU_*` variables
+    /// still override single choices natively.
+    Gpu,
+}
+
+impl std::str::FromStr for Kernels {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "gpu" => Ok(Self::Gpu),
+            _ => Err(Error::InvalidArgument(format!("kernels must be auto or gpu, got '{s}'"))),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct GpuOptions {
     pub precision: Precision,
@@ -42,6 +67,8 @@ pub struct GpuOptions {
     /// The adapter is a CPU rasterizer (lavapipe, SwiftShader): fewer threads per matmul row
     /// run faster there. Native adapters report their type; browsers only say "fallback".
     pub cpu_adapter: bool,
+    /// The kernel family: the adapter's own, or the GPU one everywhere.
+    pub kernels: Kernels,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -168,6 +195,9 @@ impl Gpu {
 
         let device_max = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         let max_binding = opts.max_binding_size.map_or(device_max, |m| m.min(device_max));
+        // the CPU-adapter kernel family, unless the GPU one is asked for
+        let cpu_family =
+            opts.kernels == Kernels::Auto && (opts.cpu_adapter || info.device_type == wgpu::DeviceType::Cpu);
         if max_binding < 1 << 20 {
             return Err(Error::LimitsTooSmall(format!("max binding size {max_binding} bytes is below 1 MiB")));
         }
@@ -185,7 +215,7 @@ impl Gpu {
             limits,
             use_f16,
             max_binding,
-            matmul_tpr: matmul_tpr(info.device_type, opts.cpu_adapter),
+            matmul_tpr: matmul_tpr(cpu_family),
             subgroups,
             subgroup_min_size: info.subgroup_min_size,
             subgroup_max_size: info.subgroup_max_size,
@@ -193,12 +223,12 @@ impl Gpu {
             tiled_prefill: match std::env::var("LLAMA_WEBGPU_TILED").as_deref() {
                 Ok("0") => false,
                 Ok(_) => true,
-                Err(_) => !(opts.cpu_adapter || info.device_type == wgpu::DeviceType::Cpu),
+                Err(_) => !cpu_family,
             },
             cpu_matmul: match std::env::var("LLAMA_WEBGPU_CPU_MATMUL").as_deref() {
                 Ok("0") => false,
                 Ok(_) => true,
-                Err(_) => opts.cpu_adapter || info.device_type == wgpu::DeviceType::Cpu,
+                Err(_) => cpu_family,
             },
             sink,
             pipelines: Mutex::new(HashMap::new()),
@@ -403,11 +433,11 @@ impl Gpu {
     }
 }
 
-fn matmul_tpr(device_type: wgpu::DeviceType, cpu_adapter: bool) -> u32 {
+fn matmul_tpr(cpu_family: bool) -> u32 {
     let env = std::env::var("LLAMA_WEBGPU_MM_TPR").ok().and_then(|v| v.parse::<u32>().ok());
     match env {
         Some(t) if t.is_power_of_two() && t <= 64 => t,
-        _ if cpu_adapter || device_type == wgpu::DeviceType::Cpu => 4,
+        _ if cpu_family => 4,
         _ => 16,
     }
 }
