@@ -86,26 +86,25 @@ fn shrink(n: usize) {
     LIVE.fetch_sub(n, Relaxed);
 }
 
+/// Accounts `n` bytes around the system allocation `f`: refused over budget, given back if the
+/// system fails.
+fn counted(n: usize, f: impl FnOnce() -> *mut u8) -> *mut u8 {
+    if !grow(n) {
+        return std::ptr::null_mut();
+    }
+    let p = f();
+    if p.is_null() {
+        shrink(n);
+    }
+    p
+}
+
 unsafe impl GlobalAlloc for Heap {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if !grow(l.size()) {
-            return std::ptr::null_mut();
-        }
-        let p = unsafe { System.alloc(l) };
-        if p.is_null() {
-            shrink(l.size());
-        }
-        p
+        counted(l.size(), || unsafe { System.alloc(l) })
     }
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        if !grow(l.size()) {
-            return std::ptr::null_mut();
-        }
-        let p = unsafe { System.alloc_zeroed(l) };
-        if p.is_null() {
-            shrink(l.size());
-        }
-        p
+        counted(l.size(), || unsafe { System.alloc_zeroed(l) })
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         unsafe { System.dealloc(p, l) };
