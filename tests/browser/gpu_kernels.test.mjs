@@ -13,7 +13,7 @@ import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { launch } from "./harness.mjs";
+import { launch, readNpy, std } from "./harness.mjs";
 import { startServer } from "./server.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -39,23 +39,7 @@ function cli(args) {
   return JSON.parse(out.trim().split("\n").pop());
 }
 
-function readNpy(path) {
-  const b = readFileSync(path);
-  const hlen = b.readUInt16LE(8);
-  const header = b.subarray(10, 10 + hlen).toString("latin1");
-  assert.match(header, /'descr': '<f4'/);
-  const shape = header.match(/'shape': \(([^)]*)\)/)[1].split(",").filter((s) => s.trim()).map(Number);
-  return { shape, data: new Float32Array(b.buffer.slice(b.byteOffset + 10 + hlen, b.byteOffset + b.length)) };
-}
 
-function std(a) {
-  let m = 0;
-  for (const x of a) m += x;
-  m /= a.length;
-  let v = 0;
-  for (const x of a) v += (x - m) ** 2;
-  return Math.sqrt(v / a.length);
-}
 
 before(async () => {
   server = await startServer({ root: ROOT });

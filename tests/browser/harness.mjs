@@ -2,7 +2,7 @@
 // (SwiftShader), driven by playwright-core. Each browser gets a fresh profile, so OPFS and
 // the Cache API start empty unless a test reuses the same context.
 import { chromium } from "playwright-core";
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -67,4 +67,24 @@ export async function launch({ viewport = { width: 1280, height: 800 } } = {}) {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** A float32 `.npy` file (the fixtures' transformers logits): its shape and values. */
+export function readNpy(path) {
+  const b = readFileSync(path);
+  const hlen = b.readUInt16LE(8);
+  const header = b.subarray(10, 10 + hlen).toString("latin1");
+  if (!/'descr': '<f4'/.test(header)) throw new Error(`${path}: not a little-endian float32 .npy`);
+  const shape = header.match(/'shape': \(([^)]*)\)/)[1].split(",").filter((s) => s.trim()).map(Number);
+  return { shape, data: new Float32Array(b.buffer.slice(b.byteOffset + 10 + hlen, b.byteOffset + b.length)) };
+}
+
+/** Population standard deviation. */
+export function std(a) {
+  let m = 0;
+  for (const x of a) m += x;
+  m /= a.length;
+  let v = 0;
+  for (const x of a) v += (x - m) ** 2;
+  return Math.sqrt(v / a.length);
 }

@@ -8,7 +8,7 @@ import { readFileSync, mkdtempSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, basename } from "node:path";
 import { fileURLToPath } from "node:url";
-import { launch } from "./harness.mjs";
+import { launch, readNpy, std } from "./harness.mjs";
 import { startServer } from "./server.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -30,24 +30,7 @@ function cli(args) {
 }
 
 /** A .npy of float32 (C order) → {shape, data}. */
-function readNpy(path) {
-  const b = readFileSync(path);
-  const hlen = b.readUInt16LE(8);
-  const header = b.subarray(10, 10 + hlen).toString("latin1");
-  assert.match(header, /'descr': '<f4'/);
-  const shape = header.match(/'shape': \(([^)]*)\)/)[1].split(",").filter((s) => s.trim()).map(Number);
-  const data = new Float32Array(b.buffer.slice(b.byteOffset + 10 + hlen, b.byteOffset + b.length));
-  return { shape, data };
-}
 
-function std(a) {
-  let m = 0;
-  for (const x of a) m += x;
-  m /= a.length;
-  let v = 0;
-  for (const x of a) v += (x - m) ** 2;
-  return Math.sqrt(v / a.length);
-}
 
 /** Runs `fn(lib, arg)` in the page with the package imported. */
 function inPage(fn, arg) {
