@@ -200,7 +200,12 @@ impl Model {
     }
 
     pub fn cfg(&self) -> &LlamaConfig {
-        self.stats().cfg
+        // not through stats(): it formats the device and sums the weights, and this is asked
+        // per token
+        match self {
+            Model::Gpu(m) => &m.cfg,
+            Model::Cpu(m) => &m.cfg,
+        }
     }
 
     #[cfg(not(target_arch = "wasm32"))]
@@ -211,7 +216,10 @@ impl Model {
 
 impl Forward for Model {
     fn context(&self) -> usize {
-        self.stats().context
+        match self {
+            Model::Gpu(m) => m.context,
+            Model::Cpu(m) => m.context,
+        }
     }
     fn config(&self) -> &LlamaConfig {
         self.cfg()
