@@ -43,17 +43,23 @@ pub fn set_over_budget_hook(hook: OverBudget) {
     HOOK.store(hook as *mut (), Relaxed);
 }
 
-/// Runs `f` with this thread's live allocations bounded to `bytes` more than they were.
+/// Runs `f` with this thread's live allocations bounded to `bytes` more than they were. The
+/// previous budget comes back when `f` returns or unwinds (a guard, so a panic caught further
+/// up cannot leave the thread bounded for good).
 pub fn with_budget<T>(what: &'static str, bytes: usize, f: impl FnOnce() -> T) -> T {
-    let saved = (BUDGET.get(), USED.get(), WHAT.get());
+    struct Restore((usize, usize, &'static str));
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            BUDGET.set(self.0 .0);
+            USED.set(self.0 .1);
+            WHAT.set(self.0 .2);
+        }
+    }
+    let _restore = Restore((BUDGET.get(), USED.get(), WHAT.get()));
     BUDGET.set(bytes);
     USED.set(0);
     WHAT.set(what);
-    let out = f();
-    BUDGET.set(saved.0);
-    USED.set(saved.1);
-    WHAT.set(saved.2);
-    out
+    f()
 }
 
 /// Accounts `n` more bytes; false when they take the thread over its budget.
@@ -121,5 +127,21 @@ unsafe impl GlobalAlloc for Heap {
             _ => {}
         }
         q
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_comes_back_after_a_panic() {
+        let before = BUDGET.get();
+        let r = std::panic::catch_unwind(|| with_budget("test", 1 << 20, || panic!("inside the budget")));
+        assert!(r.is_err());
+        assert_eq!(BUDGET.get(), before, "a panic inside with_budget left the thread bounded");
+        assert_eq!(WHAT.get(), "");
+        assert_eq!(with_budget("x", 5, || BUDGET.get()), 5);
+        assert_eq!(BUDGET.get(), before);
     }
 }
