@@ -104,7 +104,7 @@ pub fn dims(shape: &SynthShape) -> SynthDims {
 }
 
 /// The `ftype` names `synth` accepts.
-pub const FTYPES: [&str; 8] = ["q4_k_m", "q8_0", "q4_0", "f16", "q6_k", "q3_k_m", "q2_k", "iq4_xs"];
+pub const FTYPES: [&str; 7] = ["q4_k_m", "q8_0", "q4_0", "f16", "q6_k", "q3_k_m", "q2_k"];
 
 /// The file type of `name`, if synth can generate its blocks.
 fn parse_ftype(name: &str) -> Result<FileType> {
