@@ -211,3 +211,88 @@ fn load_block_q6_k_S(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {
     }
     return o;
 }
+
+// Q2_K (5 vec4 + d dmin in ws): scales[16] (4-bit scale | 4-bit min per 16 values) | qs[64].
+// Value 128h + 32j + l is bits 2j of qs[32h + l]; its scale byte is value / 16.
+fn load_block_q2_k_S(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {
+    let qi = qrow + (b / 8u) * 5u;
+    let dm = unpack2x16float(ws_S((srow >> 1u) + b / 8u));
+    let j32 = b % 8u;
+    let h = j32 / 4u;
+    let j = j32 % 4u;
+    var o: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 8u; i++) {
+        let sc = kbyte_S(qi, 2u * j32 + i / 4u);
+        let dl = dm.x * f32(sc & 0xfu);
+        let ml = dm.y * f32(sc >> 4u);
+        let w = wq_S(qi + 1u + 2u * h + i / 4u)[i % 4u];
+        let q = (vec4<u32>(w) >> (vec4<u32>(0u, 8u, 16u, 24u) + vec4<u32>(2u * j))) & vec4<u32>(3u);
+        o[i] = dl * vec4<f32>(q) - ml;
+    }
+    return o;
+}
+
+// Byte k of the scale array (Q3_K's scales sit in 7 halves per block, not word-aligned).
+fn sc_byte_S(k: u32) -> u32 {
+    return (ws_S(k >> 2u) >> (8u * (k & 3u))) & 0xffu;
+}
+
+// Q3_K (6 vec4 + 7 halves in ws): hmask[32] | qs[64] in wq, scales[12] | d in ws. Value
+// 128h + 32j + l is bits 2j of qs[32h + l], minus 4 where bit 4h + j of hmask[l] is clear;
+// its 6-bit scale (value / 16 = g) takes 4 bits from byte g (g < 8) or the high nibble of
+// byte g − 8, and 2 bits from bits 2(g / 4) of byte 8 + g % 4.
+fn load_block_q3_k_S(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {
+    let qi = qrow + (b / 8u) * 6u;
+    let s0 = 2u * (srow + (b / 8u) * 7u);
+    let d = scale_f16_S(srow + (b / 8u) * 7u + 6u);
+    let j32 = b % 8u;
+    let h = j32 / 4u;
+    let j = j32 % 4u;
+    var o: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 8u; i++) {
+        let g = 2u * j32 + i / 4u;
+        var lo = sc_byte_S(s0 + g) & 0xfu;
+        if (g >= 8u) {
+            lo = sc_byte_S(s0 + g - 8u) >> 4u;
+        }
+        let sc = lo | (((sc_byte_S(s0 + 8u + g % 4u) >> (2u * (g / 4u))) & 3u) << 4u);
+        let dl = d * f32(i32(sc) - 32);
+        let sh = vec4<u32>(0u, 8u, 16u, 24u);
+        let w = wq_S(qi + 2u + 2u * h + i / 4u)[i % 4u];
+        let m = wq_S(qi + i / 4u)[i % 4u];
+        let q = (vec4<u32>(w) >> (sh + vec4<u32>(2u * j))) & vec4<u32>(3u);
+        let hb = (vec4<u32>(m) >> (sh + vec4<u32>(4u * h + j))) & vec4<u32>(1u);
+        o[i] = dl * vec4<f32>(vec4<i32>(q + 4u * hb) - vec4<i32>(4));
+    }
+    return o;
+}
+
+// IQ4_NL: d | qs[16] as Q4_0, the nibbles indexing kvalues_iq4nl.
+fn load_block_iq4_nl_S(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {
+    let d = scale_f16_S(srow + b);
+    let w = wq_S(qrow + b);
+    var o: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 4u; i++) {
+        o[i] = d * iq4_levels(nib_lo(w[i]));
+        o[4u + i] = d * iq4_levels(nib_hi(w[i]));
+    }
+    return o;
+}
+
+// IQ4_XS (8 vec4 + 4 halves in ws: d, scales_h, scales_l[4]): sub-block ib's 16 bytes as an
+// IQ4_NL block under d·(ls − 32), ls = 4 bits of scales_l[ib / 2] | 2 bits of scales_h.
+fn load_block_iq4_xs_S(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {
+    let ib = b % 8u;
+    let wi = (srow >> 1u) + 2u * (b / 8u);
+    let w0 = ws_S(wi);
+    let w1 = ws_S(wi + 1u);
+    let ls = ((w1 >> (4u * ib)) & 0xfu) | (((w0 >> (16u + 2u * ib)) & 3u) << 4u);
+    let dl = unpack2x16float(w0).x * f32(i32(ls) - 32);
+    let w = wq_S(qrow + (b / 8u) * 8u + ib);
+    var o: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 4u; i++) {
+        o[i] = dl * iq4_levels(nib_lo(w[i]));
+        o[4u + i] = dl * iq4_levels(nib_hi(w[i]));
+    }
+    return o;
+}

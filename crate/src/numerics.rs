@@ -125,7 +125,14 @@ mod tests {
 
     #[test]
     fn k_quant_super_block_scales() {
-        for (ty, at) in [(GgmlType::Q4K, 0), (GgmlType::Q5K, 0), (GgmlType::Q6K, 208)] {
+        for (ty, at) in [
+            (GgmlType::Q4K, 0),
+            (GgmlType::Q5K, 0),
+            (GgmlType::Q6K, 208),
+            (GgmlType::Q2K, 80),
+            (GgmlType::Q3K, 108),
+            (GgmlType::IQ4XS, 0),
+        ] {
             let mut raw = vec![0u8; 3 * ty.type_size() as usize];
             check_weights("w", ty, &raw, 0).unwrap();
             let o = ty.type_size() as usize + at;

@@ -40,6 +40,8 @@ pub fn wanted_types(file: &GgufFile, ftype: FileType) -> Vec<GgmlType> {
     let count = |s: &str| file.tensors.iter().filter(|t| t.name.contains(s)).count();
     let (n_attn_v, n_ffn_down) = (count("attn_v.weight"), count("ffn_down"));
     let (mut i_attn_v, mut i_ffn_down) = (0, 0);
+    // query heads per KV head (llama.cpp's n_gqa), which some mixes' attn_v rules read
+    let gqa = crate::gguf::LlamaConfig::from_gguf(file).map_or(1, |c| (c.n_head / c.n_head_kv.max(1)) as u64);
     file.tensors
         .iter()
         .map(|t| {
@@ -51,10 +53,12 @@ pub fn wanted_types(file: &GgufFile, ftype: FileType) -> Vec<GgmlType> {
                 Role::Output
             } else if name.contains("attn_v.weight") {
                 i_attn_v += 1;
-                Role::AttnV { i: i_attn_v - 1, n: n_attn_v }
+                Role::AttnV { i: i_attn_v - 1, n: n_attn_v, gqa }
             } else if name.contains("ffn_down") {
                 i_ffn_down += 1;
                 Role::FfnDown { i: i_ffn_down - 1, n: n_ffn_down }
+            } else if name.contains("attn_output.weight") {
+                Role::AttnOutput
             } else if name.contains("attn_qkv.weight") {
                 Role::AttnQkv
             } else {

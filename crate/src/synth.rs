@@ -104,7 +104,7 @@ pub fn dims(shape: &SynthShape) -> SynthDims {
 }
 
 /// The `ftype` names `synth` accepts.
-pub const FTYPES: [&str; 5] = ["q4_k_m", "q8_0", "q4_0", "f16", "q6_k"];
+pub const FTYPES: [&str; 7] = ["q4_k_m", "q8_0", "q4_0", "f16", "q6_k", "q3_k_m", "q2_k"];
 
 /// The file type of `name`, if synth can generate its blocks.
 fn parse_ftype(name: &str) -> Result<FileType> {
@@ -179,7 +179,11 @@ fn plan(d: &SynthDims, ftype: FileType) -> Vec<Planned> {
                 weights::Role::RopeFreqs => (Kind::RopeFreqs, None),
                 weights::Role::Embedding if d.tied => (Kind::Matrix, Some(Role::Output)),
                 weights::Role::Output => (Kind::Matrix, Some(Role::Output)),
-                weights::Role::Attn(Proj::V) => (Kind::Matrix, Some(Role::AttnV { i: s.layer.unwrap_or(0), n })),
+                weights::Role::Attn(Proj::V) => {
+                    let gqa = (d.n_head / d.n_head_kv.max(1)) as u64;
+                    (Kind::Matrix, Some(Role::AttnV { i: s.layer.unwrap_or(0), n, gqa }))
+                }
+                weights::Role::Attn(Proj::O) => (Kind::Matrix, Some(Role::AttnOutput)),
                 weights::Role::Ffn(Proj::Down) => (Kind::Matrix, Some(Role::FfnDown { i: s.layer.unwrap_or(0), n })),
                 _ => (Kind::Matrix, Some(Role::Other)),
             };
@@ -299,6 +303,18 @@ const RMS_Q6: f32 = 18.479_72;
 const RMS_Q8: f32 = 73.901_02;
 /// 6-bit sub-block scale uniform in 32..64: sqrt(1023/12 + 47.5²).
 const RMS_SC: f32 = 48.389_05;
+/// q − 15.5 for q uniform in 0..32 (Q5_K with min = 15.5·scale): sqrt(1023/12).
+const RMS_Q5: f32 = 9.233_093;
+/// q uniform in −4..4 (Q3_K): sqrt(63/12 + 0.25).
+const RMS_Q3: f32 = 2.345_208;
+/// 6-bit signed scale uniform in −32..32 (Q3_K, IQ4_XS): sqrt(4095/12 + 0.25).
+const RMS_SC6: f32 = 18.479_72;
+/// q − 1.5 for q uniform in 0..4 (Q2_K with min = 1.5·scale): sqrt(15/12).
+const RMS_Q2: f32 = 1.118_034;
+/// 4-bit scale uniform in 8..16 (Q2_K): sqrt(1100 / 8).
+const RMS_SC4: f32 = 11.726_04;
+/// kvalues_iq4nl[q] for q uniform in 0..16: sqrt(72768 / 16).
+const RMS_IQ4: f32 = 67.438_86;
 
 fn put_f16(b: &mut [u8], x: f32) -> f16 {
     let h = f16::from_f32(x);
@@ -322,6 +338,47 @@ fn fill_blocks(ty: GgmlType, rng: &mut Rng, std: f32, out: &mut [u8]) {
                 let r = rng.next();
                 let sc: [u8; 8] = std::array::from_fn(|j| 32 + ((r >> (5 * j)) & 31) as u8);
                 pack_scale_min_k4(&sc, &sc, &mut b[4..16]);
+            }
+        }
+        GgmlType::Q5K => {
+            let d0 = std / (RMS_Q5 * RMS_SC);
+            for b in out.chunks_exact_mut(bs) {
+                rng.fill(&mut b[16..]);
+                let d = put_f16(&mut b[0..2], d0 * rng.jitter());
+                put_f16(&mut b[2..4], 15.5 * d.to_f32());
+                let r = rng.next();
+                let sc: [u8; 8] = std::array::from_fn(|j| 32 + ((r >> (5 * j)) & 31) as u8);
+                pack_scale_min_k4(&sc, &sc, &mut b[4..16]);
+            }
+        }
+        GgmlType::Q3K => {
+            // random hmask, quants and 6-bit scales (signed around 32: zero-mean values)
+            let d0 = std / (RMS_Q3 * RMS_SC6);
+            for b in out.chunks_exact_mut(bs) {
+                rng.fill(&mut b[0..108]);
+                put_f16(&mut b[108..110], d0 * rng.jitter());
+            }
+        }
+        GgmlType::Q2K => {
+            // min = 1.5·scale per 16 values (m = sc, dmin = 1.5 d): zero-mean values
+            let d0 = std / (RMS_Q2 * RMS_SC4);
+            for b in out.chunks_exact_mut(bs) {
+                rng.fill(&mut b[16..80]);
+                let (r0, r1) = (rng.next(), rng.next());
+                for (j, s) in b[0..16].iter_mut().enumerate() {
+                    let sc = 8 + ((if j < 8 { r0 >> (4 * j) } else { r1 >> (4 * (j - 8)) }) & 7) as u8;
+                    *s = sc | (sc << 4);
+                }
+                let d = put_f16(&mut b[80..82], d0 * rng.jitter());
+                put_f16(&mut b[82..84], 1.5 * d.to_f32());
+            }
+        }
+        GgmlType::IQ4XS => {
+            // random 6-bit scales (signed around 32) and levels
+            let d0 = std / (RMS_IQ4 * RMS_SC6);
+            for b in out.chunks_exact_mut(bs) {
+                rng.fill(&mut b[2..]);
+                put_f16(&mut b[0..2], d0 * rng.jitter());
             }
         }
         GgmlType::Q6K => {
@@ -588,7 +645,7 @@ mod tests {
             let k = crate::quant::blocks::kblock(GgmlType::Q4K, &b).unwrap();
             for j in 0..8 {
                 assert_eq!(k.scale[2 * j], sc[j] as f32);
-                assert_eq!(k.min[j], m[j] as f32);
+                assert_eq!(k.min[2 * j], m[j] as f32);
             }
         }
     }

@@ -173,6 +173,28 @@ fn q5_k_m_matches_transformers() {
 fn q6_k_matches_transformers() {
     run_type("q6_k");
 }
+// made by llama.cpp's own llama-quantize (tests/make_quant_fixtures.py); their Q2_K, Q3_K and
+// IQ4 tensors take the exact path under int8 too (no 8-bit kernels for them)
+#[test]
+fn q2_k_matches_transformers() {
+    run_type("q2_k");
+}
+#[test]
+fn q3_k_s_matches_transformers() {
+    run_type("q3_k_s");
+}
+#[test]
+fn q3_k_m_matches_transformers() {
+    run_type("q3_k_m");
+}
+#[test]
+fn iq4_nl_matches_transformers() {
+    run_type("iq4_nl");
+}
+#[test]
+fn iq4_xs_matches_transformers() {
+    run_type("iq4_xs");
+}
 
 /// f16 KV: within 0.01 × std of transformers (measured worst 4.8e-3; the GPU's f16 path is held
 /// to 0.03), prefill in chunks and token by token. q8_0 / q4_0 KV: against the same weights

@@ -53,7 +53,7 @@ fn assert_close(name: &str, got: &[f32], want: &[f32], tol: f32) {
     );
 }
 
-const TYPES: [GgmlType; 8] = [
+const TYPES: [GgmlType; 9] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::BF16,
@@ -62,6 +62,7 @@ const TYPES: [GgmlType; 8] = [
     GgmlType::Q4_1,
     GgmlType::Q5_0,
     GgmlType::Q5_1,
+    GgmlType::IQ4NL,
 ];
 
 /// Uploads random weights of `ty`; returns them with their dequantized values.
@@ -282,13 +283,21 @@ fn swiglu_against_cpu() {
 
 mod common;
 
-/// K-quant blocks against llama.cpp's `gguf` package (tests/make_kquant_refs.py): our
-/// unpacking, the GPU embedding lookup (exact) and matmul (vs CPU on gguf's values).
+/// K-quant and IQ4 blocks against llama.cpp's `gguf` package (tests/make_kquant_refs.py):
+/// our unpacking, the GPU embedding lookup (exact) and matmul (vs CPU on gguf's values).
 #[test]
 fn kquants_match_gguf_package() {
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
     let mut rng = StdRng::seed_from_u64(8);
-    for (name, ty) in [("q4_k", GgmlType::Q4K), ("q5_k", GgmlType::Q5K), ("q6_k", GgmlType::Q6K)] {
+    for (name, ty) in [
+        ("q4_k", GgmlType::Q4K),
+        ("q5_k", GgmlType::Q5K),
+        ("q6_k", GgmlType::Q6K),
+        ("q2_k", GgmlType::Q2K),
+        ("q3_k", GgmlType::Q3K),
+        ("iq4_nl", GgmlType::IQ4NL),
+        ("iq4_xs", GgmlType::IQ4XS),
+    ] {
         let raw = std::fs::read(dir.join(format!("kquant-{name}.bin"))).unwrap();
         let (_, want) = common::read_npy(&dir.join(format!("kquant-{name}.npy")));
         let ours = quant::dequantize(ty, &raw).unwrap();

@@ -120,6 +120,28 @@ fn q6_k_matches_transformers() {
     run_type("q6_k");
 }
 
+// made by llama.cpp's own llama-quantize (tests/make_quant_fixtures.py)
+#[test]
+fn q2_k_matches_transformers() {
+    run_type("q2_k");
+}
+#[test]
+fn q3_k_s_matches_transformers() {
+    run_type("q3_k_s");
+}
+#[test]
+fn q3_k_m_matches_transformers() {
+    run_type("q3_k_m");
+}
+#[test]
+fn iq4_nl_matches_transformers() {
+    run_type("iq4_nl");
+}
+#[test]
+fn iq4_xs_matches_transformers() {
+    run_type("iq4_xs");
+}
+
 #[test]
 fn greedy_matches_transformers_generate() {
     // transformers' greedy continuation, replayed through prefill + cached decode

@@ -564,6 +564,41 @@ fn kquant_bytes_equal_llama_cpp_fixtures() {
     }
 }
 
+/// The fixtures llama.cpp's own `llama-quantize` made (tests/make_quant_fixtures.py, no
+/// importance matrix): requantizing blk.0.attn_k.weight's float source gives exactly their
+/// Q2_K / Q3_K / IQ4_NL / IQ4_XS bytes, and every tensor's type is the one our rules pick.
+#[test]
+fn low_bit_bytes_equal_llama_quantize_fixtures() {
+    let (shape, x) = common::read_npy(&fixtures().join("tiny256-attn_k.npy"));
+    assert_eq!(shape, vec![128, 256]);
+    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(fixtures().join("tiny.json")).unwrap()).unwrap();
+    for (name, ty) in [
+        ("q2_k", GgmlType::Q2K),
+        ("q3_k_s", GgmlType::Q3K),
+        ("q3_k_m", GgmlType::Q3K),
+        ("iq4_nl", GgmlType::IQ4NL),
+        ("iq4_xs", GgmlType::IQ4XS),
+    ] {
+        let entry = &j["llama_quantize_types"][name];
+        assert_eq!(entry["tensor_types"]["blk.0.attn_k.weight"], ty.name());
+        let src = FileSource::open(fixtures().join(format!("tiny-{name}.gguf"))).unwrap();
+        let file = GgufFile::read(&src).unwrap();
+        let t = file.tensor("blk.0.attn_k.weight").unwrap();
+        assert_eq!(t.ty, ty);
+        let mut want = vec![0u8; t.n_bytes as usize];
+        llama_webgpu::gguf::ByteSource::read_at(&src, t.offset, &mut want).unwrap();
+        let ours = quantize_row(ty, &x).unwrap();
+        let bs = ty.type_size() as usize;
+        let same = ours.chunks(bs).zip(want.chunks(bs)).filter(|(a, b)| a == b).count();
+        assert!(ours == want, "{name}: {same} of {} {} blocks equal llama-quantize's", want.len() / bs, ty.name());
+        let want_types = tensor_types(&file, name.parse().unwrap());
+        for (t, w) in file.tensors.iter().zip(want_types) {
+            assert_eq!(t.ty, w, "{name}: {}", t.name);
+            assert_eq!(entry["tensor_types"][&t.name], t.ty.name());
+        }
+    }
+}
+
 /// Speed (run with --release): `cargo test --release --test quantize -- --ignored bench --nocapture`.
 #[test]
 #[ignore]

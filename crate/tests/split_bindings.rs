@@ -10,6 +10,19 @@ use llama_webgpu::synth::{synth, SynthDims, SynthShape};
 
 #[test]
 fn logits_do_not_change_with_an_8_mib_binding_cap() {
+    split_run("q4_k_m");
+}
+
+/// The same with the Q2_K / Q3_K embedding (the untied `token_embd` takes the
+/// file's base type) and their mixes' other matrices.
+#[test]
+fn low_bit_types_split_the_same() {
+    for ftype in ["q3_k_m", "q2_k"] {
+        split_run(ftype);
+    }
+}
+
+fn split_run(ftype: &str) {
     let shape = SynthShape::Custom(SynthDims {
         n_layer: 2,
         n_embd: 256,
@@ -21,8 +34,8 @@ fn logits_do_not_change_with_an_8_mib_binding_cap() {
         rope_base: 500000.0,
         tied: false,
     });
-    let path = std::env::temp_dir().join(format!("lw-split-{}.gguf", std::process::id()));
-    synth(&shape, "q4_k_m", 3, &mut std::fs::File::create(&path).unwrap(), |_, _| {}).unwrap();
+    let path = std::env::temp_dir().join(format!("lw-split-{}-{ftype}.gguf", std::process::id()));
+    synth(&shape, ftype, 3, &mut std::fs::File::create(&path).unwrap(), |_, _| {}).unwrap();
     let src = FileSource::open(&path).unwrap();
     let file = GgufFile::read(&src).unwrap();
     let tokens = [128000, 9906, 1917, 11, 420, 374, 264, 1296, 128255];
@@ -40,9 +53,9 @@ fn logits_do_not_change_with_an_8_mib_binding_cap() {
     let (d_full, all_full, next_full) = run(None);
     let (d_cap, all_cap, next_cap) = run(Some(8 << 20));
     let _ = std::fs::remove_file(&path);
-    assert!(d_cap > d_full, "the cap must split the vocabulary matrices ({d_cap} vs {d_full} dispatches)");
+    assert!(d_cap > d_full, "{ftype}: the cap must split the vocabulary matrices ({d_cap} vs {d_full} dispatches)");
     assert!(all_full.iter().all(|v| v.is_finite()));
     assert_eq!(all_full.len(), tokens.len() * 128256);
-    assert!(all_full == all_cap, "prefill logits changed under the binding cap");
-    assert!(next_full == next_cap, "decode logits changed under the binding cap");
+    assert!(all_full == all_cap, "{ftype}: prefill logits changed under the binding cap");
+    assert!(next_full == next_cap, "{ftype}: decode logits changed under the binding cap");
 }

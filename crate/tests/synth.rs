@@ -33,7 +33,7 @@ fn use_more_bits(i: usize, n: usize) -> bool {
 }
 
 /// llama.cpp's choice for each tensor, written out independently of synth.rs.
-fn expected_type(ftype: &str, name: &str, n_layer: usize, tied: bool) -> GgmlType {
+fn expected_type(ftype: &str, name: &str, n_layer: usize, tied: bool, gqa: usize) -> GgmlType {
     use GgmlType::*;
     if name.contains("norm") || name == "rope_freqs.weight" {
         return F32;
@@ -60,6 +60,24 @@ fn expected_type(ftype: &str, name: &str, n_layer: usize, tied: bool) -> GgmlTyp
                 Q4K
             }
         }
+        // llama.cpp's llama_tensor_get_type for these mixes (Llama: no experts, not 70B)
+        _ if is_output => Q6K,
+        "q3_k_m" => match name.rsplit('.').nth(1).unwrap() {
+            "attn_v" if layer.unwrap() < 2 => Q5K,
+            "ffn_down" if layer.unwrap() < n_layer / 16 => Q5K,
+            "attn_v" | "ffn_down" | "attn_output" => Q4K,
+            _ => Q3K,
+        },
+        "q2_k" => match name.rsplit('.').nth(1).unwrap() {
+            "attn_v" if gqa >= 4 => Q4K,
+            "attn_v" | "ffn_down" | "attn_output" => Q3K,
+            _ => Q2K,
+        },
+        "iq4_xs" => match name.rsplit('.').nth(1).unwrap() {
+            "attn_v" if gqa >= 4 => Q5K,
+            "ffn_down" if layer.unwrap() < n_layer / 8 => Q5K,
+            _ => IQ4XS,
+        },
         _ => unreachable!(),
     }
 }
@@ -163,6 +181,9 @@ fn every_ftype_is_well_formed() {
                 "q4_0" => 2,
                 "q8_0" => 7,
                 "q4_k_m" => 15,
+                "q2_k" => 10,
+                "q3_k_m" => 12,
+                "iq4_xs" => 30,
                 _ => 18,
             }
         );
@@ -189,7 +210,7 @@ fn every_ftype_is_well_formed() {
         let names: Vec<_> = f.tensors.iter().map(|t| t.name.clone()).collect();
         assert_eq!(names, expected_names(n_layer, tied));
         for t in &f.tensors {
-            assert_eq!(t.ty, expected_type(ftype, &t.name, n_layer, tied), "{ftype} {}", t.name);
+            assert_eq!(t.ty, expected_type(ftype, &t.name, n_layer, tied, 2), "{ftype} {}", t.name);
             assert!(t.offset + t.n_bytes <= f.file_len && t.offset % f.alignment == 0);
         }
         // tensors are contiguous up to alignment padding, and the file ends with the last
@@ -219,14 +240,16 @@ fn q4_k_m_type_mix_follows_llama_cpp() {
     assert_eq!(q6, want);
 
     // the real shapes, planned without writing anything
-    for (shape, n_layer, tied) in
-        [(SynthShape::Llama3_8B, 32, false), (SynthShape::Llama3_2_1B, 16, true), (SynthShape::Llama3_2_3B, 28, true)]
-    {
+    for (shape, n_layer, tied, gqa) in [
+        (SynthShape::Llama3_8B, 32, false, 4),
+        (SynthShape::Llama3_2_1B, 16, true, 4),
+        (SynthShape::Llama3_2_3B, 28, true, 3),
+    ] {
         for ftype in FTYPES {
             let plan = synth::tensor_plan(&shape, ftype).unwrap();
             assert_eq!(plan.len(), 2 + 9 * n_layer + 1 + usize::from(!tied));
             for (name, _, ty) in &plan {
-                assert_eq!(*ty, expected_type(ftype, name, n_layer, tied), "{shape:?} {ftype} {name}");
+                assert_eq!(*ty, expected_type(ftype, name, n_layer, tied, gqa), "{shape:?} {ftype} {name}");
             }
         }
     }

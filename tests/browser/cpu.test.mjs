@@ -17,7 +17,7 @@ import { startServer } from "./server.mjs";
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
 const FIX = join(ROOT, "tests/fixtures");
 const tiny = JSON.parse(readFileSync(join(FIX, "tiny.json"), "utf8"));
-const TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q4_k_m", "q5_k_m", "q6_k"];
+const TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q4_k_m", "q5_k_m", "q6_k", ...Object.keys(tiny.llama_quantize_types)];
 const TOL = 1e-5;
 
 let browser, page, server, isoServer, isoPage;
@@ -92,7 +92,7 @@ test("CPU backend in wasm: the simd128 block-dot kernel of every supported forma
   });
   assert.equal(r.simd, "simd128");
   const types = Object.keys(r.worst);
-  for (const t of ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K"]) assert.ok(types.includes(t), `${t} not checked: ${types}`);
+  for (const t of ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS"]) assert.ok(types.includes(t), `${t} not checked: ${types}`);
   for (const [t, e] of Object.entries(r.worst)) assert.ok(e <= TOL, `${t}: simd128 dot error ${e} of Σ|w·x| > ${TOL}`);
   console.log(`simd128 kernels, worst error / Σ|w·x|: ${Object.entries(r.worst).map(([t, e]) => `${t} ${e.toExponential(1)}`).join(", ")}`);
 });

@@ -19,7 +19,8 @@ import { startServer } from "./server.mjs";
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
 const FIX = join(ROOT, "tests/fixtures");
 const tiny = JSON.parse(readFileSync(join(FIX, "tiny.json"), "utf8"));
-const TYPES = Object.keys(tiny.types);
+// tests/make_fixtures.py's types and llama-quantize's (tests/make_quant_fixtures.py)
+const TYPES = [...Object.keys(tiny.types), ...Object.keys(tiny.llama_quantize_types)];
 // the native f32 fixture bound (crate/tests/model_fixtures.rs): max |ours − transformers| per
 // position, as a fraction of that position's logit std
 const TOL = 0.01;

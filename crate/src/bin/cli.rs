@@ -252,7 +252,8 @@ struct BenchArgs {
 
 #[derive(clap::Args)]
 struct QuantizeArgs {
-    /// q4_k_m, q5_k_m, q6_k, q8_0, q4_0, q4_1, q5_0, q5_1, f16 (or a general.file_type number)
+    /// q4_k_m, q5_k_m, q6_k, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k_s, q3_k_m, q3_k_l, iq4_nl,
+    /// iq4_xs, f16 (or a general.file_type number)
     #[arg(long = "type", value_name = "TYPE")]
     ftype: llama_webgpu::quantize::FileType,
     /// The GGUF to read

@@ -229,11 +229,13 @@ pub enum GgmlType {
     Q5K,
     Q6K,
     Q8K,
+    IQ4NL,
+    IQ4XS,
     BF16,
 }
 
 impl GgmlType {
-    pub const ALL: [GgmlType; 15] = [
+    pub const ALL: [GgmlType; 17] = [
         Self::F32,
         Self::F16,
         Self::Q4_0,
@@ -248,6 +250,8 @@ impl GgmlType {
         Self::Q5K,
         Self::Q6K,
         Self::Q8K,
+        Self::IQ4NL,
+        Self::IQ4XS,
         Self::BF16,
     ];
 
@@ -298,10 +302,8 @@ fn unsupported_name(id: u32) -> &'static str {
         17 => "IQ2_XS",
         18 => "IQ3_XXS",
         19 => "IQ1_S",
-        20 => "IQ4_NL",
         21 => "IQ3_S",
         22 => "IQ2_S",
-        23 => "IQ4_XS",
         24 => "I8",
         25 => "I16",
         26 => "I32",

@@ -56,6 +56,9 @@ pub fn quantize(ty: GgmlType, x: &[f32]) -> Result<Vec<u8>> {
         GgmlType::Q4K => |b, o| quantize_block_q45k(b, 15, o),
         GgmlType::Q5K => |b, o| quantize_block_q45k(b, 31, o),
         GgmlType::Q6K => quantize_block_q6k,
+        GgmlType::Q2K => quantize_block_q2k,
+        GgmlType::Q3K => quantize_block_q3k,
+        GgmlType::IQ4XS => |b, o| quantize_iq4(b, o),
         _ => return quantize_simple(ty, x),
     };
     if !x.len().is_multiple_of(QK_K) {
@@ -72,19 +75,21 @@ pub fn quantize(ty: GgmlType, x: &[f32]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// ggml's `make_qkx2_quants` (use_mad = false): levels `l[i]` in 0..=nmax and
-/// `(scale, -min)` minimizing Σ w (scale·l + min − x)², min ≤ 0.
+/// ggml's `make_qkx2_quants`: levels `l[i]` in 0..=nmax and `(scale, -min)` minimizing
+/// Σ w (scale·l + min − x)² (`use_mad`: Σ w |scale·l + min − x|, Q2_K's), min ≤ 0.
 #[allow(clippy::too_many_arguments)]
-fn make_qkx2_quants(
+fn make_qkx2_quants<const N: usize>(
     nmax: i32,
-    x: &[f32; 32],
-    weights: &[f32; 32],
-    l: &mut [u8; 32],
+    x: &[f32; N],
+    weights: &[f32; N],
+    l: &mut [u8; N],
     rmin: f32,
     rdelta: f32,
     nstep: i32,
+    use_mad: bool,
 ) -> (f32, f32) {
-    let n = 32;
+    let n = N;
+    let err = |diff: f32| if use_mad { diff.abs() } else { diff * diff };
     let mut min = x[0];
     let mut max = x[0];
     let mut sum_w = weights[0];
@@ -110,14 +115,14 @@ fn make_qkx2_quants(
         let li = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
         l[i] = li as u8;
         let diff = scale * li as f32 + min - x[i];
-        best_mad += weights[i] * (diff * diff);
+        best_mad += weights[i] * err(diff);
     }
     if nstep < 1 {
         return (scale, -min);
     }
-    let mut laux = [0u8; 32];
+    let mut laux = [0u8; N];
     // x − min; ggml's search continues from an improved (lower) min, so this is refreshed
-    let mut xm: [f32; 32] = std::array::from_fn(|i| x[i] - min);
+    let mut xm: [f32; N] = std::array::from_fn(|i| x[i] - min);
     for is in 0..=nstep {
         iscale = (rmin + rdelta * is as f32 + nmax as f32) / (max - min);
         let (mut sum_l, mut sum_l2, mut sum_xl) = (0f32, 0f32, 0f32);
@@ -141,7 +146,7 @@ fn make_qkx2_quants(
             let mut mad = 0f32;
             for i in 0..n {
                 let diff = this_scale * laux[i] as f32 + this_min - x[i];
-                mad += weights[i] * (diff * diff);
+                mad += weights[i] * err(diff);
             }
             if mad < best_mad {
                 *l = laux;
@@ -168,7 +173,7 @@ fn quantize_block_q45k(x: &[f32; QK_K], nmax: i32, out: &mut Vec<u8>) {
         let av_x = (sum_x2 / 32.0).sqrt();
         let weights: [f32; 32] = std::array::from_fn(|i| av_x + xs[i].abs());
         let lj: &mut [u8; 32] = (&mut l[32 * j..32 * j + 32]).try_into().unwrap_or_else(|_| unreachable!());
-        let (s, m) = make_qkx2_quants(nmax, xs, &weights, lj, rmin, 0.1, nstep);
+        let (s, m) = make_qkx2_quants(nmax, xs, &weights, lj, rmin, 0.1, nstep, false);
         scales[j] = s;
         mins[j] = m;
         if s > max_scale {
@@ -337,6 +342,288 @@ fn quantize_block_q6k(x: &[f32; QK_K], out: &mut Vec<u8>) {
     out.extend_from_slice(&d16.to_le_bytes());
 }
 
+/// Q2_K super-block (ggml's `quantize_row_q2_K_ref`): per 16 values a 2-bit least-|error|
+/// scale/min search, the 16 scales and mins quantized to 4 bits under f16 `d` / `dmin`, the
+/// values requantized with those.
+fn quantize_block_q2k(x: &[f32; QK_K], out: &mut Vec<u8>) {
+    let mut l = [0u8; QK_K];
+    let (mut scales, mut mins) = ([0f32; 16], [0f32; 16]);
+    let (mut max_scale, mut max_min) = (0f32, 0f32);
+    for (j, lj) in l.chunks_exact_mut(16).enumerate() {
+        let xs: &[f32; 16] = x[16 * j..16 * j + 16].try_into().unwrap_or(&[0.0; 16]);
+        let weights: [f32; 16] = std::array::from_fn(|i| xs[i].abs());
+        let lj: &mut [u8; 16] = lj.try_into().unwrap_or_else(|_| unreachable!());
+        let (s, m) = make_qkx2_quants(3, xs, &weights, lj, -0.5, 0.1, 15, true);
+        scales[j] = s;
+        mins[j] = m;
+        max_scale = if s > max_scale { s } else { max_scale };
+        max_min = if m > max_min { m } else { max_min };
+    }
+    // ggml stores the level in a byte: `as u8` wraps as its uint8_t assignment does
+    let mut sc = [0u8; 16];
+    let mut d16 = f16::ZERO;
+    if max_scale > 0.0 {
+        let iscale = 15.0 / max_scale;
+        for j in 0..16 {
+            sc[j] = nearest_int(iscale * scales[j]) as u8;
+        }
+        d16 = f16_sat(max_scale / 15.0);
+    }
+    let mut dmin16 = f16::ZERO;
+    if max_min > 0.0 {
+        let iscale = 15.0 / max_min;
+        for j in 0..16 {
+            sc[j] |= (nearest_int(iscale * mins[j]) << 4) as u8;
+        }
+        dmin16 = f16_sat(max_min / 15.0);
+    }
+    for j in 0..16 {
+        let d = d16.to_f32() * (sc[j] & 0xF) as f32;
+        if d == 0.0 {
+            continue;
+        }
+        let dm = dmin16.to_f32() * (sc[j] >> 4) as f32;
+        for i in 0..16 {
+            l[16 * j + i] = nearest_int((x[16 * j + i] + dm) / d).clamp(0, 3) as u8;
+        }
+    }
+    out.extend_from_slice(&sc);
+    push_2bit(&l, out);
+    out.extend_from_slice(&d16.to_le_bytes());
+    out.extend_from_slice(&dmin16.to_le_bytes());
+}
+
+/// The 2 low bits of 256 levels: byte `32h + l` holds values `128h + l + 32j` at bits `2j`.
+fn push_2bit(l: &[u8; QK_K], out: &mut Vec<u8>) {
+    for j in (0..QK_K).step_by(128) {
+        out.extend(
+            (0..32).map(|i| (l[j + i] & 3) | (l[j + i + 32] & 3) << 2 | (l[j + i + 64] & 3) << 4 | l[j + i + 96] << 6),
+        );
+    }
+}
+
+/// ggml's `make_q3_quants` with `do_rmse`: signed levels in −nmax..nmax−1 refined by
+/// weighted (x²) coordinate descent, stored as `l + nmax`; returns the scale.
+fn make_q3_quants(nmax: i32, x: &[f32], l: &mut [i8]) -> f32 {
+    let (mut max, mut amax) = (0f32, 0f32);
+    for &v in x {
+        if v.abs() > amax {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    if amax < GROUP_MAX_EPS {
+        l.iter_mut().for_each(|v| *v = 0);
+        return 0.0;
+    }
+    let iscale = -(nmax as f32) / max;
+    let (mut sumlx, mut suml2) = (0f32, 0f32);
+    for (li, &v) in l.iter_mut().zip(x) {
+        let q = nearest_int(iscale * v).clamp(-nmax, nmax - 1);
+        *li = q as i8;
+        let w = v * v;
+        sumlx += w * v * q as f32;
+        suml2 += w * q as f32 * q as f32;
+    }
+    for _ in 0..5 {
+        let mut changed = false;
+        for (li, &v) in l.iter_mut().zip(x) {
+            let w = v * v;
+            let cur = *li as f32;
+            let mut slx = sumlx - w * v * cur;
+            if slx > 0.0 {
+                let mut sl2 = suml2 - w * cur * cur;
+                let new_l = nearest_int(v * sl2 / slx).clamp(-nmax, nmax - 1);
+                if new_l != *li as i32 {
+                    slx += w * v * new_l as f32;
+                    sl2 += w * new_l as f32 * new_l as f32;
+                    if sl2 > 0.0 && slx * slx * suml2 > sumlx * sumlx * sl2 {
+                        *li = new_l as i8;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        changed = true;
+                    }
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    l.iter_mut().for_each(|v| *v += nmax as i8);
+    if suml2 > 0.0 {
+        sumlx / suml2
+    } else {
+        0.0
+    }
+}
+
+/// Q3_K super-block (ggml's `quantize_row_q3_K_ref`): per 16 values a signed 3-bit scale
+/// search, the scales quantized to 6 bits under an f16 `d`, the values requantized; the
+/// third bit of each level goes to `hmask`.
+fn quantize_block_q3k(x: &[f32; QK_K], out: &mut Vec<u8>) {
+    let mut l = [0i8; QK_K];
+    let mut scales = [0f32; 16];
+    let (mut max_scale, mut amax) = (0f32, 0f32);
+    for j in 0..16 {
+        scales[j] = make_q3_quants(4, &x[16 * j..16 * j + 16], &mut l[16 * j..16 * j + 16]);
+        if scales[j].abs() > amax {
+            amax = scales[j].abs();
+            max_scale = scales[j];
+        }
+    }
+    let mut sc = [0u8; 12];
+    let mut d16 = f16::ZERO;
+    if max_scale != 0.0 {
+        let iscale = -32.0 / max_scale;
+        for j in 0..16 {
+            let q = (nearest_int(iscale * scales[j]) as i8).clamp(-32, 31) + 32;
+            if j < 8 {
+                sc[j] = (q & 0xF) as u8;
+            } else {
+                sc[j - 8] |= ((q & 0xF) << 4) as u8;
+            }
+            sc[j % 4 + 8] |= ((q >> 4) << (2 * (j / 4))) as u8;
+        }
+        d16 = f16_sat(1.0 / iscale);
+    }
+    for j in 0..16 {
+        let d = d16.to_f32() * (super::blocks::scale_q3_k(j, &sc) as i8 - 32) as f32;
+        if d == 0.0 {
+            continue;
+        }
+        for i in 0..16 {
+            l[16 * j + i] = nearest_int(x[16 * j + i] / d).clamp(-4, 3) as i8 + 4;
+        }
+    }
+    // bit j / 32 of hmask[j % 32]: the level's third bit
+    let mut hmask = [0u8; 32];
+    let mut low = [0u8; QK_K];
+    for (j, (&q, lo)) in l.iter().zip(low.iter_mut()).enumerate() {
+        let q = q as u8;
+        if q > 3 {
+            hmask[j % 32] |= 1 << (j / 32);
+        }
+        *lo = q & 3;
+    }
+    out.extend_from_slice(&hmask);
+    push_2bit(&low, out);
+    out.extend_from_slice(&sc);
+    out.extend_from_slice(&d16.to_le_bytes());
+}
+
+/// ggml's `best_index_int8`: the index of the `KVALUES_IQ4NL` level nearest `x`.
+fn best_index_iq4(x: f32) -> u8 {
+    let v = &super::blocks::KVALUES_IQ4NL;
+    if x <= v[0] as f32 {
+        return 0;
+    }
+    if x >= v[15] as f32 {
+        return 15;
+    }
+    let (mut ml, mut mu) = (0usize, 15usize);
+    while mu - ml > 1 {
+        let mav = (ml + mu) / 2;
+        if x < v[mav] as f32 {
+            mu = mav;
+        } else {
+            ml = mav;
+        }
+    }
+    if x - (v[mu - 1] as f32) < v[mu] as f32 - x {
+        (mu - 1) as u8
+    } else {
+        mu as u8
+    }
+}
+
+/// IQ4_NL (32 values) or IQ4_XS (256) block, as ggml's `quantize_row_iq4_nl_impl` without an
+/// importance matrix (weights x², `ntry` 7, what `llama-quantize` runs): per 32 values the
+/// scale of the `kvalues_iq4nl` levels from 15 trial scales; IQ4_XS then quantizes the 8
+/// scales to 6 bits under an f16 `d` and requantizes the values.
+fn quantize_iq4(x: &[f32], out: &mut Vec<u8>) {
+    const NTRY: i32 = 7;
+    let kv = |i: u8| super::blocks::KVALUES_IQ4NL[i as usize] as f32;
+    let nb = x.len() / QK;
+    let mut l = [0u8; QK_K];
+    let mut scales = [0f32; 8];
+    let (mut max_scale, mut amax_scale) = (0f32, 0f32);
+    for ib in 0..nb {
+        let xb = &x[QK * ib..QK * ib + QK];
+        let (mut amax, mut max) = (0f32, 0f32);
+        for &v in xb {
+            if v.abs() > amax {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        if amax < GROUP_MAX_EPS {
+            scales[ib] = 0.0;
+            continue;
+        }
+        let sums = |id: f32, lb: Option<&mut [u8]>| {
+            let (mut sumqx, mut sumq2) = (0f32, 0f32);
+            let mut lb = lb;
+            for (j, &v) in xb.iter().enumerate() {
+                let li = best_index_iq4(id * v);
+                if let Some(lb) = lb.as_deref_mut() {
+                    lb[j] = li;
+                }
+                let (q, w) = (kv(li), v * v);
+                sumqx += w * q * v;
+                sumq2 += w * q * q;
+            }
+            (sumqx, sumq2)
+        };
+        let d0 = -max / kv(0);
+        let (sumqx, sumq2) = sums(1.0 / d0, Some(&mut l[QK * ib..QK * ib + QK]));
+        let mut d = if sumq2 > 0.0 { sumqx / sumq2 } else { 0.0 };
+        let mut best = d * sumqx;
+        for itry in -NTRY..=NTRY {
+            let (sumqx, sumq2) = sums((itry + kv(0) as i32) as f32 / max, None);
+            if sumq2 > 0.0 && sumqx * sumqx > best * sumq2 {
+                d = sumqx / sumq2;
+                best = d * sumqx;
+            }
+        }
+        scales[ib] = d;
+        if d.abs() > amax_scale {
+            amax_scale = d.abs();
+            max_scale = d;
+        }
+    }
+    let mut head = Vec::with_capacity(8);
+    if nb > 1 {
+        let (mut scales_h, mut scales_l) = (0u16, [0u8; 4]);
+        let d = -max_scale / 32.0;
+        head.extend_from_slice(&f16_sat(d).to_le_bytes());
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        for ib in 0..nb {
+            let q = nearest_int(id * scales[ib]).clamp(-32, 31);
+            let dl = d * q as f32;
+            let idl = if dl != 0.0 { 1.0 / dl } else { 0.0 };
+            for j in 0..QK {
+                l[QK * ib + j] = best_index_iq4(idl * x[QK * ib + j]);
+            }
+            let q = (q + 32) as u8;
+            scales_l[ib / 2] |= (q & 0xF) << (4 * (ib % 2));
+            scales_h |= ((q >> 4) as u16) << (2 * ib);
+        }
+        head.extend_from_slice(&scales_h.to_le_bytes());
+        head.extend_from_slice(&scales_l);
+    } else {
+        head.extend_from_slice(&f16_sat(scales[0]).to_le_bytes());
+        let id = if scales[0] != 0.0 { 1.0 / scales[0] } else { 0.0 };
+        for j in 0..QK {
+            l[j] = best_index_iq4(id * x[j]);
+        }
+    }
+    out.extend_from_slice(&head);
+    for ib in 0..nb {
+        out.extend((0..16).map(|j| l[QK * ib + j] | l[QK * ib + 16 + j] << 4));
+    }
+}
+
 /// F32/F16/BF16 and the 32-value formats, like ggml's `quantize_row_*_ref`.
 fn quantize_simple(ty: GgmlType, x: &[f32]) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(x.len() / ty.block_size().max(1) as usize * ty.type_size() as usize);
@@ -390,6 +677,7 @@ pub fn quantize_simple_into(ty: GgmlType, x: &[f32], out: &mut Vec<u8>) -> Resul
                 let q: [u8; QK] = std::array::from_fn(|j| (((blk[j] - min) * id + 0.5) as u8).min(levels));
                 push_nibbles(ty == GgmlType::Q5_1, &q, out);
             }
+            GgmlType::IQ4NL => quantize_iq4(blk, out),
             _ => unreachable!("checked by supported()"),
         }
     }

@@ -64,7 +64,7 @@ const DM: &[(usize, &str)] = &[(0, "scale"), (2, "min")];
 const K_DM: &[(usize, &str)] = &[(0, "super-block scale"), (2, "super-block min")];
 
 /// Every type we can name. `runs`: decoded, encoded and dotted on the CPU.
-pub const FORMATS: [Format; 15] = {
+pub const FORMATS: [Format; 17] = {
     use GgmlType::*;
     [
         // float types in 32-value units on the GPU
@@ -76,13 +76,28 @@ pub const FORMATS: [Format; 15] = {
         row(Q5_1, 7, "Q5_1", 32, 24, DM, true, gpu(32, 1, 4, false, "load_block_q5_1")),
         row(Q8_0, 8, "Q8_0", 32, 34, D, true, gpu(32, 2, 1, false, "load_block_q8_0")),
         row(Q8_1, 9, "Q8_1", 32, 36, DM, false, None),
-        row(Q2K, 10, "Q2_K", 256, 84, &[(80, "super-block scale"), (82, "super-block min")], false, None),
-        row(Q3K, 11, "Q3_K", 256, 110, &[(108, "super-block scale")], false, None),
+        // Q2_K: scales|qs (5 vec4) + d dmin at the tail; Q3_K: hmask|qs (6 vec4) + scales[12] d
+        // as 7 tail halves
+        row(
+            Q2K,
+            10,
+            "Q2_K",
+            256,
+            84,
+            &[(80, "super-block scale"), (82, "super-block min")],
+            true,
+            gpu(256, 5, 2, true, "load_block_q2_k"),
+        ),
+        row(Q3K, 11, "Q3_K", 256, 110, &[(108, "super-block scale")], true, gpu(256, 6, 7, true, "load_block_q3_k")),
         // K-quants: whole 144 / 176-byte super-blocks; Q6_K's 210 = 208 + d
         row(Q4K, 12, "Q4_K", 256, 144, K_DM, true, gpu(256, 9, 0, false, "load_block_q4_k")),
         row(Q5K, 13, "Q5_K", 256, 176, K_DM, true, gpu(256, 11, 0, false, "load_block_q5_k")),
         row(Q6K, 14, "Q6_K", 256, 210, &[(208, "super-block scale")], true, gpu(256, 13, 1, true, "load_block_q6_k")),
         row(Q8K, 15, "Q8_K", 256, 292, &[], false, None),
+        // non-linear 4-bit levels (kvalues_iq4nl): IQ4_NL as Q4_0; IQ4_XS d, scales_h,
+        // scales_l[4] as 4 head halves, qs[128] as 8 vec4
+        row(IQ4NL, 20, "IQ4_NL", 32, 18, D, true, gpu(32, 1, 1, false, "load_block_iq4_nl")),
+        row(IQ4XS, 23, "IQ4_XS", 256, 136, D, true, gpu(256, 8, 4, false, "load_block_iq4_xs")),
         row(BF16, 30, "BF16", 1, 2, &[], true, gpu(32, 4, 0, false, "load_block_bf16")),
     ]
 };

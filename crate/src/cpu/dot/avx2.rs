@@ -172,6 +172,17 @@ pub unsafe fn sums32(x: &[f32]) -> Vec<f32> {
         .collect()
 }
 
+/// Σ of each 16 consecutive values of `x` (Q2_K's mins are per 16 values).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn sums16(x: &[f32]) -> Vec<f32> {
+    x.chunks_exact(16)
+        .map(|c| unsafe {
+            let p = c.as_ptr();
+            hsum(_mm256_add_ps(ld(p), ld(p.add(8))))
+        })
+        .collect()
+}
+
 /// `Σ_b (d_b · s_b + c_b · xs_b)` over `nb` blocks, where `blk(b) = (d_b, s_b, c_b)` and
 /// `s_b` is the block's `Σ q·x` (8 lanes); `c_b` only with `MIN`. Two running sums of each,
 /// so their dependency chains overlap.
@@ -381,6 +392,97 @@ unsafe fn q6_k(w: *const u8, x: *const f32, nb: usize) -> f32 {
     }
 }
 
+/// Q2_K (`Q3 = false`) and Q3_K: 16 groups of 16 values per super-block. Value
+/// `128h + 32j + l` is bits `2j` of `qs[32h + l]` (group `g = (128h + 32j + l) / 16`, so group
+/// `g`'s values and x are contiguous); Q3_K subtracts 4 where bit `4h + j` of `hmask[l]` is
+/// clear. Q2_K's `a·q − m` is centred as Q4_1: `a·Σ(q − 2)x + (2a − m)·Σx` (`xs`: Σx per 16).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q23_k<const Q3: bool>(w: &[u8], x: *const f32, nb: usize, xs: &[f32]) -> f32 {
+    use crate::quant::blocks::{q2_k, q3_k, scale_q3_k};
+    let (ts, qoff) = if Q3 { (q3_k::BYTES, q3_k::QS) } else { (q2_k::BYTES, q2_k::QS) };
+    let three = _mm256_set1_epi32(3);
+    let one = _mm256_set1_epi32(1);
+    let mid = _mm256_set1_epi32(if Q3 { 4 } else { 2 });
+    let mut t = [_mm256_setzero_ps(); 2];
+    let mut mins = 0f32;
+    unsafe {
+        for b in 0..nb {
+            let blk = w.get_unchecked(ts * b..ts * (b + 1));
+            let p = blk.as_ptr();
+            let d = half(p.add(if Q3 { q3_k::D } else { q2_k::D }));
+            let dmin = if Q3 { 0.0 } else { half(p.add(q2_k::DMIN)) };
+            for g in 0..16 {
+                let (h, j, u) = (g / 8, (g % 8) / 2, g % 2);
+                let shift = _mm_cvtsi32_si128(2 * j as i32);
+                let q = p.add(qoff + 32 * h + 16 * u);
+                let mut v = [0, 1].map(|k| _mm256_and_si256(_mm256_srl_epi32(u8x8(q.add(8 * k)), shift), three));
+                let a = if Q3 {
+                    // q + 4·bit − 4: the hmask bit set keeps q, clear subtracts 4
+                    let hs = _mm_cvtsi32_si128((4 * h + j) as i32);
+                    let hm = p.add(q3_k::HMASK + 16 * u);
+                    for (k, v) in v.iter_mut().enumerate() {
+                        let bit = _mm256_and_si256(_mm256_srl_epi32(u8x8(hm.add(8 * k)), hs), one);
+                        *v = _mm256_add_epi32(*v, _mm256_slli_epi32::<2>(bit));
+                    }
+                    d * (scale_q3_k(g, &blk[q3_k::SCALES..]) as i32 - 32) as f32
+                } else {
+                    let sc = blk[q2_k::SCALES + g];
+                    let a = d * (sc & 0xF) as f32;
+                    mins += (2.0 * a - dmin * (sc >> 4) as f32) * xs.get(16 * b + g).copied().unwrap_or(0.0);
+                    a
+                };
+                let xg = x.add(256 * b + 16 * g);
+                let [q0, q1] = v.map(|v| f(_mm256_sub_epi32(v, mid)));
+                let s = _mm256_fmadd_ps(q1, ld(xg.add(8)), _mm256_mul_ps(q0, ld(xg)));
+                t[u] = _mm256_fmadd_ps(_mm256_set1_ps(a), s, t[u]);
+            }
+        }
+        hsum(_mm256_add_ps(t[0], t[1])) + mins
+    }
+}
+
+/// `Σ q·x` over one 32-value IQ4 block (16 bytes at `q`: value `j` low nibble, `j + 16` high),
+/// its levels looked up in `kvalues_iq4nl` with one byte shuffle per 16.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn iq4_32(q: *const u8, x: *const f32) -> __m256 {
+    unsafe {
+        let table = _mm_loadu_si128(crate::quant::blocks::KVALUES_IQ4NL.as_ptr() as *const __m128i);
+        let m4 = _mm_set1_epi8(0xF);
+        let v = load16(q);
+        let lo = _mm_shuffle_epi8(table, _mm_and_si128(v, m4));
+        let hi = _mm_shuffle_epi8(table, _mm_and_si128(_mm_srli_epi16::<4>(v), m4));
+        let w = |v: __m128i| f(_mm256_cvtepi8_epi32(v));
+        dot32(
+            [w(lo), w(_mm_srli_si128::<8>(lo)), w(hi), w(_mm_srli_si128::<8>(hi))],
+            [x, x.add(8), x.add(16), x.add(24)],
+        )
+    }
+}
+
+/// IQ4_NL: `d · Σ kvalues[q]·x` per 32-value block.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn iq4_nl(w: *const u8, x: *const f32, nb: usize) -> f32 {
+    unsafe { blocks::<false>(nb, &[], |b| (half(w.add(18 * b)), iq4_32(w.add(18 * b + 2), x.add(32 * b)), 0.0)) }
+}
+
+/// IQ4_XS: IQ4_NL's 32-value blocks under one f16 `d` and 6-bit scales `d·(ls − 32)`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn iq4_xs(w: &[u8], x: *const f32, nb: usize) -> f32 {
+    use crate::quant::blocks::{iq4_xs, scale_iq4_xs};
+    unsafe {
+        blocks::<false>(nb * 8, &[], |i| {
+            let (b, ib) = (i / 8, i % 8);
+            let blk = w.get_unchecked(iq4_xs::BYTES * b..iq4_xs::BYTES * (b + 1));
+            let d = half(blk.as_ptr()) * (scale_iq4_xs(ib, blk) as i32 - 32) as f32;
+            (d, iq4_32(blk.as_ptr().add(iq4_xs::QS + 16 * ib), x.add(32 * i)), 0.0)
+        })
+    }
+}
+
 /// SAFETY: the caller checked `w` holds `out.len()` rows of `rb` bytes of whole blocks
 /// covering `x`.
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -389,7 +491,11 @@ pub unsafe fn rows(ty: GgmlType, w: &[u8], rb: usize, x: &[f32], out: &mut [f32]
     let (xp, n) = (x.as_ptr(), x.len());
     let nb = n / ty.block_size() as usize;
     // Σx per 32 values, for the formats with a min
-    let xs = if matches!(ty, Q4_1 | Q5_1 | Q4K | Q5K) { unsafe { sums32(x) } } else { Vec::new() };
+    let xs = match ty {
+        Q4_1 | Q5_1 | Q4K | Q5K => unsafe { sums32(x) },
+        Q2K => unsafe { sums16(x) },
+        _ => Vec::new(),
+    };
     for (r, o) in out.iter_mut().enumerate() {
         let row = unsafe { w.get_unchecked(r * rb..(r + 1) * rb) };
         let p = row.as_ptr();
@@ -406,6 +512,10 @@ pub unsafe fn rows(ty: GgmlType, w: &[u8], rb: usize, x: &[f32], out: &mut [f32]
                 Q4K => q45_k::<false>(row, xp, nb, &xs),
                 Q5K => q45_k::<true>(row, xp, nb, &xs),
                 Q6K => q6_k(p, xp, nb),
+                Q2K => q23_k::<false>(row, xp, nb, &xs),
+                Q3K => q23_k::<true>(row, xp, nb, &xs),
+                IQ4NL => iq4_nl(p, xp, nb),
+                IQ4XS => iq4_xs(row, xp, nb),
                 _ => 0.0,
             }
         };

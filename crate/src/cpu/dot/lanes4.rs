@@ -321,6 +321,109 @@ unsafe fn q6_k(w: *const u8, x: *const f32, nb: usize) -> f32 {
     hsum(f32x4_add(f32x4_add(t[0], t[1]), f32x4_add(t[2], t[3])))
 }
 
+/// Σ of each 16 consecutive values of `x`.
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+#[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
+pub unsafe fn sums16(x: &[f32]) -> Vec<f32> {
+    x.chunks_exact(16)
+        .map(|c| unsafe {
+            let p = c.as_ptr();
+            hsum(f32x4_add(f32x4_add(ld(p), ld(p.add(4))), f32x4_add(ld(p.add(8)), ld(p.add(12)))))
+        })
+        .collect()
+}
+
+/// Q2_K and Q3_K per 16-value group, laid out and centred as in the AVX2 kernel.
+#[inline]
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+#[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
+unsafe fn q23_k<const Q3: bool>(w: &[u8], x: *const f32, nb: usize, xs: &[f32]) -> f32 {
+    use crate::quant::blocks::{q2_k, q3_k, scale_q3_k};
+    let (ts, qoff) = if Q3 { (q3_k::BYTES, q3_k::QS) } else { (q2_k::BYTES, q2_k::QS) };
+    let three = u16x8_splat(3);
+    let one = u16x8_splat(1);
+    let mid = i16x8_splat(if Q3 { 4 } else { 2 });
+    let mut t = [f32x4_splat(0.0); 2];
+    let mut mins = 0f32;
+    unsafe {
+        for b in 0..nb {
+            let blk = w.get_unchecked(ts * b..ts * (b + 1));
+            let p = blk.as_ptr();
+            let d = half(p.add(if Q3 { q3_k::D } else { q2_k::D }));
+            let dmin = if Q3 { 0.0 } else { half(p.add(q2_k::DMIN)) };
+            for g in 0..16 {
+                let (h, j, u) = (g / 8, (g % 8) / 2, g % 2);
+                let q = p.add(qoff + 32 * h + 16 * u);
+                let mut v = [0, 1].map(|k| v128_and(u16x8_shr(u8x8(q.add(8 * k)), 2 * j as u32), three));
+                let a = if Q3 {
+                    let hm = p.add(q3_k::HMASK + 16 * u);
+                    for (k, v) in v.iter_mut().enumerate() {
+                        let bit = v128_and(u16x8_shr(u8x8(hm.add(8 * k)), (4 * h + j) as u32), one);
+                        *v = i16x8_add(*v, i16x8_shl(bit, 2));
+                    }
+                    d * (scale_q3_k(g, &blk[q3_k::SCALES..]) as i32 - 32) as f32
+                } else {
+                    let sc = blk[q2_k::SCALES + g];
+                    let a = d * (sc & 0xF) as f32;
+                    mins += (2.0 * a - dmin * (sc >> 4) as f32) * xs.get(16 * b + g).copied().unwrap_or(0.0);
+                    a
+                };
+                let xg = x.add(256 * b + 16 * g);
+                let mut s = f32x4_splat(0.0);
+                for (k, v) in v.iter().enumerate() {
+                    let [lo, hi] = f8(i16x8_sub(*v, mid));
+                    s = madd(madd(s, lo, ld(xg.add(8 * k))), hi, ld(xg.add(8 * k + 4)));
+                }
+                t[u] = madd(t[u], f32x4_splat(a), s);
+            }
+        }
+    }
+    hsum(f32x4_add(t[0], t[1])) + mins
+}
+
+/// `Σ q·x` over one 32-value IQ4 block, the levels looked up with one byte swizzle per 16.
+#[inline]
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+#[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
+unsafe fn iq4_32(q: *const u8, x: *const f32) -> v128 {
+    unsafe {
+        let table = v128_load(crate::quant::blocks::KVALUES_IQ4NL.as_ptr() as *const v128);
+        let v = v128_load(q as *const v128);
+        let m4 = u8x16_splat(0xF);
+        let lo = i8x16_swizzle(table, v128_and(v, m4));
+        let hi = i8x16_swizzle(table, u8x16_shr(v, 4));
+        dot32(
+            [
+                i16x8_extend_low_i8x16(lo),
+                i16x8_extend_high_i8x16(lo),
+                i16x8_extend_low_i8x16(hi),
+                i16x8_extend_high_i8x16(hi),
+            ],
+            [x, x.add(8), x.add(16), x.add(24)],
+        )
+    }
+}
+
+#[inline]
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+#[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
+unsafe fn iq4_nl(w: *const u8, x: *const f32, nb: usize) -> f32 {
+    blocks::<false>(nb, &[], |b| unsafe { (half(w.add(18 * b)), iq4_32(w.add(18 * b + 2), x.add(32 * b)), 0.0) })
+}
+
+#[inline]
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+#[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
+unsafe fn iq4_xs(w: &[u8], x: *const f32, nb: usize) -> f32 {
+    use crate::quant::blocks::{iq4_xs, scale_iq4_xs};
+    blocks::<false>(nb * 8, &[], |i| unsafe {
+        let (b, ib) = (i / 8, i % 8);
+        let blk = w.get_unchecked(iq4_xs::BYTES * b..iq4_xs::BYTES * (b + 1));
+        let d = half(blk.as_ptr()) * (scale_iq4_xs(ib, blk) as i32 - 32) as f32;
+        (d, iq4_32(blk.as_ptr().add(iq4_xs::QS + 16 * ib), x.add(32 * i)), 0.0)
+    })
+}
+
 /// SAFETY: as for the AVX2 version.
 #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
 #[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
@@ -328,7 +431,11 @@ pub unsafe fn rows(ty: GgmlType, w: &[u8], rb: usize, x: &[f32], out: &mut [f32]
     use GgmlType::*;
     let (xp, n) = (x.as_ptr(), x.len());
     let nb = n / ty.block_size() as usize;
-    let xs = if matches!(ty, Q4_1 | Q5_1 | Q4K | Q5K) { unsafe { sums32(x) } } else { Vec::new() };
+    let xs = match ty {
+        Q4_1 | Q5_1 | Q4K | Q5K => unsafe { sums32(x) },
+        Q2K => unsafe { sums16(x) },
+        _ => Vec::new(),
+    };
     for (r, o) in out.iter_mut().enumerate() {
         let row = unsafe { w.get_unchecked(r * rb..(r + 1) * rb) };
         let p = row.as_ptr();
@@ -348,6 +455,10 @@ pub unsafe fn rows(ty: GgmlType, w: &[u8], rb: usize, x: &[f32], out: &mut [f32]
                 Q4K => q45_k::<false>(row, xp, nb, &xs),
                 Q5K => q45_k::<true>(row, xp, nb, &xs),
                 Q6K => q6_k(p, xp, nb),
+                Q2K => q23_k::<false>(row, xp, nb, &xs),
+                Q3K => q23_k::<true>(row, xp, nb, &xs),
+                IQ4NL => iq4_nl(p, xp, nb),
+                IQ4XS => iq4_xs(row, xp, nb),
                 _ => 0.0,
             }
         };

@@ -243,35 +243,46 @@ pub fn check_kernels(simd: Simd) -> Vec<(GgmlType, f64)> {
         (*seed >> 33) as u32
     }
     let mut seed = 7u64;
-    let cols = 512;
-    let x: Vec<f32> = (0..cols).map(|_| lcg(&mut seed) as f32 / u32::MAX as f32 * 2.0 - 1.0).collect();
     let mut worst = Vec::new();
     for ty in GgmlType::ALL.into_iter().filter(|t| supported(*t)) {
-        let Some(rb) = ty.bytes_for(cols as u64).map(|b| b as usize) else { continue };
-        // random bytes are valid blocks, except scales that decode to inf/NaN: keep the
-        // f16/bf16 exponents small
-        let mut w: Vec<u8> = (0..rb * 3).map(|_| lcg(&mut seed) as u8).collect();
-        let fix = |b: &mut u8| *b &= 0x3B;
-        match ty {
-            GgmlType::F32 => w.chunks_mut(4).for_each(|c| fix(&mut c[3])),
-            GgmlType::F16 | GgmlType::BF16 => w.chunks_mut(2).for_each(|c| fix(&mut c[1])),
-            GgmlType::Q6K => w.chunks_mut(210).for_each(|c| fix(&mut c[209])),
-            _ => w.chunks_mut(ty.type_size() as usize).for_each(|c| {
-                fix(&mut c[1]);
-                fix(&mut c[3]);
-            }),
-        }
-        let mut out = [0f32; 3];
-        rows_dot(simd, ty, &w, rb, &x, &mut out);
         let mut err = 0f64;
-        for (r, &got) in out.iter().enumerate() {
-            let wr = crate::quant::dequantize(ty, &w[r * rb..][..rb]).unwrap_or_default();
-            let want: f64 = wr.iter().zip(&x).map(|(a, b)| *a as f64 * *b as f64).sum();
-            let scale: f64 = wr.iter().zip(&x).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
-            // a failed decode (empty `wr`) or a NaN result counts as the worst error
-            let e =
-                if wr.len() == cols { (got as f64 - want).abs() / scale.max(f64::MIN_POSITIVE) } else { f64::INFINITY };
-            err = err.max(if e.is_nan() { f64::INFINITY } else { e });
+        // rows of 1 and 41 blocks of 32, of 1, 2 and 3 super-blocks: odd block counts run
+        // the kernels' unpaired tails
+        for cols in [32usize, 256, 512, 768, 1312] {
+            let Some(rb) = ty.bytes_for(cols as u64).map(|b| b as usize) else { continue };
+            let x: Vec<f32> = (0..cols).map(|_| lcg(&mut seed) as f32 / u32::MAX as f32 * 2.0 - 1.0).collect();
+            // random bytes are valid blocks, except scales that decode to inf/NaN: keep the
+            // f16/bf16 exponents small
+            let mut w: Vec<u8> = (0..rb * 3).map(|_| lcg(&mut seed) as u8).collect();
+            let fix = |b: &mut u8| *b &= 0x3B;
+            match ty {
+                GgmlType::F32 => w.chunks_mut(4).for_each(|c| fix(&mut c[3])),
+                GgmlType::F16 | GgmlType::BF16 => w.chunks_mut(2).for_each(|c| fix(&mut c[1])),
+                GgmlType::Q6K => w.chunks_mut(210).for_each(|c| fix(&mut c[209])),
+                GgmlType::Q3K => w.chunks_mut(110).for_each(|c| fix(&mut c[109])),
+                GgmlType::Q2K => w.chunks_mut(84).for_each(|c| {
+                    fix(&mut c[81]);
+                    fix(&mut c[83]);
+                }),
+                _ => w.chunks_mut(ty.type_size() as usize).for_each(|c| {
+                    fix(&mut c[1]);
+                    fix(&mut c[3]);
+                }),
+            }
+            let mut out = [0f32; 3];
+            rows_dot(simd, ty, &w, rb, &x, &mut out);
+            for (r, &got) in out.iter().enumerate() {
+                let wr = crate::quant::dequantize(ty, &w[r * rb..][..rb]).unwrap_or_default();
+                let want: f64 = wr.iter().zip(&x).map(|(a, b)| *a as f64 * *b as f64).sum();
+                let scale: f64 = wr.iter().zip(&x).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
+                // a failed decode (empty `wr`) or a NaN result counts as the worst error
+                let e = if wr.len() == cols {
+                    (got as f64 - want).abs() / scale.max(f64::MIN_POSITIVE)
+                } else {
+                    f64::INFINITY
+                };
+                err = err.max(if e.is_nan() { f64::INFINITY } else { e });
+            }
         }
         worst.push((ty, err));
     }

@@ -135,3 +135,34 @@ pub fn u16x8(a: u16, b: u16, c: u16, d: u16, e: u16, f: u16, g: u16, h: u16) -> 
 pub fn i16x8_ne(a: v128, b: v128) -> v128 {
     vreinterpretq_u8_u16(vmvnq_u16(vceqq_u16(u16(a), u16(b))))
 }
+#[inline]
+#[target_feature(enable = "neon")]
+pub fn i16x8_add(a: v128, b: v128) -> v128 {
+    vreinterpretq_u8_s16(vaddq_s16(s16(a), s16(b)))
+}
+#[inline]
+#[target_feature(enable = "neon")]
+pub fn u8x16_splat(x: u8) -> v128 {
+    vdupq_n_u8(x)
+}
+#[inline]
+#[target_feature(enable = "neon")]
+pub fn u8x16_shr(v: v128, n: u32) -> v128 {
+    vshlq_u8(v, vdupq_n_s8(-((n & 7) as i8)))
+}
+/// Lanes of `a` picked by the byte indices of `s` (0 where out of range, as simd128).
+#[inline]
+#[target_feature(enable = "neon")]
+pub fn i8x16_swizzle(a: v128, s: v128) -> v128 {
+    vqtbl1q_u8(a, s)
+}
+#[inline]
+#[target_feature(enable = "neon")]
+pub fn i16x8_extend_low_i8x16(v: v128) -> v128 {
+    vreinterpretq_u8_s16(vmovl_s8(vget_low_s8(vreinterpretq_s8_u8(v))))
+}
+#[inline]
+#[target_feature(enable = "neon")]
+pub fn i16x8_extend_high_i8x16(v: v128) -> v128 {
+    vreinterpretq_u8_s16(vmovl_high_s8(vreinterpretq_s8_u8(v)))
+}

@@ -330,15 +330,32 @@ fn loader_src(fmt: GpuFormat, s: usize, sc_v4: &str) -> String {
         "fn wq_{s}(i: u32) -> vec4<u32> {{ return w{s}[i]; }}\n\
          fn ws_{s}(i: u32) -> u32 {{ return w{s}[{sc_v4} + (i >> 2u)][i & 3u]; }}\n"
     );
-    let kquant = fmt.block == 256;
-    for f in QUANT.split("\nfn ").skip(1) {
-        let name = f.split('(').next().unwrap_or("");
-        let wanted = name == format!("{}_S", fmt.load_fn)
-            || matches!(name, "half_at_S" | "scale_f16_S")
-            || (kquant && matches!(name, "kbyte_S" | "scale_min_k4_S" | "k_scale_min_S"));
-        if wanted {
+    // the template's functions, and the ones the format's decoder calls (transitively)
+    let fns: Vec<(&str, &str)> = QUANT
+        .split("\nfn ")
+        .skip(1)
+        .map(|f| {
             // drop the trailing comment lines that belong to the next function
-            let body = &f[..f.rfind("\n}").map_or(f.len(), |i| i + 2)];
+            (f.split('(').next().unwrap_or(""), &f[..f.rfind("\n}").map_or(f.len(), |i| i + 2)])
+        })
+        .collect();
+    let calls = |body: &str, name: &str| {
+        body.match_indices(&format!("{name}("))
+            .any(|(i, _)| !body[..i].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_'))
+    };
+    let mut wanted = vec![format!("{}_S", fmt.load_fn)];
+    let mut i = 0;
+    while i < wanted.len() {
+        let body = fns.iter().find(|(n, _)| *n == wanted[i]).map_or("", |(_, b)| *b);
+        for (n, _) in &fns {
+            if !wanted.iter().any(|w| w == n) && calls(body, n) {
+                wanted.push(n.to_string());
+            }
+        }
+        i += 1;
+    }
+    for (name, body) in &fns {
+        if wanted.iter().any(|w| w == name) {
             out.push_str("fn ");
             out.push_str(&body.replace("_S(", &format!("_{s}(")));
             out.push('\n');
