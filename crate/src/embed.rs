@@ -55,7 +55,7 @@ impl Pooling {
 
     /// Pools `hidden` (`[n, dim]` row-major, `n ≥ 1`) into one vector of `dim`.
     pub fn pool(self, hidden: &[f32], dim: usize) -> Result<Vec<f32>> {
-        let n = if dim == 0 { 0 } else { hidden.len() / dim };
+        let n = hidden.len().checked_div(dim).unwrap_or(0);
         if n == 0 || n * dim != hidden.len() {
             return Err(Error::empty_input());
         }
