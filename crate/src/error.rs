@@ -45,6 +45,18 @@ pub enum Error {
     #[error("unsupported model: {0}")]
     UnsupportedModel(String),
 
+    /// A split GGUF (`-0000K-of-0000N.gguf`) without one of its parts.
+    #[error("split model: part {no} of {count} is missing")]
+    MissingSplitPart { no: u64, count: u64 },
+
+    /// The same part of a split GGUF given twice.
+    #[error("split model: part {no} of {count} is given twice")]
+    DuplicateSplitPart { no: u64, count: u64 },
+
+    /// Parts of a split GGUF that do not belong together (different counts, tensors, files).
+    #[error("split model: the parts do not match: {0}")]
+    SplitMismatch(String),
+
     #[error("tokenizer error: {0}")]
     Tokenizer(String),
 

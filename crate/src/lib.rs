@@ -9,6 +9,7 @@ pub mod backend;
 pub mod bench;
 pub mod chat;
 pub mod cpu;
+pub mod embed;
 pub mod error;
 pub mod gbnf;
 pub mod gguf;

@@ -42,6 +42,7 @@ fn code(e: &Error) -> &'static str {
             "invalid_model"
         }
         Error::UnsupportedType { .. } | Error::UnsupportedModel(_) => "unsupported_model",
+        Error::MissingSplitPart { .. } | Error::DuplicateSplitPart { .. } | Error::SplitMismatch(_) => "split_model",
         Error::Tokenizer(_) | Error::Template { .. } => "invalid_model",
         Error::TokenOutOfVocab { .. } | Error::InvalidArgument(_) => "invalid_argument",
         Error::ContextOverflow { .. } => "context_overflow",
@@ -255,6 +256,22 @@ impl JsContext {
 }
 
 #[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+struct JsEmbedOptions {
+    /// Default: the model's (`Info::pooling`).
+    pooling: Option<crate::embed::Pooling>,
+    normalize: bool,
+}
+
+/// One input of `embed`: a text (tokenized with BOS where the model wants one) or token ids.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum EmbedInput {
+    Text(String),
+    Tokens(Vec<u32>),
+}
+
+#[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
 struct JsGenerateOptions {
     max_tokens: Option<usize>,
@@ -320,6 +337,10 @@ struct Info {
     context_length: usize,
     train_context_length: usize,
     vocab_size: usize,
+    /// Width of an embedding (the hidden size).
+    embedding_length: usize,
+    /// How `embed` pools by default (the GGUF's `pooling_type`, else mean).
+    pooling: crate::embed::Pooling,
     adapter: String,
     features: Features,
     /// Whether the f16 path runs (the adapter has shader-f16 and precision allows it).
@@ -364,6 +385,7 @@ struct Inner {
     session: Session,
     gen: Option<Generator>,
     info: JsValue,
+    pooling: crate::embed::Pooling,
 }
 
 impl Inner {
@@ -431,6 +453,7 @@ pub fn load_engine(size: f64, read: Function, options: JsValue, progress: Functi
             crate::cpu::check_fits(&file, &cpu, crate::cpu::WASM32_MEMORY).map_err(to_js)?;
         }
         let tok = Tokenizer::from_gguf(&file).map_err(to_js)?;
+        let pooling = crate::embed::Pooling::of_gguf(&file).map_err(to_js)?;
         let model = Model::load(&src, &file, &choice, &opts, &cpu, |p| {
             let phase = match p.phase {
                 Phase::Upload => "upload",
@@ -466,6 +489,8 @@ pub fn load_engine(size: f64, read: Function, options: JsValue, progress: Functi
             context_length: model.context(),
             train_context_length: model.cfg().context_length,
             vocab_size: model.cfg().n_vocab,
+            embedding_length: model.cfg().n_embd,
+            pooling,
             adapter,
             features: Features { shader_f16, subgroups },
             f16,
@@ -490,7 +515,7 @@ pub fn load_engine(size: f64, read: Function, options: JsValue, progress: Functi
             threads,
         };
         let info = ser(&info)?;
-        let inner = Inner { model, tok, format, grammar: None, session: Session::new(), gen: None, info };
+        let inner = Inner { model, tok, format, grammar: None, session: Session::new(), gen: None, info, pooling };
         Ok(Engine { inner: Rc::new(RefCell::new(inner)) }.into())
     })
 }
@@ -804,6 +829,40 @@ impl Engine {
             mask_us_median: r.mask_us_median,
             mask_us_p99: r.mask_us_p99,
             mask_us_max: r.mask_us_max,
+        })
+    }
+
+    /// Embeddings of `inputs` (texts or token-id arrays), each run alone from position 0 (the
+    /// cached conversation is forgotten) → `{embeddings: number[][], tokens: number[]}`.
+    pub fn embed(&self, inputs: JsValue, options: JsValue) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let inputs: Vec<EmbedInput> = de(inputs)?;
+            let o: JsEmbedOptions = de(options)?;
+            let mut guard = inner.try_borrow_mut().map_err(|_| busy())?;
+            let i = &mut *guard;
+            i.forget();
+            let pooling = o.pooling.unwrap_or(i.pooling);
+            #[derive(Serialize)]
+            struct Out {
+                embeddings: Vec<Vec<f32>>,
+                tokens: Vec<usize>,
+            }
+            let mut out = Out { embeddings: Vec::new(), tokens: Vec::new() };
+            for input in inputs {
+                let ids = match input {
+                    EmbedInput::Tokens(ids) => ids,
+                    EmbedInput::Text(text) => {
+                        let mut ids: Vec<u32> = i.tok.bos_id().filter(|_| i.tok.add_bos()).into_iter().collect();
+                        ids.extend(i.tok.encode(&text).map_err(to_js)?);
+                        ids
+                    }
+                };
+                let v = crate::embed::embed(&mut i.model, &ids, pooling, o.normalize).await.map_err(to_js)?;
+                out.embeddings.push(v);
+                out.tokens.push(ids.len());
+            }
+            ser(&out)
         })
     }
 

@@ -5,6 +5,7 @@ use llama_webgpu::backend::{self, Backend, Choice, Model};
 use llama_webgpu::chat::{ChatFormat, ChatOptions, Message};
 use llama_webgpu::cpu::{CpuDot, CpuOptions};
 use llama_webgpu::error::echo;
+use llama_webgpu::gguf::split::{self, SplitLayout};
 use llama_webgpu::gguf::{FileSource, GgufFile, LlamaConfig, Value};
 use llama_webgpu::gpu::{GpuOptions, Precision};
 use llama_webgpu::grammar::{self, Grammar, GrammarCompiler};
@@ -61,6 +62,8 @@ enum Command {
     Generate(Box<GenerateArgs>),
     /// Token ids of a text, as a JSON array
     Tokenize(TokenizeArgs),
+    /// The embedding of a text: the final-norm hidden states, pooled
+    Embed(EmbedArgs),
     /// The model's shape, weight types, backend, adapter limits and memory
     Info(InfoArgs),
     /// Prefill and decode speed, bytes read per token, and the bandwidth roofline
@@ -224,6 +227,27 @@ struct TokenizeArgs {
 }
 
 #[derive(clap::Args)]
+struct EmbedArgs {
+    /// The text to embed (BOS added where the model wants one)
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
+    text: Option<String>,
+    /// The input as token ids, comma-separated, as they are
+    #[arg(long, value_name = "1,2,3")]
+    tokens: Option<TokenList>,
+    /// How positions become one vector [default: the GGUF's pooling_type, else mean]
+    #[arg(long, value_name = "mean|last|cls")]
+    pooling: Option<llama_webgpu::embed::Pooling>,
+    /// Scale the vector to unit length (else the pooled hidden state as it is)
+    #[arg(long)]
+    normalize: bool,
+    /// Print `{"embedding": [...], "tokens": N}` as the last line instead of one value a line
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+#[derive(clap::Args)]
 struct InfoArgs {
     #[command(flatten)]
     engine: EngineArgs,
@@ -319,6 +343,11 @@ fn open(path: &str) -> Result<(FileSource, GgufFile)> {
     Ok((src, file))
 }
 
+/// A model to run: one file, or any part of a split GGUF (the others found beside it by name).
+fn open_model(path: &str) -> Result<(SplitLayout<FileSource>, GgufFile)> {
+    split::open(&[std::path::PathBuf::from(path)]).map_err(|e| read_error(path, e))
+}
+
 /// An input file given by `flag` (a tokenizer.json, schema or grammar): a regular file (a
 /// FIFO would block; a model-sized file is a mistake), read whole.
 fn read_input(flag: &str, path: &str) -> Result<Vec<u8>> {
@@ -353,7 +382,7 @@ fn read_error(path: &str, e: Error) -> Error {
 
 fn load(args: &EngineArgs) -> Result<(Model, GgufFile, Choice)> {
     let path = &args.model;
-    let (src, file) = open(path)?;
+    let (src, file) = open_model(path)?;
     let probe = if args.backend == Backend::Auto { pollster::block_on(backend::probe_adapter()) } else { None };
     let choice = backend::choose(args.backend, probe.as_ref());
     let cpu = CpuOptions { threads: args.threads.unwrap_or(0), dot: args.cpu_dot, ..Default::default() };
@@ -473,6 +502,40 @@ fn cmd_generate(args: &GenerateArgs) -> Result<()> {
             "dispatches_per_token": model.stats().dispatches_per_token,
         });
         println!("{j}");
+    }
+    Ok(())
+}
+
+fn cmd_embed(args: &EmbedArgs) -> Result<()> {
+    use llama_webgpu::embed::{self, Pooling};
+    let (mut model, file, _) = load(&args.engine)?;
+    let tokens = match (&args.tokens, &args.text) {
+        (Some(t), None) => t.0.clone(),
+        (None, Some(text)) => {
+            let tok = Tokenizer::from_gguf(&file)?;
+            let mut ids = Vec::new();
+            if let (true, Some(bos)) = (add_bos(&file), tok.bos_id()) {
+                ids.push(bos);
+            }
+            ids.extend(tok.encode(text)?);
+            ids
+        }
+        _ => return Err(Error::InvalidArgument("give exactly one of --text or --tokens".into())),
+    };
+    let pooling = match args.pooling {
+        Some(p) => p,
+        None => Pooling::of_gguf(&file)?,
+    };
+    let v = pollster::block_on(embed::embed(&mut model, &tokens, pooling, args.normalize))?;
+    if args.json {
+        let j = serde_json::json!({ "embedding": v, "tokens": tokens.len() });
+        println!("{j}");
+    } else {
+        let mut out = String::with_capacity(v.len() * 12);
+        for x in &v {
+            out += &format!("{x}\n");
+        }
+        print!("{out}");
     }
     Ok(())
 }
@@ -691,6 +754,7 @@ fn main() {
         Command::Logits(a) => cmd_logits(a),
         Command::Generate(a) => cmd_generate(a),
         Command::Tokenize(a) => cmd_tokenize(a),
+        Command::Embed(a) => cmd_embed(a),
         Command::Info(a) => cmd_info(a),
         Command::Bench(a) => cmd_bench(a),
         Command::Quantize(a) => cmd_quantize(a),

@@ -20,7 +20,7 @@ pub mod shards;
 use crate::error::{Error, Result};
 use crate::gguf::{AsyncByteSource, GgmlType, GgufFile, LlamaConfig, TensorInfo};
 use crate::graph::Logits;
-use crate::graph::{self, Act, Exec, Phase, Progress};
+use crate::graph::{self, rmsnorm, Act, Exec, Phase, Progress};
 use crate::kv::KvType;
 use dot::Simd;
 use kv::KvCache;
@@ -372,12 +372,13 @@ impl CpuModel {
     }
 
     /// Runs `tokens` at positions `pos..`, appending to the KV cache. Returns the logits of
-    /// every position (`Logits::All`, `[n, vocab]` row-major) or of the last one only.
+    /// every position (`Logits::All`, `[n, vocab]` row-major) or of the last one only, or
+    /// every position's final-norm hidden state (`Logits::Hidden`, `[n, n_embd]`).
     pub fn forward(&mut self, tokens: &[u32], pos: usize, logits: Logits) -> Result<Vec<f32>> {
-        let (vocab, all) = (self.cfg.n_vocab, logits == Logits::All);
-        graph::check_pass(tokens, pos, vocab, self.context)?;
+        let (width, all) = (logits.width(&self.cfg), logits.every_position());
+        graph::check_pass(tokens, pos, self.cfg.n_vocab, self.context)?;
         let end = pos + tokens.len();
-        let mut out = Vec::with_capacity(if all { tokens.len() * vocab } else { vocab });
+        let mut out = Vec::with_capacity(if all { tokens.len() * width } else { width });
         let mut p = pos;
         let n_chunks = tokens.len().div_ceil(self.chunk);
         for (i, ids) in tokens.chunks(self.chunk).enumerate() {
@@ -385,7 +386,8 @@ impl CpuModel {
             let mut e = CpuExec::new(&self.cfg, self.simd, &self.pool, &mut self.caches, &self.inv_freq, ids, p);
             e.dot = self.dot;
             e.shards = self.shards.as_ref();
-            // logits: every position, the last chunk's last one, or none (earlier chunks)
+            e.hidden = logits == Logits::Hidden;
+            // outputs: every position, the last chunk's last one, or none (earlier chunks)
             e.logits_rows = if all {
                 Some(ids.len())
             } else if last {
@@ -398,21 +400,8 @@ impl CpuModel {
             out.extend(e.logits);
             p += ids.len();
         }
-        crate::numerics::check_logits(&out, if all { pos } else { end - 1 }, vocab)?;
+        crate::numerics::check_logits(&out, if all { pos } else { end - 1 }, width)?;
         Ok(out)
-    }
-}
-
-/// A small tensor (norms, rope factors) read whole and converted to f32.
-/// `out = x / rms(x) · g` per row (the mean of squares in f64: it is cheap and exact).
-fn rmsnorm(x: &[f32], g: &[f32], eps: f32, out: &mut [f32]) {
-    let dim = g.len();
-    for (row, o) in x.chunks_exact(dim).zip(out.chunks_exact_mut(dim)) {
-        let ms = row.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>() / dim as f64;
-        let s = (1.0 / (ms + eps as f64).sqrt()) as f32;
-        for ((o, v), w) in o.iter_mut().zip(row).zip(g) {
-            *o = v * s * w;
-        }
     }
 }
 
@@ -453,6 +442,8 @@ pub struct CpuExec<'a> {
     up: Vec<f32>,
     /// Logits of the last `logits_rows` tokens (`None`: no output this pass).
     logits_rows: Option<usize>,
+    /// Output the final-norm hidden states instead of logits.
+    hidden: bool,
     logits: Vec<f32>,
     /// KV-cache bytes the attention read this pass.
     kv_read: u64,
@@ -493,6 +484,7 @@ impl<'a> CpuExec<'a> {
             h: vec![0.0; n * cfg.n_embd],
             up: vec![0.0; n * cfg.n_ff],
             logits_rows: None,
+            hidden: false,
             logits: Vec::new(),
             kv_read: 0,
         }
@@ -588,6 +580,10 @@ impl Exec for CpuExec<'_> {
         let x = &self.x[(n - rows) * e..];
         let mut h = vec![0f32; rows * e];
         rmsnorm(x, norm, self.cfg.rms_eps, &mut h);
+        if self.hidden {
+            self.logits = h;
+            return Ok(());
+        }
         self.logits = vec![0f32; rows * w.rows];
         let out = Out { w, dst: 0, stride: w.rows, off: 0 };
         self.ops().group(&h, rows, &mut [&mut self.logits], &[out], false)

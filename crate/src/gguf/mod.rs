@@ -11,6 +11,7 @@ mod tests;
 mod value;
 mod writer;
 
+pub mod split;
 pub use value::{Array, Strings, Value};
 pub use writer::GgufWriter;
 

@@ -105,6 +105,9 @@ pub struct LlamaModel {
     /// Weight types by tensor count, for `info`.
     pub tensor_types: Vec<(String, usize)>,
     w: Weights,
+    /// `output_norm.weight` on the host: the final norm of hidden states (embeddings) is
+    /// applied there, to the residual stream read back.
+    output_norm: Vec<f32>,
     caches: Vec<KvCache>,
     inv_freq_buf: wgpu::Buffer,
     acts: Acts,
@@ -157,6 +160,7 @@ impl LlamaModel {
             gpu.storage_from(&t.name, bytemuck::cast_slice(&v))
         };
         let w = tensors.load(weight, norm).await?;
+        let output_norm = graph::read_f32(src, tensors.weights.output_norm).await?;
         let tensor_types = types.into_iter().collect();
         let rope_freqs = match tensors.rope_freqs {
             Some(t) => Some(graph::read_f32(src, t).await?),
@@ -230,6 +234,7 @@ impl LlamaModel {
             gpu_bytes: weight_bytes + kv_bytes + act_bytes,
             tensor_types,
             w,
+            output_norm,
             caches,
             inv_freq_buf,
             acts,
@@ -308,12 +313,13 @@ impl LlamaModel {
     }
 
     /// Runs `tokens` at positions `pos..`, appending to the KV cache. Returns the logits of
-    /// every position (`Logits::All`, `[n, vocab]` row-major) or of the last one only.
+    /// every position (`Logits::All`, `[n, vocab]` row-major) or of the last one only, or
+    /// every position's final-norm hidden state (`Logits::Hidden`, `[n, n_embd]`).
     pub async fn forward(&mut self, tokens: &[u32], pos: usize, logits: Logits) -> Result<Vec<f32>> {
-        let (vocab, all) = (self.cfg.n_vocab, logits == Logits::All);
-        graph::check_pass(tokens, pos, vocab, self.context)?;
+        let (width, all) = (logits.width(&self.cfg), logits.every_position());
+        graph::check_pass(tokens, pos, self.cfg.n_vocab, self.context)?;
         let end = pos + tokens.len();
-        let mut out = Vec::with_capacity(if all { tokens.len() * vocab } else { vocab });
+        let mut out = Vec::with_capacity(if all { tokens.len() * width } else { width });
         let mut p = pos;
         let chunks: Vec<&[u32]> = tokens.chunks(self.chunk).collect();
         for (i, ch) in chunks.iter().enumerate() {
@@ -321,22 +327,27 @@ impl LlamaModel {
             let step = Step { n_tokens: ch.len() as u32, pos: p as u32, kv_len: (p + ch.len()) as u32, _pad: 0 };
             self.gpu.queue.write_buffer(&self.acts.ids, 0, bytemuck::cast_slice(ch));
             let mut plan: Vec<&Dispatch> = self.body.iter().collect();
-            if all {
-                plan.extend(&self.out_all);
-            } else if last {
-                plan.extend(&self.out_last);
+            match logits {
+                Logits::All => plan.extend(&self.out_all),
+                Logits::Last if last => plan.extend(&self.out_last),
+                Logits::Last | Logits::Hidden => {}
             }
             kernels::submit(&self.gpu, &self.acts.step, step, &plan);
-            if all {
-                out.extend(self.gpu.read_f32(&self.acts.logits_all, 0, ch.len() * vocab).await?);
-            } else if last {
-                out = self.gpu.read_f32(&self.acts.logits_last, 0, vocab).await?;
-            } else {
-                self.gpu.wait()?;
+            match logits {
+                Logits::All => out.extend(self.gpu.read_f32(&self.acts.logits_all, 0, ch.len() * width).await?),
+                Logits::Last if last => out = self.gpu.read_f32(&self.acts.logits_last, 0, width).await?,
+                Logits::Last => self.gpu.wait()?,
+                Logits::Hidden => {
+                    // the residual stream after the last layer, normed here (a few KB per token)
+                    let x = self.gpu.read_f32(&self.acts.x, 0, ch.len() * width).await?;
+                    let mut h = vec![0f32; x.len()];
+                    graph::rmsnorm(&x, &self.output_norm, self.cfg.rms_eps, &mut h);
+                    out.extend(h);
+                }
             }
             p += ch.len();
         }
-        crate::numerics::check_logits(&out, if all { pos } else { end - 1 }, vocab)?;
+        crate::numerics::check_logits(&out, if all { pos } else { end - 1 }, width)?;
         Ok(out)
     }
 

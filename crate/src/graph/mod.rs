@@ -14,7 +14,8 @@
 //!   ffn     = silu(Wgate h) ⊙ (Wup h),  h = rmsnorm(x) · ffn_norm   (one fused launch)
 //!   x      += Wdown · ffn
 //! ```
-//! then `logits = Wout · rmsnorm(x) · output_norm` (Wout = token_embd when tied).
+//! then `logits = Wout · rmsnorm(x) · output_norm` (Wout = token_embd when tied), or for
+//! embeddings the final-norm hidden states `rmsnorm(x) · output_norm` themselves.
 
 use crate::error::{Error, Result};
 
@@ -37,13 +38,44 @@ pub struct Progress {
     pub total: u64,
 }
 
-/// Which logits a forward pass returns.
+/// What a forward pass returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Logits {
-    /// Every position's, `[n_tokens, vocab]` row-major (scoring, speculative verification).
+    /// Every position's logits, `[n_tokens, vocab]` row-major (scoring, speculative verification).
     All,
-    /// The last position's only (generation).
+    /// The last position's logits only (generation).
     Last,
+    /// Every position's final-norm hidden state `rmsnorm(x) · output_norm`, `[n_tokens,
+    /// n_embd]` row-major, instead of logits (embeddings: what HF calls `last_hidden_state`).
+    Hidden,
+}
+
+impl Logits {
+    /// Floats per position of the output.
+    pub fn width(self, cfg: &crate::gguf::LlamaConfig) -> usize {
+        match self {
+            Logits::Hidden => cfg.n_embd,
+            Logits::All | Logits::Last => cfg.n_vocab,
+        }
+    }
+
+    /// Whether every position of the pass has an output row (else only the last).
+    pub fn every_position(self) -> bool {
+        self != Logits::Last
+    }
+}
+
+/// `out = x / rms(x) · g` per row of `g.len()` (the mean of squares in f64: it is cheap and
+/// exact). The CPU's norm everywhere, and the final norm of hidden states on both backends.
+pub fn rmsnorm(x: &[f32], g: &[f32], eps: f32, out: &mut [f32]) {
+    let dim = g.len();
+    for (row, o) in x.chunks_exact(dim).zip(out.chunks_exact_mut(dim)) {
+        let ms = row.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>() / dim as f64;
+        let s = (1.0 / (ms + eps as f64).sqrt()) as f32;
+        for ((o, v), w) in o.iter_mut().zip(row).zip(g) {
+            *o = v * s * w;
+        }
+    }
 }
 
 /// Activations of one pass, `[n_tokens, width]` row-major f32.
