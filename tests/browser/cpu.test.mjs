@@ -1,15 +1,16 @@
 // The CPU backend in the browser (wasm simd128): every fixture type's logits against
-// transformers within 1e-5 of the reference std (prefill, and token by token through the KV
+// transformers within 1e-5 of the reference std under f32 KV (prefill, and token by token through the KV
 // cache, which runs the simd128 block-dot kernels), greedy tokens through the KV cache
 // equal to transformers' generate, info reporting the backend, and `auto` on this headless chromium's SwiftShader
 // (a fallback adapter) picking the CPU. Threads (row shards in workers over a SharedArrayBuffer)
 // on a second, cross-origin isolated origin: logits bit-identical to 1 thread, a trapping shard a
-// typed error, dispose() ending the shard workers; without isolation 1 thread, and why.
+// typed error, dispose() ending the shard workers; without isolation 1 thread, and why. Long
+// context (with SMOLLM2_GGUF): a 4096-token prompt, and SmolLM2's full 8192 tokens with q8_0 KV.
 //   node --test tests/browser/cpu.test.mjs
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { launch, readNpy, std } from "./harness.mjs";
 import { startServer } from "./server.mjs";
@@ -48,7 +49,7 @@ test("CPU backend in wasm: logits of every fixture type match transformers withi
       const lib = await import("/tests/.cache/pkg-test/index.js");
       const out = {};
       for (const t of types) {
-        const m = await lib.loadModel(`/tests/fixtures/tiny-${t}.gguf`, { backend: "cpu", cache: false, contextLength: 64 });
+        const m = await lib.loadModel(`/tests/fixtures/tiny-${t}.gguf`, { backend: "cpu", cache: false, contextLength: 64, kvType: "f32" });
         const prefill = Array.from(await m.logits(tokens));
         const stepwise = Array.from(await m.logits(tokens, { stepwise: true }));
         out[t] = { info: { backend: m.info.backend, reason: m.info.backendReason, adapter: m.info.adapter, threads: m.info.threads }, prefill, stepwise };
@@ -119,7 +120,7 @@ test("CPU backend in wasm: greedy tokens through the KV cache equal transformers
     const lib = await import("/tests/.cache/pkg-test/index.js");
     const out = {};
     for (const t of ["f32", "q8_0", "q4_1"]) {
-      const m = await lib.loadModel(`/tests/fixtures/tiny-${t}.gguf`, { backend: "cpu", cache: false, contextLength: 64 });
+      const m = await lib.loadModel(`/tests/fixtures/tiny-${t}.gguf`, { backend: "cpu", cache: false, contextLength: 64, kvType: "f32" });
       const toks = [];
       for await (const c of m.generate(prompt, { maxTokens: n, temperature: 0 })) if (c.token != null) toks.push(c.token);
       out[t] = toks;
@@ -362,4 +363,61 @@ test("CPU backend: abort stops within one token and dispose() ends a generation 
     assert.ok(o.again > 0);
   }
   assert.equal(r["worker, 2 thread(s)"].threads, 2, "threads: 2 in the isolated worker ran a shard worker");
+});
+
+const SMOLLM2 = process.env.SMOLLM2_GGUF;
+test("long context in wasm: SmolLM2 with kvType q8_0 and contextLength \"max\" gets its 8192 tokens; a 4096-token prompt generates, and a prompt past 4096 reuses it and generates", {
+  skip: !SMOLLM2 || !existsSync(SMOLLM2) ? "SMOLLM2_GGUF not set (scripts/setup.sh sets it)" : false,
+  timeout: 1_200_000,
+}, async () => {
+  const models = await startServer({ root: dirname(SMOLLM2) });
+  try {
+    // one load, one 4096-token prefill; the longer prompt extends it, so only its new tokens run
+    const r = await page.evaluate(async ({ url }) => {
+      const lib = await import("/tests/.cache/pkg-test/index.js");
+      const m = await lib.loadModel(url, { backend: "cpu", cache: false, kvType: "q8_0", contextLength: "max" });
+      const i = m.info;
+      const info = { backend: i.backend, contextLength: i.contextLength, trainContextLength: i.trainContextLength, kvType: i.kvType, kvBytes: i.kvBytes, layers: i.layers };
+      const text = Array.from({ length: 400 }, (_, k) => `Line ${k}: the quick brown fox jumps over the lazy dog.`).join("\n");
+      const ids = await m.tokenize(text);
+      const run = async (prompt) => {
+        const toks = [];
+        try {
+          for await (const c of m.generate(prompt, { maxTokens: 4, temperature: 0 })) if (c.token != null) toks.push(c.token);
+        } catch (e) {
+          return { error: `${e.name}: ${e.message}` };
+        }
+        const s = m.lastStats;
+        return { toks, stats: { promptTokens: s.promptTokens, cachedTokens: s.cachedTokens, prefilledTokens: s.prefilledTokens, generatedTokens: s.generatedTokens, stopReason: s.stopReason } };
+      };
+      const prompt = ids.slice(0, 4096);
+      const first = await run(prompt);
+      const longer = first.toks ? [...prompt, ...first.toks, ...ids.slice(4096, 4160)] : [];
+      const second = first.toks ? await run(longer) : null;
+      await m.dispose();
+      return { info, available: ids.length, first, second, longer: longer.length };
+    }, { url: `${models.origin}/${basename(SMOLLM2)}` });
+    assert.equal(r.info.backend, "cpu");
+    assert.equal(r.info.trainContextLength, 8192, JSON.stringify(r.info));
+    assert.equal(r.info.contextLength, 8192, `"max" gives the model's own context: ${JSON.stringify(r.info)}`);
+    assert.equal(r.info.kvType, "q8_0");
+    // layers × 8192 positions × K and V × 3 KV heads × one 64-value Q8_0 row (2 blocks of 34 bytes)
+    assert.equal(r.info.kvBytes, r.info.layers * 8192 * 2 * 3 * 68, JSON.stringify(r.info));
+    assert.ok(r.available >= 4160, `the text gives ${r.available} tokens`);
+    assert.ok(!r.first.error, `4096-token prompt: ${r.first.error}`);
+    const f = r.first.stats;
+    assert.deepEqual([f.promptTokens, f.cachedTokens, f.prefilledTokens], [4096, 0, 4096], JSON.stringify(f));
+    assert.ok(r.first.toks.length > 0 && r.first.toks.length === r.first.stats.generatedTokens, JSON.stringify(r.first));
+    assert.ok(!r.second.error, `${r.longer}-token prompt: ${r.second.error}`);
+    const s = r.second.stats;
+    assert.equal(s.promptTokens, r.longer);
+    assert.ok(r.longer > 4096 + 64, `${r.longer} tokens`);
+    // the cache holds the first prompt and every generated token fed back (all but the last)
+    assert.ok(s.cachedTokens >= 4096 + r.first.toks.length - 1, JSON.stringify(s));
+    assert.equal(s.cachedTokens + s.prefilledTokens, s.promptTokens, JSON.stringify(s));
+    assert.ok(r.second.toks.length > 0 && r.second.toks.length === s.generatedTokens, JSON.stringify(r.second));
+    console.log(`SmolLM2 q8_0 KV, context ${r.info.contextLength} (${(r.info.kvBytes / 2 ** 20).toFixed(1)} MiB KV): 4096-token prompt → ${r.first.toks.length} tokens; ${s.promptTokens}-token prompt (${s.cachedTokens} cached) → ${r.second.toks.length} tokens`);
+  } finally {
+    await models.close();
+  }
 });
