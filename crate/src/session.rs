@@ -200,6 +200,9 @@ impl Session {
         if let Some(c) = constraint {
             g.constrain(c);
         }
+        if let Some(s) = spec.as_deref_mut() {
+            s.restart();
+        }
         while let Some(piece) = g.next_with(self, model, tok, spec.as_deref_mut()).await? {
             let token = piece.token.or(g.tokens.last().copied()).unwrap_or(0);
             if !on_text(token, &piece.text) {

@@ -99,6 +99,11 @@ impl Speculator {
         Speculator { drafter, max_tokens, k: max_tokens, skip: 0, backoff: 1 }
     }
 
+    /// Starts the adaptation over (a new generation: its text may suit the drafter better).
+    pub fn restart(&mut self) {
+        (self.k, self.skip, self.backoff) = (self.max_tokens, 0, 1);
+    }
+
     pub fn drafter(&self) -> &Drafter {
         &self.drafter
     }
