@@ -209,13 +209,17 @@ fn sampled_distribution_matches_the_plain_sampler() {
         }
     }
     for (which, name) in [(1, "draft model"), (2, "lookup")] {
-        // the drafts were there to accept or reject
-        assert!(stats[which].drafted > seeds as usize / 4, "{name}: {:?}", stats[which]);
-        assert!(
-            stats[which].accepted > 0 && stats[which].accepted < stats[which].drafted,
-            "{name}: {:?}",
-            stats[which]
-        );
+        // the drafts were there to accept or reject (lookup drafts only where the prompt's
+        // n-grams recur after a random token: rarely on this random model)
+        assert!(stats[which].drafted > 0, "{name}: {:?}", stats[which]);
+        if which == 1 {
+            assert!(stats[which].drafted > seeds as usize / 4, "{name}: {:?}", stats[which]);
+            assert!(
+                stats[which].accepted > 0 && stats[which].accepted < stats[which].drafted,
+                "{name}: {:?}",
+                stats[which]
+            );
+        }
         // the first verified position (token 1 is the same draw in both: the same seed's first
         // uniform); later positions end early at different EOS tokens, so their counts differ
         for pos in 0..1 {
