@@ -233,6 +233,22 @@ export class EngineHost {
     } finally {
       await src.close?.().catch(() => {});
     }
+    if (opts.draft != null) {
+      // the draft: loaded like the target (same backend unless draftBackend), then moved into it
+      const { draft, draftBackend, onProgress: _p, ...rest } = opts;
+      let d;
+      try {
+        d = await EngineHost.load(draft, { ...rest, backend: draftBackend ?? (engine.info().backend === "cpu" ? "cpu" : rest.backend), threads: 1 });
+        const de = d.engine;
+        d.engine = null;
+        sync(() => engine.attachDraft(de));
+      } catch (e) {
+        engine.free();
+        throw toTyped(fromPlain(e));
+      } finally {
+        d?.dispose();
+      }
+    }
     emit({ phase: "ready", loaded: 1, total: 1 });
     const engineInfo = sync(() => engine.info());
     const info = {

@@ -59,6 +59,12 @@ export interface LoadOptions {
    * `x-linked-etag` or `ETag` (Hugging Face's `resolve` links do) is verified the same way.
    */
   sha256?: string;
+  /**
+   * A draft model for speculative decoding (`speculative: "draft"`): a smaller GGUF with the
+   * same vocabulary (Llama 3.2 1B for Llama 3.1 8B). A loaded Model is loaded again from its
+   * source next to this one. Another vocabulary rejects with an InvalidModelError.
+   */
+  draft?: ModelSource | Model;
   /** How long (ms) a worker may take to answer an abort or dispose() before it is terminated (then: AbortError / EngineCrashedError, and loadModel again). Default 1500. */
   stopTimeoutMs?: number;
 }
@@ -124,6 +130,12 @@ export interface GenerateOptions {
   grammar?: string | { lark: string } | { gbnf: string } | { regex: string };
   /** Report each token's log-probability and this many top alternatives (0–20). */
   logprobs?: number;
+  /**
+   * Speculative decoding: "lookup" drafts from n-grams of the prompt and output, "draft" from
+   * the draft model given to loadModel; the model verifies the drafts in one pass. Greedy
+   * output is the same token for token; sampled output has the same distribution. Default false.
+   */
+  speculative?: "lookup" | "draft" | false;
   signal?: AbortSignal;
 }
 
@@ -153,6 +165,8 @@ export interface GenerationStats {
   decodeTokensPerSecond: number;
   stopReason: "eos" | "stop" | "length" | "context" | "cancelled";
   tokens: number[];
+  /** With `speculative`: drafts verified, accepted, and the model's forward passes while decoding. */
+  speculative?: { drafted: number; accepted: number; targetForwards: number; acceptance: number };
 }
 
 export interface ToolCall {
@@ -206,6 +220,8 @@ export interface ChatCompletionRequest {
   tool_choice?: ToolChoice;
   logprobs?: boolean;
   top_logprobs?: number;
+  /** See GenerateOptions.speculative. */
+  speculative?: "lookup" | "draft" | false;
   signal?: AbortSignal;
 }
 

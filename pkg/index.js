@@ -244,12 +244,17 @@ export async function loadModel(source, options = {}) {
     );
   }
   const { onProgress, useWorker = true, ...rest } = options;
+  // a loaded Model drafts from its source, loaded again in this model's engine
+  if (rest.draft instanceof Model) rest.draft = rest.draft.source;
+  if (rest.draft != null) rest.draft = checkSource(rest.draft);
   // a page without WebGPU: the worker is told, it may still see navigator.gpu of its own
   if (!globalThis.navigator?.gpu) rest.noWebGPU = true;
   const useW = useWorker && typeof Worker !== "undefined";
   const emit = monotonic(onProgress);
   const backend = await (useW ? WorkerBackend : LocalBackend).load(src, rest, emit);
-  return new Model(backend, options);
+  const model = new Model(backend, options);
+  model.source = src;
+  return model;
 }
 
 /** Drops progress events that would go backwards within a phase, or repeat its last count. */
@@ -424,6 +429,7 @@ export class Model {
       contextPolicy: body.context_policy ?? this.options.contextPolicy,
       ...responseFormat(body.response_format),
     };
+    if (body.speculative != null) opts.speculative = body.speculative;
     if (body.logprobs) opts.logprobs = body.top_logprobs ?? 0;
     const tools = toolPlan(body, !!this.info.templateTools);
     if (tools.grammar) {

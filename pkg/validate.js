@@ -11,13 +11,13 @@ const CHAT_FIELDS = new Set([
   "messages", "stream", "max_tokens", "max_completion_tokens", "temperature", "top_p", "seed", "stop",
   "repetition_penalty", "context_policy", "response_format", "tools", "tool_choice", "logprobs",
   "top_logprobs", "signal", "n", "model", "user", "metadata", "store", "stream_options",
-  "parallel_tool_calls", "presence_penalty", "frequency_penalty", "logit_bias",
+  "parallel_tool_calls", "presence_penalty", "frequency_penalty", "logit_bias", "speculative",
 ]);
 
 /** Accepted generate() options. */
 const GENERATE_OPTIONS = new Set([
   "maxTokens", "temperature", "topK", "topP", "minP", "repetitionPenalty", "seed", "stop", "contextPolicy",
-  "jsonSchema", "jsonObject", "grammar", "logprobs", "signal",
+  "jsonSchema", "jsonObject", "grammar", "logprobs", "signal", "speculative",
 ]);
 
 function fail(message) {
@@ -81,6 +81,10 @@ function stop(name, v) {
 
 function contextPolicy(name, v) {
   if (present(v) && v !== "error" && v !== "sliding") fail(`${name} must be "error" or "sliding", got ${show(v)}`);
+}
+
+function speculative(name, v) {
+  if (present(v) && v !== false && v !== "lookup" && v !== "draft") fail(`${name} must be "lookup", "draft" or false, got ${show(v)}`);
 }
 
 function isObject(v) {
@@ -198,6 +202,7 @@ export function validateChatRequest(body) {
   if (present(body.logit_bias) && !(isObject(body.logit_bias) && Object.keys(body.logit_bias).length === 0)) fail("logit_bias is not supported");
   if (present(body.model) && typeof body.model !== "string") fail(`model must be a string, got ${show(body.model)}`);
   boolean("parallel_tool_calls", body.parallel_tool_calls);
+  speculative("speculative", body.speculative);
   if (present(body.response_format) && !isObject(body.response_format)) fail(`response_format must be an object, got ${show(body.response_format)}`);
   tools(body.tools, body.tool_choice);
 }
@@ -219,6 +224,7 @@ export function validateGenerateOptions(o) {
   if (present(o.jsonSchema) && typeof o.jsonSchema !== "boolean" && !isObject(o.jsonSchema)) fail(`jsonSchema must be a JSON schema (an object or a boolean), got ${show(o.jsonSchema)}`);
   if (present(o.grammar) && typeof o.grammar !== "string" && !isObject(o.grammar)) fail(`grammar must be a Lark string or {lark|gbnf|regex: string}, got ${show(o.grammar)}`);
   integer("logprobs", o.logprobs, 0, 20);
+  speculative("speculative", o.speculative);
 }
 
 /** A token-id prompt: an array (or typed array) of non-negative integers. */

@@ -22,7 +22,7 @@ const el = {
   composer: $("composer"), input: $("prompt-input"), send: $("send"), stop: $("stop"),
   regenerate: $("regenerate"), newChat: $("new-chat"), stats: $("stats"),
   system: $("system-prompt"), temperature: $("temperature"), temperatureValue: $("temperature-value"),
-  topP: $("top-p"), topPValue: $("top-p-value"), maxTokens: $("max-tokens"),
+  topP: $("top-p"), topPValue: $("top-p-value"), maxTokens: $("max-tokens"), speculative: $("speculative"),
   jsonMode: $("json-mode"), jsonBox: $("json-box"), jsonSchema: $("json-schema"), tools: $("tools"),
   toolRequired: $("tool-required"),
   cacheList: $("cache-list"), storageUsed: $("storage-used"), refreshCache: $("refresh-cache"),
@@ -283,6 +283,8 @@ function settings() {
     temperature: num(el.temperature, 0.7),
     topP: num(el.topP, 0.95),
     maxTokens: Math.max(1, Math.round(num(el.maxTokens, 512))),
+    // drafts from n-grams of the conversation, verified in one pass: same text, fewer passes
+    speculative: el.speculative.checked ? "lookup" : false,
   };
 }
 
@@ -395,7 +397,7 @@ async function send() {
 /** Generate the assistant's answer to the conversation so far, streaming it into a new message. */
 async function reply() {
   const model = state.model;
-  const { temperature, topP, maxTokens } = settings();
+  const { temperature, topP, maxTokens, speculative } = settings();
   const chat = !!model.info.chatTemplate;
   // Base models have no chat format: the conversation is one running text they continue.
   const messages = [
@@ -428,7 +430,7 @@ async function reply() {
   try {
     const { json, tools } = structured();
     if (chat) {
-      const body = { messages, stream: true, max_tokens: maxTokens, temperature, top_p: topP };
+      const body = { messages, stream: true, max_tokens: maxTokens, temperature, top_p: topP, speculative };
       if (json) body.response_format = json.schema ? { type: "json_schema", json_schema: { name: "demo", schema: json.schema } } : { type: "json_object" };
       if (tools) Object.assign(body, { tools, tool_choice: el.toolRequired.checked ? "required" : "auto" });
       const stream = await model.chat.completions.create(body, { signal: ctrl.signal });
@@ -440,7 +442,7 @@ async function reply() {
         if (chunk.usage) usage = chunk.usage;
       }
     } else {
-      const opts = { maxTokens, temperature, topP, contextPolicy: "sliding", signal: ctrl.signal };
+      const opts = { maxTokens, temperature, topP, contextPolicy: "sliding", speculative, signal: ctrl.signal };
       if (json) Object.assign(opts, json.schema ? { jsonSchema: json.schema } : { jsonObject: true });
       for await (const c of model.generate(prompt, opts)) onText(c.text);
     }
@@ -508,6 +510,8 @@ function formatStats(lastStats, usage, { stopped, finish, pieces, seconds }) {
     : s.stopReason === "context" ? "context full"
     : (s.stopReason ?? finish) === "length" ? "max tokens reached" : "done";
   const parts = [`prefill ${formatRate(prefill)} tok/s`, `decode ${formatRate(decode)} tok/s`];
+  const sp = s.speculative;
+  if (sp) parts.push(`${sp.drafted ? Math.round(100 * sp.acceptance) : 0}% of ${sp.drafted} drafts accepted`);
   if (promptTokens != null) parts.push(`${promptTokens} prompt tokens${cached ? ` (${cached} cached)` : ""}`);
   parts.push(`${generated} generated`, reason);
   return parts.join(" · ");

@@ -5,6 +5,9 @@
 use crate::backend::{Forward, Model};
 use crate::error::{Error, Result};
 use crate::graph::Logits;
+use crate::session::{GenerateOptions, Session};
+use crate::speculative::{SpecStats, Speculator};
+use crate::tokenizer::Tokenizer;
 use web_time::Instant;
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -160,5 +163,47 @@ pub async fn run(model: &mut Model, n_prompt: usize, n_gen: usize, depth: Option
         gpu_memory_bytes,
         copy_bytes_per_s: copy,
         copy_roofline_tokens_per_s: copy / 2.0 / bytes.max(1) as f64,
+    })
+}
+
+/// Plain and speculative greedy decoding of the same pseudo-random prompt, side by side.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SpecBench {
+    /// Tokens each run generated (the same tokens: checked).
+    pub tokens: usize,
+    pub plain_tokens_per_s: f64,
+    pub speculative_tokens_per_s: f64,
+    #[serde(flatten)]
+    pub stats: SpecStats,
+    pub acceptance: f64,
+}
+
+/// `n_gen` greedy tokens after the bench's prompt, plain then with `spec`; an error if the
+/// two outputs differ (greedy speculation must not change a token).
+pub async fn speculative(
+    model: &mut Model,
+    tok: &Tokenizer,
+    spec: Option<&mut Speculator>,
+    n_prompt: usize,
+    n_gen: usize,
+) -> Result<SpecBench> {
+    let vocab = model.cfg().n_vocab as u64;
+    let prompt: Vec<u32> = (0..n_prompt as u64).map(|i| ((i * 2654435761 + 12345) % vocab) as u32).collect();
+    let opts = GenerateOptions { max_tokens: n_gen, ..Default::default() };
+    let plain = Session::new().generate(model, tok, &prompt, &opts, |_, _| true).await?;
+    let fast = Session::new().generate_speculative(model, tok, &prompt, &opts, None, spec, |_, _| true).await?;
+    if fast.tokens != plain.tokens {
+        return Err(Error::InvalidArgument(format!(
+            "speculative greedy output differs from plain: {:?} vs {:?}",
+            fast.tokens, plain.tokens
+        )));
+    }
+    let stats = fast.speculative.unwrap_or_default();
+    Ok(SpecBench {
+        tokens: plain.tokens.len(),
+        plain_tokens_per_s: plain.decode_tokens_per_s,
+        speculative_tokens_per_s: fast.decode_tokens_per_s,
+        acceptance: stats.acceptance(),
+        stats,
     })
 }

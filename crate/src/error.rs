@@ -88,6 +88,10 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    /// A speculative-decoding draft model whose vocabulary is not the target's.
+    #[error("the draft model's vocabulary does not match the target's: {0}")]
+    DraftVocabMismatch(String),
+
     /// A worker holding part of the model (a CPU row shard) failed or stopped answering.
     #[error("a CPU backend worker failed: {0}; load the model again")]
     Worker(String),

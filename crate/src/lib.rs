@@ -26,6 +26,7 @@ pub mod quant;
 pub mod quantize;
 pub mod sampler;
 pub mod session;
+pub mod speculative;
 pub mod synth;
 pub mod tokenizer;
 #[cfg(target_arch = "wasm32")]

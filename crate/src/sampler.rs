@@ -121,6 +121,48 @@ impl Sampler {
     /// Picks the next token from one row of logits; `history` = tokens so far (prompt + generated).
     /// NaN logits never get picked; an empty or all-NaN/-inf row → `Error::InvalidArgument`.
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> Result<u32> {
+        if let Some(argmax) = self.prepare(logits, history)? {
+            return Ok(argmax);
+        }
+        // Draw from the renormalized survivors by inverse CDF.
+        let c = &self.cands;
+        let total: f64 = c.iter().map(|x| x.1 as f64).sum();
+        let u = self.rng.next_f64() * total;
+        let mut cum = 0f64;
+        for &(id, p) in c.iter() {
+            cum += p as f64;
+            if u < cum {
+                return Ok(id);
+            }
+        }
+        // Rounding can leave u == total; the last survivor with nonzero mass is then correct.
+        Ok(c.iter().rev().find(|x| x.1 > 0.0).unwrap_or(&c[0]).0)
+    }
+
+    /// The distribution [`sample`](Self::sample) draws from, as `(id, probability)` pairs
+    /// summing to 1 (one pair at 1.0 when greedy): what speculative decoding compares drafts
+    /// against.
+    pub fn probs(&mut self, logits: &[f32], history: &[u32]) -> Result<Vec<(u32, f64)>> {
+        if let Some(argmax) = self.prepare(logits, history)? {
+            return Ok(vec![(argmax, 1.0)]);
+        }
+        let total: f64 = self.cands.iter().map(|x| x.1 as f64).sum();
+        Ok(self.cands.iter().filter(|x| x.1 > 0.0).map(|&(id, p)| (id, p as f64 / total)).collect())
+    }
+
+    /// Uniform in [0, 1) from the sampler's seeded stream.
+    pub fn uniform(&mut self) -> f64 {
+        self.rng.next_f64()
+    }
+
+    /// Whether this configuration always takes the argmax.
+    pub fn is_greedy(&self) -> bool {
+        self.cfg.temperature <= 0.0 || self.cfg.top_k == 1
+    }
+
+    /// Penalty, truncation and softmax: `Some(argmax)` when greedy, else the surviving
+    /// candidates with unnormalized probabilities in `self.cands`.
+    fn prepare(&mut self, logits: &[f32], history: &[u32]) -> Result<Option<u32>> {
         let cfg = &self.cfg;
         if logits.is_empty() {
             return Err(Error::InvalidArgument("sample: empty logits row".into()));
@@ -163,9 +205,8 @@ impl Sampler {
             return Err(Error::InvalidArgument("sample: no finite logit in row (all NaN/-inf)".into()));
         };
         if cfg.temperature <= 0.0 || cfg.top_k == 1 {
-            return Ok(argmax);
+            return Ok(Some(argmax));
         }
-
         let c = &mut self.cands;
         c.clear();
         if max == f32::INFINITY {
@@ -221,18 +262,7 @@ impl Sampler {
             c.retain(|x| x.1 >= thr);
         }
 
-        // Draw from the renormalized survivors by inverse CDF.
-        let total: f64 = c.iter().map(|x| x.1 as f64).sum();
-        let u = self.rng.next_f64() * total;
-        let mut cum = 0f64;
-        for &(id, p) in c.iter() {
-            cum += p as f64;
-            if u < cum {
-                return Ok(id);
-            }
-        }
-        // Rounding can leave u == total; the last survivor with nonzero mass is then correct.
-        Ok(c.iter().rev().find(|x| x.1 > 0.0).unwrap_or(&c[0]).0)
+        Ok(None)
     }
 }
 

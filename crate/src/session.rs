@@ -7,7 +7,9 @@ use crate::error::{Error, Result};
 use crate::grammar::Constraint;
 use crate::graph::Logits;
 use crate::sampler::{Sampler, SamplerConfig};
+use crate::speculative::{self, SpecStats, Speculator};
 use crate::tokenizer::Tokenizer;
+use std::collections::VecDeque;
 use web_time::Instant;
 
 /// What happens when the KV cache is full.
@@ -71,6 +73,9 @@ pub struct Generation {
     pub prefilled: usize,
     pub prefill_tokens_per_s: f64,
     pub decode_tokens_per_s: f64,
+    /// Draft and acceptance counts, when decoding was speculative.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speculative: Option<SpecStats>,
 }
 
 pub struct Session {
@@ -145,6 +150,9 @@ impl Session {
             prefill_s: t0.elapsed().as_secs_f64(),
             decode_start: Instant::now(),
             decoded: 0,
+            pending: VecDeque::new(),
+            round: (0, 0),
+            stats: None,
         })
     }
 
@@ -170,13 +178,32 @@ impl Session {
         prompt: &[u32],
         opts: &GenerateOptions,
         constraint: Option<Constraint>,
+        on_text: impl FnMut(u32, &str) -> bool,
+    ) -> Result<Generation> {
+        self.generate_speculative(model, tok, prompt, opts, constraint, None, on_text).await
+    }
+
+    /// [`generate_constrained`](Self::generate_constrained) with drafts from `spec` verified
+    /// in batches (see [`crate::speculative`]): greedy output is the same token for token.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn generate_speculative<M: Forward>(
+        &mut self,
+        model: &mut M,
+        tok: &Tokenizer,
+        prompt: &[u32],
+        opts: &GenerateOptions,
+        constraint: Option<Constraint>,
+        mut spec: Option<&mut Speculator>,
         mut on_text: impl FnMut(u32, &str) -> bool,
     ) -> Result<Generation> {
         let mut g = self.start(model, tok, prompt, opts).await?;
         if let Some(c) = constraint {
             g.constrain(c);
         }
-        while let Some(piece) = g.next(self, model, tok).await? {
+        if let Some(s) = spec.as_deref_mut() {
+            s.restart();
+        }
+        while let Some(piece) = g.next_with(self, model, tok, spec.as_deref_mut()).await? {
             let token = piece.token.or(g.tokens.last().copied()).unwrap_or(0);
             if !on_text(token, &piece.text) {
                 g.cancel();
@@ -263,6 +290,13 @@ pub struct Generator {
     prefill_s: f64,
     decode_start: Instant,
     decoded: usize,
+    /// Drafts verified by the last batched pass and not yet consumed, each with the target's
+    /// logits after it; their KV entries are in the cache (and in `session.cached`).
+    pending: VecDeque<(u32, Vec<f32>)>,
+    /// Drafts of the current verification round, and how many were accepted so far.
+    round: (usize, usize),
+    /// `Some` once a speculator was given.
+    stats: Option<SpecStats>,
 }
 
 impl Generator {
@@ -296,21 +330,65 @@ impl Generator {
         model: &mut M,
         tok: &Tokenizer,
     ) -> Result<Option<Piece>> {
+        self.next_with(session, model, tok, None).await
+    }
+
+    /// [`next`](Self::next), drafting with `spec` when the model has to run: the drafts are
+    /// verified in one pass and later calls consume the verified rows without running it.
+    pub async fn next_with<M: Forward>(
+        &mut self,
+        session: &mut Session,
+        model: &mut M,
+        tok: &Tokenizer,
+        mut spec: Option<&mut Speculator>,
+    ) -> Result<Option<Piece>> {
+        if spec.is_some() && self.stats.is_none() {
+            self.stats = Some(SpecStats::default());
+        }
         if let Some(reason) = self.done {
+            self.drop_pending(session);
             return Ok(self.flush(reason));
         }
         if self.tokens.len() >= self.opts.max_tokens {
+            self.drop_pending(session);
             self.done = Some(StopReason::Length);
             return Ok(self.flush(StopReason::Length));
         }
         if let Some(c) = &mut self.constraint {
             if c.is_complete() {
+                self.drop_pending(session);
                 self.done = Some(StopReason::Eos);
                 return Ok(self.flush(StopReason::Eos));
             }
             c.mask_logits(&mut self.logits)?;
         }
-        let next = self.sampler.sample(&self.logits, &self.history)?;
+        let draft = self.pending.front().map(|x| x.0);
+        let next = match draft {
+            Some(d) if !self.sampler.is_greedy() => {
+                let p = self.sampler.probs(&self.logits, &self.history)?;
+                speculative::accept(&mut self.sampler, &p, d, None)?
+            }
+            // greedy: the argmax, which accepts the draft exactly when it is the draft
+            _ => self.sampler.sample(&self.logits, &self.history)?,
+        };
+        // the verified logits after `next`, when it was the draft
+        let mut verified = None;
+        if let Some(d) = draft {
+            if next == d {
+                verified = self.pending.pop_front().map(|x| x.1);
+                self.round.1 += 1;
+                if let Some(st) = &mut self.stats {
+                    st.accepted += 1;
+                }
+            } else {
+                self.drop_pending(session);
+            }
+            if self.pending.is_empty() {
+                if let Some(s) = spec.as_deref_mut() {
+                    s.record(self.round.0, self.round.1);
+                }
+            }
+        }
         let (logprob, top_logprobs) = match self.opts.logprobs {
             Some(k) => {
                 let (lp, top) = log_probs(&self.logits, next, k);
@@ -322,6 +400,7 @@ impl Generator {
             c.consume(next)?;
         }
         if self.stop_ids.contains(&next) {
+            self.drop_pending(session);
             self.done = Some(StopReason::Eos);
             return Ok(self.flush(StopReason::Eos));
         }
@@ -333,6 +412,7 @@ impl Generator {
         let stops = self.opts.stop.iter().filter(|s| !s.is_empty());
         if let Some(i) = stops.clone().filter_map(|s| self.text.find(s.as_str())).min() {
             self.text.truncate(i);
+            self.drop_pending(session);
             self.done = Some(StopReason::Stop);
             let out = self.text.get(self.emitted..).unwrap_or("").to_string();
             self.emitted = self.text.len();
@@ -345,7 +425,10 @@ impl Generator {
         self.emitted = upto;
 
         if self.tokens.len() < self.opts.max_tokens {
-            if session.cached.len() >= model.context() {
+            if let Some(row) = verified {
+                self.logits = row;
+                self.decoded += 1;
+            } else if session.cached.len() >= model.context() {
                 match self.opts.context_policy {
                     ContextPolicy::Error => {
                         self.done = Some(StopReason::Context);
@@ -362,12 +445,43 @@ impl Generator {
                 }
             } else {
                 let pos = session.cached.len();
-                self.logits = model.forward(&[next], pos, Logits::Last).await?;
-                session.cached.push(next);
+                // drafts must fit the context, and past the last token to emit they are waste
+                let limit = (model.context() - pos - 1).min(self.opts.max_tokens - self.tokens.len() - 1);
+                let drafts = match spec {
+                    Some(s) => s.draft_tokens(&session.cached, next, &self.history, limit).await?,
+                    None => Vec::new(),
+                };
+                if drafts.is_empty() {
+                    self.logits = model.forward(&[next], pos, Logits::Last).await?;
+                    session.cached.push(next);
+                } else {
+                    let mut input = Vec::with_capacity(drafts.len() + 1);
+                    input.push(next);
+                    input.extend_from_slice(&drafts);
+                    let all = model.forward(&input, pos, Logits::All).await?;
+                    let vocab = all.len() / input.len();
+                    let mut rows = all.chunks_exact(vocab);
+                    self.logits = rows.next().map(<[f32]>::to_vec).unwrap_or_default();
+                    self.pending = drafts.iter().copied().zip(rows.map(<[f32]>::to_vec)).collect();
+                    self.round = (drafts.len(), 0);
+                    session.cached.extend_from_slice(&input);
+                }
+                if let Some(st) = &mut self.stats {
+                    st.drafted += drafts.len();
+                    st.target_forwards += 1;
+                }
                 self.decoded += 1;
             }
         }
         Ok(Some(Piece { token: Some(next), text: out, logprob, top_logprobs }))
+    }
+
+    /// Rolls back drafts that will not be used: their KV entries stay past the accepted
+    /// length (the next pass overwrites them), the session stops counting them as cached.
+    fn drop_pending(&mut self, session: &mut Session) {
+        let n = self.pending.len().min(session.cached.len());
+        session.cached.truncate(session.cached.len() - n);
+        self.pending.clear();
     }
 
     /// The text still held back (an unfinished UTF-8 character, a partial stop string).
@@ -394,6 +508,7 @@ impl Generator {
             prefilled: self.prefilled,
             prefill_tokens_per_s: rate(self.prefilled, self.prefill_s),
             decode_tokens_per_s: rate(self.decoded, decode_s),
+            speculative: self.stats,
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::graph::Logits;
 use crate::graph::Phase;
 use crate::sampler::SamplerConfig;
 use crate::session::{ContextPolicy, GenerateOptions, Generator, Session, StopReason};
+use crate::speculative::Speculator;
 use crate::tokenizer::Tokenizer;
 use js_sys::{Function, Promise, Uint8Array};
 use serde::{Deserialize, Serialize};
@@ -43,7 +44,7 @@ fn code(e: &Error) -> &'static str {
         }
         Error::UnsupportedType { .. } | Error::UnsupportedModel(_) => "unsupported_model",
         Error::MissingSplitPart { .. } | Error::DuplicateSplitPart { .. } | Error::SplitMismatch(_) => "split_model",
-        Error::Tokenizer(_) | Error::Template { .. } => "invalid_model",
+        Error::Tokenizer(_) | Error::Template { .. } | Error::DraftVocabMismatch(_) => "invalid_model",
         Error::TokenOutOfVocab { .. } | Error::InvalidArgument(_) => "invalid_argument",
         Error::ContextOverflow { .. } => "context_overflow",
         Error::NoAdapter(_) => "no_webgpu",
@@ -294,6 +295,32 @@ struct JsGenerateOptions {
     grammar: Option<serde_json::Value>,
     /// Per token: the sampled token's log-probability and this many alternatives.
     logprobs: Option<usize>,
+    /// "lookup", "draft" (the attached draft model) or false / null (plain decoding).
+    speculative: Option<serde_json::Value>,
+}
+
+/// Which drafter a generation uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SpecMode {
+    Off,
+    Lookup,
+    Draft,
+}
+
+impl JsGenerateOptions {
+    fn spec_mode(&self, has_draft: bool) -> Result<SpecMode> {
+        match &self.speculative {
+            None | Some(serde_json::Value::Null) | Some(serde_json::Value::Bool(false)) => Ok(SpecMode::Off),
+            Some(serde_json::Value::String(s)) if s == "lookup" => Ok(SpecMode::Lookup),
+            Some(serde_json::Value::String(s)) if s == "draft" && has_draft => Ok(SpecMode::Draft),
+            Some(serde_json::Value::String(s)) if s == "draft" => Err(Error::InvalidArgument(
+                "speculative: \"draft\" needs a draft model (loadModel(url, { draft }))".into(),
+            )),
+            Some(v) => {
+                Err(Error::InvalidArgument(format!("speculative must be \"lookup\", \"draft\" or false, got {v}")))
+            }
+        }
+    }
 }
 
 impl JsGenerateOptions {
@@ -386,6 +413,10 @@ struct Inner {
     gen: Option<Generator>,
     info: JsValue,
     pooling: crate::embed::Pooling,
+    /// Prompt lookup (always available) and the attached draft model, if any.
+    lookup: Speculator,
+    draft: Option<Speculator>,
+    spec: SpecMode,
 }
 
 impl Inner {
@@ -515,7 +546,19 @@ pub fn load_engine(size: f64, read: Function, options: JsValue, progress: Functi
             threads,
         };
         let info = ser(&info)?;
-        let inner = Inner { model, tok, format, grammar: None, session: Session::new(), gen: None, info, pooling };
+        let inner = Inner {
+            model,
+            tok,
+            format,
+            grammar: None,
+            session: Session::new(),
+            gen: None,
+            info,
+            pooling,
+            lookup: Speculator::lookup(DRAFT_TOKENS),
+            draft: None,
+            spec: SpecMode::Off,
+        };
         Ok(Engine { inner: Rc::new(RefCell::new(inner)) }.into())
     })
 }
@@ -562,8 +605,22 @@ pub fn wasm_memory_bytes() -> f64 {
         .byte_length() as f64
 }
 
+/// Most tokens drafted per verification pass (adapted down while drafts are rejected).
+const DRAFT_TOKENS: usize = 6;
+
 #[wasm_bindgen]
 impl Engine {
+    /// Makes `draft` (another engine, consumed) this one's draft model for
+    /// `speculative: "draft"`; its vocabulary must be this model's.
+    #[wasm_bindgen(js_name = attachDraft)]
+    pub fn attach_draft(&self, draft: Engine) -> std::result::Result<(), JsValue> {
+        let mut i = self.inner.try_borrow_mut().map_err(|_| busy())?;
+        let d = Rc::try_unwrap(draft.inner).map_err(|_| busy())?.into_inner();
+        let spec = Speculator::draft(d.model, &d.tok, &i.model, &i.tok, DRAFT_TOKENS).map_err(to_js)?;
+        i.draft = Some(spec);
+        Ok(())
+    }
+
     pub fn info(&self) -> std::result::Result<JsValue, JsValue> {
         Ok(self.inner.try_borrow().map_err(|_| busy())?.info.clone())
     }
@@ -666,6 +723,7 @@ impl Engine {
                 logprobs: o.logprobs.map(|k| k.min(20)),
             };
             i.gen = None;
+            i.spec = o.spec_mode(i.draft.is_some()).map_err(to_js)?;
             let constraint = match o.grammar().map_err(to_js)? {
                 None => None,
                 Some(g) => {
@@ -703,7 +761,12 @@ impl Engine {
             let mut guard = inner.try_borrow_mut().map_err(|_| busy())?;
             let i = &mut *guard;
             let Some(g) = i.gen.as_mut() else { return Ok(JsValue::NULL) };
-            match g.next(&mut i.session, &mut i.model, &i.tok).await {
+            let spec = match i.spec {
+                SpecMode::Off => None,
+                SpecMode::Lookup => Some(&mut i.lookup),
+                SpecMode::Draft => i.draft.as_mut(),
+            };
+            match g.next_with(&mut i.session, &mut i.model, &i.tok, spec).await {
                 Ok(Some(p)) => {
                     /// OpenAI's `{token, logprob, bytes}`.
                     #[derive(Serialize)]
@@ -767,7 +830,24 @@ impl Engine {
             decode_tokens_per_second: f64,
             stop_reason: StopReason,
             tokens: Vec<u32>,
+            /// `{drafted, accepted, targetForwards, acceptance}` of a speculative generation.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            speculative: Option<Spec>,
         }
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Spec {
+            drafted: usize,
+            accepted: usize,
+            target_forwards: usize,
+            acceptance: f64,
+        }
+        let speculative = r.speculative.map(|s| Spec {
+            drafted: s.drafted,
+            accepted: s.accepted,
+            target_forwards: s.target_forwards,
+            acceptance: s.acceptance(),
+        });
         ser(&Stats {
             prompt_tokens: r.prompt_tokens.len(),
             cached_tokens: cached,
@@ -777,6 +857,7 @@ impl Engine {
             decode_tokens_per_second: r.decode_tokens_per_s,
             stop_reason: r.stop_reason,
             tokens: r.tokens,
+            speculative,
         })
     }
 

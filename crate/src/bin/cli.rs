@@ -1,7 +1,7 @@
 //! `llama-webgpu` command line: the same engine as the browser package, natively on wgpu.
 
 use clap::{Parser, Subcommand};
-use llama_webgpu::backend::{self, Backend, Choice, Model};
+use llama_webgpu::backend::{self, Backend, Choice, Forward, Model};
 use llama_webgpu::chat::{ChatFormat, ChatOptions, Message};
 use llama_webgpu::cpu::{CpuDot, CpuOptions};
 use llama_webgpu::error::echo;
@@ -17,6 +17,7 @@ use llama_webgpu::output::Output;
 use llama_webgpu::plan::ContextArg;
 use llama_webgpu::sampler::SamplerConfig;
 use llama_webgpu::session::{ContextPolicy, GenerateOptions, Session};
+use llama_webgpu::speculative::Speculator;
 use llama_webgpu::tokenizer::Tokenizer;
 use llama_webgpu::{Error, Result};
 use std::io::{Read, Write};
@@ -76,7 +77,7 @@ enum Command {
 
 /// What loading a model takes: every command that runs one flattens this (last, as the help's
 /// last heading), so an engine option is one field here.
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 #[command(next_help_heading = "Engine options")]
 struct EngineArgs {
     /// The model (GGUF)
@@ -104,6 +105,55 @@ struct EngineArgs {
     /// (activations quantized to 8 bits per matmul, integer dots, as llama.cpp) [default: exact]
     #[arg(long, value_name = "exact|int8")]
     cpu_dot: Option<CpuDot>,
+}
+
+/// Speculative decoding: a drafter proposes tokens, the model verifies them in one pass.
+#[derive(clap::Args)]
+#[command(next_help_heading = "Speculative decoding")]
+struct SpecArgs {
+    /// Draft with this smaller model (its vocabulary must be the model's)
+    #[arg(long, value_name = "D.gguf", conflicts_with = "lookup")]
+    draft: Option<String>,
+    /// Draft by prompt lookup: continuations of n-grams seen in the prompt or the output
+    #[arg(long)]
+    lookup: bool,
+    /// Most tokens drafted per verification pass (adapted down while drafts are rejected)
+    #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u64).range(1..=64))]
+    draft_tokens: u64,
+    /// The draft model's backend [default: the model's]
+    #[arg(long, value_name = "auto|gpu|cpu", requires = "draft")]
+    draft_backend: Option<Backend>,
+    /// The draft model's CPU dot products (only its acceptance depends on them) [default: the model's]
+    #[arg(long, value_name = "exact|int8", requires = "draft")]
+    draft_cpu_dot: Option<CpuDot>,
+}
+
+impl SpecArgs {
+    /// The speculator these flags ask for (`None`: plain decoding), its draft model loaded
+    /// with the target's engine options.
+    fn build(
+        &self,
+        engine: &EngineArgs,
+        target: &Model,
+        choice: &Choice,
+        tok: &Tokenizer,
+    ) -> Result<Option<Speculator>> {
+        let k = self.draft_tokens as usize;
+        if self.lookup {
+            return Ok(Some(Speculator::lookup(k)));
+        }
+        let Some(path) = &self.draft else { return Ok(None) };
+        let args = EngineArgs {
+            model: path.clone(),
+            backend: self.draft_backend.unwrap_or(choice.backend),
+            // the same cache length as the target: drafts follow its whole context
+            context: Some(ContextArg::Tokens(target.context())),
+            cpu_dot: self.draft_cpu_dot.or(engine.cpu_dot),
+            ..engine.clone()
+        };
+        let (draft, file, _) = load(&args)?;
+        Speculator::draft(draft, &Tokenizer::from_gguf(&file)?, target, tok, k).map(Some)
+    }
 }
 
 /// `--threads`: 0 (every core) up to the available parallelism. More threads than cores only
@@ -207,6 +257,8 @@ struct GenerateArgs {
     #[arg(long, value_name = "KEEP")]
     sliding_window: Option<usize>,
     #[command(flatten)]
+    spec: SpecArgs,
+    #[command(flatten)]
     engine: EngineArgs,
 }
 
@@ -270,6 +322,8 @@ struct BenchArgs {
     /// One JSON line instead of text
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    spec: SpecArgs,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -428,8 +482,9 @@ fn add_bos(file: &GgufFile) -> bool {
 
 fn cmd_generate(args: &GenerateArgs) -> Result<()> {
     let text = text_arg(args.prompt.as_deref(), args.prompt_file.as_deref(), "--prompt", "--prompt-file")?;
-    let (mut model, file, _) = load(&args.engine)?;
+    let (mut model, file, choice) = load(&args.engine)?;
     let tok = Tokenizer::from_gguf(&file)?;
+    let mut spec = args.spec.build(&args.engine, &model, &choice, &tok)?;
     let prompt = match (&args.tokens, text.as_deref()) {
         (Some(t), None) => t.0.clone(),
         (None, Some(text)) if args.chat => {
@@ -484,12 +539,19 @@ fn cmd_generate(args: &GenerateArgs) -> Result<()> {
     };
     let mut stdout = std::io::stdout();
     let mut session = Session::new();
-    let g =
-        pollster::block_on(session.generate_constrained(&mut model, &tok, &prompt, &opts, constraint, |_, piece| {
+    let g = pollster::block_on(session.generate_speculative(
+        &mut model,
+        &tok,
+        &prompt,
+        &opts,
+        constraint,
+        spec.as_mut(),
+        |_, piece| {
             let _ = stdout.write_all(piece.as_bytes());
             let _ = stdout.flush();
             true
-        }))?;
+        },
+    ))?;
     println!();
     if args.json {
         let j = serde_json::json!({
@@ -500,6 +562,7 @@ fn cmd_generate(args: &GenerateArgs) -> Result<()> {
             "decode_tokens_per_s": g.decode_tokens_per_s,
             "stop_reason": g.stop_reason,
             "dispatches_per_token": model.stats().dispatches_per_token,
+            "speculative": g.speculative,
         });
         println!("{j}");
     }
@@ -635,10 +698,17 @@ fn cmd_info(args: &InfoArgs) -> Result<()> {
 /// Prefill and decode speed, bytes read per token, and the bandwidth roofline.
 fn cmd_bench(args: &BenchArgs) -> Result<()> {
     let t_load = web_time::Instant::now();
-    let (mut model, _, choice) = load(&args.engine)?;
+    let (mut model, file, choice) = load(&args.engine)?;
     let load_s = t_load.elapsed().as_secs_f64();
     let (n_prompt, n_gen) = (args.prompt_tokens, args.gen_tokens);
     let r = pollster::block_on(llama_webgpu::bench::run(&mut model, n_prompt, n_gen, args.depth))?;
+    let speculative = if args.spec.lookup || args.spec.draft.is_some() {
+        let tok = Tokenizer::from_gguf(&file)?;
+        let mut spec = args.spec.build(&args.engine, &model, &choice, &tok)?;
+        Some(pollster::block_on(llama_webgpu::bench::speculative(&mut model, &tok, spec.as_mut(), n_prompt, n_gen))?)
+    } else {
+        None
+    };
     let (first_token_s, decode_tps, bytes) = (r.first_token_s, r.decode_tokens_per_s, r.weight_bytes_per_token);
     let roofline = args.bandwidth.map(|gbps| gbps * 1e9 / bytes as f64);
     let mut j = serde_json::to_value(&r).map_err(|e| Error::InvalidArgument(e.to_string()))?;
@@ -650,6 +720,7 @@ fn cmd_bench(args: &BenchArgs) -> Result<()> {
         "process_peak_rss_bytes": peak_rss(),
         "roofline_tokens_per_s": roofline,
         "fraction_of_roofline": roofline.map(|r| decode_tps / r),
+        "speculative": speculative,
     });
     if let (Some(o), Some(e)) = (j.as_object_mut(), extra.as_object()) {
         o.extend(e.clone());
@@ -671,6 +742,18 @@ fn cmd_bench(args: &BenchArgs) -> Result<()> {
         );
         if let Some(r) = roofline {
             println!("bandwidth roofline {r:.1} tokens/s: decode at {:.1}% of it", 100.0 * decode_tps / r);
+        }
+        if let Some(s) = &speculative {
+            println!(
+                "speculative: plain {:.2} tokens/s, speculative {:.2} tokens/s ({:.2}×), {} drafted, {} accepted, {} target passes for {} tokens",
+                s.plain_tokens_per_s,
+                s.speculative_tokens_per_s,
+                s.speculative_tokens_per_s / s.plain_tokens_per_s.max(1e-9),
+                s.stats.drafted,
+                s.stats.accepted,
+                s.stats.target_forwards,
+                s.tokens
+            );
         }
         println!(
             "GPU memory {:.1} MiB; host: peak Rust heap {:.1} MiB, peak process RSS {:.1} MiB",

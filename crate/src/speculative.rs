@@ -1,0 +1,336 @@
+//! Speculative decoding: a drafter proposes the next few tokens, the target verifies them all
+//! in one batched forward (`Logits::All`: k+1 rows for the cost of about one decode on a
+//! bandwidth-bound device), and the [`Generator`](crate::session::Generator) consumes the
+//! verified rows one by one through its ordinary path (grammar mask, sampler, stop strings),
+//! so those keep working unchanged.
+//!
+//! Acceptance ([`accept`]): the standard rule of Leviathan et al. / Chen et al. — accept a
+//! draft `d` with probability `min(1, p(d) / q(d))`, else draw from `max(0, p − q)`
+//! normalized — keeps the output distribution the target's. Both drafters here propose
+//! deterministically (the draft model's argmax, a lookup continuation), so `q` is a point
+//! mass; greedy `p` is a point mass too, and the rule reduces to "accept while the target's
+//! argmax equals the draft", token-for-token plain greedy.
+//!
+//! Rollback: a rejected draft's KV entries stay in the cache past the accepted length and are
+//! overwritten by the next pass; the session's `cached` list is cut back to the accepted tokens.
+
+use crate::backend::{Forward, Model};
+use crate::error::{Error, Result};
+use crate::graph::Logits;
+use crate::sampler::Sampler;
+use crate::tokenizer::Tokenizer;
+
+/// Counters of one generation (the CLI's `"speculative"` JSON, the package's `lastStats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SpecStats {
+    /// Draft tokens sent to the target for verification.
+    pub drafted: usize,
+    /// Of those, the ones the target accepted.
+    pub accepted: usize,
+    /// Target forward passes while decoding (verifications and plain single-token steps).
+    pub target_forwards: usize,
+}
+
+impl SpecStats {
+    /// `accepted / drafted` (0 when nothing was drafted).
+    pub fn acceptance(&self) -> f64 {
+        if self.drafted == 0 {
+            0.0
+        } else {
+            self.accepted as f64 / self.drafted as f64
+        }
+    }
+}
+
+/// A draft model with the KV state of what it has seen.
+pub struct DraftModel {
+    model: Model,
+    /// Tokens in the draft's KV cache, in order (as `Session::cached` for the target).
+    cached: Vec<u32>,
+}
+
+/// Where drafts come from.
+pub enum Drafter {
+    /// Continuations of the longest recent n-gram (`min_ngram..=max_ngram` tokens) found
+    /// earlier in the prompt or the generated text.
+    Lookup { min_ngram: usize, max_ngram: usize },
+    /// A smaller model sharing the target's vocabulary, decoding greedily ahead.
+    Model(Box<DraftModel>),
+}
+
+/// A drafter with its adaptive draft length; the caller keeps it across generations (it owns
+/// the draft model).
+pub struct Speculator {
+    drafter: Drafter,
+    max_tokens: usize,
+    /// Current draft length (grows on full acceptance, shrinks to what was accepted).
+    k: usize,
+    /// Plain decoding steps left before the next draft (after rounds that accepted nothing).
+    skip: usize,
+    /// The next `skip` after a zero-acceptance round (doubles, so a useless drafter costs
+    /// one failed round per ~2^n tokens).
+    backoff: usize,
+}
+
+/// Longest pause between drafting attempts after repeated rejections.
+const MAX_BACKOFF: usize = 64;
+
+impl Speculator {
+    /// Prompt lookup, drafting up to `max_tokens` per round.
+    pub fn lookup(max_tokens: usize) -> Self {
+        Self::new(Drafter::Lookup { min_ngram: 2, max_ngram: 4 }, max_tokens)
+    }
+
+    /// A draft model; its vocabulary must be the target's, token for token, or
+    /// [`Error::DraftVocabMismatch`].
+    pub fn draft(
+        model: Model,
+        draft_tok: &Tokenizer,
+        target: &impl Forward,
+        target_tok: &Tokenizer,
+        max_tokens: usize,
+    ) -> Result<Self> {
+        check_vocab(model.config().n_vocab, draft_tok, target.config().n_vocab, target_tok)?;
+        Ok(Self::new(Drafter::Model(Box::new(DraftModel { model, cached: Vec::new() })), max_tokens))
+    }
+
+    fn new(drafter: Drafter, max_tokens: usize) -> Self {
+        let max_tokens = max_tokens.max(1);
+        Speculator { drafter, max_tokens, k: max_tokens, skip: 0, backoff: 1 }
+    }
+
+    /// Starts the adaptation over (a new generation: its text may suit the drafter better).
+    pub fn restart(&mut self) {
+        (self.k, self.skip, self.backoff) = (self.max_tokens, 0, 1);
+    }
+
+    pub fn drafter(&self) -> &Drafter {
+        &self.drafter
+    }
+
+    /// The draft model back (to keep across loads), if there is one.
+    pub fn into_draft_model(self) -> Option<Model> {
+        match self.drafter {
+            Drafter::Model(d) => Some(d.model),
+            Drafter::Lookup { .. } => None,
+        }
+    }
+
+    /// Up to `limit` tokens proposed to follow `next`, the token about to be run after the
+    /// target's `cached` ones; `history` (prompt and generated text, ending with `next`) is
+    /// what lookup searches. Empty while backing off.
+    pub async fn draft_tokens(&mut self, cached: &[u32], next: u32, history: &[u32], limit: usize) -> Result<Vec<u32>> {
+        if self.skip > 0 {
+            self.skip -= 1;
+            return Ok(Vec::new());
+        }
+        let k = self.k.min(limit);
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        match &mut self.drafter {
+            Drafter::Lookup { min_ngram, max_ngram } => Ok(lookup(history, *min_ngram, *max_ngram, k)),
+            Drafter::Model(d) => {
+                let mut context = Vec::with_capacity(cached.len() + 1);
+                context.extend_from_slice(cached);
+                context.push(next);
+                d.draft(&context, k).await
+            }
+        }
+    }
+
+    /// Adapts the draft length to a verification's outcome.
+    pub fn record(&mut self, drafted: usize, accepted: usize) {
+        if drafted == 0 {
+            return;
+        }
+        if accepted == drafted {
+            self.k = (self.k + 1).min(self.max_tokens);
+            self.backoff = 1;
+        } else {
+            self.k = (accepted + 1).min(self.max_tokens);
+            if accepted == 0 {
+                self.skip = self.backoff;
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+            } else {
+                self.backoff = 1;
+            }
+        }
+    }
+}
+
+impl DraftModel {
+    /// Greedy continuation of `context` by the draft model, reusing its cached prefix.
+    async fn draft(&mut self, context: &[u32], k: usize) -> Result<Vec<u32>> {
+        // a context the draft cannot hold gets no drafts (the target goes on alone)
+        if context.len() + k > self.model.context() {
+            return Ok(Vec::new());
+        }
+        let common = self.cached.iter().zip(context).take_while(|(a, b)| a == b).count();
+        let start = common.min(context.len() - 1);
+        self.cached.truncate(start);
+        let mut logits = self.model.forward(&context[start..], start, Logits::Last).await?;
+        self.cached.extend_from_slice(&context[start..]);
+        let mut out = Vec::with_capacity(k);
+        loop {
+            let t = argmax(&logits)?;
+            out.push(t);
+            if out.len() == k {
+                return Ok(out);
+            }
+            logits = self.model.forward(&[t], self.cached.len(), Logits::Last).await?;
+            self.cached.push(t);
+        }
+    }
+}
+
+/// The draft's vocabulary is the target's: same size, same token strings.
+pub fn check_vocab(draft_n: usize, draft_tok: &Tokenizer, target_n: usize, target_tok: &Tokenizer) -> Result<()> {
+    if draft_n != target_n || draft_tok.vocab_size() != target_tok.vocab_size() {
+        return Err(Error::DraftVocabMismatch(format!(
+            "the draft has {draft_n} logits and {} tokens, the target {target_n} and {}",
+            draft_tok.vocab_size(),
+            target_tok.vocab_size()
+        )));
+    }
+    for id in 0..target_tok.vocab_size() as u32 {
+        let (d, t) = (draft_tok.id_to_token(id), target_tok.id_to_token(id));
+        if d != t {
+            return Err(Error::DraftVocabMismatch(format!(
+                "token {id} is {:?} in the draft and {:?} in the target",
+                d.unwrap_or_default(),
+                t.unwrap_or_default()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn argmax(logits: &[f32]) -> Result<u32> {
+    let mut best: Option<(usize, f32)> = None;
+    for (i, &x) in logits.iter().enumerate() {
+        if x > f32::NEG_INFINITY && best.is_none_or(|(_, b)| x > b) {
+            best = Some((i, x));
+        }
+    }
+    best.map(|(i, _)| i as u32).ok_or_else(|| Error::InvalidArgument("draft: no finite logit".into()))
+}
+
+/// Prompt lookup: the tokens that followed the most recent earlier occurrence of the longest
+/// suffix n-gram of `context` (`max_ngram` down to `min_ngram` tokens), at most `k`.
+pub fn lookup(context: &[u32], min_ngram: usize, max_ngram: usize, k: usize) -> Vec<u32> {
+    let n_ctx = context.len();
+    for n in (min_ngram.max(1)..=max_ngram).rev() {
+        if n >= n_ctx {
+            continue;
+        }
+        let suffix = &context[n_ctx - n..];
+        // latest match first: recent text is the likeliest to be repeated next
+        for start in (0..n_ctx - n).rev() {
+            if &context[start..start + n] == suffix {
+                let from = start + n;
+                return context[from..(from + k).min(n_ctx)].to_vec();
+            }
+        }
+    }
+    Vec::new()
+}
+
+/// The speculative-sampling rule for a draft `draft` proposed with probability `q_draft`
+/// (a point mass: 1.0) against the target distribution `p` (`(id, prob)` pairs, from
+/// [`Sampler::probs`]): `draft` with probability `min(1, p(d)/q(d))`, else a draw from
+/// `max(0, p − q)` normalized, where `q` is `q_dist` (`None`: the point mass at `draft`).
+pub fn accept(sampler: &mut Sampler, p: &[(u32, f64)], draft: u32, q_dist: Option<&[(u32, f64)]>) -> Result<u32> {
+    let q_of = |id: u32| match q_dist {
+        None => f64::from(u8::from(id == draft)),
+        Some(q) => q.iter().find(|x| x.0 == id).map_or(0.0, |x| x.1),
+    };
+    let p_d = p.iter().find(|x| x.0 == draft).map_or(0.0, |x| x.1);
+    let q_d = q_of(draft);
+    if q_d > 0.0 && sampler.uniform() < p_d / q_d {
+        return Ok(draft);
+    }
+    let residual: Vec<(u32, f64)> =
+        p.iter().map(|&(id, pi)| (id, (pi - q_of(id)).max(0.0))).filter(|x| x.1 > 0.0).collect();
+    let total: f64 = residual.iter().map(|x| x.1).sum();
+    if residual.is_empty() || total <= 0.0 {
+        // p ≤ q everywhere means p = q: the draft is a sample of p already
+        return Ok(draft);
+    }
+    let u = sampler.uniform() * total;
+    let mut cum = 0.0;
+    for &(id, w) in &residual {
+        cum += w;
+        if u < cum {
+            return Ok(id);
+        }
+    }
+    Ok(residual[residual.len() - 1].0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sampler::SamplerConfig;
+
+    #[test]
+    fn lookup_continues_the_latest_longest_match() {
+        let ctx = [1, 2, 3, 4, 5, 9, 2, 3, 7, 8, 1, 2, 3];
+        // suffix [1,2,3] occurs at 0; [2,3] also later, but the longer match wins
+        assert_eq!(lookup(&ctx, 2, 4, 3), vec![4, 5, 9]);
+        assert_eq!(lookup(&[5, 6, 7, 5, 6], 2, 4, 8), vec![7, 5, 6]);
+        assert_eq!(lookup(&[1, 2, 3, 4], 2, 4, 3), Vec::<u32>::new());
+        assert_eq!(lookup(&[1, 2, 1], 1, 4, 2), vec![2, 1]);
+    }
+
+    #[test]
+    fn backoff_grows_on_rejection_and_resets_on_acceptance() {
+        let mut s = Speculator::lookup(4);
+        s.record(4, 0);
+        assert_eq!((s.k, s.skip, s.backoff), (1, 1, 2));
+        s.skip = 0;
+        s.record(1, 0);
+        assert_eq!((s.skip, s.backoff), (2, 4));
+        s.skip = 0;
+        s.record(1, 1);
+        assert_eq!((s.k, s.backoff), (2, 1));
+    }
+
+    /// The rule's output distribution is p, exactly (computed, not sampled), for a point-mass
+    /// and a spread q: P(x) = q(x) min(1, p/q) + P(reject) · residual(x).
+    #[test]
+    fn rule_preserves_the_target_distribution() {
+        let p = [(0u32, 0.5), (1, 0.3), (2, 0.2)];
+        let q = [(0u32, 0.1), (1, 0.6), (2, 0.3)];
+        let mut s = Sampler::new(SamplerConfig { temperature: 1.0, seed: 3, ..Default::default() }).unwrap();
+        let n = 200_000;
+        let mut counts = [0usize; 3];
+        let mut rng =
+            crate::sampler::Sampler::new(SamplerConfig { temperature: 1.0, seed: 9, ..Default::default() }).unwrap();
+        for _ in 0..n {
+            // draw the draft from q, then apply the rule
+            let u = rng.uniform();
+            let d = if u < 0.1 {
+                0
+            } else if u < 0.7 {
+                1
+            } else {
+                2
+            };
+            counts[accept(&mut s, &p, d, Some(&q)).unwrap() as usize] += 1;
+        }
+        for (i, &(_, pi)) in p.iter().enumerate() {
+            let f = counts[i] as f64 / n as f64;
+            assert!((f - pi).abs() < 0.005, "token {i}: {f} vs {pi}");
+        }
+        // point mass at 1: accepted with p(1) = 0.3, else drawn from p without 1
+        let mut counts = [0usize; 3];
+        for _ in 0..n {
+            counts[accept(&mut s, &p, 1, None).unwrap() as usize] += 1;
+        }
+        for (i, &(_, pi)) in p.iter().enumerate() {
+            let f = counts[i] as f64 / n as f64;
+            assert!((f - pi).abs() < 0.005, "point mass, token {i}: {f} vs {pi}");
+        }
+    }
+}
