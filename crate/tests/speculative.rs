@@ -197,9 +197,9 @@ fn sampled_distribution_matches_the_plain_sampler() {
                 |_, _| true,
             ))
             .unwrap();
-            for pos in 0..2 {
+            for (pos, c) in counts[which].iter_mut().enumerate().take(2) {
                 if let Some(&t) = g.tokens.get(pos + 1) {
-                    counts[which][pos][t as usize] += 1;
+                    c[t as usize] += 1;
                 }
             }
             if let Some(st) = g.speculative {
@@ -222,7 +222,8 @@ fn sampled_distribution_matches_the_plain_sampler() {
         }
         // the first verified position (token 1 is the same draw in both: the same seed's first
         // uniform); later positions end early at different EOS tokens, so their counts differ
-        for pos in 0..1 {
+        {
+            let pos = 0;
             let (a, b) = (&counts[0][pos], &counts[which][pos]);
             assert_eq!(a.iter().sum::<usize>(), b.iter().sum::<usize>(), "{name}: same number of tokens");
             let (chi2, df) = chi2_two_sample(a, b);
