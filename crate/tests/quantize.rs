@@ -377,6 +377,7 @@ fn tiny_f32_file_quantizes_with_fallbacks() {
         assert!(calls.windows(2).all(|w| w[0].0 <= w[1].0));
 
         let q = GgufFile::read(&out).unwrap();
+        let wanted = llama_webgpu::quantize::wanted_types(&file, ft);
         assert_eq!(q.get("general.file_type").and_then(Value::as_u64), Some(ft.id() as u64));
         assert_eq!(q.get("general.quantization_version").and_then(Value::as_u64), Some(2));
         // every other key is copied, in order
@@ -398,6 +399,14 @@ fn tiny_f32_file_quantizes_with_fallbacks() {
                 // 32-value formats fit rows of 128; the output's Q6_K does not (128 % 256) → Q8_0
                 (_, Q4_0 | Q4_1 | Q5_0 | Q5_1) if a.name == "output.weight" => Q8_0,
                 (_, ty @ (Q4_0 | Q4_1 | Q5_0 | Q5_1)) => ty,
+                // the low-bit mixes: llama.cpp's own fallbacks for 128-wide rows (its
+                // tensor_type_fallback), applied to what the rules chose (tested against
+                // llama-quantize in tensor_type_rules_follow_llama_cpp)
+                (_, Q2K | Q3K | IQ4NL | IQ4XS) => match wanted[i] {
+                    Q2K | Q3K => Q4_0,
+                    IQ4XS | IQ4NL => IQ4NL,
+                    _ => Q8_0,
+                },
                 _ => Q8_0,
             };
             assert_eq!(b.ty, want, "{ft}: {}", a.name);
@@ -410,7 +419,7 @@ fn tiny_f32_file_quantizes_with_fallbacks() {
                 let e = rel_rmse(&original[i], &y);
                 // 4 / 5 bits per value vs 8 (Q8_0) and 16 (F16)
                 let lim = match b.ty {
-                    Q4_0 | Q4_1 => 0.15,
+                    Q4_0 | Q4_1 | IQ4NL => 0.15, // 4 bits (IQ4_NL: 16 non-uniform levels)
                     Q5_0 | Q5_1 => 0.07,
                     _ => 0.01,
                 };
