@@ -342,7 +342,7 @@ function showToolCall(msg, call) {
 }
 
 function paint(msg) {
-  if (msg.role === "user") {
+  if (msg.role === "user" || msg.verbatim) {
     msg.body.textContent = msg.content; // shown verbatim (pre-wrap)
   } else if (msg.stream) {
     // while it streams: finished blocks are appended once, only the last block is redrawn
@@ -410,6 +410,9 @@ async function reply() {
   const ctrl = new AbortController();
   state.gen = ctrl;
   const msg = addMessage("assistant", "");
+  // JSON output is shown as it is: markdown would eat its backslash escapes (`\\` → `\`)
+  msg.verbatim = el.jsonMode.checked;
+  if (msg.verbatim) msg.body.style.whiteSpace = "pre-wrap";
   msg.stream = createStreamRenderer();
   msg.el.classList.add("streaming");
   updateControls();
