@@ -33,21 +33,7 @@ fn ids(v: &serde_json::Value) -> Vec<Vec<u32>> {
         .collect()
 }
 
-fn std_dev(v: &[f32]) -> f32 {
-    let m = v.iter().map(|x| *x as f64).sum::<f64>() / v.len() as f64;
-    (v.iter().map(|x| (*x as f64 - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt() as f32
-}
-
-/// Max |a − b| / std(b), NaN counting as infinitely far.
-fn err(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    let e = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0f32, |m, e| if e.is_nan() { f32::INFINITY } else { m.max(e) });
-    e / std_dev(b)
-}
+use common::err_vs_std as err;
 
 fn cpu(path: &Path) -> CpuModel {
     let src = FileSource::open(path).unwrap();

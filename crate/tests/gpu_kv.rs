@@ -35,21 +35,7 @@ fn load(name: &str, kv_type: KvType, context: usize, max_binding: Option<u64>) -
     LlamaModel::load_blocking(&src, &file, &opts, |_| {}).unwrap_or_else(|e| panic!("{name} {kv_type}: {e}"))
 }
 
-fn std_dev(v: &[f32]) -> f32 {
-    let m = v.iter().map(|x| *x as f64).sum::<f64>() / v.len() as f64;
-    (v.iter().map(|x| (*x as f64 - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt() as f32
-}
-
-/// Max |a − b| over all positions as a fraction of the reference's std.
-fn err(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    let e = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0f32, |m, e| if e.is_nan() { f32::INFINITY } else { m.max(e) });
-    e / std_dev(b)
-}
+use common::err_vs_std as err;
 
 /// Bounds (fractions of the logits' std) of each KV type against transformers, and against
 /// the same model with an f32 cache. f32 and f16 hold the engine's existing bounds

@@ -45,3 +45,22 @@ pub fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
     let shape = shape_s.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().unwrap()).collect();
     (shape, bytemuck::pod_collect_to_vec(&b[10 + hlen..]))
 }
+
+/// Population standard deviation, in f64.
+#[allow(dead_code)]
+pub fn std_dev(v: &[f32]) -> f32 {
+    let m = v.iter().map(|x| *x as f64).sum::<f64>() / v.len() as f64;
+    (v.iter().map(|x| (*x as f64 - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt() as f32
+}
+
+/// Max |a − b| over all of `b` as a fraction of its std, NaN counting as infinitely far.
+#[allow(dead_code)]
+pub fn err_vs_std(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let e = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, |m, e| if e.is_nan() { f32::INFINITY } else { m.max(e) });
+    e / std_dev(b)
+}
