@@ -43,10 +43,36 @@ pub fn dequantize_row(ty: GgmlType, raw: &[u8], out: &mut [f32]) -> Result<()> {
             out.len()
         )));
     }
-    for (b, y) in raw.chunks_exact(bs).zip(out.chunks_exact_mut(n)) {
-        blocks::decode_block(ty, b, y);
+    match ty {
+        // whole rows at once: half's slice conversion uses F16C/NEON where the CPU has them,
+        // which the batched CPU matmul (prefill, speculative verification) decodes through
+        GgmlType::F16 | GgmlType::BF16 => decode_half_row(ty, raw, out),
+        _ => {
+            for (b, y) in raw.chunks_exact(bs).zip(out.chunks_exact_mut(n)) {
+                blocks::decode_block(ty, b, y);
+            }
+        }
     }
     Ok(())
+}
+
+/// F16 or BF16 `raw` (2 bytes a value, little-endian) into `out`, 256 values at a time
+/// through an aligned buffer (GGUF data need not be 2-byte aligned in memory).
+fn decode_half_row(ty: GgmlType, raw: &[u8], out: &mut [f32]) {
+    use half::slice::HalfFloatSliceExt;
+    const CHUNK: usize = 256;
+    let mut bits = [0u16; CHUNK];
+    for (src, dst) in raw.chunks(2 * CHUNK).zip(out.chunks_mut(CHUNK)) {
+        let bits = &mut bits[..dst.len()];
+        for (b, c) in bits.iter_mut().zip(src.chunks_exact(2)) {
+            *b = u16::from_le_bytes([c[0], c[1]]);
+        }
+        if ty == GgmlType::F16 {
+            bytemuck::cast_slice::<u16, half::f16>(bits).convert_to_f32_slice(dst);
+        } else {
+            bytemuck::cast_slice::<u16, half::bf16>(bits).convert_to_f32_slice(dst);
+        }
+    }
 }
 
 /// [`dequantize_row`] into a new vector.
