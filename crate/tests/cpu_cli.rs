@@ -133,7 +133,9 @@ fn bench_depth_reports_the_kv_type_and_the_bytes_one_token_reads() {
     ]);
     assert!(ok, "{err}");
     let j: serde_json::Value = serde_json::from_str(out.trim().lines().last().unwrap()).unwrap();
-    assert_eq!(j["kv_bytes_per_token"], LAYERS * 2 * 2 * KV_HEADS * 128);
+    // the CPU backend's default KV type is f16 (64-byte head rows)
+    assert_eq!(j["kv_type"], "f16");
+    assert_eq!(j["kv_bytes_per_token"], LAYERS * 2 * 2 * KV_HEADS * 64);
     let (ok, _, err) = cli(&[
         "bench",
         "--backend",

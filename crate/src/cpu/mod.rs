@@ -93,8 +93,10 @@ pub struct CpuOptions {
     pub dot: Option<CpuDot>,
 }
 
-/// The CPU backend's KV type when none is asked for.
-pub const DEFAULT_KV_TYPE: KvType = KvType::F32;
+/// The CPU backend's KV type when none is asked for: f16, by measurement (BENCHMARKS.md, wave 3
+/// evening): half of f32's bytes, decode at depth 4096 1.16× f32's and at depth 0 within noise,
+/// and the same 24 greedy SmolLM2 tokens as f32 (bench/KV.md).
+pub const DEFAULT_KV_TYPE: KvType = KvType::F16;
 
 impl Default for CpuOptions {
     fn default() -> Self {
