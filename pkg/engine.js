@@ -296,6 +296,10 @@ export class EngineHost {
   async logits(ids, stepwise = false) {
     return await guarded(sync(() => this.#e.logits(Uint32Array.from(ids), Boolean(stepwise))));
   }
+  /** `{embeddings, tokens}` of each input (text or token ids); see Model.embeddings.create. */
+  async embed(inputs, options = {}) {
+    return await guarded(sync(() => this.#e.embed(inputs, options)));
+  }
   reset() {
     sync(() => this.#e.reset());
   }

@@ -78,6 +78,10 @@ export interface ModelInfo {
   contextLength: number;
   trainContextLength: number;
   vocabSize: number;
+  /** Hidden size: the length of an embedding. */
+  embeddingLength: number;
+  /** The GGUF's pooling for embeddings.create (mean when it names none). */
+  pooling: "mean" | "last" | "cls";
   adapter: string;
   /** The WebGPU kernel family that runs: "gpu" (the one GPUs run) or "cpu" (a fallback adapter's, under `kernels: "auto"`); null on the CPU backend. */
   kernels: "gpu" | "cpu" | null;
@@ -262,6 +266,26 @@ export interface ChatCompletionChunk {
   usage?: CompletionUsage;
 }
 
+export interface EmbeddingRequest {
+  /** A text, texts, token ids, or token-id arrays (OpenAI's forms); each is embedded alone. */
+  input: string | string[] | number[] | number[][];
+  /** How the final-norm hidden states become one vector; default: the GGUF's pooling_type (mean when none). */
+  pooling?: "mean" | "last" | "cls";
+  /** Scale each vector to length 1 (default true, as OpenAI's are); false gives the pooled state as it is. */
+  normalize?: boolean;
+  /** "float" (default) or "base64" (little-endian float32 bytes). */
+  encoding_format?: "float" | "base64";
+  model?: string;
+  user?: string;
+}
+
+export interface EmbeddingResponse {
+  object: "list";
+  data: Array<{ object: "embedding"; index: number; embedding: number[] | string }>;
+  model: string;
+  usage: { prompt_tokens: number; total_tokens: number };
+}
+
 export interface Model {
   readonly info: ModelInfo;
   /** Stats of the last generation (generate or chat). */
@@ -276,6 +300,10 @@ export interface Model {
       create(body: ChatCompletionRequest & { stream: true }, options?: { signal?: AbortSignal }): Promise<AsyncIterable<ChatCompletionChunk>>;
       create(body: ChatCompletionRequest & { stream?: false }, options?: { signal?: AbortSignal }): Promise<ChatCompletion>;
     };
+  };
+  embeddings: {
+    /** OpenAI's embeddings endpoint; `data[i].embedding` is `number[]` unless encoding_format is "base64". */
+    create(body: EmbeddingRequest, options?: { signal?: AbortSignal }): Promise<EmbeddingResponse>;
   };
   /**
    * Logits of every position, [tokenIds.length * vocabSize], from an empty context: one prefill

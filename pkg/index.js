@@ -5,7 +5,7 @@
 import { AbortError, DisposedError, EngineCrashedError, InvalidArgumentError, WebGPUUnavailableError, fromPlain, toTyped } from "./errors.js";
 import { listCachedModels, deleteCachedModel, clearModelCache } from "./loader.js";
 import { TEST_HOOKS } from "./hooks.js";
-import { validateChatRequest, validateGenerateOptions, validatePrompt } from "./validate.js";
+import { validateChatRequest, validateEmbeddingsRequest, validateGenerateOptions, validatePrompt } from "./validate.js";
 
 export * from "./errors.js";
 export { listCachedModels, deleteCachedModel, clearModelCache };
@@ -22,7 +22,7 @@ const workerMem = new Map();
 const STOP_TIMEOUT_MS = 1500;
 
 /** The engine methods the package calls (the worker dispatches no others). */
-const METHODS = new Set(["tokenize", "detokenize", "chatTokens", "logits", "bench", "benchGrammar", "reset", "loseDevice"]);
+const METHODS = new Set(["tokenize", "detokenize", "chatTokens", "logits", "embed", "bench", "benchGrammar", "reset", "loseDevice"]);
 if (TEST_HOOKS) METHODS.add("_crashEngine");
 let localHostModule = null;
 
@@ -284,6 +284,7 @@ export class Model {
     this.queue = Promise.resolve();
     this.disposed = false;
     this.chat = { completions: { create: (body, reqOpts) => this.#chatCreate(body, reqOpts) } };
+    this.embeddings = { create: (body, reqOpts) => this.#embeddingsCreate(body, reqOpts) };
   }
 
   /** Waits for every earlier call to finish (the engine does one thing at a time); returns
@@ -508,6 +509,33 @@ export class Model {
     };
   }
 
+  /**
+   * OpenAI's embeddings endpoint: one vector per input (a string, strings, or token ids), each
+   * run alone from position 0 (no KV shared between inputs; the cached conversation is
+   * forgotten). `pooling` defaults to the GGUF's (mean when it names none); `normalize`
+   * (default true, as OpenAI's vectors are unit length) scales each to length 1.
+   */
+  async #embeddingsCreate(body, reqOpts = {}) {
+    validateEmbeddingsRequest(body);
+    const signal = reqOpts?.signal ?? body.signal;
+    const single = typeof body.input === "string" || typeof body.input[0] === "number";
+    const inputs = single ? [body.input] : body.input;
+    const release = await this.#acquire(signal);
+    let r;
+    try {
+      this.#check();
+      if (signal?.aborted) throw new AbortError();
+      // one engine call: an abort is seen before it starts (it does not stop midway)
+      r = await this.backend.call("embed", [inputs, { pooling: body.pooling, normalize: body.normalize ?? true }]);
+    } finally {
+      release();
+    }
+    const base64 = body.encoding_format === "base64";
+    const data = r.embeddings.map((v, index) => ({ object: "embedding", index, embedding: base64 ? f32Base64(v) : v }));
+    const n = r.tokens.reduce((a, b) => a + b, 0);
+    return { object: "list", data, model: this.info.name || "llama-webgpu", usage: { prompt_tokens: n, total_tokens: n } };
+  }
+
   /** Test hook: destroy the GPU device as a driver reset would. */
   async _loseDevice() {
     return this.#exclusive(() => this.backend.call("loseDevice", []));
@@ -533,6 +561,14 @@ export class Model {
       };
     }
   }
+}
+
+/** A vector as OpenAI's `encoding_format: "base64"` sends it: little-endian float32 bytes. */
+function f32Base64(v) {
+  const b = new Uint8Array(Float32Array.from(v).buffer);
+  let s = "";
+  for (let i = 0; i < b.length; i += 0x8000) s += String.fromCharCode(...b.subarray(i, i + 0x8000));
+  return btoa(s);
 }
 
 /** OpenAI `response_format` → generate options. */
