@@ -111,6 +111,8 @@ export interface ModelInfo {
   /** True when every model byte came from the browser cache. */
   fromCache: boolean;
   source: string | null;
+  /** A split model: every part's URL (or file name), in the order given; null for one file. */
+  parts: string[] | null;
   /** Set when the model loaded but could not be stored in the browser cache (e.g. quota_exceeded). */
   cacheError: { code: string; message: string } | null;
 }
@@ -366,6 +368,16 @@ export class NetworkError extends LlamaWebGPUError {}
 /** The server's bytes are not the file: SHA-256 mismatch, a chunk whose length or Content-Range disagrees with the request, Content-Encoding, mixed origins, a body that always ends short. */
 export class IntegrityError extends LlamaWebGPUError {}
 export class HttpError extends LlamaWebGPUError {
+  status: number;
+}
+/** A split GGUF whose parts do not add up: one missing (not given, or not found beside the first), given twice, or from another model. */
+export class SplitModelError extends LlamaWebGPUError {}
+/** A Hugging Face repo, revision, file or quant that is not there (HTTP 404, or no file with the quant). */
+export class ModelNotFoundError extends LlamaWebGPUError {
+  status: number;
+}
+/** A gated or private Hugging Face repo (HTTP 401/403): the package sends no credentials. */
+export class GatedModelError extends LlamaWebGPUError {
   status: number;
 }
 export class QuotaExceededError extends LlamaWebGPUError {}

@@ -210,13 +210,27 @@ class WorkerBackend {
   }
 }
 
-function checkSource(source) {
+function checkOne(source) {
   const isBlob = typeof Blob !== "undefined" && source instanceof Blob;
   if (!(typeof source === "string" || source instanceof URL || isBlob)) {
-    throw new InvalidArgumentError("loadModel: source must be a URL string, a URL, a Blob or a File");
+    throw new InvalidArgumentError("loadModel: source must be a URL string, a URL, a Blob or a File, a list of them (the parts of a split model), or a Hugging Face reference (\"hf:owner/repo/file.gguf\", {hfRepo, file | quant})");
   }
   // relative URLs resolve against the page, not against the worker script
   return isBlob ? source : new URL(String(source), globalThis.location?.href).href;
+}
+
+/** A source as the engine takes it: a URL string or a Blob, or a list of them (a split model's parts). */
+function checkSource(source) {
+  if (!Array.isArray(source)) return checkOne(source);
+  if (source.length === 0) throw new InvalidArgumentError("loadModel: an empty list of model parts");
+  return source.length === 1 ? checkOne(source[0]) : source.map(checkOne);
+}
+
+/** A Hugging Face reference → its URL(s); anything else as it is. */
+async function fromHub(source, hubUrl, signal) {
+  if (!isHubRef(source)) return { source, ref: null };
+  const ref = await resolveHubRef(source, { hubUrl, signal });
+  return { source: ref.urls.length === 1 ? ref.urls[0] : ref.urls, ref };
 }
 
 /**
