@@ -1,6 +1,18 @@
 // Type declarations for llama-webgpu.
 
-export type ModelSource = string | URL | Blob | File;
+/**
+ * A Hugging Face reference: a file of a repo, or the file (or split model) whose name carries a
+ * quant such as "Q4_K_M", found by listing the repo. `revision` defaults to "main".
+ */
+export type HubReference = { hfRepo: string; file: string; revision?: string } | { hfRepo: string; quant: string; revision?: string };
+
+/**
+ * A URL (a URL named `NAME-00001-of-0000N.gguf` brings the other parts of its split model,
+ * found by name beside it), a Blob or File, the parts of a split model (URLs or Files, any
+ * order), "hf:owner/repo/file.gguf" / "hf:owner/repo@revision/file.gguf" / "hf:owner/repo:QUANT",
+ * or a HubReference.
+ */
+export type ModelSource = string | URL | Blob | File | Array<string | URL | Blob | File> | HubReference;
 
 export interface LoadProgress {
   phase: "download" | "upload" | "compile" | "ready";
@@ -59,6 +71,8 @@ export interface LoadOptions {
    * `x-linked-etag` or `ETag` (Hugging Face's `resolve` links do) is verified the same way.
    */
   sha256?: string;
+  /** Where Hugging Face references resolve (default https://huggingface.co): a mirror, or a test server. */
+  hubUrl?: string | URL;
   /**
    * A draft model for speculative decoding (`speculative: "draft"`): a smaller GGUF with the
    * same vocabulary (Llama 3.2 1B for Llama 3.1 8B). A loaded Model is loaded again from its

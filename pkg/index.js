@@ -4,6 +4,7 @@
 // OpenAI's chat API does. No init() call is needed: the wasm loads on the first loadModel.
 import { AbortError, DisposedError, EngineCrashedError, InvalidArgumentError, WebGPUUnavailableError, fromPlain, toTyped } from "./errors.js";
 import { listCachedModels, deleteCachedModel, clearModelCache } from "./loader.js";
+import { hubLoadError, isHubRef, resolveHubRef } from "./hub.js";
 import { TEST_HOOKS } from "./hooks.js";
 import { validateChatRequest, validateEmbeddingsRequest, validateGenerateOptions, validatePrompt } from "./validate.js";
 
@@ -239,7 +240,11 @@ async function fromHub(source, hubUrl, signal) {
  * @returns {Promise<Model>}
  */
 export async function loadModel(source, options = {}) {
-  const src = checkSource(source);
+  if (options.hubUrl != null && typeof options.hubUrl !== "string" && !(options.hubUrl instanceof URL)) {
+    throw new InvalidArgumentError(`loadModel: hubUrl must be a URL, got ${typeof options.hubUrl}`);
+  }
+  const hub = await fromHub(source, options.hubUrl ? String(options.hubUrl) : undefined, options.signal);
+  const src = checkSource(hub.source);
   const want = options.backend ?? "auto";
   if (!["auto", "webgpu", "cpu"].includes(want)) {
     throw new InvalidArgumentError(`loadModel: backend must be "auto", "webgpu" or "cpu", got ${JSON.stringify(want)}`);
@@ -257,15 +262,21 @@ export async function loadModel(source, options = {}) {
       "WebGPU is not available in this browser. Use a current Chrome or Edge (113+), or enable WebGPU in your browser's settings/flags; pages must be served over https or from localhost.",
     );
   }
-  const { onProgress, useWorker = true, ...rest } = options;
+  const { onProgress, useWorker = true, hubUrl, ...rest } = options;
   // a loaded Model drafts from its source, loaded again in this model's engine
   if (rest.draft instanceof Model) rest.draft = rest.draft.source;
-  if (rest.draft != null) rest.draft = checkSource(rest.draft);
+  if (rest.draft != null) rest.draft = checkSource((await fromHub(rest.draft, hubUrl ? String(hubUrl) : undefined, options.signal)).source);
   // a page without WebGPU: the worker is told, it may still see navigator.gpu of its own
   if (!globalThis.navigator?.gpu) rest.noWebGPU = true;
   const useW = useWorker && typeof Worker !== "undefined";
   const emit = monotonic(onProgress);
-  const backend = await (useW ? WorkerBackend : LocalBackend).load(src, rest, emit);
+  let backend;
+  try {
+    backend = await (useW ? WorkerBackend : LocalBackend).load(src, rest, emit);
+  } catch (e) {
+    // a resolve URL's 401/403/404: the Hub's typed errors
+    throw hub.ref ? hubLoadError(e, hub.ref) : e;
+  }
   const model = new Model(backend, options);
   model.source = src;
   return model;
