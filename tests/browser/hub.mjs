@@ -6,10 +6,11 @@
 //         Range, and its SHA-256 as ETag), with X-Linked-Etag / X-Linked-Size as the Hub sends
 // and the Hub's failures: an unknown repo, revision or file is 404 with X-Error-Code
 // RepoNotFound / RevisionNotFound / EntryNotFound; a gated repo lists its files but answers a
-// resolve with 401 and X-Error-Code GatedRepo. CORS everywhere, as huggingface.co.
+// resolve with 401 (403 with gated: 403) and X-Error-Code GatedRepo. CORS everywhere, as
+// huggingface.co.
 //
 // startHub({ root, repos: { "owner/name": { files: { "path/in/repo": "path under root" },
-//   gated?: true, revisions?: ["main", …] } } }) → { origin, cdn, requests, close() }
+//   gated?: true | 403, revisions?: ["main", …] } } }) → { origin, cdn, requests, close() }
 import { createHash } from "node:crypto";
 import { createServer } from "node:http";
 import { readFileSync, statSync } from "node:fs";
@@ -61,7 +62,8 @@ export async function startHub({ root, repos }) {
     }
     const rel = repo.files[file];
     if (!rel) return error(404, "EntryNotFound", `${file} does not exist on ${revision}`);
-    if (repo.gated) return error(401, "GatedRepo", `Access to model ${repoId} is restricted. You must have access to it and be authenticated to access it. Please log in.`);
+    // anonymous: 401; signed in without having accepted the license: 403 (gated: 403)
+    if (repo.gated) return error(repo.gated === 403 ? 403 : 401, "GatedRepo", `Access to model ${repoId} is restricted. You must have access to it and be authenticated to access it. Please log in.`);
     const size = statSync(join(root, rel)).size;
     send(302, {
       Location: `${cdn.origin}/${rel.split("/").map(encodeURIComponent).join("/")}`,

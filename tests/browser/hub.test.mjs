@@ -76,6 +76,7 @@ before(async () => {
         },
       },
       "test-org/gated-GGUF": { gated: true, files: { "tiny-Q8_0.gguf": fx("tiny-q8_0.gguf") } },
+      "test-org/gated-403-GGUF": { gated: 403, files: { "tiny-Q8_0.gguf": fx("tiny-q8_0.gguf") } },
     },
   });
   browser = await launch();
@@ -150,6 +151,7 @@ test("a missing repo, revision, file or quant is a ModelNotFoundError; a gated r
     { hfRepo: "test-org/tiny-GGUF", quant: "Q4_K" },
     "hf:test-org/gated-GGUF/tiny-Q8_0.gguf",
     { hfRepo: "test-org/gated-GGUF", quant: "Q8_0" },
+    "hf:test-org/gated-403-GGUF/tiny-Q8_0.gguf",
     "hf:nope",
     { hfRepo: "test-org/tiny-GGUF" },
     { hfRepo: "test-org/tiny-GGUF", file: "x.bin" },
@@ -164,6 +166,7 @@ test("a missing repo, revision, file or quant is a ModelNotFoundError; a gated r
     ["ModelNotFoundError", /no GGUF file .* quant Q4_K \(it has .*Q4_K_M/, undefined],
     ["GatedModelError", /gated/, 401],
     ["GatedModelError", /gated/, 401],
+    ["GatedModelError", /gated on Hugging Face \(HTTP 403\)/, 403],
     ["InvalidArgumentError", /not a Hugging Face reference/],
     ["InvalidArgumentError", /a file or a quant/],
     ["InvalidArgumentError", /\.gguf/],
