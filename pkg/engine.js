@@ -1,9 +1,9 @@
 // The engine where it runs (a worker by default, or the page with useWorker: false): the
 // wasm module, the byte source feeding it, and the token loop. Everything crossing to the
 // caller is plain data, so the same code serves both cases.
-import init, { loadEngine, wasmMemoryBytes as wasmModuleMemoryBytes } from "./wasm/llama_webgpu.js";
+import init, { loadEngine, splitPartNames, wasmMemoryBytes as wasmModuleMemoryBytes } from "./wasm/llama_webgpu.js";
 import { TEST_HOOKS, testTrapAsync, testTrapSync } from "./hooks.js";
-import { openSource } from "./loader.js";
+import { openSources } from "./loader.js";
 import { ShardPool, MAX_PARTS, shardsUnavailable } from "./shards.js";
 import { AbortError, DisposedError, EngineCrashedError, InvalidArgumentError, OutOfMemoryError, WebGPUUnavailableError, crashError, fromPlain, isTrap, toTyped } from "./errors.js";
 
@@ -165,8 +165,9 @@ export class EngineHost {
     const onCpu = backend === "cpu" || (backend === "auto" && (!adapter || adapter.fallback));
     if (signal?.aborted) throw new AbortError();
     const chunkBytes = opts.chunkBytes ?? 8 << 20;
+    await initWasm();
     // the loader's byte count never goes down; index.js drops repeats of a phase's count
-    const src = await openSource(source, {
+    const src = await openSources(partsOf(source), {
       cache: opts.cache ?? true,
       signal,
       chunkSize: chunkBytes,
@@ -181,7 +182,6 @@ export class EngineHost {
         `the CPU backend holds the model in wasm memory (4 GiB at most); this ${(src.size / 2 ** 30).toFixed(2)} GiB model does not fit: use WebGPU or a smaller model`,
       );
     }
-    await initWasm();
     // The first error thrown by the source (network, cache, abort) is the one to report: the
     // wasm side only sees it as a failed read.
     let sourceError = null;
@@ -219,7 +219,7 @@ export class EngineHost {
         else closeUpload();
         emit({ phase, loaded, total });
       };
-      engine = await guarded(sync(() => loadEngine(src.size, read, { contextLength: opts.contextLength, kvType: opts.kvType, cpuDot: opts.cpuDot, precision: opts.precision, chunkBytes, maxBindingSize: opts.maxBindingSize, cpuAdapter: !!adapter?.fallback, kernels: opts.kernels, backend, webgpuAdapter: adapter?.name }, progress, shards)));
+      engine = await guarded(sync(() => loadEngine(src.size, read, { contextLength: opts.contextLength, kvType: opts.kvType, cpuDot: opts.cpuDot, precision: opts.precision, chunkBytes, maxBindingSize: opts.maxBindingSize, cpuAdapter: !!adapter?.fallback, kernels: opts.kernels, backend, webgpuAdapter: adapter?.name, partSizes: src.partSizes }, progress, shards)));
       closeUpload();
       await shards?.whenReady();
       // the SHA-256 (the sha256 option, or the server's ETag) over every byte, before the model is used
@@ -257,6 +257,8 @@ export class EngineHost {
       adapter: engineInfo.backend === "webgpu" && adapter ? adapter.name : engineInfo.adapter,
       fromCache: !!src.fromCache,
       source: src.url ?? src.name ?? null,
+      // a split model: every part's URL (or file name), in the order given
+      parts: src.urls ?? null,
       // the model loaded, but could not be cached (quota, storage disabled): why
       cacheError: src.cacheError ? toTyped(src.cacheError).toPlain() : null,
     };
@@ -295,6 +297,10 @@ export class EngineHost {
   }
   async logits(ids, stepwise = false) {
     return await guarded(sync(() => this.#e.logits(Uint32Array.from(ids), Boolean(stepwise))));
+  }
+  /** `{embeddings, tokens}` of each input (text or token ids); see Model.embeddings.create. */
+  async embed(inputs, options = {}) {
+    return await guarded(sync(() => this.#e.embed(inputs, options)));
   }
   reset() {
     sync(() => this.#e.reset());
@@ -371,6 +377,35 @@ export class EngineHost {
     livePools.delete(this.shards);
     this.shards = null;
   }
+}
+
+/**
+ * The parts to open for `source`: a list as it is; a URL named like a split model's part
+ * (`NAME-00001-of-00003.gguf`) → every part's URL beside it; else the source alone.
+ */
+function partsOf(source) {
+  if (Array.isArray(source)) return source;
+  if (typeof source !== "string" && !(source instanceof URL)) return [source];
+  let u;
+  try {
+    u = new URL(String(source), globalThis.location?.href);
+  } catch {
+    return [source];
+  }
+  const cut = u.pathname.lastIndexOf("/") + 1;
+  let name;
+  try {
+    name = decodeURIComponent(u.pathname.slice(cut));
+  } catch {
+    return [source];
+  }
+  const names = splitPartNames(name);
+  if (!names || names.length < 2) return [source];
+  return names.map((n) => {
+    const p = new URL(u.href);
+    p.pathname = u.pathname.slice(0, cut) + encodeURIComponent(n);
+    return p.href;
+  });
 }
 
 /** OpenAI content may be a string or an array of parts; we take the text parts. */

@@ -58,6 +58,23 @@ export class IntegrityError extends LlamaWebGPUError {
   static { this.prototype.name = "IntegrityError"; }
   constructor(m) { super(m, "integrity"); }
 }
+/** A split GGUF (`NAME-0000K-of-0000N.gguf` parts) that does not add up: a part missing (not
+ *  given, or not found beside the first), given twice, or from another model or split. */
+export class SplitModelError extends LlamaWebGPUError {
+  static { this.prototype.name = "SplitModelError"; }
+  constructor(m) { super(m, "split_model"); }
+}
+/** A Hugging Face reference that names no repo, revision or file there (HTTP 404). */
+export class ModelNotFoundError extends LlamaWebGPUError {
+  static { this.prototype.name = "ModelNotFoundError"; }
+  constructor(m, status = 404) { super(m, "not_found"); this.status = status; }
+}
+/** A gated or private Hugging Face repo (HTTP 401/403): its files need a signed-in account
+ *  that accepted the license, and the package sends no credentials; use an ungated copy. */
+export class GatedModelError extends LlamaWebGPUError {
+  static { this.prototype.name = "GatedModelError"; }
+  constructor(m, status = 401) { super(m, "gated"); this.status = status; }
+}
 /** The server answered with an HTTP error status (404, 500...). */
 export class HttpError extends LlamaWebGPUError {
   static { this.prototype.name = "HttpError"; }
@@ -107,6 +124,7 @@ const BY_CODE = {
   device_lost: DeviceLostError,
   invalid_model: InvalidModelError,
   unsupported_model: UnsupportedModelError,
+  split_model: SplitModelError,
   network: NetworkError,
   integrity: IntegrityError,
   quota_exceeded: QuotaExceededError,
@@ -136,6 +154,8 @@ export function fromPlain(p) {
   if (p instanceof LlamaWebGPUError) return p;
   if (isTrap(p)) return crashError(p);
   if (p && p.code === "http") return new HttpError(p.message, p.status);
+  if (p && p.code === "not_found") return new ModelNotFoundError(p.message, p.status);
+  if (p && p.code === "gated") return new GatedModelError(p.message, p.status);
   const C = p && BY_CODE[p.code];
   if (C) return new C(p.message);
   return new LlamaWebGPUError((p && p.message) || String(p), (p && p.code) || "error");

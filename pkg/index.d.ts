@@ -1,6 +1,18 @@
 // Type declarations for llama-webgpu.
 
-export type ModelSource = string | URL | Blob | File;
+/**
+ * A Hugging Face reference: a file of a repo, or the file (or split model) whose name carries a
+ * quant such as "Q4_K_M", found by listing the repo. `revision` defaults to "main".
+ */
+export type HubReference = { hfRepo: string; file: string; revision?: string } | { hfRepo: string; quant: string; revision?: string };
+
+/**
+ * A URL (a URL named `NAME-00001-of-0000N.gguf` brings the other parts of its split model,
+ * found by name beside it), a Blob or File, the parts of a split model (URLs or Files, any
+ * order), "hf:owner/repo/file.gguf" / "hf:owner/repo@revision/file.gguf" / "hf:owner/repo:QUANT",
+ * or a HubReference.
+ */
+export type ModelSource = string | URL | Blob | File | Array<string | URL | Blob | File> | HubReference;
 
 export interface LoadProgress {
   phase: "download" | "upload" | "compile" | "ready";
@@ -59,6 +71,8 @@ export interface LoadOptions {
    * `x-linked-etag` or `ETag` (Hugging Face's `resolve` links do) is verified the same way.
    */
   sha256?: string;
+  /** Where Hugging Face references resolve (default https://huggingface.co): a mirror, or a test server. */
+  hubUrl?: string | URL;
   /**
    * A draft model for speculative decoding (`speculative: "draft"`): a smaller GGUF with the
    * same vocabulary (Llama 3.2 1B for Llama 3.1 8B). A loaded Model is loaded again from its
@@ -78,6 +92,10 @@ export interface ModelInfo {
   contextLength: number;
   trainContextLength: number;
   vocabSize: number;
+  /** Hidden size: the length of an embedding. */
+  embeddingLength: number;
+  /** The GGUF's pooling for embeddings.create (mean when it names none). */
+  pooling: "mean" | "last" | "cls";
   adapter: string;
   /** The WebGPU kernel family that runs: "gpu" (the one GPUs run) or "cpu" (a fallback adapter's, under `kernels: "auto"`); null on the CPU backend. */
   kernels: "gpu" | "cpu" | null;
@@ -107,6 +125,8 @@ export interface ModelInfo {
   /** True when every model byte came from the browser cache. */
   fromCache: boolean;
   source: string | null;
+  /** A split model: every part's URL (or file name), in the order given; null for one file. */
+  parts: string[] | null;
   /** Set when the model loaded but could not be stored in the browser cache (e.g. quota_exceeded). */
   cacheError: { code: string; message: string } | null;
 }
@@ -262,6 +282,26 @@ export interface ChatCompletionChunk {
   usage?: CompletionUsage;
 }
 
+export interface EmbeddingRequest {
+  /** A text, texts, token ids, or token-id arrays (OpenAI's forms); each is embedded alone. */
+  input: string | string[] | number[] | number[][];
+  /** How the final-norm hidden states become one vector; default: the GGUF's pooling_type (mean when none). */
+  pooling?: "mean" | "last" | "cls";
+  /** Scale each vector to length 1 (default true, as OpenAI's are); false gives the pooled state as it is. */
+  normalize?: boolean;
+  /** "float" (default) or "base64" (little-endian float32 bytes). */
+  encoding_format?: "float" | "base64";
+  model?: string;
+  user?: string;
+}
+
+export interface EmbeddingResponse {
+  object: "list";
+  data: Array<{ object: "embedding"; index: number; embedding: number[] | string }>;
+  model: string;
+  usage: { prompt_tokens: number; total_tokens: number };
+}
+
 export interface Model {
   readonly info: ModelInfo;
   /** Stats of the last generation (generate or chat). */
@@ -276,6 +316,10 @@ export interface Model {
       create(body: ChatCompletionRequest & { stream: true }, options?: { signal?: AbortSignal }): Promise<AsyncIterable<ChatCompletionChunk>>;
       create(body: ChatCompletionRequest & { stream?: false }, options?: { signal?: AbortSignal }): Promise<ChatCompletion>;
     };
+  };
+  embeddings: {
+    /** OpenAI's embeddings endpoint; `data[i].embedding` is `number[]` unless encoding_format is "base64". */
+    create(body: EmbeddingRequest, options?: { signal?: AbortSignal }): Promise<EmbeddingResponse>;
   };
   /**
    * Logits of every position, [tokenIds.length * vocabSize], from an empty context: one prefill
@@ -338,6 +382,16 @@ export class NetworkError extends LlamaWebGPUError {}
 /** The server's bytes are not the file: SHA-256 mismatch, a chunk whose length or Content-Range disagrees with the request, Content-Encoding, mixed origins, a body that always ends short. */
 export class IntegrityError extends LlamaWebGPUError {}
 export class HttpError extends LlamaWebGPUError {
+  status: number;
+}
+/** A split GGUF whose parts do not add up: one missing (not given, or not found beside the first), given twice, or from another model. */
+export class SplitModelError extends LlamaWebGPUError {}
+/** A Hugging Face repo, revision, file or quant that is not there (HTTP 404, or no file with the quant). */
+export class ModelNotFoundError extends LlamaWebGPUError {
+  status: number;
+}
+/** A gated or private Hugging Face repo (HTTP 401/403): the package sends no credentials. */
+export class GatedModelError extends LlamaWebGPUError {
   status: number;
 }
 export class QuotaExceededError extends LlamaWebGPUError {}

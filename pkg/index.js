@@ -4,8 +4,9 @@
 // OpenAI's chat API does. No init() call is needed: the wasm loads on the first loadModel.
 import { AbortError, DisposedError, EngineCrashedError, InvalidArgumentError, WebGPUUnavailableError, fromPlain, toTyped } from "./errors.js";
 import { listCachedModels, deleteCachedModel, clearModelCache } from "./loader.js";
+import { hubLoadError, isHubRef, resolveHubRef } from "./hub.js";
 import { TEST_HOOKS } from "./hooks.js";
-import { validateChatRequest, validateGenerateOptions, validatePrompt } from "./validate.js";
+import { validateChatRequest, validateEmbeddingsRequest, validateGenerateOptions, validatePrompt } from "./validate.js";
 
 export * from "./errors.js";
 export { listCachedModels, deleteCachedModel, clearModelCache };
@@ -22,7 +23,7 @@ const workerMem = new Map();
 const STOP_TIMEOUT_MS = 1500;
 
 /** The engine methods the package calls (the worker dispatches no others). */
-const METHODS = new Set(["tokenize", "detokenize", "chatTokens", "logits", "bench", "benchGrammar", "reset", "loseDevice"]);
+const METHODS = new Set(["tokenize", "detokenize", "chatTokens", "logits", "embed", "bench", "benchGrammar", "reset", "loseDevice"]);
 if (TEST_HOOKS) METHODS.add("_crashEngine");
 let localHostModule = null;
 
@@ -210,13 +211,27 @@ class WorkerBackend {
   }
 }
 
-function checkSource(source) {
+function checkOne(source) {
   const isBlob = typeof Blob !== "undefined" && source instanceof Blob;
   if (!(typeof source === "string" || source instanceof URL || isBlob)) {
-    throw new InvalidArgumentError("loadModel: source must be a URL string, a URL, a Blob or a File");
+    throw new InvalidArgumentError("loadModel: source must be a URL string, a URL, a Blob or a File, a list of them (the parts of a split model), or a Hugging Face reference (\"hf:owner/repo/file.gguf\", {hfRepo, file | quant})");
   }
   // relative URLs resolve against the page, not against the worker script
   return isBlob ? source : new URL(String(source), globalThis.location?.href).href;
+}
+
+/** A source as the engine takes it: a URL string or a Blob, or a list of them (a split model's parts). */
+function checkSource(source) {
+  if (!Array.isArray(source)) return checkOne(source);
+  if (source.length === 0) throw new InvalidArgumentError("loadModel: an empty list of model parts");
+  return source.length === 1 ? checkOne(source[0]) : source.map(checkOne);
+}
+
+/** A Hugging Face reference → its URL(s); anything else as it is. */
+async function fromHub(source, hubUrl, signal) {
+  if (!isHubRef(source)) return { source, ref: null };
+  const ref = await resolveHubRef(source, { hubUrl, signal });
+  return { source: ref.urls.length === 1 ? ref.urls[0] : ref.urls, ref };
 }
 
 /**
@@ -225,7 +240,11 @@ function checkSource(source) {
  * @returns {Promise<Model>}
  */
 export async function loadModel(source, options = {}) {
-  const src = checkSource(source);
+  if (options.hubUrl != null && typeof options.hubUrl !== "string" && !(options.hubUrl instanceof URL)) {
+    throw new InvalidArgumentError(`loadModel: hubUrl must be a URL, got ${typeof options.hubUrl}`);
+  }
+  const hub = await fromHub(source, options.hubUrl ? String(options.hubUrl) : undefined, options.signal);
+  const src = checkSource(hub.source);
   const want = options.backend ?? "auto";
   if (!["auto", "webgpu", "cpu"].includes(want)) {
     throw new InvalidArgumentError(`loadModel: backend must be "auto", "webgpu" or "cpu", got ${JSON.stringify(want)}`);
@@ -243,15 +262,21 @@ export async function loadModel(source, options = {}) {
       "WebGPU is not available in this browser. Use a current Chrome or Edge (113+), or enable WebGPU in your browser's settings/flags; pages must be served over https or from localhost.",
     );
   }
-  const { onProgress, useWorker = true, ...rest } = options;
+  const { onProgress, useWorker = true, hubUrl, ...rest } = options;
   // a loaded Model drafts from its source, loaded again in this model's engine
   if (rest.draft instanceof Model) rest.draft = rest.draft.source;
-  if (rest.draft != null) rest.draft = checkSource(rest.draft);
+  if (rest.draft != null) rest.draft = checkSource((await fromHub(rest.draft, hubUrl ? String(hubUrl) : undefined, options.signal)).source);
   // a page without WebGPU: the worker is told, it may still see navigator.gpu of its own
   if (!globalThis.navigator?.gpu) rest.noWebGPU = true;
   const useW = useWorker && typeof Worker !== "undefined";
   const emit = monotonic(onProgress);
-  const backend = await (useW ? WorkerBackend : LocalBackend).load(src, rest, emit);
+  let backend;
+  try {
+    backend = await (useW ? WorkerBackend : LocalBackend).load(src, rest, emit);
+  } catch (e) {
+    // a resolve URL's 401/403/404: the Hub's typed errors
+    throw hub.ref ? hubLoadError(e, hub.ref) : e;
+  }
   const model = new Model(backend, options);
   model.source = src;
   return model;
@@ -284,6 +309,7 @@ export class Model {
     this.queue = Promise.resolve();
     this.disposed = false;
     this.chat = { completions: { create: (body, reqOpts) => this.#chatCreate(body, reqOpts) } };
+    this.embeddings = { create: (body, reqOpts) => this.#embeddingsCreate(body, reqOpts) };
   }
 
   /** Waits for every earlier call to finish (the engine does one thing at a time); returns
@@ -508,6 +534,33 @@ export class Model {
     };
   }
 
+  /**
+   * OpenAI's embeddings endpoint: one vector per input (a string, strings, or token ids), each
+   * run alone from position 0 (no KV shared between inputs; the cached conversation is
+   * forgotten). `pooling` defaults to the GGUF's (mean when it names none); `normalize`
+   * (default true, as OpenAI's vectors are unit length) scales each to length 1.
+   */
+  async #embeddingsCreate(body, reqOpts = {}) {
+    validateEmbeddingsRequest(body);
+    const signal = reqOpts?.signal ?? body.signal;
+    const single = typeof body.input === "string" || typeof body.input[0] === "number";
+    const inputs = single ? [body.input] : body.input;
+    const release = await this.#acquire(signal);
+    let r;
+    try {
+      this.#check();
+      if (signal?.aborted) throw new AbortError();
+      // one engine call: an abort is seen before it starts (it does not stop midway)
+      r = await this.backend.call("embed", [inputs, { pooling: body.pooling, normalize: body.normalize ?? true }]);
+    } finally {
+      release();
+    }
+    const base64 = body.encoding_format === "base64";
+    const data = r.embeddings.map((v, index) => ({ object: "embedding", index, embedding: base64 ? f32Base64(v) : v }));
+    const n = r.tokens.reduce((a, b) => a + b, 0);
+    return { object: "list", data, model: this.info.name || "llama-webgpu", usage: { prompt_tokens: n, total_tokens: n } };
+  }
+
   /** Test hook: destroy the GPU device as a driver reset would. */
   async _loseDevice() {
     return this.#exclusive(() => this.backend.call("loseDevice", []));
@@ -533,6 +586,14 @@ export class Model {
       };
     }
   }
+}
+
+/** A vector as OpenAI's `encoding_format: "base64"` sends it: little-endian float32 bytes. */
+function f32Base64(v) {
+  const b = new Uint8Array(Float32Array.from(v).buffer);
+  let s = "";
+  for (let i = 0; i < b.length; i += 0x8000) s += String.fromCharCode(...b.subarray(i, i + 0x8000));
+  return btoa(s);
 }
 
 /** OpenAI `response_format` → generate options. */

@@ -34,6 +34,7 @@ import {
   LlamaWebGPUError,
   NetworkError,
   QuotaExceededError,
+  SplitModelError,
   toTyped,
 } from "./errors.js";
 
@@ -67,6 +68,72 @@ export async function openSource(source, opts = {}) {
     return src.handle();
   }
   throw new InvalidArgumentError("model source must be a URL string, a URL, a Blob or a File");
+}
+
+/**
+ * A split GGUF's parts (URLs or Blobs) as one byte source: laid end to end in the order given
+ * (the engine reads each part's header and orders them by `split.no`), each opened, cached and
+ * resumed on its own, under its own URL; opened in parallel. `partSizes` tells the engine where
+ * each part starts. A part the server does not have is a SplitModelError naming it.
+ */
+export async function openSources(sources, opts = {}) {
+  if (sources.length === 1) return openSource(sources[0], opts);
+  if (opts.sha256 != null) throw new InvalidArgumentError("sha256 names one file's digest; a model in several parts is checked part by part (by each server's x-linked-etag / ETag)");
+  const n = sources.length;
+  const loaded = new Array(n).fill(0);
+  const totals = new Array(n).fill(0);
+  const sum = (a) => a.reduce((x, y) => x + y, 0);
+  const onDownload = (i) => ({ loaded: l, total: t }) => {
+    loaded[i] = l;
+    totals[i] = t;
+    opts.onDownload?.({ loaded: sum(loaded), total: sum(totals) });
+  };
+  const settled = await Promise.allSettled(sources.map((src, i) => openSource(src, { ...opts, cacheKey: undefined, onDownload: onDownload(i) })));
+  const failed = settled.findIndex((r) => r.status === "rejected");
+  if (failed >= 0) {
+    for (const r of settled) if (r.status === "fulfilled") await r.value.close?.().catch(() => {});
+    const e = toTyped(settled[failed].reason);
+    const which = typeof sources[failed] === "string" || sources[failed] instanceof URL ? String(sources[failed]) : sources[failed]?.name || "a Blob";
+    if (e.status === 404 || e.status === 410) throw new SplitModelError(`part ${failed + 1} of ${n} of the split model is missing: ${which} (HTTP ${e.status})`);
+    throw e;
+  }
+  const parts = settled.map((r) => r.value);
+  const starts = [];
+  let size = 0;
+  for (const p of parts) {
+    starts.push(size);
+    size += p.size;
+  }
+  const read = async (offset, length) => {
+    offset = Number(offset);
+    length = Number(length);
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > size) {
+      throw new InvalidArgumentError(`read(${offset}, ${length}) is outside the file (size ${size})`);
+    }
+    const out = new Uint8Array(length);
+    let at = offset;
+    while (at < offset + length) {
+      // the part holding byte `at` (an empty one holds none)
+      let i = 0;
+      while (at >= starts[i] + parts[i].size) i++;
+      const n = Math.min(offset + length, starts[i] + parts[i].size) - at;
+      out.set(await parts[i].read(at - starts[i], n), at - offset);
+      at += n;
+    }
+    return out;
+  };
+  return {
+    size,
+    partSizes: parts.map((p) => p.size),
+    name: parts[0].name,
+    url: parts[0].url,
+    urls: parts.map((p) => p.url ?? p.name),
+    get fromCache() { return parts.every((p) => p.fromCache); },
+    get cacheError() { return parts.find((p) => p.cacheError)?.cacheError ?? null; },
+    read,
+    verify: async () => { for (const p of parts) await p.verify?.(); },
+    close: async () => { await Promise.all(parts.map((p) => p.close?.().catch(() => {}))); },
+  };
 }
 
 /** Every cached model (both backends): [{url, size, cachedBytes, complete, lastUsed, backend}]. */

@@ -236,3 +236,40 @@ export function validatePrompt(prompt) {
     if (!Number.isInteger(t) || t < 0 || t > 0xffffffff) fail(`generate: prompt[${i}] must be a token id (a non-negative integer), got ${show(t)}`);
   }
 }
+
+/** Accepted embeddings.create fields (OpenAI's, less those that change nothing here). */
+const EMBEDDING_FIELDS = new Set(["input", "pooling", "normalize", "encoding_format", "model", "user", "dimensions", "signal"]);
+
+/** Throws an InvalidArgumentError naming the first thing wrong with an embeddings.create body. */
+export function validateEmbeddingsRequest(body) {
+  if (!isObject(body)) fail(`embeddings.create: the request must be an object, got ${show(body)}`);
+  for (const k of Object.keys(body)) if (!EMBEDDING_FIELDS.has(k)) unknown("embeddings.create", k, EMBEDDING_FIELDS);
+  const input = body.input;
+  // OpenAI's forms: a string, strings, one token-id array, token-id arrays
+  const tokens = (w, a) => {
+    if (a.length === 0) fail(`${w} must not be empty`);
+    a.forEach((t, j) => {
+      if (!Number.isInteger(t) || t < 0 || t > 0xffffffff) fail(`${w}[${j}] must be a token id (a non-negative integer), got ${show(t)}`);
+    });
+  };
+  if (typeof input === "string") {
+    if (!input) fail("input must not be an empty string");
+  } else if (Array.isArray(input) && input.length > 0) {
+    if (typeof input[0] === "number") tokens("input", input);
+    else {
+      input.forEach((x, i) => {
+        if (typeof x === "string") {
+          if (!x) fail(`input[${i}] must not be an empty string`);
+        } else if (Array.isArray(x)) tokens(`input[${i}]`, x);
+        else fail(`input[${i}] must be a string or an array of token ids, got ${show(x)}`);
+      });
+    }
+  } else {
+    fail(`input must be a non-empty string, an array of strings, or token ids, got ${Array.isArray(input) ? "an empty array" : show(input)}`);
+  }
+  if (present(body.pooling) && !["mean", "last", "cls"].includes(body.pooling)) fail(`pooling must be "mean", "last" or "cls", got ${show(body.pooling)}`);
+  boolean("normalize", body.normalize);
+  if (present(body.encoding_format) && body.encoding_format !== "float" && body.encoding_format !== "base64") fail(`encoding_format must be "float" or "base64", got ${show(body.encoding_format)}`);
+  if (present(body.dimensions)) fail("dimensions is not supported (the vector has the model's hidden size)");
+  if (present(body.model) && typeof body.model !== "string") fail(`model must be a string, got ${show(body.model)}`);
+}

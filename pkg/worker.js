@@ -12,7 +12,7 @@ import { InvalidArgumentError, isTrap, crashError, toTyped } from "./errors.js";
 import { TEST_HOOKS } from "./hooks.js";
 
 /** What the page may call on the engine: nothing else is dispatched. */
-const METHODS = new Set(["tokenize", "detokenize", "chatTokens", "logits", "bench", "benchGrammar", "reset", "loseDevice"]);
+const METHODS = new Set(["tokenize", "detokenize", "chatTokens", "logits", "embed", "bench", "benchGrammar", "reset", "loseDevice"]);
 if (TEST_HOOKS) METHODS.add("_crashEngine");
 
 let host = null;

@@ -7,7 +7,7 @@ import {
 } from "../pkg/index.js";
 import { renderMarkdown, createStreamRenderer } from "./markdown.js";
 import { describeError, isAbort } from "./error-help.js";
-import { PRESETS, DEFAULT_PRESET, presetUrl, presetForUrl, nameFromUrl } from "./presets.js";
+import { PRESETS, DEFAULT_PRESET, presetUrl, presetForUrl, nameFromUrl, cachedUrl } from "./presets.js";
 import { formatBytes, formatDuration, formatParams, formatRate, RateMeter } from "./format.js";
 
 const $ = (id) => document.getElementById(id);
@@ -31,7 +31,7 @@ const el = {
 
 const state = {
   model: null,     // the loaded model, or null
-  source: null,    // what it was loaded from: { kind: "url", url } | { kind: "file", file }
+  source: null,    // what it was loaded from: { kind: "url", url } (a URL or an hf: reference) | { kind: "file", files }
   loading: null,   // { ctrl, done } while a load runs
   gen: null,       // AbortController of the reply being generated
   history: [],     // [{ role: "user" | "assistant", content, el }] (no system prompt)
@@ -54,7 +54,7 @@ function readyText() {
 function modelName() {
   const info = state.model?.info;
   if (info?.name) return info.name;
-  return state.source?.kind === "file" ? state.source.file.name : nameFromUrl(state.source?.url ?? "");
+  return state.source?.kind === "file" ? filesLabel(state.source.files) : nameFromUrl(state.source?.url ?? "");
 }
 
 function showError(e, ctx, action) {
@@ -167,7 +167,12 @@ function progressReporter(source) {
   };
 }
 
-/** Load a model from { kind: "url", url } or { kind: "file", file }, replacing the current one. */
+/** Several files are the parts of one split model (NAME-00001-of-00003.gguf …). */
+function filesLabel(files) {
+  return files.length > 1 ? `${files[0].name} (+${files.length - 1} parts)` : files[0].name;
+}
+
+/** Load a model from { kind: "url", url } or { kind: "file", files }, replacing the current one. */
 async function load(source) {
   if (state.loading) {
     state.loading.ctrl.abort();
@@ -179,7 +184,7 @@ async function load(source) {
     isFile: source.kind === "file",
     isLocalDefault: source.kind === "url" && source.url === presetUrl(DEFAULT_PRESET),
   };
-  const label = source.kind === "file" ? source.file.name : nameFromUrl(source.url);
+  const label = source.kind === "file" ? filesLabel(source.files) : nameFromUrl(source.url);
   setAddress(source);
   closePanelOnNarrow();
 
@@ -199,7 +204,8 @@ async function load(source) {
       showInfo(null);
       await old.dispose().catch(() => {});
     }
-    const model = await loadModel(source.kind === "file" ? source.file : source.url, {
+    // several files: one split model's parts (in any order; the engine orders them)
+    const model = await loadModel(source.kind === "file" ? source.files : source.url, {
       onProgress: progressReporter(source),
       cache: el.useCache.checked,
       signal: ctrl.signal,
@@ -208,6 +214,8 @@ async function load(source) {
       contextPolicy: "sliding",
       // ?backend=cpu|webgpu; by default the CPU where there is no WebGPU or only a software adapter
       backend: new URLSearchParams(location.search).get("backend") || "auto",
+      // ?hub=URL: where hf: references resolve (a Hugging Face mirror; the tests' mock Hub)
+      hubUrl: new URLSearchParams(location.search).get("hub") || undefined,
     });
     state.model = model;
     state.source = source;
@@ -254,6 +262,7 @@ async function showInfo(model) {
     ["Vocabulary", i.vocabSize ? `${i.vocabSize.toLocaleString()} tokens` : ""],
     ["Mode", i.chatTemplate ? `chat (${i.chatTemplate} template)` : "base model: plain text completion"],
     ["Source", state.source?.kind === "file" ? "local file (read in place)" : i.fromCache ? "browser cache" : "network"],
+    ["Parts", i.parts ? `${i.parts.length} (a split GGUF)` : ""],
     ["Backend", i.backend ? `${i.backend === "cpu" ? "CPU" : "WebGPU"} (${i.backendReason})` : ""],
     [i.backend === "cpu" ? "Device" : "GPU", adapter],
     ["GPU memory", i.gpuBytes ? formatBytes(i.gpuBytes) : ""],
@@ -617,7 +626,7 @@ function fillPresets() {
 function markCachedPresets(cached) {
   for (const o of el.preset.options) {
     const p = PRESETS.find((x) => x.id === o.value);
-    o.textContent = `${p.label} · ${p.quant} · ${formatBytes(p.size)}${cached.has(presetUrl(p)) ? " · cached" : ""}`;
+    o.textContent = `${p.label} · ${p.quant} · ${formatBytes(p.size)}${cached.has(cachedUrl(presetUrl(p))) ? " · cached" : ""}`;
   }
 }
 
@@ -648,13 +657,15 @@ function wire() {
   el.preset.addEventListener("change", describePreset); // no auto-load: arrow keys fire change
   el.urlForm.addEventListener("submit", (ev) => {
     ev.preventDefault();
-    let url;
-    try { url = new URL(el.url.value.trim(), location.href).href; } catch { return; }
+    const v = el.url.value.trim();
+    // hf:owner/repo/file.gguf (or hf:owner/repo:Q4_K_M) goes to the package as it is
+    let url = v.startsWith("hf:") ? v : null;
+    try { url ??= new URL(v, location.href).href; } catch { return; }
     load({ kind: "url", url });
   });
   el.file.addEventListener("change", () => {
-    const file = el.file.files?.[0];
-    if (file) load({ kind: "file", file });
+    const files = [...(el.file.files ?? [])];
+    if (files.length) load({ kind: "file", files });
     el.file.value = ""; // picking the same file again should load it again
   });
   el.cancelLoad.addEventListener("click", () => state.loading?.ctrl.abort());
@@ -723,8 +734,8 @@ function wire() {
     ev.preventDefault();
     depth = 0;
     el.dropOverlay.hidden = true;
-    const file = ev.dataTransfer.files[0];
-    if (file) load({ kind: "file", file });
+    const files = [...ev.dataTransfer.files];
+    if (files.length) load({ kind: "file", files });
   });
 
   // Release GPU memory promptly when the tab goes away.
@@ -741,7 +752,7 @@ function start() {
   if (requested) {
     // ?model=URL: a shared link; load it right away.
     let url;
-    try { url = new URL(requested, location.href).href; } catch { url = null; }
+    try { url = requested.startsWith("hf:") ? requested : new URL(requested, location.href).href; } catch { url = null; }
     if (url) {
       const preset = presetForUrl(url);
       if (preset) el.preset.value = preset.id;

@@ -4,7 +4,7 @@
 import {
   LlamaWebGPUError, WebGPUUnavailableError, LimitsError, OutOfMemoryError, DeviceLostError,
   InvalidModelError, UnsupportedModelError, NetworkError, HttpError, QuotaExceededError, AbortError,
-  NumericalError, EngineCrashedError,
+  NumericalError, EngineCrashedError, SplitModelError, ModelNotFoundError, GatedModelError,
 } from "../pkg/index.js";
 
 export function isAbort(e) {
@@ -67,6 +67,27 @@ export function describeError(e, ctx = {}) {
       title: "This model is not supported",
       detail,
       help: ["llama-webgpu runs Llama-architecture GGUF models (Llama 3.x, SmolLM2 and similar); the message above says what this file needs."],
+    };
+  }
+  if (is(e, SplitModelError, "split_model")) {
+    return {
+      title: "The parts of this split model do not add up",
+      detail,
+      help: ["Give every part of the model (NAME-00001-of-0000N.gguf … -0000N-of-0000N.gguf), each once, all from the same download: select or drop them together."],
+    };
+  }
+  if (is(e, ModelNotFoundError, "not_found")) {
+    return {
+      title: "Not found on Hugging Face",
+      detail,
+      help: ["Check the repo (owner/name), the file name or quant, and the revision. hf:owner/repo:Q4_K_M picks a repo's Q4_K_M file."],
+    };
+  }
+  if (is(e, GatedModelError, "gated")) {
+    return {
+      title: "This model is gated on Hugging Face",
+      detail,
+      help: ["Its files need a signed-in account that accepted the license. Use an ungated conversion (for example bartowski's or unsloth's GGUF repos)."],
     };
   }
   if (is(e, HttpError, "http")) {

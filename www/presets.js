@@ -1,6 +1,7 @@
 // Models offered in the picker. The default is served by `npm run demo` from the local
-// SmolLM2 install; the Llama presets are bartowski's public, ungated Q4_K_M GGUF conversions on
-// Hugging Face, whose `resolve` URLs send CORS headers and support Range requests.
+// SmolLM2 install; the Llama presets are bartowski's public, ungated GGUF conversions on
+// Hugging Face, whose `resolve` URLs send CORS headers and support Range requests (a preset
+// may name its file by an hf: reference, which the package resolves the same way).
 
 export const PRESETS = [
   {
@@ -35,13 +36,28 @@ export const PRESETS = [
     size: 4.92e9,
     note: "Downloaded once from Hugging Face, then kept in browser storage. Best answers; needs a desktop-class GPU (8 GB or more recommended).",
   },
+  {
+    id: "llama-3.1-8b-q3",
+    label: "Llama 3.1 8B Instruct",
+    url: "hf:bartowski/Meta-Llama-3.1-8B-Instruct-GGUF/Meta-Llama-3.1-8B-Instruct-Q3_K_M.gguf",
+    quant: "Q3_K_M",
+    size: 4.02e9,
+    note: "Downloaded once from Hugging Face, then kept in browser storage. The 8B in less memory (fits 8 GB devices); a little below Q4_K_M in quality.",
+  },
 ];
 
 export const DEFAULT_PRESET = PRESETS[0];
 
-/** Absolute URL of a preset (workers resolve relative URLs against their own script). */
+/** Absolute URL of a preset (workers resolve relative URLs against their own script), or its hf: reference. */
 export function presetUrl(preset, base = document.baseURI) {
+  if (preset.url?.startsWith("hf:")) return preset.url;
   return new URL(preset.url || preset.path, base).href;
+}
+
+/** The URL a source is cached under: an hf:owner/repo/file reference's resolve URL on the Hub. */
+export function cachedUrl(url) {
+  const m = /^hf:([^/@:]+\/[^/@:]+)\/(.+\.gguf)$/i.exec(url);
+  return m ? `https://huggingface.co/${m[1]}/resolve/main/${m[2]}` : url;
 }
 
 export function presetForUrl(url) {

@@ -10,7 +10,7 @@ use crate::chat::{ChatFormat, ChatOptions, ChatTemplate, Message};
 use crate::cpu::shards::{Link, Shard};
 use crate::cpu::CpuOptions;
 use crate::error::{Error, Result};
-use crate::gguf::{needs_more, AsyncByteSource, GgufFile, PrefixSource, Value};
+use crate::gguf::{needs_more, split, AsyncByteSource, GgufFile, PrefixSource, Value};
 use crate::gpu::model::LoadOptions;
 use crate::gpu::{GpuOptions, Precision};
 use crate::grammar::{Grammar, GrammarCompiler};
@@ -85,14 +85,18 @@ fn de<T: for<'a> Deserialize<'a> + Default>(v: JsValue) -> std::result::Result<T
     serde_wasm_bindgen::from_value(v).map_err(|e| to_js(Error::InvalidArgument(e.to_string())))
 }
 
-/// Bytes from a JS `read(offset, length)` function.
+/// Bytes from a JS `read(offset, length)` function. A split model's parts come from JS laid
+/// end to end in the order they were given; `map` lays them out again in `split.no` order (as
+/// [`split::merge`] counts its offsets): `(offset here, offset in JS, length)` per part, in
+/// order. Empty: the JS offsets as they are.
 struct JsSource {
     size: u64,
     read: Function,
+    map: Vec<(u64, u64, u64)>,
 }
 
 impl JsSource {
-    async fn bytes(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+    async fn js_bytes(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         let p = self
             .read
             .call2(&JsValue::NULL, &(offset as f64).into(), &(buf.len() as f64).into())
@@ -103,6 +107,29 @@ impl JsSource {
             return Err(Error::Truncated { offset, needed: buf.len() as u64, len: offset + arr.length() as u64 });
         }
         arr.copy_to(buf);
+        Ok(())
+    }
+
+    async fn bytes(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        if self.map.is_empty() {
+            return self.js_bytes(offset, buf).await;
+        }
+        crate::gguf::check_range(offset, buf.len(), self.size)?;
+        let (mut at, mut done) = (offset, 0usize);
+        while done < buf.len() {
+            // the last part that starts at or before `at` (a tensor lies inside one part, so
+            // reads seldom cross)
+            let i = self.map.partition_point(|(b, _, _)| *b <= at).saturating_sub(1);
+            let &(b, js, len) =
+                self.map.get(i).ok_or(Error::Truncated { offset, needed: buf.len() as u64, len: self.size })?;
+            let n = ((b + len).saturating_sub(at) as usize).min(buf.len() - done);
+            if n == 0 {
+                return Err(Error::Truncated { offset, needed: buf.len() as u64, len: self.size });
+            }
+            self.js_bytes(js + (at - b), &mut buf[done..done + n]).await?;
+            done += n;
+            at += n as u64;
+        }
         Ok(())
     }
 }
@@ -131,6 +158,53 @@ async fn read_header(src: &JsSource) -> Result<GgufFile> {
             r => return r,
         }
     }
+}
+
+/// The model's byte source and header: one file, or the parts of a split model (`sizes`, as JS
+/// lays them end to end), each header read at its place, checked against the others and
+/// merged (typed errors for a missing, duplicated or mismatched part).
+async fn open_parts(size: u64, read: Function, sizes: &[u64]) -> Result<(JsSource, GgufFile)> {
+    if sizes.len() <= 1 {
+        let src = JsSource { size, read, map: Vec::new() };
+        let file = read_header(&src).await?;
+        let count = split::part_count(&file)?;
+        if count > 1 {
+            return Err(Error::SplitMismatch(format!(
+                "this file is part {} of a model in {count} files: give every part (or the first, named NAME-00001-of-{count:05}.gguf)",
+                split::part_no(&file)? + 1
+            )));
+        }
+        return Ok((src, file));
+    }
+    if sizes.iter().sum::<u64>() != size {
+        return Err(Error::InvalidArgument(format!("the parts' sizes {sizes:?} do not add up to {size}")));
+    }
+    let mut headers = Vec::with_capacity(sizes.len());
+    let mut js = 0;
+    for &len in sizes {
+        let part = JsSource { size: len, read: read.clone(), map: vec![(0, js, len)] };
+        headers.push((read_header(&part).await?, js, len));
+        js += len;
+    }
+    // merge lays the parts out in split.no order: so does the map
+    let mut order =
+        headers.iter().map(|(f, js, len)| Ok((split::part_no(f)?, *js, *len))).collect::<Result<Vec<_>>>()?;
+    let file = split::merge(headers.into_iter().map(|(f, _, _)| f).collect())?;
+    order.sort_by_key(|(no, _, _)| *no);
+    let mut map = Vec::with_capacity(order.len());
+    let mut at = 0;
+    for (_, js, len) in order {
+        map.push((at, js, len));
+        at += len;
+    }
+    Ok((JsSource { size, read, map }, file))
+}
+
+/// The names of every part of a split model from one part's name (`x-00001-of-00003.gguf`), or
+/// null for a name that is not a part's.
+#[wasm_bindgen(js_name = splitPartNames)]
+pub fn split_part_names(name: &str) -> Option<Vec<String>> {
+    split::part_names(name)
 }
 
 #[wasm_bindgen]
@@ -236,6 +310,8 @@ struct JsLoadOptions {
     backend: Option<String>,
     /// What JS saw of WebGPU, for `auto`: an adapter at all, and its name.
     webgpu_adapter: Option<String>,
+    /// A split model: the byte length of each part, as JS lays them end to end (any order).
+    part_sizes: Option<Vec<u64>>,
 }
 
 /// `contextLength`: a number, or a string `ContextArg` parses ("max").
@@ -472,8 +548,8 @@ pub fn load_engine(size: f64, read: Function, options: JsValue, progress: Functi
         let probe =
             o.webgpu_adapter.map(|name| backend::AdapterProbe { name, device_type: None, fallback: o.cpu_adapter });
         let choice: Choice = backend::choose(asked, probe.as_ref());
-        let src = JsSource { size: size as u64, read };
-        let file = read_header(&src).await.map_err(to_js)?;
+        let (src, file) =
+            open_parts(size as u64, read, o.part_sizes.as_deref().unwrap_or_default()).await.map_err(to_js)?;
         opts.context = o.context_length.as_ref().map(|c| c.resolve(&file)).transpose().map_err(to_js)?;
         let link = (!shards.is_null() && !shards.is_undefined())
             .then(|| std::rc::Rc::new(JsLink(shards.unchecked_into())) as std::rc::Rc<dyn Link>);

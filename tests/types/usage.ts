@@ -2,8 +2,8 @@
 // (the @ts-expect-error lines must each be errors, or tsc fails).
 import {
   loadModel, wasmMemoryBytes, listCachedModels, deleteCachedModel, clearModelCache,
-  LlamaWebGPUError, HttpError, WebGPUUnavailableError,
-  type Model, type ChatCompletion, type ChatCompletionChunk, type LoadProgress,
+  LlamaWebGPUError, HttpError, WebGPUUnavailableError, SplitModelError, ModelNotFoundError, GatedModelError,
+  type Model, type ChatCompletion, type ChatCompletionChunk, type LoadProgress, type EmbeddingResponse,
 } from "llama-webgpu";
 
 export async function demo(file: File): Promise<string> {
@@ -25,6 +25,26 @@ export async function demo(file: File): Promise<string> {
     void c.choices[0].delta.content;
   }
   const logits: Float32Array = await model.logits(ids);
+  const emb: EmbeddingResponse = await model.embeddings.create({ input: ["a", "b"], pooling: "mean", normalize: true });
+  const vec = emb.data[0].embedding;
+  void vec;
+  void emb.usage.prompt_tokens;
+  // split models and Hugging Face references
+  const split = await loadModel(["https://example.com/m-00001-of-00002.gguf", file], { hubUrl: "https://hf-mirror.example" });
+  const parts: string[] | null = split.info.parts;
+  void parts;
+  await loadModel("hf:bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M");
+  await loadModel({ hfRepo: "bartowski/Llama-3.2-1B-Instruct-GGUF", quant: "Q4_K_M", revision: "main" });
+  try {
+    await loadModel({ hfRepo: "o/r", file: "m.gguf" });
+  } catch (e) {
+    if (e instanceof ModelNotFoundError || e instanceof GatedModelError) void e.status;
+    if (e instanceof SplitModelError) void e.code;
+  }
+  // @ts-expect-error a Hugging Face reference names a file or a quant
+  await loadModel({ hfRepo: "o/r" });
+  // @ts-expect-error pooling is mean, last or cls
+  await model.embeddings.create({ input: "x", pooling: "max" });
   const mem: number = wasmMemoryBytes();
   const cached = await listCachedModels();
   await deleteCachedModel(cached[0]?.url ?? "");

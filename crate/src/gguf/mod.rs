@@ -89,7 +89,7 @@ pub fn needs_more(err: &Error, prefix_len: u64, total: u64) -> bool {
 }
 
 /// `Truncated` unless `offset..offset + n` lies inside `len`.
-fn check_range(offset: u64, n: usize, len: u64) -> Result<()> {
+pub(crate) fn check_range(offset: u64, n: usize, len: u64) -> Result<()> {
     let needed = n as u64;
     match offset.checked_add(needed) {
         Some(end) if end <= len => Ok(()),

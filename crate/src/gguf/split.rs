@@ -25,6 +25,11 @@ fn split_keys(f: &GgufFile) -> Result<Option<(u64, u64, u64)>> {
     Ok(Some((int(KEY_NO, f.get(KEY_NO))?, count, int(KEY_TENSORS, f.get(KEY_TENSORS))?)))
 }
 
+/// A part's place in its split model (`split.no`, 0-based); 0 for an unsplit file.
+pub fn part_no(f: &GgufFile) -> Result<u64> {
+    Ok(split_keys(f)?.map_or(0, |(no, _, _)| no))
+}
+
 /// Parts expected for the file whose header is `first`: 1 for an unsplit file.
 pub fn part_count(first: &GgufFile) -> Result<u64> {
     Ok(split_keys(first)?.map_or(1, |(_, count, _)| count))
@@ -202,7 +207,7 @@ pub fn open(paths: &[std::path::PathBuf]) -> Result<(SplitLayout<super::FileSour
     let opened = paths.iter().map(|p| read(p)).collect::<Result<Vec<_>>>()?;
     let (srcs, files): (Vec<_>, Vec<_>) = opened.into_iter().unzip();
     // sources in split.no order, as merge lays them out
-    let nos: Vec<u64> = files.iter().map(|f| split_keys(f).map(|k| k.map_or(0, |k| k.0))).collect::<Result<_>>()?;
+    let nos: Vec<u64> = files.iter().map(part_no).collect::<Result<_>>()?;
     let merged = merge(files)?;
     let mut srcs: Vec<(u64, FileSource)> = nos.into_iter().zip(srcs).collect();
     srcs.sort_by_key(|(no, _)| *no);
