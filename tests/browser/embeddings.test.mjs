@@ -80,7 +80,7 @@ test("SmolLM2: texts match transformers (mean and last), batched = alone, paraph
   const ref = reference(s.file);
   const r = await inPage(
     async (lib, { url, texts, smoke }) => {
-      const model = await lib.loadModel(url, { backend: "cpu", contextLength: 64 });
+      const model = await lib.loadModel(url, { backend: "cpu", contextLength: 64, kvType: "f32" }); // the reference is f32 throughout
       const out = { info: { name: model.info.name, pooling: model.info.pooling, dim: model.info.embeddingLength } };
       for (const pooling of ["mean", "last"]) {
         out[pooling] = await model.embeddings.create({ input: texts, pooling, normalize: false });
@@ -142,7 +142,7 @@ test("tiny fixtures: token-id inputs match transformers (f32, q8_0, q4_1, q4_k_m
     const ref = reference(meta.file);
     const r = await inPage(
       async (lib, { url, inputs }) => {
-        const model = await lib.loadModel(url, { backend: "cpu", contextLength: 64 });
+        const model = await lib.loadModel(url, { backend: "cpu", contextLength: 64, kvType: "f32" }); // the reference is f32 throughout
         const out = {};
         for (const pooling of ["mean", "last"]) out[pooling] = await model.embeddings.create({ input: inputs, pooling, normalize: false });
         // one token-id array is one input (OpenAI's form)
