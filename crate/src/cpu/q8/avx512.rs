@@ -94,9 +94,9 @@ unsafe fn b32<const T: usize>(nb: usize, a: &[Q8Row; T], pair: impl Fn(usize, bo
     let mut corr = [_mm_setzero_ps(); T];
     // lane 0 of the products to the first block's 8 lanes, lane 2 to the second's
     let spread = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
-    let mut b = 0;
-    while b < nb {
-        let two = b + 1 < nb;
+    // blocks b, b + 1 (or b alone) into chain k (a constant once inlined: the accumulators
+    // stay in registers)
+    let mut step = |b: usize, two: bool, k: usize| {
         let Pair { q, dc } = pair(b, two);
         for t in 0..T {
             unsafe {
@@ -112,11 +112,22 @@ unsafe fn b32<const T: usize>(nb: usize, a: &[Q8Row; T], pair: impl Fn(usize, bo
                 let p = _mm_mul_ps(dc, yd);
                 corr[t] = _mm_add_ps(corr[t], p);
                 let sc = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(p));
-                let k = (b / 2) & 1;
                 acc[t][k] = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(s), acc[t][k]);
             }
         }
+    };
+    let mut b = 0;
+    while b + 4 <= nb {
+        step(b, true, 0);
+        step(b + 2, true, 1);
+        b += 4;
+    }
+    if b + 2 <= nb {
+        step(b, true, 0);
         b += 2;
+    }
+    if b < nb {
+        step(b, false, 1);
     }
     let mut out = [0f32; T];
     for t in 0..T {
