@@ -64,6 +64,9 @@ pub struct Q8Act {
     qs: Vec<i8>,
     d: Vec<f32>,
     sums: Vec<i16>,
+    /// The 32-value kinds' `[d, d·Σq]` per block (Q8_1's `d` and `s`), for kernels that scale
+    /// two blocks at once; empty for Q8_K.
+    dds: Vec<f32>,
 }
 
 /// One token of a [`Q8Act`]: `cols` quants, a scale per block and a `Σq` per `sum_len`.
@@ -72,6 +75,8 @@ pub struct Q8Row<'a> {
     pub qs: &'a [i8],
     pub d: &'a [f32],
     pub sums: &'a [i16],
+    /// `[d, d·Σq]` per block for the 32-value kinds, empty for Q8_K.
+    pub dds: &'a [f32],
 }
 
 impl Q8Act {
@@ -82,8 +87,16 @@ impl Q8Act {
         if cols == 0 || !cols.is_multiple_of(bs) || x.len() < n.checked_mul(cols)? {
             return None;
         }
-        let mut a =
-            Q8Act { kind, cols, n, qs: vec![0; n * cols], d: vec![0.0; n * cols / bs], sums: vec![0; n * cols / ss] };
+        let dds = if kind == Kind::B32 { 2 * n * cols / bs } else { 0 };
+        let mut a = Q8Act {
+            kind,
+            cols,
+            n,
+            qs: vec![0; n * cols],
+            d: vec![0.0; n * cols / bs],
+            sums: vec![0; n * cols / ss],
+            dds: vec![0.0; dds],
+        };
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx2") {
             // SAFETY: the features are there.
@@ -101,6 +114,7 @@ impl Q8Act {
             qs: &self.qs[t * c..(t + 1) * c],
             d: &self.d[t * c / bs..(t + 1) * c / bs],
             sums: &self.sums[t * c / ss..(t + 1) * c / ss],
+            dds: if self.dds.is_empty() { &[] } else { &self.dds[2 * t * c / bs..2 * (t + 1) * c / bs] },
         }
     }
 
@@ -125,6 +139,11 @@ fn fill(a: &mut Q8Act, x: &[f32]) {
         for (s, qs) in s.iter_mut().zip(q.chunks_exact(ss)) {
             *s = qs.iter().map(|&v| v as i16).sum();
         }
+    }
+    // one sum per block for the 32-value kinds (ss = bs)
+    for ((dds, d), s) in a.dds.chunks_exact_mut(2).zip(&a.d).zip(&a.sums) {
+        dds[0] = *d;
+        dds[1] = *d * *s as f32;
     }
 }
 
@@ -174,6 +193,14 @@ fn fits(ty: GgmlType, row_bytes: usize, a: &Q8Row) -> bool {
         && ty.bytes_for(cols as u64) == Some(row_bytes as u64)
         && a.d.len() * k.block() == cols
         && a.sums.len() * k.sum_len() == cols
+        && (k == Kind::K || a.dds.len() == 2 * a.d.len())
+}
+
+/// Whether the `Avx512` level's integer kernels ([`avx512`]) run: they need VNNI and BW on
+/// top of AVX-512F (else that level runs the AVX2 ones).
+#[cfg(target_arch = "x86_64")]
+fn vnni() -> bool {
+    is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512bw")
 }
 
 /// `out[r] = row_r · a` for consecutive rows of `w` (`row_bytes` each) of type `ty`, in
@@ -185,6 +212,9 @@ pub fn rows_dot(simd: Simd, ty: GgmlType, w: &[u8], row_bytes: usize, a: Q8Row, 
         return;
     }
     match simd {
+        // SAFETY: detect() saw AVX-512F (and AVX2+FMA+F16C), vnni() the rest; sizes checked above.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 if vnni() => unsafe { avx512::rows(ty, w, row_bytes, a, out) },
         // SAFETY: detect() saw AVX2+FMA+F16C; sizes checked above.
         #[cfg(target_arch = "x86_64")]
         Simd::Avx2 | Simd::Avx512 => unsafe { avx2::rows(ty, w, row_bytes, a, out) },
@@ -195,29 +225,40 @@ pub fn rows_dot(simd: Simd, ty: GgmlType, w: &[u8], row_bytes: usize, a: Q8Row, 
 }
 
 /// `out[r · n + t] = row_r · token_t` for the consecutive rows of `w` and the `n` tokens of `a`
-/// (prefill): each row is read once and dotted with every token while it is in L1, 4 tokens
-/// at a time where a kernel takes 4 (it unpacks the weights once for them; each token's
-/// result is the same bits as alone).
+/// (prefill, speculative verification): each row is read once and dotted with every token
+/// while it is in L1, up to 4 tokens at a time where a kernel takes several (it unpacks the
+/// weights once for them; each token's result is the same bits as alone).
 pub fn rows_dots(simd: Simd, ty: GgmlType, w: &[u8], row_bytes: usize, a: &Q8Act, out: &mut [f32]) {
     let n = a.n.max(1);
+    let tokens: Vec<Q8Row> = (0..a.n).map(|t| a.row(t)).collect();
     #[cfg(target_arch = "x86_64")]
-    let four = matches!(simd, Simd::Avx2 | Simd::Avx512) && fits(ty, row_bytes, &a.row(0));
+    let tiles = matches!(simd, Simd::Avx2 | Simd::Avx512) && a.n > 0 && fits(ty, row_bytes, &a.row(0));
     for (r, o) in out.chunks_mut(n).enumerate() {
         let row = w.get(r * row_bytes..(r + 1) * row_bytes).unwrap_or(&[]);
         #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
         let mut t = 0;
         #[cfg(target_arch = "x86_64")]
-        if four && row.len() == row_bytes {
-            while t + 4 <= o.len() {
-                let rows = [a.row(t), a.row(t + 1), a.row(t + 2), a.row(t + 3)];
-                // SAFETY: AVX2 (the Simd level); the row holds whole blocks covering each token
-                // (`fits`, and every token of `a` is as wide as token 0).
-                o[t..t + 4].copy_from_slice(&unsafe { avx2::row4(ty, row.as_ptr(), &rows) });
-                t += 4;
+        if tiles && row.len() == row_bytes {
+            while t < o.len().min(tokens.len()) {
+                let k = (o.len().min(tokens.len()) - t).min(4);
+                let (a, o) = (&tokens[t..t + k], &mut o[t..t + k]);
+                // SAFETY: the Simd level's features (and vnni()); the row holds whole blocks
+                // covering each token (`fits`, and every token of `a` is as wide as token 0).
+                unsafe {
+                    if simd == Simd::Avx512 && vnni() {
+                        avx512::tile(ty, row.as_ptr(), a, o)
+                    } else {
+                        avx2::tile(ty, row.as_ptr(), a, o)
+                    }
+                }
+                t += k;
             }
         }
         for (t, v) in o.iter_mut().enumerate().skip(t) {
-            rows_dot(simd, ty, row, row_bytes, a.row(t), std::slice::from_mut(v));
+            match tokens.get(t) {
+                Some(a) => rows_dot(simd, ty, row, row_bytes, *a, std::slice::from_mut(v)),
+                None => *v = 0.0,
+            }
         }
     }
 }
@@ -240,6 +281,9 @@ pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
 #[cfg(target_arch = "wasm32")]
 mod wasm;
 
@@ -254,10 +298,12 @@ pub fn check_kernels(simd: Simd) -> Vec<(GgmlType, f64, f64)> {
         (*seed >> 33) as u32
     }
     let mut seed = 11u64;
-    let (cols, rows) = (512, 5);
+    let rows = 5;
     let mut worst = Vec::new();
     for ty in GgmlType::ALL.into_iter().filter(|t| kind(*t).is_some()) {
         let Some(k) = kind(ty) else { continue };
+        // an odd number of 32-value blocks: the kernels that take two at once end on one
+        let cols = if k == Kind::B32 { 544 } else { 512 };
         let Some(rb) = ty.bytes_for(cols as u64).map(|b| b as usize) else { continue };
         // random bytes are valid blocks, except scales that decode to inf/NaN: keep the f16
         // exponents small
@@ -362,7 +408,8 @@ mod tests {
         }
     }
 
-    /// Prefill's several-token kernels give every token the bits it gets alone.
+    /// Prefill's several-token kernels (tiles of 4, 3, 2 and 1 tokens) give every token the
+    /// bits it gets alone.
     #[test]
     fn several_tokens_at_once_give_each_token_its_own_bits() {
         let mut seed = 5u64;
@@ -370,8 +417,10 @@ mod tests {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             (seed >> 33) as u32
         };
-        let (cols, rows, n) = (512, 3, 7);
-        for ty in GgmlType::ALL.into_iter().filter(|t| kind(*t).is_some()) {
+        let rows = 3;
+        for (ty, n) in GgmlType::ALL.into_iter().filter(|t| kind(*t).is_some()).flat_map(|t| [(t, 5), (t, 6), (t, 7)]) {
+            // 17 blocks of 32: the two-block kernels end on one
+            let cols = if kind(ty) == Some(Kind::B32) { 544 } else { 512 };
             let rb = ty.bytes_for(cols as u64).unwrap() as usize;
             let mut w: Vec<u8> = (0..rb * rows).map(|_| next() as u8).collect();
             match ty {

@@ -147,7 +147,7 @@ unsafe fn q5<const Q51: bool, const T: usize>(w: *const u8, nb: usize, a: &[Q8Ro
 /// The 8 six-bit scales (bytes 0..8) and mins (8..16) of a Q4_K/Q5_K block, as ggml unpacks them.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn scales_mins_k4(p: *const u8) -> __m128i {
+pub(super) unsafe fn scales_mins_k4(p: *const u8) -> __m128i {
     const KMASK1: u32 = 0x3f3f3f3f;
     const KMASK2: u32 = 0x0f0f0f0f;
     const KMASK3: u32 = 0x03030303;
@@ -304,12 +304,23 @@ unsafe fn row<const T: usize>(ty: GgmlType, p: *const u8, nb: usize, a: &[Q8Row;
     }
 }
 
-/// SAFETY: AVX2+FMA+F16C are present; `p` holds one row of whole blocks covering each of the
-/// 4 tokens (all of one size).
+/// `out[t] = row · a[t]` for 1 to 4 tokens (more are left as they are).
+///
+/// SAFETY: AVX2+FMA+F16C are present; `p` holds one row of whole blocks covering each token
+/// (all of one size).
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn row4(ty: GgmlType, p: *const u8, a: &[Q8Row; 4]) -> [f32; 4] {
-    let nb = a[0].qs.len() / ty.block_size() as usize;
-    unsafe { row(ty, p, nb, a) }
+pub unsafe fn tile(ty: GgmlType, p: *const u8, a: &[Q8Row], out: &mut [f32]) {
+    let Some(first) = a.first() else { return };
+    let nb = first.qs.len() / ty.block_size() as usize;
+    unsafe {
+        match *a {
+            [a0] => out[..1].copy_from_slice(&row(ty, p, nb, &[a0])),
+            [a0, a1] => out[..2].copy_from_slice(&row(ty, p, nb, &[a0, a1])),
+            [a0, a1, a2] => out[..3].copy_from_slice(&row(ty, p, nb, &[a0, a1, a2])),
+            [a0, a1, a2, a3, ..] => out[..4].copy_from_slice(&row(ty, p, nb, &[a0, a1, a2, a3])),
+            [] => {}
+        }
+    }
 }
 
 /// SAFETY: AVX2+FMA+F16C are present; the caller checked `w` holds `out.len()` rows of `rb`

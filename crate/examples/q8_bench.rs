@@ -1,0 +1,90 @@
+//! One thread's matmul-vector time per kernel: the exact f32 dot and the integer dots (with the
+//! activation quantization they need) at every SIMD level this machine has, on the matrix
+//! shapes of SmolLM2-135M and Llama 3.2 1B, with random blocks. Reports the fastest of `REPS`
+//! runs (the least disturbed by other load on a shared machine), in µs and weight GB/s.
+//!
+//!     cargo run --release --example q8_bench [-- REPS [TOKENS]]
+//!
+//! `TOKENS` > 1 times the several-token path (`rows_dots`, speculative verification and prefill).
+
+use llama_webgpu::cpu::dot::{self, Simd};
+use llama_webgpu::cpu::q8::{self, Q8Act};
+use llama_webgpu::gguf::GgmlType;
+use std::time::Instant;
+
+fn main() {
+    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let reps = args.first().copied().unwrap_or(30);
+    let n = args.get(1).copied().unwrap_or(1).max(1);
+    let shapes = [
+        ("smollm2 ffn_up", GgmlType::Q4_1, 1536, 576),
+        ("smollm2 ffn_down", GgmlType::Q4_1, 576, 1536),
+        ("smollm2 output", GgmlType::Q8_0, 49152, 576),
+        ("1b ffn_up", GgmlType::Q4K, 8192, 2048),
+        ("1b ffn_down", GgmlType::Q6K, 2048, 8192),
+        ("1b ffn_down q5_k", GgmlType::Q5K, 2048, 8192),
+        ("1b ffn_up q4_0", GgmlType::Q4_0, 8192, 2048),
+        ("1b ffn_up q8_0", GgmlType::Q8_0, 8192, 2048),
+    ];
+    let mut seed = 7u64;
+    let mut next = move || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 33) as u32
+    };
+    for (name, ty, rows, cols) in shapes {
+        let Some(rb) = ty.bytes_for(cols as u64).map(|b| b as usize) else { continue };
+        let Some(kind) = q8::kind(ty) else { continue };
+        // random blocks, with small f16 scale exponents (no inf/NaN)
+        let mut w: Vec<u8> = (0..rb * rows).map(|_| next() as u8).collect();
+        match ty {
+            GgmlType::Q6K => w.chunks_mut(210).for_each(|c| c[209] &= 0x3B),
+            _ => w.chunks_mut(ty.type_size() as usize).for_each(|c| {
+                c[1] &= 0x3B;
+                c[3] &= 0x3B;
+            }),
+        }
+        let x: Vec<f32> = (0..n * cols).map(|_| next() as f32 / u32::MAX as f32 - 0.5).collect();
+        let mut out = vec![0f32; rows * n];
+        let mut row = vec![0f32; cols];
+        let time = |f: &mut dyn FnMut()| {
+            (0..reps)
+                .map(|_| {
+                    let t = Instant::now();
+                    f();
+                    t.elapsed().as_secs_f64()
+                })
+                .fold(f64::INFINITY, f64::min)
+        };
+        for simd in Simd::available() {
+            let exact = time(&mut || {
+                if n == 1 {
+                    dot::rows_dot(simd, ty, &w, rb, &x, &mut out);
+                } else {
+                    for r in 0..rows {
+                        dot::decode_row(ty, &w[r * rb..][..rb], &mut row);
+                        dot::dots(simd, &row, &x, cols, &mut out[r * n..][..n]);
+                    }
+                }
+            });
+            let int8 = time(&mut || {
+                let Some(a) = Q8Act::quantize(kind, &x, n, cols) else { return };
+                if n == 1 {
+                    q8::rows_dot(simd, ty, &w, rb, a.row(0), &mut out);
+                } else {
+                    q8::rows_dots(simd, ty, &w, rb, &a, &mut out);
+                }
+            });
+            let gb = |s: f64| (rb * rows) as f64 / s / 1e9;
+            println!(
+                "{name:18} {:5} {:7} {n} token(s): exact {:9.1} µs {:6.2} GB/s | int8 {:9.1} µs {:6.2} GB/s | int8/exact {:.2}×",
+                ty.name(),
+                simd.name(),
+                exact * 1e6,
+                gb(exact),
+                int8 * 1e6,
+                gb(int8),
+                exact / int8
+            );
+        }
+    }
+}
