@@ -104,7 +104,7 @@ pub fn dims(shape: &SynthShape) -> SynthDims {
 }
 
 /// The `ftype` names `synth` accepts.
-pub const FTYPES: [&str; 7] = ["q4_k_m", "q8_0", "q4_0", "f16", "q6_k", "q3_k_m", "q2_k"];
+pub const FTYPES: [&str; 8] = ["q4_k_m", "q8_0", "q4_0", "f16", "q6_k", "q3_k_m", "q2_k", "iq4_xs"];
 
 /// The file type of `name`, if synth can generate its blocks.
 fn parse_ftype(name: &str) -> Result<FileType> {
@@ -379,6 +379,17 @@ fn fill_blocks(ty: GgmlType, rng: &mut Rng, std: f32, out: &mut [u8]) {
             for b in out.chunks_exact_mut(bs) {
                 rng.fill(&mut b[2..]);
                 put_f16(&mut b[0..2], d0 * rng.jitter());
+            }
+        }
+        GgmlType::IQ4NL => {
+            // IQ4_XS's fallback for rows not a multiple of 256: the levels' mean (−5.9) is
+            // cancelled by a random sign, as Q4_0's
+            let d0 = std / RMS_IQ4;
+            for b in out.chunks_exact_mut(bs) {
+                rng.fill(&mut b[2..]);
+                let j = rng.jitter();
+                let sign = if rng.next() & 1 == 0 { 1.0 } else { -1.0 };
+                put_f16(&mut b[0..2], sign * d0 * j);
             }
         }
         GgmlType::Q6K => {

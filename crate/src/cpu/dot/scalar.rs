@@ -4,13 +4,25 @@
 use super::*;
 
 pub fn f32_dot(a: &[f32], b: &[f32]) -> f32 {
-    // 8 partial sums: the same association as the SIMD kernels, and it vectorizes
+    // 8 partial sums (it vectorizes), each a chain per 64 values, then the chains' sums added
+    // up: two levels, as the 4-lane tile (`lanes4::tile`) and for the same reason
     let mut acc = [0f32; 8];
     let mut ca = a.chunks_exact(8);
     let mut cb = b.chunks_exact(8);
-    for (x, y) in (&mut ca).zip(&mut cb) {
+    loop {
+        let mut blk = [0f32; 8];
+        let mut steps = 0;
+        for (x, y) in (&mut ca).zip(&mut cb).take(8) {
+            for k in 0..8 {
+                blk[k] += x[k] * y[k];
+            }
+            steps += 1;
+        }
         for k in 0..8 {
-            acc[k] += x[k] * y[k];
+            acc[k] += blk[k];
+        }
+        if steps < 8 {
+            break;
         }
     }
     let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
