@@ -19,7 +19,7 @@ use half::f16;
 use crate::error::{Error, Result};
 use crate::gguf::{Array, GgmlType, GgufWriter, Value, DEFAULT_ALIGNMENT};
 use crate::graph::weights::{self, schema, Proj, SchemaDims};
-use crate::quant::blocks::pack_scale_min_k4;
+use crate::quant::blocks::{iq4_xs, pack_scale_min_k4};
 use crate::quant::{tensor_type, FileType, Role};
 
 /// Hyperparameters of a synthetic model. `head_dim = n_embd / n_head`.
@@ -104,7 +104,7 @@ pub fn dims(shape: &SynthShape) -> SynthDims {
 }
 
 /// The `ftype` names `synth` accepts.
-pub const FTYPES: [&str; 7] = ["q4_k_m", "q8_0", "q4_0", "f16", "q6_k", "q3_k_m", "q2_k"];
+pub const FTYPES: [&str; 8] = ["q4_k_m", "q8_0", "q4_0", "f16", "q6_k", "q3_k_m", "q2_k", "iq4_xs"];
 
 /// The file type of `name`, if synth can generate its blocks.
 fn parse_ftype(name: &str) -> Result<FileType> {
@@ -309,6 +309,8 @@ const RMS_Q5: f32 = 9.233_093;
 const RMS_Q3: f32 = 2.345_208;
 /// 6-bit signed scale uniform in −32..32 (Q3_K, IQ4_XS): sqrt(4095/12 + 0.25).
 const RMS_SC6: f32 = 18.479_72;
+/// 6-bit scale 32 ± m, m uniform in 16..32 (IQ4_XS): sqrt(Σ m² / 16).
+const RMS_SC6_WIDE: f32 = 23.947_86;
 /// q − 1.5 for q uniform in 0..4 (Q2_K with min = 1.5·scale): sqrt(15/12).
 const RMS_Q2: f32 = 1.118_034;
 /// 4-bit scale uniform in 8..16 (Q2_K): sqrt(1100 / 8).
@@ -374,11 +376,34 @@ fn fill_blocks(ty: GgmlType, rng: &mut Rng, std: f32, out: &mut [u8]) {
             }
         }
         GgmlType::IQ4XS => {
-            // random 6-bit scales (signed around 32) and levels
-            let d0 = std / (RMS_IQ4 * RMS_SC6);
+            // random levels; 6-bit scales 32 ± (16..32) with a random sign: zero-mean values,
+            // and a narrow spread of magnitudes (as Q2_K's and Q4_K's scales), so that a few
+            // rows' RMS stays near the target
+            let d0 = std / (RMS_IQ4 * RMS_SC6_WIDE);
+            for b in out.chunks_exact_mut(bs) {
+                rng.fill(&mut b[iq4_xs::QS..]);
+                let r = rng.next();
+                let (mut lo, mut hi) = ([0u8; 4], 0u16);
+                for ib in 0..8 {
+                    let m = 16 + ((r >> (5 * ib)) & 15) as i32;
+                    let sc = (32 + if (r >> (5 * ib + 4)) & 1 == 0 { m } else { -m }) as u8;
+                    lo[ib / 2] |= (sc & 0xF) << (4 * (ib % 2));
+                    hi |= u16::from(sc >> 4) << (2 * ib);
+                }
+                b[iq4_xs::SCALES_L..iq4_xs::SCALES_L + 4].copy_from_slice(&lo);
+                b[iq4_xs::SCALES_H..iq4_xs::SCALES_H + 2].copy_from_slice(&hi.to_le_bytes());
+                put_f16(&mut b[iq4_xs::D..iq4_xs::D + 2], d0 * rng.jitter());
+            }
+        }
+        GgmlType::IQ4NL => {
+            // IQ4_XS's fallback for rows not a multiple of 256: the levels' mean (−5.9) is
+            // cancelled by a random sign, as Q4_0's
+            let d0 = std / RMS_IQ4;
             for b in out.chunks_exact_mut(bs) {
                 rng.fill(&mut b[2..]);
-                put_f16(&mut b[0..2], d0 * rng.jitter());
+                let j = rng.jitter();
+                let sign = if rng.next() & 1 == 0 { 1.0 } else { -1.0 };
+                put_f16(&mut b[0..2], sign * d0 * j);
             }
         }
         GgmlType::Q6K => {

@@ -116,10 +116,7 @@ fn run_type(name: &str) {
     let (shape, reference) = read_npy(&fixtures().join(format!("tiny-{name}.logits.npy")));
     assert_eq!(shape, vec![toks.len(), reference.len() / toks.len()]);
     let vocab = shape[1];
-    // Q2_K on aarch64 (NEON and scalar alike) lands at 1.3e-5 of std on one prefill position of
-    // its fixture: 2e-5 there until its accumulation is reworked (an open item of issue 23)
-    let exact = if cfg!(target_arch = "aarch64") && name == "q2_k" { 2e-5 } else { TOL };
-    for (dot, tol) in [(CpuDot::Exact, exact), (CpuDot::Int8, tol_int8(name))] {
+    for (dot, tol) in [(CpuDot::Exact, TOL), (CpuDot::Int8, tol_int8(name))] {
         // one thread and all cores split the rows differently: both must match
         let mut prefill = Vec::new();
         for threads in [1, 0] {
