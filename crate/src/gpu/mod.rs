@@ -269,16 +269,17 @@ impl Gpu {
         }))
     }
 
-    /// A uniform buffer holding `words`.
-    pub fn uniform(&self, label: &str, words: &[u32]) -> wgpu::Buffer {
-        let size = ((words.len() * 4) as u64).max(16).next_multiple_of(16);
+    /// A uniform buffer holding `params` (a kernel's `Params` struct, mirrored in its WGSL).
+    pub fn uniform<T: bytemuck::Pod>(&self, label: &str, params: &T) -> wgpu::Buffer {
+        let bytes = bytemuck::bytes_of(params);
+        let size = (bytes.len() as u64).max(16).next_multiple_of(16);
         let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        self.queue.write_buffer(&buf, 0, bytemuck::cast_slice(words));
+        self.queue.write_buffer(&buf, 0, bytes);
         buf
     }
 

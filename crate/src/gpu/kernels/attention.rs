@@ -126,10 +126,6 @@ pub struct CombineParams {
     pub ml0: u32,
 }
 
-fn uniform<T: bytemuck::Pod>(gpu: &Gpu, label: &str, p: &T) -> wgpu::Buffer {
-    gpu.uniform(label, bytemuck::cast_slice(std::slice::from_ref(p)))
-}
-
 fn check_shape(s: AttnShape, kv: KvLayout) -> Result<()> {
     if s.n_kv == 0
         || !s.n_head.is_multiple_of(s.n_kv)
@@ -191,7 +187,7 @@ pub fn rope_store(
                 row_bytes: kv.row_bytes,
                 write_q: (i == 0) as u32,
             };
-            let pb = uniform(gpu, "rope", &p);
+            let pb = gpu.uniform("rope", &p);
             make(
                 gpu,
                 format!("rope_store [{}..]", part.pos0),
@@ -429,7 +425,7 @@ pub fn attention(
             ..base(part)
         };
         slice0 += splits[i];
-        let (bm, b1) = (uniform(gpu, "flash", &pmulti), uniform(gpu, "flash", &psingle));
+        let (bm, b1) = (gpu.uniform("flash", &pmulti), gpu.uniform("flash", &psingle));
         let target = |direct: bool| if direct { o } else { scratch };
         let label = format!("attention [{}..]", part.pos0);
         let x1 = check_x(&label, s.n_kv * splits[i], gpu)?;
@@ -466,7 +462,7 @@ pub fn attention(
             rows_stride: rows1,
             ml0: ml0(total_splits, rows1)?,
         };
-        let (bm, b1) = (uniform(gpu, "combine", &cm), uniform(gpu, "combine", &c1));
+        let (bm, b1) = (gpu.uniform("combine", &cm), gpu.uniform("combine", &c1));
         let bg = |pb: &wgpu::Buffer| gpu.bind_group(&pipe, &[scratch.into(), o.into(), pb.into(), step.into()]);
         out.push(Dispatch {
             label: "attention combine".into(),

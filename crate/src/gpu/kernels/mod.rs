@@ -127,7 +127,7 @@ pub fn submit(gpu: &Gpu, step_buf: &wgpu::Buffer, step: Step, dispatches: &[&Dis
 
 /// A uniform `Step` buffer.
 pub fn step_buffer(gpu: &Gpu) -> wgpu::Buffer {
-    gpu.uniform("step", &[0; 4])
+    gpu.uniform("step", &Step::default())
 }
 
 fn check_x(label: &str, x: u32, gpu: &Gpu) -> Result<u32> {
@@ -586,7 +586,7 @@ fn matmul_launch(
                 wg += (l.rows as u32).div_ceil(rows_per_wg);
             }
         }
-        (gpu.uniform("matmul", bytemuck::cast_slice(std::slice::from_ref(&p))), wg)
+        (gpu.uniform("matmul", &p), wg)
     };
     let bind = |pipeline: &wgpu::ComputePipeline, pbuf: &wgpu::Buffer| {
         let mut b: Vec<BufSlice<'_>> = segs.iter().map(|s| (&s.1.buffer).into()).collect();
@@ -698,6 +698,14 @@ fn wg_const(n: u32) -> Vec<(&'static str, String)> {
     vec![("WG", format!("{n}u"))]
 }
 
+/// Mirrors `Params` in norm.wgsl.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct NormParams {
+    pub dim: u32,
+    pub eps: f32,
+}
+
 /// RMSNorm of each token's row of `dim` floats: `y = x / rms(x) * g`.
 pub fn rmsnorm(
     gpu: &Gpu,
@@ -714,7 +722,7 @@ pub fn rmsnorm(
         &src,
         &[Binding::Read, Binding::Read, Binding::ReadWrite, Binding::Uniform, Binding::Uniform],
     )?;
-    let params = gpu.uniform("rmsnorm", &[dim, eps.to_bits()]);
+    let params = gpu.uniform("rmsnorm", &NormParams { dim, eps });
     make(gpu, "rmsnorm".into(), pipeline, &[x.into(), g.into(), y.into(), (&params).into(), step.into()], 1, 1)
 }
 
@@ -728,12 +736,19 @@ pub struct AttnShape {
     pub ctx: u32,
 }
 
+/// Mirrors `Params` in elementwise.wgsl.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct SwigluParams {
+    pub n: u32,
+}
+
 /// `g = silu(g) · u` over rows of `n` floats.
 pub fn swiglu(gpu: &Gpu, g: &wgpu::Buffer, u: &wgpu::Buffer, n: u32, step: &wgpu::Buffer) -> Result<Dispatch> {
     let src = source(gpu, &wg_const(ELEM_WG), &[ELEMENTWISE]);
     let pipeline =
         gpu.pipeline("swiglu", &src, &[Binding::ReadWrite, Binding::Read, Binding::Uniform, Binding::Uniform])?;
-    let params = gpu.uniform("swiglu", &[n]);
+    let params = gpu.uniform("swiglu", &SwigluParams { n });
     make(gpu, "swiglu".into(), pipeline, &[g.into(), u.into(), (&params).into(), step.into()], n.div_ceil(ELEM_WG), 1)
 }
 
@@ -776,7 +791,7 @@ pub fn embed(
                 sc_v4: (l.sc_offset / 16) as u32,
                 _pad: [0; 2],
             };
-            let params = gpu.uniform("embed", bytemuck::cast_slice(std::slice::from_ref(&params)));
+            let params = gpu.uniform("embed", &params);
             make(
                 gpu,
                 format!("embed {}[{}..]", w.name, part.row0),
