@@ -1,3 +1,4 @@
+// @ts-check
 // llama-webgpu: Llama 3 (and other Llama-architecture GGUF models) in the browser on WebGPU.
 // Public API. The engine runs in a dedicated worker by default (useWorker: false runs it on
 // this thread); this module only proxies calls, serializes them, and shapes results the way
@@ -98,7 +99,10 @@ class WorkerBackend {
     }
     return b;
   }
+  /** @param {Worker} worker */
   constructor(worker) {
+    /** @type {import("./index.d.ts").ModelInfo | undefined} set once loaded */
+    this.info = undefined;
     this.worker = worker;
     this.nextId = 1;
     this.pending = new Map();
@@ -237,6 +241,8 @@ async function fromHub(source, hubUrl, signal) {
 /**
  * Loads a GGUF model (URL, Blob or File) onto the GPU, or the CPU (`backend: "cpu"`, or
  * `"auto"` where there is no WebGPU or only a fallback/software adapter).
+ * @param {import("./index.d.ts").ModelSource} source
+ * @param {import("./index.d.ts").LoadOptions} [options]
  * @returns {Promise<Model>}
  */
 export async function loadModel(source, options = {}) {
@@ -262,6 +268,7 @@ export async function loadModel(source, options = {}) {
       "WebGPU is not available in this browser. Use a current Chrome or Edge (113+), or enable WebGPU in your browser's settings/flags; pages must be served over https or from localhost.",
     );
   }
+  /** @type {Record<string, any>} what the engine host receives */
   const { onProgress, useWorker = true, hubUrl, ...rest } = options;
   // a loaded Model drafts from its source, loaded again in this model's engine
   if (rest.draft instanceof Model) rest.draft = rest.draft.source;
@@ -278,6 +285,7 @@ export async function loadModel(source, options = {}) {
     throw hub.ref ? hubLoadError(e, hub.ref) : e;
   }
   const model = new Model(backend, options);
+  /** the loaded source (what a draft model of another load is given) */
   model.source = src;
   return model;
 }
@@ -302,6 +310,8 @@ const FINISH = { eos: "stop", stop: "stop", length: "length", context: "length",
 
 export class Model {
   constructor(backend, options) {
+    /** @type {any} set by loadModel */
+    this.source = undefined;
     this.backend = backend;
     this.info = backend.info;
     this.options = options;
@@ -399,6 +409,7 @@ export class Model {
    * Options: maxTokens, temperature (0 = greedy, the default), topK, topP, minP,
    * repetitionPenalty, seed, stop (string[]), contextPolicy ("error" | "sliding"), signal.
    */
+  /** @param {string | ArrayLike<number>} prompt @param {import("./index.d.ts").GenerateOptions} [opts] */
   async *generate(prompt, opts = {}) {
     validatePrompt(prompt);
     validateGenerateOptions(opts ?? {});
@@ -445,6 +456,7 @@ export class Model {
   async #chatCreate(body = {}, reqOpts = {}) {
     validateChatRequest(body);
     const signal = reqOpts?.signal ?? body.signal;
+    /** @type {Record<string, any>} the engine's generate options */
     const opts = {
       maxTokens: body.max_tokens ?? body.max_completion_tokens ?? 512,
       temperature: body.temperature ?? 0.7,
@@ -581,7 +593,7 @@ export class Model {
     if (TEST_HOOKS) {
       /** Test hook (test builds only): a deliberate WebAssembly trap in the engine ("panic" or
        *  "oom"; "exit" stops the worker without a word; "hang" blocks it, with `{ms, signal}`). */
-      this.prototype._crashEngine = async function (kind = "panic", where = "async", { ms, signal } = {}) {
+      /** @type {any} */ (this.prototype)._crashEngine = async function (kind = "panic", where = "async", /** @type {{ ms?: number, signal?: AbortSignal }} */ { ms, signal } = {}) {
         return this.#exclusive(() => this.backend.call("_crashEngine", [kind, where, ms], signal));
       };
     }

@@ -1,3 +1,4 @@
+// @ts-check
 // Model byte source for the engine: random-access reads over a URL (HTTP Range, chunked, cached
 // in the browser, resumable, retried) or a Blob/File. Runs in a page or a module Web Worker, so
 // it uses no DOM. The engine reads mostly sequential ranges of up to ~8 MiB; only a few chunks
@@ -92,12 +93,12 @@ export async function openSources(sources, opts = {}) {
   const failed = settled.findIndex((r) => r.status === "rejected");
   if (failed >= 0) {
     for (const r of settled) if (r.status === "fulfilled") await r.value.close?.().catch(() => {});
-    const e = toTyped(settled[failed].reason);
+    const e = toTyped(/** @type {PromiseRejectedResult} */ (settled[failed]).reason);
     const which = typeof sources[failed] === "string" || sources[failed] instanceof URL ? String(sources[failed]) : sources[failed]?.name || "a Blob";
     if (e.status === 404 || e.status === 410) throw new SplitModelError(`part ${failed + 1} of ${n} of the split model is missing: ${which} (HTTP ${e.status})`);
     throw e;
   }
-  const parts = settled.map((r) => r.value);
+  const parts = settled.map((r) => /** @type {PromiseFulfilledResult<any>} */ (r).value);
   const starts = [];
   let size = 0;
   for (const p of parts) {
@@ -993,7 +994,8 @@ class TruncatedError extends Error {
 // ---------------------------------------------------------------------------------------------
 // Blob / File source: the browser already has random access, nothing to cache.
 
-async function openBlob(blob, { signal, onDownload } = {}) {
+/** @param {Blob & { name?: string }} blob a Blob, or a File (named) */
+async function openBlob(blob, /** @type {{ signal?: AbortSignal, onDownload?: (p: { loaded: number, total: number }) => void }} */ { signal, onDownload } = {}) {
   const size = blob.size;
   const head = new Uint8Array(await raceAbort(blob.slice(0, 4).arrayBuffer(), signal));
   checkMagic(head);
@@ -1039,7 +1041,14 @@ function serial(key, fn) {
   return run;
 }
 
+/** One cached model in a storage backend; subclasses store its files (meta.json, N.bin). */
 class Entry {
+  /** @abstract @param {string} name @returns {Promise<Uint8Array | null>} */
+  readFile(name) { throw new Error(`readFile ${name}: abstract`); }
+  /** @abstract @param {string} name @param {Uint8Array} bytes @returns {Promise<void>} */
+  writeFile(name, bytes) { throw new Error(`writeFile ${name} (${bytes.length} bytes): abstract`); }
+  /** @abstract @param {string} name @returns {Promise<void>} */
+  removeFile(name) { throw new Error(`removeFile ${name}: abstract`); }
   async readMeta() {
     const b = await this.readFile("meta.json");
     return b ? JSON.parse(new TextDecoder().decode(b)) : null;
@@ -1323,7 +1332,7 @@ function ignoreNotFound(e) {
 function mb(n) { return `${(n / (1 << 20)).toFixed(1)} MiB`; }
 
 function sleep(ms, signal) {
-  return new Promise((resolve, reject) => {
+  return new Promise(/** @param {(v?: undefined) => void} resolve */ (resolve, reject) => {
     if (signal.aborted) return reject(new AbortError());
     const onAbort = () => {
       clearTimeout(t);

@@ -1,3 +1,4 @@
+// @ts-check
 // A CPU shard worker (see shards.js): a wasm instance of its own holding one part of the rows
 // of every weight matrix. It takes its weights as messages while the engine loads, then serves
 // jobs from the shared buffer until the engine's dispose() terminates it; while serving, it
@@ -23,7 +24,7 @@ function holdLock() {
   const locks = self.navigator?.locks;
   if (!locks) return Promise.resolve();
   const name = `llama-webgpu-shard-${Math.random().toString(36).slice(2)}-${Date.now()}`;
-  return new Promise((held) => {
+  return new Promise(/** @param {(v?: undefined) => void} held */ (held) => {
     locks.request(name, () => {
       held();
       return new Promise(() => {});

@@ -1,3 +1,4 @@
+// @ts-check
 // The dedicated worker the engine runs in by default: the page never blocks on tokenizing,
 // uploading or waiting for the GPU. Requests carry an id; answers are {id, ok|error} and, for
 // streams, {id, chunk} messages; every message reports the worker's wasm memory.
