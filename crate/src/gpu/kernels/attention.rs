@@ -3,9 +3,9 @@
 //! (attention_combine.wgsl). The cache may be split by positions across several buffer pairs
 //! ([`KvPart`]) when one binding cannot hold a layer's K or V.
 
-use super::{check_x, make, source, AttnShape, Dispatch, KvRead};
+use super::{check_x, make, pipeline, AttnShape, Dispatch, KvRead, P, STEP};
 use crate::error::{Error, Result};
-use crate::gpu::{Binding, BufSlice, Gpu};
+use crate::gpu::{BufSlice, Gpu, Slot};
 use crate::kv::KvType;
 
 const ROPE: &str = include_str!("../../../../shaders/rope.wgsl");
@@ -156,22 +156,25 @@ pub fn rope_store(
     step: &wgpu::Buffer,
 ) -> Result<Vec<Dispatch>> {
     check_shape(s, kv)?;
+    // a quantized cache's blocks share words with their neighbours: kv_quant.wgsl writes atomically
     let quant = matches!(kv.ty, KvType::Q8_0 | KvType::Q4_0);
-    let elem = if quant { "atomic<u32>" } else { "u32" };
-    let decl = format!(
-        "@group(0) @binding(2) var<storage, read_write> kc: array<{elem}>;\n\
-         @group(0) @binding(3) var<storage, read_write> vc: array<{elem}>;\n\
-         fn kv_store(i: u32, krow: u32, lp: u32, pos: u32) {{ kv_store_{}(i, krow, lp, pos); }}\n",
+    let cache = if quant { "array<atomic<u32>>" } else { "array<u32>" };
+    let slots = [
+        Slot::read("qkv", "array<f32>"),
+        Slot::read_write("q", "array<f32>"),
+        Slot::read_write("kc", cache),
+        Slot::read_write("vc", cache),
+        Slot::read("inv_freq", "array<f32>"),
+        P,
+        STEP,
+    ];
+    let store_fn = format!(
+        "fn kv_store(i: u32, krow: u32, lp: u32, pos: u32) {{ kv_store_{}(i, krow, lp, pos); }}\n",
         kv.ty.name()
     );
     let store = if quant { KV_QUANT } else { KV_STORE_FLOAT };
-    let src = source(gpu, &[("WG", format!("{ROPE_WG}u"))], &[ROPE, store, &decl]);
-    use Binding::*;
-    let pipeline = gpu.pipeline(
-        &format!("rope_store {}", kv.ty),
-        &src,
-        &[Read, ReadWrite, ReadWrite, ReadWrite, Read, Uniform, Uniform],
-    )?;
+    let key = format!("rope_store {}", kv.ty);
+    let pipeline = pipeline(gpu, &key, &[("WG", format!("{ROPE_WG}u"))], &slots, &[ROPE, store, &store_fn])?;
     let pairs = s.n_head * s.head_dim / 2;
     parts
         .iter()
@@ -246,6 +249,17 @@ fn flash_shape(gpu: &Gpu, s: AttnShape, single: bool) -> Result<FlashShape> {
     )))
 }
 
+/// The bindings of both flash kernels (attention.wgsl, attention_cpu.wgsl): the cache is read
+/// as raw words, decoded by kv.wgsl.
+const FLASH_SLOTS: [Slot; 6] = [
+    Slot::read("q", "array<f32>"),
+    Slot::read("kc", "array<u32>"),
+    Slot::read("vc", "array<u32>"),
+    Slot::read_write("o", "array<f32>"),
+    P,
+    STEP,
+];
+
 fn flash_pipeline(
     gpu: &Gpu,
     s: AttnShape,
@@ -281,13 +295,8 @@ fn flash_pipeline(
         if sg { ", @builtin(subgroup_size) sn: u32" } else { "" },
         if sg { "sn" } else { "1u" },
     );
-    let src = source(gpu, &consts, &[ATTENTION_COMMON, ATTENTION, KV_READ, &pre]);
-    use Binding::*;
-    gpu.pipeline(
-        &format!("flash hd{hd} g{} tq{} bk{} {} sg{sg}", f.g, f.tq, f.bk, kv.ty),
-        &src,
-        &[Read, Read, Read, ReadWrite, Uniform, Uniform],
-    )
+    let key = format!("flash hd{hd} g{} tq{} bk{} {} sg{sg}", f.g, f.tq, f.bk, kv.ty);
+    pipeline(gpu, &key, &consts, &FLASH_SLOTS, &[ATTENTION_COMMON, ATTENTION, KV_READ, &pre])
 }
 
 /// The CPU-adapter kernel (attention_cpu.wgsl): CPU adapters with subgroups of one fixed size,
@@ -309,13 +318,8 @@ fn flash_cpu_pipeline(gpu: &Gpu, s: AttnShape, kv: KvLayout, wg: u32) -> Result<
     ];
     let pre =
         format!("fn kv4(v: bool, base: u32, c: u32) -> vec4<f32> {{ return kv4_{}(v, base, c); }}\n", kv.ty.name());
-    let src = source(gpu, &consts, &[ATTENTION_COMMON, ATTENTION_CPU, KV_READ, &pre]);
-    use Binding::*;
-    gpu.pipeline(
-        &format!("flash_cpu hd{hd} g{g} wg{wg} {}", kv.ty),
-        &src,
-        &[Read, Read, Read, ReadWrite, Uniform, Uniform],
-    )
+    let key = format!("flash_cpu hd{hd} g{g} wg{wg} {}", kv.ty);
+    pipeline(gpu, &key, &consts, &FLASH_SLOTS, &[ATTENTION_COMMON, ATTENTION_CPU, KV_READ, &pre])
 }
 
 /// Key splits of each cache part (`parts`: positions per part) in a decode pass: enough
@@ -446,10 +450,9 @@ pub fn attention(
     // the combine: decode when split, prefill when over several parts
     let combine_needed = (total_splits > 1, multi_parts);
     if combine_needed.0 || combine_needed.1 {
-        let src = source(gpu, &[("WG", format!("{COMBINE_WG}u")), ("HD", format!("{}u", s.head_dim))], &[COMBINE]);
-        use Binding::*;
-        let pipe =
-            gpu.pipeline(&format!("attention_combine hd{}", s.head_dim), &src, &[Read, ReadWrite, Uniform, Uniform])?;
+        const SLOTS: [Slot; 4] = [Slot::read("part", "array<f32>"), Slot::read_write("o", "array<f32>"), P, STEP];
+        let consts = [("WG", format!("{COMBINE_WG}u")), ("HD", format!("{}u", s.head_dim))];
+        let pipe = pipeline(gpu, &format!("attention_combine hd{}", s.head_dim), &consts, &SLOTS, &[COMBINE])?;
         let cm = CombineParams {
             n_head: s.n_head,
             slices: parts.len() as u32,

@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::gguf::{AsyncByteSource, GgmlType};
-use crate::gpu::{Binding, BufSlice, Gpu};
+use crate::gpu::{decls, BufSlice, Gpu, Slot};
 use std::sync::Arc;
 
 pub mod attention;
@@ -39,8 +39,8 @@ pub struct Step {
 }
 
 /// Builds a kernel's source: `enable f16` when the KV cache is f16, constants, the `kv_t`
-/// alias, the shared `Step` struct, then the kernel files.
-pub fn source(gpu: &Gpu, consts: &[(&str, String)], files: &[&str]) -> String {
+/// alias, the shared `Step` struct, the declarations of `slots`, then the kernel files.
+fn source(gpu: &Gpu, consts: &[(&str, String)], slots: &[Slot], files: &[&str]) -> String {
     let mut s = String::new();
     // browsers require `enable subgroups;`, native naga rejects it
     if cfg!(target_arch = "wasm32") && gpu.subgroups {
@@ -55,6 +55,7 @@ pub fn source(gpu: &Gpu, consts: &[(&str, String)], files: &[&str]) -> String {
         s.push_str(&format!("const {k} = {v};\n"));
     }
     s.push_str(COMMON);
+    s.push_str(&decls(slots));
     for f in files {
         s.push_str(f);
     }
@@ -129,6 +130,21 @@ pub fn submit(gpu: &Gpu, step_buf: &wgpu::Buffer, step: Step, dispatches: &[&Dis
 pub fn step_buffer(gpu: &Gpu) -> wgpu::Buffer {
     gpu.uniform("step", &Step::default())
 }
+
+/// A kernel's pipeline (compiled once per `key`): its source and its layout both from `slots`.
+fn pipeline(
+    gpu: &Gpu,
+    key: &str,
+    consts: &[(&str, String)],
+    slots: &[Slot],
+    files: &[&str],
+) -> Result<Arc<wgpu::ComputePipeline>> {
+    gpu.pipeline(key, &source(gpu, consts, slots, files), slots)
+}
+
+/// The uniform slots every kernel ends with: its `Params` and the pass's `Step`.
+const P: Slot = Slot::uniform("p", "Params");
+const STEP: Slot = Slot::uniform("step", "Step");
 
 fn check_x(label: &str, x: u32, gpu: &Gpu) -> Result<u32> {
     if x > gpu.limits.max_compute_workgroups_per_dimension {
@@ -465,6 +481,17 @@ fn cpu_helpers(bcast: bool) -> String {
     s
 }
 
+/// The matmul's bindings: `nw` weights, x, the norm weight g (with a fused norm), y, p, step.
+fn matmul_slots(nw: usize, norm: bool) -> Vec<Slot> {
+    let mut s: Vec<Slot> = ["w0", "w1", "w2"][..nw].iter().map(|w| Slot::read(w, "array<vec4<u32>>")).collect();
+    s.push(Slot::read("x", "array<vec4<f32>>"));
+    if norm {
+        s.push(Slot::read("g", "array<vec4<f32>>"));
+    }
+    s.extend([Slot::read_write("y", "array<f32>"), P, STEP]);
+    s
+}
+
 /// A matmul launch over `segs` (weight parts with the first output column of each), GLU
 /// when `glu` (segs = [gate part, up part]).
 #[allow(clippy::too_many_arguments)]
@@ -487,6 +514,7 @@ fn matmul_launch(
         return Err(Error::UnsupportedModel("matmul: 1 to 3 weights of one row length".into()));
     }
     let sg = use_subgroups(gpu, tpr);
+    let slots = matmul_slots(segs.len(), norm.is_some());
     // tiled: the prefill kernel (32 × 32 tiles); else the matvec with `tt` tokens per tile
     let pipe = |tt: u32, tiled: bool| -> Result<Arc<wgpu::ComputePipeline>> {
         let consts = vec![
@@ -500,33 +528,11 @@ fn matmul_launch(
             ("SG", sg.to_string()),
         ];
         let mut pre = String::new();
-        let mut bindings = Vec::new();
-        for (i, _) in segs.iter().enumerate() {
-            pre.push_str(&format!("@group(0) @binding({i}) var<storage, read> w{i}: array<vec4<u32>>;\n"));
-            bindings.push(Binding::Read);
-        }
-        let n = segs.len();
-        pre.push_str(&format!("@group(0) @binding({n}) var<storage, read> x: array<vec4<f32>>;\n"));
-        bindings.push(Binding::Read);
-        let mut b = n + 1;
-        if norm.is_some() {
-            pre.push_str(&format!(
-                "@group(0) @binding({b}) var<storage, read> g: array<vec4<f32>>;\nfn gw(i: u32) -> vec4<f32> {{ return g[i]; }}\n"
-            ));
-            bindings.push(Binding::Read);
-            b += 1;
+        pre.push_str(if norm.is_some() {
+            "fn gw(i: u32) -> vec4<f32> { return g[i]; }\n"
         } else {
-            pre.push_str("fn gw(i: u32) -> vec4<f32> { return vec4<f32>(1.0); }\n");
-        }
-        pre.push_str(&format!(
-            "@group(0) @binding({}) var<storage, read_write> y: array<f32>;\n\
-             @group(0) @binding({}) var<uniform> p: Params;\n\
-             @group(0) @binding({}) var<uniform> step: Step;\n",
-            b,
-            b + 1,
-            b + 2
-        ));
-        bindings.extend([Binding::ReadWrite, Binding::Uniform, Binding::Uniform]);
+            "fn gw(i: u32) -> vec4<f32> { return vec4<f32>(1.0); }\n"
+        });
         pre.push_str(if sg && !tiled {
             "fn sg_xor(v: f32, o: u32) -> f32 { return subgroupShuffleXor(v, o); }\n"
         } else {
@@ -556,8 +562,7 @@ fn matmul_launch(
         } else {
             MATMUL
         };
-        let src = source(gpu, &consts, &[QUANT_COMMON, MATMUL_COMMON, main, &pre]);
-        gpu.pipeline(&key, &src, &bindings)
+        pipeline(gpu, &key, &consts, &slots, &[QUANT_COMMON, MATMUL_COMMON, main, &pre])
     };
     // Params for a grid of `rows_per_wg` rows per workgroup.
     let params = |rows_per_wg: u32| -> (wgpu::Buffer, u32) {
@@ -716,12 +721,9 @@ pub fn rmsnorm(
     eps: f32,
     step: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let src = source(gpu, &wg_const(NORM_WG), &[NORM]);
-    let pipeline = gpu.pipeline(
-        "rmsnorm",
-        &src,
-        &[Binding::Read, Binding::Read, Binding::ReadWrite, Binding::Uniform, Binding::Uniform],
-    )?;
+    const SLOTS: [Slot; 5] =
+        [Slot::read("x", "array<f32>"), Slot::read("g", "array<f32>"), Slot::read_write("y", "array<f32>"), P, STEP];
+    let pipeline = pipeline(gpu, "rmsnorm", &wg_const(NORM_WG), &SLOTS, &[NORM])?;
     let params = gpu.uniform("rmsnorm", &NormParams { dim, eps });
     make(gpu, "rmsnorm".into(), pipeline, &[x.into(), g.into(), y.into(), (&params).into(), step.into()], 1, 1)
 }
@@ -745,9 +747,8 @@ pub struct SwigluParams {
 
 /// `g = silu(g) · u` over rows of `n` floats.
 pub fn swiglu(gpu: &Gpu, g: &wgpu::Buffer, u: &wgpu::Buffer, n: u32, step: &wgpu::Buffer) -> Result<Dispatch> {
-    let src = source(gpu, &wg_const(ELEM_WG), &[ELEMENTWISE]);
-    let pipeline =
-        gpu.pipeline("swiglu", &src, &[Binding::ReadWrite, Binding::Read, Binding::Uniform, Binding::Uniform])?;
+    const SLOTS: [Slot; 4] = [Slot::read_write("g", "array<f32>"), Slot::read("u", "array<f32>"), P, STEP];
+    let pipeline = pipeline(gpu, "swiglu", &wg_const(ELEM_WG), &SLOTS, &[ELEMENTWISE])?;
     let params = gpu.uniform("swiglu", &SwigluParams { n });
     make(gpu, "swiglu".into(), pipeline, &[g.into(), u.into(), (&params).into(), step.into()], n.div_ceil(ELEM_WG), 1)
 }
@@ -773,11 +774,16 @@ pub fn embed(
     out: &wgpu::Buffer,
     step: &wgpu::Buffer,
 ) -> Result<Vec<Dispatch>> {
-    let consts = wg_const(ELEM_WG);
-    let src = source(gpu, &consts, &[QUANT_COMMON, EMBED, &loader_src(w.fmt, 0, "p.sc_v4")]);
-    use Binding::*;
-    let pipeline =
-        gpu.pipeline(&format!("embed_{}", w.fmt.load_fn), &src, &[Read, Read, ReadWrite, Uniform, Uniform])?;
+    const SLOTS: [Slot; 5] = [
+        Slot::read("w0", "array<vec4<u32>>"),
+        Slot::read("ids", "array<u32>"),
+        Slot::read_write("out", "array<vec4<f32>>"),
+        P,
+        STEP,
+    ];
+    let key = format!("embed_{}", w.fmt.load_fn);
+    let loader = loader_src(w.fmt, 0, "p.sc_v4");
+    let pipeline = pipeline(gpu, &key, &wg_const(ELEM_WG), &SLOTS, &[QUANT_COMMON, EMBED, &loader])?;
     w.parts
         .iter()
         .map(|part| {
