@@ -84,6 +84,33 @@ pub struct KvPart<'a> {
     pub len: u32,
 }
 
+/// One layer's KV cache: how it is encoded, and the buffer pairs that hold its positions.
+#[derive(Clone, Copy)]
+pub struct LayerKv<'a> {
+    pub layout: KvLayout,
+    pub parts: &'a [KvPart<'a>],
+}
+
+/// The buffers of a RoPE + cache-write launch besides the cache: the fused projection `qkv`
+/// in, rotated queries `q` out, the `inv_freq` table and the pass's `step`.
+#[derive(Clone, Copy)]
+pub struct RopeIo<'a> {
+    pub qkv: &'a wgpu::Buffer,
+    pub q: &'a wgpu::Buffer,
+    pub inv_freq: &'a wgpu::Buffer,
+    pub step: &'a wgpu::Buffer,
+}
+
+/// The buffers of an attention launch besides the cache: queries `q` in, `o` out, the
+/// partial-results `scratch` and the pass's `step`.
+#[derive(Clone, Copy)]
+pub struct AttentionIo<'a> {
+    pub q: &'a wgpu::Buffer,
+    pub scratch: &'a wgpu::Buffer,
+    pub o: &'a wgpu::Buffer,
+    pub step: &'a wgpu::Buffer,
+}
+
 /// Mirrors `Params` in rope.wgsl.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
@@ -144,17 +171,9 @@ fn check_shape(s: AttnShape, kv: KvLayout) -> Result<()> {
 /// RoPE on q and k of the fused projection `qkv` (rows q | k | v): rotated q → `q`, rotated
 /// k and v written to the cache (encoded as its type) at the pass's positions; one launch per
 /// cache part (the first also writes q). `inv_freq[j]` = base^(−2j/d) / rope_freqs[j].
-#[allow(clippy::too_many_arguments)]
-pub fn rope_store(
-    gpu: &Gpu,
-    s: AttnShape,
-    kv: KvLayout,
-    qkv: &wgpu::Buffer,
-    q: &wgpu::Buffer,
-    parts: &[KvPart<'_>],
-    inv_freq: &wgpu::Buffer,
-    step: &wgpu::Buffer,
-) -> Result<Vec<Dispatch>> {
+pub fn rope_store(gpu: &Gpu, s: AttnShape, cache: LayerKv<'_>, io: RopeIo<'_>) -> Result<Vec<Dispatch>> {
+    let (kv, parts) = (cache.layout, cache.parts);
+    let RopeIo { qkv, q, inv_freq, step } = io;
     check_shape(s, kv)?;
     // a quantized cache's blocks share words with their neighbours: kv_quant.wgsl writes atomically
     let quant = matches!(kv.ty, KvType::Q8_0 | KvType::Q4_0);
@@ -348,20 +367,17 @@ pub fn attention_scratch_floats(gpu: &Gpu, s: AttnShape, parts: &[u32], chunk: u
 }
 
 /// Causal GQA flash attention of the pass's queries `q` [n, n_head, head_dim] over the cache
-/// `parts` → `o` (same shape). `scratch` holds partial results (at least
+/// → `o` (same shape). `scratch` holds partial results (at least
 /// [`attention_scratch_floats`] floats) for passes of up to `chunk` tokens.
-#[allow(clippy::too_many_arguments)]
 pub fn attention(
     gpu: &Gpu,
     s: AttnShape,
-    kv: KvLayout,
-    q: &wgpu::Buffer,
-    parts: &[KvPart<'_>],
-    scratch: &wgpu::Buffer,
-    o: &wgpu::Buffer,
-    step: &wgpu::Buffer,
+    cache: LayerKv<'_>,
+    io: AttentionIo<'_>,
     chunk: u32,
 ) -> Result<Vec<Dispatch>> {
+    let (kv, parts) = (cache.layout, cache.parts);
+    let AttentionIo { q, scratch, o, step } = io;
     check_shape(s, kv)?;
     if parts.is_empty() {
         return Err(Error::InvalidArgument("attention over no KV cache".into()));

@@ -5,14 +5,16 @@
 //! not multiples of the workgroup size (`crate/tests/kernels.rs`).
 
 use crate::error::{Error, Result};
-use crate::gguf::{AsyncByteSource, GgmlType};
+use crate::gguf::{AsyncByteSource, GgmlType, TensorInfo};
 use crate::gpu::{decls, BufSlice, Gpu, Slot};
 use std::sync::Arc;
 
 pub mod attention;
 pub mod reference;
 
-pub use attention::{attention, attention_scratch_floats, decode_splits, rope_store, KvLayout, KvPart};
+pub use attention::{
+    attention, attention_scratch_floats, decode_splits, rope_store, AttentionIo, KvLayout, KvPart, LayerKv, RopeIo,
+};
 
 const COMMON: &str = include_str!("../../../../shaders/common.wgsl");
 const QUANT: &str = include_str!("../../../../shaders/quant.wgsl");
@@ -265,20 +267,16 @@ impl GpuWeight {
         (max_binding.saturating_sub(512) / per_row).max(1)
     }
 
-    /// Streams rows `[rows × cols]` of type `ty` from `src` at `offset` to the GPU in
+    /// Streams tensor `t` (rows × cols of its type, at its offset in `src`) to the GPU in
     /// chunks of about `chunk_bytes`, repacking on the way. Host memory: one chunk.
-    #[allow(clippy::too_many_arguments)]
     pub async fn upload<S: AsyncByteSource + ?Sized>(
         gpu: &Gpu,
-        name: &str,
-        ty: GgmlType,
-        rows: u64,
-        cols: u64,
+        t: &TensorInfo,
         src: &S,
-        offset: u64,
         chunk_bytes: u64,
         mut on_bytes: impl FnMut(u64),
     ) -> Result<GpuWeight> {
+        let (name, ty, rows, cols, offset) = (t.name.as_str(), t.ty, t.rows(), t.cols(), t.offset);
         let fmt = gpu_format(ty).ok_or_else(|| unsupported(ty, name))?;
         if !cols.is_multiple_of(32) || !cols.is_multiple_of(fmt.block as u64) || !cols.is_multiple_of(ty.block_size()) {
             return Err(Error::UnsupportedModel(format!("tensor '{name}': row length {cols} is not a multiple of 32")));
@@ -492,20 +490,27 @@ fn matmul_slots(nw: usize, norm: bool) -> Vec<Slot> {
     s
 }
 
+/// The activations of a matmul launch: `x` rows of the weights' row length in, `y` rows of
+/// `y_stride` floats out, and the pass's `step`.
+#[derive(Clone, Copy)]
+pub struct MatmulIo<'a> {
+    pub x: &'a wgpu::Buffer,
+    pub y: &'a wgpu::Buffer,
+    pub y_stride: u32,
+    pub step: &'a wgpu::Buffer,
+}
+
 /// A matmul launch over `segs` (weight parts with the first output column of each), GLU
 /// when `glu` (segs = [gate part, up part]).
-#[allow(clippy::too_many_arguments)]
 fn matmul_launch(
     gpu: &Gpu,
     segs: &[(&GpuWeight, &WeightPart, u32)],
     glu: bool,
     norm: Option<NormIn<'_>>,
-    x: &wgpu::Buffer,
-    y: &wgpu::Buffer,
-    y_stride: u32,
-    step: &wgpu::Buffer,
+    io: MatmulIo<'_>,
     opts: MatmulOpts,
 ) -> Result<Dispatch> {
+    let MatmulIo { x, y, y_stride, step } = io;
     let cpu = gpu.cpu_matmul;
     let tpr = if cpu { 1 } else { gpu.matmul_tpr };
     let rpw = MM_WG / tpr;
@@ -628,17 +633,12 @@ fn matmul_launch(
 
 /// `y[t, :] (+)= W · h[t, :]` for every token of the pass, with `h = x` or the fused
 /// RMSNorm of x. The rows of all `ws` (e.g. Q, K, V) are concatenated in y's columns; parts
-/// go up to three per launch (one launch when no weight is split). `x` rows are
-/// `cols` floats, `y` rows `y_stride` floats.
-#[allow(clippy::too_many_arguments)]
+/// go up to three per launch (one launch when no weight is split).
 pub fn matmul_cat(
     gpu: &Gpu,
     ws: &[&GpuWeight],
     norm: Option<NormIn<'_>>,
-    x: &wgpu::Buffer,
-    y: &wgpu::Buffer,
-    y_stride: u32,
-    step: &wgpu::Buffer,
+    io: MatmulIo<'_>,
     opts: MatmulOpts,
 ) -> Result<Vec<Dispatch>> {
     let mut segs = Vec::new();
@@ -649,7 +649,7 @@ pub fn matmul_cat(
         }
         off += w.rows as u32;
     }
-    segs.chunks(3).map(|c| matmul_launch(gpu, c, false, norm, x, y, y_stride, step, opts)).collect()
+    segs.chunks(3).map(|c| matmul_launch(gpu, c, false, norm, io, opts)).collect()
 }
 
 /// `y[t, :] (+)= W · x[t, :]`; one launch per (up to three) weight parts.
@@ -662,7 +662,7 @@ pub fn matmul(
     step: &wgpu::Buffer,
     opts: MatmulOpts,
 ) -> Result<Vec<Dispatch>> {
-    matmul_cat(gpu, &[w], None, x, y, y_stride, step, opts)
+    matmul_cat(gpu, &[w], None, MatmulIo { x, y, y_stride, step }, opts)
 }
 
 /// `y[t, :] = silu(Wgate h) ⊙ (Wup h)`, h the fused RMSNorm of x (or x): one launch per part
@@ -689,7 +689,7 @@ pub fn gate_up_silu(
         .zip(&up.parts)
         .map(|(g, u)| {
             let segs = [(gate, g, g.row0 as u32), (up, u, u.row0 as u32)];
-            matmul_launch(gpu, &segs, true, norm, x, y, n, step, MatmulOpts::default())
+            matmul_launch(gpu, &segs, true, norm, MatmulIo { x, y, y_stride: n, step }, MatmulOpts::default())
         })
         .collect::<Result<Vec<_>>>()
         .map(Some)
