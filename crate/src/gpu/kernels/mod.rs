@@ -337,41 +337,37 @@ const MM_TILE: u32 = 32;
 /// 16 → 22 ms, 32 → 19 ms, with larger shaders to compile).
 const MM_CPU_TT: u32 = 16;
 
-/// The weight decoders of `fmt` for binding `w{s}` (quant.wgsl instantiated with `_S` → `_{s}`),
-/// and `fn load{s}`: only the functions that format uses.
+/// quant.wgsl's sections, in file order: (name, the sections it calls, text). Each starts at a
+/// marker line `//@ NAME: DEPS` and runs to the next; the text before the first is its header.
+fn quant_sections() -> impl Iterator<Item = (&'static str, Vec<&'static str>, &'static str)> {
+    QUANT.split("\n//@ ").skip(1).map(|sec| {
+        let (head, text) = sec.split_once('\n').unwrap_or((sec, ""));
+        let (name, deps) = head.split_once(':').unwrap_or((head, ""));
+        (name.trim(), deps.split_whitespace().collect(), text)
+    })
+}
+
+/// The weight decoders of `fmt` for binding `w{s}` (quant.wgsl's sections instantiated with
+/// `_S` → `_{s}`), and `fn load{s}`: only the sections that format's decoder needs.
 fn loader_src(fmt: GpuFormat, s: usize, sc_v4: &str) -> String {
     let mut out = format!(
         "fn wq_{s}(i: u32) -> vec4<u32> {{ return w{s}[i]; }}\n\
          fn ws_{s}(i: u32) -> u32 {{ return w{s}[{sc_v4} + (i >> 2u)][i & 3u]; }}\n"
     );
-    // the template's functions, and the ones the format's decoder calls (transitively)
-    let fns: Vec<(&str, &str)> = QUANT
-        .split("\nfn ")
-        .skip(1)
-        .map(|f| {
-            // drop the trailing comment lines that belong to the next function
-            (f.split('(').next().unwrap_or(""), &f[..f.rfind("\n}").map_or(f.len(), |i| i + 2)])
-        })
-        .collect();
-    let calls = |body: &str, name: &str| {
-        body.match_indices(&format!("{name}("))
-            .any(|(i, _)| !body[..i].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_'))
-    };
-    let mut wanted = vec![format!("{}_S", fmt.load_fn)];
+    // the decoder and, transitively, the sections its marker names
+    let mut wanted = vec![fmt.load_fn];
     let mut i = 0;
     while i < wanted.len() {
-        let body = fns.iter().find(|(n, _)| *n == wanted[i]).map_or("", |(_, b)| *b);
-        for (n, _) in &fns {
-            if !wanted.iter().any(|w| w == n) && calls(body, n) {
-                wanted.push(n.to_string());
+        for (name, deps, _) in quant_sections() {
+            if name == wanted[i] {
+                wanted.extend(deps.into_iter().filter(|d| !wanted.contains(d)).collect::<Vec<_>>());
             }
         }
         i += 1;
     }
-    for (name, body) in &fns {
-        if wanted.iter().any(|w| w == name) {
-            out.push_str("fn ");
-            out.push_str(&body.replace("_S(", &format!("_{s}(")));
+    for (name, _, text) in quant_sections() {
+        if wanted.contains(&name) {
+            out.push_str(&text.replace("_S(", &format!("_{s}(")));
             out.push('\n');
         }
     }
