@@ -7,6 +7,7 @@ import { AbortError, DisposedError, EngineCrashedError, InvalidArgumentError, We
 import { listCachedModels, deleteCachedModel, clearModelCache } from "./loader.js";
 import { hubLoadError, isHubRef, resolveHubRef } from "./hub.js";
 import { TEST_HOOKS } from "./hooks.js";
+import { METHODS } from "./protocol.js";
 import { validateChatRequest, validateEmbeddingsRequest, validateGenerateOptions, validatePrompt } from "./validate.js";
 
 export * from "./errors.js";
@@ -23,9 +24,6 @@ const workerMem = new Map();
  */
 const STOP_TIMEOUT_MS = 1500;
 
-/** The engine methods the package calls (the worker dispatches no others). */
-const METHODS = new Set(["tokenize", "detokenize", "chatTokens", "logits", "embed", "bench", "benchGrammar", "reset", "loseDevice"]);
-if (TEST_HOOKS) METHODS.add("_crashEngine");
 let localHostModule = null;
 
 /** Current wasm memory of the engines in this page and its workers, in bytes (diagnostics). */
@@ -109,13 +107,13 @@ class WorkerBackend {
     this.stopTimeoutMs = STOP_TIMEOUT_MS;
     /** Set once the engine is gone (crashed, or worker terminated): every request fails with it. */
     this.dead = null;
-    worker.onmessage = ({ data }) => {
+    worker.onmessage = (/** @type {MessageEvent<import("./protocol.js").EngineAnswer>} */ { data }) => {
       if (this.terminated) return;
       workerMem.set(this, data.mem ?? 0);
-      if (data.lock) this.#watch(data.lock);
-      if (data.fatal && data.id === undefined) return this.#die(fromPlain(data.error));
+      if (data.type === "lock") return this.#watch(data.lock);
+      if (data.type === "error" && data.fatal && data.id === undefined) return this.#die(fromPlain(data.error));
       this.pending.get(data.id)?.(data);
-      if (data.fatal) this.#die(fromPlain(data.error));
+      if (data.type === "error" && data.fatal) this.#die(fromPlain(data.error));
     };
     worker.onerror = (e) => {
       e.preventDefault?.();
@@ -144,20 +142,31 @@ class WorkerBackend {
         // no answer in time: the worker is stuck in one call; it is stopped
         deadline ??= setTimeout(() => {
           if (!this.pending.has(id) || this.terminated) return;
-          this.pending.get(id)({ error: new AbortError(`aborted; the engine did not stop within ${this.stopTimeoutMs} ms, so its worker was terminated`).toPlain() });
+          this.pending.get(id)({ type: "error", id, error: new AbortError(`aborted; the engine did not stop within ${this.stopTimeoutMs} ms, so its worker was terminated`).toPlain() });
           this.#die(new EngineCrashedError(`the engine did not answer an abort within ${this.stopTimeoutMs} ms (a call that does not end, such as a runaway chat template) and was stopped; load the model again`));
         }, this.stopTimeoutMs);
       };
       signal?.addEventListener("abort", onAbort, { once: true });
-      this.pending.set(id, (d) => {
-        if (d.progress || d.chunk) return onMessage?.(d.progress ?? d.chunk);
+      /** @type {{ [T in Exclude<import("./protocol.js").EngineAnswer["type"], "lock">]: (d: any) => void }} */
+      const answers = {
+        progress: (d) => onMessage?.(d.progress),
+        chunk: (d) => onMessage?.(d.chunk),
+        done: (d) => {
+          settle();
+          resolve(d.value);
+        },
+        error: (d) => {
+          settle();
+          if (d.stats) this.lastStats = d.stats;
+          reject(fromPlain(d.error));
+        },
+      };
+      const settle = () => {
         this.pending.delete(id);
         clearTimeout(deadline);
         signal?.removeEventListener("abort", onAbort);
-        if (d.stats) this.lastStats = d.stats;
-        if (d.error) reject(fromPlain(d.error));
-        else resolve(d.value);
-      });
+      };
+      this.pending.set(id, (d) => answers[d.type]?.(d));
       this.worker.postMessage({ ...msg, id });
       if (signal?.aborted) onAbort();
     });

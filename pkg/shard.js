@@ -66,20 +66,35 @@ function serve({ sab, part, maxIn, maxOut }) {
   }
 }
 
-self.onmessage = async ({ data: m }) => {
+/** @param {import("./protocol.js").ShardReply} r */
+function reply(r) {
+  self.postMessage(r);
+}
+
+/**
+ * One handler per request type (protocol.js).
+ * @type {{ [T in import("./protocol.js").ShardRequest["type"]]: (m: Extract<import("./protocol.js").ShardRequest, { type: T }>) => Promise<void> | void }}
+ */
+const HANDLERS = {
+  async init(m) {
+    await init({ module_or_path: m.module });
+    engine = new ShardEngine(m.part, m.parts);
+    await holdLock();
+    reply({ type: "inited" });
+  },
+  add(m) {
+    engine.add(m.id, m.ty, m.rows, m.cols, m.bytes);
+  },
+  run(m) {
+    reply({ type: "running", mem: wasmMemoryBytes() });
+    serve(m);
+  },
+};
+
+self.onmessage = async (/** @type {MessageEvent<import("./protocol.js").ShardRequest>} */ { data: m }) => {
   try {
-    if (m.type === "init") {
-      await init({ module_or_path: m.module });
-      engine = new ShardEngine(m.part, m.parts);
-      await holdLock();
-      self.postMessage({ type: "inited" });
-    } else if (m.type === "add") {
-      engine.add(m.id, m.ty, m.rows, m.cols, m.bytes);
-    } else if (m.type === "run") {
-      self.postMessage({ type: "running", mem: wasmMemoryBytes() });
-      serve(m);
-    }
+    await HANDLERS[m.type]?.(/** @type {any} */ (m));
   } catch (e) {
-    self.postMessage({ type: "error", message: describe(e) });
+    reply({ type: "error", message: describe(e) });
   }
 };
