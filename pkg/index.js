@@ -4,7 +4,7 @@
 // this thread); this module only proxies calls, serializes them, and shapes results the way
 // OpenAI's chat API does. No init() call is needed: the wasm loads on the first loadModel.
 import { AbortError, DisposedError, EngineCrashedError, InvalidArgumentError, WebGPUUnavailableError, fromPlain, toTyped } from "./errors.js";
-import { listCachedModels, deleteCachedModel, clearModelCache } from "./loader.js";
+import { listCachedModels, deleteCachedModel, clearModelCache } from "./storage.js";
 import { hubLoadError, isHubRef, resolveHubRef } from "./hub.js";
 import { TEST_HOOKS } from "./hooks.js";
 import { METHODS } from "./protocol.js";
