@@ -1,3 +1,4 @@
+// @ts-check
 // The engine where it runs (a worker by default, or the page with useWorker: false): the
 // wasm module, the byte source feeding it, and the token loop. Everything crossing to the
 // caller is plain data, so the same code serves both cases.
@@ -142,9 +143,9 @@ export async function checkWebGPU() {
 
 export class EngineHost {
   /**
-   * @param source URL string | URL | Blob | File
-   * @param opts {cache, signal, contextLength, kvType, cpuDot, precision, chunkBytes, contextPolicy, sha256}
-   * @param emit progress callback ({phase, loaded, total})
+   * @param {string | URL | Blob | File | Array<string | URL | Blob | File>} source
+   * @param {Record<string, any>} [opts] the worker's share of LoadOptions (index.d.ts), plus `sha256`
+   * @param {(p: import("./index.d.ts").LoadProgress) => void} [emit] progress callback
    */
   static async load(source, opts = {}, emit = () => {}) {
     if (dead) {

@@ -1,3 +1,4 @@
+// @ts-check
 // Typed errors of llama-webgpu. Every error the package throws is a LlamaWebGPUError with a
 // stable `code`; subclasses let apps branch with `instanceof`. Errors cross the worker
 // boundary as {code, message, status?} and are rebuilt with `fromPlain`. Each class sets its
@@ -6,12 +7,14 @@
 
 export class LlamaWebGPUError extends Error {
   static { this.prototype.name = "LlamaWebGPUError"; }
+  /** @param {string} message @param {string} [code] @param {ErrorOptions} [options] */
   constructor(message, code = "error", options) {
     super(message, options);
     this.code = code;
   }
   toPlain() {
-    return { code: this.code, message: this.message, status: this.status };
+    // status: set by the HTTP-caused subclasses only
+    return { code: this.code, message: this.message, status: /** @type {any} */ (this).status };
   }
 }
 

@@ -1,3 +1,4 @@
+// @ts-check
 // Test hooks: off in the published package. `scripts/build-pkg.sh --test` builds the engine
 // with the cargo feature `test-hooks` into tests/.cache/pkg-test/ and replaces this file there
 // with one that sets TEST_HOOKS and re-exports the wasm's trap functions (deliberate traps,

@@ -1,3 +1,4 @@
+// @ts-check
 // Hugging Face references → the URLs of a GGUF's file(s), through the Hub's public API:
 //   "hf:owner/repo/path/file.gguf"  "hf:owner/repo@revision/file.gguf"  "hf:owner/repo:Q4_K_M"
 //   { hfRepo, file, revision? }      { hfRepo, quant: "Q4_K_M", revision? }
@@ -50,7 +51,7 @@ function resolveUrl(hub, repo, revision, file) {
  * A reference → the URL(s) to load: one file (whose parts, if it is a split model's, the loader
  * finds by name), or a quant's file or parts.
  */
-export async function resolveHubRef(source, { hubUrl = HF_HUB, signal } = {}) {
+export async function resolveHubRef(source, /** @type {{ hubUrl?: string, signal?: AbortSignal }} */ { hubUrl = HF_HUB, signal } = {}) {
   const ref = parseHubRef(source);
   let hub;
   try {

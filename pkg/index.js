@@ -1,11 +1,13 @@
+// @ts-check
 // llama-webgpu: Llama 3 (and other Llama-architecture GGUF models) in the browser on WebGPU.
 // Public API. The engine runs in a dedicated worker by default (useWorker: false runs it on
 // this thread); this module only proxies calls, serializes them, and shapes results the way
 // OpenAI's chat API does. No init() call is needed: the wasm loads on the first loadModel.
 import { AbortError, DisposedError, EngineCrashedError, InvalidArgumentError, WebGPUUnavailableError, fromPlain, toTyped } from "./errors.js";
-import { listCachedModels, deleteCachedModel, clearModelCache } from "./loader.js";
+import { listCachedModels, deleteCachedModel, clearModelCache } from "./storage.js";
 import { hubLoadError, isHubRef, resolveHubRef } from "./hub.js";
 import { TEST_HOOKS } from "./hooks.js";
+import { METHODS } from "./protocol.js";
 import { validateChatRequest, validateEmbeddingsRequest, validateGenerateOptions, validatePrompt } from "./validate.js";
 
 export * from "./errors.js";
@@ -22,9 +24,6 @@ const workerMem = new Map();
  */
 const STOP_TIMEOUT_MS = 1500;
 
-/** The engine methods the package calls (the worker dispatches no others). */
-const METHODS = new Set(["tokenize", "detokenize", "chatTokens", "logits", "embed", "bench", "benchGrammar", "reset", "loseDevice"]);
-if (TEST_HOOKS) METHODS.add("_crashEngine");
 let localHostModule = null;
 
 /** Current wasm memory of the engines in this page and its workers, in bytes (diagnostics). */
@@ -98,20 +97,23 @@ class WorkerBackend {
     }
     return b;
   }
+  /** @param {Worker} worker */
   constructor(worker) {
+    /** @type {import("./index.d.ts").ModelInfo | undefined} set once loaded */
+    this.info = undefined;
     this.worker = worker;
     this.nextId = 1;
     this.pending = new Map();
     this.stopTimeoutMs = STOP_TIMEOUT_MS;
     /** Set once the engine is gone (crashed, or worker terminated): every request fails with it. */
     this.dead = null;
-    worker.onmessage = ({ data }) => {
+    worker.onmessage = (/** @type {MessageEvent<import("./protocol.js").EngineAnswer>} */ { data }) => {
       if (this.terminated) return;
       workerMem.set(this, data.mem ?? 0);
-      if (data.lock) this.#watch(data.lock);
-      if (data.fatal && data.id === undefined) return this.#die(fromPlain(data.error));
+      if (data.type === "lock") return this.#watch(data.lock);
+      if (data.type === "error" && data.fatal && data.id === undefined) return this.#die(fromPlain(data.error));
       this.pending.get(data.id)?.(data);
-      if (data.fatal) this.#die(fromPlain(data.error));
+      if (data.type === "error" && data.fatal) this.#die(fromPlain(data.error));
     };
     worker.onerror = (e) => {
       e.preventDefault?.();
@@ -140,20 +142,31 @@ class WorkerBackend {
         // no answer in time: the worker is stuck in one call; it is stopped
         deadline ??= setTimeout(() => {
           if (!this.pending.has(id) || this.terminated) return;
-          this.pending.get(id)({ error: new AbortError(`aborted; the engine did not stop within ${this.stopTimeoutMs} ms, so its worker was terminated`).toPlain() });
+          this.pending.get(id)({ type: "error", id, error: new AbortError(`aborted; the engine did not stop within ${this.stopTimeoutMs} ms, so its worker was terminated`).toPlain() });
           this.#die(new EngineCrashedError(`the engine did not answer an abort within ${this.stopTimeoutMs} ms (a call that does not end, such as a runaway chat template) and was stopped; load the model again`));
         }, this.stopTimeoutMs);
       };
       signal?.addEventListener("abort", onAbort, { once: true });
-      this.pending.set(id, (d) => {
-        if (d.progress || d.chunk) return onMessage?.(d.progress ?? d.chunk);
+      /** @type {{ [T in Exclude<import("./protocol.js").EngineAnswer["type"], "lock">]: (d: any) => void }} */
+      const answers = {
+        progress: (d) => onMessage?.(d.progress),
+        chunk: (d) => onMessage?.(d.chunk),
+        done: (d) => {
+          settle();
+          resolve(d.value);
+        },
+        error: (d) => {
+          settle();
+          if (d.stats) this.lastStats = d.stats;
+          reject(fromPlain(d.error));
+        },
+      };
+      const settle = () => {
         this.pending.delete(id);
         clearTimeout(deadline);
         signal?.removeEventListener("abort", onAbort);
-        if (d.stats) this.lastStats = d.stats;
-        if (d.error) reject(fromPlain(d.error));
-        else resolve(d.value);
-      });
+      };
+      this.pending.set(id, (d) => answers[d.type]?.(d));
       this.worker.postMessage({ ...msg, id });
       if (signal?.aborted) onAbort();
     });
@@ -237,6 +250,8 @@ async function fromHub(source, hubUrl, signal) {
 /**
  * Loads a GGUF model (URL, Blob or File) onto the GPU, or the CPU (`backend: "cpu"`, or
  * `"auto"` where there is no WebGPU or only a fallback/software adapter).
+ * @param {import("./index.d.ts").ModelSource} source
+ * @param {import("./index.d.ts").LoadOptions} [options]
  * @returns {Promise<Model>}
  */
 export async function loadModel(source, options = {}) {
@@ -262,6 +277,7 @@ export async function loadModel(source, options = {}) {
       "WebGPU is not available in this browser. Use a current Chrome or Edge (113+), or enable WebGPU in your browser's settings/flags; pages must be served over https or from localhost.",
     );
   }
+  /** @type {Record<string, any>} what the engine host receives */
   const { onProgress, useWorker = true, hubUrl, ...rest } = options;
   // a loaded Model drafts from its source, loaded again in this model's engine
   if (rest.draft instanceof Model) rest.draft = rest.draft.source;
@@ -278,6 +294,7 @@ export async function loadModel(source, options = {}) {
     throw hub.ref ? hubLoadError(e, hub.ref) : e;
   }
   const model = new Model(backend, options);
+  /** the loaded source (what a draft model of another load is given) */
   model.source = src;
   return model;
 }
@@ -302,6 +319,8 @@ const FINISH = { eos: "stop", stop: "stop", length: "length", context: "length",
 
 export class Model {
   constructor(backend, options) {
+    /** @type {any} set by loadModel */
+    this.source = undefined;
     this.backend = backend;
     this.info = backend.info;
     this.options = options;
@@ -399,6 +418,7 @@ export class Model {
    * Options: maxTokens, temperature (0 = greedy, the default), topK, topP, minP,
    * repetitionPenalty, seed, stop (string[]), contextPolicy ("error" | "sliding"), signal.
    */
+  /** @param {string | ArrayLike<number>} prompt @param {import("./index.d.ts").GenerateOptions} [opts] */
   async *generate(prompt, opts = {}) {
     validatePrompt(prompt);
     validateGenerateOptions(opts ?? {});
@@ -445,6 +465,7 @@ export class Model {
   async #chatCreate(body = {}, reqOpts = {}) {
     validateChatRequest(body);
     const signal = reqOpts?.signal ?? body.signal;
+    /** @type {Record<string, any>} the engine's generate options */
     const opts = {
       maxTokens: body.max_tokens ?? body.max_completion_tokens ?? 512,
       temperature: body.temperature ?? 0.7,
@@ -581,7 +602,7 @@ export class Model {
     if (TEST_HOOKS) {
       /** Test hook (test builds only): a deliberate WebAssembly trap in the engine ("panic" or
        *  "oom"; "exit" stops the worker without a word; "hang" blocks it, with `{ms, signal}`). */
-      this.prototype._crashEngine = async function (kind = "panic", where = "async", { ms, signal } = {}) {
+      /** @type {any} */ (this.prototype)._crashEngine = async function (kind = "panic", where = "async", /** @type {{ ms?: number, signal?: AbortSignal }} */ { ms, signal } = {}) {
         return this.#exclusive(() => this.backend.call("_crashEngine", [kind, where, ms], signal));
       };
     }

@@ -1,5 +1,7 @@
+// @ts-check
 // Model byte source for the engine: random-access reads over a URL (HTTP Range, chunked, cached
-// in the browser, resumable, retried) or a Blob/File. Runs in a page or a module Web Worker, so
+// in the browser, resumable, retried; here) or a Blob/File (blob.js); the cache's storage
+// backends are storage.js, shared helpers bytes.js. Runs in a page or a module Web Worker, so
 // it uses no DOM. The engine reads mostly sequential ranges of up to ~8 MiB; only a few chunks
 // are held in memory, never the whole file.
 //
@@ -37,12 +39,12 @@ import {
   SplitModelError,
   toTyped,
 } from "./errors.js";
+import { openBlob } from "./blob.js";
+import { checkMagic, normalizeUrl, raceAbort, sleep } from "./bytes.js";
+import { chunkCount, keyOf, META_VERSION, metaMatches, pickBackend, readMetaSafe, serial, serialTail } from "./storage.js";
 
-const ROOT = "llama-webgpu-cache";
-const CACHE_NAME = "llama-webgpu-cache";
-// Cache API keys must be http(s) URLs; a reserved domain can never collide with a real fetch.
-const CACHE_URL_BASE = "https://llama-webgpu-cache.invalid/";
-const META_VERSION = 1;
+export { listCachedModels, deleteCachedModel, clearModelCache } from "./storage.js";
+
 const LRU_CHUNKS = 4; // 3 recently used + 1 read-ahead
 const MAX_PENDING_WRITES = 2; // cache writes queued before network fetching waits for them
 const REVALIDATE_TIMEOUT_MS = 3000;
@@ -92,12 +94,12 @@ export async function openSources(sources, opts = {}) {
   const failed = settled.findIndex((r) => r.status === "rejected");
   if (failed >= 0) {
     for (const r of settled) if (r.status === "fulfilled") await r.value.close?.().catch(() => {});
-    const e = toTyped(settled[failed].reason);
+    const e = toTyped(/** @type {PromiseRejectedResult} */ (settled[failed]).reason);
     const which = typeof sources[failed] === "string" || sources[failed] instanceof URL ? String(sources[failed]) : sources[failed]?.name || "a Blob";
     if (e.status === 404 || e.status === 410) throw new SplitModelError(`part ${failed + 1} of ${n} of the split model is missing: ${which} (HTTP ${e.status})`);
     throw e;
   }
-  const parts = settled.map((r) => r.value);
+  const parts = settled.map((r) => /** @type {PromiseFulfilledResult<any>} */ (r).value);
   const starts = [];
   let size = 0;
   for (const p of parts) {
@@ -136,55 +138,8 @@ export async function openSources(sources, opts = {}) {
   };
 }
 
-/** Every cached model (both backends): [{url, size, cachedBytes, complete, lastUsed, backend}]. */
-export async function listCachedModels() {
-  const out = [];
-  for (const backend of await allBackends()) {
-    for (const key of await backend.keys()) {
-      const meta = await readMetaSafe(backend.entry(key));
-      if (!meta) continue;
-      const n = chunkCount(meta.size, meta.chunkSize);
-      let cachedBytes = 0;
-      let have = 0;
-      for (const k of Object.keys(meta.chunks)) {
-        const i = Number(k);
-        if (!(i >= 0 && i < n)) continue;
-        have++;
-        cachedBytes += Math.min(meta.chunkSize, meta.size - i * meta.chunkSize);
-      }
-      out.push({ url: meta.url, size: meta.size, cachedBytes, complete: have === n, lastUsed: meta.lastUsed ?? 0, backend: backend.name });
-    }
-  }
-  return out.sort((a, b) => b.lastUsed - a.lastUsed);
-}
 
-/** Remove one cached model (by the URL, or the cacheKey, it was opened with). True if something was removed. */
-export async function deleteCachedModel(url) {
-  const keys = new Set([keyOf(String(url))]);
-  try {
-    keys.add(keyOf(normalizeUrl(url)));
-  } catch {
-    // a cacheKey that is not a URL
-  }
-  let removed = false;
-  for (const backend of await allBackends()) {
-    for (const key of keys) {
-      const entry = backend.entry(key);
-      await serial(key, async () => {
-        if (await readMetaSafe(entry)) removed = true;
-        await entry.destroy();
-      });
-    }
-  }
-  return removed;
-}
 
-/** Remove every cached model. */
-export async function clearModelCache() {
-  const root = await opfsRoot(false);
-  if (root) await root.removeEntry(ROOT, { recursive: true }).catch(ignoreNotFound);
-  if (globalThis.caches) await caches.delete(CACHE_NAME);
-}
 
 // ---------------------------------------------------------------------------------------------
 // URL source
@@ -610,7 +565,7 @@ class UrlSource {
 
   async writeBackpressure() {
     // Writing to the cache slower than the network must not pile chunks up in memory.
-    while (this.pendingWrites > MAX_PENDING_WRITES) await (queues.get(this.key) ?? sleep(10, this.ac.signal));
+    while (this.pendingWrites > MAX_PENDING_WRITES) await (serialTail(this.key) ?? sleep(10, this.ac.signal));
   }
 
   // --- network -------------------------------------------------------------------------------
@@ -967,7 +922,7 @@ class UrlSource {
     this.stopStream();
     this.lru.clear();
     // Let queued cache writes of chunks already fetched land, so the next open finds them.
-    await queues.get(this.key)?.catch(() => {});
+    await serialTail(this.key)?.catch(() => {});
   }
 }
 
@@ -990,234 +945,21 @@ class TruncatedError extends Error {
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Blob / File source: the browser already has random access, nothing to cache.
 
-async function openBlob(blob, { signal, onDownload } = {}) {
-  const size = blob.size;
-  const head = new Uint8Array(await raceAbort(blob.slice(0, 4).arrayBuffer(), signal));
-  checkMagic(head);
-  let closed = false;
-  let reported = 0;
-  return {
-    size,
-    name: typeof blob.name === "string" && blob.name ? blob.name : "blob",
-    url: null,
-    fromCache: false,
-    cacheError: null,
-    async read(offset, length) {
-      if (closed) throw new DisposedError("the model source was closed");
-      if (signal?.aborted) throw new AbortError();
-      offset = Number(offset);
-      length = Number(length);
-      if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > size) {
-        throw new InvalidArgumentError(`read(${offset}, ${length}) is outside the file (size ${size})`);
-      }
-      const bytes = new Uint8Array(await raceAbort(blob.slice(offset, offset + length).arrayBuffer(), signal));
-      // Reads are mostly sequential, so the furthest byte read is a fair progress measure.
-      if (onDownload && offset + length > reported) {
-        reported = offset + length;
-        try { onDownload({ loaded: reported, total: size }); } catch (e) { console.error(e); }
-      }
-      return bytes;
-    },
-    async close() { closed = true; },
-  };
-}
 
-// ---------------------------------------------------------------------------------------------
-// Cache backends. Each entry stores named files (meta.json, <i>.bin) under one key.
 
-const queues = new Map(); // key → tail promise of that entry's serialized cache operations
 
-function serial(key, fn) {
-  const prev = queues.get(key) ?? Promise.resolve();
-  const run = prev.then(fn);
-  const tail = run.catch(() => {});
-  queues.set(key, tail);
-  tail.then(() => { if (queues.get(key) === tail) queues.delete(key); });
-  return run;
-}
 
-class Entry {
-  async readMeta() {
-    const b = await this.readFile("meta.json");
-    return b ? JSON.parse(new TextDecoder().decode(b)) : null;
-  }
-  writeMeta(meta) { return this.writeFile("meta.json", new TextEncoder().encode(JSON.stringify(meta))); }
-  readChunk(i) { return this.readFile(`${i}.bin`); }
-  writeChunk(i, bytes) { return this.writeFile(`${i}.bin`, bytes); }
-  deleteChunk(i) { return this.removeFile(`${i}.bin`); }
-}
 
-class OpfsEntry extends Entry {
-  constructor(root, key) { super(); this.root = root; this.key = key; }
-  async dir(create) {
-    try {
-      return await this.root.getDirectoryHandle(this.key, { create });
-    } catch (e) {
-      if (!create && (e.name === "NotFoundError" || e.name === "TypeMismatchError")) return null;
-      throw e;
-    }
-  }
-  async readFile(name) {
-    const d = await this.dir(false);
-    if (!d) return null;
-    try {
-      const fh = await d.getFileHandle(name);
-      return new Uint8Array(await (await fh.getFile()).arrayBuffer());
-    } catch (e) {
-      if (e.name === "NotFoundError" || e.name === "TypeMismatchError") return null;
-      throw e;
-    }
-  }
-  async writeFile(name, bytes) {
-    const d = await this.dir(true);
-    const fh = await d.getFileHandle(name, { create: true });
-    // createWritable writes a swap file and swaps it in on close: a crash never leaves half a chunk.
-    const w = await fh.createWritable();
-    try {
-      await w.write(bytes);
-      await w.close();
-    } catch (e) {
-      await w.abort().catch(() => {});
-      throw e;
-    }
-  }
-  async removeFile(name) {
-    const d = await this.dir(false);
-    if (d) await d.removeEntry(name).catch(ignoreNotFound);
-  }
-  async destroy() { await this.root.removeEntry(this.key, { recursive: true }).catch(ignoreNotFound); }
-}
 
-class CacheApiEntry extends Entry {
-  constructor(cache, key) { super(); this.cache = cache; this.key = key; }
-  req(name) { return new Request(`${CACHE_URL_BASE}${this.key}/${name}`); }
-  async readFile(name) {
-    const res = await this.cache.match(this.req(name));
-    return res ? new Uint8Array(await res.arrayBuffer()) : null;
-  }
-  async writeFile(name, bytes) {
-    await this.cache.put(this.req(name), new Response(bytes, { headers: { "content-type": "application/octet-stream" } }));
-  }
-  async removeFile(name) { await this.cache.delete(this.req(name)); }
-  async destroy() {
-    const prefix = `${CACHE_URL_BASE}${this.key}/`;
-    for (const r of await this.cache.keys()) if (r.url.startsWith(prefix)) await this.cache.delete(r);
-  }
-}
 
-async function opfsRoot(create) {
-  try {
-    if (!globalThis.navigator?.storage?.getDirectory) return null;
-    // Safari's main thread has OPFS without createWritable; use the Cache API there.
-    if (typeof FileSystemFileHandle === "undefined" || !("createWritable" in FileSystemFileHandle.prototype)) return null;
-    const top = await navigator.storage.getDirectory();
-    if (!create) {
-      try {
-        await top.getDirectoryHandle(ROOT);
-      } catch {
-        return null;
-      }
-    }
-    return top;
-  } catch {
-    return null; // e.g. private browsing
-  }
-}
 
-function opfsBackend(top) {
-  return {
-    name: "opfs",
-    entry(key) {
-      // llama-webgpu-cache/ is looked up on each use (clearModelCache may remove it) and created
-      // only by a write, so a rejected model leaves nothing behind.
-      const lazyRoot = {
-        async getDirectoryHandle(name, o) {
-          return (await top.getDirectoryHandle(ROOT, { create: !!o?.create })).getDirectoryHandle(name, o);
-        },
-        async removeEntry(name, o) {
-          return (await top.getDirectoryHandle(ROOT)).removeEntry(name, o);
-        },
-      };
-      return new OpfsEntry(lazyRoot, key);
-    },
-    async keys() {
-      const out = [];
-      let dir;
-      try {
-        dir = await top.getDirectoryHandle(ROOT);
-      } catch {
-        return out;
-      }
-      for await (const [name, h] of dir.entries()) if (h.kind === "directory") out.push(name);
-      return out;
-    },
-  };
-}
 
-function cacheApiBackend(cache) {
-  return {
-    name: "cache-api",
-    entry: (key) => new CacheApiEntry(cache, key),
-    async keys() {
-      const out = [];
-      for (const r of await cache.keys()) {
-        if (!r.url.startsWith(CACHE_URL_BASE) || !r.url.endsWith("/meta.json")) continue;
-        out.push(r.url.slice(CACHE_URL_BASE.length, -"/meta.json".length));
-      }
-      return out;
-    },
-  };
-}
 
-async function pickBackend(mode) {
-  if (mode === true || mode === "opfs") {
-    const top = await opfsRoot(true);
-    if (top) return opfsBackend(top);
-    if (mode === "opfs") throw new LlamaWebGPUError("OPFS is not available in this context", "cache");
-  }
-  if (mode === true || mode === "cache-api") {
-    if (globalThis.caches) return cacheApiBackend(await caches.open(CACHE_NAME));
-    if (mode === "cache-api") throw new LlamaWebGPUError("the Cache API is not available in this context", "cache");
-    return null; // no storage (e.g. an insecure context): load uncached, silently
-  }
-  throw new InvalidArgumentError(`cache must be true, false, "opfs" or "cache-api", got ${String(mode)}`);
-}
-
-async function allBackends() {
-  const out = [];
-  const top = await opfsRoot(false);
-  if (top) out.push(opfsBackend(top));
-  if (globalThis.caches && (await caches.has(CACHE_NAME))) out.push(cacheApiBackend(await caches.open(CACHE_NAME)));
-  return out;
-}
-
-async function readMetaSafe(entry) {
-  try {
-    const m = await entry.readMeta();
-    return m && typeof m === "object" && Number.isSafeInteger(m.size) && m.size > 0 &&
-      Number.isSafeInteger(m.chunkSize) && m.chunkSize > 0 && m.chunks && typeof m.chunks === "object" ? m : null;
-  } catch {
-    return null;
-  }
-}
-
-function metaMatches(meta, id) {
-  return meta.version === META_VERSION && meta.url === id;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers
 
-function checkMagic(bytes) {
-  if (bytes.length < 4 || bytes[0] !== 0x47 || bytes[1] !== 0x47 || bytes[2] !== 0x55 || bytes[3] !== 0x46) {
-    const text = new TextDecoder().decode(bytes.subarray(0, 16)).replace(/[^\x20-\x7e]/g, ".");
-    const hint = /^\s*</.test(text) ? " (looks like an HTML page: wrong URL, or a login/error page?)" : "";
-    throw new InvalidModelError(`not a GGUF file: it starts with "${text}"${hint}`);
-  }
-}
 
 /**
  * 32-bit checksum of a chunk: FNV-1a-style multiply/xor over 32-bit words in two lanes, with a
@@ -1246,28 +988,7 @@ function checksum(bytes) {
   return (h ^ (h >>> 13)) >>> 0;
 }
 
-/** 64-bit FNV-1a of the URL (as two 32-bit lanes) → a directory name; meta.json holds the URL itself. */
-function keyOf(url) {
-  const bytes = new TextEncoder().encode(url);
-  let h1 = 0x811c9dc5;
-  let h2 = 0xcbf29ce4;
-  for (const c of bytes) {
-    h1 = Math.imul(h1 ^ c, 0x01000193);
-    h2 = Math.imul(h2 ^ c, 0x01000193) ^ (h1 >>> 7);
-  }
-  return (h1 >>> 0).toString(16).padStart(8, "0") + (h2 >>> 0).toString(16).padStart(8, "0");
-}
 
-function normalizeUrl(source) {
-  let u;
-  try {
-    u = new URL(String(source), globalThis.location?.href);
-  } catch {
-    throw new InvalidArgumentError(`not a valid URL: ${String(source)}`);
-  }
-  u.hash = "";
-  return u.href;
-}
 
 function nameOf(url) {
   const u = new URL(url);
@@ -1279,7 +1000,6 @@ function nameOf(url) {
   }
 }
 
-function chunkCount(size, chunkSize) { return Math.ceil(size / chunkSize); }
 
 function intOrNull(s) {
   if (s == null || !/^\d+$/.test(s.trim())) return null;
@@ -1315,36 +1035,7 @@ async function httpError(res, url) {
   return new HttpError(`HTTP ${res.status}${text} for ${url}${hint}`, res.status);
 }
 
-function ignoreNotFound(e) {
-  if (e && e.name === "NotFoundError") return;
-  throw e;
-}
 
 function mb(n) { return `${(n / (1 << 20)).toFixed(1)} MiB`; }
 
-function sleep(ms, signal) {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(new AbortError());
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(new AbortError());
-    };
-    const t = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-}
 
-/** Reject with AbortError as soon as `signal` aborts, even if `p` is stuck in a non-abortable step. */
-function raceAbort(p, signal) {
-  if (!signal) return p;
-  if (signal.aborted) return Promise.reject(new AbortError());
-  let onAbort;
-  const aborted = new Promise((_, reject) => {
-    onAbort = () => reject(new AbortError());
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-  return Promise.race([p, aborted]).finally(() => signal.removeEventListener("abort", onAbort));
-}

@@ -1,3 +1,4 @@
+// @ts-check
 // A CPU shard worker (see shards.js): a wasm instance of its own holding one part of the rows
 // of every weight matrix. It takes its weights as messages while the engine loads, then serves
 // jobs from the shared buffer until the engine's dispose() terminates it; while serving, it
@@ -23,7 +24,7 @@ function holdLock() {
   const locks = self.navigator?.locks;
   if (!locks) return Promise.resolve();
   const name = `llama-webgpu-shard-${Math.random().toString(36).slice(2)}-${Date.now()}`;
-  return new Promise((held) => {
+  return new Promise(/** @param {(v?: undefined) => void} held */ (held) => {
     locks.request(name, () => {
       held();
       return new Promise(() => {});
@@ -65,20 +66,35 @@ function serve({ sab, part, maxIn, maxOut }) {
   }
 }
 
-self.onmessage = async ({ data: m }) => {
+/** @param {import("./protocol.js").ShardReply} r */
+function reply(r) {
+  self.postMessage(r);
+}
+
+/**
+ * One handler per request type (protocol.js).
+ * @type {{ [T in import("./protocol.js").ShardRequest["type"]]: (m: Extract<import("./protocol.js").ShardRequest, { type: T }>) => Promise<void> | void }}
+ */
+const HANDLERS = {
+  async init(m) {
+    await init({ module_or_path: m.module });
+    engine = new ShardEngine(m.part, m.parts);
+    await holdLock();
+    reply({ type: "inited" });
+  },
+  add(m) {
+    engine.add(m.id, m.ty, m.rows, m.cols, m.bytes);
+  },
+  run(m) {
+    reply({ type: "running", mem: wasmMemoryBytes() });
+    serve(m);
+  },
+};
+
+self.onmessage = async (/** @type {MessageEvent<import("./protocol.js").ShardRequest>} */ { data: m }) => {
   try {
-    if (m.type === "init") {
-      await init({ module_or_path: m.module });
-      engine = new ShardEngine(m.part, m.parts);
-      await holdLock();
-      self.postMessage({ type: "inited" });
-    } else if (m.type === "add") {
-      engine.add(m.id, m.ty, m.rows, m.cols, m.bytes);
-    } else if (m.type === "run") {
-      self.postMessage({ type: "running", mem: wasmMemoryBytes() });
-      serve(m);
-    }
+    await HANDLERS[m.type]?.(/** @type {any} */ (m));
   } catch (e) {
-    self.postMessage({ type: "error", message: describe(e) });
+    reply({ type: "error", message: describe(e) });
   }
 };

@@ -1,3 +1,4 @@
+// @ts-check
 // The CPU backend's other threads in the browser: row shards (crate/src/cpu/shards.rs). Stable
 // Rust cannot build wasm threads, so each extra thread is a worker (shard.js) with a wasm
 // instance of its own that holds one contiguous part of the rows of every weight matrix. The

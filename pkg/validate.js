@@ -1,3 +1,4 @@
+// @ts-check
 // Request validation, before anything reaches the engine: a request the package cannot honour
 // as written is an InvalidArgumentError that names the parameter, never a value silently
 // ignored or a deserializer's message ("invalid type: floating point -1.0, expected usize").

@@ -14,7 +14,7 @@
 // prefill pass over a single cache part writes the normalised output directly (`direct`).
 //
 // The cache is raw u32 words (kv.wgsl decodes f32, packed f16 halves, q8_0 and q4_0 blocks).
-// Constants (kernels.rs): WG, BK (keys per block, WG a multiple), HD (head_dim), HDP (HD + 1,
+// Constants (gpu/kernels/attention.rs): WG, BK (keys per block, WG a multiple), HD (head_dim), HDP (HD + 1,
 // the staged row stride), G (query heads per KV head), TQ, R (= G × TQ), RI (row iterations of
 // the score phase), NACC (outputs per lane), UPR (decode units per head row), SG.
 

@@ -10,10 +10,7 @@ struct Params {
     ml0: u32,         // float offset of the (m, l) pairs in `part`
 }
 
-@group(0) @binding(0) var<storage, read> part: array<f32>;
-@group(0) @binding(1) var<storage, read_write> o: array<f32>;
-@group(0) @binding(2) var<uniform> p: Params;
-@group(0) @binding(3) var<uniform> step: Step;
+// Bindings part, o (read_write), p, step: COMBINE_SLOTS in gpu/kernels/attention.rs.
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {

@@ -16,12 +16,7 @@ struct Params {
     scale: f32,
 }
 
-@group(0) @binding(0) var<storage, read> q: array<f32>;
-@group(0) @binding(1) var<storage, read> kc: array<u32>;
-@group(0) @binding(2) var<storage, read> vc: array<u32>;
-@group(0) @binding(3) var<storage, read_write> o: array<f32>;
-@group(0) @binding(4) var<uniform> p: Params;
-@group(0) @binding(5) var<uniform> step: Step;
+// Bindings q, kc, vc, o (read_write), p, step: FLASH_SLOTS in gpu/kernels/attention.rs.
 
 const NEG: f32 = -1.0e30;
 

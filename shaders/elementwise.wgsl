@@ -4,10 +4,7 @@ struct Params {
     n: u32,
 }
 
-@group(0) @binding(0) var<storage, read_write> g: array<f32>;
-@group(0) @binding(1) var<storage, read> u: array<f32>;
-@group(0) @binding(2) var<uniform> p: Params;
-@group(0) @binding(3) var<uniform> step: Step;
+// Bindings g (read_write), u, p, step: SWIGLU_SLOTS in gpu/kernels/mod.rs.
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {

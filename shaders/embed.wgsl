@@ -11,11 +11,7 @@ struct Params {
     sc_v4: u32, // first vec4 of the scale array in w0
 }
 
-@group(0) @binding(0) var<storage, read> w0: array<vec4<u32>>;
-@group(0) @binding(1) var<storage, read> ids: array<u32>;
-@group(0) @binding(2) var<storage, read_write> out: array<vec4<f32>>;
-@group(0) @binding(3) var<uniform> p: Params;
-@group(0) @binding(4) var<uniform> step: Step;
+// Bindings w0, ids, out (read_write), p, step: EMBED_SLOTS in gpu/kernels/mod.rs.
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {

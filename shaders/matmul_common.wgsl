@@ -8,7 +8,8 @@
 // used for TT tokens (decode: TT = 1 reads every weight byte exactly once). Lane partial
 // sums meet through subgroup shuffles (SG = 1: needs TPR ≤ the subgroup size) or through
 // workgroup memory (SG = 0, the fallback and the browser's path for now).
-// The prelude (kernels.rs) declares the bindings w0.., x, g, y, p, step, the constants
+// The bindings w0.., x, g, y, p, step come from matmul_slots (gpu/kernels/mod.rs), the prelude
+// there declares the constants
 // WG, TPR, TT, NSEG, GLU, NACC (accumulators per token: 2 for GLU), NORM, SG, fn load0..load2 for each weight's format, fn gw (the
 // norm weight as vec4, or 1) and fn sg_xor (subgroupShuffleXor where SG).
 

@@ -5,11 +5,7 @@ struct Params {
     eps: f32,
 }
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> g: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<uniform> p: Params;
-@group(0) @binding(4) var<uniform> step: Step;
+// Bindings x, g, y (read_write), p, step: NORM_SLOTS in gpu/kernels/mod.rs.
 
 var<workgroup> red: array<f32, WG>;
 

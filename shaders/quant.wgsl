@@ -1,22 +1,27 @@
 // Weight decoding: 32-element block `b` of a row → 8 × vec4<f32>, from GGUF's own block
-// bytes. At upload (kernels.rs) each block is only regrouped, never expanded: its
+// bytes. At upload (gpu/kernels/mod.rs, `repack`) each block is only regrouped, never expanded: its
 // vec4-aligned part goes to the quant array (`wq_S`, `qs_v4` vec4<u32> per GGUF block), its
 // remaining f16 fields (d, m; Q5's qh as two halves; Q6_K's d) to the scale array (`ws_S`,
 // `sc_h` halves per GGUF block, two per u32). Q4_K/Q5_K stay whole in the quant array
 // (144 / 176 bytes). Values are computed as ggml's `dequantize_row_*` computes them.
 // `qrow` / `srow` are the row's first vec4 / half index.
 //
-// A template: kernels.rs instantiates the functions a kernel needs once per weight binding,
-// `_S` becoming `_0`, `_1`, …, with `wq_S` / `ws_S` reading that binding. Helpers: quant_common.wgsl.
+// A template: gpu/kernels/mod.rs (`loader_src`) instantiates the sections a kernel needs once
+// per weight binding, `_S` becoming `_0`, `_1`, …, with `wq_S` / `ws_S` reading that binding.
+// Each section starts at a marker line `//@ NAME: DEPS` (the sections it calls) and runs to
+// the next; NAME's function is `fn NAME_S`. Helpers: quant_common.wgsl.
 
+//@ half_at
 fn half_at_S(si: u32) -> u32 {
     return (ws_S(si >> 1u) >> (16u * (si & 1u))) & 0xffffu;
 }
 
+//@ scale_f16
 fn scale_f16_S(si: u32) -> f32 {
     return unpack2x16float(ws_S(si >> 1u))[si & 1u];
 }
 
+//@ load_block_f32
 fn load_block_f32_S(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {
     let qi = qrow + b * 8u;
     var o: array<vec4<f32>, 8>;
@@ -26,6 +31,7 @@ fn load_block_f32_S(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {
     return o;
 }
 
+//@ load_block_f16
 fn load_block_f16_S(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {
     let qi = qrow + b * 4u;
     var o: array<vec4<f32>, 8>;
@@ -38,6 +44,7 @@ fn load_block_f16_S(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {
 }
 
 
+//@ load_block_bf16
 fn load_block_bf16_S(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {
     let qi = qrow + b * 4u;
     var o: array<vec4<f32>, 8>;
@@ -50,6 +57,7 @@ fn load_block_bf16_S(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {
 }
 
 
+//@ load_block_q8_0: scale_f16
 fn load_block_q8_0_S(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {
     let qi = qrow + b * 2u;
     let d = scale_f16_S(srow + b);
@@ -65,6 +73,7 @@ fn load_block_q8_0_S(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {
 }
 
 
+//@ load_block_q4_0: scale_f16
 fn load_block_q4_0_S(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {
     let d = scale_f16_S(srow + b);
     let w = wq_S(qrow + b);
@@ -76,6 +85,7 @@ fn load_block_q4_0_S(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {
     return o;
 }
 
+//@ load_block_q4_1
 fn load_block_q4_1_S(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {
     let dm = unpack2x16float(ws_S((srow >> 1u) + b));
     let w = wq_S(qrow + b);
@@ -87,6 +97,7 @@ fn load_block_q4_1_S(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {
     return o;
 }
 
+//@ load_block_q5_0: half_at
 // Q5_0: halves d, qh_lo, qh_hi per block (bit j of qh = fifth bit of value j).
 fn load_block_q5_0_S(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {
     let si = srow + 3u * b;
@@ -101,6 +112,7 @@ fn load_block_q5_0_S(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {
     return o;
 }
 
+//@ load_block_q5_1
 // Q5_1: halves d, m, qh_lo, qh_hi per block (two aligned words).
 fn load_block_q5_1_S(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {
     let wi = (srow >> 1u) + 2u * b;
@@ -115,6 +127,7 @@ fn load_block_q5_1_S(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {
     return o;
 }
 
+//@ kbyte
 // ---- K-quants: 256-value super-blocks, sub-block j = b % 8 of super-block b / 8 ----
 
 // Byte k of the block starting at vec4 `qi`.
@@ -122,6 +135,7 @@ fn kbyte_S(qi: u32, k: u32) -> u32 {
     return (wq_S(qi + k / 16u)[(k / 4u) % 4u] >> (8u * (k % 4u))) & 0xffu;
 }
 
+//@ scale_min_k4: kbyte
 // ggml's get_scale_min_k4 over the 12 scale bytes at block bytes 4..16.
 fn scale_min_k4_S(qi: u32, j: u32) -> vec2<f32> {
     if (j < 4u) {
@@ -133,6 +147,7 @@ fn scale_min_k4_S(qi: u32, j: u32) -> vec2<f32> {
     return vec2<f32>(f32(sc), f32(m));
 }
 
+//@ k_scale_min: scale_min_k4
 // d·sc and dmin·m of sub-block j (f32 products, as ggml).
 fn k_scale_min_S(qi: u32, j: u32) -> vec2<f32> {
     let dd = unpack2x16float(wq_S(qi).x);
@@ -140,6 +155,7 @@ fn k_scale_min_S(qi: u32, j: u32) -> vec2<f32> {
     return vec2<f32>(dd.x * sm.x, dd.y * sm.y);
 }
 
+//@ load_block_q4_k: k_scale_min
 // Q4_K (9 vec4): d dmin | scales[12] | qs[128]; sub-blocks 2c, 2c+1 share qs[32c..32c+32].
 fn load_block_q4_k_S(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {
     let qi = qrow + (b / 8u) * 9u;
@@ -161,6 +177,7 @@ fn load_block_q4_k_S(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {
 }
 
 
+//@ load_block_q5_k: k_scale_min
 // Q5_K (11 vec4): d dmin | scales[12] | qh[32] | qs[128].
 fn load_block_q5_k_S(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {
     let qi = qrow + (b / 8u) * 11u;
@@ -184,6 +201,7 @@ fn load_block_q5_k_S(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {
     return o;
 }
 
+//@ load_block_q6_k: scale_f16
 // Q6_K (13 vec4 + d in ws): ql[128] | qh[64] | scales[16] (i8). Values 128h + 32k + l take
 // their low 4 bits from ql[64h + 32(k % 2) + l] (low nibble for k < 2) and 2 high bits from
 // bits 2k of qh[32h + l]; scale index 8h + 2k + l / 16.
@@ -212,6 +230,7 @@ fn load_block_q6_k_S(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {
     return o;
 }
 
+//@ load_block_q2_k: kbyte
 // Q2_K (5 vec4 + d dmin in ws): scales[16] (4-bit scale | 4-bit min per 16 values) | qs[64].
 // Value 128h + 32j + l is bits 2j of qs[32h + l]; its scale byte is value / 16.
 fn load_block_q2_k_S(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {
@@ -232,11 +251,13 @@ fn load_block_q2_k_S(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {
     return o;
 }
 
+//@ sc_byte
 // Byte k of the scale array (Q3_K's scales sit in 7 halves per block, not word-aligned).
 fn sc_byte_S(k: u32) -> u32 {
     return (ws_S(k >> 2u) >> (8u * (k & 3u))) & 0xffu;
 }
 
+//@ load_block_q3_k: scale_f16 sc_byte
 // Q3_K (6 vec4 + 7 halves in ws): hmask[32] | qs[64] in wq, scales[12] | d in ws. Value
 // 128h + 32j + l is bits 2j of qs[32h + l], minus 4 where bit 4h + j of hmask[l] is clear;
 // its 6-bit scale (value / 16 = g) takes 4 bits from byte g (g < 8) or the high nibble of
@@ -267,6 +288,7 @@ fn load_block_q3_k_S(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {
     return o;
 }
 
+//@ load_block_iq4_nl: scale_f16
 // IQ4_NL: d | qs[16] as Q4_0, the nibbles indexing kvalues_iq4nl.
 fn load_block_iq4_nl_S(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {
     let d = scale_f16_S(srow + b);
@@ -279,6 +301,7 @@ fn load_block_iq4_nl_S(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {
     return o;
 }
 
+//@ load_block_iq4_xs
 // IQ4_XS (8 vec4 + 4 halves in ws: d, scales_h, scales_l[4]): sub-block ib's 16 bytes as an
 // IQ4_NL block under d·(ls − 32), ls = 4 bits of scales_l[ib / 2] | 2 bits of scales_h.
 fn load_block_iq4_xs_S(qrow: u32, srow: u32, b: u32) -> array<vec4<f32>, 8> {

@@ -1,6 +1,6 @@
 // RoPE on q and k from the fused QKV projection (`qkv` rows: q | k | v), and the KV-cache
 // write: rotated q goes to `q`, rotated k and plain v into the cache at the tokens' absolute
-// positions, in the cache's type (quantized as written: kv_store, from kernels.rs). GGUF's
+// positions, in the cache's type (quantized as written: kv_store, from gpu/kernels/attention.rs). GGUF's
 // converter pre-permutes q/k rows, so the rotated pairs are adjacent: (x[2j], x[2j+1]) by
 // angle pos · inv_freq[j], where inv_freq already includes Llama 3.1's rope_freqs factors
 // (computed on the CPU in f64). A cache split into parts gets one launch per part: each
@@ -17,11 +17,8 @@ struct Params {
     write_q: u32,
 }
 
-@group(0) @binding(0) var<storage, read> qkv: array<f32>;
-@group(0) @binding(1) var<storage, read_write> q: array<f32>;
-@group(0) @binding(4) var<storage, read> inv_freq: array<f32>;
-@group(0) @binding(5) var<uniform> p: Params;
-@group(0) @binding(6) var<uniform> step: Step;
+// Bindings qkv, q (read_write), kc, vc (the cache, read_write), inv_freq, p, step:
+// rope_slots in gpu/kernels/attention.rs.
 
 // sin/cos lose accuracy far from zero on GPUs: reduce by 2π in two steps (Cody–Waite) first.
 fn reduce_angle(a: f32) -> f32 {

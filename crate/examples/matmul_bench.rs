@@ -8,8 +8,8 @@
 //! prints wall and process CPU time per launch (CPU time: all threads, lavapipe's workers
 //! too, which a shared machine disturbs less than wall time) and weight bytes per second.
 
-use llama_webgpu::gguf::GgmlType;
-use llama_webgpu::gpu::kernels::{self, GpuWeight, MatmulOpts, NormIn, Step};
+use llama_webgpu::gguf::{GgmlType, TensorInfo};
+use llama_webgpu::gpu::kernels::{self, GpuWeight, MatmulIo, MatmulOpts, NormIn, Step};
 use llama_webgpu::gpu::{Gpu, GpuOptions};
 use llama_webgpu::quant;
 
@@ -46,7 +46,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let upload = |w: &[f32]| -> Result<GpuWeight, Box<dyn std::error::Error>> {
         let raw = quant::quantize(ty, w)?;
-        Ok(pollster::block_on(GpuWeight::upload(&gpu, "w", ty, rows as u64, cols as u64, &raw, 0, 8 << 20, |_| {}))?)
+        let n_bytes = raw.len() as u64;
+        let t = TensorInfo { name: "w".into(), dims: vec![cols as u64, rows as u64], ty, offset: 0, n_bytes };
+        Ok(pollster::block_on(GpuWeight::upload(&gpu, &t, &raw, 8 << 20, |_| {}))?)
     };
     let w0 = upload(&rnd(rows * cols))?;
     let w1 = upload(&rnd(rows * cols))?;
@@ -58,7 +60,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let d = if glu {
         kernels::gate_up_silu(&gpu, &w0, &w1, norm, &x, &y, &step)?.ok_or("gate/up split differently")?
     } else {
-        kernels::matmul_cat(&gpu, &[&w0], norm, &x, &y, rows as u32, &step, MatmulOpts::default())?
+        let io = MatmulIo { x: &x, y: &y, y_stride: rows as u32, step: &step };
+        kernels::matmul_cat(&gpu, &[&w0], norm, io, MatmulOpts::default())?
     };
     let st = Step { n_tokens: n as u32, pos: 0, kv_len: n as u32, _pad: 0 };
     let run = |k: usize| -> Result<(), Box<dyn std::error::Error>> {

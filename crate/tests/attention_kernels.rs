@@ -5,7 +5,9 @@
 //! buffer and split across several; and RoPE with the KV write (quantized as written).
 //! Runs on whatever adapter wgpu finds (lavapipe in CI): tiny shapes.
 
-use llama_webgpu::gpu::kernels::{self, reference as cpu, AttnShape, KvLayout, KvPart, Step};
+use llama_webgpu::gpu::kernels::{
+    self, reference as cpu, AttentionIo, AttnShape, KvLayout, KvPart, LayerKv, RopeIo, Step,
+};
 use llama_webgpu::gpu::{Gpu, GpuOptions, Precision};
 use llama_webgpu::kv::KvType;
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -94,7 +96,8 @@ fn check_flash(gpu: &Gpu, rng: &mut StdRng, c: Case, passes: &[(usize, usize)], 
     let q_len = chunk * c.n_head * c.hd;
     let ob = gpu.storage("o", (q_len * 4) as u64).unwrap();
     let qb = gpu.storage("q", (q_len * 4) as u64).unwrap();
-    let d = kernels::attention(gpu, s, kv, &qb, &parts, &scratch, &ob, &stepb, chunk as u32).unwrap();
+    let io = AttentionIo { q: &qb, scratch: &scratch, o: &ob, step: &stepb };
+    let d = kernels::attention(gpu, s, LayerKv { layout: kv, parts: &parts }, io, chunk as u32).unwrap();
     for &(pos0, n) in passes {
         let q = rand_vec(rng, n * c.n_head * c.hd, 1.0);
         gpu.write(&qb, 0, bytemuck::cast_slice(&q));
@@ -211,7 +214,8 @@ fn rope_and_kv_write_every_type_and_split() {
                 .zip(&bufs)
                 .map(|(&(p0, m), (k, v))| KvPart { k, v, pos0: p0 as u32, len: m as u32 })
                 .collect();
-            let d = kernels::rope_store(&gpu, s, kv, &qkvb, &qb, &parts, &ib, &stepb).unwrap();
+            let io = RopeIo { qkv: &qkvb, q: &qb, inv_freq: &ib, step: &stepb };
+            let d = kernels::rope_store(&gpu, s, LayerKv { layout: kv, parts: &parts }, io).unwrap();
             kernels::submit(&gpu, &stepb, step(n, pos0), &d.iter().collect::<Vec<_>>());
             let (mut wq, mut wk) = (q.clone(), k.clone());
             cpu::rope(&mut wq, nh, hd, pos0, &inv);

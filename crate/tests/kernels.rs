@@ -2,8 +2,8 @@
 //! sizes are not multiples of the workgroup sizes, in f32 and (where the adapter has
 //! shader-f16) f16 mode. Runs on whatever adapter wgpu finds (lavapipe in CI).
 
-use llama_webgpu::gguf::GgmlType;
-use llama_webgpu::gpu::kernels::{self, reference as cpu, GpuWeight, MatmulOpts, NormIn, Step};
+use llama_webgpu::gguf::{GgmlType, TensorInfo};
+use llama_webgpu::gpu::kernels::{self, reference as cpu, GpuWeight, MatmulIo, MatmulOpts, NormIn, Step};
 use llama_webgpu::gpu::{Gpu, GpuOptions, Precision};
 use llama_webgpu::quant;
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -65,13 +65,18 @@ const TYPES: [GgmlType; 9] = [
     GgmlType::IQ4NL,
 ];
 
+/// A `rows` × `cols` tensor of `ty` at offset 0.
+fn info(name: &str, ty: GgmlType, rows: usize, cols: usize) -> TensorInfo {
+    let n_bytes = (rows * cols) as u64 / ty.block_size() * ty.type_size();
+    TensorInfo { name: name.into(), dims: vec![cols as u64, rows as u64], ty, offset: 0, n_bytes }
+}
+
 /// Uploads random weights of `ty`; returns them with their dequantized values.
 fn weight(gpu: &Gpu, rng: &mut StdRng, ty: GgmlType, rows: usize, cols: usize) -> (GpuWeight, Vec<f32>) {
     let w = rand_vec(rng, rows * cols, 1.0);
     let raw = quant::quantize(ty, &w).unwrap();
     let deq = quant::dequantize(ty, &raw).unwrap();
-    let gw =
-        pollster::block_on(GpuWeight::upload(gpu, "w", ty, rows as u64, cols as u64, &raw, 0, 4096, |_| {})).unwrap();
+    let gw = pollster::block_on(GpuWeight::upload(gpu, &info("w", ty, rows, cols), &raw, 4096, |_| {})).unwrap();
     (gw, deq)
 }
 
@@ -307,8 +312,7 @@ fn kquants_match_gguf_package() {
         for mut gpu in gpus() {
             let step = kernels::step_buffer(&gpu);
             let w =
-                pollster::block_on(GpuWeight::upload(&gpu, name, ty, rows as u64, cols as u64, &raw, 0, 1000, |_| {}))
-                    .unwrap();
+                pollster::block_on(GpuWeight::upload(&gpu, &info(name, ty, rows, cols), &raw, 1000, |_| {})).unwrap();
             let ids: Vec<u32> = vec![3, 0, 7, 7, 5];
             let idb = gpu.storage_from("ids", bytemuck::cast_slice(&ids)).unwrap();
             let ob = gpu.storage("out", (ids.len() * cols * 4) as u64).unwrap();
@@ -379,11 +383,7 @@ fn fused_qkv_and_gate_up_both_reduction_paths() {
     let kw = |gpu: &Gpu, name: &str, ty: GgmlType, rows: usize| {
         let raw = k_fixture(name)[..rows * 2 * ty.type_size() as usize].to_vec();
         let deq = quant::dequantize(ty, &raw).unwrap();
-        (
-            pollster::block_on(GpuWeight::upload(gpu, name, ty, rows as u64, cols as u64, &raw, 0, 999, |_| {}))
-                .unwrap(),
-            deq,
-        )
+        (pollster::block_on(GpuWeight::upload(gpu, &info(name, ty, rows, cols), &raw, 999, |_| {})).unwrap(), deq)
     };
     let sg_paths: Vec<bool> = if gpu.subgroups { vec![true, false] } else { vec![false] };
     for sg in sg_paths {
@@ -402,17 +402,8 @@ fn fused_qkv_and_gate_up_both_reduction_paths() {
             for n in [5, 1] {
                 let yb = gpu.storage("y", (n * rows * 4) as u64).unwrap();
                 let norm = Some(NormIn { weight: &gb, eps: 1e-5 });
-                let d = kernels::matmul_cat(
-                    &gpu,
-                    &[&wq, &wk, &wv],
-                    norm,
-                    &xb,
-                    &yb,
-                    rows as u32,
-                    &step,
-                    MatmulOpts::default(),
-                )
-                .unwrap();
+                let io = MatmulIo { x: &xb, y: &yb, y_stride: rows as u32, step: &step };
+                let d = kernels::matmul_cat(&gpu, &[&wq, &wk, &wv], norm, io, MatmulOpts::default()).unwrap();
                 assert_eq!(d.len(), 1, "one launch for Q, K and V");
                 run(&gpu, &step, n, &d);
                 assert_close(

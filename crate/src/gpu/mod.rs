@@ -269,16 +269,17 @@ impl Gpu {
         }))
     }
 
-    /// A uniform buffer holding `words`.
-    pub fn uniform(&self, label: &str, words: &[u32]) -> wgpu::Buffer {
-        let size = ((words.len() * 4) as u64).max(16).next_multiple_of(16);
+    /// A uniform buffer holding `params` (a kernel's `Params` struct, mirrored in its WGSL).
+    pub fn uniform<T: bytemuck::Pod>(&self, label: &str, params: &T) -> wgpu::Buffer {
+        let bytes = bytemuck::bytes_of(params);
+        let size = (bytes.len() as u64).max(16).next_multiple_of(16);
         let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        self.queue.write_buffer(&buf, 0, bytemuck::cast_slice(words));
+        self.queue.write_buffer(&buf, 0, bytes);
         buf
     }
 
@@ -300,8 +301,9 @@ impl Gpu {
         }
     }
 
-    /// Compiles (once per key) a compute pipeline with an explicit layout of `bindings`.
-    pub fn pipeline(&self, key: &str, source: &str, bindings: &[Binding]) -> Result<Arc<wgpu::ComputePipeline>> {
+    /// Compiles (once per key) a compute pipeline with the explicit layout of `slots` (the
+    /// same list whose [`decls`] the source declares).
+    pub fn pipeline(&self, key: &str, source: &str, slots: &[Slot]) -> Result<Arc<wgpu::ComputePipeline>> {
         if let Some(p) = self.pipelines.lock().ok().and_then(|m| m.get(key).cloned()) {
             return Ok(p);
         }
@@ -310,13 +312,13 @@ impl Gpu {
             label: Some(key),
             source: wgpu::ShaderSource::Wgsl(source.into()),
         });
-        let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = slots
             .iter()
             .enumerate()
             .map(|(i, b)| wgpu::BindGroupLayoutEntry {
                 binding: i as u32,
                 visibility: wgpu::ShaderStages::COMPUTE,
-                ty: match b {
+                ty: match b.access {
                     Binding::Read => wgpu::BindingType::Buffer {
                         ty: wgpu::BufferBindingType::Storage { read_only: true },
                         has_dynamic_offset: false,
@@ -460,6 +462,42 @@ pub enum Binding {
     Read,
     ReadWrite,
     Uniform,
+}
+
+/// One binding of a kernel: how it is accessed, its WGSL variable and type. A kernel's slots,
+/// in binding order, make both its WGSL declarations ([`decls`]) and its pipeline layout
+/// ([`Gpu::pipeline`]); its bind groups list buffers in the same order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    pub access: Binding,
+    pub name: &'static str,
+    pub ty: &'static str,
+}
+
+impl Slot {
+    pub const fn read(name: &'static str, ty: &'static str) -> Self {
+        Slot { access: Binding::Read, name, ty }
+    }
+    pub const fn read_write(name: &'static str, ty: &'static str) -> Self {
+        Slot { access: Binding::ReadWrite, name, ty }
+    }
+    pub const fn uniform(name: &'static str, ty: &'static str) -> Self {
+        Slot { access: Binding::Uniform, name, ty }
+    }
+}
+
+/// The WGSL `@binding` declarations of `slots`, numbered in order.
+pub fn decls(slots: &[Slot]) -> String {
+    let mut s = String::new();
+    for (i, b) in slots.iter().enumerate() {
+        let space = match b.access {
+            Binding::Read => "storage, read",
+            Binding::ReadWrite => "storage, read_write",
+            Binding::Uniform => "uniform",
+        };
+        s.push_str(&format!("@group(0) @binding({i}) var<{space}> {}: {};\n", b.name, b.ty));
+    }
+    s
 }
 
 /// A (part of a) buffer to bind.

@@ -6,7 +6,10 @@
 
 use crate::error::{Error, Result};
 use crate::gguf::{AsyncByteSource, GgufFile, LlamaConfig, TensorInfo};
-use crate::gpu::kernels::{self, AttnShape, Dispatch, GpuWeight, KvLayout, KvPart, MatmulOpts, NormIn, Step};
+use crate::gpu::kernels::{
+    self, AttentionIo, AttnShape, Dispatch, GpuWeight, KvLayout, KvPart, LayerKv, MatmulIo, MatmulOpts, NormIn, RopeIo,
+    Step,
+};
 use crate::gpu::{Gpu, GpuOptions};
 use crate::graph::Logits;
 use crate::graph::{self, Act, Exec};
@@ -149,7 +152,7 @@ impl LlamaModel {
         let tensors = graph::Tensors::of(file, &cfg)?;
         let weight = async |t: &TensorInfo| -> Result<GpuWeight> {
             *types.entry(t.ty.name().to_string()).or_default() += 1;
-            GpuWeight::upload(&gpu, &t.name, t.ty, t.rows(), t.cols(), src, t.offset, opts.chunk_bytes, |n| {
+            GpuWeight::upload(&gpu, t, src, opts.chunk_bytes, |n| {
                 loaded += n;
                 progress(Progress { phase: Phase::Upload, loaded, total });
             })
@@ -424,30 +427,26 @@ impl Exec for Recorder<'_> {
     fn qkv(&mut self, norm: &wgpu::Buffer, wq: &GpuWeight, wk: &GpuWeight, wv: &GpuWeight) -> Result<()> {
         let (g, a) = (self.gpu, self.a);
         let width = (wq.rows + wk.rows + wv.rows) as u32;
-        let d = kernels::matmul_cat(
-            g,
-            &[wq, wk, wv],
-            self.norm(norm),
-            &a.x,
-            &a.qkv,
-            width,
-            &a.step,
-            MatmulOpts::default(),
-        )?;
+        let io = MatmulIo { x: &a.x, y: &a.qkv, y_stride: width, step: &a.step };
+        let d = kernels::matmul_cat(g, &[wq, wk, wv], self.norm(norm), io, MatmulOpts::default())?;
         self.body.extend(d);
         Ok(())
     }
 
     fn rope_store(&mut self, layer: usize) -> Result<()> {
         let (g, a, c) = (self.gpu, self.a, self.cache(layer)?);
-        let d = kernels::rope_store(g, self.shape, self.kv, &a.qkv, &a.q, &c, self.inv_freq, &a.step)?;
+        let cache = LayerKv { layout: self.kv, parts: &c };
+        let io = RopeIo { qkv: &a.qkv, q: &a.q, inv_freq: self.inv_freq, step: &a.step };
+        let d = kernels::rope_store(g, self.shape, cache, io)?;
         self.body.extend(d);
         Ok(())
     }
 
     fn attention(&mut self, layer: usize) -> Result<()> {
         let (g, a, c) = (self.gpu, self.a, self.cache(layer)?);
-        let d = kernels::attention(g, self.shape, self.kv, &a.q, &c, &a.partials, &a.att, &a.step, self.chunk)?;
+        let cache = LayerKv { layout: self.kv, parts: &c };
+        let io = AttentionIo { q: &a.q, scratch: &a.partials, o: &a.att, step: &a.step };
+        let d = kernels::attention(g, self.shape, cache, io, self.chunk)?;
         self.body.extend(d);
         Ok(())
     }
@@ -468,8 +467,12 @@ impl Exec for Recorder<'_> {
         }
         // gate and up split differently across bindings: three launches
         let set = MatmulOpts::default();
-        self.body.extend(kernels::matmul_cat(g, &[gate], self.norm(norm), &a.x, &a.ffn, n_ff, &a.step, set)?);
-        self.body.extend(kernels::matmul_cat(g, &[up], self.norm(norm), &a.x, &a.scratch, n_ff, &a.step, set)?);
+        let (gate_io, up_io) = (
+            MatmulIo { x: &a.x, y: &a.ffn, y_stride: n_ff, step: &a.step },
+            MatmulIo { x: &a.x, y: &a.scratch, y_stride: n_ff, step: &a.step },
+        );
+        self.body.extend(kernels::matmul_cat(g, &[gate], self.norm(norm), gate_io, set)?);
+        self.body.extend(kernels::matmul_cat(g, &[up], self.norm(norm), up_io, set)?);
         self.body.push(kernels::swiglu(g, &a.ffn, &a.scratch, n_ff, &a.step)?);
         Ok(())
     }
@@ -478,9 +481,9 @@ impl Exec for Recorder<'_> {
         let (g, a) = (self.gpu, self.a);
         let vocab = self.cfg.n_vocab as u32;
         let last = MatmulOpts { accumulate: false, last_only: true };
-        self.out_all =
-            kernels::matmul_cat(g, &[w], self.norm(norm), &a.x, &a.logits_all, vocab, &a.step, MatmulOpts::default())?;
-        self.out_last = kernels::matmul_cat(g, &[w], self.norm(norm), &a.x, &a.logits_last, vocab, &a.step, last)?;
+        let io = |y| MatmulIo { x: &a.x, y, y_stride: vocab, step: &a.step };
+        self.out_all = kernels::matmul_cat(g, &[w], self.norm(norm), io(&a.logits_all), MatmulOpts::default())?;
+        self.out_last = kernels::matmul_cat(g, &[w], self.norm(norm), io(&a.logits_last), last)?;
         Ok(())
     }
 }

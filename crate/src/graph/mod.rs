@@ -1,8 +1,8 @@
 //! The Llama 3 forward pass, written once, over an executor.
 //!
 //! [`forward`] reads top to bottom like the math; an [`Exec`] carries it out. The GPU side
-//! (`model.rs`) implements `Exec` by *recording* kernel launches once at load (replayed per
-//! token); a CPU backend implements it by computing. The trait is backend-neutral: weights,
+//! (`gpu/model.rs`) implements `Exec` by *recording* kernel launches once at load (replayed per
+//! token); the CPU backend (`cpu/`) implements it by computing. The trait is backend-neutral: weights,
 //! norms and KV caches are the executor's own types, and activations are named by [`Act`]
 //! (each executor owns its buffers), so no GPU type appears here.
 //!

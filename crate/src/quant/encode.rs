@@ -35,6 +35,19 @@ fn nearest_int(x: f32) -> i32 {
 }
 
 #[inline]
+/// The value of largest magnitude in `x` (the first of equals) and that magnitude; (0, 0)
+/// when empty or all zero (ggml's loops, which keep `max` at 0 then).
+fn abs_max(x: &[f32]) -> (f32, f32) {
+    let (mut max, mut amax) = (0f32, 0f32);
+    for &v in x {
+        if v.abs() > amax {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    (max, amax)
+}
+
 fn sanitize(x: f32) -> f32 {
     if x.is_nan() {
         0.0
@@ -244,13 +257,7 @@ fn quantize_block_q45k(x: &[f32; QK_K], nmax: i32, out: &mut Vec<u8>) {
 /// ggml's `make_qx_quants` with rmse_type 1 (weights x²): signed levels `l[i] + nmax`
 /// in 0..2·nmax, returns the scale (negative when the largest |x| is positive).
 fn make_qx_quants(nmax: i32, x: &[f32], l: &mut [u8]) -> f32 {
-    let (mut max, mut amax) = (0f32, 0f32);
-    for &v in x {
-        if v.abs() > amax {
-            amax = v.abs();
-            max = v;
-        }
-    }
+    let (max, amax) = abs_max(x);
     if amax < GROUP_MAX_EPS {
         l.iter_mut().for_each(|v| *v = 0);
         return 0.0;
@@ -405,13 +412,7 @@ fn push_2bit(l: &[u8; QK_K], out: &mut Vec<u8>) {
 /// ggml's `make_q3_quants` with `do_rmse`: signed levels in −nmax..nmax−1 refined by
 /// weighted (x²) coordinate descent, stored as `l + nmax`; returns the scale.
 fn make_q3_quants(nmax: i32, x: &[f32], l: &mut [i8]) -> f32 {
-    let (mut max, mut amax) = (0f32, 0f32);
-    for &v in x {
-        if v.abs() > amax {
-            amax = v.abs();
-            max = v;
-        }
-    }
+    let (max, amax) = abs_max(x);
     if amax < GROUP_MAX_EPS {
         l.iter_mut().for_each(|v| *v = 0);
         return 0.0;
@@ -550,13 +551,7 @@ fn quantize_iq4(x: &[f32], out: &mut Vec<u8>) {
     let (mut max_scale, mut amax_scale) = (0f32, 0f32);
     for ib in 0..nb {
         let xb = &x[QK * ib..QK * ib + QK];
-        let (mut amax, mut max) = (0f32, 0f32);
-        for &v in xb {
-            if v.abs() > amax {
-                amax = v.abs();
-                max = v;
-            }
-        }
+        let (max, amax) = abs_max(xb);
         if amax < GROUP_MAX_EPS {
             scales[ib] = 0.0;
             continue;

@@ -3,9 +3,9 @@
 //! (attention_combine.wgsl). The cache may be split by positions across several buffer pairs
 //! ([`KvPart`]) when one binding cannot hold a layer's K or V.
 
-use super::{check_x, make, source, AttnShape, Dispatch, KvRead};
+use super::{check_x, make, pipeline, AttnShape, Dispatch, KvRead, P, STEP};
 use crate::error::{Error, Result};
-use crate::gpu::{Binding, BufSlice, Gpu};
+use crate::gpu::{BufSlice, Gpu, Slot};
 use crate::kv::KvType;
 
 const ROPE: &str = include_str!("../../../../shaders/rope.wgsl");
@@ -84,6 +84,33 @@ pub struct KvPart<'a> {
     pub len: u32,
 }
 
+/// One layer's KV cache: how it is encoded, and the buffer pairs that hold its positions.
+#[derive(Clone, Copy)]
+pub struct LayerKv<'a> {
+    pub layout: KvLayout,
+    pub parts: &'a [KvPart<'a>],
+}
+
+/// The buffers of a RoPE + cache-write launch besides the cache: the fused projection `qkv`
+/// in, rotated queries `q` out, the `inv_freq` table and the pass's `step`.
+#[derive(Clone, Copy)]
+pub struct RopeIo<'a> {
+    pub qkv: &'a wgpu::Buffer,
+    pub q: &'a wgpu::Buffer,
+    pub inv_freq: &'a wgpu::Buffer,
+    pub step: &'a wgpu::Buffer,
+}
+
+/// The buffers of an attention launch besides the cache: queries `q` in, `o` out, the
+/// partial-results `scratch` and the pass's `step`.
+#[derive(Clone, Copy)]
+pub struct AttentionIo<'a> {
+    pub q: &'a wgpu::Buffer,
+    pub scratch: &'a wgpu::Buffer,
+    pub o: &'a wgpu::Buffer,
+    pub step: &'a wgpu::Buffer,
+}
+
 /// Mirrors `Params` in rope.wgsl.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
@@ -126,10 +153,6 @@ pub struct CombineParams {
     pub ml0: u32,
 }
 
-fn uniform<T: bytemuck::Pod>(gpu: &Gpu, label: &str, p: &T) -> wgpu::Buffer {
-    gpu.uniform(label, bytemuck::cast_slice(std::slice::from_ref(p)))
-}
-
 fn check_shape(s: AttnShape, kv: KvLayout) -> Result<()> {
     if s.n_kv == 0
         || !s.n_head.is_multiple_of(s.n_kv)
@@ -148,34 +171,29 @@ fn check_shape(s: AttnShape, kv: KvLayout) -> Result<()> {
 /// RoPE on q and k of the fused projection `qkv` (rows q | k | v): rotated q → `q`, rotated
 /// k and v written to the cache (encoded as its type) at the pass's positions; one launch per
 /// cache part (the first also writes q). `inv_freq[j]` = base^(−2j/d) / rope_freqs[j].
-#[allow(clippy::too_many_arguments)]
-pub fn rope_store(
-    gpu: &Gpu,
-    s: AttnShape,
-    kv: KvLayout,
-    qkv: &wgpu::Buffer,
-    q: &wgpu::Buffer,
-    parts: &[KvPart<'_>],
-    inv_freq: &wgpu::Buffer,
-    step: &wgpu::Buffer,
-) -> Result<Vec<Dispatch>> {
+pub fn rope_store(gpu: &Gpu, s: AttnShape, cache: LayerKv<'_>, io: RopeIo<'_>) -> Result<Vec<Dispatch>> {
+    let (kv, parts) = (cache.layout, cache.parts);
+    let RopeIo { qkv, q, inv_freq, step } = io;
     check_shape(s, kv)?;
+    // a quantized cache's blocks share words with their neighbours: kv_quant.wgsl writes atomically
     let quant = matches!(kv.ty, KvType::Q8_0 | KvType::Q4_0);
-    let elem = if quant { "atomic<u32>" } else { "u32" };
-    let decl = format!(
-        "@group(0) @binding(2) var<storage, read_write> kc: array<{elem}>;\n\
-         @group(0) @binding(3) var<storage, read_write> vc: array<{elem}>;\n\
-         fn kv_store(i: u32, krow: u32, lp: u32, pos: u32) {{ kv_store_{}(i, krow, lp, pos); }}\n",
+    let cache = if quant { "array<atomic<u32>>" } else { "array<u32>" };
+    let slots = [
+        Slot::read("qkv", "array<f32>"),
+        Slot::read_write("q", "array<f32>"),
+        Slot::read_write("kc", cache),
+        Slot::read_write("vc", cache),
+        Slot::read("inv_freq", "array<f32>"),
+        P,
+        STEP,
+    ];
+    let store_fn = format!(
+        "fn kv_store(i: u32, krow: u32, lp: u32, pos: u32) {{ kv_store_{}(i, krow, lp, pos); }}\n",
         kv.ty.name()
     );
     let store = if quant { KV_QUANT } else { KV_STORE_FLOAT };
-    let src = source(gpu, &[("WG", format!("{ROPE_WG}u"))], &[ROPE, store, &decl]);
-    use Binding::*;
-    let pipeline = gpu.pipeline(
-        &format!("rope_store {}", kv.ty),
-        &src,
-        &[Read, ReadWrite, ReadWrite, ReadWrite, Read, Uniform, Uniform],
-    )?;
+    let key = format!("rope_store {}", kv.ty);
+    let pipeline = pipeline(gpu, &key, &[("WG", format!("{ROPE_WG}u"))], &slots, &[ROPE, store, &store_fn])?;
     let pairs = s.n_head * s.head_dim / 2;
     parts
         .iter()
@@ -191,7 +209,7 @@ pub fn rope_store(
                 row_bytes: kv.row_bytes,
                 write_q: (i == 0) as u32,
             };
-            let pb = uniform(gpu, "rope", &p);
+            let pb = gpu.uniform("rope", &p);
             make(
                 gpu,
                 format!("rope_store [{}..]", part.pos0),
@@ -250,6 +268,17 @@ fn flash_shape(gpu: &Gpu, s: AttnShape, single: bool) -> Result<FlashShape> {
     )))
 }
 
+/// The bindings of both flash kernels (attention.wgsl, attention_cpu.wgsl): the cache is read
+/// as raw words, decoded by kv.wgsl.
+const FLASH_SLOTS: [Slot; 6] = [
+    Slot::read("q", "array<f32>"),
+    Slot::read("kc", "array<u32>"),
+    Slot::read("vc", "array<u32>"),
+    Slot::read_write("o", "array<f32>"),
+    P,
+    STEP,
+];
+
 fn flash_pipeline(
     gpu: &Gpu,
     s: AttnShape,
@@ -285,13 +314,8 @@ fn flash_pipeline(
         if sg { ", @builtin(subgroup_size) sn: u32" } else { "" },
         if sg { "sn" } else { "1u" },
     );
-    let src = source(gpu, &consts, &[ATTENTION_COMMON, ATTENTION, KV_READ, &pre]);
-    use Binding::*;
-    gpu.pipeline(
-        &format!("flash hd{hd} g{} tq{} bk{} {} sg{sg}", f.g, f.tq, f.bk, kv.ty),
-        &src,
-        &[Read, Read, Read, ReadWrite, Uniform, Uniform],
-    )
+    let key = format!("flash hd{hd} g{} tq{} bk{} {} sg{sg}", f.g, f.tq, f.bk, kv.ty);
+    pipeline(gpu, &key, &consts, &FLASH_SLOTS, &[ATTENTION_COMMON, ATTENTION, KV_READ, &pre])
 }
 
 /// The CPU-adapter kernel (attention_cpu.wgsl): CPU adapters with subgroups of one fixed size,
@@ -313,13 +337,8 @@ fn flash_cpu_pipeline(gpu: &Gpu, s: AttnShape, kv: KvLayout, wg: u32) -> Result<
     ];
     let pre =
         format!("fn kv4(v: bool, base: u32, c: u32) -> vec4<f32> {{ return kv4_{}(v, base, c); }}\n", kv.ty.name());
-    let src = source(gpu, &consts, &[ATTENTION_COMMON, ATTENTION_CPU, KV_READ, &pre]);
-    use Binding::*;
-    gpu.pipeline(
-        &format!("flash_cpu hd{hd} g{g} wg{wg} {}", kv.ty),
-        &src,
-        &[Read, Read, Read, ReadWrite, Uniform, Uniform],
-    )
+    let key = format!("flash_cpu hd{hd} g{g} wg{wg} {}", kv.ty);
+    pipeline(gpu, &key, &consts, &FLASH_SLOTS, &[ATTENTION_COMMON, ATTENTION_CPU, KV_READ, &pre])
 }
 
 /// Key splits of each cache part (`parts`: positions per part) in a decode pass: enough
@@ -348,20 +367,17 @@ pub fn attention_scratch_floats(gpu: &Gpu, s: AttnShape, parts: &[u32], chunk: u
 }
 
 /// Causal GQA flash attention of the pass's queries `q` [n, n_head, head_dim] over the cache
-/// `parts` → `o` (same shape). `scratch` holds partial results (at least
+/// → `o` (same shape). `scratch` holds partial results (at least
 /// [`attention_scratch_floats`] floats) for passes of up to `chunk` tokens.
-#[allow(clippy::too_many_arguments)]
 pub fn attention(
     gpu: &Gpu,
     s: AttnShape,
-    kv: KvLayout,
-    q: &wgpu::Buffer,
-    parts: &[KvPart<'_>],
-    scratch: &wgpu::Buffer,
-    o: &wgpu::Buffer,
-    step: &wgpu::Buffer,
+    cache: LayerKv<'_>,
+    io: AttentionIo<'_>,
     chunk: u32,
 ) -> Result<Vec<Dispatch>> {
+    let (kv, parts) = (cache.layout, cache.parts);
+    let AttentionIo { q, scratch, o, step } = io;
     check_shape(s, kv)?;
     if parts.is_empty() {
         return Err(Error::InvalidArgument("attention over no KV cache".into()));
@@ -429,7 +445,7 @@ pub fn attention(
             ..base(part)
         };
         slice0 += splits[i];
-        let (bm, b1) = (uniform(gpu, "flash", &pmulti), uniform(gpu, "flash", &psingle));
+        let (bm, b1) = (gpu.uniform("flash", &pmulti), gpu.uniform("flash", &psingle));
         let target = |direct: bool| if direct { o } else { scratch };
         let label = format!("attention [{}..]", part.pos0);
         let x1 = check_x(&label, s.n_kv * splits[i], gpu)?;
@@ -450,10 +466,9 @@ pub fn attention(
     // the combine: decode when split, prefill when over several parts
     let combine_needed = (total_splits > 1, multi_parts);
     if combine_needed.0 || combine_needed.1 {
-        let src = source(gpu, &[("WG", format!("{COMBINE_WG}u")), ("HD", format!("{}u", s.head_dim))], &[COMBINE]);
-        use Binding::*;
-        let pipe =
-            gpu.pipeline(&format!("attention_combine hd{}", s.head_dim), &src, &[Read, ReadWrite, Uniform, Uniform])?;
+        const SLOTS: [Slot; 4] = [Slot::read("part", "array<f32>"), Slot::read_write("o", "array<f32>"), P, STEP];
+        let consts = [("WG", format!("{COMBINE_WG}u")), ("HD", format!("{}u", s.head_dim))];
+        let pipe = pipeline(gpu, &format!("attention_combine hd{}", s.head_dim), &consts, &SLOTS, &[COMBINE])?;
         let cm = CombineParams {
             n_head: s.n_head,
             slices: parts.len() as u32,
@@ -466,7 +481,7 @@ pub fn attention(
             rows_stride: rows1,
             ml0: ml0(total_splits, rows1)?,
         };
-        let (bm, b1) = (uniform(gpu, "combine", &cm), uniform(gpu, "combine", &c1));
+        let (bm, b1) = (gpu.uniform("combine", &cm), gpu.uniform("combine", &c1));
         let bg = |pb: &wgpu::Buffer| gpu.bind_group(&pipe, &[scratch.into(), o.into(), pb.into(), step.into()]);
         out.push(Dispatch {
             label: "attention combine".into(),

@@ -5,14 +5,16 @@
 //! not multiples of the workgroup size (`crate/tests/kernels.rs`).
 
 use crate::error::{Error, Result};
-use crate::gguf::{AsyncByteSource, GgmlType};
-use crate::gpu::{Binding, BufSlice, Gpu};
+use crate::gguf::{AsyncByteSource, GgmlType, TensorInfo};
+use crate::gpu::{decls, BufSlice, Gpu, Slot};
 use std::sync::Arc;
 
 pub mod attention;
 pub mod reference;
 
-pub use attention::{attention, attention_scratch_floats, decode_splits, rope_store, KvLayout, KvPart};
+pub use attention::{
+    attention, attention_scratch_floats, decode_splits, rope_store, AttentionIo, KvLayout, KvPart, LayerKv, RopeIo,
+};
 
 const COMMON: &str = include_str!("../../../../shaders/common.wgsl");
 const QUANT: &str = include_str!("../../../../shaders/quant.wgsl");
@@ -39,8 +41,8 @@ pub struct Step {
 }
 
 /// Builds a kernel's source: `enable f16` when the KV cache is f16, constants, the `kv_t`
-/// alias, the shared `Step` struct, then the kernel files.
-pub fn source(gpu: &Gpu, consts: &[(&str, String)], files: &[&str]) -> String {
+/// alias, the shared `Step` struct, the declarations of `slots`, then the kernel files.
+fn source(gpu: &Gpu, consts: &[(&str, String)], slots: &[Slot], files: &[&str]) -> String {
     let mut s = String::new();
     // browsers require `enable subgroups;`, native naga rejects it
     if cfg!(target_arch = "wasm32") && gpu.subgroups {
@@ -55,6 +57,7 @@ pub fn source(gpu: &Gpu, consts: &[(&str, String)], files: &[&str]) -> String {
         s.push_str(&format!("const {k} = {v};\n"));
     }
     s.push_str(COMMON);
+    s.push_str(&decls(slots));
     for f in files {
         s.push_str(f);
     }
@@ -127,8 +130,23 @@ pub fn submit(gpu: &Gpu, step_buf: &wgpu::Buffer, step: Step, dispatches: &[&Dis
 
 /// A uniform `Step` buffer.
 pub fn step_buffer(gpu: &Gpu) -> wgpu::Buffer {
-    gpu.uniform("step", &[0; 4])
+    gpu.uniform("step", &Step::default())
 }
+
+/// A kernel's pipeline (compiled once per `key`): its source and its layout both from `slots`.
+fn pipeline(
+    gpu: &Gpu,
+    key: &str,
+    consts: &[(&str, String)],
+    slots: &[Slot],
+    files: &[&str],
+) -> Result<Arc<wgpu::ComputePipeline>> {
+    gpu.pipeline(key, &source(gpu, consts, slots, files), slots)
+}
+
+/// The uniform slots every kernel ends with: its `Params` and the pass's `Step`.
+const P: Slot = Slot::uniform("p", "Params");
+const STEP: Slot = Slot::uniform("step", "Step");
 
 fn check_x(label: &str, x: u32, gpu: &Gpu) -> Result<u32> {
     if x > gpu.limits.max_compute_workgroups_per_dimension {
@@ -249,20 +267,16 @@ impl GpuWeight {
         (max_binding.saturating_sub(512) / per_row).max(1)
     }
 
-    /// Streams rows `[rows × cols]` of type `ty` from `src` at `offset` to the GPU in
+    /// Streams tensor `t` (rows × cols of its type, at its offset in `src`) to the GPU in
     /// chunks of about `chunk_bytes`, repacking on the way. Host memory: one chunk.
-    #[allow(clippy::too_many_arguments)]
     pub async fn upload<S: AsyncByteSource + ?Sized>(
         gpu: &Gpu,
-        name: &str,
-        ty: GgmlType,
-        rows: u64,
-        cols: u64,
+        t: &TensorInfo,
         src: &S,
-        offset: u64,
         chunk_bytes: u64,
         mut on_bytes: impl FnMut(u64),
     ) -> Result<GpuWeight> {
+        let (name, ty, rows, cols, offset) = (t.name.as_str(), t.ty, t.rows(), t.cols(), t.offset);
         let fmt = gpu_format(ty).ok_or_else(|| unsupported(ty, name))?;
         if !cols.is_multiple_of(32) || !cols.is_multiple_of(fmt.block as u64) || !cols.is_multiple_of(ty.block_size()) {
             return Err(Error::UnsupportedModel(format!("tensor '{name}': row length {cols} is not a multiple of 32")));
@@ -323,41 +337,37 @@ const MM_TILE: u32 = 32;
 /// 16 → 22 ms, 32 → 19 ms, with larger shaders to compile).
 const MM_CPU_TT: u32 = 16;
 
-/// The weight decoders of `fmt` for binding `w{s}` (quant.wgsl instantiated with `_S` → `_{s}`),
-/// and `fn load{s}`: only the functions that format uses.
+/// quant.wgsl's sections, in file order: (name, the sections it calls, text). Each starts at a
+/// marker line `//@ NAME: DEPS` and runs to the next; the text before the first is its header.
+fn quant_sections() -> impl Iterator<Item = (&'static str, Vec<&'static str>, &'static str)> {
+    QUANT.split("\n//@ ").skip(1).map(|sec| {
+        let (head, text) = sec.split_once('\n').unwrap_or((sec, ""));
+        let (name, deps) = head.split_once(':').unwrap_or((head, ""));
+        (name.trim(), deps.split_whitespace().collect(), text)
+    })
+}
+
+/// The weight decoders of `fmt` for binding `w{s}` (quant.wgsl's sections instantiated with
+/// `_S` → `_{s}`), and `fn load{s}`: only the sections that format's decoder needs.
 fn loader_src(fmt: GpuFormat, s: usize, sc_v4: &str) -> String {
     let mut out = format!(
         "fn wq_{s}(i: u32) -> vec4<u32> {{ return w{s}[i]; }}\n\
          fn ws_{s}(i: u32) -> u32 {{ return w{s}[{sc_v4} + (i >> 2u)][i & 3u]; }}\n"
     );
-    // the template's functions, and the ones the format's decoder calls (transitively)
-    let fns: Vec<(&str, &str)> = QUANT
-        .split("\nfn ")
-        .skip(1)
-        .map(|f| {
-            // drop the trailing comment lines that belong to the next function
-            (f.split('(').next().unwrap_or(""), &f[..f.rfind("\n}").map_or(f.len(), |i| i + 2)])
-        })
-        .collect();
-    let calls = |body: &str, name: &str| {
-        body.match_indices(&format!("{name}("))
-            .any(|(i, _)| !body[..i].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_'))
-    };
-    let mut wanted = vec![format!("{}_S", fmt.load_fn)];
+    // the decoder and, transitively, the sections its marker names
+    let mut wanted = vec![fmt.load_fn];
     let mut i = 0;
     while i < wanted.len() {
-        let body = fns.iter().find(|(n, _)| *n == wanted[i]).map_or("", |(_, b)| *b);
-        for (n, _) in &fns {
-            if !wanted.iter().any(|w| w == n) && calls(body, n) {
-                wanted.push(n.to_string());
+        for (name, deps, _) in quant_sections() {
+            if name == wanted[i] {
+                wanted.extend(deps.into_iter().filter(|d| !wanted.contains(d)).collect::<Vec<_>>());
             }
         }
         i += 1;
     }
-    for (name, body) in &fns {
-        if wanted.iter().any(|w| w == name) {
-            out.push_str("fn ");
-            out.push_str(&body.replace("_S(", &format!("_{s}(")));
+    for (name, _, text) in quant_sections() {
+        if wanted.contains(&name) {
+            out.push_str(&text.replace("_S(", &format!("_{s}(")));
             out.push('\n');
         }
     }
@@ -465,20 +475,38 @@ fn cpu_helpers(bcast: bool) -> String {
     s
 }
 
+/// The matmul's bindings: `nw` weights, x, the norm weight g (with a fused norm), y, p, step.
+fn matmul_slots(nw: usize, norm: bool) -> Vec<Slot> {
+    let mut s: Vec<Slot> = ["w0", "w1", "w2"][..nw].iter().map(|w| Slot::read(w, "array<vec4<u32>>")).collect();
+    s.push(Slot::read("x", "array<vec4<f32>>"));
+    if norm {
+        s.push(Slot::read("g", "array<vec4<f32>>"));
+    }
+    s.extend([Slot::read_write("y", "array<f32>"), P, STEP]);
+    s
+}
+
+/// The activations of a matmul launch: `x` rows of the weights' row length in, `y` rows of
+/// `y_stride` floats out, and the pass's `step`.
+#[derive(Clone, Copy)]
+pub struct MatmulIo<'a> {
+    pub x: &'a wgpu::Buffer,
+    pub y: &'a wgpu::Buffer,
+    pub y_stride: u32,
+    pub step: &'a wgpu::Buffer,
+}
+
 /// A matmul launch over `segs` (weight parts with the first output column of each), GLU
 /// when `glu` (segs = [gate part, up part]).
-#[allow(clippy::too_many_arguments)]
 fn matmul_launch(
     gpu: &Gpu,
     segs: &[(&GpuWeight, &WeightPart, u32)],
     glu: bool,
     norm: Option<NormIn<'_>>,
-    x: &wgpu::Buffer,
-    y: &wgpu::Buffer,
-    y_stride: u32,
-    step: &wgpu::Buffer,
+    io: MatmulIo<'_>,
     opts: MatmulOpts,
 ) -> Result<Dispatch> {
+    let MatmulIo { x, y, y_stride, step } = io;
     let cpu = gpu.cpu_matmul;
     let tpr = if cpu { 1 } else { gpu.matmul_tpr };
     let rpw = MM_WG / tpr;
@@ -487,6 +515,7 @@ fn matmul_launch(
         return Err(Error::UnsupportedModel("matmul: 1 to 3 weights of one row length".into()));
     }
     let sg = use_subgroups(gpu, tpr);
+    let slots = matmul_slots(segs.len(), norm.is_some());
     // tiled: the prefill kernel (32 × 32 tiles); else the matvec with `tt` tokens per tile
     let pipe = |tt: u32, tiled: bool| -> Result<Arc<wgpu::ComputePipeline>> {
         let consts = vec![
@@ -500,33 +529,11 @@ fn matmul_launch(
             ("SG", sg.to_string()),
         ];
         let mut pre = String::new();
-        let mut bindings = Vec::new();
-        for (i, _) in segs.iter().enumerate() {
-            pre.push_str(&format!("@group(0) @binding({i}) var<storage, read> w{i}: array<vec4<u32>>;\n"));
-            bindings.push(Binding::Read);
-        }
-        let n = segs.len();
-        pre.push_str(&format!("@group(0) @binding({n}) var<storage, read> x: array<vec4<f32>>;\n"));
-        bindings.push(Binding::Read);
-        let mut b = n + 1;
-        if norm.is_some() {
-            pre.push_str(&format!(
-                "@group(0) @binding({b}) var<storage, read> g: array<vec4<f32>>;\nfn gw(i: u32) -> vec4<f32> {{ return g[i]; }}\n"
-            ));
-            bindings.push(Binding::Read);
-            b += 1;
+        pre.push_str(if norm.is_some() {
+            "fn gw(i: u32) -> vec4<f32> { return g[i]; }\n"
         } else {
-            pre.push_str("fn gw(i: u32) -> vec4<f32> { return vec4<f32>(1.0); }\n");
-        }
-        pre.push_str(&format!(
-            "@group(0) @binding({}) var<storage, read_write> y: array<f32>;\n\
-             @group(0) @binding({}) var<uniform> p: Params;\n\
-             @group(0) @binding({}) var<uniform> step: Step;\n",
-            b,
-            b + 1,
-            b + 2
-        ));
-        bindings.extend([Binding::ReadWrite, Binding::Uniform, Binding::Uniform]);
+            "fn gw(i: u32) -> vec4<f32> { return vec4<f32>(1.0); }\n"
+        });
         pre.push_str(if sg && !tiled {
             "fn sg_xor(v: f32, o: u32) -> f32 { return subgroupShuffleXor(v, o); }\n"
         } else {
@@ -556,8 +563,7 @@ fn matmul_launch(
         } else {
             MATMUL
         };
-        let src = source(gpu, &consts, &[QUANT_COMMON, MATMUL_COMMON, main, &pre]);
-        gpu.pipeline(&key, &src, &bindings)
+        pipeline(gpu, &key, &consts, &slots, &[QUANT_COMMON, MATMUL_COMMON, main, &pre])
     };
     // Params for a grid of `rows_per_wg` rows per workgroup.
     let params = |rows_per_wg: u32| -> (wgpu::Buffer, u32) {
@@ -586,7 +592,7 @@ fn matmul_launch(
                 wg += (l.rows as u32).div_ceil(rows_per_wg);
             }
         }
-        (gpu.uniform("matmul", bytemuck::cast_slice(std::slice::from_ref(&p))), wg)
+        (gpu.uniform("matmul", &p), wg)
     };
     let bind = |pipeline: &wgpu::ComputePipeline, pbuf: &wgpu::Buffer| {
         let mut b: Vec<BufSlice<'_>> = segs.iter().map(|s| (&s.1.buffer).into()).collect();
@@ -623,17 +629,12 @@ fn matmul_launch(
 
 /// `y[t, :] (+)= W · h[t, :]` for every token of the pass, with `h = x` or the fused
 /// RMSNorm of x. The rows of all `ws` (e.g. Q, K, V) are concatenated in y's columns; parts
-/// go up to three per launch (one launch when no weight is split). `x` rows are
-/// `cols` floats, `y` rows `y_stride` floats.
-#[allow(clippy::too_many_arguments)]
+/// go up to three per launch (one launch when no weight is split).
 pub fn matmul_cat(
     gpu: &Gpu,
     ws: &[&GpuWeight],
     norm: Option<NormIn<'_>>,
-    x: &wgpu::Buffer,
-    y: &wgpu::Buffer,
-    y_stride: u32,
-    step: &wgpu::Buffer,
+    io: MatmulIo<'_>,
     opts: MatmulOpts,
 ) -> Result<Vec<Dispatch>> {
     let mut segs = Vec::new();
@@ -644,7 +645,7 @@ pub fn matmul_cat(
         }
         off += w.rows as u32;
     }
-    segs.chunks(3).map(|c| matmul_launch(gpu, c, false, norm, x, y, y_stride, step, opts)).collect()
+    segs.chunks(3).map(|c| matmul_launch(gpu, c, false, norm, io, opts)).collect()
 }
 
 /// `y[t, :] (+)= W · x[t, :]`; one launch per (up to three) weight parts.
@@ -657,7 +658,7 @@ pub fn matmul(
     step: &wgpu::Buffer,
     opts: MatmulOpts,
 ) -> Result<Vec<Dispatch>> {
-    matmul_cat(gpu, &[w], None, x, y, y_stride, step, opts)
+    matmul_cat(gpu, &[w], None, MatmulIo { x, y, y_stride, step }, opts)
 }
 
 /// `y[t, :] = silu(Wgate h) ⊙ (Wup h)`, h the fused RMSNorm of x (or x): one launch per part
@@ -684,7 +685,7 @@ pub fn gate_up_silu(
         .zip(&up.parts)
         .map(|(g, u)| {
             let segs = [(gate, g, g.row0 as u32), (up, u, u.row0 as u32)];
-            matmul_launch(gpu, &segs, true, norm, x, y, n, step, MatmulOpts::default())
+            matmul_launch(gpu, &segs, true, norm, MatmulIo { x, y, y_stride: n, step }, MatmulOpts::default())
         })
         .collect::<Result<Vec<_>>>()
         .map(Some)
@@ -698,6 +699,14 @@ fn wg_const(n: u32) -> Vec<(&'static str, String)> {
     vec![("WG", format!("{n}u"))]
 }
 
+/// Mirrors `Params` in norm.wgsl.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct NormParams {
+    pub dim: u32,
+    pub eps: f32,
+}
+
 /// RMSNorm of each token's row of `dim` floats: `y = x / rms(x) * g`.
 pub fn rmsnorm(
     gpu: &Gpu,
@@ -708,13 +717,10 @@ pub fn rmsnorm(
     eps: f32,
     step: &wgpu::Buffer,
 ) -> Result<Dispatch> {
-    let src = source(gpu, &wg_const(NORM_WG), &[NORM]);
-    let pipeline = gpu.pipeline(
-        "rmsnorm",
-        &src,
-        &[Binding::Read, Binding::Read, Binding::ReadWrite, Binding::Uniform, Binding::Uniform],
-    )?;
-    let params = gpu.uniform("rmsnorm", &[dim, eps.to_bits()]);
+    const SLOTS: [Slot; 5] =
+        [Slot::read("x", "array<f32>"), Slot::read("g", "array<f32>"), Slot::read_write("y", "array<f32>"), P, STEP];
+    let pipeline = pipeline(gpu, "rmsnorm", &wg_const(NORM_WG), &SLOTS, &[NORM])?;
+    let params = gpu.uniform("rmsnorm", &NormParams { dim, eps });
     make(gpu, "rmsnorm".into(), pipeline, &[x.into(), g.into(), y.into(), (&params).into(), step.into()], 1, 1)
 }
 
@@ -728,12 +734,18 @@ pub struct AttnShape {
     pub ctx: u32,
 }
 
+/// Mirrors `Params` in elementwise.wgsl.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct SwigluParams {
+    pub n: u32,
+}
+
 /// `g = silu(g) · u` over rows of `n` floats.
 pub fn swiglu(gpu: &Gpu, g: &wgpu::Buffer, u: &wgpu::Buffer, n: u32, step: &wgpu::Buffer) -> Result<Dispatch> {
-    let src = source(gpu, &wg_const(ELEM_WG), &[ELEMENTWISE]);
-    let pipeline =
-        gpu.pipeline("swiglu", &src, &[Binding::ReadWrite, Binding::Read, Binding::Uniform, Binding::Uniform])?;
-    let params = gpu.uniform("swiglu", &[n]);
+    const SLOTS: [Slot; 4] = [Slot::read_write("g", "array<f32>"), Slot::read("u", "array<f32>"), P, STEP];
+    let pipeline = pipeline(gpu, "swiglu", &wg_const(ELEM_WG), &SLOTS, &[ELEMENTWISE])?;
+    let params = gpu.uniform("swiglu", &SwigluParams { n });
     make(gpu, "swiglu".into(), pipeline, &[g.into(), u.into(), (&params).into(), step.into()], n.div_ceil(ELEM_WG), 1)
 }
 
@@ -758,11 +770,16 @@ pub fn embed(
     out: &wgpu::Buffer,
     step: &wgpu::Buffer,
 ) -> Result<Vec<Dispatch>> {
-    let consts = wg_const(ELEM_WG);
-    let src = source(gpu, &consts, &[QUANT_COMMON, EMBED, &loader_src(w.fmt, 0, "p.sc_v4")]);
-    use Binding::*;
-    let pipeline =
-        gpu.pipeline(&format!("embed_{}", w.fmt.load_fn), &src, &[Read, Read, ReadWrite, Uniform, Uniform])?;
+    const SLOTS: [Slot; 5] = [
+        Slot::read("w0", "array<vec4<u32>>"),
+        Slot::read("ids", "array<u32>"),
+        Slot::read_write("out", "array<vec4<f32>>"),
+        P,
+        STEP,
+    ];
+    let key = format!("embed_{}", w.fmt.load_fn);
+    let loader = loader_src(w.fmt, 0, "p.sc_v4");
+    let pipeline = pipeline(gpu, &key, &wg_const(ELEM_WG), &SLOTS, &[QUANT_COMMON, EMBED, &loader])?;
     w.parts
         .iter()
         .map(|part| {
@@ -776,7 +793,7 @@ pub fn embed(
                 sc_v4: (l.sc_offset / 16) as u32,
                 _pad: [0; 2],
             };
-            let params = gpu.uniform("embed", bytemuck::cast_slice(std::slice::from_ref(&params)));
+            let params = gpu.uniform("embed", &params);
             make(
                 gpu,
                 format!("embed {}[{}..]", w.name, part.row0),
