@@ -131,17 +131,19 @@ pub const SMALL_BATCH: usize = 8;
 /// Whether [`rows_dots`] reads `ty`'s blocks once for several tokens at `simd` (otherwise it
 /// runs [`rows_dot`] once per token, and prefill's path is the faster one).
 pub fn fused_small_batch(simd: Simd, ty: GgmlType) -> bool {
-    use GgmlType::*;
-    match simd {
-        #[cfg(target_arch = "x86_64")]
-        Simd::Avx2 | Simd::Avx512 => matches!(ty, F16 | BF16 | Q8_0 | Q4_0 | Q4_1 | Q4K | Q5K | Q6K),
-        _ => false,
+    #[cfg(target_arch = "x86_64")]
+    if matches!(simd, Simd::Avx2 | Simd::Avx512) {
+        use GgmlType::*;
+        return matches!(ty, F16 | BF16 | Q8_0 | Q4_0 | Q4_1 | Q4K | Q5K | Q6K);
     }
+    let _ = (simd, ty);
+    false
 }
 
 /// One SIMD level's dot products of one weight row with `T` tokens at once (their `xs` the
 /// per-block sums of `sums`).
-#[allow(dead_code)]
+// only the x86 levels have such kernels
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 trait RowDots {
     /// SAFETY: the level's features are present; `row` is whole blocks of `ty` covering `n`
     /// values, every `x[t]` points at `n` values, every `xs[t]` is `sums` of that token.
