@@ -7,7 +7,9 @@
 //! straight from the blocks with SIMD ([`dot`]) and f32 accumulation, the values those of
 //! [`crate::quant`]'s decode (each block's scale factored out of its sum); rows are split over
 //! threads ([`pool`]). Prefill decodes 4 weight rows at a time (with `quant::dequantize_row`)
-//! and dots them with every token of the chunk in register tiles ([`dot::dots`]).
+//! and dots them with every token of the chunk in register tiles ([`dot::dots`]); a few tokens
+//! (speculative verification) read each row's blocks once for all of them instead
+//! ([`dot::rows_dots`]), with results identical to decoding's.
 //! Where threads cannot share memory (the browser), rows are split over [`shards`] instead.
 
 pub mod attention;
@@ -687,6 +689,15 @@ impl Ops<'_> {
             self.pool.chunks(&mut yt, chunk, |i, o| {
                 let wr = data.get(i * chunk / n * rb..).unwrap_or(&[]);
                 q8::rows_dots(simd, w.ty, wr, rb, a, o);
+            });
+        } else if n <= dot::SMALL_BATCH && dot::fused_small_batch(simd, w.ty) {
+            // a few tokens (speculative verification): each row read once for all of them,
+            // the results those of single-token decoding
+            let x = &x[..n * cols];
+            let chunk = self.pool.split(rows, 8) * n;
+            self.pool.chunks(&mut yt, chunk, |i, o| {
+                let wr = data.get(i * chunk / n * rb..).unwrap_or(&[]);
+                dot::rows_dots(simd, w.ty, wr, rb, x, cols, o);
             });
         } else {
             let x = &x[..n * cols];

@@ -100,26 +100,34 @@ unsafe fn load8_bf16(p: *const u8) -> __m256 {
     unsafe { _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(load16(p)), 16)) }
 }
 
+/// F16/BF16 rows with `T` tokens (the weights loaded once for all of them; each token's sum
+/// is the same sequence of operations as with `T = 1`, so the results are identical).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn half_dot(bf: bool, w: *const u8, x: *const f32, n: usize) -> f32 {
-    let mut acc = [_mm256_setzero_ps(); 2];
+unsafe fn half_dot<const T: usize>(bf: bool, w: *const u8, x: [*const f32; T], n: usize) -> [f32; T] {
+    let mut acc = [[_mm256_setzero_ps(); 2]; T];
     let mut i = 0;
     unsafe {
         let load = |p: *const u8| if bf { load8_bf16(p) } else { load8_f16(p) };
         while i + 16 <= n {
-            acc[0] = _mm256_fmadd_ps(load(w.add(2 * i)), _mm256_loadu_ps(x.add(i)), acc[0]);
-            acc[1] = _mm256_fmadd_ps(load(w.add(2 * i + 16)), _mm256_loadu_ps(x.add(i + 8)), acc[1]);
+            let (w0, w1) = (load(w.add(2 * i)), load(w.add(2 * i + 16)));
+            for t in 0..T {
+                acc[t][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[t].add(i)), acc[t][0]);
+                acc[t][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x[t].add(i + 8)), acc[t][1]);
+            }
             i += 16;
         }
-        let mut s = hsum(_mm256_add_ps(acc[0], acc[1]));
-        while i < n {
-            let b = [*w.add(2 * i), *w.add(2 * i + 1)];
-            let v = if bf { half::bf16::from_le_bytes(b).to_f32() } else { half::f16::from_le_bytes(b).to_f32() };
-            s += v * *x.add(i);
-            i += 1;
+        let mut out = [0f32; T];
+        for t in 0..T {
+            let mut s = hsum(_mm256_add_ps(acc[t][0], acc[t][1]));
+            for k in i..n {
+                let b = [*w.add(2 * k), *w.add(2 * k + 1)];
+                let v = if bf { half::bf16::from_le_bytes(b).to_f32() } else { half::f16::from_le_bytes(b).to_f32() };
+                s += v * *x[t].add(k);
+            }
+            out[t] = s;
         }
-        s
+        out
     }
 }
 
@@ -183,46 +191,53 @@ pub unsafe fn sums16(x: &[f32]) -> Vec<f32> {
         .collect()
 }
 
-/// `Σ_b (d_b · s_b + c_b · xs_b)` over `nb` blocks, where `blk(b) = (d_b, s_b, c_b)` and
-/// `s_b` is the block's `Σ q·x` (8 lanes); `c_b` only with `MIN`. Two running sums of each,
-/// so their dependency chains overlap.
+/// `Σ_b (d_b · s_b + c_b · xs_b)` over `nb` blocks for each of `T` tokens, where
+/// `blk(b) = (d_b, s_b, c_b)` and `s_b[t]` is the block's `Σ q·x_t` (8 lanes); `c_b` only with
+/// `MIN`. Two running sums of each, so their dependency chains overlap.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn blocks<const MIN: bool>(nb: usize, xs: &[f32], blk: impl Fn(usize) -> (f32, __m256, f32)) -> f32 {
-    let mut t = [_mm256_setzero_ps(); 2];
-    let mut c = [0f32; 2];
-    let one = |b: usize, t: &mut __m256, c: &mut f32| {
+unsafe fn blocks<const MIN: bool, const T: usize>(
+    nb: usize,
+    xs: [&[f32]; T],
+    blk: impl Fn(usize) -> (f32, [__m256; T], f32),
+) -> [f32; T] {
+    let mut acc = [[_mm256_setzero_ps(); 2]; T];
+    let mut c = [[0f32; 2]; T];
+    let mut one = |b: usize, k: usize| {
         let (d, s, cb) = blk(b);
-        *t = _mm256_fmadd_ps(_mm256_set1_ps(d), s, *t);
-        if MIN {
-            *c = cb.mul_add(xs.get(b).copied().unwrap_or(0.0), *c);
+        let dv = _mm256_set1_ps(d);
+        for t in 0..T {
+            acc[t][k] = _mm256_fmadd_ps(dv, s[t], acc[t][k]);
+            if MIN {
+                c[t][k] = cb.mul_add(xs[t].get(b).copied().unwrap_or(0.0), c[t][k]);
+            }
         }
     };
     let mut b = 0;
     while b + 1 < nb {
-        let ([t0, t1], [c0, c1]) = (&mut t, &mut c);
-        one(b, t0, c0);
-        one(b + 1, t1, c1);
+        one(b, 0);
+        one(b + 1, 1);
         b += 2;
     }
     if b < nb {
-        one(b, &mut t[0], &mut c[0]);
+        one(b, 0);
     }
-    hsum(_mm256_add_ps(t[0], t[1])) + (c[0] + c[1])
+    std::array::from_fn(|t| hsum(_mm256_add_ps(acc[t][0], acc[t][1])) + (c[t][0] + c[t][1]))
 }
 
 /// Q8_0: `d · Σ q x`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q8_0(w: *const u8, x: *const f32, nb: usize) -> f32 {
+unsafe fn q8_0<const T: usize>(w: *const u8, x: [*const f32; T], nb: usize) -> [f32; T] {
     unsafe {
-        blocks::<false>(nb, &[], |b| {
-            let (p, xb) = (w.add(34 * b), x.add(32 * b));
+        blocks::<false, T>(nb, [&[]; T], |b| {
+            let p = w.add(34 * b);
             let q = p.add(2);
-            let s = dot32(
-                [i8x8(q), i8x8(q.add(8)), i8x8(q.add(16)), i8x8(q.add(24))],
-                [xb, xb.add(8), xb.add(16), xb.add(24)],
-            );
+            let q = [i8x8(q), i8x8(q.add(8)), i8x8(q.add(16)), i8x8(q.add(24))];
+            let s = x.map(|x| {
+                let xb = x.add(32 * b);
+                dot32(q, [xb, xb.add(8), xb.add(16), xb.add(24)])
+            });
             (half(p), s, 0.0)
         })
     }
@@ -233,17 +248,26 @@ unsafe fn q8_0(w: *const u8, x: *const f32, nb: usize) -> f32 {
 /// out the min costs no accuracy. Byte `j` holds value `j` (low nibble) and `j + 16` (high).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4<const Q41: bool>(w: *const u8, x: *const f32, nb: usize, xs: &[f32]) -> f32 {
+unsafe fn q4<const Q41: bool, const T: usize>(
+    w: *const u8,
+    x: [*const f32; T],
+    nb: usize,
+    xs: [&[f32]; T],
+) -> [f32; T] {
     let (ts, qoff) = if Q41 { (20, 4) } else { (18, 2) };
     let m4 = _mm256_set1_epi32(0xF);
     let eight = _mm256_set1_epi32(8);
     unsafe {
-        blocks::<Q41>(nb, xs, |b| {
-            let (p, xb) = (w.add(ts * b), x.add(32 * b));
+        blocks::<Q41, T>(nb, xs, |b| {
+            let p = w.add(ts * b);
             let (v0, v1) = (u8x8(p.add(qoff)), u8x8(p.add(qoff + 8)));
             let lo = |v| f(_mm256_sub_epi32(_mm256_and_si256(v, m4), eight));
             let hi = |v| f(_mm256_sub_epi32(_mm256_srli_epi32::<4>(v), eight));
-            let s = dot32([lo(v0), lo(v1), hi(v0), hi(v1)], [xb, xb.add(8), xb.add(16), xb.add(24)]);
+            let q = [lo(v0), lo(v1), hi(v0), hi(v1)];
+            let s = x.map(|x| {
+                let xb = x.add(32 * b);
+                dot32(q, [xb, xb.add(8), xb.add(16), xb.add(24)])
+            });
             if Q41 {
                 // d and m are adjacent halves: one load, one convert
                 let (d, m) = halves2(p);
@@ -267,7 +291,7 @@ unsafe fn q5<const Q51: bool>(w: *const u8, x: *const f32, nb: usize, xs: &[f32]
     let lanes = |j0: i32| _mm256_setr_epi32(j0, j0 + 1, j0 + 2, j0 + 3, j0 + 4, j0 + 5, j0 + 6, j0 + 7);
     let sh = [lanes(0), lanes(8), lanes(16), lanes(24)];
     unsafe {
-        blocks::<Q51>(nb, xs, |b| {
+        blocks::<Q51, 1>(nb, [xs], |b| {
             let (p, xb) = (w.add(ts * b), x.add(32 * b));
             let qh = _mm256_set1_epi32((p.add(qh_at) as *const i32).read_unaligned());
             let fifth = |k: usize| _mm256_slli_epi32::<4>(_mm256_and_si256(_mm256_srlv_epi32(qh, sh[k]), one));
@@ -281,8 +305,8 @@ unsafe fn q5<const Q51: bool>(w: *const u8, x: *const f32, nb: usize, xs: &[f32]
             let q = [0, 1, 2, 3].map(|k| f(_mm256_sub_epi32(_mm256_or_si256(q[k], fifth(k)), sixteen)));
             let s = dot32(q, [xb, xb.add(8), xb.add(16), xb.add(24)]);
             let d = half(p);
-            (d, s, if Q51 { 16.0 * d + half(p.add(2)) } else { 0.0 })
-        })
+            (d, [s], if Q51 { 16.0 * d + half(p.add(2)) } else { 0.0 })
+        })[0]
     }
 }
 
@@ -293,14 +317,14 @@ unsafe fn q5<const Q51: bool>(w: *const u8, x: *const f32, nb: usize, xs: &[f32]
 /// bit `s` of `qh[l]`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q45_k<const Q5: bool>(w: &[u8], x: *const f32, nb: usize, xs: &[f32]) -> f32 {
+unsafe fn q45_k<const Q5: bool, const T: usize>(w: &[u8], x: [*const f32; T], nb: usize, xs: [&[f32]; T]) -> [f32; T] {
     let (ts, qoff) = if Q5 { (176, 48) } else { (144, 16) };
     let m4 = _mm256_set1_epi32(0xF);
     let one = _mm256_set1_epi32(1);
     let c = if Q5 { 16 } else { 8 };
     let mid = _mm256_set1_epi32(c);
-    let mut t = [_mm256_setzero_ps(); 2];
-    let mut mins = _mm256_setzero_ps();
+    let mut acc = [[_mm256_setzero_ps(); 2]; T];
+    let mut mins = [_mm256_setzero_ps(); T];
     unsafe {
         for b in 0..nb {
             let blk = w.get_unchecked(ts * b..ts * (b + 1));
@@ -322,25 +346,28 @@ unsafe fn q45_k<const Q5: bool>(w: &[u8], x: *const f32, nb: usize, xs: &[f32]) 
                         hi[k] = _mm256_or_si256(hi[k], bit(h[k], 2 * j as i32 + 1));
                     }
                 }
-                let xl = x.add(256 * b + 64 * j);
-                let xh = xl.add(32);
                 let centred = |v| f(_mm256_sub_epi32(v, mid));
-                let sl = dot32(lo.map(centred), [xl, xl.add(8), xl.add(16), xl.add(24)]);
-                let sh = dot32(hi.map(centred), [xh, xh.add(8), xh.add(16), xh.add(24)]);
-                t[0] = _mm256_fmadd_ps(_mm256_set1_ps(sc[2 * j]), sl, t[0]);
-                t[1] = _mm256_fmadd_ps(_mm256_set1_ps(sc[2 * j + 1]), sh, t[1]);
+                let (lo, hi) = (lo.map(centred), hi.map(centred));
+                let (al, ah) = (_mm256_set1_ps(sc[2 * j]), _mm256_set1_ps(sc[2 * j + 1]));
+                for t in 0..T {
+                    let xl = x[t].add(256 * b + 64 * j);
+                    let xh = xl.add(32);
+                    let sl = dot32(lo, [xl, xl.add(8), xl.add(16), xl.add(24)]);
+                    let sh = dot32(hi, [xh, xh.add(8), xh.add(16), xh.add(24)]);
+                    acc[t][0] = _mm256_fmadd_ps(al, sl, acc[t][0]);
+                    acc[t][1] = _mm256_fmadd_ps(ah, sh, acc[t][1]);
+                }
             }
-            if let Some(xsb) = xs.get(8 * b..8 * b + 8) {
-                // c·a − m, as the 8 sub-blocks' offsets
-                let off = _mm256_fmsub_ps(
-                    _mm256_set1_ps(c as f32),
-                    _mm256_loadu_ps(sc.as_ptr()),
-                    _mm256_loadu_ps(mn.as_ptr()),
-                );
-                mins = _mm256_fmadd_ps(off, _mm256_loadu_ps(xsb.as_ptr()), mins);
+            // c·a − m, as the 8 sub-blocks' offsets
+            let off =
+                _mm256_fmsub_ps(_mm256_set1_ps(c as f32), _mm256_loadu_ps(sc.as_ptr()), _mm256_loadu_ps(mn.as_ptr()));
+            for t in 0..T {
+                if let Some(xsb) = xs[t].get(8 * b..8 * b + 8) {
+                    mins[t] = _mm256_fmadd_ps(off, _mm256_loadu_ps(xsb.as_ptr()), mins[t]);
+                }
             }
         }
-        hsum(_mm256_add_ps(t[0], t[1])) + hsum(mins)
+        std::array::from_fn(|t| hsum(_mm256_add_ps(acc[t][0], acc[t][1])) + hsum(mins[t]))
     }
 }
 
@@ -349,11 +376,11 @@ unsafe fn q45_k<const Q5: bool>(w: &[u8], x: *const f32, nb: usize, xs: &[f32]) 
 /// `l + 32` and `l + 96`; the two high bits of those four are `qh[l]`'s bit pairs.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q6_k(w: *const u8, x: *const f32, nb: usize) -> f32 {
+unsafe fn q6_k<const T: usize>(w: *const u8, x: [*const f32; T], nb: usize) -> [f32; T] {
     let m4 = _mm256_set1_epi32(0xF);
     let m30 = _mm256_set1_epi32(0x30);
     let m32 = _mm256_set1_epi32(32);
-    let mut t = [_mm256_setzero_ps(); 4];
+    let mut acc = [[_mm256_setzero_ps(); 4]; T];
     unsafe {
         for b in 0..nb {
             let p = w.add(210 * b);
@@ -363,7 +390,6 @@ unsafe fn q6_k(w: *const u8, x: *const f32, nb: usize) -> f32 {
             _mm256_storeu_ps(scale.as_mut_ptr().add(8), _mm256_mul_ps(d, i8x8(p.add(200))));
             for h in 0..2 {
                 let (ql, qh) = (p.add(64 * h), p.add(128 + 32 * h));
-                let xh = x.add(256 * b + 128 * h);
                 for i in 0..2 {
                     // values l = 16i..16i+16 of each quarter k: two groups of 8
                     let q = [0, 1].map(|u| {
@@ -381,14 +407,20 @@ unsafe fn q6_k(w: *const u8, x: *const f32, nb: usize) -> f32 {
                         .map(|v| f(_mm256_sub_epi32(v, m32)))
                     });
                     for k in 0..4 {
-                        let xk = xh.add(32 * k + 16 * i);
-                        let s = _mm256_fmadd_ps(q[1][k], ld(xk.add(8)), _mm256_mul_ps(q[0][k], ld(xk)));
-                        t[k] = _mm256_fmadd_ps(_mm256_set1_ps(scale[8 * h + 2 * k + i]), s, t[k]);
+                        let a = _mm256_set1_ps(scale[8 * h + 2 * k + i]);
+                        for t in 0..T {
+                            let xk = x[t].add(256 * b + 128 * h + 32 * k + 16 * i);
+                            let s = _mm256_fmadd_ps(q[1][k], ld(xk.add(8)), _mm256_mul_ps(q[0][k], ld(xk)));
+                            acc[t][k] = _mm256_fmadd_ps(a, s, acc[t][k]);
+                        }
                     }
                 }
             }
         }
-        hsum(_mm256_add_ps(_mm256_add_ps(t[0], t[1]), _mm256_add_ps(t[2], t[3])))
+        std::array::from_fn(|t| {
+            let a = &acc[t];
+            hsum(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])))
+        })
     }
 }
 
@@ -465,7 +497,9 @@ unsafe fn iq4_32(q: *const u8, x: *const f32) -> __m256 {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn iq4_nl(w: *const u8, x: *const f32, nb: usize) -> f32 {
-    unsafe { blocks::<false>(nb, &[], |b| (half(w.add(18 * b)), iq4_32(w.add(18 * b + 2), x.add(32 * b)), 0.0)) }
+    unsafe {
+        blocks::<false, 1>(nb, [&[]], |b| (half(w.add(18 * b)), [iq4_32(w.add(18 * b + 2), x.add(32 * b))], 0.0))[0]
+    }
 }
 
 /// IQ4_XS: IQ4_NL's 32-value blocks under one f16 `d` and 6-bit scales `d·(ls − 32)`.
@@ -474,12 +508,66 @@ unsafe fn iq4_nl(w: *const u8, x: *const f32, nb: usize) -> f32 {
 unsafe fn iq4_xs(w: &[u8], x: *const f32, nb: usize) -> f32 {
     use crate::quant::blocks::{iq4_xs, scale_iq4_xs};
     unsafe {
-        blocks::<false>(nb * 8, &[], |i| {
+        blocks::<false, 1>(nb * 8, [&[]], |i| {
             let (b, ib) = (i / 8, i % 8);
             let blk = w.get_unchecked(iq4_xs::BYTES * b..iq4_xs::BYTES * (b + 1));
             let d = half(blk.as_ptr()) * (scale_iq4_xs(ib, blk) as i32 - 32) as f32;
-            (d, iq4_32(blk.as_ptr().add(iq4_xs::QS + 16 * ib), x.add(32 * i)), 0.0)
-        })
+            (d, [iq4_32(blk.as_ptr().add(iq4_xs::QS + 16 * ib), x.add(32 * i))], 0.0)
+        })[0]
+    }
+}
+
+/// `T` tokens' dot products with one row of `ty` (`n` values; `xs[t]`: token `t`'s sums for
+/// the formats with a min). The formats with a `T`-token kernel load each block once for all
+/// tokens; the others run one token at a time. Either way each token's result is the one
+/// `T = 1` gives, bit for bit.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn row_dots<const T: usize>(
+    ty: GgmlType,
+    row: &[u8],
+    x: [*const f32; T],
+    xs: [&[f32]; T],
+    n: usize,
+) -> [f32; T] {
+    use GgmlType::*;
+    let p = row.as_ptr();
+    let nb = n / ty.block_size() as usize;
+    unsafe {
+        match ty {
+            F16 => half_dot::<T>(false, p, x, n),
+            BF16 => half_dot::<T>(true, p, x, n),
+            Q8_0 => q8_0::<T>(p, x, nb),
+            Q4_0 => q4::<false, T>(p, x, nb, xs),
+            Q4_1 => q4::<true, T>(p, x, nb, xs),
+            Q4K => q45_k::<false, T>(row, x, nb, xs),
+            Q5K => q45_k::<true, T>(row, x, nb, xs),
+            Q6K => q6_k::<T>(p, x, nb),
+            _ => std::array::from_fn(|t| {
+                let (x, xs) = (x[t], xs[t]);
+                match ty {
+                    F32 => f32_dot(p as *const f32, x, n),
+                    Q5_0 => q5::<false>(p, x, nb, xs),
+                    Q5_1 => q5::<true>(p, x, nb, xs),
+                    Q2K => q23_k::<false>(row, x, nb, xs),
+                    Q3K => q23_k::<true>(row, x, nb, xs),
+                    IQ4NL => iq4_nl(p, x, nb),
+                    IQ4XS => iq4_xs(row, x, nb),
+                    _ => 0.0,
+                }
+            }),
+        }
+    }
+}
+
+/// The per-block sums of `x` the formats with a min need (Σx per 32 values, Q2_K's per 16).
+pub(super) fn sums(ty: GgmlType, x: &[f32]) -> Vec<f32> {
+    use GgmlType::*;
+    // SAFETY: only called where `Simd::Avx2` (or better) was detected.
+    match ty {
+        Q4_1 | Q5_1 | Q4K | Q5K => unsafe { sums32(x) },
+        Q2K => unsafe { sums16(x) },
+        _ => Vec::new(),
     }
 }
 
@@ -487,37 +575,28 @@ unsafe fn iq4_xs(w: &[u8], x: *const f32, nb: usize) -> f32 {
 /// covering `x`.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn rows(ty: GgmlType, w: &[u8], rb: usize, x: &[f32], out: &mut [f32]) {
-    use GgmlType::*;
-    let (xp, n) = (x.as_ptr(), x.len());
-    let nb = n / ty.block_size() as usize;
-    // Σx per 32 values, for the formats with a min
-    let xs = match ty {
-        Q4_1 | Q5_1 | Q4K | Q5K => unsafe { sums32(x) },
-        Q2K => unsafe { sums16(x) },
-        _ => Vec::new(),
-    };
+    let xs = sums(ty, x);
     for (r, o) in out.iter_mut().enumerate() {
         let row = unsafe { w.get_unchecked(r * rb..(r + 1) * rb) };
-        let p = row.as_ptr();
-        *o = unsafe {
-            match ty {
-                F32 => f32_dot(p as *const f32, xp, n),
-                F16 => half_dot(false, p, xp, n),
-                BF16 => half_dot(true, p, xp, n),
-                Q8_0 => q8_0(p, xp, nb),
-                Q4_0 => q4::<false>(p, xp, nb, &xs),
-                Q4_1 => q4::<true>(p, xp, nb, &xs),
-                Q5_0 => q5::<false>(p, xp, nb, &xs),
-                Q5_1 => q5::<true>(p, xp, nb, &xs),
-                Q4K => q45_k::<false>(row, xp, nb, &xs),
-                Q5K => q45_k::<true>(row, xp, nb, &xs),
-                Q6K => q6_k(p, xp, nb),
-                Q2K => q23_k::<false>(row, xp, nb, &xs),
-                Q3K => q23_k::<true>(row, xp, nb, &xs),
-                IQ4NL => iq4_nl(p, xp, nb),
-                IQ4XS => iq4_xs(row, xp, nb),
-                _ => 0.0,
-            }
-        };
+        *o = unsafe { row_dots::<1>(ty, row, [x.as_ptr()], [&xs], x.len())[0] };
+    }
+}
+
+/// [`row_dots`] for `super::rows_dots`.
+pub(super) struct Kernels;
+
+impl super::RowDots for Kernels {
+    unsafe fn dots<const T: usize>(
+        ty: GgmlType,
+        row: &[u8],
+        x: [*const f32; T],
+        xs: [&[f32]; T],
+        n: usize,
+    ) -> [f32; T] {
+        // SAFETY: passed on from the caller
+        unsafe { row_dots::<T>(ty, row, x, xs, n) }
+    }
+    fn sums(ty: GgmlType, x: &[f32]) -> Vec<f32> {
+        sums(ty, x)
     }
 }

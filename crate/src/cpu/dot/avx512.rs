@@ -1,4 +1,5 @@
-//! 16-lane versions of the hottest kernels (SmolLM2's Q4_1/Q8_0, Llama 3's Q4_K/Q6_K, and the
+//! 16-lane versions of the hottest kernels (SmolLM2's Q4_1/Q8_0, Llama 3's Q4_K/Q6_K, F16/BF16
+//! (speculative verification of an F16 target is FMA-bound, where 16 lanes halve the work), and the
 //! low-bit formats that fit an 8 GB device: Q2_K, Q3_K, IQ4_NL; IQ4_XS keeps the AVX2 kernel,
 //! whose 8-lane sums stayed within the 1e-5 · std fidelity bound where 16 lanes did not),
 //! the same factored arithmetic as [`avx2`](super::avx2): a 16-byte load widens to 16 quants at once, so a
@@ -10,7 +11,7 @@ use std::arch::x86_64::*;
 
 pub fn has(ty: GgmlType) -> bool {
     use GgmlType::*;
-    matches!(ty, Q8_0 | Q4_0 | Q4_1 | Q4K | Q6K | Q2K | Q3K | IQ4NL)
+    matches!(ty, F16 | BF16 | Q8_0 | Q4_0 | Q4_1 | Q4K | Q6K | Q2K | Q3K | IQ4NL)
 }
 
 #[inline]
@@ -31,39 +32,87 @@ unsafe fn ld(x: *const f32) -> __m512 {
     unsafe { _mm512_loadu_ps(x) }
 }
 
+/// F16/BF16 rows with `T` tokens, as `avx2::half_dot`: 16 weights widened per load, so with
+/// several tokens (where the FMAs, not the weight reads, bound the time) half the instructions.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+unsafe fn half_dot<const T: usize>(bf: bool, w: *const u8, x: [*const f32; T], n: usize) -> [f32; T] {
+    let mut acc = [[_mm512_setzero_ps(); 2]; T];
+    let mut i = 0;
+    unsafe {
+        let load = |p: *const u8| {
+            let h = _mm256_loadu_si256(p as *const __m256i);
+            if bf {
+                _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+            } else {
+                _mm512_cvtph_ps(h)
+            }
+        };
+        while i + 32 <= n {
+            let (w0, w1) = (load(w.add(2 * i)), load(w.add(2 * i + 32)));
+            for t in 0..T {
+                acc[t][0] = _mm512_fmadd_ps(w0, ld(x[t].add(i)), acc[t][0]);
+                acc[t][1] = _mm512_fmadd_ps(w1, ld(x[t].add(i + 16)), acc[t][1]);
+            }
+            i += 32;
+        }
+        let mut out = [0f32; T];
+        for t in 0..T {
+            let mut s = _mm512_reduce_add_ps(_mm512_add_ps(acc[t][0], acc[t][1]));
+            for k in i..n {
+                let b = [*w.add(2 * k), *w.add(2 * k + 1)];
+                let v = if bf { half::bf16::from_le_bytes(b).to_f32() } else { half::f16::from_le_bytes(b).to_f32() };
+                s += v * *x[t].add(k);
+            }
+            out[t] = s;
+        }
+        out
+    }
+}
+
 /// As `avx2::blocks`, 16 lanes.
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-unsafe fn blocks<const MIN: bool>(nb: usize, xs: &[f32], blk: impl Fn(usize) -> (f32, __m512, f32)) -> f32 {
-    let mut t = [_mm512_setzero_ps(); 2];
-    let mut c = [0f32; 2];
-    let one = |b: usize, t: &mut __m512, c: &mut f32| {
+unsafe fn blocks<const MIN: bool, const T: usize>(
+    nb: usize,
+    xs: [&[f32]; T],
+    blk: impl Fn(usize) -> (f32, [__m512; T], f32),
+) -> [f32; T] {
+    let mut acc = [[_mm512_setzero_ps(); 2]; T];
+    let mut c = [[0f32; 2]; T];
+    let mut one = |b: usize, k: usize| {
         let (d, s, cb) = blk(b);
-        *t = _mm512_fmadd_ps(_mm512_set1_ps(d), s, *t);
-        if MIN {
-            *c = cb.mul_add(xs.get(b).copied().unwrap_or(0.0), *c);
+        let dv = _mm512_set1_ps(d);
+        for t in 0..T {
+            acc[t][k] = _mm512_fmadd_ps(dv, s[t], acc[t][k]);
+            if MIN {
+                c[t][k] = cb.mul_add(xs[t].get(b).copied().unwrap_or(0.0), c[t][k]);
+            }
         }
     };
     let mut b = 0;
     while b + 1 < nb {
-        let ([t0, t1], [c0, c1]) = (&mut t, &mut c);
-        one(b, t0, c0);
-        one(b + 1, t1, c1);
+        one(b, 0);
+        one(b + 1, 1);
         b += 2;
     }
     if b < nb {
-        one(b, &mut t[0], &mut c[0]);
+        one(b, 0);
     }
-    _mm512_reduce_add_ps(_mm512_add_ps(t[0], t[1])) + (c[0] + c[1])
+    std::array::from_fn(|t| _mm512_reduce_add_ps(_mm512_add_ps(acc[t][0], acc[t][1])) + (c[t][0] + c[t][1]))
 }
 
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-unsafe fn q8_0(w: *const u8, x: *const f32, nb: usize) -> f32 {
+unsafe fn q8_0<const T: usize>(w: *const u8, x: [*const f32; T], nb: usize) -> [f32; T] {
     unsafe {
-        blocks::<false>(nb, &[], |b| {
-            let (p, xb) = (w.add(34 * b), x.add(32 * b));
-            let s = _mm512_fmadd_ps(i8x16(p.add(18)), ld(xb.add(16)), _mm512_mul_ps(i8x16(p.add(2)), ld(xb)));
+        blocks::<false, T>(nb, [&[]; T], |b| {
+            let p = w.add(34 * b);
+            let (q0, q1) = (i8x16(p.add(2)), i8x16(p.add(18)));
+            let s = x.map(|x| {
+                let xb = x.add(32 * b);
+                _mm512_fmadd_ps(q1, ld(xb.add(16)), _mm512_mul_ps(q0, ld(xb)))
+            });
             (half(p), s, 0.0)
         })
     }
@@ -71,17 +120,25 @@ unsafe fn q8_0(w: *const u8, x: *const f32, nb: usize) -> f32 {
 
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-unsafe fn q4<const Q41: bool>(w: *const u8, x: *const f32, nb: usize, xs: &[f32]) -> f32 {
+unsafe fn q4<const Q41: bool, const T: usize>(
+    w: *const u8,
+    x: [*const f32; T],
+    nb: usize,
+    xs: [&[f32]; T],
+) -> [f32; T] {
     let (ts, qoff) = if Q41 { (20, 4) } else { (18, 2) };
     let m4 = _mm512_set1_epi32(0xF);
     let eight = _mm512_set1_epi32(8);
     unsafe {
-        blocks::<Q41>(nb, xs, |b| {
-            let (p, xb) = (w.add(ts * b), x.add(32 * b));
+        blocks::<Q41, T>(nb, xs, |b| {
+            let p = w.add(ts * b);
             let v = u8x16(p.add(qoff));
             let lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_and_si512(v, m4), eight));
             let hi = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32::<4>(v), eight));
-            let s = _mm512_fmadd_ps(hi, ld(xb.add(16)), _mm512_mul_ps(lo, ld(xb)));
+            let s = x.map(|x| {
+                let xb = x.add(32 * b);
+                _mm512_fmadd_ps(hi, ld(xb.add(16)), _mm512_mul_ps(lo, ld(xb)))
+            });
             let (d, m) = halves2(p);
             (d, s, if Q41 { 8.0f32.mul_add(d, m) } else { 0.0 })
         })
@@ -91,11 +148,11 @@ unsafe fn q4<const Q41: bool>(w: *const u8, x: *const f32, nb: usize, xs: &[f32]
 /// Q4_K as `avx2::q45_k` (a 16-byte load is 16 quants of sub-block `2j` and 16 of `2j + 1`).
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-unsafe fn q4_k(w: &[u8], x: *const f32, nb: usize, xs: &[f32]) -> f32 {
+unsafe fn q4_k<const T: usize>(w: &[u8], x: [*const f32; T], nb: usize, xs: [&[f32]; T]) -> [f32; T] {
     let m4 = _mm512_set1_epi32(0xF);
     let mid = _mm512_set1_epi32(8);
-    let mut t = [_mm512_setzero_ps(); 2];
-    let mut mins = _mm256_setzero_ps();
+    let mut acc = [[_mm512_setzero_ps(); 2]; T];
+    let mut mins = [_mm256_setzero_ps(); T];
     unsafe {
         for b in 0..nb {
             let blk = w.get_unchecked(144 * b..144 * (b + 1));
@@ -105,31 +162,36 @@ unsafe fn q4_k(w: &[u8], x: *const f32, nb: usize, xs: &[f32]) -> f32 {
                 let (v0, v1) = (u8x16(q.add(32 * j)), u8x16(q.add(32 * j + 16)));
                 let lo = |v| _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_and_si512(v, m4), mid));
                 let hi = |v| _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32::<4>(v), mid));
-                let xl = x.add(256 * b + 64 * j);
-                let xh = xl.add(32);
-                let sl = _mm512_fmadd_ps(lo(v1), ld(xl.add(16)), _mm512_mul_ps(lo(v0), ld(xl)));
-                let sh = _mm512_fmadd_ps(hi(v1), ld(xh.add(16)), _mm512_mul_ps(hi(v0), ld(xh)));
-                t[0] = _mm512_fmadd_ps(_mm512_set1_ps(sc[2 * j]), sl, t[0]);
-                t[1] = _mm512_fmadd_ps(_mm512_set1_ps(sc[2 * j + 1]), sh, t[1]);
+                let (l0, l1, h0, h1) = (lo(v0), lo(v1), hi(v0), hi(v1));
+                let (al, ah) = (_mm512_set1_ps(sc[2 * j]), _mm512_set1_ps(sc[2 * j + 1]));
+                for t in 0..T {
+                    let xl = x[t].add(256 * b + 64 * j);
+                    let xh = xl.add(32);
+                    let sl = _mm512_fmadd_ps(l1, ld(xl.add(16)), _mm512_mul_ps(l0, ld(xl)));
+                    let sh = _mm512_fmadd_ps(h1, ld(xh.add(16)), _mm512_mul_ps(h0, ld(xh)));
+                    acc[t][0] = _mm512_fmadd_ps(al, sl, acc[t][0]);
+                    acc[t][1] = _mm512_fmadd_ps(ah, sh, acc[t][1]);
+                }
             }
-            if let Some(xsb) = xs.get(8 * b..8 * b + 8) {
-                let off =
-                    _mm256_fmsub_ps(_mm256_set1_ps(8.0), _mm256_loadu_ps(sc.as_ptr()), _mm256_loadu_ps(mn.as_ptr()));
-                mins = _mm256_fmadd_ps(off, _mm256_loadu_ps(xsb.as_ptr()), mins);
+            let off = _mm256_fmsub_ps(_mm256_set1_ps(8.0), _mm256_loadu_ps(sc.as_ptr()), _mm256_loadu_ps(mn.as_ptr()));
+            for t in 0..T {
+                if let Some(xsb) = xs[t].get(8 * b..8 * b + 8) {
+                    mins[t] = _mm256_fmadd_ps(off, _mm256_loadu_ps(xsb.as_ptr()), mins[t]);
+                }
             }
         }
-        _mm512_reduce_add_ps(_mm512_add_ps(t[0], t[1])) + hsum(mins)
+        std::array::from_fn(|t| _mm512_reduce_add_ps(_mm512_add_ps(acc[t][0], acc[t][1])) + hsum(mins[t]))
     }
 }
 
 /// Q6_K as `avx2::q6_k`: 16 values of a quarter share one scale.
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-unsafe fn q6_k(w: *const u8, x: *const f32, nb: usize) -> f32 {
+unsafe fn q6_k<const T: usize>(w: *const u8, x: [*const f32; T], nb: usize) -> [f32; T] {
     let m4 = _mm512_set1_epi32(0xF);
     let m30 = _mm512_set1_epi32(0x30);
     let m32 = _mm512_set1_epi32(32);
-    let mut t = [_mm512_setzero_ps(); 4];
+    let mut acc = [[_mm512_setzero_ps(); 4]; T];
     unsafe {
         for b in 0..nb {
             let p = w.add(210 * b);
@@ -138,7 +200,6 @@ unsafe fn q6_k(w: *const u8, x: *const f32, nb: usize) -> f32 {
             _mm512_storeu_ps(scale.as_mut_ptr(), _mm512_mul_ps(d, i8x16(p.add(192))));
             for h in 0..2 {
                 let (ql, qh) = (p.add(64 * h), p.add(128 + 32 * h));
-                let xh = x.add(256 * b + 128 * h);
                 for i in 0..2 {
                     let (a, c, hb) = (u8x16(ql.add(16 * i)), u8x16(ql.add(32 + 16 * i)), u8x16(qh.add(16 * i)));
                     let q = [
@@ -149,13 +210,19 @@ unsafe fn q6_k(w: *const u8, x: *const f32, nb: usize) -> f32 {
                     ];
                     for (k, qk) in q.into_iter().enumerate() {
                         let qf = _mm512_cvtepi32_ps(_mm512_sub_epi32(qk, m32));
-                        let s = _mm512_mul_ps(qf, ld(xh.add(32 * k + 16 * i)));
-                        t[k] = _mm512_fmadd_ps(_mm512_set1_ps(scale[8 * h + 2 * k + i]), s, t[k]);
+                        let a = _mm512_set1_ps(scale[8 * h + 2 * k + i]);
+                        for t in 0..T {
+                            let s = _mm512_mul_ps(qf, ld(x[t].add(256 * b + 128 * h + 32 * k + 16 * i)));
+                            acc[t][k] = _mm512_fmadd_ps(a, s, acc[t][k]);
+                        }
                     }
                 }
             }
         }
-        _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(t[0], t[1]), _mm512_add_ps(t[2], t[3])))
+        std::array::from_fn(|t| {
+            let a = &acc[t];
+            _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3])))
+        })
     }
 }
 
@@ -219,34 +286,68 @@ unsafe fn iq4_32(q: *const u8, x: *const f32) -> __m512 {
 #[inline]
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
 unsafe fn iq4_nl(w: *const u8, x: *const f32, nb: usize) -> f32 {
-    unsafe { blocks::<false>(nb, &[], |b| (half(w.add(18 * b)), iq4_32(w.add(18 * b + 2), x.add(32 * b)), 0.0)) }
+    unsafe {
+        blocks::<false, 1>(nb, [&[]], |b| (half(w.add(18 * b)), [iq4_32(w.add(18 * b + 2), x.add(32 * b))], 0.0))[0]
+    }
+}
+
+/// `T` tokens' dot products with one row, as `avx2::row_dots` (the formats of [`has`]).
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+unsafe fn row_dots<const T: usize>(
+    ty: GgmlType,
+    row: &[u8],
+    x: [*const f32; T],
+    xs: [&[f32]; T],
+    n: usize,
+) -> [f32; T] {
+    use GgmlType::*;
+    let p = row.as_ptr();
+    let nb = n / ty.block_size() as usize;
+    unsafe {
+        match ty {
+            F16 => half_dot::<T>(false, p, x, n),
+            BF16 => half_dot::<T>(true, p, x, n),
+            Q8_0 => q8_0::<T>(p, x, nb),
+            Q4_0 => q4::<false, T>(p, x, nb, xs),
+            Q4_1 => q4::<true, T>(p, x, nb, xs),
+            Q4K => q4_k::<T>(row, x, nb, xs),
+            Q6K => q6_k::<T>(p, x, nb),
+            _ => std::array::from_fn(|t| match ty {
+                Q2K => q23_k::<false>(row, x[t], nb, xs[t]),
+                Q3K => q23_k::<true>(row, x[t], nb, xs[t]),
+                IQ4NL => iq4_nl(p, x[t], nb),
+                _ => 0.0,
+            }),
+        }
+    }
 }
 
 /// SAFETY: as for `avx2::rows`, and `has(ty)`.
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
 pub unsafe fn rows(ty: GgmlType, w: &[u8], rb: usize, x: &[f32], out: &mut [f32]) {
-    let (xp, n) = (x.as_ptr(), x.len());
-    let nb = n / ty.block_size() as usize;
-    let xs = match ty {
-        GgmlType::Q4_1 | GgmlType::Q4K => unsafe { super::avx2::sums32(x) },
-        GgmlType::Q2K => unsafe { super::avx2::sums16(x) },
-        _ => Vec::new(),
-    };
+    let xs = super::avx2::sums(ty, x);
     for (r, o) in out.iter_mut().enumerate() {
         let row = unsafe { w.get_unchecked(r * rb..(r + 1) * rb) };
-        let p = row.as_ptr();
-        *o = unsafe {
-            match ty {
-                GgmlType::Q8_0 => q8_0(p, xp, nb),
-                GgmlType::Q4_0 => q4::<false>(p, xp, nb, &xs),
-                GgmlType::Q4_1 => q4::<true>(p, xp, nb, &xs),
-                GgmlType::Q4K => q4_k(row, xp, nb, &xs),
-                GgmlType::Q6K => q6_k(p, xp, nb),
-                GgmlType::Q2K => q23_k::<false>(row, xp, nb, &xs),
-                GgmlType::Q3K => q23_k::<true>(row, xp, nb, &xs),
-                GgmlType::IQ4NL => iq4_nl(p, xp, nb),
-                _ => 0.0,
-            }
-        };
+        *o = unsafe { row_dots::<1>(ty, row, [x.as_ptr()], [&xs], x.len())[0] };
+    }
+}
+
+/// [`row_dots`] for `super::rows_dots`.
+pub(super) struct Kernels;
+
+impl super::RowDots for Kernels {
+    unsafe fn dots<const T: usize>(
+        ty: GgmlType,
+        row: &[u8],
+        x: [*const f32; T],
+        xs: [&[f32]; T],
+        n: usize,
+    ) -> [f32; T] {
+        // SAFETY: passed on from the caller
+        unsafe { row_dots::<T>(ty, row, x, xs, n) }
+    }
+    fn sums(ty: GgmlType, x: &[f32]) -> Vec<f32> {
+        super::avx2::sums(ty, x)
     }
 }

@@ -124,6 +124,108 @@ pub fn rows_dot(simd: Simd, ty: GgmlType, w: &[u8], row_bytes: usize, x: &[f32],
     }
 }
 
+/// Most tokens [`rows_dots`] is meant for (speculative verification's drafts plus one): above
+/// that, prefill's decode-then-tile path ([`dots`]) reuses each decoded row more.
+pub const SMALL_BATCH: usize = 8;
+
+/// Whether [`rows_dots`] reads `ty`'s blocks once for several tokens at `simd` (otherwise it
+/// runs [`rows_dot`] once per token, and prefill's path is the faster one).
+pub fn fused_small_batch(simd: Simd, ty: GgmlType) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if matches!(simd, Simd::Avx2 | Simd::Avx512) {
+        use GgmlType::*;
+        return matches!(ty, F16 | BF16 | Q8_0 | Q4_0 | Q4_1 | Q4K | Q5K | Q6K);
+    }
+    let _ = (simd, ty);
+    false
+}
+
+/// One SIMD level's dot products of one weight row with `T` tokens at once (their `xs` the
+/// per-block sums of `sums`).
+// only the x86 levels have such kernels
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+trait RowDots {
+    /// SAFETY: the level's features are present; `row` is whole blocks of `ty` covering `n`
+    /// values, every `x[t]` points at `n` values, every `xs[t]` is `sums` of that token.
+    unsafe fn dots<const T: usize>(ty: GgmlType, row: &[u8], x: [*const f32; T], xs: [&[f32]; T], n: usize)
+        -> [f32; T];
+    fn sums(ty: GgmlType, x: &[f32]) -> Vec<f32>;
+}
+
+/// `out[r·n + t] = row_r · x_t` for the `out.len() / n` rows of `w` (`row_bytes` each) and the
+/// `n = x.len() / cols` tokens of `x`: [`rows_dot`] for several tokens, each result exactly
+/// the one `rows_dot` gives for that token alone (same operations in the same order). Where
+/// [`fused_small_batch`] holds, each row is read once per 4 tokens (from L1 after the first);
+/// elsewhere it is `rows_dot` per token. Greedy speculative decoding gives plain decoding's
+/// tokens only if the target's verification pass (several tokens) and its decode steps (one)
+/// agree; this exact agreement is what makes the matmuls do.
+pub fn rows_dots(simd: Simd, ty: GgmlType, w: &[u8], row_bytes: usize, x: &[f32], cols: usize, out: &mut [f32]) {
+    let n = x.len().checked_div(cols).unwrap_or(0);
+    let rows = out.len().checked_div(n).unwrap_or(0);
+    let ok = supported(ty)
+        && row_bytes > 0
+        && n > 0
+        && w.len() >= rows * row_bytes
+        && ty.bytes_for(cols as u64) == Some(row_bytes as u64);
+    if !ok {
+        out.fill(0.0);
+        return;
+    }
+    let x = &x[..n * cols];
+    match simd {
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 if avx512::has(ty) => fused::<avx512::Kernels>(ty, w, row_bytes, x, cols, n, out),
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2 | Simd::Avx512 => fused::<avx2::Kernels>(ty, w, row_bytes, x, cols, n, out),
+        _ => {
+            let mut one = vec![0f32; rows];
+            for (t, xt) in x.chunks_exact(cols).enumerate() {
+                rows_dot(simd, ty, w, row_bytes, xt, &mut one);
+                for (r, v) in one.iter().enumerate() {
+                    out[r * n + t] = *v;
+                }
+            }
+        }
+    }
+}
+
+/// [`rows_dots`] with a level's `T`-token kernels, 4 tokens at a time (more would spill the
+/// accumulators out of the 16 AVX2 registers).
+#[cfg(target_arch = "x86_64")]
+fn fused<K: RowDots>(ty: GgmlType, w: &[u8], rb: usize, x: &[f32], cols: usize, n: usize, out: &mut [f32]) {
+    let xs: Vec<Vec<f32>> = x.chunks_exact(cols).map(|xt| K::sums(ty, xt)).collect();
+    let xp: Vec<*const f32> = x.chunks_exact(cols).map(|xt| xt.as_ptr()).collect();
+    for (o, row) in out.chunks_exact_mut(n).zip(w.chunks_exact(rb)) {
+        let mut t = 0;
+        while t < n {
+            let g = (n - t).min(4);
+            let (p, s) = (&xp[t..], &xs[t..]);
+            // SAFETY: rows_dots detected the level (the caller's `simd`) and checked the sizes
+            unsafe {
+                match g {
+                    1 => o[t..t + 1].copy_from_slice(&K::dots::<1>(ty, row, [p[0]], [&s[0]], cols)),
+                    2 => o[t..t + 2].copy_from_slice(&K::dots::<2>(ty, row, [p[0], p[1]], [&s[0], &s[1]], cols)),
+                    3 => o[t..t + 3].copy_from_slice(&K::dots::<3>(
+                        ty,
+                        row,
+                        [p[0], p[1], p[2]],
+                        [&s[0], &s[1], &s[2]],
+                        cols,
+                    )),
+                    _ => o[t..t + 4].copy_from_slice(&K::dots::<4>(
+                        ty,
+                        row,
+                        [p[0], p[1], p[2], p[3]],
+                        [&s[0], &s[1], &s[2], &s[3]],
+                        cols,
+                    )),
+                }
+            }
+            t += g;
+        }
+    }
+}
+
 /// `Σ a_i b_i` in f32 (attention scores), SIMD where available.
 pub fn dot_f32(simd: Simd, a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
@@ -233,15 +335,41 @@ mod lanes4;
 #[allow(non_camel_case_types)]
 mod neon;
 
+fn lcg(seed: &mut u64) -> u32 {
+    *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (*seed >> 33) as u32
+}
+
+/// `rows` random rows of `ty` (`cols` values each) and `n` random tokens in [-1, 1).
+fn random_rows(ty: GgmlType, cols: usize, rows: usize, n: usize, seed: &mut u64) -> (Vec<u8>, Vec<f32>) {
+    let rb = ty.bytes_for(cols as u64).unwrap_or(0) as usize;
+    let x: Vec<f32> = (0..cols * n).map(|_| lcg(seed) as f32 / u32::MAX as f32 * 2.0 - 1.0).collect();
+    // random bytes are valid blocks, except scales that decode to inf/NaN: keep the
+    // f16/bf16 exponents small
+    let mut w: Vec<u8> = (0..rb * rows).map(|_| lcg(seed) as u8).collect();
+    let fix = |b: &mut u8| *b &= 0x3B;
+    match ty {
+        GgmlType::F32 => w.chunks_mut(4).for_each(|c| fix(&mut c[3])),
+        GgmlType::F16 | GgmlType::BF16 => w.chunks_mut(2).for_each(|c| fix(&mut c[1])),
+        GgmlType::Q6K => w.chunks_mut(210).for_each(|c| fix(&mut c[209])),
+        GgmlType::Q3K => w.chunks_mut(110).for_each(|c| fix(&mut c[109])),
+        GgmlType::Q2K => w.chunks_mut(84).for_each(|c| {
+            fix(&mut c[81]);
+            fix(&mut c[83]);
+        }),
+        _ => w.chunks_mut(ty.type_size() as usize).for_each(|c| {
+            fix(&mut c[1]);
+            fix(&mut c[3]);
+        }),
+    }
+    (w, x)
+}
+
 /// Checks every format's kernel at `simd` against the reference decode on random blocks:
 /// returns, per format, the worst `|got − want| / Σ|w·x|` over a few rows (`want` in f64).
 /// The unit tests run it natively; the browser tests run it in wasm (`simd128`), through
 /// `checkCpuKernels`.
 pub fn check_kernels(simd: Simd) -> Vec<(GgmlType, f64)> {
-    fn lcg(seed: &mut u64) -> u32 {
-        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (*seed >> 33) as u32
-    }
     let mut seed = 7u64;
     let mut worst = Vec::new();
     for ty in GgmlType::ALL.into_iter().filter(|t| supported(*t)) {
@@ -250,25 +378,7 @@ pub fn check_kernels(simd: Simd) -> Vec<(GgmlType, f64)> {
         // the kernels' unpaired tails
         for cols in [32usize, 256, 512, 768, 1312] {
             let Some(rb) = ty.bytes_for(cols as u64).map(|b| b as usize) else { continue };
-            let x: Vec<f32> = (0..cols).map(|_| lcg(&mut seed) as f32 / u32::MAX as f32 * 2.0 - 1.0).collect();
-            // random bytes are valid blocks, except scales that decode to inf/NaN: keep the
-            // f16/bf16 exponents small
-            let mut w: Vec<u8> = (0..rb * 3).map(|_| lcg(&mut seed) as u8).collect();
-            let fix = |b: &mut u8| *b &= 0x3B;
-            match ty {
-                GgmlType::F32 => w.chunks_mut(4).for_each(|c| fix(&mut c[3])),
-                GgmlType::F16 | GgmlType::BF16 => w.chunks_mut(2).for_each(|c| fix(&mut c[1])),
-                GgmlType::Q6K => w.chunks_mut(210).for_each(|c| fix(&mut c[209])),
-                GgmlType::Q3K => w.chunks_mut(110).for_each(|c| fix(&mut c[109])),
-                GgmlType::Q2K => w.chunks_mut(84).for_each(|c| {
-                    fix(&mut c[81]);
-                    fix(&mut c[83]);
-                }),
-                _ => w.chunks_mut(ty.type_size() as usize).for_each(|c| {
-                    fix(&mut c[1]);
-                    fix(&mut c[3]);
-                }),
-            }
+            let (w, x) = random_rows(ty, cols, 3, 1, &mut seed);
             let mut out = [0f32; 3];
             rows_dot(simd, ty, &w, rb, &x, &mut out);
             for (r, &got) in out.iter().enumerate() {
@@ -307,6 +417,49 @@ mod tests {
         let mut dec = vec![0f32; 128];
         decode_row(GgmlType::Q8_0, &row, &mut dec);
         assert_eq!(dec, crate::quant::dequantize(GgmlType::Q8_0, &row).unwrap());
+    }
+
+    /// Several tokens at once give, bit for bit, what each token gives alone (greedy
+    /// speculative decoding's verification pass must agree with plain decoding's steps;
+    /// crate/tests/speculative.rs checks the tokens end to end), at every level and format,
+    /// for 1..=9 tokens (groups of 4 and their remainders) and rows of odd block counts.
+    #[test]
+    fn several_tokens_at_once_equal_one_token_at_a_time() {
+        let mut seed = 11u64;
+        for simd in Simd::available() {
+            for ty in GgmlType::ALL.into_iter().filter(|t| supported(*t)) {
+                for cols in [32usize, 96, 256, 768] {
+                    let Some(rb) = ty.bytes_for(cols as u64).map(|b| b as usize) else { continue };
+                    let rows = 5;
+                    for n in 1..=9 {
+                        let (w, x) = random_rows(ty, cols, rows, n, &mut seed);
+                        let mut got = vec![f32::NAN; rows * n];
+                        rows_dots(simd, ty, &w, rb, &x, cols, &mut got);
+                        let mut one = vec![f32::NAN; rows];
+                        for (t, xt) in x.chunks_exact(cols).enumerate() {
+                            rows_dot(simd, ty, &w, rb, xt, &mut one);
+                            for r in 0..rows {
+                                assert_eq!(
+                                    got[r * n + t].to_bits(),
+                                    one[r].to_bits(),
+                                    "{} {} cols {cols}, {n} tokens: row {r} token {t}: {} vs {}",
+                                    ty.name(),
+                                    simd.name(),
+                                    got[r * n + t],
+                                    one[r]
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // wrong sizes give zeros, not a panic
+        let mut out = [5f32; 4];
+        rows_dots(Simd::detect(), GgmlType::Q8_0, &[0u8; 34], 34, &[1.0; 64], 32, &mut out);
+        assert_eq!(out, [0.0; 4]);
+        rows_dots(Simd::detect(), GgmlType::Q8_0, &[0u8; 68], 34, &[1.0; 64], 16, &mut out);
+        assert_eq!(out, [0.0; 4]);
     }
 
     #[test]
