@@ -208,8 +208,8 @@ class WorkerBackend {
     this.worker.terminate();
     workerMem.delete(this);
     this.dead ??= new DisposedError();
-    const err = { error: this.dead.toPlain() };
-    for (const h of [...this.pending.values()]) h(err);
+    // an answer of the protocol's error type: the pending handlers dispatch on `type`
+    for (const [id, h] of [...this.pending]) h({ type: "error", id, error: this.dead.toPlain() });
   }
   async dispose() {
     // the worker stops what runs (a generation ends at its next token), then frees the GPU;

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { launch, readNpy, std } from "./harness.mjs";
+import { evalWithLib, launch, readNpy, std } from "./harness.mjs";
 import { startServer } from "./server.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -19,20 +19,7 @@ const SMOLLM2 = process.env.SMOLLM2_GGUF;
 
 let browser, page, server, smol;
 
-function inPage(fn, arg) {
-  return page.evaluate(
-    async ([src, arg]) => {
-      const lib = await import("/tests/.cache/pkg-test/index.js");
-      const f = new Function(`return (${src})`)();
-      try {
-        return await f(lib, arg);
-      } catch (e) {
-        return { thrown: { name: e.name, code: e.code, message: e.message } };
-      }
-    },
-    [fn.toString(), arg],
-  );
-}
+const inPage = (fn, arg) => evalWithLib(page, fn, arg);
 
 before(async () => {
   assert.ok(SMOLLM2, "SMOLLM2_GGUF is set by scripts/setup.sh");

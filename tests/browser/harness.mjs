@@ -88,3 +88,22 @@ export function std(a) {
   for (const x of a) v += (x - m) ** 2;
   return Math.sqrt(v / a.length);
 }
+
+/**
+ * Runs `fn(lib, arg)` in `page` with the test package imported as `lib`; a throw comes back as
+ * `{ thrown: { name, code, message } }` (errors do not cross page.evaluate whole).
+ */
+export function evalWithLib(page, fn, arg) {
+  return page.evaluate(
+    async ([src, arg]) => {
+      const lib = await import("/tests/.cache/pkg-test/index.js");
+      const f = new Function(`return (${src})`)();
+      try {
+        return await f(lib, arg);
+      } catch (e) {
+        return { thrown: { name: e.name, code: e.code, message: e.message } };
+      }
+    },
+    [fn.toString(), arg],
+  );
+}

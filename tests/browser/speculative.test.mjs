@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { launch } from "./harness.mjs";
+import { evalWithLib, launch } from "./harness.mjs";
 import { startServer } from "./server.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -17,20 +17,7 @@ let browser, page, server, smol;
 // the real SmolLM2 (49,152 tokens): a draft of another vocabulary for the 320-token fixture
 const SMOLLM2 = process.env.SMOLLM2_GGUF;
 
-function inPage(fn, arg) {
-  return page.evaluate(
-    async ([src, arg]) => {
-      const lib = await import("/tests/.cache/pkg-test/index.js");
-      const f = new Function(`return (${src})`)();
-      try {
-        return await f(lib, arg);
-      } catch (e) {
-        return { thrown: { name: e.name, code: e.code, message: e.message } };
-      }
-    },
-    [fn.toString(), arg],
-  );
-}
+const inPage = (fn, arg) => evalWithLib(page, fn, arg);
 
 before(async () => {
   server = await startServer({ root: ROOT });

@@ -10,7 +10,7 @@ import { execFileSync } from "node:child_process";
 import { statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { launch } from "./harness.mjs";
+import { evalWithLib, launch } from "./harness.mjs";
 import { startServer } from "./server.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -21,20 +21,7 @@ const STEPS = 12;
 
 let browser, page, server, smol;
 
-function inPage(fn, arg) {
-  return page.evaluate(
-    async ([src, arg]) => {
-      const lib = await import("/tests/.cache/pkg-test/index.js");
-      const f = new Function(`return (${src})`)();
-      try {
-        return await f(lib, arg);
-      } catch (e) {
-        return { thrown: { name: e.name, code: e.code, message: e.message } };
-      }
-    },
-    [fn.toString(), arg],
-  );
-}
+const inPage = (fn, arg) => evalWithLib(page, fn, arg);
 
 /** Greedy tokens of `source` (URL, URLs, or "files": the <input>'s Files), and what loaded. */
 async function greedy(source, opts = {}) {
