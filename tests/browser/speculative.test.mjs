@@ -85,7 +85,10 @@ test("greedy output is identical with and without speculation (lookup, draft), C
     assert.deepEqual(r[k].tokens, r.plain.tokens, `${k}: tokens`);
     assert.equal(r[k].text, r.plain.text, `${k}: text`);
     const s = r[k].stats.speculative;
-    assert.ok(s.drafted > 0 && s.accepted > 0 && s.accepted <= s.drafted, `${k}: ${JSON.stringify(s)}`);
+    // lookup drafts here (3-token matches of the repeated prompt) but the tiny model's
+    // continuation does not copy it, so its drafts may all be rejected: the identity above is
+    // the check; accepted lookup drafts are covered natively (crate/tests/speculative.rs)
+    assert.ok(s.drafted > 0 && s.accepted <= s.drafted && (k === "lookup" || s.accepted > 0), `${k}: ${JSON.stringify(s)}`);
     assert.ok(s.targetForwards < 24, `${k}: fewer passes than tokens: ${JSON.stringify(s)}`);
     assert.equal(s.acceptance, s.accepted / s.drafted);
   }
