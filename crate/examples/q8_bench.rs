@@ -34,15 +34,7 @@ fn main() {
     for (name, ty, rows, cols) in shapes {
         let Some(rb) = ty.bytes_for(cols as u64).map(|b| b as usize) else { continue };
         let Some(kind) = q8::kind(ty) else { continue };
-        // random blocks, with small f16 scale exponents (no inf/NaN)
-        let mut w: Vec<u8> = (0..rb * rows).map(|_| next() as u8).collect();
-        match ty {
-            GgmlType::Q6K => w.chunks_mut(210).for_each(|c| c[209] &= 0x3B),
-            _ => w.chunks_mut(ty.type_size() as usize).for_each(|c| {
-                c[1] &= 0x3B;
-                c[3] &= 0x3B;
-            }),
-        }
+        let w = q8::random_blocks(ty, rb * rows, &mut next);
         let x: Vec<f32> = (0..n * cols).map(|_| next() as f32 / u32::MAX as f32 - 0.5).collect();
         let mut out = vec![0f32; rows * n];
         let mut row = vec![0f32; cols];

@@ -287,6 +287,22 @@ mod avx512;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
 
+/// `bytes` of random blocks of `ty` (whole rows, `next` drawn once per byte): random bytes are
+/// valid blocks except scales that decode to inf/NaN, so the f16 scale exponents are kept small.
+/// For the kernel checks and benchmarks.
+pub fn random_blocks(ty: GgmlType, bytes: usize, next: &mut impl FnMut() -> u32) -> Vec<u8> {
+    let mut w: Vec<u8> = (0..bytes).map(|_| next() as u8).collect();
+    let fix = |b: &mut u8| *b &= 0x3B;
+    match ty {
+        GgmlType::Q6K => w.chunks_mut(210).for_each(|c| fix(&mut c[209])),
+        _ => w.chunks_mut(ty.type_size() as usize).for_each(|c| {
+            fix(&mut c[1]);
+            fix(&mut c[3]);
+        }),
+    }
+    w
+}
+
 /// Checks the integer kernels at `simd` against the scalar ones and against the formats'
 /// reference decode, on random blocks of every format with an integer dot. Returns per format
 /// `(vs scalar, vs decode)`: the worst `|got − scalar| / Σ|ŵ·x̂|` and the worst
@@ -305,17 +321,7 @@ pub fn check_kernels(simd: Simd) -> Vec<(GgmlType, f64, f64)> {
         // an odd number of 32-value blocks: the kernels that take two at once end on one
         let cols = if k == Kind::B32 { 544 } else { 512 };
         let Some(rb) = ty.bytes_for(cols as u64).map(|b| b as usize) else { continue };
-        // random bytes are valid blocks, except scales that decode to inf/NaN: keep the f16
-        // exponents small
-        let mut w: Vec<u8> = (0..rb * rows).map(|_| lcg(&mut seed) as u8).collect();
-        let fix = |b: &mut u8| *b &= 0x3B;
-        match ty {
-            GgmlType::Q6K => w.chunks_mut(210).for_each(|c| fix(&mut c[209])),
-            _ => w.chunks_mut(ty.type_size() as usize).for_each(|c| {
-                fix(&mut c[1]);
-                fix(&mut c[3]);
-            }),
-        }
+        let w = random_blocks(ty, rb * rows, &mut || lcg(&mut seed));
         let (mut e_scalar, mut e_decode) = (0f64, 0f64);
         // activations of several magnitudes, with outliers, zeros and a block of zeros
         for trial in 0..3 {
@@ -388,14 +394,7 @@ mod tests {
             let k = kind(ty).unwrap();
             let cols = 768;
             let rb = ty.bytes_for(cols as u64).unwrap() as usize;
-            let mut w: Vec<u8> = (0..rb).map(|_| next() as u8).collect();
-            match ty {
-                GgmlType::Q6K => w.chunks_mut(210).for_each(|c| c[209] &= 0x3B),
-                _ => w.chunks_mut(ty.type_size() as usize).for_each(|c| {
-                    c[1] &= 0x3B;
-                    c[3] &= 0x3B;
-                }),
-            }
+            let w = random_blocks(ty, rb, &mut next);
             let x: Vec<f32> = (0..cols).map(|_| next() as f32 / u32::MAX as f32 - 0.5).collect();
             let a = Q8Act::quantize(k, &x, 1, cols).unwrap();
             let xq = a.dequantize();
@@ -422,14 +421,7 @@ mod tests {
             // 17 blocks of 32: the two-block kernels end on one
             let cols = if kind(ty) == Some(Kind::B32) { 544 } else { 512 };
             let rb = ty.bytes_for(cols as u64).unwrap() as usize;
-            let mut w: Vec<u8> = (0..rb * rows).map(|_| next() as u8).collect();
-            match ty {
-                GgmlType::Q6K => w.chunks_mut(210).for_each(|c| c[209] &= 0x3B),
-                _ => w.chunks_mut(ty.type_size() as usize).for_each(|c| {
-                    c[1] &= 0x3B;
-                    c[3] &= 0x3B;
-                }),
-            }
+            let w = random_blocks(ty, rb * rows, &mut next);
             let x: Vec<f32> = (0..n * cols).map(|_| next() as f32 / u32::MAX as f32 - 0.5).collect();
             let a = Q8Act::quantize(kind(ty).unwrap(), &x, n, cols).unwrap();
             for simd in Simd::available() {
