@@ -8,8 +8,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { evalWithLib, launch, readNpy, std } from "./harness.mjs";
-import { startServer } from "./server.mjs";
+import { evalWithLib, openTestPage, readNpy, std } from "./harness.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
 const FIX = join(ROOT, "tests/fixtures");
@@ -17,25 +16,15 @@ const refs = JSON.parse(readFileSync(join(FIX, "embed.json"), "utf8"));
 const TOL = 1e-4;
 const SMOLLM2 = process.env.SMOLLM2_GGUF;
 
-let browser, page, server, smol;
+let page, server, smol, close;
 
 const inPage = (fn, arg) => evalWithLib(page, fn, arg);
 
 before(async () => {
-  assert.ok(SMOLLM2, "SMOLLM2_GGUF is set by scripts/setup.sh");
-  server = await startServer({ root: ROOT });
-  smol = await startServer({ root: dirname(SMOLLM2) });
-  browser = await launch();
-  page = await browser.page();
-  await page.goto(`${server.origin}/tests/browser/page.html`);
+  ({ server, smol, page, close } = await openTestPage());
 });
 
-after(async () => {
-  if (process.exitCode && browser) console.log(browser.logs.slice(-40).join("\n"));
-  await browser?.close();
-  await server?.close();
-  await smol?.close();
-});
+after(() => close?.());
 
 /** Max |got − want| over the std of `want`. */
 function errVsStd(got, want) {

@@ -6,6 +6,7 @@ import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSyn
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { startServer } from "./server.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
 /** The test build the browser tests load (served as /tests/.cache/pkg-test/). */
@@ -106,4 +107,26 @@ export function evalWithLib(page, fn, arg) {
     },
     [fn.toString(), arg],
   );
+}
+
+/**
+ * The package's test page in a fresh browser, with the repository and SmolLM2's folder
+ * (`SMOLLM2_GGUF`, set by scripts/setup.sh) served; `close()` ends all three, printing the
+ * browser's last log lines when a test failed.
+ */
+export async function openTestPage() {
+  const smollm2 = process.env.SMOLLM2_GGUF;
+  if (!smollm2) throw new Error("SMOLLM2_GGUF is not set: scripts/setup.sh sets it");
+  const server = await startServer({ root: ROOT });
+  const smol = await startServer({ root: dirname(smollm2) });
+  const browser = await launch();
+  const page = await browser.page();
+  await page.goto(`${server.origin}/tests/browser/page.html`);
+  const close = async () => {
+    if (process.exitCode) console.log(browser.logs.slice(-40).join("\n"));
+    await browser.close();
+    await server.close();
+    await smol.close();
+  };
+  return { server, smol, browser, page, close };
 }

@@ -7,33 +7,22 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { evalWithLib, launch } from "./harness.mjs";
-import { startServer } from "./server.mjs";
+import { evalWithLib, openTestPage } from "./harness.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
 const tiny = JSON.parse(readFileSync(join(ROOT, "tests/fixtures/tiny.json"), "utf8"));
 
-let browser, page, server, smol;
+let page, server, smol, close;
 // the real SmolLM2 (49,152 tokens): a draft of another vocabulary for the 320-token fixture
 const SMOLLM2 = process.env.SMOLLM2_GGUF;
 
 const inPage = (fn, arg) => evalWithLib(page, fn, arg);
 
 before(async () => {
-  server = await startServer({ root: ROOT });
-  assert.ok(SMOLLM2, "SMOLLM2_GGUF is set by scripts/setup.sh");
-  smol = await startServer({ root: dirname(SMOLLM2) });
-  browser = await launch();
-  page = await browser.page();
-  await page.goto(`${server.origin}/tests/browser/page.html`);
+  ({ server, smol, page, close } = await openTestPage());
 });
 
-after(async () => {
-  if (process.exitCode && browser) console.log(browser.logs.slice(-40).join("\n"));
-  await browser?.close();
-  await server?.close();
-  await smol?.close();
-});
+after(() => close?.());
 
 test("greedy output is identical with and without speculation (lookup, draft), CPU backend", async () => {
   // a prompt that repeats itself, so lookup has n-grams to continue

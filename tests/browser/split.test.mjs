@@ -10,8 +10,7 @@ import { execFileSync } from "node:child_process";
 import { statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { evalWithLib, launch } from "./harness.mjs";
-import { startServer } from "./server.mjs";
+import { evalWithLib, openTestPage } from "./harness.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
 const SMOLLM2 = process.env.SMOLLM2_GGUF;
@@ -19,7 +18,7 @@ const PARTS = [1, 2, 3].map((i) => join(ROOT, `tests/.cache/split/smollm2-0000${
 const PROMPT = [504, 3575, 282, 4649, 314, 7042, 30];
 const STEPS = 12;
 
-let browser, page, server, smol;
+let page, server, smol, close;
 
 const inPage = (fn, arg) => evalWithLib(page, fn, arg);
 
@@ -42,19 +41,10 @@ async function greedy(source, opts = {}) {
 before(async () => {
   assert.ok(SMOLLM2, "SMOLLM2_GGUF is set by scripts/setup.sh");
   execFileSync("bash", [join(ROOT, "tests/make_split.sh")], { stdio: "inherit" });
-  server = await startServer({ root: ROOT });
-  smol = await startServer({ root: dirname(SMOLLM2) });
-  browser = await launch();
-  page = await browser.page();
-  await page.goto(`${server.origin}/tests/browser/page.html`);
+  ({ server, smol, page, close } = await openTestPage());
 });
 
-after(async () => {
-  if (process.exitCode && browser) console.log(browser.logs.slice(-40).join("\n"));
-  await browser?.close();
-  await server?.close();
-  await smol?.close();
-});
+after(() => close?.());
 
 const partUrl = (i, q = "") => `${server.origin}/tests/.cache/split/${basename(PARTS[i])}${q}`;
 const partPath = (i) => `/tests/.cache/split/${basename(PARTS[i])}`;
