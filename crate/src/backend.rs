@@ -4,7 +4,7 @@
 //! Sessions and the bench drive either through [`Forward`].
 
 use crate::cpu::{CpuModel, CpuOptions};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gguf::{AsyncByteSource, GgufFile, LlamaConfig};
 use crate::gpu::model::{LlamaModel, LoadOptions};
 use crate::graph::Logits;
@@ -23,7 +23,7 @@ pub trait Forward {
 
 impl Forward for LlamaModel {
     fn context(&self) -> usize {
-        self.context
+        self.held.context
     }
     fn config(&self) -> &LlamaConfig {
         &self.cfg
@@ -35,7 +35,7 @@ impl Forward for LlamaModel {
 
 impl Forward for CpuModel {
     fn context(&self) -> usize {
-        self.context
+        self.held.context
     }
     fn config(&self) -> &LlamaConfig {
         &self.cfg
@@ -55,33 +55,12 @@ pub enum Backend {
     Cpu,
 }
 
-impl std::str::FromStr for Backend {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "gpu" | "webgpu" => Ok(Self::Gpu),
-            "cpu" => Ok(Self::Cpu),
-            _ => Err(Error::InvalidArgument(format!("backend must be auto, gpu (webgpu) or cpu, got '{s}'"))),
-        }
-    }
+impl crate::named::Named for Backend {
+    const WHAT: &'static str = "backend";
+    const NAMES: &'static [(Self, &'static [&'static str])] =
+        &[(Self::Auto, &["auto"]), (Self::Gpu, &["gpu", "webgpu"]), (Self::Cpu, &["cpu"])];
 }
-
-impl Backend {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Auto => "auto",
-            Self::Gpu => "gpu",
-            Self::Cpu => "cpu",
-        }
-    }
-}
-
-impl std::fmt::Display for Backend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+crate::named::named!(Backend);
 
 /// The backend picked and why (reported by `info`).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -125,29 +104,55 @@ pub fn choose(asked: Backend, adapter: Option<&AdapterProbe>) -> Choice {
 
 /// The adapter wgpu would give us, without creating a device.
 pub async fn probe_adapter() -> Option<AdapterProbe> {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    let adapter = instance
-        .request_adapter(&wgpu::RequestAdapterOptions {
-            power_preference: wgpu::PowerPreference::HighPerformance,
-            force_fallback_adapter: false,
-            compatible_surface: None,
-            apply_limit_buckets: false,
-        })
-        .await
-        .ok()?;
+    let adapter = crate::gpu::request_adapter().await.ok()?;
     let info = adapter.get_info();
     Some(AdapterProbe { name: info.name, device_type: Some(info.device_type), fallback: false })
 }
 
-/// What a loaded model reports, the same on both executors.
+/// What a loaded model holds, the same on both executors (reported in [`ModelStats`]).
 #[derive(Debug, Clone)]
-pub struct ModelStats<'a> {
-    pub cfg: &'a LlamaConfig,
+pub struct Footprint {
     /// KV cache capacity in tokens.
     pub context: usize,
     /// Weight types by tensor count.
+    pub tensor_types: Vec<(String, usize)>,
+    /// Bytes of weights the executor holds (on the CPU the file's, as they are).
+    pub weight_bytes: u64,
+    pub kv_bytes: u64,
+    pub kv_type: KvType,
+}
+
+impl Footprint {
+    /// The stats of a model of `cfg` holding this, with what only its executor knows.
+    pub fn stats<'a>(
+        &'a self,
+        cfg: &'a LlamaConfig,
+        weight_bytes_per_token: u64,
+        dispatches_per_token: usize,
+        device: String,
+    ) -> ModelStats<'a> {
+        let &Footprint { context, ref tensor_types, weight_bytes, kv_bytes, kv_type } = self;
+        ModelStats {
+            cfg,
+            context,
+            tensor_types,
+            weight_bytes,
+            kv_bytes,
+            kv_type,
+            weight_bytes_per_token,
+            dispatches_per_token,
+            device,
+        }
+    }
+}
+
+/// What a loaded model reports, the same on both executors ([`Footprint`]'s fields and the
+/// executor's own).
+#[derive(Debug, Clone)]
+pub struct ModelStats<'a> {
+    pub cfg: &'a LlamaConfig,
+    pub context: usize,
     pub tensor_types: &'a [(String, usize)],
-    /// Bytes of weights the executor holds (the file's, as they are).
     pub weight_bytes: u64,
     pub kv_bytes: u64,
     pub kv_type: KvType,
@@ -217,8 +222,8 @@ impl Model {
 impl Forward for Model {
     fn context(&self) -> usize {
         match self {
-            Model::Gpu(m) => m.context,
-            Model::Cpu(m) => m.context,
+            Model::Gpu(m) => m.held.context,
+            Model::Cpu(m) => m.held.context,
         }
     }
     fn config(&self) -> &LlamaConfig {

@@ -5,7 +5,7 @@
 use crate::backend::{Forward, Model};
 use crate::error::{Error, Result};
 use crate::graph::Logits;
-use crate::session::{GenerateOptions, Session};
+use crate::session::{GenerateOptions, Session, Steering};
 use crate::speculative::{SpecStats, Speculator};
 use crate::tokenizer::Tokenizer;
 use web_time::Instant;
@@ -191,7 +191,9 @@ pub async fn speculative(
     let prompt: Vec<u32> = (0..n_prompt as u64).map(|i| ((i * 2654435761 + 12345) % vocab) as u32).collect();
     let opts = GenerateOptions { max_tokens: n_gen, ..Default::default() };
     let plain = Session::new().generate(model, tok, &prompt, &opts, |_, _| true).await?;
-    let fast = Session::new().generate_speculative(model, tok, &prompt, &opts, None, spec, |_, _| true).await?;
+    let fast = Session::new()
+        .generate_speculative(model, tok, &prompt, &opts, Steering { constraint: None, spec }, |_, _| true)
+        .await?;
     if fast.tokens != plain.tokens {
         return Err(Error::InvalidArgument(format!(
             "speculative greedy output differs from plain: {:?} vs {:?}",

@@ -22,19 +22,12 @@ pub enum Pooling {
     Cls,
 }
 
-impl std::str::FromStr for Pooling {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "mean" => Ok(Self::Mean),
-            "last" => Ok(Self::Last),
-            "cls" => Ok(Self::Cls),
-            _ => {
-                Err(Error::InvalidArgument(format!("pooling must be mean, last or cls, got {}", crate::error::echo(s))))
-            }
-        }
-    }
+impl crate::named::Named for Pooling {
+    const WHAT: &'static str = "pooling";
+    const NAMES: &'static [(Self, &'static [&'static str])] =
+        &[(Self::Mean, &["mean"]), (Self::Last, &["last"]), (Self::Cls, &["cls"])];
 }
+crate::named::named!(Pooling);
 
 impl Pooling {
     /// The GGUF's `<arch>.pooling_type` (llama.cpp's enum: 0 none, 1 mean, 2 cls, 3 last,

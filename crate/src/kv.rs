@@ -18,16 +18,6 @@ pub enum KvType {
 impl KvType {
     pub const ALL: [KvType; 4] = [KvType::F32, KvType::F16, KvType::Q8_0, KvType::Q4_0];
 
-    /// The name `--kv-type`, `kvType` and llama.cpp's `-ctk` use.
-    pub fn name(self) -> &'static str {
-        match self {
-            KvType::F32 => "f32",
-            KvType::F16 => "f16",
-            KvType::Q8_0 => "q8_0",
-            KvType::Q4_0 => "q4_0",
-        }
-    }
-
     /// The GGUF type whose blocks hold the values.
     pub fn ggml(self) -> GgmlType {
         match self {
@@ -82,21 +72,13 @@ pub fn kv_bytes(cfg: &LlamaConfig, positions: usize, ty: KvType) -> Result<u64> 
         .ok_or_else(|| Error::UnsupportedModel(format!("a {positions}-token {ty} KV cache overflows")))
 }
 
-impl std::fmt::Display for KvType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
+/// The names `--kv-type`, `kvType` and llama.cpp's `-ctk` use.
+impl crate::named::Named for KvType {
+    const WHAT: &'static str = "KV type";
+    const NAMES: &'static [(Self, &'static [&'static str])] =
+        &[(KvType::F32, &["f32"]), (KvType::F16, &["f16"]), (KvType::Q8_0, &["q8_0"]), (KvType::Q4_0, &["q4_0"])];
 }
-
-impl std::str::FromStr for KvType {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        let t = s.trim().to_ascii_lowercase();
-        KvType::ALL.into_iter().find(|k| k.name() == t).ok_or_else(|| {
-            Error::InvalidArgument(format!("KV type must be f32, f16, q8_0 or q4_0, got {}", crate::error::echo(s)))
-        })
-    }
-}
+crate::named::named!(KvType);
 
 impl serde::Serialize for KvType {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {

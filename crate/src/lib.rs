@@ -18,6 +18,7 @@ pub mod grammar;
 pub mod graph;
 pub mod heap;
 pub mod kv;
+pub mod named;
 pub mod numerics;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod output;

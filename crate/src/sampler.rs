@@ -60,30 +60,37 @@ struct Xoshiro256 {
     s: [u64; 4],
 }
 
+/// SplitMix64, which expands a seed into xoshiro states: it never yields the all-zero state
+/// xoshiro can't leave.
+pub(crate) fn splitmix64(x: &mut u64) -> u64 {
+    *x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *x;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The state step the xoshiro256 family shares (`**` here, `++` in [`crate::synth`]).
+#[inline]
+pub(crate) fn xoshiro256_advance(s: &mut [u64; 4]) {
+    let t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = s[3].rotate_left(45);
+}
+
 impl Xoshiro256 {
     fn seed(seed: u64) -> Self {
-        // SplitMix64 expands the seed; it never yields the all-zero state xoshiro can't leave.
         let mut x = seed;
-        let mut next = || {
-            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = x;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
-        Self { s: [next(), next(), next(), next()] }
+        Self { s: std::array::from_fn(|_| splitmix64(&mut x)) }
     }
 
     fn next_u64(&mut self) -> u64 {
-        let s = &mut self.s;
-        let result = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
-        let t = s[1] << 17;
-        s[2] ^= s[0];
-        s[3] ^= s[1];
-        s[1] ^= s[2];
-        s[0] ^= s[3];
-        s[2] ^= t;
-        s[3] = s[3].rotate_left(45);
+        let result = self.s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
+        xoshiro256_advance(&mut self.s);
         result
     }
 

@@ -78,6 +78,14 @@ pub struct Generation {
     pub speculative: Option<SpecStats>,
 }
 
+/// What steers a generation beyond its [`GenerateOptions`]: a grammar the output is held to
+/// and a speculator whose drafts are verified in batches.
+#[derive(Default)]
+pub struct Steering<'s> {
+    pub constraint: Option<Constraint>,
+    pub spec: Option<&'s mut Speculator>,
+}
+
 pub struct Session {
     /// Tokens whose keys/values are in the model's KV cache, in order.
     cached: Vec<u32>,
@@ -180,22 +188,21 @@ impl Session {
         constraint: Option<Constraint>,
         on_text: impl FnMut(u32, &str) -> bool,
     ) -> Result<Generation> {
-        self.generate_speculative(model, tok, prompt, opts, constraint, None, on_text).await
+        self.generate_speculative(model, tok, prompt, opts, Steering { constraint, spec: None }, on_text).await
     }
 
-    /// [`generate_constrained`](Self::generate_constrained) with drafts from `spec` verified
-    /// in batches (see [`crate::speculative`]): greedy output is the same token for token.
-    #[allow(clippy::too_many_arguments)]
+    /// [`generate_constrained`](Self::generate_constrained) with drafts from `steering.spec`
+    /// verified in batches (see [`crate::speculative`]): greedy output is the same token for token.
     pub async fn generate_speculative<M: Forward>(
         &mut self,
         model: &mut M,
         tok: &Tokenizer,
         prompt: &[u32],
         opts: &GenerateOptions,
-        constraint: Option<Constraint>,
-        mut spec: Option<&mut Speculator>,
+        steering: Steering<'_>,
         mut on_text: impl FnMut(u32, &str) -> bool,
     ) -> Result<Generation> {
+        let Steering { constraint, mut spec } = steering;
         let mut g = self.start(model, tok, prompt, opts).await?;
         if let Some(c) = constraint {
             g.constrain(c);

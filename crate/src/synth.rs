@@ -21,6 +21,7 @@ use crate::gguf::{Array, GgmlType, GgufWriter, Value, DEFAULT_ALIGNMENT};
 use crate::graph::weights::{self, schema, Proj, SchemaDims};
 use crate::quant::blocks::{iq4_xs, pack_scale_min_k4};
 use crate::quant::{tensor_type, FileType, Role};
+use crate::sampler::{splitmix64, xoshiro256_advance};
 
 /// Hyperparameters of a synthetic model. `head_dim = n_embd / n_head`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -240,14 +241,6 @@ pub fn llama3_rope_factors(head_dim: usize, base: f32) -> Vec<f32> {
 /// xoshiro256++ seeded through splitmix64: fast, seedable, no dependencies (wasm-friendly).
 struct Rng([u64; 4]);
 
-fn splitmix64(x: &mut u64) -> u64 {
-    *x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *x;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 impl Rng {
     fn new(seed: u64, stream: u64) -> Self {
         let mut s = seed ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03);
@@ -257,13 +250,7 @@ impl Rng {
     fn next(&mut self) -> u64 {
         let s = &mut self.0;
         let r = s[0].wrapping_add(s[3]).rotate_left(23).wrapping_add(s[0]);
-        let t = s[1] << 17;
-        s[2] ^= s[0];
-        s[3] ^= s[1];
-        s[1] ^= s[2];
-        s[0] ^= s[3];
-        s[2] ^= t;
-        s[3] = s[3].rotate_left(45);
+        xoshiro256_advance(s);
         r
     }
     /// Uniform in [0, 1).

@@ -221,6 +221,13 @@ pub struct Tokenizer {
     chat_template: Option<String>,
 }
 
+/// `inner`'s added vocabulary with special-token matching switched off.
+fn plain_added(inner: &tokenizers::Tokenizer) -> AddedVocabulary {
+    let mut plain = inner.get_added_vocabulary().clone();
+    plain.set_encode_special_tokens(true);
+    plain
+}
+
 impl std::fmt::Debug for Tokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tokenizer")
@@ -299,15 +306,16 @@ impl Tokenizer {
         inner.add_special_tokens(&control);
         inner.add_tokens(&user);
 
-        Ok(Self::assemble(
+        Ok(Self {
+            plain_added: plain_added(&inner),
             inner,
-            spec.tokens.into_iter().map(Some).collect(),
-            spec.bos,
-            spec.eos,
-            spec.eot,
-            spec.add_bos.unwrap_or(false),
-            spec.chat_template,
-        ))
+            tokens: spec.tokens.into_iter().map(Some).collect(),
+            bos: spec.bos,
+            eos: spec.eos,
+            eot: spec.eot,
+            add_bos: spec.add_bos.unwrap_or(false),
+            chat_template: spec.chat_template,
+        })
     }
 
     /// An HF `tokenizer.json` with a byte-level BPE model. It carries no BOS/EOS ids, so those
@@ -339,21 +347,7 @@ impl Tokenizer {
         let bos = find(&["<|begin_of_text|>", "<s>"]);
         let eos = find(&["<|end_of_text|>", "</s>", "<|endoftext|>"]);
         let eot = find(&["<|eot_id|>", "<|im_end|>"]);
-        Ok(Self::assemble(inner, tokens, bos, eos, eot, false, None))
-    }
-
-    fn assemble(
-        inner: tokenizers::Tokenizer,
-        tokens: Vec<Option<String>>,
-        bos: Option<u32>,
-        eos: Option<u32>,
-        eot: Option<u32>,
-        add_bos: bool,
-        chat_template: Option<String>,
-    ) -> Self {
-        let mut plain_added = inner.get_added_vocabulary().clone();
-        plain_added.set_encode_special_tokens(true);
-        Self { inner, plain_added, tokens, bos, eos, eot, add_bos, chat_template }
+        Ok(Self { plain_added: plain_added(&inner), inner, tokens, bos, eos, eot, add_bos: false, chat_template: None })
     }
 
     /// Like HF `encode(text, add_special_tokens=False)`: special-token text such as

@@ -211,7 +211,7 @@ fn every_kv_type_holds_its_bound_on_every_fixture() {
         let base = load_kv(name, 0, KvType::F32).forward(&toks, 0, Logits::All).unwrap();
         for (kv, bound) in [(KvType::F16, 0.01), (KvType::Q8_0, 0.12), (KvType::Q4_0, 2.0)] {
             let mut m = load_kv(name, 0, kv);
-            assert_eq!(m.kv_type, kv);
+            assert_eq!(m.held.kv_type, kv);
             let all = m.forward(&toks, 0, Logits::All).unwrap();
             let mut seq = Vec::new();
             for (i, &t) in toks.iter().enumerate() {

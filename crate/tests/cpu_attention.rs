@@ -3,7 +3,7 @@
 //! the key block, GQA ratios 1, 3, 4 and 8, head_dim 64 and 128, every KV type, one thread
 //! and several (decode then splits its keys: flash decoding), every SIMD level.
 
-use llama_webgpu::cpu::attention::{attention, reference, KEY_BLOCK};
+use llama_webgpu::cpu::attention::{attention, reference, Queries, KEY_BLOCK};
 use llama_webgpu::cpu::dot::Simd;
 use llama_webgpu::cpu::kv::KvCache;
 use llama_webgpu::cpu::pool::Pool;
@@ -31,12 +31,13 @@ fn setup(ty: KvType, n_kv: usize, hd: usize, keys: usize, n_head: usize, n: usiz
 fn compare(ty: KvType, hd: usize, group: usize, n_kv: usize, pos: usize, n: usize, pools: &[Pool]) {
     let n_head = group * n_kv;
     let (cache, q) = setup(ty, n_kv, hd, pos + n, n_head, n, (hd * 31 + group * 7 + pos * 3 + n) as u64);
+    let queries = Queries { q: &q, n_head, pos, n };
     let mut want = vec![0f32; n * n_head * hd];
-    reference(&cache, n_head, &q, pos, n, &mut want).unwrap();
+    reference(&cache, &queries, &mut want).unwrap();
     for pool in pools {
         for simd in Simd::available() {
             let mut got = vec![f32::NAN; n * n_head * hd];
-            attention(simd, pool, &cache, n_head, &q, pos, n, &mut got).unwrap();
+            attention(simd, pool, &cache, &queries, &mut got).unwrap();
             let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, |m, e| m.max(e));
             // outputs are averages of values in [-1, 1]: f32 rounding of a few hundred terms
             assert!(
@@ -98,8 +99,11 @@ fn bad_shapes_are_errors_not_panics() {
     let pool = Pool::new(1);
     let mut out = vec![0f32; 6 * 64];
     // 5 query heads over 2 KV heads, a position past the cache, a short q
-    assert!(attention(Simd::detect(), &pool, &cache, 5, &q, 9, 1, &mut out).is_err());
-    assert!(attention(Simd::detect(), &pool, &cache, 6, &q, 10, 1, &mut out).is_err());
-    assert!(attention(Simd::detect(), &pool, &cache, 6, &q[..64], 9, 1, &mut out).is_err());
-    attention(Simd::detect(), &pool, &cache, 6, &q, 9, 1, &mut out).unwrap();
+    let run = |n_head, q, pos, out: &mut [f32]| {
+        attention(Simd::detect(), &pool, &cache, &Queries { q, n_head, pos, n: 1 }, out)
+    };
+    assert!(run(5, &q, 9, &mut out).is_err());
+    assert!(run(6, &q, 10, &mut out).is_err());
+    assert!(run(6, &q[..64], 9, &mut out).is_err());
+    run(6, &q, 9, &mut out).unwrap();
 }

@@ -80,7 +80,7 @@ fn cpu_dot_picks_the_exact_or_the_int8_path_and_names_a_bad_value() {
     }
     let (ok, _, err) = cli(&["info", "--backend", "cpu", "--cpu-dot", "int4", "--model", &m]);
     assert!(!ok);
-    assert!(err.contains("int4") && err.contains("expected exact or int8"), "{err}");
+    assert!(err.contains("int4") && err.contains("CPU dot must be exact or int8"), "{err}");
 }
 
 /// The tiny fixtures' shape: 2 layers, 2 KV heads of head_dim 32 (one 32-value block per row).

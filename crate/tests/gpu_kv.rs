@@ -59,7 +59,7 @@ fn every_kv_type_against_transformers_and_f32_kv() {
         let mut f32_logits: Option<(Vec<f32>, Vec<f32>)> = None;
         for ty in KvType::ALL {
             let mut m = load(name, ty, 64, None);
-            assert_eq!(m.kv_type, ty);
+            assert_eq!(m.held.kv_type, ty);
             let all = m.forward_blocking(&toks, 0, Logits::All).unwrap();
             let mut seq = Vec::new();
             for (i, &t) in toks.iter().enumerate() {

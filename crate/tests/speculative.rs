@@ -10,7 +10,7 @@ use llama_webgpu::gguf::{FileSource, GgufFile};
 use llama_webgpu::grammar::{Grammar, GrammarCompiler};
 use llama_webgpu::model::LoadOptions;
 use llama_webgpu::sampler::SamplerConfig;
-use llama_webgpu::session::{ContextPolicy, GenerateOptions, Generation, Session, StopReason};
+use llama_webgpu::session::{ContextPolicy, GenerateOptions, Generation, Session, Steering, StopReason};
 use llama_webgpu::speculative::{SpecStats, Speculator};
 use llama_webgpu::tokenizer::Tokenizer;
 use llama_webgpu::Error;
@@ -54,10 +54,17 @@ fn run(
     let constraint =
         schema.map(|s| GrammarCompiler::new(tok).unwrap().compile(&Grammar::JsonSchema(s.clone())).unwrap());
     let mut streamed = String::new();
-    let g = pollster::block_on(Session::new().generate_speculative(m, tok, prompt, opts, constraint, spec, |_, p| {
-        streamed.push_str(p);
-        true
-    }))
+    let g = pollster::block_on(Session::new().generate_speculative(
+        m,
+        tok,
+        prompt,
+        opts,
+        Steering { constraint, spec },
+        |_, p| {
+            streamed.push_str(p);
+            true
+        },
+    ))
     .unwrap();
     (g, streamed)
 }
@@ -192,8 +199,7 @@ fn sampled_distribution_matches_the_plain_sampler() {
                 &tok,
                 &prompt,
                 &opts,
-                None,
-                spec.as_deref_mut(),
+                Steering { constraint: None, spec: spec.as_deref_mut() },
                 |_, _| true,
             ))
             .unwrap();

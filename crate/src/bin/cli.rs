@@ -16,7 +16,7 @@ use llama_webgpu::model::LoadOptions;
 use llama_webgpu::output::Output;
 use llama_webgpu::plan::ContextArg;
 use llama_webgpu::sampler::SamplerConfig;
-use llama_webgpu::session::{ContextPolicy, GenerateOptions, Session};
+use llama_webgpu::session::{ContextPolicy, GenerateOptions, Session, Steering};
 use llama_webgpu::speculative::Speculator;
 use llama_webgpu::tokenizer::Tokenizer;
 use llama_webgpu::{Error, Result};
@@ -33,6 +33,18 @@ fn peak_rss() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let kb: u64 = s.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+/// The weights and KV cache a model holds, for `info`.
+fn held(h: &llama_webgpu::backend::Footprint) -> String {
+    format!(
+        "weights {:.1} MiB, KV cache {:.1} MiB ({} bytes: {} tokens, {})",
+        mib(h.weight_bytes),
+        mib(h.kv_bytes),
+        h.kv_bytes,
+        h.context,
+        h.kv_type
+    )
 }
 
 fn mib(b: u64) -> f64 {
@@ -544,8 +556,7 @@ fn cmd_generate(args: &GenerateArgs) -> Result<()> {
         &tok,
         &prompt,
         &opts,
-        constraint,
-        spec.as_mut(),
+        Steering { constraint, spec: spec.as_mut() },
         |_, piece| {
             let _ = stdout.write_all(piece.as_bytes());
             let _ = stdout.flush();
@@ -649,15 +660,7 @@ fn cmd_info(args: &InfoArgs) -> Result<()> {
     let m = match &model {
         Model::Gpu(m) => m,
         Model::Cpu(m) => {
-            println!(
-                "memory:         weights {:.1} MiB, KV cache {:.1} MiB ({} bytes: {} tokens, {}), prefill chunk {} tokens",
-                mib(m.weight_bytes),
-                mib(m.kv_bytes),
-                m.kv_bytes,
-                m.context,
-                m.kv_type,
-                m.chunk
-            );
+            println!("memory:         {}, prefill chunk {} tokens", held(&m.held), m.chunk);
             println!("host memory:    peak Rust heap {:.1} MiB", mib(heap::peak() as u64));
             return Ok(());
         }
@@ -677,15 +680,7 @@ fn cmd_info(args: &InfoArgs) -> Result<()> {
         g.limits.max_storage_buffer_binding_size, g.limits.max_buffer_size, g.limits.max_compute_invocations_per_workgroup, g.limits.max_storage_buffers_per_shader_stage
     );
     println!("binding cap:    {} bytes", g.max_binding);
-    println!(
-        "memory:         weights {:.1} MiB, KV cache {:.1} MiB ({} bytes: {} tokens, {}), total GPU {:.1} MiB",
-        mib(m.weight_bytes),
-        mib(m.kv_bytes),
-        m.kv_bytes,
-        m.context,
-        m.kv_type,
-        mib(m.gpu_bytes)
-    );
+    println!("memory:         {}, total GPU {:.1} MiB", held(&m.held), mib(m.gpu_bytes));
     println!("dispatches:     {} per decoded token, prefill chunk {} tokens", m.dispatches_per_token(), m.chunk);
     println!(
         "host memory:    peak Rust heap {:.1} MiB; peak process RSS {:.1} MiB (includes a CPU driver's copy of GPU buffers)",

@@ -40,7 +40,18 @@ struct Shape {
     n: usize,
 }
 
-fn shape(cache: &KvCache, n_head: usize, q: &[f32], pos: usize, n: usize, out: &[f32]) -> Result<Shape> {
+/// The queries of one call: `q` holds `n` tokens' `n_head` query heads (`[n, n_head, head_dim]`)
+/// at positions `pos..`.
+#[derive(Debug, Clone, Copy)]
+pub struct Queries<'a> {
+    pub q: &'a [f32],
+    pub n_head: usize,
+    pub pos: usize,
+    pub n: usize,
+}
+
+fn shape(cache: &KvCache, queries: &Queries, out: &[f32]) -> Result<Shape> {
+    let &Queries { q, n_head, pos, n } = queries;
     let (n_kv, hd) = (cache.n_kv(), cache.head_dim);
     if n_kv == 0 || hd == 0 || n_head == 0 || !n_head.is_multiple_of(n_kv) {
         return Err(Error::InvalidArgument(format!("attention of {n_head} query heads over {n_kv} KV heads")));
@@ -84,23 +95,14 @@ fn split(s: &Shape, threads: usize) -> Split {
     Split { tq, blocks, splits, split_keys }
 }
 
-/// `out[t, h, :] = softmax(q[t, h] · K[0..=pos+t] / √hd) · V` for `n` query tokens `q`
-/// (`[n, n_head, head_dim]`) at positions `pos..` over `cache`, query head `h` reading KV head
-/// `h / (n_head / n_kv)`; `out` is `[n, n_head, head_dim]`. Returns the KV-cache bytes it
-/// read (every K and V row decoded, counted as it decodes them).
-#[allow(clippy::too_many_arguments)]
-pub fn attention(
-    simd: Simd,
-    pool: &Pool,
-    cache: &KvCache,
-    n_head: usize,
-    q: &[f32],
-    pos: usize,
-    n: usize,
-    out: &mut [f32],
-) -> Result<u64> {
-    let s = shape(cache, n_head, q, pos, n, out)?;
-    if n == 0 {
+/// `out[t, h, :] = softmax(q[t, h] · K[0..=pos+t] / √hd) · V` for the `n` query tokens of
+/// `queries` over `cache`, query head `h` reading KV head `h / (n_head / n_kv)`; `out` is
+/// `[n, n_head, head_dim]`. Returns the KV-cache bytes it read (every K and V row decoded,
+/// counted as it decodes them).
+pub fn attention(simd: Simd, pool: &Pool, cache: &KvCache, queries: &Queries, out: &mut [f32]) -> Result<u64> {
+    let s = shape(cache, queries, out)?;
+    let q = queries.q;
+    if s.n == 0 {
         return Ok(0);
     }
     let sp = split(&s, pool.threads());
@@ -116,7 +118,7 @@ pub fn attention(
         let t1 = (t0 + sp.tq).min(s.n);
         let k0 = k * sp.split_keys;
         let k1 = ((k + 1) * sp.split_keys).min(s.pos + t1);
-        let bytes = partial(simd, cache, &s, q, h, t0..t1, k0..k1.max(k0), r);
+        let bytes = partial(simd, cache, &s, q, Task { h, tokens: t0..t1, keys: k0..k1.max(k0) }, r);
         read.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
     });
     combine(&s, &sp, &parts, out);
@@ -164,20 +166,17 @@ fn combine(s: &Shape, sp: &Split, parts: &[f32], out: &mut [f32]) {
     }
 }
 
-/// One task: KV head `h`, query tokens `tokens`, keys `keys`; writes `[m, l, acc[hd]]` per
-/// query vector (token-major, then the group's heads) into `rec` (`acc` not yet divided by `l`).
-/// Returns the cache bytes it decoded.
-#[allow(clippy::too_many_arguments)]
-fn partial(
-    simd: Simd,
-    cache: &KvCache,
-    s: &Shape,
-    q: &[f32],
+/// One task's share: KV head `h`, query tokens `tokens`, keys `keys`.
+struct Task {
     h: usize,
     tokens: std::ops::Range<usize>,
     keys: std::ops::Range<usize>,
-    rec: &mut [f32],
-) -> u64 {
+}
+
+/// One task: writes `[m, l, acc[hd]]` per query vector (token-major, then the group's heads)
+/// into `rec` (`acc` not yet divided by `l`). Returns the cache bytes it decoded.
+fn partial(simd: Simd, cache: &KvCache, s: &Shape, q: &[f32], task: Task, rec: &mut [f32]) -> u64 {
+    let Task { h, tokens, keys } = task;
     let (hd, g, rb) = (s.hd, s.group, cache.row_bytes);
     let nq = tokens.len() * g;
     let scale = 1.0 / (hd as f32).sqrt();
@@ -567,8 +566,9 @@ mod avx2 {
 /// The plain reference: for each query token and head, every score in f64, a two-pass
 /// softmax, and the weighted sum of the decoded values (the cache's values exactly, through
 /// [`KvType::decode`]). Same arguments and layout as [`attention`].
-pub fn reference(cache: &KvCache, n_head: usize, q: &[f32], pos: usize, n: usize, out: &mut [f32]) -> Result<()> {
-    let s = shape(cache, n_head, q, pos, n, out)?;
+pub fn reference(cache: &KvCache, queries: &Queries, out: &mut [f32]) -> Result<()> {
+    let s = shape(cache, queries, out)?;
+    let &Queries { q, n_head, pos, n } = queries;
     let (hd, rb) = (s.hd, cache.row_bytes);
     let row = |c: &[u8], p: usize| -> Result<Vec<f32>> {
         let mut r = vec![0f32; hd];

@@ -41,34 +41,11 @@ pub enum CpuDot {
     Int8,
 }
 
-impl CpuDot {
-    pub fn name(self) -> &'static str {
-        match self {
-            CpuDot::Exact => "exact",
-            CpuDot::Int8 => "int8",
-        }
-    }
+impl crate::named::Named for CpuDot {
+    const WHAT: &'static str = "CPU dot";
+    const NAMES: &'static [(Self, &'static [&'static str])] = &[(CpuDot::Exact, &["exact"]), (CpuDot::Int8, &["int8"])];
 }
-
-impl std::fmt::Display for CpuDot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for CpuDot {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "exact" => Ok(CpuDot::Exact),
-            "int8" => Ok(CpuDot::Int8),
-            _ => Err(Error::InvalidArgument(format!(
-                "CPU dot '{}' (expected exact or int8)",
-                s.chars().take(40).collect::<String>()
-            ))),
-        }
-    }
-}
+crate::named::named!(CpuDot);
 
 /// The CPU backend's dot products when none is asked for: exact, because 8-bit activations
 /// move the logits further than the default may (the fixtures' logits by 9–23% of their std
@@ -152,15 +129,10 @@ type Weights = graph::Weights<CpuWeight, Vec<f32>>;
 
 pub struct CpuModel {
     pub cfg: LlamaConfig,
-    /// KV cache capacity.
-    pub context: usize,
+    /// The context, sizes and types it holds.
+    pub held: crate::backend::Footprint,
     /// Tokens per forward pass at most.
     pub chunk: usize,
-    pub weight_bytes: u64,
-    pub kv_bytes: u64,
-    pub kv_type: KvType,
-    /// Weight types by tensor count, for `info`.
-    pub tensor_types: Vec<(String, usize)>,
     pub simd: Simd,
     pub dot: CpuDot,
     pool: Pool,
@@ -305,13 +277,15 @@ impl CpuModel {
         }
         progress(Progress { phase: Phase::Compile, loaded: total, total });
         Ok(CpuModel {
-            kv_bytes: crate::kv::kv_bytes(&cfg, want_ctx, kv_type)?,
-            kv_type,
-            context: want_ctx,
+            held: crate::backend::Footprint {
+                kv_bytes: crate::kv::kv_bytes(&cfg, want_ctx, kv_type)?,
+                kv_type,
+                context: want_ctx,
+                weight_bytes,
+                tensor_types: types.into_iter().collect(),
+            },
             chunk,
             cfg,
-            weight_bytes,
-            tensor_types: types.into_iter().collect(),
             simd: Simd::detect(),
             dot: opts.dot.unwrap_or(DEFAULT_CPU_DOT),
             pool: Pool::new(if shards.is_some() { 1 } else { opts.threads }),
@@ -335,17 +309,8 @@ impl CpuModel {
 
     /// What the model reports (see [`crate::backend::ModelStats`]).
     pub fn stats(&self) -> crate::backend::ModelStats<'_> {
-        crate::backend::ModelStats {
-            cfg: &self.cfg,
-            context: self.context,
-            tensor_types: &self.tensor_types,
-            weight_bytes: self.weight_bytes,
-            kv_bytes: self.kv_bytes,
-            kv_type: self.kv_type,
-            weight_bytes_per_token: self.weight_bytes_per_token(),
-            dispatches_per_token: 0,
-            device: format!("CPU, {} thread(s), {}, {} dot", self.threads(), self.simd.name(), self.dot),
-        }
+        let device = format!("CPU, {} thread(s), {}, {} dot", self.threads(), self.simd.name(), self.dot);
+        self.held.stats(&self.cfg, self.weight_bytes_per_token(), 0, device)
     }
 
     /// Threads computing rows: the pool's, or the engine and its shards.
@@ -380,7 +345,7 @@ impl CpuModel {
     /// every position's final-norm hidden state (`Logits::Hidden`, `[n, n_embd]`).
     pub fn forward(&mut self, tokens: &[u32], pos: usize, logits: Logits) -> Result<Vec<f32>> {
         let (width, all) = (logits.width(&self.cfg), logits.every_position());
-        graph::check_pass(tokens, pos, self.cfg.n_vocab, self.context)?;
+        graph::check_pass(tokens, pos, self.cfg.n_vocab, self.held.context)?;
         let end = pos + tokens.len();
         let mut out = Vec::with_capacity(if all { tokens.len() * width } else { width });
         let mut p = pos;
@@ -549,8 +514,13 @@ impl Exec for CpuExec<'_> {
     fn attention(&mut self, layer: usize) -> Result<()> {
         let (pos, n) = (self.pos, self.ids.len());
         let cache = self.caches.get(layer).ok_or_else(|| Error::InvalidArgument(format!("no layer {layer}")))?;
-        self.kv_read +=
-            attention::attention(self.simd, self.pool, cache, self.cfg.n_head, &self.q, pos, n, &mut self.att)?;
+        self.kv_read += attention::attention(
+            self.simd,
+            self.pool,
+            cache,
+            &attention::Queries { q: &self.q, n_head: self.cfg.n_head, pos, n },
+            &mut self.att,
+        )?;
         Ok(())
     }
 
@@ -602,6 +572,23 @@ struct Ops<'a> {
     shards: Option<&'a Shards>,
 }
 
+/// A matmul's input: `n` tokens of `x` (`[n, cols]`), and on the integer path the same as
+/// 8-bit blocks (`q8`).
+#[derive(Clone, Copy)]
+struct MatIn<'a> {
+    x: &'a [f32],
+    q8: Option<&'a Q8Act>,
+    n: usize,
+}
+
+/// Where a matmul writes: `y[t · stride + off + j]`, added to when `accumulate`.
+struct MatOut<'y> {
+    y: &'y mut [f32],
+    stride: usize,
+    off: usize,
+    accumulate: bool,
+}
+
 impl Ops<'_> {
     /// Matmuls of one input `x` (`n` tokens) into `ys`, split with the shards if there are any.
     fn group(&self, x: &[f32], n: usize, ys: &mut [&mut [f32]], outs: &[Out], acc: bool) -> Result<()> {
@@ -613,7 +600,12 @@ impl Ops<'_> {
         for o in outs {
             let y = ys.get_mut(o.dst).ok_or_else(|| Error::InvalidArgument("matmul destination".into()))?;
             let a = self.quantized(o.w, x, n, &mut acts);
-            self.matmul(o.w, 0..o.w.rows, x, a, n, y, o.stride, o.off, acc);
+            self.matmul(
+                o.w,
+                0..o.w.rows,
+                MatIn { x, q8: a, n },
+                MatOut { y, stride: o.stride, off: o.off, accumulate: acc },
+            );
         }
         Ok(())
     }
@@ -637,19 +629,8 @@ impl Ops<'_> {
 
     /// `y[t · stride + off + j] (+)= Σ_k w[r, k] x[t, k]`, `r = rows.start + j`, for the `rows`
     /// of `w` (held by it) and `n` tokens; with `q8` (`x` quantized), in integers.
-    #[allow(clippy::too_many_arguments)]
-    fn matmul(
-        &self,
-        w: &CpuWeight,
-        rows: Range<usize>,
-        x: &[f32],
-        q8: Option<&Q8Act>,
-        n: usize,
-        y: &mut [f32],
-        stride: usize,
-        off: usize,
-        accumulate: bool,
-    ) {
+    fn matmul(&self, w: &CpuWeight, rows: Range<usize>, input: MatIn, out: MatOut) {
+        let (MatIn { x, q8, n }, MatOut { y, stride, off, accumulate }) = (input, out);
         let (cols, rb) = (w.cols, w.row_bytes);
         // rows outside what `w` holds read as empty (rows_dot gives 0), never out of bounds
         let data = rows.start.checked_sub(w.first).and_then(|r| w.data.get(r * rb..)).unwrap_or(&[]);

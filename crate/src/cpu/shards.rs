@@ -9,7 +9,7 @@
 //! does for its own (and as one thread does for all), and every row's dot product depends on
 //! that row and the input only, so the logits are bit-identical for any number of parts.
 
-use super::{CpuWeight, Ops};
+use super::{CpuWeight, MatIn, MatOut, Ops};
 use crate::error::{Error, Result};
 use crate::gguf::GgmlType;
 use std::cell::RefCell;
@@ -147,7 +147,12 @@ impl Shards {
             let r = part(o.w.rows, self.parts, 0);
             let y = ys.get_mut(o.dst).ok_or_else(|| Error::InvalidArgument("matmul destination".into()))?;
             let a = ops.quantized(o.w, x, n, &mut acts);
-            ops.matmul(o.w, r.clone(), x, a, n, y, o.stride, o.off + r.start, acc);
+            ops.matmul(
+                o.w,
+                r.clone(),
+                MatIn { x, q8: a, n },
+                MatOut { y, stride: o.stride, off: o.off + r.start, accumulate: acc },
+            );
         }
         let remote: usize =
             (1..self.parts).map(|p| outs.iter().map(|o| part(o.w.rows, self.parts, p).len()).sum::<usize>()).sum();
@@ -241,7 +246,8 @@ impl Shard {
             let r = part(w.rows, self.parts, self.part);
             let len = n * r.len();
             let a = ops.quantized(w, x, n, &mut acts);
-            ops.matmul(w, r.clone(), x, a, n, &mut out[at..at + len], r.len(), 0, false);
+            let y = &mut out[at..at + len];
+            ops.matmul(w, r.clone(), MatIn { x, q8: a, n }, MatOut { y, stride: r.len(), off: 0, accumulate: false });
             at += len;
         }
         Ok(out)

@@ -21,17 +21,12 @@ pub enum Precision {
     F16,
 }
 
-impl std::str::FromStr for Precision {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "f32" => Ok(Self::F32),
-            "f16" => Ok(Self::F16),
-            _ => Err(Error::InvalidArgument(format!("precision must be auto, f32 or f16, got '{s}'"))),
-        }
-    }
+impl crate::named::Named for Precision {
+    const WHAT: &'static str = "precision";
+    const NAMES: &'static [(Self, &'static [&'static str])] =
+        &[(Self::Auto, &["auto"]), (Self::F32, &["f32"]), (Self::F16, &["f16"])];
 }
+crate::named::named!(Precision);
 
 /// Which kernel family runs the matmuls and attention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -47,16 +42,11 @@ pub enum Kernels {
     Gpu,
 }
 
-impl std::str::FromStr for Kernels {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "gpu" => Ok(Self::Gpu),
-            _ => Err(Error::InvalidArgument(format!("kernels must be auto or gpu, got '{s}'"))),
-        }
-    }
+impl crate::named::Named for Kernels {
+    const WHAT: &'static str = "kernels";
+    const NAMES: &'static [(Self, &'static [&'static str])] = &[(Self::Auto, &["auto"]), (Self::Gpu, &["gpu"])];
 }
+crate::named::named!(Kernels);
 
 #[derive(Debug, Clone, Default)]
 pub struct GpuOptions {
@@ -125,18 +115,23 @@ pub struct Gpu {
     pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
 }
 
+/// The adapter we run on (and `auto` probes): high performance, no fallback forced.
+pub async fn request_adapter() -> std::result::Result<wgpu::Adapter, wgpu::RequestAdapterError> {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    instance
+        .request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            force_fallback_adapter: false,
+            compatible_surface: None,
+            apply_limit_buckets: false,
+        })
+        .await
+}
+
 impl Gpu {
     pub async fn new(opts: &GpuOptions) -> Result<Gpu> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        let adapter = instance
-            .request_adapter(&wgpu::RequestAdapterOptions {
-                power_preference: wgpu::PowerPreference::HighPerformance,
-                force_fallback_adapter: false,
-                compatible_surface: None,
-                apply_limit_buckets: false,
-            })
-            .await
-            .map_err(|e| Error::NoAdapter(format!("{e} (is WebGPU / Vulkan available?)")))?;
+        let adapter =
+            request_adapter().await.map_err(|e| Error::NoAdapter(format!("{e} (is WebGPU / Vulkan available?)")))?;
         let info = adapter.get_info();
         let available = adapter.features();
         let use_f16 = match opts.precision {

@@ -92,21 +92,16 @@ impl Acts {
 pub struct LlamaModel {
     pub cfg: LlamaConfig,
     pub gpu: Gpu,
-    /// KV cache capacity.
-    pub context: usize,
+    /// The context, sizes (weight bytes: on the GPU) and types it holds.
+    pub held: crate::backend::Footprint,
     /// Tokens per forward pass at most.
     pub chunk: usize,
-    /// Bytes of weights on the GPU, and of everything we allocated there.
-    pub weight_bytes: u64,
-    pub kv_bytes: u64,
-    pub kv_type: KvType,
     pub kv_layout: KvLayout,
     /// Cache buffers per layer's K (or V), and the positions each holds.
     pub kv_parts: usize,
     pub part_positions: usize,
+    /// Bytes of everything we allocated on the GPU.
     pub gpu_bytes: u64,
-    /// Weight types by tensor count, for `info`.
-    pub tensor_types: Vec<(String, usize)>,
     w: Weights,
     /// `output_norm.weight` on the host: the final norm of hidden states (embeddings) is
     /// applied there, to the residual stream read back.
@@ -226,16 +221,12 @@ impl LlamaModel {
         let mut m = LlamaModel {
             cfg,
             gpu,
-            context,
+            held: crate::backend::Footprint { context, weight_bytes, kv_bytes, kv_type, tensor_types },
             chunk,
-            weight_bytes,
-            kv_bytes,
-            kv_type,
             kv_layout,
             kv_parts: plan.kv_parts,
             part_positions: plan.part_positions,
             gpu_bytes: weight_bytes + kv_bytes + act_bytes,
-            tensor_types,
             w,
             output_norm,
             caches,
@@ -269,7 +260,7 @@ impl LlamaModel {
             a: &self.acts,
             caches: &self.caches,
             inv_freq: &self.inv_freq_buf,
-            shape: attn_shape(&self.cfg, self.context),
+            shape: attn_shape(&self.cfg, self.held.context),
             kv: self.kv_layout,
             part_positions: self.part_positions as u32,
             chunk: self.chunk as u32,
@@ -284,17 +275,8 @@ impl LlamaModel {
 
     /// What the model reports (see [`crate::backend::ModelStats`]).
     pub fn stats(&self) -> crate::backend::ModelStats<'_> {
-        crate::backend::ModelStats {
-            cfg: &self.cfg,
-            context: self.context,
-            tensor_types: &self.tensor_types,
-            weight_bytes: self.weight_bytes,
-            kv_bytes: self.kv_bytes,
-            kv_type: self.kv_type,
-            weight_bytes_per_token: self.weight_bytes_per_token(),
-            dispatches_per_token: self.dispatches_per_token(),
-            device: format!("{} ({})", self.gpu.adapter.name, self.gpu.adapter.backend),
-        }
+        let device = format!("{} ({})", self.gpu.adapter.name, self.gpu.adapter.backend);
+        self.held.stats(&self.cfg, self.weight_bytes_per_token(), self.dispatches_per_token(), device)
     }
 
     /// Kernel launches per decoded token.
@@ -320,7 +302,7 @@ impl LlamaModel {
     /// every position's final-norm hidden state (`Logits::Hidden`, `[n, n_embd]`).
     pub async fn forward(&mut self, tokens: &[u32], pos: usize, logits: Logits) -> Result<Vec<f32>> {
         let (width, all) = (logits.width(&self.cfg), logits.every_position());
-        graph::check_pass(tokens, pos, self.cfg.n_vocab, self.context)?;
+        graph::check_pass(tokens, pos, self.cfg.n_vocab, self.held.context)?;
         let end = pos + tokens.len();
         let mut out = Vec::with_capacity(if all { tokens.len() * width } else { width });
         let mut p = pos;
@@ -359,7 +341,7 @@ impl LlamaModel {
     /// each includes a submit), for profiling.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn profile_blocking(&mut self, tokens: &[u32], pos: usize, logits: bool) -> Result<Vec<(String, f64)>> {
-        if tokens.is_empty() || tokens.len() > self.chunk || pos + tokens.len() > self.context {
+        if tokens.is_empty() || tokens.len() > self.chunk || pos + tokens.len() > self.held.context {
             return Err(Error::InvalidArgument(format!("profile: 1..={} tokens within the context", self.chunk)));
         }
         let n = tokens.len() as u32;

@@ -88,19 +88,21 @@ pub fn quantize(ty: GgmlType, x: &[f32]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// ggml's `make_qkx2_quants`: levels `l[i]` in 0..=nmax and `(scale, -min)` minimizing
-/// Σ w (scale·l + min − x)² (`use_mad`: Σ w |scale·l + min − x|, Q2_K's), min ≤ 0.
-#[allow(clippy::too_many_arguments)]
-fn make_qkx2_quants<const N: usize>(
+/// The parameters of ggml's `make_qkx2_quants` search: levels 0..=`nmax`, inverse scales
+/// `(rmin + rdelta · is + nmax) / (max − min)` tried for `is` in 0..=`nstep`, and the error
+/// it minimizes (`use_mad`: absolute, Q2_K's; else squared).
+struct Qkx2 {
     nmax: i32,
-    x: &[f32; N],
-    weights: &[f32; N],
-    l: &mut [u8; N],
     rmin: f32,
     rdelta: f32,
     nstep: i32,
     use_mad: bool,
-) -> (f32, f32) {
+}
+
+/// ggml's `make_qkx2_quants`: levels `l[i]` in 0..=nmax and `(scale, -min)` minimizing
+/// Σ w (scale·l + min − x)² (`use_mad`: Σ w |scale·l + min − x|, Q2_K's), min ≤ 0.
+fn make_qkx2_quants<const N: usize>(p: &Qkx2, x: &[f32; N], weights: &[f32; N], l: &mut [u8; N]) -> (f32, f32) {
+    let &Qkx2 { nmax, rmin, rdelta, nstep, use_mad } = p;
     let n = N;
     let err = |diff: f32| if use_mad { diff.abs() } else { diff * diff };
     let mut min = x[0];
@@ -180,13 +182,14 @@ fn quantize_block_q45k(x: &[f32; QK_K], nmax: i32, out: &mut Vec<u8>) {
     let mut mins = [0f32; 8];
     let (mut max_scale, mut max_min) = (0f32, 0f32);
     let (rmin, nstep) = if nmax == 15 { (-1.0, 20) } else { (-0.5, 15) };
+    let search = Qkx2 { nmax, rmin, rdelta: 0.1, nstep, use_mad: false };
     for j in 0..8 {
         let xs: &[f32; 32] = x[32 * j..32 * j + 32].try_into().unwrap_or(&[0.0; 32]);
         let sum_x2 = xs.iter().fold(0f32, |a, v| a + v * v);
         let av_x = (sum_x2 / 32.0).sqrt();
         let weights: [f32; 32] = std::array::from_fn(|i| av_x + xs[i].abs());
         let lj: &mut [u8; 32] = (&mut l[32 * j..32 * j + 32]).try_into().unwrap_or_else(|_| unreachable!());
-        let (s, m) = make_qkx2_quants(nmax, xs, &weights, lj, rmin, 0.1, nstep, false);
+        let (s, m) = make_qkx2_quants(&search, xs, &weights, lj);
         scales[j] = s;
         mins[j] = m;
         if s > max_scale {
@@ -356,11 +359,12 @@ fn quantize_block_q2k(x: &[f32; QK_K], out: &mut Vec<u8>) {
     let mut l = [0u8; QK_K];
     let (mut scales, mut mins) = ([0f32; 16], [0f32; 16]);
     let (mut max_scale, mut max_min) = (0f32, 0f32);
+    let search = Qkx2 { nmax: 3, rmin: -0.5, rdelta: 0.1, nstep: 15, use_mad: true };
     for (j, lj) in l.chunks_exact_mut(16).enumerate() {
         let xs: &[f32; 16] = x[16 * j..16 * j + 16].try_into().unwrap_or(&[0.0; 16]);
         let weights: [f32; 16] = std::array::from_fn(|i| xs[i].abs());
         let lj: &mut [u8; 16] = lj.try_into().unwrap_or_else(|_| unreachable!());
-        let (s, m) = make_qkx2_quants(3, xs, &weights, lj, -0.5, 0.1, 15, true);
+        let (s, m) = make_qkx2_quants(&search, xs, &weights, lj);
         scales[j] = s;
         mins[j] = m;
         max_scale = if s > max_scale { s } else { max_scale };
