@@ -505,7 +505,8 @@ impl Inner {
 }
 
 /// A loaded model. Methods must not overlap (the JS side queues calls); an overlapping call
-/// gets an `invalid_argument` error instead of a panic.
+/// gets an `invalid_argument` error instead of a panic: `inner`'s borrow is the lock, an async
+/// call holds it across its awaits and every borrow is a `try_borrow*` ([`busy`] when taken).
 #[wasm_bindgen]
 pub struct Engine {
     inner: Rc<RefCell<Inner>>,
@@ -684,6 +685,8 @@ pub fn wasm_memory_bytes() -> f64 {
 /// Most tokens drafted per verification pass (adapted down while drafts are rejected).
 const DRAFT_TOKENS: usize = 6;
 
+// `inner`'s borrow is held across awaits on purpose (see Engine)
+#[allow(clippy::await_holding_refcell_ref)]
 #[wasm_bindgen]
 impl Engine {
     /// Makes `draft` (another engine, consumed) this one's draft model for
