@@ -40,12 +40,13 @@ import {
   toTyped,
 } from "./errors.js";
 import { openBlob } from "./blob.js";
+import { ChunkCache } from "./chunks.js";
+import { blockedByCors, ChangedError, differs, httpError, intOrNull, nameOf, parseContentRange, probe, readBody, RetriableError, shaOfEtag, TruncatedError } from "./range.js";
 import { checkMagic, normalizeUrl, raceAbort, sleep } from "./bytes.js";
 import { chunkCount, keyOf, META_VERSION, metaMatches, pickBackend, readMetaSafe, serial, serialTail } from "./storage.js";
 
 export { listCachedModels, deleteCachedModel, clearModelCache } from "./storage.js";
 
-const LRU_CHUNKS = 4; // 3 recently used + 1 read-ahead
 const MAX_PENDING_WRITES = 2; // cache writes queued before network fetching waits for them
 const REVALIDATE_TIMEOUT_MS = 3000;
 
@@ -139,8 +140,6 @@ export async function openSources(sources, opts = {}) {
 }
 
 
-
-
 // ---------------------------------------------------------------------------------------------
 // URL source
 
@@ -178,11 +177,10 @@ class UrlSource {
     this.mode = "range"; // or "stream" when the server ignores Range
     this.stream = null;
     this.streamLock = Promise.resolve();
-    this.lru = new Map();
+    this.chunks = new ChunkCache((i) => this.loadChunk(i), (i) => !this.closed && this.size != null && i < this.nChunks());
     // Chunks fetched but not yet in the cache (writes are queued): a read that comes back to one
     // after the LRU dropped it takes these bytes instead of the network.
     this.unwritten = new Map();
-    this.lastOffset = 0;
     this.completeAtOpen = false;
     this.opened = false;
     this.quotaCheck = null;
@@ -235,12 +233,12 @@ class UrlSource {
           if (await this.changedOnServer(meta)) throw new ChangedError();
           this.completeAtOpen = true;
         }
-        const c0 = await this.getChunk(0);
+        const c0 = await this.chunks.get(0);
         checkMagic(c0); // cached chunk 0 (a fetched one was checked on arrival)
         if (meta && !this.completeAtOpen && !this.gotResponse) {
           // A partial cache: fetch the first missing chunk now. It is needed soon anyway, and its
           // validators tell whether the cached chunks still belong to the file on the server.
-          await this.getChunk(this.firstMissing());
+          await this.chunks.get(this.firstMissing());
         }
         break;
       } catch (e) {
@@ -259,7 +257,7 @@ class UrlSource {
 
   useMeta(meta) {
     this.meta = meta;
-    this.lru.clear();
+    this.chunks.clear();
     this.stopStream();
     this.mode = "range";
     this.completeAtOpen = false;
@@ -355,54 +353,14 @@ class UrlSource {
       throw new InvalidArgumentError(`read(${offset}, ${length}) is outside the file (size ${this.size})`);
     }
     try {
-      return await raceAbort(this.readRange(offset, length), this.ac.signal);
+      return await raceAbort(this.chunks.read(offset, length, this.chunkSize), this.ac.signal);
     } catch (e) {
       if (this.closed) throw new DisposedError("the model source was closed");
       throw toTyped(e);
     }
   }
 
-  async readRange(offset, length) {
-    const out = new Uint8Array(length);
-    if (length === 0) return out;
-    const cs = this.chunkSize;
-    const first = Math.floor(offset / cs);
-    const last = Math.floor((offset + length - 1) / cs);
-    const forward = offset >= this.lastOffset;
-    this.lastOffset = offset;
-    for (let c = first; c <= last; c++) {
-      const p = this.getChunk(c);
-      // Read-ahead of one chunk for sequential reads, overlapping the network with the engine.
-      if (c < last || forward) this.prefetch(c + 1);
-      const bytes = await p;
-      const from = Math.max(offset, c * cs);
-      const to = Math.min(offset + length, c * cs + bytes.length);
-      out.set(bytes.subarray(from - c * cs, to - c * cs), from - offset);
-    }
-    return out;
-  }
-
-  prefetch(i) {
-    if (this.closed || this.size == null || i >= this.nChunks() || this.lru.has(i)) return;
-    this.getChunk(i).catch(() => {});
-  }
-
-  /** Chunk i (cache, memory or network), deduplicated, kept in a small LRU. */
-  getChunk(i) {
-    let p = this.lru.get(i);
-    if (p) {
-      this.lru.delete(i);
-      this.lru.set(i, p);
-      return p;
-    }
-    p = this.loadChunk(i);
-    this.lru.set(i, p);
-    // A failed chunk is forgotten so a later read tries again.
-    p.catch(() => { if (this.lru.get(i) === p) this.lru.delete(i); });
-    while (this.lru.size > LRU_CHUNKS) this.lru.delete(this.lru.keys().next().value);
-    return p;
-  }
-
+  /** Chunk i from the cache, the queued writes or the network (the chunk cache's loader). */
   async loadChunk(i) {
     this.throwIfAborted();
     const unwritten = this.unwritten.get(i);
@@ -520,7 +478,7 @@ class UrlSource {
     const d = this.digest;
     while (!d.off && !d.verified) {
       const i = d.next;
-      const bytes = await raceAbort(this.getChunk(i), this.ac.signal);
+      const bytes = await raceAbort(this.chunks.get(i), this.ac.signal);
       this.feed(i, bytes);
     }
   }
@@ -609,9 +567,9 @@ class UrlSource {
           // The server answered before, yet this fetch failed: if it still answers a HEAD, the
           // browser could not read this response (a body it failed to decode, such as a bogus
           // Content-Encoding: the fetch fails with no response to look at). Twice in a row → refused.
-          const probe = await this.probe();
-          if (probe.enc) this.fail(`${this.url}: the server sends ${what} with Content-Encoding: ${probe.enc}; a model must be served as is (identity), as byte ranges of a compressed body are not the file's bytes`);
-          if (probe.up) {
+          const head = await probe(this.url, this.ac.signal);
+          if (head.enc) this.fail(`${this.url}: the server sends ${what} with Content-Encoding: ${head.enc}; a model must be served as is (identity), as byte ranges of a compressed body are not the file's bytes`);
+          if (head.up) {
             const n = (this.unreadable.get(what) ?? 0) + 1;
             this.unreadable.set(what, n);
             if (n >= 2) this.fail(`${this.url}: the server answers, but twice the browser could not read its response for ${what} (${e.message}); a Content-Encoding it fails to decode (ERR_CONTENT_DECODING_FAILED) does this`);
@@ -619,7 +577,7 @@ class UrlSource {
         }
         if (e instanceof TypeError && !this.gotResponse && !this.corsChecked) {
           this.corsChecked = true;
-          if (await this.blockedByCors()) {
+          if (await blockedByCors(this.url, this.ac.signal)) {
             throw new NetworkError(`fetching ${this.url} was blocked by CORS: the server answers, but without ` +
               `Access-Control-Allow-Origin for ${globalThis.location?.origin ?? "this origin"} (it must also allow the Range header ` +
               `and expose Content-Range). Serve the model with CORS headers, or from this origin.`);
@@ -635,29 +593,6 @@ class UrlSource {
         await sleep(delay, this.ac.signal);
         delay = Math.min(delay * 2, 8000);
       }
-    }
-  }
-
-  /** A fetch failed with TypeError: does the server answer a HEAD ({up}), with which Content-Encoding ({enc}, other than identity)? */
-  async probe() {
-    try {
-      const res = await fetch(this.url, { method: "HEAD", cache: "no-store", signal: this.ac.signal });
-      const enc = res.headers.get("content-encoding");
-      return { up: true, enc: enc && enc.trim().toLowerCase() !== "identity" ? enc : null };
-    } catch {
-      return { up: false, enc: null };
-    }
-  }
-
-  /** A cross-origin fetch failed with TypeError: if a no-cors HEAD gets through, CORS is the cause. */
-  async blockedByCors() {
-    const here = globalThis.location?.origin;
-    if (!here || new URL(this.url).origin === here) return false;
-    try {
-      const res = await fetch(this.url, { method: "HEAD", mode: "no-cors", cache: "no-store", signal: this.ac.signal });
-      return res.type === "opaque";
-    } catch {
-      return false;
     }
   }
 
@@ -698,7 +633,10 @@ class UrlSource {
       bad(`the server answered bytes ${cr.start}-${cr.end} to a request for bytes ${start}-${end} (chunk ${i})`);
     }
     const want = end - start + 1;
-    const bytes = await this.readBody(res, want, i);
+    const bytes = await readBody(res, want, i, this.ac.signal, (n, got) => {
+      this.stats.networkBytes += n;
+      this.chunkPartial(i, got);
+    });
     let total = cr?.total ?? this.size;
     if (total == null) {
       // Content-Range not exposed cross-origin: a short first chunk is the whole file, else ask HEAD.
@@ -753,38 +691,6 @@ class UrlSource {
     this.validators.etag ??= v.etag;
     this.validators.lastModified ??= v.lastModified;
     this.validators.linkedEtag ??= v.linkedEtag;
-  }
-
-  async readBody(res, max, i) {
-    const reader = res.body.getReader();
-    const out = new Uint8Array(max);
-    let got = 0;
-    let done = false;
-    try {
-      for (;;) {
-        let r;
-        try {
-          r = await reader.read();
-        } catch (e) {
-          // the body broke off (connection lost, or a server that cuts it): retried once at most
-          // when it breaks at the same byte again (see retrying)
-          if (this.ac.signal.aborted) throw e;
-          throw new TruncatedError(i, got, max, e);
-        }
-        if (r.done) { done = true; break; }
-        const v = r.value;
-        this.stats.networkBytes += v.length;
-        // Some servers send past the requested end; the rest of the body is not this chunk.
-        const k = Math.min(v.length, max - got);
-        out.set(v.subarray(0, k), got);
-        got += k;
-        this.chunkPartial(i, got);
-        if (got === max) break;
-      }
-    } finally {
-      if (!done) reader.cancel().catch(() => {});
-    }
-    return got === max ? out : out.subarray(0, got);
   }
 
   // Range-less servers: one response body read front to back. Going backwards to a chunk that is
@@ -920,46 +826,14 @@ class UrlSource {
     this.userSignal?.removeEventListener("abort", this.onUserAbort);
     this.ac.abort();
     this.stopStream();
-    this.lru.clear();
+    this.chunks.clear();
     // Let queued cache writes of chunks already fetched land, so the next open finds them.
     await serialTail(this.key)?.catch(() => {});
   }
 }
 
-/** The server has a different file than the cached metadata (or than earlier in this load). */
-class ChangedError extends Error {
-  static { this.prototype.name = "ChangedError"; }
-}
-/** A failure worth retrying at the same chunk (short body, dropped connection). */
-class RetriableError extends Error {
-  static { this.prototype.name = "RetriableError"; }
-}
-/** A response body that broke off after `got` of `want` bytes. */
-class TruncatedError extends Error {
-  static { this.prototype.name = "TruncatedError"; }
-  constructor(chunk, got, want, cause) {
-    super(`the response broke off after ${got} of ${want} bytes (${cause?.message ?? cause})`);
-    this.chunk = chunk;
-    this.got = got;
-    this.want = want;
-  }
-}
-
-
-
-
-
-
-
-
-
-
-
-
-
 // ---------------------------------------------------------------------------------------------
 // Small helpers
-
 
 /**
  * 32-bit checksum of a chunk: FNV-1a-style multiply/xor over 32-bit words in two lanes, with a
@@ -987,54 +861,6 @@ function checksum(bytes) {
   h = Math.imul(h ^ (h >>> 16), 0xc2b2ae35);
   return (h ^ (h >>> 13)) >>> 0;
 }
-
-
-
-function nameOf(url) {
-  const u = new URL(url);
-  const last = u.pathname.split("/").filter(Boolean).pop();
-  try {
-    return last ? decodeURIComponent(last) : u.host;
-  } catch {
-    return last;
-  }
-}
-
-
-function intOrNull(s) {
-  if (s == null || !/^\d+$/.test(s.trim())) return null;
-  return Number(s.trim());
-}
-
-function parseContentRange(s) {
-  const m = s && /^\s*bytes\s+(\d+)-(\d+)\/(\d+|\*)\s*$/i.exec(s);
-  if (!m) return null;
-  return { start: Number(m[1]), end: Number(m[2]), total: m[3] === "*" ? null : Number(m[3]) };
-}
-
-/** The SHA-256 an ETag carries (64 hex digits, quoted or weak), or null. */
-function shaOfEtag(e) {
-  const m = e && /^(?:W\/)?"?([0-9a-fA-F]{64})"?$/.exec(e.trim());
-  return m ? m[1].toLowerCase() : null;
-}
-
-function normEtag(e) { return e == null ? null : e.replace(/^W\//, ""); }
-
-/** Different file? Size must match; then the ETag when both sides have one, else Last-Modified. */
-function differs(old, now) {
-  if (now.size != null && old.size != null && now.size !== old.size) return true;
-  if (old.etag && now.etag) return normEtag(old.etag) !== normEtag(now.etag);
-  if (old.lastModified && now.lastModified) return old.lastModified !== now.lastModified;
-  return false;
-}
-
-async function httpError(res, url) {
-  res.body?.cancel().catch(() => {});
-  const text = res.statusText ? ` ${res.statusText}` : "";
-  const hint = res.status === 401 || res.status === 403 ? " (the model may need authentication or accepting its license)" : "";
-  return new HttpError(`HTTP ${res.status}${text} for ${url}${hint}`, res.status);
-}
-
 
 function mb(n) { return `${(n / (1 << 20)).toFixed(1)} MiB`; }
 
