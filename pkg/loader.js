@@ -1,7 +1,8 @@
 // @ts-check
-// Model byte source for the engine: random-access reads over a URL (HTTP Range, chunked, cached
-// in the browser, resumable, retried; here) or a Blob/File (blob.js); the cache's storage
-// backends are storage.js, shared helpers bytes.js. Runs in a page or a module Web Worker, so
+// Model byte source for the engine: random-access reads over a URL (chunked, cached in the
+// browser, resumable, retried, verified; here) or a Blob/File (blob.js). The HTTP side of a URL
+// (Range requests, the Range-less stream, response checks) is range.js, the chunks held in
+// memory chunks.js, the cache's storage backends storage.js, shared helpers bytes.js. Runs in a page or a module Web Worker, so
 // it uses no DOM. The engine reads mostly sequential ranges of up to ~8 MiB; only a few chunks
 // are held in memory, never the whole file.
 //
@@ -32,7 +33,6 @@ import {
   HttpError,
   IntegrityError,
   InvalidArgumentError,
-  InvalidModelError,
   LlamaWebGPUError,
   NetworkError,
   QuotaExceededError,
@@ -41,7 +41,7 @@ import {
 } from "./errors.js";
 import { openBlob } from "./blob.js";
 import { ChunkCache } from "./chunks.js";
-import { blockedByCors, ChangedError, differs, httpError, intOrNull, nameOf, parseContentRange, probe, readBody, RetriableError, shaOfEtag, TruncatedError } from "./range.js";
+import { blockedByCors, ChangedError, differs, intOrNull, nameOf, probe, RemoteFile, RetriableError, shaOfEtag, TruncatedError } from "./range.js";
 import { checkMagic, normalizeUrl, raceAbort, sleep } from "./bytes.js";
 import { chunkCount, keyOf, META_VERSION, metaMatches, pickBackend, readMetaSafe, serial, serialTail } from "./storage.js";
 
@@ -158,7 +158,6 @@ class UrlSource {
     this.name = nameOf(this.url);
     this.cacheMode = cache;
     this.defaultChunkSize = chunkSize;
-    this.chunkSize = chunkSize;
     this.retries = retries;
     this.onDownload = onDownload;
     this.onCacheError = onCacheError;
@@ -172,11 +171,6 @@ class UrlSource {
     this.cacheOn = false; // writes allowed
     this.cacheError = null;
     this.meta = null;
-    this.size = null;
-    this.validators = null; // {size, etag, lastModified} the bytes must match
-    this.mode = "range"; // or "stream" when the server ignores Range
-    this.stream = null;
-    this.streamLock = Promise.resolve();
     this.chunks = new ChunkCache((i) => this.loadChunk(i), (i) => !this.closed && this.size != null && i < this.nChunks());
     // Chunks fetched but not yet in the cache (writes are queued): a read that comes back to one
     // after the LRU dropped it takes these bytes instead of the network.
@@ -184,15 +178,25 @@ class UrlSource {
     this.completeAtOpen = false;
     this.opened = false;
     this.quotaCheck = null;
-    this.gotResponse = false; // a response arrived, so a later TypeError is not CORS
     this.corsChecked = false;
     this.pendingWrites = 0;
     this.progress = { counted: new Set(), obtained: 0, partial: new Map(), reported: 0, lastEmit: 0 };
     this.stats = { networkBytes: 0, cacheBytes: 0, requests: 0 };
+    this.remote = new RemoteFile(this.url, chunkSize, this.ac.signal, this.stats, {
+      partial: (i, got) => this.chunkPartial(i, got),
+      // read on the way to a later chunk (a Range-less server): counted, hashed, cached like any
+      passed: (j, bytes) => {
+        if (this.meta?.chunks[j] != null) {
+          this.chunkObtained(j, bytes.length);
+          this.feed(j, bytes);
+        } else {
+          this.accept(j, bytes);
+        }
+      },
+    });
     this.expectedSha = sha256 ? sha256.toLowerCase() : null;
     this.digest = null; // the running SHA-256 (see feed), once the expected digest is known
     this.integrityError = null; // once set, every read fails with it
-    this.origin = null; // where the load's first response came from (after redirects)
     this.truncated = new Map(); // chunk → bytes its last response body broke off at
     this.unreadable = new Map(); // chunk → fetches in a row that failed while the server answered HEAD
   }
@@ -258,18 +262,10 @@ class UrlSource {
   useMeta(meta) {
     this.meta = meta;
     this.chunks.clear();
-    this.stopStream();
-    this.mode = "range";
     this.completeAtOpen = false;
-    if (meta) {
-      this.chunkSize = meta.chunkSize; // the cached grid wins over the requested chunk size
-      this.size = meta.size;
-      this.validators = { size: meta.size, etag: meta.etag, lastModified: meta.lastModified };
-    } else {
-      this.chunkSize = this.defaultChunkSize;
-      this.size = null;
-      this.validators = null;
-    }
+    // the cached grid wins over the requested chunk size
+    if (meta) this.remote.reset(meta.chunkSize, { size: meta.size, etag: meta.etag, lastModified: meta.lastModified });
+    else this.remote.reset(this.defaultChunkSize, null);
   }
 
   async openCache() {
@@ -376,7 +372,7 @@ class UrlSource {
     }
     await this.writeBackpressure();
     const bytes = await this.retrying(`chunk ${i}`, () =>
-      this.mode === "stream" ? this.withStreamLock(() => this.streamChunkOnce(i)) : this.rangedChunkOnce(i));
+      this.remote.chunkOnce(i));
     this.accept(i, bytes);
     return bytes;
   }
@@ -596,179 +592,6 @@ class UrlSource {
     }
   }
 
-  async fetch(init) {
-    this.stats.requests++;
-    const res = await fetch(this.url, { cache: "no-store", signal: this.ac.signal, ...init });
-    this.gotResponse = true;
-    return res;
-  }
-
-  async rangedChunkOnce(i) {
-    const cs = this.chunkSize;
-    const start = i * cs;
-    const end = (this.size == null ? start + cs : Math.min(this.size, start + cs)) - 1;
-    const res = await this.fetch({ headers: { Range: `bytes=${start}-${end}` } });
-    if (res.status === 200) {
-      // The server ignores Range: read its body sequentially from here on.
-      this.mode = "stream";
-      return this.withStreamLock(async () => {
-        if (this.stream) res.body?.cancel().catch(() => {});
-        else this.startStream(res);
-        return this.streamChunkOnce(i);
-      });
-    }
-    if (res.status === 416) {
-      res.body?.cancel().catch(() => {});
-      if (this.size == null) throw new InvalidModelError(`${this.url} is empty, not a GGUF model`);
-      throw new ChangedError(); // the file shrank
-    }
-    if (res.status !== 206) throw await httpError(res, this.url);
-    const bad = (why) => {
-      res.body?.cancel().catch(() => {});
-      throw new IntegrityError(`${this.url}: ${why}`);
-    };
-    this.checkResponse(res, i, bad);
-    const cr = parseContentRange(res.headers.get("content-range"));
-    if (cr && (cr.start !== start || cr.end < cr.start || cr.end > end || (cr.end < end && cr.total != null && cr.end !== cr.total - 1))) {
-      bad(`the server answered bytes ${cr.start}-${cr.end} to a request for bytes ${start}-${end} (chunk ${i})`);
-    }
-    const want = end - start + 1;
-    const bytes = await readBody(res, want, i, this.ac.signal, (n, got) => {
-      this.stats.networkBytes += n;
-      this.chunkPartial(i, got);
-    });
-    let total = cr?.total ?? this.size;
-    if (total == null) {
-      // Content-Range not exposed cross-origin: a short first chunk is the whole file, else ask HEAD.
-      total = bytes.length < want ? start + bytes.length : await this.headSize();
-    }
-    this.checkValidators(res.headers, total);
-    const len = this.chunkLen(i);
-    if (cr && cr.end - cr.start + 1 !== len) bad(`the server answered bytes ${cr.start}-${cr.end} to a request for bytes ${start}-${start + len - 1} (chunk ${i})`);
-    if (bytes.length !== len) bad(`the response for bytes ${start}-${start + len - 1} (chunk ${i}) ended after ${bytes.length} bytes`);
-    return bytes;
-  }
-
-  /** Headers that make a response's body not the file's bytes: a Content-Encoding, another origin. */
-  checkResponse(res, i, bad) {
-    const enc = res.headers.get("content-encoding");
-    if (enc && enc.trim().toLowerCase() !== "identity") {
-      bad(`the server sent chunk ${i} with Content-Encoding: ${enc}; a model must be served as is (identity), as byte ranges of a compressed body are not the file's bytes`);
-    }
-    let origin = null;
-    try {
-      origin = res.url ? new URL(res.url).origin : null;
-    } catch {
-      origin = null;
-    }
-    if (origin) {
-      this.origin ??= origin;
-      if (origin !== this.origin) {
-        bad(`chunk ${i} came from ${origin} (redirected), earlier chunks from ${this.origin}; a file from two origins is refused (pass sha256 to check such a file)`);
-      }
-    }
-  }
-
-  async headSize() {
-    const res = await this.fetch({ method: "HEAD" });
-    const len = intOrNull(res.headers.get("content-length"));
-    if (!res.ok || len == null) {
-      throw new NetworkError(`cannot learn the size of ${this.url}: the server does not expose Content-Range ` +
-        `(Access-Control-Expose-Headers) and HEAD gave no Content-Length`);
-    }
-    return len;
-  }
-
-  checkValidators(headers, size) {
-    const v = { size, etag: headers.get("etag"), lastModified: headers.get("last-modified"), linkedEtag: headers.get("x-linked-etag") };
-    if (!this.validators) {
-      this.validators = v;
-      this.size = size;
-      return;
-    }
-    if (differs(this.validators, v)) throw new ChangedError();
-    // Fill in what the cached metadata lacked (e.g. an ETag first exposed now).
-    this.validators.etag ??= v.etag;
-    this.validators.lastModified ??= v.lastModified;
-    this.validators.linkedEtag ??= v.linkedEtag;
-  }
-
-  // Range-less servers: one response body read front to back. Going backwards to a chunk that is
-  // neither in memory nor in the cache re-requests the file from the start.
-
-  withStreamLock(fn) {
-    const run = this.streamLock.then(fn);
-    this.streamLock = run.catch(() => {});
-    return run;
-  }
-
-  startStream(res) {
-    const len = res.headers.get("content-encoding") ? null : intOrNull(res.headers.get("content-length"));
-    if (len == null) {
-      res.body?.cancel().catch(() => {});
-      throw new NetworkError(`${this.url}: the server supports neither Range requests nor Content-Length, so the model size is unknown`);
-    }
-    this.checkValidators(res.headers, len);
-    const reader = res.body.getReader();
-    this.stream = { reader, pos: 0, buf: null, off: 0 };
-  }
-
-  stopStream() {
-    if (this.stream) this.stream.reader.cancel().catch(() => {});
-    this.stream = null;
-  }
-
-  async streamChunkOnce(i) {
-    const start = i * this.chunkSize;
-    if (this.stream && this.stream.pos > start) this.stopStream();
-    try {
-      if (!this.stream) {
-        const res = await this.fetch({});
-        if (res.status !== 200) throw await httpError(res, this.url);
-        this.startStream(res);
-      }
-      while (this.stream.pos < start) {
-        // Chunks before the one wanted have to be read anyway: keep them in the cache.
-        const j = this.stream.pos / this.chunkSize;
-        const b = await this.take(this.chunkLen(j), j);
-        if (this.meta?.chunks[j] != null) {
-          this.chunkObtained(j, b.length);
-          this.feed(j, b);
-        } else {
-          this.accept(j, b);
-        }
-      }
-      return await this.take(this.chunkLen(i), i);
-    } catch (e) {
-      this.stopStream();
-      throw e;
-    }
-  }
-
-  async take(n, i) {
-    const s = this.stream;
-    const out = new Uint8Array(n);
-    let got = 0;
-    while (got < n) {
-      if (!s.buf || s.off >= s.buf.length) {
-        const r = await s.reader.read();
-        if (r.done) break;
-        s.buf = r.value;
-        s.off = 0;
-        this.stats.networkBytes += s.buf.length;
-        continue;
-      }
-      const k = Math.min(n - got, s.buf.length - s.off);
-      out.set(s.buf.subarray(s.off, s.off + k), got);
-      s.off += k;
-      got += k;
-      this.chunkPartial(i, got);
-    }
-    s.pos += got;
-    if (got < n) throw new RetriableError(`the response ended ${n - got} bytes early`);
-    return out;
-  }
-
   // --- progress ------------------------------------------------------------------------------
 
   chunkPartial(i, bytes) {
@@ -806,8 +629,14 @@ class UrlSource {
 
   // --- helpers -------------------------------------------------------------------------------
 
+  /** What the responses (or the cache) said of the file: its size and validators, and the chunk grid. */
+  get size() { return this.remote.size; }
+  get validators() { return this.remote.validators; }
+  get chunkSize() { return this.remote.chunkSize; }
+  /** A response arrived, so a later TypeError is not CORS. */
+  get gotResponse() { return this.remote.gotResponse; }
   nChunks() { return chunkCount(this.size, this.chunkSize); }
-  chunkLen(i) { return this.size == null ? this.chunkSize : Math.max(0, Math.min(this.chunkSize, this.size - i * this.chunkSize)); }
+  chunkLen(i) { return this.remote.chunkLen(i); }
   isComplete() { return Object.keys(this.meta.chunks).length === this.nChunks(); }
   firstMissing() {
     const n = this.nChunks();
@@ -825,7 +654,7 @@ class UrlSource {
     this.closed = true;
     this.userSignal?.removeEventListener("abort", this.onUserAbort);
     this.ac.abort();
-    this.stopStream();
+    this.remote.stopStream();
     this.chunks.clear();
     // Let queued cache writes of chunks already fetched land, so the next open finds them.
     await serialTail(this.key)?.catch(() => {});
