@@ -2,9 +2,9 @@
 // Model byte source for the engine: random-access reads over a URL (chunked, cached in the
 // browser, resumable, retried, verified; here) or a Blob/File (blob.js). The HTTP side of a URL
 // (Range requests, the Range-less stream, response checks) is range.js, the chunks held in
-// memory chunks.js, the cache's storage backends storage.js, shared helpers bytes.js. Runs in a page or a module Web Worker, so
-// it uses no DOM. The engine reads mostly sequential ranges of up to ~8 MiB; only a few chunks
-// are held in memory, never the whole file.
+// memory chunks.js, the cache's storage backends storage.js, shared helpers bytes.js. Runs in a
+// page or a module Web Worker, so it uses no DOM. The engine reads mostly sequential ranges of up
+// to ~8 MiB; only a few chunks are held in memory, never the whole file.
 //
 // Cache layout (OPFS, or the Cache API where OPFS cannot write):
 //   llama-webgpu-cache/<hash of url>/meta.json   {version, url, size, etag, lastModified,
