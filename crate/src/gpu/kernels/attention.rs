@@ -528,3 +528,20 @@ pub fn attention(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::flash_cpu_source;
+
+    #[test]
+    fn cpu_template_lines_repeat_per_head_and_chunk() {
+        let t = "a\n  #g x{g};\n #j y{j};\n#gj z{g}_{j};\nb {g}";
+        let want = "a\n  x0;\n  x1;\n  x2;\n y0;\n y1;\nz0_0;\nz0_1;\nz1_0;\nz1_1;\nz2_0;\nz2_1;\nb {g}\n";
+        assert_eq!(flash_cpu_source(t, 3, 2), want);
+        // the shipped template expands to no marker lines and no placeholders
+        let src = flash_cpu_source(super::ATTENTION_CPU, 4, 2);
+        let code = src.lines().filter(|l| !l.trim_start().starts_with("//"));
+        assert!(code.clone().all(|l| !l.trim_start().starts_with('#') && !l.contains("{g}") && !l.contains("{j}")));
+        assert!(src.contains("acc3_1") && !src.contains("acc4_0") && !src.contains("acc0_2"));
+    }
+}
