@@ -326,6 +326,37 @@ fn cpu_variant(gpu: &Gpu) -> Option<u32> {
     (gpu.cpu_matmul && gpu.subgroups && n == gpu.subgroup_max_size && (4..=64).contains(&n)).then_some(n)
 }
 
+/// attention_cpu.wgsl's kernel for `g` query heads per KV head and `nc` value chunks per lane:
+/// its `#g `, `#j ` and `#gj ` lines repeated per head and chunk, so that each per-head,
+/// per-chunk value is a named variable (lavapipe keeps private arrays in memory).
+fn flash_cpu_source(template: &str, g: u32, nc: u32) -> String {
+    let mut out = String::with_capacity(template.len() * 2);
+    for line in template.lines() {
+        let body = line.trim_start();
+        let indent = &line[..line.len() - body.len()];
+        let (gs, js, rest) = if let Some(r) = body.strip_prefix("#gj ") {
+            (g, nc, r)
+        } else if let Some(r) = body.strip_prefix("#g ") {
+            (g, 1, r)
+        } else if let Some(r) = body.strip_prefix("#j ") {
+            (1, nc, r)
+        } else {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        };
+        for gi in 0..gs {
+            for ji in 0..js {
+                let l = rest.replace("{g}", &gi.to_string()).replace("{j}", &ji.to_string());
+                out.push_str(indent);
+                out.push_str(&l);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
 fn flash_cpu_pipeline(gpu: &Gpu, s: AttnShape, kv: KvLayout, wg: u32) -> Result<std::sync::Arc<wgpu::ComputePipeline>> {
     let hd = s.head_dim;
     let g = s.n_head / s.n_kv;
@@ -338,7 +369,8 @@ fn flash_cpu_pipeline(gpu: &Gpu, s: AttnShape, kv: KvLayout, wg: u32) -> Result<
     let pre =
         format!("fn kv4(v: bool, base: u32, c: u32) -> vec4<f32> {{ return kv4_{}(v, base, c); }}\n", kv.ty.name());
     let key = format!("flash_cpu hd{hd} g{g} wg{wg} {}", kv.ty);
-    pipeline(gpu, &key, &consts, &FLASH_SLOTS, &[ATTENTION_COMMON, ATTENTION_CPU, KV_READ, &pre])
+    let src = flash_cpu_source(ATTENTION_CPU, g, (hd / 4).div_ceil(wg));
+    pipeline(gpu, &key, &consts, &FLASH_SLOTS, &[ATTENTION_COMMON, &src, KV_READ, &pre])
 }
 
 /// Key splits of each cache part (`parts`: positions per part) in a decode pass: enough
@@ -495,4 +527,21 @@ pub fn attention(
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::flash_cpu_source;
+
+    #[test]
+    fn cpu_template_lines_repeat_per_head_and_chunk() {
+        let t = "a\n  #g x{g};\n #j y{j};\n#gj z{g}_{j};\nb {g}";
+        let want = "a\n  x0;\n  x1;\n  x2;\n y0;\n y1;\nz0_0;\nz0_1;\nz1_0;\nz1_1;\nz2_0;\nz2_1;\nb {g}\n";
+        assert_eq!(flash_cpu_source(t, 3, 2), want);
+        // the shipped template expands to no marker lines and no placeholders
+        let src = flash_cpu_source(super::ATTENTION_CPU, 4, 2);
+        let code = src.lines().filter(|l| !l.trim_start().starts_with("//"));
+        assert!(code.clone().all(|l| !l.trim_start().starts_with('#') && !l.contains("{g}") && !l.contains("{j}")));
+        assert!(src.contains("acc3_1") && !src.contains("acc4_0") && !src.contains("acc0_2"));
+    }
 }
