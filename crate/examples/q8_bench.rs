@@ -6,6 +6,8 @@
 //!     cargo run --release --example q8_bench [-- REPS [TOKENS]]
 //!
 //! `TOKENS` > 1 times the several-token path (`rows_dots`, speculative verification and prefill).
+//! `Q8_BENCH_ONLY=NAME` keeps the shapes whose name contains NAME, `Q8_BENCH_SIMD=LEVEL` the
+//! SIMD levels named so (e.g. `Q8_BENCH_ONLY=output Q8_BENCH_SIMD=avx512`).
 
 use llama_webgpu::cpu::dot::{self, Simd};
 use llama_webgpu::cpu::q8::{self, Q8Act};
@@ -16,6 +18,7 @@ fn main() {
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let reps = args.first().copied().unwrap_or(30);
     let n = args.get(1).copied().unwrap_or(1).max(1);
+    let only = std::env::var("Q8_BENCH_ONLY").unwrap_or_default();
     let shapes = [
         ("smollm2 ffn_up", GgmlType::Q4_1, 1536, 576),
         ("smollm2 ffn_down", GgmlType::Q4_1, 576, 1536),
@@ -25,13 +28,16 @@ fn main() {
         ("1b ffn_down q5_k", GgmlType::Q5K, 2048, 8192),
         ("1b ffn_up q4_0", GgmlType::Q4_0, 8192, 2048),
         ("1b ffn_up q8_0", GgmlType::Q8_0, 8192, 2048),
+        // larger than the caches: weights stream from memory, as in decode
+        ("1b output", GgmlType::Q6K, 128256, 2048),
+        ("1b ffn_up x16", GgmlType::Q4K, 16 * 8192, 2048),
     ];
     let mut seed = 7u64;
     let mut next = move || {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (seed >> 33) as u32
     };
-    for (name, ty, rows, cols) in shapes {
+    for (name, ty, rows, cols) in shapes.into_iter().filter(|s| s.0.contains(only.as_str())) {
         let Some(rb) = ty.bytes_for(cols as u64).map(|b| b as usize) else { continue };
         let Some(kind) = q8::kind(ty) else { continue };
         let w = q8::random_blocks(ty, rb * rows, &mut next);
@@ -47,7 +53,8 @@ fn main() {
                 })
                 .fold(f64::INFINITY, f64::min)
         };
-        for simd in Simd::available() {
+        let level = std::env::var("Q8_BENCH_SIMD").unwrap_or_default();
+        for simd in Simd::available().into_iter().filter(|s| s.name().contains(level.as_str())) {
             let exact = time(&mut || {
                 if n == 1 {
                     dot::rows_dot(simd, ty, &w, rb, &x, &mut out);

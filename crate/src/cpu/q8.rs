@@ -196,6 +196,27 @@ fn fits(ty: GgmlType, row_bytes: usize, a: &Q8Row) -> bool {
         && (k == Kind::K || a.dds.len() == 2 * a.d.len())
 }
 
+/// How far ahead of the block being dotted the x86 kernels prefetch the weights. Decode streams
+/// every matrix from memory once, and one core's hardware prefetchers alone leave the kernels
+/// waiting on each block's first load (`perf annotate`): 1B shapes from memory, one thread,
+/// Q4_K 1.9 → 3.4 GB/s, Q6_K 2.8 → 3.4 GB/s (q8_bench, under load).
+#[cfg(target_arch = "x86_64")]
+const PREFETCH: usize = 2048;
+
+/// Prefetches the cache lines of `len` bytes [`PREFETCH`] bytes past `p` (a prefetch never
+/// faults: past the end of the weights it is dropped).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn prefetch(p: *const u8, len: usize) {
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    let mut o = 0;
+    while o < len {
+        // SAFETY: SSE is baseline on x86_64; the address is only a hint.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH + o) as *const i8) };
+        o += 64;
+    }
+}
+
 /// Whether the `Avx512` level's integer kernels ([`avx512`]) run: they need VNNI and BW on
 /// top of AVX-512F (else that level runs the AVX2 ones).
 #[cfg(target_arch = "x86_64")]

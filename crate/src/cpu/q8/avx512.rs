@@ -13,7 +13,7 @@
 //!
 //! So every integer sum is the scalar kernel's; only the f32 scaling's rounding differs.
 
-use super::Q8Row;
+use super::{prefetch, Q8Row};
 use crate::cpu::dot::avx2::half;
 use crate::gguf::GgmlType;
 use std::arch::x86_64::*;
@@ -144,6 +144,7 @@ unsafe fn q8_0<const T: usize>(w: *const u8, nb: usize, a: &[Q8Row; T]) -> [f32;
     unsafe {
         b32(nb, a, |b, two| {
             let (p0, p1) = (w.add(34 * b), w.add(34 * b + 34));
+            prefetch(p0, 68);
             let hi = if two { load256(p1.add(2)) } else { _mm256_set1_epi8(-128) };
             let q = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(load256(p0.add(2))), hi);
             // q + 128, unsigned (a lone block's zero half stays zero)
@@ -160,6 +161,7 @@ unsafe fn q4<const Q41: bool, const T: usize>(w: *const u8, nb: usize, a: &[Q8Ro
     unsafe {
         b32(nb, a, |b, two| {
             let (p0, p1) = (w.add(ts * b), w.add(ts * b + ts));
+            prefetch(p0, 2 * ts);
             let q = nibbles2(p0.add(qoff), p1.add(qoff), two);
             Pair { q, dc: if Q41 { with_min(p0, p1, two) } else { centred(p0, p1, two, -8.0) } }
         })
@@ -173,6 +175,7 @@ unsafe fn q5<const Q51: bool, const T: usize>(w: *const u8, nb: usize, a: &[Q8Ro
     unsafe {
         b32(nb, a, |b, two| {
             let (p0, p1) = (w.add(ts * b), w.add(ts * b + ts));
+            prefetch(p0, 2 * ts);
             let q = nibbles2(p0.add(qs_at), p1.add(qs_at), two);
             // bit v of a block's qh is the fifth bit of its value v, which is byte v here
             let h1 = if two { u32_at(p1.add(qh_at)) as u32 as u64 } else { 0 };
@@ -212,6 +215,7 @@ unsafe fn q45_k<const Q5: bool, const T: usize>(w: *const u8, nb: usize, a: &[Q8
     unsafe {
         for i in 0..nb {
             let p = w.add(ts * i);
+            prefetch(p, ts);
             let (dw, dmin) = (half(p), half(p.add(2)));
             let sm = _mm256_cvtepu8_epi16(super::avx2::scales_mins_k4(p.add(4)));
             let mins = _mm256_extracti128_si256::<1>(sm);
@@ -283,6 +287,7 @@ unsafe fn q6_k<const T: usize>(w: *const u8, nb: usize, a: &[Q8Row; T]) -> [f32;
     unsafe {
         for i in 0..nb {
             let p = w.add(210 * i);
+            prefetch(p, 210);
             let dw = half(p.add(208));
             let sc = _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(192) as *const __m128i));
             let mut sumi = [_mm512_setzero_si512(); T];
