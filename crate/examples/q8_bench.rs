@@ -47,15 +47,22 @@ fn main() {
         let time = |f: &mut dyn FnMut()| {
             (0..reps)
                 .map(|_| {
-                    let t = Instant::now();
+                    let (t, c) = (Instant::now(), on_cpu());
                     f();
-                    t.elapsed().as_secs_f64()
+                    match (c, on_cpu()) {
+                        (Some(a), Some(b)) => b - a,
+                        _ => t.elapsed().as_secs_f64(),
+                    }
                 })
                 .fold(f64::INFINITY, f64::min)
         };
         let level = std::env::var("Q8_BENCH_SIMD").unwrap_or_default();
         for simd in Simd::available().into_iter().filter(|s| s.name().contains(level.as_str())) {
+            let skip_exact = std::env::var_os("Q8_BENCH_INT8_ONLY").is_some();
             let exact = time(&mut || {
+                if skip_exact {
+                    return;
+                }
                 if n == 1 {
                     dot::rows_dot(simd, ty, &w, rb, &x, &mut out);
                 } else {
@@ -86,4 +93,12 @@ fn main() {
             );
         }
     }
+}
+
+/// This thread's time on a CPU in seconds (Linux's schedstat), with `Q8_BENCH_CPU_TIME` set:
+/// on a machine shared with other work, the time the kernel ran rather than waited for a core.
+fn on_cpu() -> Option<f64> {
+    std::env::var_os("Q8_BENCH_CPU_TIME")?;
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    Some(s.split_whitespace().next()?.parse::<f64>().ok()? * 1e-9)
 }
