@@ -6,6 +6,8 @@
 //!     cargo run --release --example q8_bench [-- REPS [TOKENS]]
 //!
 //! `TOKENS` > 1 times the several-token path (`rows_dots`, speculative verification and prefill).
+//! `Q8_BENCH_ONLY=NAME` keeps the shapes whose name contains NAME, `Q8_BENCH_SIMD=LEVEL` the
+//! SIMD levels named so (e.g. `Q8_BENCH_ONLY=output Q8_BENCH_SIMD=avx512`).
 
 use llama_webgpu::cpu::dot::{self, Simd};
 use llama_webgpu::cpu::q8::{self, Q8Act};
@@ -16,6 +18,7 @@ fn main() {
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let reps = args.first().copied().unwrap_or(30);
     let n = args.get(1).copied().unwrap_or(1).max(1);
+    let only = std::env::var("Q8_BENCH_ONLY").unwrap_or_default();
     let shapes = [
         ("smollm2 ffn_up", GgmlType::Q4_1, 1536, 576),
         ("smollm2 ffn_down", GgmlType::Q4_1, 576, 1536),
@@ -25,13 +28,16 @@ fn main() {
         ("1b ffn_down q5_k", GgmlType::Q5K, 2048, 8192),
         ("1b ffn_up q4_0", GgmlType::Q4_0, 8192, 2048),
         ("1b ffn_up q8_0", GgmlType::Q8_0, 8192, 2048),
+        // larger than the caches: weights stream from memory, as in decode
+        ("1b output", GgmlType::Q6K, 128256, 2048),
+        ("1b ffn_up x16", GgmlType::Q4K, 16 * 8192, 2048),
     ];
     let mut seed = 7u64;
     let mut next = move || {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (seed >> 33) as u32
     };
-    for (name, ty, rows, cols) in shapes {
+    for (name, ty, rows, cols) in shapes.into_iter().filter(|s| s.0.contains(only.as_str())) {
         let Some(rb) = ty.bytes_for(cols as u64).map(|b| b as usize) else { continue };
         let Some(kind) = q8::kind(ty) else { continue };
         let w = q8::random_blocks(ty, rb * rows, &mut next);
@@ -41,14 +47,22 @@ fn main() {
         let time = |f: &mut dyn FnMut()| {
             (0..reps)
                 .map(|_| {
-                    let t = Instant::now();
+                    let (t, c) = (Instant::now(), on_cpu());
                     f();
-                    t.elapsed().as_secs_f64()
+                    match (c, on_cpu()) {
+                        (Some(a), Some(b)) => b - a,
+                        _ => t.elapsed().as_secs_f64(),
+                    }
                 })
                 .fold(f64::INFINITY, f64::min)
         };
-        for simd in Simd::available() {
+        let level = std::env::var("Q8_BENCH_SIMD").unwrap_or_default();
+        for simd in Simd::available().into_iter().filter(|s| s.name().contains(level.as_str())) {
+            let skip_exact = std::env::var_os("Q8_BENCH_INT8_ONLY").is_some();
             let exact = time(&mut || {
+                if skip_exact {
+                    return;
+                }
                 if n == 1 {
                     dot::rows_dot(simd, ty, &w, rb, &x, &mut out);
                 } else {
@@ -79,4 +93,12 @@ fn main() {
             );
         }
     }
+}
+
+/// This thread's time on a CPU in seconds (Linux's schedstat), with `Q8_BENCH_CPU_TIME` set:
+/// on a machine shared with other work, the time the kernel ran rather than waited for a core.
+fn on_cpu() -> Option<f64> {
+    std::env::var_os("Q8_BENCH_CPU_TIME")?;
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    Some(s.split_whitespace().next()?.parse::<f64>().ok()? * 1e-9)
 }

@@ -67,6 +67,9 @@ pub struct Q8Act {
     /// The 32-value kinds' `[d, d·Σq]` per block (Q8_1's `d` and `s`), for kernels that scale
     /// two blocks at once; empty for Q8_K.
     dds: Vec<f32>,
+    /// Q8_K's `d·Σq` per 32 values (8 per block), for the mins of Q4_K/Q5_K in kernels that
+    /// apply them in f32 (one multiply-add per block and token); empty for the 32-value kinds.
+    dsums: Vec<f32>,
 }
 
 /// One token of a [`Q8Act`]: `cols` quants, a scale per block and a `Σq` per `sum_len`.
@@ -77,6 +80,8 @@ pub struct Q8Row<'a> {
     pub sums: &'a [i16],
     /// `[d, d·Σq]` per block for the 32-value kinds, empty for Q8_K.
     pub dds: &'a [f32],
+    /// Q8_K's `d·Σq` per 32 values, empty for the 32-value kinds.
+    pub dsums: &'a [f32],
 }
 
 impl Q8Act {
@@ -96,6 +101,7 @@ impl Q8Act {
             d: vec![0.0; n * cols / bs],
             sums: vec![0; n * cols / ss],
             dds: vec![0.0; dds],
+            dsums: vec![0.0; if kind == Kind::K { n * cols / 32 } else { 0 }],
         };
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx2") {
@@ -115,6 +121,7 @@ impl Q8Act {
             d: &self.d[t * c / bs..(t + 1) * c / bs],
             sums: &self.sums[t * c / ss..(t + 1) * c / ss],
             dds: if self.dds.is_empty() { &[] } else { &self.dds[2 * t * c / bs..2 * (t + 1) * c / bs] },
+            dsums: if self.dsums.is_empty() { &[] } else { &self.dsums[t * c / 32..(t + 1) * c / 32] },
         }
     }
 
@@ -144,6 +151,12 @@ fn fill(a: &mut Q8Act, x: &[f32]) {
     for ((dds, d), s) in a.dds.chunks_exact_mut(2).zip(&a.d).zip(&a.sums) {
         dds[0] = *d;
         dds[1] = *d * *s as f32;
+    }
+    // Q8_K: 8 per block, from its 16 sums per block
+    for (i, (ds, s)) in a.dsums.chunks_exact_mut(8).zip(a.sums.chunks_exact(16)).enumerate() {
+        for (j, v) in ds.iter_mut().enumerate() {
+            *v = a.d[i] * (s[2 * j] as i32 + s[2 * j + 1] as i32) as f32;
+        }
     }
 }
 
@@ -194,6 +207,28 @@ fn fits(ty: GgmlType, row_bytes: usize, a: &Q8Row) -> bool {
         && a.d.len() * k.block() == cols
         && a.sums.len() * k.sum_len() == cols
         && (k == Kind::K || a.dds.len() == 2 * a.d.len())
+        && (k == Kind::B32 || a.dsums.len() == 8 * a.d.len())
+}
+
+/// How far ahead of the block being dotted the x86 kernels prefetch the weights. Decode streams
+/// every matrix from memory once, and one core's hardware prefetchers alone leave the kernels
+/// waiting on each block's first load (`perf annotate`): 1B shapes from memory, one thread,
+/// Q4_K 1.9 → 3.4 GB/s, Q6_K 2.8 → 3.4 GB/s (q8_bench, under load).
+#[cfg(target_arch = "x86_64")]
+const PREFETCH: usize = 2048;
+
+/// Prefetches the cache lines of `len` bytes [`PREFETCH`] bytes past `p` (a prefetch never
+/// faults: past the end of the weights it is dropped).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn prefetch(p: *const u8, len: usize) {
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    let mut o = 0;
+    while o < len {
+        // SAFETY: SSE is baseline on x86_64; the address is only a hint.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH + o) as *const i8) };
+        o += 64;
+    }
 }
 
 /// Whether the `Avx512` level's integer kernels ([`avx512`]) run: they need VNNI and BW on
@@ -225,41 +260,65 @@ pub fn rows_dot(simd: Simd, ty: GgmlType, w: &[u8], row_bytes: usize, a: Q8Row, 
 }
 
 /// `out[r · n + t] = row_r · token_t` for the consecutive rows of `w` and the `n` tokens of `a`
-/// (prefill, speculative verification): each row is read once and dotted with every token
-/// while it is in L1, up to 4 tokens at a time where a kernel takes several (it unpacks the
-/// weights once for them; each token's result is the same bits as alone).
+/// (prefill, speculative verification): tiles of up to 4 or 8 tokens where a kernel takes several
+/// (it unpacks the weights once for them; each token's result is the same bits as alone). The
+/// rows go in groups that stay in L1 with a tile's activations, each tile dotted with every
+/// row of the group: the activations of many tokens exceed L1 (64 tokens of 2048: 128 KiB),
+/// and re-read from L2 for every row they bounded prefill.
 pub fn rows_dots(simd: Simd, ty: GgmlType, w: &[u8], row_bytes: usize, a: &Q8Act, out: &mut [f32]) {
     let n = a.n.max(1);
     let tokens: Vec<Q8Row> = (0..a.n).map(|t| a.row(t)).collect();
     #[cfg(target_arch = "x86_64")]
     let tiles = matches!(simd, Simd::Avx2 | Simd::Avx512) && a.n > 0 && fits(ty, row_bytes, &a.row(0));
-    for (r, o) in out.chunks_mut(n).enumerate() {
-        let row = w.get(r * row_bytes..(r + 1) * row_bytes).unwrap_or(&[]);
+    #[cfg(not(target_arch = "x86_64"))]
+    let tiles = false;
+    let (len, rows) = (out.len(), out.len().div_ceil(n));
+    // rows whose bytes leave half of a 48 KiB L1 to a tile's activations
+    let group = if tiles { (16 * 1024 / row_bytes.max(1)).clamp(1, 16) } else { 1 };
+    let mut r0 = 0;
+    while r0 < rows {
+        let g = group.min(rows - r0);
         #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
         let mut t = 0;
         #[cfg(target_arch = "x86_64")]
-        if tiles && row.len() == row_bytes {
-            while t < o.len().min(tokens.len()) {
-                let k = (o.len().min(tokens.len()) - t).min(4);
-                let (a, o) = (&tokens[t..t + k], &mut o[t..t + k]);
-                // SAFETY: the Simd level's features (and vnni()); the row holds whole blocks
-                // covering each token (`fits`, and every token of `a` is as wide as token 0).
-                unsafe {
-                    if simd == Simd::Avx512 && vnni() {
-                        avx512::tile(ty, row.as_ptr(), a, o)
-                    } else {
-                        avx2::tile(ty, row.as_ptr(), a, o)
+        if tiles {
+            // the last row's outputs may be fewer than n
+            let m = n.min(tokens.len()).min(len - (r0 + g - 1) * n);
+            let avx512 = simd == Simd::Avx512 && vnni();
+            // AVX-512's 32 registers hold 8 tokens' K-quant accumulators (the unpacking shared
+            // by twice the tokens: Q5_K ~10% faster at 64 tokens, Q4_K/Q6_K even; the 32-value
+            // kernels spill at 8 and lose ~20%)
+            let wide = if avx512 && kind(ty) == Some(Kind::K) { 8 } else { 4 };
+            while t < m {
+                let k = if m - t >= wide { wide } else { (m - t).min(4) };
+                for r in r0..r0 + g {
+                    let Some(row) = w.get(r * row_bytes..(r + 1) * row_bytes) else { continue };
+                    let (a, o) = (&tokens[t..t + k], &mut out[r * n + t..][..k]);
+                    // SAFETY: the Simd level's features (and vnni()); the row holds whole blocks
+                    // covering each token (`fits`, and every token of `a` is as wide as token 0).
+                    unsafe {
+                        if avx512 {
+                            avx512::tile(ty, row.as_ptr(), a, o)
+                        } else {
+                            avx2::tile(ty, row.as_ptr(), a, o)
+                        }
                     }
                 }
                 t += k;
             }
         }
-        for (t, v) in o.iter_mut().enumerate().skip(t) {
-            match tokens.get(t) {
-                Some(a) => rows_dot(simd, ty, row, row_bytes, *a, std::slice::from_mut(v)),
-                None => *v = 0.0,
+        for r in r0..r0 + g {
+            let row = w.get(r * row_bytes..(r + 1) * row_bytes).unwrap_or(&[]);
+            // tokens the tiles did not take (all of them without tiles, or for a short row)
+            let done = if tiles && row.len() == row_bytes { t } else { 0 };
+            for (t, v) in out[r * n..len.min((r + 1) * n)].iter_mut().enumerate().skip(done) {
+                match tokens.get(t) {
+                    Some(a) => rows_dot(simd, ty, row, row_bytes, *a, std::slice::from_mut(v)),
+                    None => *v = 0.0,
+                }
             }
         }
+        r0 += g;
     }
 }
 
@@ -407,8 +466,8 @@ mod tests {
         }
     }
 
-    /// Prefill's several-token kernels (tiles of 4, 3, 2 and 1 tokens) give every token the
-    /// bits it gets alone.
+    /// Prefill's several-token kernels (tiles of 8, 4, 3, 2 and 1 tokens, 13 = 8 + 4 + 1 and
+    /// 4 + 4 + 4 + 1) give every token the bits it gets alone.
     #[test]
     fn several_tokens_at_once_give_each_token_its_own_bits() {
         let mut seed = 5u64;
@@ -417,7 +476,9 @@ mod tests {
             (seed >> 33) as u32
         };
         let rows = 3;
-        for (ty, n) in GgmlType::ALL.into_iter().filter(|t| kind(*t).is_some()).flat_map(|t| [(t, 5), (t, 6), (t, 7)]) {
+        for (ty, n) in
+            GgmlType::ALL.into_iter().filter(|t| kind(*t).is_some()).flat_map(|t| [(t, 5), (t, 6), (t, 7), (t, 13)])
+        {
             // 17 blocks of 32: the two-block kernels end on one
             let cols = if kind(ty) == Some(Kind::B32) { 544 } else { 512 };
             let rb = ty.bytes_for(cols as u64).unwrap() as usize;

@@ -5,7 +5,7 @@
 //! middle quant (Q4_0's 8, Q5_0's 16, Q6_K's 32) subtract `maddubs(c, y)` in i16, so every
 //! integer sum is the scalar kernel's; the formats with a min add `m·d_x·Σq_x` in f32.
 
-use super::Q8Row;
+use super::{prefetch, Q8Row};
 use crate::cpu::dot::avx2::{half, hsum};
 use crate::gguf::GgmlType;
 use std::arch::x86_64::*;
@@ -100,6 +100,7 @@ unsafe fn q8_0<const T: usize>(w: *const u8, nb: usize, a: &[Q8Row; T]) -> [f32;
             a,
             |b| {
                 let p = w.add(34 * b);
+                prefetch(p, 34);
                 (half(p), load(p.add(2)), 0.0)
             },
             // |x| unsigned, y with x's sign: the same products
@@ -118,6 +119,7 @@ unsafe fn q4<const Q41: bool, const T: usize>(w: *const u8, nb: usize, a: &[Q8Ro
             a,
             |b| {
                 let p = w.add(ts * b);
+                prefetch(p, ts);
                 (half(p), nibbles32(p.add(qoff)), if Q41 { half(p.add(2)) } else { 0.0 })
             },
             |q, y| if Q41 { dot_u8i8(q, y) } else { dot_centred::<8>(q, y) },
@@ -136,6 +138,7 @@ unsafe fn q5<const Q51: bool, const T: usize>(w: *const u8, nb: usize, a: &[Q8Ro
             a,
             |b| {
                 let p = w.add(ts * b);
+                prefetch(p, ts);
                 let q = _mm256_or_si256(nibbles32(p.add(qs_at)), _mm256_and_si256(bits32(p.add(qh_at)), m16));
                 (half(p), q, if Q51 { half(p.add(2)) } else { 0.0 })
             },
@@ -181,6 +184,7 @@ unsafe fn q45_k<const Q5: bool, const T: usize>(w: *const u8, nb: usize, a: &[Q8
     unsafe {
         for i in 0..nb {
             let p = w.add(ts * i);
+            prefetch(p, ts);
             let (dw, dmin) = (half(p), half(p.add(2)));
             let sm = _mm256_cvtepu8_epi16(scales_mins_k4(p.add(4)));
             let mins = _mm256_extracti128_si256::<1>(sm);
@@ -247,6 +251,7 @@ unsafe fn q6_k<const T: usize>(w: *const u8, nb: usize, a: &[Q8Row; T]) -> [f32;
     unsafe {
         for i in 0..nb {
             let p = w.add(210 * i);
+            prefetch(p, 210);
             let dw = half(p.add(208));
             let scales = _mm_loadu_si128(p.add(192) as *const __m128i);
             let mut sumi = [_mm256_setzero_si256(); T];

@@ -9,12 +9,13 @@
 //! - The K-quants keep their sub-block scales in integers: `vpmaddubsw` (pairs to i16, which
 //!   cannot overflow: quants ≤ 63, |q_x| ≤ 128) then `vpdpwssd` by the scales (pairs to i32,
 //!   accumulated), one f32 convert and FMA per 256 values. Q6_K's centre 32 comes off through
-//!   the 16-value activation sums, in integers.
+//!   the 16-value activation sums, in integers; Q4_K/Q5_K's mins in f32, by the activations'
+//!   `d·Σq` per 32 values.
 //!
 //! So every integer sum is the scalar kernel's; only the f32 scaling's rounding differs.
 
-use super::Q8Row;
-use crate::cpu::dot::avx2::half;
+use super::{prefetch, Q8Row};
+use crate::cpu::dot::avx2::{half, hsum};
 use crate::gguf::GgmlType;
 use std::arch::x86_64::*;
 
@@ -144,6 +145,7 @@ unsafe fn q8_0<const T: usize>(w: *const u8, nb: usize, a: &[Q8Row; T]) -> [f32;
     unsafe {
         b32(nb, a, |b, two| {
             let (p0, p1) = (w.add(34 * b), w.add(34 * b + 34));
+            prefetch(p0, 68);
             let hi = if two { load256(p1.add(2)) } else { _mm256_set1_epi8(-128) };
             let q = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(load256(p0.add(2))), hi);
             // q + 128, unsigned (a lone block's zero half stays zero)
@@ -160,6 +162,7 @@ unsafe fn q4<const Q41: bool, const T: usize>(w: *const u8, nb: usize, a: &[Q8Ro
     unsafe {
         b32(nb, a, |b, two| {
             let (p0, p1) = (w.add(ts * b), w.add(ts * b + ts));
+            prefetch(p0, 2 * ts);
             let q = nibbles2(p0.add(qoff), p1.add(qoff), two);
             Pair { q, dc: if Q41 { with_min(p0, p1, two) } else { centred(p0, p1, two, -8.0) } }
         })
@@ -173,6 +176,7 @@ unsafe fn q5<const Q51: bool, const T: usize>(w: *const u8, nb: usize, a: &[Q8Ro
     unsafe {
         b32(nb, a, |b, two| {
             let (p0, p1) = (w.add(ts * b), w.add(ts * b + ts));
+            prefetch(p0, 2 * ts);
             let q = nibbles2(p0.add(qs_at), p1.add(qs_at), two);
             // bit v of a block's qh is the fifth bit of its value v, which is byte v here
             let h1 = if two { u32_at(p1.add(qh_at)) as u32 as u64 } else { 0 };
@@ -193,8 +197,9 @@ fn halves16(a: i16, b: i16) -> __m512i {
 
 /// Q4_K / Q5_K, `T` tokens at once: per 128 values, the low nibbles of 64 bytes hold
 /// sub-blocks `4j` and `4j + 2`, the high `4j + 1` and `4j + 3`; reordered to two registers
-/// of consecutive sub-blocks, they meet 64 consecutive activations each. The mins come off
-/// through the activations' 16-value sums.
+/// of consecutive sub-blocks, they meet 64 consecutive activations each. The mins come off in
+/// f32, `dmin·m` times the activations' `d·Σq` per 32 values (one FMA per block and token,
+/// where the integer `Σ m·Σq` took eight operations).
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
 unsafe fn q45_k<const Q5: bool, const T: usize>(w: *const u8, nb: usize, a: &[Q8Row; T]) -> [f32; T] {
@@ -208,19 +213,19 @@ unsafe fn q45_k<const Q5: bool, const T: usize>(w: *const u8, nb: usize, a: &[Q8
     };
     let hmask = [bit(0), bit(2), bit(4), bit(6)];
     let mut acc = [_mm512_setzero_ps(); T];
-    let mut acc_m = [_mm_setzero_ps(); T];
+    let mut acc_m = [_mm256_setzero_ps(); T];
     unsafe {
         for i in 0..nb {
             let p = w.add(ts * i);
+            prefetch(p, ts);
             let (dw, dmin) = (half(p), half(p.add(2)));
             let sm = _mm256_cvtepu8_epi16(super::avx2::scales_mins_k4(p.add(4)));
-            let mins = _mm256_extracti128_si256::<1>(sm);
+            // dmin·m per 32 values, times each token's d·Σq over them (exact integer sums)
+            let mins = _mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(_mm256_extracti128_si256::<1>(sm)));
+            let mins = _mm256_mul_ps(_mm256_set1_ps(dmin), mins);
             for t in 0..T {
-                let bsums = _mm256_loadu_si256(a[t].sums.as_ptr().add(16 * i) as *const __m256i);
-                let s32 = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256::<1>(bsums));
-                let prod = _mm_madd_epi16(mins, s32);
-                let dmin_t = -*a[t].d.as_ptr().add(i) * dmin;
-                acc_m[t] = _mm_fmadd_ps(_mm_set1_ps(dmin_t), _mm_cvtepi32_ps(prod), acc_m[t]);
+                let ds = _mm256_loadu_ps(a[t].dsums.as_ptr().add(8 * i));
+                acc_m[t] = _mm256_fnmadd_ps(mins, ds, acc_m[t]);
             }
             let scales = _mm512_castsi256_si512(sm);
             let hbits = if Q5 { _mm512_broadcast_i64x4(load256(p.add(16))) } else { _mm512_setzero_si512() };
@@ -253,9 +258,7 @@ unsafe fn q45_k<const Q5: bool, const T: usize>(w: *const u8, nb: usize, a: &[Q8
     }
     let mut out = [0f32; T];
     for t in 0..T {
-        let m = _mm_add_ps(acc_m[t], _mm_movehl_ps(acc_m[t], acc_m[t]));
-        let m = _mm_add_ss(m, _mm_movehdup_ps(m));
-        out[t] = _mm512_reduce_add_ps(acc[t]) + _mm_cvtss_f32(m);
+        out[t] = _mm512_reduce_add_ps(acc[t]) + unsafe { hsum(acc_m[t]) };
     }
     out
 }
@@ -283,6 +286,7 @@ unsafe fn q6_k<const T: usize>(w: *const u8, nb: usize, a: &[Q8Row; T]) -> [f32;
     unsafe {
         for i in 0..nb {
             let p = w.add(210 * i);
+            prefetch(p, 210);
             let dw = half(p.add(208));
             let sc = _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(192) as *const __m128i));
             let mut sumi = [_mm512_setzero_si512(); T];
@@ -342,7 +346,7 @@ unsafe fn row<const T: usize>(ty: GgmlType, p: *const u8, nb: usize, a: &[Q8Row;
     }
 }
 
-/// `out[t] = row · a[t]` for 1 to 4 tokens (more are left as they are).
+/// `out[t] = row · a[t]` for 1 to 4 tokens, or 8 (more are left as they are: 5 to 7 take 4).
 ///
 /// SAFETY: AVX-512 F/BW/VNNI, AVX2, FMA and F16C are present; `p` holds one row of whole blocks
 /// covering each token (all of one size, with their `dds` for the 32-value formats).
@@ -355,6 +359,9 @@ pub unsafe fn tile(ty: GgmlType, p: *const u8, a: &[Q8Row], out: &mut [f32]) {
             [a0] => out[..1].copy_from_slice(&row(ty, p, nb, &[a0])),
             [a0, a1] => out[..2].copy_from_slice(&row(ty, p, nb, &[a0, a1])),
             [a0, a1, a2] => out[..3].copy_from_slice(&row(ty, p, nb, &[a0, a1, a2])),
+            [a0, a1, a2, a3, a4, a5, a6, a7, ..] => {
+                out[..8].copy_from_slice(&row(ty, p, nb, &[a0, a1, a2, a3, a4, a5, a6, a7]))
+            }
             [a0, a1, a2, a3, ..] => out[..4].copy_from_slice(&row(ty, p, nb, &[a0, a1, a2, a3])),
             [] => {}
         }
