@@ -63,14 +63,19 @@ pub enum Drafter {
 pub struct Speculator {
     drafter: Drafter,
     max_tokens: usize,
-    /// Current draft length (starts at [`FIRST_DRAFT`], doubles on full acceptance, shrinks to
-    /// what was accepted).
+    /// Current draft length (starts at [`FIRST_DRAFT`], doubles on full acceptance; after a
+    /// rejection, what was accepted plus one, or what the acceptance rate pays for).
     k: usize,
     /// Plain decoding steps left before the next draft (after rounds that accepted nothing).
     skip: usize,
     /// The next `skip` after a zero-acceptance round (doubles, so a useless drafter costs
     /// one failed round per ~2^n tokens).
     backoff: usize,
+    /// Drafts accepted and drafts judged (accepted ones plus each round's first rejected one)
+    /// over the recent rounds: their ratio estimates the chance that the next draft is
+    /// accepted given the ones before it were.
+    hits: f64,
+    trials: f64,
 }
 
 /// Draft length of a generation's first round: a drafter that turns out useless (the
@@ -80,6 +85,21 @@ const FIRST_DRAFT: usize = 2;
 
 /// Longest pause between drafting attempts after repeated rejections.
 const MAX_BACKOFF: usize = 64;
+
+/// How many judged drafts the acceptance estimate remembers (older rounds fade out).
+const ACCEPT_MEMORY: f64 = 64.0;
+
+/// What one more draft costs, in target decode steps (its draft step, if a model makes it,
+/// plus its share of the wider verification): the `j`-th draft of a round is worth drafting
+/// while the chance that it gets accepted, `α^j`, exceeds this. Measured on the CPU backend
+/// (bench/SPECULATIVE.md): SmolLM2's Q4_1 draft step ≈ 0.6 of the F16 target's, a verified
+/// token ≈ 0.07; lookup drafts cost nothing to make.
+fn draft_cost(drafter: &Drafter) -> f64 {
+    match drafter {
+        Drafter::Lookup { .. } => 0.1,
+        Drafter::Model(_) => 0.7,
+    }
+}
 
 impl Speculator {
     /// Prompt lookup, drafting up to `max_tokens` per round.
@@ -102,12 +122,14 @@ impl Speculator {
 
     fn new(drafter: Drafter, max_tokens: usize) -> Self {
         let max_tokens = max_tokens.max(1);
-        Speculator { drafter, max_tokens, k: FIRST_DRAFT.min(max_tokens), skip: 0, backoff: 1 }
+        let k = FIRST_DRAFT.min(max_tokens);
+        Speculator { drafter, max_tokens, k, skip: 0, backoff: 1, hits: 0.0, trials: 0.0 }
     }
 
     /// Starts the adaptation over (a new generation: its text may suit the drafter better).
     pub fn restart(&mut self) {
         (self.k, self.skip, self.backoff) = (FIRST_DRAFT.min(self.max_tokens), 0, 1);
+        (self.hits, self.trials) = (0.0, 0.0);
     }
 
     pub fn drafter(&self) -> &Drafter {
@@ -150,18 +172,41 @@ impl Speculator {
         if drafted == 0 {
             return;
         }
+        let judged = (accepted + usize::from(accepted < drafted)) as f64;
+        let keep = (ACCEPT_MEMORY / (self.trials + judged)).min(1.0);
+        (self.hits, self.trials) = ((self.hits + accepted as f64) * keep, (self.trials + judged) * keep);
         if accepted == drafted {
-            self.k = (2 * self.k).min(self.max_tokens);
+            self.k = (2 * self.k).max(self.paid_length()).min(self.max_tokens);
             self.backoff = 1;
+        } else if accepted == 0 {
+            // the drafter lost track (lookup's match ended, the text changed): start small
+            self.k = 1;
+            self.skip = self.backoff;
+            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
         } else {
-            self.k = (accepted + 1).min(self.max_tokens);
-            if accepted == 0 {
-                self.skip = self.backoff;
-                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-            } else {
-                self.backoff = 1;
-            }
+            // one rejection in a long accepted run is chance where the rate is high
+            self.k = (accepted + 1).max(self.paid_length()).min(self.max_tokens);
+            self.backoff = 1;
         }
+    }
+
+    /// [`paid_length`] at the estimated acceptance rate (leaning low: one judged draft short).
+    fn paid_length(&self) -> usize {
+        paid_length(self.hits / (self.trials + 1.0), draft_cost(&self.drafter), self.max_tokens)
+    }
+}
+
+/// The longest draft (at most `max`) whose last token is still worth its `cost` where each
+/// draft is accepted with probability `alpha` after the ones before it: `alpha^k > cost`.
+fn paid_length(alpha: f64, cost: f64, max: usize) -> usize {
+    if alpha.is_nan() || alpha <= 0.0 {
+        return 0;
+    }
+    let k = cost.ln() / alpha.ln();
+    if alpha >= 1.0 || !k.is_finite() {
+        max
+    } else {
+        (k.max(0.0) as usize).min(max)
     }
 }
 
@@ -303,11 +348,11 @@ mod tests {
     #[test]
     fn backoff_grows_on_rejection_and_resets_on_acceptance() {
         let mut s = Speculator::lookup(6);
-        // a first round drafts 2, full acceptance doubles up to the maximum
+        // a first round drafts 2, full acceptance doubles (or more, see below) up to the maximum
         assert_eq!(s.k, 2);
         s.record(2, 2);
-        assert_eq!(s.k, 4);
-        s.record(4, 4);
+        assert!(s.k >= 4);
+        s.record(s.k, s.k);
         assert_eq!(s.k, 6);
         s.record(4, 0);
         assert_eq!((s.k, s.skip, s.backoff), (1, 1, 2));
@@ -316,9 +361,42 @@ mod tests {
         assert_eq!((s.skip, s.backoff), (2, 4));
         s.skip = 0;
         s.record(1, 1);
-        assert_eq!((s.k, s.backoff), (2, 1));
+        assert_eq!(s.backoff, 1);
         s.restart();
-        assert_eq!((s.k, s.skip, s.backoff), (2, 0, 1));
+        assert_eq!((s.k, s.skip, s.backoff, s.hits, s.trials), (2, 0, 1, 0.0, 0.0));
+    }
+
+    /// After a rejection the length is what the acceptance rate pays for, not only the
+    /// accepted run plus one.
+    #[test]
+    fn draft_length_follows_the_acceptance_rate() {
+        // α^k > cost: a model draft (cost 0.7) at 98% keeps 16 (0.98^16 = 0.72), at 90% 3
+        // (0.9^3 = 0.73, 0.9^4 = 0.66); lookup's (0.1) at 80% 10 (0.8^10 = 0.107)
+        assert_eq!(paid_length(0.98, 0.7, 16), 16);
+        assert_eq!(paid_length(0.98, 0.7, 10), 10);
+        assert_eq!(paid_length(0.9, 0.7, 16), 3);
+        assert_eq!(paid_length(0.8, 0.1, 16), 10);
+        assert_eq!((paid_length(0.0, 0.1, 16), paid_length(1.0, 0.1, 16)), (0, 16));
+        let mut s = Speculator::lookup(16);
+        s.record(2, 2);
+        // 2 hits of 2 judged, estimated low: α = 2/3 pays 5 (0.667^5 = 0.13), above 2·2
+        assert_eq!(s.k, 5);
+        // 7 of 7: α = 7/8 pays 17, capped
+        s.record(5, 5);
+        assert_eq!(s.k, 16);
+        // 8 hits of 9 judged: α = 0.8 pays 10: one rejection early in a long draft keeps
+        // the length where "accepted + 1" would have cut it to 2
+        s.record(16, 1);
+        assert_eq!(s.k, 10);
+        // a low rate (1 hit in 3 judged) shrinks it to the accepted run plus one
+        for _ in 0..40 {
+            s.record(4, 1);
+            s.record(4, 0);
+        }
+        s.record(4, 1);
+        assert_eq!(s.k, 2);
+        // the estimate forgets: old rounds fade past ACCEPT_MEMORY judged drafts
+        assert!(s.trials <= ACCEPT_MEMORY + 1e-9);
     }
 
     /// The rule's output distribution is p, exactly (computed, not sampled), for a point-mass

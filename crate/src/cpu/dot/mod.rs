@@ -125,8 +125,11 @@ pub fn rows_dot(simd: Simd, ty: GgmlType, w: &[u8], row_bytes: usize, x: &[f32],
 }
 
 /// Most tokens [`rows_dots`] is meant for (speculative verification's drafts plus one): above
-/// that, prefill's decode-then-tile path ([`dots`]) reuses each decoded row more.
-pub const SMALL_BATCH: usize = 8;
+/// that, prefill's decode-then-tile path ([`dots`]) reuses each decoded row more. 16 so that
+/// verifying up to 15 drafts stays on the exact path (prefill's rounding differs, which could
+/// break greedy identity) and costs one weight read per row: a 16-token F16 pass is about 2
+/// decode steps here, the tile path's about 5.
+pub const SMALL_BATCH: usize = 16;
 
 /// Whether [`rows_dots`] reads `ty`'s blocks once for several tokens at `simd` (otherwise it
 /// runs [`rows_dot`] once per token, and prefill's path is the faster one).
@@ -155,10 +158,10 @@ trait RowDots {
 /// `out[r·n + t] = row_r · x_t` for the `out.len() / n` rows of `w` (`row_bytes` each) and the
 /// `n = x.len() / cols` tokens of `x`: [`rows_dot`] for several tokens, each result exactly
 /// the one `rows_dot` gives for that token alone (same operations in the same order). Where
-/// [`fused_small_batch`] holds, each row is read once per 4 tokens (from L1 after the first);
-/// elsewhere it is `rows_dot` per token. Greedy speculative decoding gives plain decoding's
-/// tokens only if the target's verification pass (several tokens) and its decode steps (one)
-/// agree; this exact agreement is what makes the matmuls do.
+/// [`fused_small_batch`] holds, each row is read once per 4 tokens (from L1 after the
+/// first); elsewhere it is `rows_dot` per token. Greedy speculative decoding gives plain
+/// decoding's tokens only if the target's verification pass (several tokens) and its decode
+/// steps (one) agree; this exact agreement is what makes the matmuls do.
 pub fn rows_dots(simd: Simd, ty: GgmlType, w: &[u8], row_bytes: usize, x: &[f32], cols: usize, out: &mut [f32]) {
     let n = x.len().checked_div(cols).unwrap_or(0);
     let rows = out.len().checked_div(n).unwrap_or(0);
@@ -189,8 +192,10 @@ pub fn rows_dots(simd: Simd, ty: GgmlType, w: &[u8], row_bytes: usize, x: &[f32]
     }
 }
 
-/// [`rows_dots`] with a level's `T`-token kernels, 4 tokens at a time (more would spill the
-/// accumulators out of the 16 AVX2 registers).
+/// [`rows_dots`] with a level's `T`-token kernels, 4 tokens at a time: more would spill the
+/// accumulators out of AVX2's 16 registers, and AVX-512's groups of 8 (F16, 16 of the 32
+/// registers) measured no faster (the FMAs and their token loads bound the time, not the
+/// row's conversion that a group shares).
 #[cfg(target_arch = "x86_64")]
 fn fused<K: RowDots>(ty: GgmlType, w: &[u8], rb: usize, x: &[f32], cols: usize, n: usize, out: &mut [f32]) {
     let xs: Vec<Vec<f32>> = x.chunks_exact(cols).map(|xt| K::sums(ty, xt)).collect();
@@ -199,31 +204,37 @@ fn fused<K: RowDots>(ty: GgmlType, w: &[u8], rb: usize, x: &[f32], cols: usize, 
         let mut t = 0;
         while t < n {
             let g = (n - t).min(4);
-            let (p, s) = (&xp[t..], &xs[t..]);
+            let (p, s, o) = (&xp[t..t + g], &xs[t..t + g], &mut o[t..t + g]);
             // SAFETY: rows_dots detected the level (the caller's `simd`) and checked the sizes
             unsafe {
                 match g {
-                    1 => o[t..t + 1].copy_from_slice(&K::dots::<1>(ty, row, [p[0]], [&s[0]], cols)),
-                    2 => o[t..t + 2].copy_from_slice(&K::dots::<2>(ty, row, [p[0], p[1]], [&s[0], &s[1]], cols)),
-                    3 => o[t..t + 3].copy_from_slice(&K::dots::<3>(
-                        ty,
-                        row,
-                        [p[0], p[1], p[2]],
-                        [&s[0], &s[1], &s[2]],
-                        cols,
-                    )),
-                    _ => o[t..t + 4].copy_from_slice(&K::dots::<4>(
-                        ty,
-                        row,
-                        [p[0], p[1], p[2], p[3]],
-                        [&s[0], &s[1], &s[2], &s[3]],
-                        cols,
-                    )),
+                    1 => group_dots::<K, 1>(ty, row, p, s, cols, o),
+                    2 => group_dots::<K, 2>(ty, row, p, s, cols, o),
+                    3 => group_dots::<K, 3>(ty, row, p, s, cols, o),
+                    _ => group_dots::<K, 4>(ty, row, p, s, cols, o),
                 }
             }
             t += g;
         }
     }
+}
+
+/// `o[t] = row · x_t` for the `T` tokens of `p` (pointers) and `s` (their sums).
+/// SAFETY: as for [`RowDots::dots`]; `p`, `s` and `o` hold `T` entries.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn group_dots<K: RowDots, const T: usize>(
+    ty: GgmlType,
+    row: &[u8],
+    p: &[*const f32],
+    s: &[Vec<f32>],
+    cols: usize,
+    o: &mut [f32],
+) {
+    let x: [*const f32; T] = std::array::from_fn(|i| p[i]);
+    let xs: [&[f32]; T] = std::array::from_fn(|i| s[i].as_slice());
+    // SAFETY: passed on from the caller
+    o.copy_from_slice(&unsafe { K::dots::<T>(ty, row, x, xs, cols) });
 }
 
 /// `Σ a_i b_i` in f32 (attention scores), SIMD where available.
@@ -422,7 +433,8 @@ mod tests {
     /// Several tokens at once give, bit for bit, what each token gives alone (greedy
     /// speculative decoding's verification pass must agree with plain decoding's steps;
     /// crate/tests/speculative.rs checks the tokens end to end), at every level and format,
-    /// for 1..=9 tokens (groups of 4 and their remainders) and rows of odd block counts.
+    /// for 1..=17 tokens (groups of 4 and their remainders, past [`SMALL_BATCH`]) and rows
+    /// of odd block counts.
     #[test]
     fn several_tokens_at_once_equal_one_token_at_a_time() {
         let mut seed = 11u64;
@@ -431,7 +443,7 @@ mod tests {
                 for cols in [32usize, 96, 256, 768] {
                     let Some(rb) = ty.bytes_for(cols as u64).map(|b| b as usize) else { continue };
                     let rows = 5;
-                    for n in 1..=9 {
+                    for n in 1..=SMALL_BATCH + 1 {
                         let (w, x) = random_rows(ty, cols, rows, n, &mut seed);
                         let mut got = vec![f32::NAN; rows * n];
                         rows_dots(simd, ty, &w, rb, &x, cols, &mut got);
