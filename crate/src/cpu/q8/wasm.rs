@@ -155,12 +155,12 @@ unsafe fn q45_k(q5: bool, w: *const u8, nb: usize, a: Q8Row) -> f32 {
                 mins += m as i32 * (bsums[2 * s] as i32 + bsums[2 * s + 1] as i32);
                 let c = p.add(qoff + 32 * (s / 2));
                 let mut acc = zero;
-                for k in 0..2 {
+                for (k, &hk) in h.iter().enumerate() {
                     let v = ld(c.add(16 * k));
                     let mut q = if s % 2 == 0 { v128_and(v, m4) } else { u8x16_shr(v, 4) };
                     if q5 {
                         let bit = u8x16_splat(1 << s);
-                        q = v128_or(q, v128_and(i8x16_eq(v128_and(h[k], bit), bit), m16));
+                        q = v128_or(q, v128_and(i8x16_eq(v128_and(hk, bit), bit), m16));
                     }
                     acc = dot16(acc, ld(y.add(32 * s + 16 * k)), q);
                 }
