@@ -92,7 +92,8 @@ export function std(a) {
 
 /**
  * Runs `fn(lib, arg)` in `page` with the test package imported as `lib`; a throw comes back as
- * `{ thrown: { name, code, message } }` (errors do not cross page.evaluate whole).
+ * `{ thrown: { name, code, message, status, typed } }` (errors do not cross page.evaluate whole;
+ * `typed`: an instance of the package's LlamaWebGPUError).
  */
 export function evalWithLib(page, fn, arg) {
   return page.evaluate(
@@ -102,7 +103,7 @@ export function evalWithLib(page, fn, arg) {
       try {
         return await f(lib, arg);
       } catch (e) {
-        return { thrown: { name: e.name, code: e.code, message: e.message } };
+        return { thrown: { name: e.name, code: e.code, message: e.message, status: e.status, typed: e instanceof lib.LlamaWebGPUError } };
       }
     },
     [fn.toString(), arg],

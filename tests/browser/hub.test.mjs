@@ -10,7 +10,7 @@ import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { launch } from "./harness.mjs";
+import { evalWithLib, launch } from "./harness.mjs";
 import { startServer } from "./server.mjs";
 import { startHub } from "./hub.mjs";
 
@@ -21,19 +21,9 @@ const STEPS = 16;
 
 let browser, page, server, hub;
 
+/** Runs `fn(lib, arg)` in the page with the package imported (harness.mjs). */
 function inPage(fn, arg) {
-  return page.evaluate(
-    async ([src, arg]) => {
-      const lib = await import("/tests/.cache/pkg-test/index.js");
-      const f = new Function(`return (${src})`)();
-      try {
-        return await f(lib, arg);
-      } catch (e) {
-        return { thrown: { name: e.name, code: e.code, message: e.message, status: e.status } };
-      }
-    },
-    [fn.toString(), arg],
-  );
+  return evalWithLib(page, fn, arg);
 }
 
 /** Greedy tokens of each source (loaded with hubUrl = the mock), or the error each threw. */

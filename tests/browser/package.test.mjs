@@ -8,7 +8,7 @@ import { readFileSync, mkdtempSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, basename } from "node:path";
 import { fileURLToPath } from "node:url";
-import { launch, readNpy, std } from "./harness.mjs";
+import { evalWithLib, launch, readNpy, std } from "./harness.mjs";
 import { startServer } from "./server.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -32,20 +32,9 @@ function cli(args) {
 /** A .npy of float32 (C order) → {shape, data}. */
 
 
-/** Runs `fn(lib, arg)` in the page with the package imported. */
+/** Runs `fn(lib, arg)` in the page with the package imported (harness.mjs). */
 function inPage(fn, arg) {
-  return page.evaluate(
-    async ([src, arg]) => {
-      const lib = await import("/tests/.cache/pkg-test/index.js");
-      const f = new Function(`return (${src})`)();
-      try {
-        return await f(lib, arg);
-      } catch (e) {
-        return { thrown: { name: e.name, code: e.code, message: e.message, status: e.status, typed: e instanceof lib.LlamaWebGPUError } };
-      }
-    },
-    [fn.toString(), arg],
-  );
+  return evalWithLib(page, fn, arg);
 }
 
 before(async () => {

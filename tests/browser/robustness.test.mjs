@@ -9,7 +9,7 @@ import { readFileSync, mkdtempSync, writeFileSync, openSync, writeSync, ftruncat
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { launch, TEST_PKG } from "./harness.mjs";
+import { evalWithLib, launch, TEST_PKG } from "./harness.mjs";
 import { startServer } from "./server.mjs";
 import { startDemoServer } from "../../www/serve.mjs";
 
@@ -18,19 +18,9 @@ const MODEL = "/tests/fixtures/tiny-q8_0.gguf";
 
 let browser, page, server, scratch, scratchServer;
 
+/** Runs `fn(lib, arg)` in the page with the package imported (harness.mjs). */
 function inPage(fn, arg, p = page) {
-  return p.evaluate(
-    async ([src, arg]) => {
-      const lib = await import("/tests/.cache/pkg-test/index.js");
-      const f = new Function(`return (${src})`)();
-      try {
-        return await f(lib, arg);
-      } catch (e) {
-        return { thrown: { name: e.name, code: e.code, message: e.message, typed: e instanceof lib.LlamaWebGPUError } };
-      }
-    },
-    [fn.toString(), arg],
-  );
+  return evalWithLib(p, fn, arg);
 }
 
 /** Tensor name → {offset (absolute), type} of a GGUF buffer (a minimal header walk). */

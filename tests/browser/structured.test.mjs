@@ -9,7 +9,7 @@ import { mkdtempSync, mkdirSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { launch } from "./harness.mjs";
+import { evalWithLib, launch } from "./harness.mjs";
 import { startServer } from "./server.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -35,19 +35,9 @@ function pythonInvalid(cases) {
   return JSON.parse(execFileSync("python3", ["-c", script, f], { encoding: "utf8" }));
 }
 
+/** Runs `fn(lib, arg)` in the page with the package imported (harness.mjs). */
 function inPage(fn, arg) {
-  return page.evaluate(
-    async ([src, arg]) => {
-      const lib = await import("/tests/.cache/pkg-test/index.js");
-      const f = new Function(`return (${src})`)();
-      try {
-        return await f(lib, arg);
-      } catch (e) {
-        return { thrown: { name: e.name, code: e.code, message: e.message, typed: e instanceof lib.LlamaWebGPUError } };
-      }
-    },
-    [fn.toString(), arg],
-  );
+  return evalWithLib(page, fn, arg);
 }
 
 const SCHEMAS = [
