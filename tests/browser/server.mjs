@@ -9,7 +9,7 @@
 //
 // startServer({ root, port = 0, cors = true, range = true, headers }) →
 //   { origin, port, stats: { bytes: {path: n}, requests: [{method, path, range, status}] },
-//     kill(), restart(), close(), failAfterBytes(path, n), stallAfterBytes(path, n),
+//     kill(), restart(), close(), failAfterBytes(path, n), stallAfterBytes(path, n, { every }),
 //     failStatus(path, status, count = Infinity), intercept(path, fn | null), resetStats() }
 // intercept: fn({req, res, start, end, size, file, status, headers, range}) runs before a file
 // answer (headers computed, nothing sent) and returns true when it answered itself.
@@ -32,6 +32,7 @@ export async function startServer({ root, port = 0, cors = true, range = true, h
   // Pending misbehaviours, keyed by path.
   const crashAt = new Map(); // path → total bytes after which the server "crashes"
   const stallAt = new Map(); // path → total bytes after which responses stop (socket kept open)
+  const stallEvery = new Set(); // paths whose every response past the mark hangs, not just the first
   const statusFor = new Map(); // path → {status, left}
   const intercepts = new Map(); // path → fn
 
@@ -184,7 +185,7 @@ export async function startServer({ root, port = 0, cors = true, range = true, h
           if (crash != null && crash === limit) {
             crashAt.delete(path);
             kill();
-          } else {
+          } else if (!stallEvery.has(path)) {
             stallAt.delete(path); // this response hangs until its socket closes
           }
           return;
@@ -242,7 +243,22 @@ export async function startServer({ root, port = 0, cors = true, range = true, h
     /** The next time the bytes sent for `path` (stats.bytes[path], cumulative) reach n: kill(). */
     failAfterBytes(path, n) { crashAt.set(path, n); },
     /** Like failAfterBytes, but the response just stops sending and the connection stays open. */
-    stallAfterBytes(path, n) { stallAt.set(path, n); },
+    /**
+     * The response that carries `path`'s served bytes past `n` (all responses together) sends up
+     * to `n` and hangs; later requests are answered whole, or with `every`, hang there too until
+     * `stallAfterBytes(path, null)`. A client that drops a hung request's promise and asks again
+     * gets through without `every`.
+     */
+    stallAfterBytes(path, n, { every = false } = {}) {
+      if (n == null) {
+        stallAt.delete(path);
+        stallEvery.delete(path);
+        return;
+      }
+      stallAt.set(path, n);
+      if (every) stallEvery.add(path);
+      else stallEvery.delete(path);
+    },
     /** Answer the next `count` GET/HEAD requests of `path` with `status`. */
     failStatus(path, status, count = Infinity) { statusFor.set(path, { status, left: count }); },
     /** Answer `path` with `fn` (see above); null removes it. */

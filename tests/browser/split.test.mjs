@@ -83,9 +83,11 @@ test("each part is cached under its own URL, and an interrupted download resumes
   const q = "?t=resume";
   const sizes = PARTS.map((p) => statSync(p).size);
   const CS = 1 << 20;
-  // the download hangs inside part 2; the load is aborted there
+  // the download hangs inside part 2 and the load is aborted there. `every`: the chunk cache
+  // reads one chunk ahead and keeps 4, so a stalled read-ahead can be dropped and fetched again
+  // by a later read; that request must hang too, or the load sometimes finishes before the abort
   server.resetStats();
-  server.stallAfterBytes(partPath(1), 10 * CS + 1234);
+  server.stallAfterBytes(partPath(1), 10 * CS + 1234, { every: true });
   await inPage(
     async (lib, { url, cs }) => {
       window.ac = new AbortController();
@@ -108,6 +110,7 @@ test("each part is cached under its own URL, and an interrupted download resumes
     return await window.pending;
   });
   assert.equal(aborted.name, "AbortError", JSON.stringify(aborted));
+  server.stallAfterBytes(partPath(1), null);
   const cached = await inPage(async (lib) => lib.listCachedModels());
   const entry = (i) => cached.find((m) => m.url === partUrl(i, q));
   assert.equal(entry(0)?.complete, true, `part 1 cached whole: ${JSON.stringify(cached)}`);
