@@ -10,9 +10,9 @@
 //!   `quantize_row_q8_K_ref`, round half to even) and the `Σq` of each 16 (`bsums`, for the mins).
 //!
 //! Every integer sum is exact, so the kernels ([`scalar`], the reference, as ggml's generic C;
-//! [`avx2`]; [`wasm`]) differ only in the rounding of the f32 scaling. Against the exact f32 path
-//! the difference is the activations' rounding: each value moves by at most `|d|/2`, so a dot
-//! product moves by at most `Σ_blocks |d|/2 · Σ|w|` over the block ([`error_bound`]).
+//! [`avx2`]; [`wasm`]; `neon`) differ only in the rounding of the f32 scaling. Against the exact
+//! f32 path the difference is the activations' rounding: each value moves by at most `|d|/2`, so
+//! a dot product moves by at most `Σ_blocks |d|/2 · Σ|w|` over the block ([`error_bound`]).
 //!
 //! F32, F16 and BF16 weights have no integer path: they keep the exact f32 dot ([`kind`] is `None`).
 
@@ -255,6 +255,9 @@ pub fn rows_dot(simd: Simd, ty: GgmlType, w: &[u8], row_bytes: usize, a: Q8Row, 
         Simd::Avx2 | Simd::Avx512 => unsafe { avx2::rows(ty, w, row_bytes, a, out) },
         #[cfg(target_arch = "wasm32")]
         Simd::Simd128 => unsafe { wasm::rows(ty, w, row_bytes, a, out) },
+        // SAFETY: NEON is baseline on aarch64 (`sdot` is checked inside); sizes checked above.
+        #[cfg(target_arch = "aarch64")]
+        Simd::Neon => unsafe { neon::rows(true, ty, w, row_bytes, a, out) },
         _ => scalar::rows(ty, w, row_bytes, a, out),
     }
 }
@@ -345,6 +348,9 @@ mod avx512;
 
 #[cfg(target_arch = "wasm32")]
 mod wasm;
+
+#[cfg(target_arch = "aarch64")]
+mod neon;
 
 /// `bytes` of random blocks of `ty` (whole rows, `next` drawn once per byte): random bytes are
 /// valid blocks except scales that decode to inf/NaN, so the f16 scale exponents are kept small.
