@@ -273,16 +273,23 @@ impl ShardEngine {
         Shard::new(part, parts).map(ShardEngine).map_err(to_js)
     }
 
-    /// This shard's rows of weight `id` (GGUF type id `ty`, `rows` × `cols` in all).
+    /// The next piece of this shard's rows of weight `id` (GGUF type id `ty`, `rows` × `cols`
+    /// in all); the pieces come in order.
     pub fn add(
         &mut self,
         id: u32,
         ty: u32,
         rows: usize,
         cols: usize,
-        bytes: Vec<u8>,
+        bytes: &[u8],
     ) -> std::result::Result<(), JsValue> {
         self.0.add(id, ty, rows, cols, bytes).map_err(to_js)
+    }
+
+    /// Weight bytes this shard holds.
+    #[wasm_bindgen(js_name = heldBytes)]
+    pub fn held_bytes(&self) -> f64 {
+        self.0.held_bytes() as f64
     }
 
     /// A job `[n_tokens, weight ids…]` on input `x` → this shard's rows of each product.

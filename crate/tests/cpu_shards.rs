@@ -2,7 +2,7 @@
 //! link: logits bit-identical to one thread for 2 and 3 parts (prefill in chunks and token by
 //! token), weights split rather than copied, and a failing shard a typed error that sticks.
 
-use llama_webgpu::cpu::shards::{part, Link, Shard};
+use llama_webgpu::cpu::shards::{part, Link, Shard, JOB_EMBED};
 use llama_webgpu::cpu::{CpuDot, CpuModel, CpuOptions};
 use llama_webgpu::gguf::{FileSource, GgmlType, GgufFile};
 use llama_webgpu::graph::Logits;
@@ -27,8 +27,11 @@ struct LocalLink {
     out: RefCell<Vec<f32>>,
     jobs: Cell<usize>,
     fail_at: Option<usize>,
-    /// Bytes each shard was sent.
+    /// Bytes each shard was sent, and in how many pieces.
     sent: RefCell<Vec<usize>>,
+    pieces: Cell<usize>,
+    /// Embedding lookups the shards answered.
+    embeds: Cell<usize>,
 }
 
 impl LocalLink {
@@ -41,6 +44,8 @@ impl LocalLink {
             jobs: Cell::new(0),
             fail_at,
             sent: RefCell::new(vec![0; parts]),
+            pieces: Cell::new(0),
+            embeds: Cell::new(0),
         })
     }
 }
@@ -51,13 +56,17 @@ impl Link for LocalLink {
     }
     fn load(&self, p: usize, id: u32, ty: GgmlType, rows: usize, cols: usize, bytes: &[u8]) -> Result<()> {
         self.sent.borrow_mut()[p] += bytes.len();
-        self.shards.borrow_mut()[p - 1].add(id, ty.id(), rows, cols, bytes.to_vec())
+        self.pieces.set(self.pieces.get() + 1);
+        self.shards.borrow_mut()[p - 1].add(id, ty.id(), rows, cols, bytes)
     }
     fn ready(&self, _max_in: usize, max_out: usize) -> Result<()> {
         self.max_out.set(max_out);
         Ok(())
     }
     fn start(&self, job: &[u32], x: &[f32]) -> Result<()> {
+        if job.first().is_some_and(|n| n & JOB_EMBED != 0) {
+            self.embeds.set(self.embeds.get() + 1);
+        }
         let mut all = Vec::new();
         for s in self.shards.borrow().iter() {
             let o = s.run(job, x)?;
@@ -87,7 +96,16 @@ fn load_dot(name: &str, link: Option<Rc<LocalLink>>, dot: Option<CpuDot>) -> Cpu
     let src = FileSource::open(fixture(name)).unwrap();
     let file = GgufFile::read(&src).unwrap();
     let link = link.map(|l| l as Rc<dyn Link>);
-    let opts = CpuOptions { context: Some(64), prefill_chunk: 10, threads: 1, link, dot, ..Default::default() };
+    // pieces of ~5 kB: a tensor reaches the shards in several, some straddling two parts
+    let opts = CpuOptions {
+        context: Some(64),
+        prefill_chunk: 10,
+        threads: 1,
+        link,
+        dot,
+        chunk_bytes: 5000,
+        ..Default::default()
+    };
     CpuModel::load_blocking(&src, &file, &opts, |_| {}).unwrap_or_else(|e| panic!("loading {name}: {e}"))
 }
 
@@ -134,46 +152,59 @@ fn sharded_logits_are_bit_identical_to_one_thread() {
             }
             assert!(bits(&seq) == bits(&want_seq), "{name}, {parts} parts: decode logits differ from one thread");
             assert!(link.jobs.get() > 0, "the shards took part");
+            assert!(link.embeds.get() > 0, "{name}, {parts} parts: the shards looked up embedding rows");
+            assert!(link.pieces.get() > 2 * (parts - 1) * m.cfg.n_layer * 7, "weights went in pieces");
         }
     }
 }
 
 #[test]
 fn shards_hold_their_rows_and_the_engine_the_rest() {
-    let src = FileSource::open(fixture("q8_0")).unwrap();
-    let file = GgufFile::read(&src).unwrap();
-    let parts = 3;
-    let link = LocalLink::new(parts, None);
-    let m = load("q8_0", Some(link.clone()));
-    // every matrix's rows go to exactly one place: shard p gets part p of each, bytes for bytes
-    let sent = link.sent.borrow().clone();
-    for (p, &got) in sent.iter().enumerate().skip(1) {
-        let want: u64 = file
-            .tensors
-            .iter()
-            .filter(|t| t.dims.len() == 2)
-            // an untied token_embd is only the engine's (the embedding lookup)
-            .filter(|t| t.name != "token_embd.weight" || file.tensor("output.weight").is_none())
-            .map(|t| {
-                let rows = t.rows() as usize;
-                t.n_bytes / rows as u64 * part(rows, parts, p).len() as u64
-            })
-            .sum();
-        assert_eq!(got as u64, want, "bytes sent to shard {p}");
+    // q8_0 has its own output.weight, q4_1 ties it to token_embd: both are split like the rest
+    for name in ["q8_0", "q4_1"] {
+        let src = FileSource::open(fixture(name)).unwrap();
+        let file = GgufFile::read(&src).unwrap();
+        let one = load(name, None);
+        for parts in [2, 3] {
+            let link = LocalLink::new(parts, None);
+            let m = load(name, Some(link.clone()));
+            // every matrix's rows go to exactly one place: instance p gets part p of each, bytes for bytes
+            let share = |p: usize| -> u64 {
+                file.tensors
+                    .iter()
+                    .filter(|t| t.dims.len() == 2)
+                    .map(|t| {
+                        let rows = t.rows() as usize;
+                        t.n_bytes / rows as u64 * part(rows, parts, p).len() as u64
+                    })
+                    .sum()
+            };
+            let sent = link.sent.borrow().clone();
+            for (p, &got) in sent.iter().enumerate().skip(1) {
+                assert_eq!(got as u64, share(p), "{name}: bytes sent to shard {p} of {parts}");
+                assert_eq!(link.shards.borrow()[p - 1].held_bytes(), got, "{name}: shard {p} holds what it was sent");
+            }
+            // the engine holds part 0 of every matrix, token_embd and the output layer included
+            assert_eq!(m.held_weight_bytes(), share(0), "{name}, {parts} parts: the engine's rows");
+            assert!(m.held_weight_bytes() < one.held_weight_bytes() / (parts as u64 - 1));
+            assert_eq!(one.held_weight_bytes(), (0..parts).map(share).sum::<u64>());
+            let embd = file.tensor("token_embd.weight").unwrap();
+            assert!(sent[1] as u64 >= embd.n_bytes / parts as u64 / 2, "{name}: token_embd reached the shards");
+        }
     }
-    let one = load("q8_0", None);
-    assert_eq!(one.held_weight_bytes(), m.held_weight_bytes() + (sent[1] + sent[2]) as u64 - shared_embd(&file, parts));
 }
 
-/// token_embd bytes that are both kept whole by the engine and sent to the shards (tied
-/// output): 0 for a file with its own output.weight, where token_embd is not split at all.
-fn shared_embd(file: &GgufFile, parts: usize) -> u64 {
-    let t = file.tensor("token_embd.weight").unwrap();
-    if file.tensor("output.weight").is_some() {
-        return 0;
-    }
-    let rows = t.rows() as usize;
-    t.n_bytes / rows as u64 * (rows - part(rows, parts, 0).len()) as u64
+#[test]
+fn a_token_outside_the_vocabulary_is_a_typed_error_with_shards() {
+    let link = LocalLink::new(3, None);
+    let mut m = load("q4_1", Some(link.clone()));
+    let vocab = m.cfg.n_vocab as u32;
+    let e = m.forward(&[1, vocab], 0, Logits::Last).unwrap_err();
+    assert!(matches!(e, Error::TokenOutOfVocab { id, .. } if id == vocab), "{e}");
+    // the engine checks before asking: the shards saw no lookup, and still answer
+    assert_eq!(link.embeds.get(), 0);
+    assert!(m.forward(&[vocab - 1], 0, Logits::Last).is_ok());
+    assert_eq!(link.embeds.get(), 1);
 }
 
 #[test]

@@ -216,22 +216,39 @@ impl CpuModel {
         let total: u64 = file.tensors.iter().map(|t| t.n_bytes).sum();
         let mut loaded = 0u64;
         let mut types: std::collections::BTreeMap<String, usize> = Default::default();
-        let step = opts.chunk_bytes.max(1 << 16) as usize;
+        let step = opts.chunk_bytes.max(4 << 10) as usize;
 
-        let mut read = async |t: &TensorInfo| -> Result<Vec<u8>> {
+        // `t`'s first `keep` bytes; the rest goes piece by piece to `send(at, piece)` (the
+        // shards), so no more than `keep` + one piece of it is held at a time
+        let mut read = async |t: &TensorInfo, keep: usize, send: &mut dyn FnMut(usize, &[u8]) -> Result<()>| {
             let n = usize::try_from(t.n_bytes)
                 .map_err(|_| Error::OutOfMemory(format!("tensor '{}' is too large", t.name)))?;
+            let keep = keep.min(n);
             let mut data = Vec::new();
-            data.try_reserve_exact(n).map_err(|_| Error::OutOfMemory(format!("{n} bytes for tensor '{}'", t.name)))?;
-            data.resize(n, 0);
-            for (i, c) in data.chunks_mut(step).enumerate() {
-                src.fetch(t.offset + (i * step) as u64, c).await?;
-                loaded += c.len() as u64;
+            data.try_reserve_exact(keep)
+                .map_err(|_| Error::OutOfMemory(format!("{keep} bytes for tensor '{}'", t.name)))?;
+            // pieces of whole blocks, so each is checked on its own
+            let block = t.ty.type_size().max(1) as usize;
+            let step = step.div_ceil(block) * block;
+            let mut piece = vec![0u8; if keep < n { step.min(n) } else { 0 }];
+            data.resize(keep, 0);
+            let mut at = 0;
+            while at < n {
+                let len = step.min(n - at);
+                let buf = if at + len <= keep { &mut data[at..at + len] } else { &mut piece[..len] };
+                src.fetch(t.offset + at as u64, buf).await?;
+                // NaN/Inf scales (or F32/F16/BF16 values) name the tensor here, as on the GPU path
+                crate::numerics::check_weights(&t.name, t.ty, buf, (at / block) as u64)?;
+                if at + len > keep {
+                    let mine = keep.saturating_sub(at);
+                    data[at.min(keep)..].copy_from_slice(&piece[..mine]);
+                    send(at + mine, &piece[mine..len])?;
+                }
+                at += len;
+                loaded += len as u64;
                 progress(Progress { phase: Phase::Upload, loaded, total });
             }
-            // NaN/Inf scales (or F32/F16/BF16 values) name the tensor here, as on the GPU path
-            crate::numerics::check_weights(&t.name, t.ty, &data, 0)?;
-            Ok(data)
+            Ok::<_, Error>(data)
         };
         let (embd, q_dim, kv_dim) = (cfg.n_embd, cfg.n_head * cfg.head_dim, cfg.n_head_kv * cfg.head_dim);
         let mut shards = opts.link.clone().map(Shards::new);
@@ -248,13 +265,16 @@ impl CpuModel {
                 expected: vec![],
             })? as usize;
             *types.entry(t.ty.name().to_string()).or_default() += 1;
-            let mut w = CpuWeight { ty: t.ty, rows, cols, row_bytes, data: read(t).await?, first: 0, id: 0 };
-            // the embedding lookup reads any row: the engine keeps all of token_embd, and the
-            // shards get theirs only when it is the output layer too
-            let embd = std::ptr::eq(t, tensors.weights.tok_embd);
-            if let Some(s) = shards.as_mut().filter(|_| !embd || cfg.tied_embeddings) {
-                s.distribute(&mut w, embd)?;
-            }
+            let mut w = CpuWeight { ty: t.ty, rows, cols, row_bytes, data: Vec::new(), first: 0, id: 0 };
+            // with shards, every matrix (token_embd too) is split: the engine keeps part 0
+            let data = match shards.as_mut() {
+                Some(s) => {
+                    let keep = s.register(&mut w)?;
+                    read(t, keep, &mut |at, piece| s.send(&w, at, piece)).await?
+                }
+                None => read(t, usize::MAX, &mut |_, _| Ok(())).await?,
+            };
+            w.data = data;
             Ok(w)
         };
         let norm = async |t: &TensorInfo| graph::read_f32(src, t).await;
@@ -273,7 +293,7 @@ impl CpuModel {
         if let Some(s) = shards.as_mut() {
             let widest = embd.max(q_dim).max(cfg.n_ff);
             let group = (q_dim + 2 * kv_dim).max(2 * cfg.n_ff).max(cfg.n_vocab).max(embd);
-            s.ready(chunk, widest, group)?;
+            s.ready(chunk, widest, group, embd)?;
         }
         progress(Progress { phase: Phase::Compile, loaded: total, total });
         Ok(CpuModel {
@@ -473,6 +493,9 @@ impl Exec for CpuExec<'_> {
     type Norm = Vec<f32>;
 
     fn embed(&mut self, tok_embd: &CpuWeight) -> Result<()> {
+        if let Some(s) = self.shards {
+            return s.embed(tok_embd, self.ids, &mut self.x);
+        }
         let e = self.cfg.n_embd;
         for (&id, x) in self.ids.iter().zip(self.x.chunks_exact_mut(e)) {
             let row = tok_embd.row(id as usize).ok_or(Error::TokenOutOfVocab { id, vocab: tok_embd.rows })?;
