@@ -218,3 +218,86 @@ fn a_failing_shard_is_a_worker_error_and_stays_one() {
     let again = m.forward(&toks[..1], 0, Logits::Last).unwrap_err();
     assert!(matches!(again, Error::Worker(_)), "{again}");
 }
+
+/// The header of the 8B-shaped Q4_K_M `synth` writes (4.9 GB), its tensor data read as zeros:
+/// what the planner sees before any weight is fetched.
+fn llama3_8b_q4_k_m_header() -> GgufFile {
+    use llama_webgpu::synth::{self, SynthShape};
+    /// Keeps the first `cap` bytes written, then stops the writer.
+    struct Head(Vec<u8>, usize);
+    impl std::io::Write for Head {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            if self.0.len() >= self.1 {
+                return Err(std::io::Error::other("enough"));
+            }
+            self.0.extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    struct Zeros(Vec<u8>, u64);
+    impl llama_webgpu::gguf::ByteSource for Zeros {
+        fn len(&self) -> u64 {
+            self.1
+        }
+        fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+            buf.fill(0);
+            let h = self.0.len() as u64;
+            if offset < h {
+                let k = (h - offset).min(buf.len() as u64) as usize;
+                buf[..k].copy_from_slice(&self.0[offset as usize..offset as usize + k]);
+            }
+            Ok(())
+        }
+    }
+    let shape = SynthShape::Llama3_8B;
+    let len = synth::file_len(&shape, "q4_k_m").unwrap();
+    let mut head = Head(Vec::new(), 1 << 20);
+    assert!(synth::synth(&shape, "q4_k_m", 1, &mut head, |_, _| {}).is_err(), "stopped after the header");
+    GgufFile::read(&Zeros(head.0, len)).unwrap()
+}
+
+#[test]
+fn the_planner_splits_the_8b_over_wasm_instances_and_names_the_threads_that_fit() {
+    use llama_webgpu::cpu::{check_fits_parts, instance_bytes, WASM32_MEMORY};
+    let file = llama3_8b_q4_k_m_header();
+    let opts = CpuOptions::default();
+    let matrices: u64 = file.tensors.iter().filter(|t| t.dims.len() == 2).map(|t| t.n_bytes).sum();
+    assert!(matrices > WASM32_MEMORY, "the 8B's matrices alone exceed one wasm memory: {matrices}");
+    // one instance: refused before any download, naming 2 threads
+    let one = instance_bytes(&file, &opts, 1).unwrap();
+    assert!(one[0].total > WASM32_MEMORY);
+    match check_fits_parts(&file, &opts, 1, WASM32_MEMORY) {
+        Err(Error::OutOfMemory(m)) => {
+            assert!(m.contains("the engine's instance at 1 thread(s)") && m.contains("threads: 2 would fit"), "{m}")
+        }
+        r => panic!("expected OutOfMemory, got {r:?}"),
+    }
+    // two: every instance under 4 GiB, the matrices split between them (no full copy anywhere)
+    let two = instance_bytes(&file, &opts, 2).unwrap();
+    check_fits_parts(&file, &opts, 2, WASM32_MEMORY).unwrap();
+    assert_eq!(two.len(), 2);
+    assert!(two.iter().all(|b| b.total < WASM32_MEMORY), "{two:?}");
+    let norms: u64 = file.tensors.iter().filter(|t| t.dims.len() == 1).map(|t| t.n_elements() * 4).sum();
+    assert_eq!(two[0].weights + two[1].weights, matrices + norms);
+    let embd = file.tensor("token_embd.weight").unwrap().n_bytes;
+    assert!(two[1].weights > matrices / 2 - embd / 100, "the shard holds half of every matrix: {two:?}");
+    // the engine: one thread's less the shard's rows, plus the exchange with it (tens of MB)
+    let extra = two[0].total + two[1].weights - one[0].total;
+    assert!(extra < 64 << 20, "{one:?} {two:?}");
+    eprintln!("8B q4_k_m planned: 1 thread {one:?}; 2 threads {two:?}");
+    // a smaller memory: the hint is the smallest count whose every instance fits
+    let limit = 2u64 << 30;
+    let e = check_fits_parts(&file, &opts, 2, limit).unwrap_err().to_string();
+    let n: usize = e.split("threads: ").nth(1).and_then(|s| s.split(' ').next()).and_then(|s| s.parse().ok()).unwrap();
+    let most = |n: usize| instance_bytes(&file, &opts, n).unwrap().iter().map(|b| b.total).max().unwrap();
+    assert!(n > 2 && most(n) <= limit && most(n - 1) > limit, "{e}");
+    check_fits_parts(&file, &opts, n, limit).unwrap();
+    // the engine holds the most (part 0 is the largest, and the KV cache), so it is the one named
+    assert!(e.contains("the engine's instance at 2 thread(s)"), "{e}");
+    // and nothing fits a memory below the engine's room
+    let e = check_fits_parts(&file, &opts, 2, 200 << 20).unwrap_err().to_string();
+    assert!(e.contains("no thread count up to 32 fits"), "{e}");
+}

@@ -152,11 +152,83 @@ pub const WASM32_MEMORY: u64 = 4 << 30;
 /// keeps no per-context scores).
 pub fn memory_bytes(cfg: &LlamaConfig, file: &GgufFile, context: usize, chunk: usize, kv_type: KvType) -> Result<u64> {
     let weights: u64 = file.tensors.iter().map(|t| t.n_bytes).sum();
-    let kv_dim = (cfg.n_head_kv * cfg.head_dim) as u64;
     let kv = crate::kv::kv_bytes(cfg, context, kv_type)?;
+    Ok(weights.saturating_add(kv).saturating_add(activation_bytes(cfg, chunk)))
+}
+
+/// A pass's activations for `chunk` tokens, in bytes.
+fn activation_bytes(cfg: &LlamaConfig, chunk: usize) -> u64 {
+    let kv_dim = (cfg.n_head_kv * cfg.head_dim) as u64;
     let q_dim = (cfg.n_head * cfg.head_dim) as u64;
     let per_token = 3 * cfg.n_embd as u64 + 2 * q_dim + 2 * kv_dim + 3 * cfg.n_ff as u64 + cfg.n_vocab as u64;
-    Ok(weights.saturating_add(kv).saturating_add((chunk as u64).saturating_mul(per_token).saturating_mul(4)))
+    (chunk as u64).saturating_mul(per_token).saturating_mul(4)
+}
+
+/// The widest input of any matmul and the most rows one shard job computes (a fused group,
+/// or the output layer): what sizes the shards' exchange ([`shards::exchange`]).
+fn exchange_dims(cfg: &LlamaConfig) -> (usize, usize) {
+    let (q_dim, kv_dim) = (cfg.n_head * cfg.head_dim, cfg.n_head_kv * cfg.head_dim);
+    let widest = cfg.n_embd.max(q_dim).max(cfg.n_ff);
+    let group = (q_dim + 2 * kv_dim).max(2 * cfg.n_ff).max(cfg.n_vocab).max(cfg.n_embd);
+    (widest, group)
+}
+
+/// Memory a wasm instance needs beyond its planned buffers: the engine's code, tokenizer and
+/// heap; a shard's code, heap and the piece of weights being added.
+const ENGINE_ROOM: u64 = 256 << 20;
+const SHARD_ROOM: u64 = 64 << 20;
+
+/// One instance's planned bytes ([`instance_bytes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstanceBytes {
+    /// Its rows of the weight matrices (the engine: and the norms, as f32).
+    pub weights: u64,
+    /// Everything: weights, KV cache (the engine's), activations and exchange buffers, room.
+    pub total: u64,
+}
+
+/// What each instance holds with the model split over `parts` threads (1: the engine alone):
+/// the engine (index 0) part 0 of every matrix, the norms, the KV cache, a pass's activations
+/// and the shards' outputs; shard `p` part `p` of every matrix and its input and output
+/// buffers. Each with [`ENGINE_ROOM`] or [`SHARD_ROOM`] for code and heap. From the header only.
+pub fn instance_bytes(file: &GgufFile, opts: &CpuOptions, parts: usize) -> Result<Vec<InstanceBytes>> {
+    let cfg = LlamaConfig::from_gguf(file)?;
+    let parts = parts.max(1);
+    let context = crate::plan::wanted_context(&cfg, opts.context)?;
+    let kv = crate::kv::kv_bytes(&cfg, context, opts.kv_type.unwrap_or(DEFAULT_KV_TYPE))?;
+    let chunk = opts.prefill_chunk.max(1);
+    let t = graph::Tensors::of(file, &cfg)?;
+    let w = &t.weights;
+    let matrices = std::iter::once(w.tok_embd)
+        .chain(w.layers.iter().flat_map(|l| [l.wq, l.wk, l.wv, l.wo, l.w_gate, l.w_up, l.w_down]))
+        .chain(w.output);
+    let mut weights = vec![0u64; parts];
+    for m in matrices {
+        let rows = m.rows().max(1);
+        for (p, b) in weights.iter_mut().enumerate() {
+            *b += m.n_bytes / rows * shards::part(rows as usize, parts, p).len() as u64;
+        }
+    }
+    let vectors = w.layers.iter().flat_map(|l| [l.attn_norm, l.ffn_norm]).chain([w.output_norm]).chain(t.rope_freqs);
+    weights[0] += vectors.map(|v| v.n_elements() * 4).sum::<u64>();
+    let (widest, group) = exchange_dims(&cfg);
+    let (max_in, max_out) = shards::exchange(parts, chunk, widest, group, cfg.n_embd);
+    let (max_in, max_out) = (4 * max_in as u64, 4 * max_out as u64);
+    Ok(weights
+        .into_iter()
+        .enumerate()
+        .map(|(p, weights)| {
+            let total = if p == 0 {
+                // with shards: their outputs, and the piece of a tensor being passed on
+                let exchange = if parts > 1 { (parts as u64 - 1) * max_out + opts.chunk_bytes } else { 0 };
+                weights + kv + activation_bytes(&cfg, chunk) + exchange + ENGINE_ROOM
+            } else {
+                // the input, its 8-bit copy and the output, as the shard holds them
+                weights + 2 * max_in + 2 * max_out + SHARD_ROOM
+            };
+            InstanceBytes { weights, total }
+        })
+        .collect())
 }
 
 /// The machine's physical memory (Linux: `MemTotal`), the native bound of [`check_fits`]
@@ -175,25 +247,61 @@ fn host_memory() -> Option<u64> {
 }
 
 /// `Err(OutOfMemory)` when the CPU backend cannot hold `file` in `limit` bytes of memory
-/// (wasm32: [`WASM32_MEMORY`]); checked from the header, before any weight is fetched.
+/// (wasm32: [`WASM32_MEMORY`] for each instance, the engine and every shard of
+/// `opts.link`); checked from the header, before any weight is fetched.
 pub fn check_fits(file: &GgufFile, opts: &CpuOptions, limit: u64) -> Result<()> {
+    let parts = opts.link.as_ref().map_or(1, |l| l.parts().max(1));
+    // natively threads share one memory; in wasm32 each is an instance of its own
+    let split = cfg!(target_arch = "wasm32") || opts.link.is_some();
+    check_instances(file, opts, parts, limit, split)
+}
+
+/// [`check_fits`] for `parts` instances of `limit` bytes each, naming the thread count that
+/// would fit when `parts` does not.
+pub fn check_fits_parts(file: &GgufFile, opts: &CpuOptions, parts: usize, limit: u64) -> Result<()> {
+    check_instances(file, opts, parts, limit, true)
+}
+
+fn check_instances(file: &GgufFile, opts: &CpuOptions, parts: usize, limit: u64, split: bool) -> Result<()> {
+    let need = instance_bytes(file, opts, parts)?;
+    let Some((p, over)) = need.iter().enumerate().find(|(_, b)| b.total > limit) else { return Ok(()) };
     let cfg = LlamaConfig::from_gguf(file)?;
     let context = crate::plan::wanted_context(&cfg, opts.context)?;
     let kv_type = opts.kv_type.unwrap_or(DEFAULT_KV_TYPE);
-    let need = memory_bytes(&cfg, file, context, opts.prefill_chunk.max(1), kv_type)?;
-    // the engine's own code, tokenizer and heap need some room too
-    let room = limit.saturating_sub(256 << 20);
-    if need > room {
-        return Err(Error::OutOfMemory(format!(
-            "the CPU backend needs {:.2} GiB for this model (weights + a {context}-token {kv_type} KV cache of {} bytes), \
-             more than the {:.2} GiB {} can hold; use a smaller context, a smaller KV type, WebGPU or a smaller model",
-            need as f64 / (1u64 << 30) as f64,
-            crate::kv::kv_bytes(&cfg, context, kv_type)?,
-            room as f64 / (1u64 << 30) as f64,
-            if cfg!(target_arch = "wasm32") { "wasm32 memory" } else { "this machine's memory" }
-        )));
-    }
-    Ok(())
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    let most = |n: usize| instance_bytes(file, opts, n).map(|v| v.iter().map(|b| b.total).max().unwrap_or(0));
+    let hint = if !split {
+        String::new()
+    } else {
+        let mut fits = None;
+        for n in parts + 1..=shards::MAX_PARTS {
+            let m = most(n)?;
+            if m <= limit {
+                fits = Some((n, m));
+                break;
+            }
+        }
+        match fits {
+            Some((n, m)) => format!("threads: {n} would fit (each instance {:.2} GiB at most); otherwise ", gib(m)),
+            None => format!("no thread count up to {} fits; ", shards::MAX_PARTS),
+        }
+    };
+    let (who, what) = match p {
+        0 => (
+            "the engine",
+            format!("a {context}-token {kv_type} KV cache of {} bytes", crate::kv::kv_bytes(&cfg, context, kv_type)?),
+        ),
+        p => ("shard", format!("part {p} of every matrix")),
+    };
+    let who = if p == 0 { who.to_string() } else { format!("{who} {p}") };
+    Err(Error::OutOfMemory(format!(
+        "the CPU backend needs {:.2} GiB in {who}'s instance at {parts} thread(s) ({:.2} GiB of weights + {what}), \
+         more than the {:.2} GiB {} can hold; {hint}use a smaller context, a smaller KV type, WebGPU or a smaller model",
+        gib(over.total),
+        gib(over.weights),
+        gib(limit),
+        if cfg!(target_arch = "wasm32") { "wasm32 memory" } else { "this machine's memory" }
+    )))
 }
 
 impl CpuModel {
@@ -250,7 +358,6 @@ impl CpuModel {
             }
             Ok::<_, Error>(data)
         };
-        let (embd, q_dim, kv_dim) = (cfg.n_embd, cfg.n_head * cfg.head_dim, cfg.n_head_kv * cfg.head_dim);
         let mut shards = opts.link.clone().map(Shards::new);
         let tensors = graph::Tensors::of(file, &cfg)?;
         let weight = async |t: &TensorInfo| -> Result<CpuWeight> {
@@ -291,9 +398,8 @@ impl CpuModel {
         let weight_bytes = file.tensors.iter().map(|t| t.n_bytes).sum();
         let chunk = opts.prefill_chunk.max(1);
         if let Some(s) = shards.as_mut() {
-            let widest = embd.max(q_dim).max(cfg.n_ff);
-            let group = (q_dim + 2 * kv_dim).max(2 * cfg.n_ff).max(cfg.n_vocab).max(embd);
-            s.ready(chunk, widest, group, embd)?;
+            let (widest, group) = exchange_dims(&cfg);
+            s.ready(chunk, widest, group, cfg.n_embd)?;
         }
         progress(Progress { phase: Phase::Compile, loaded: total, total });
         Ok(CpuModel {
