@@ -232,11 +232,14 @@ export class EngineHost {
       // the SHA-256 (the sha256 option, or the server's ETag) over every byte, before the model is used
       await src.verify?.();
     } catch (e) {
+      // a shard's own failure, not the "stopped" that dispose() leaves (the wasm check's
+      // OutOfMemory comes through as itself)
+      const shardError = shards?.error;
       shards?.dispose();
       livePools.delete(shards);
       engine?.free();
       if (dead) throw dead;
-      throw toTyped(sourceError ?? shards?.error ?? fromPlain(e));
+      throw toTyped(sourceError ?? shardError ?? fromPlain(e));
     } finally {
       await src.close?.().catch(() => {});
     }
