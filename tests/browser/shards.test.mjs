@@ -80,3 +80,13 @@ test("threads 2 and 3: each wasm instance holds its share of every matrix (token
     }
   }
 });
+
+test("a model too large for the threads asked is an OutOfMemoryError from the per-instance plan, before the weights are fetched", { timeout: 120_000 }, async () => {
+  // a KV cache of ~16M tokens is the engine's alone: no thread count helps, and the error says so
+  const r = await inWorker({ url: "/tests/fixtures/tiny-q8_0.gguf", options: { backend: "cpu", cache: false, contextLength: 16_000_000, threads: 2 } });
+  assert.equal(r.type, "error", JSON.stringify(r));
+  assert.equal(r.name, "OutOfMemoryError", r.message);
+  assert.match(r.message, /in the engine's instance at 2 thread\(s\)/);
+  assert.match(r.message, /16000000-token f16 KV cache/);
+  assert.match(r.message, /no thread count up to 32 fits/);
+});
