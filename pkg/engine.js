@@ -83,7 +83,9 @@ export function macrotask() {
   });
 }
 
-/** Largest GGUF the CPU backend takes: wasm32's 4 GiB less room for the engine itself. */
+/** Largest GGUF one CPU instance takes: wasm32's 4 GiB less room for the engine itself. With
+ *  threads the rows are split over that many instances (shards.js); the wasm engine's check
+ *  (cpu::check_fits) plans each instance's share exactly once the header is read. */
 const CPU_MAX_MODEL_BYTES = 4 * 2 ** 30 - 256 * 2 ** 20;
 
 const WASM_URL = new URL("./wasm/llama_webgpu_bg.wasm", import.meta.url);
@@ -177,10 +179,14 @@ export class EngineHost {
     }).catch((e) => {
       throw toTyped(e);
     });
-    if (onCpu && src.size > CPU_MAX_MODEL_BYTES) {
+    // the rows split over the threads that will run (the engine and its shards)
+    const splitOver = onCpu && threads > 1 && !shardsUnavailable() ? threads : 1;
+    if (onCpu && src.size > splitOver * CPU_MAX_MODEL_BYTES) {
       await src.close?.().catch(() => {});
+      const need = Math.ceil(src.size / CPU_MAX_MODEL_BYTES);
+      const hint = need <= MAX_PARTS && !shardsUnavailable() ? `threads: ${need} or more, ` : "";
       throw new OutOfMemoryError(
-        `the CPU backend holds the model in wasm memory (4 GiB at most); this ${(src.size / 2 ** 30).toFixed(2)} GiB model does not fit: use WebGPU or a smaller model`,
+        `the CPU backend holds the model in wasm memory (4 GiB at most per thread); this ${(src.size / 2 ** 30).toFixed(2)} GiB model does not fit ${splitOver} thread(s): use ${hint}WebGPU or a smaller model`,
       );
     }
     // The first error thrown by the source (network, cache, abort) is the one to report: the
@@ -226,11 +232,14 @@ export class EngineHost {
       // the SHA-256 (the sha256 option, or the server's ETag) over every byte, before the model is used
       await src.verify?.();
     } catch (e) {
+      // a shard's own failure, not the "stopped" that dispose() leaves (the wasm check's
+      // OutOfMemory comes through as itself)
+      const shardError = shards?.error;
       shards?.dispose();
       livePools.delete(shards);
       engine?.free();
       if (dead) throw dead;
-      throw toTyped(sourceError ?? shards?.error ?? fromPlain(e));
+      throw toTyped(sourceError ?? shardError ?? fromPlain(e));
     } finally {
       await src.close?.().catch(() => {});
     }

@@ -106,6 +106,9 @@ export interface ModelInfo {
   threads: number;
   /** How the thread count came about (e.g. why 1 was used when more were asked). */
   threadsReason: string;
+  /** Weight bytes the engine's own wasm instance holds: with CPU threads, its rows of every
+   *  matrix only, the rest in the shard workers (0 on WebGPU). */
+  heldWeightBytes: number;
   features: { shaderF16: boolean; subgroups: boolean };
   /** Whether the f16 path runs. */
   f16: boolean;

@@ -38,5 +38,5 @@ if (TEST_HOOKS) METHODS.add("_crashEngine");
  * @typedef {{ type: "add", id: number, ty: number, rows: number, cols: number, bytes: Uint8Array }} ShardAdd
  * @typedef {{ type: "run", sab: SharedArrayBuffer, part: number, maxIn: number, maxOut: number }} ShardRun
  * @typedef {ShardInit | ShardAdd | ShardRun} ShardRequest
- * @typedef {{ type: "inited" } | { type: "running", mem: number } | { type: "error", message: string }} ShardReply
+ * @typedef {{ type: "inited" } | { type: "running", mem: number, held: number } | { type: "error", message: string }} ShardReply
  */

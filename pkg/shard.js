@@ -10,7 +10,7 @@ import init, { ShardEngine, wasmMemoryBytes } from "./wasm/llama_webgpu.js";
 import { TEST_HOOKS, testTrapSync } from "./hooks.js";
 import { LAYOUT, poller } from "./shards.js";
 
-const { GEN, QUIT, JOBLEN, XLEN, CRASH, DONE, OUTLEN, JOB, ERR, ERR_BYTES, CTL_BYTES } = LAYOUT;
+const { GEN, QUIT, JOBLEN, XLEN, CRASH, DONE, OUTLEN, JOB, MEM, ERR, ERR_BYTES, CTL_BYTES } = LAYOUT;
 let engine = null;
 let broken = null; // the trap that killed this instance
 
@@ -54,6 +54,7 @@ function serve({ sab, part, maxIn, maxOut }) {
       if (out.length > maxOut) throw new Error(`${out.length} outputs, more than the ${maxOut} the buffer holds`);
       f32.set(out, maxIn + (part - 1) * maxOut);
       Atomics.store(ctl, OUTLEN + part, out.length);
+      Atomics.store(ctl, MEM + part, wasmMemoryBytes() / 65536);
       Atomics.store(ctl, DONE + part, g);
     } catch (e) {
       if (e instanceof WebAssembly.RuntimeError) broken = e;
@@ -86,7 +87,7 @@ const HANDLERS = {
     engine.add(m.id, m.ty, m.rows, m.cols, m.bytes);
   },
   run(m) {
-    reply({ type: "running", mem: wasmMemoryBytes() });
+    reply({ type: "running", mem: wasmMemoryBytes(), held: engine.heldBytes() });
     serve(m);
   },
 };

@@ -13,8 +13,11 @@
 // page's thread cannot block).
 //
 // Weights reach the shards while the engine loads: the engine reads each tensor from the
-// source once (cache, progress and resume as for one thread), posts the shards their rows and
-// keeps its own, so the model is fetched once and held once.
+// source once (cache, progress and resume as for one thread), in pieces, posts the shards
+// their rows of each piece and keeps its own, so the model is fetched once and held once, and
+// no instance ever holds a whole matrix (token_embd and the output layer included: the
+// engine asks a token's embedding row of its holder). A model larger than one wasm memory
+// (4 GiB) loads over enough threads.
 import { EngineCrashedError } from "./errors.js";
 
 // control words (Int32) at the start of the buffer
@@ -51,11 +54,12 @@ const DONE = 8; // DONE + p: the generation shard p finished (−gen: failed)
 const OUTLEN = 8 + 32; // OUTLEN + p: f32s shard p wrote
 const JOB = 8 + 64; // the job: [n_tokens, weight ids…]
 const MAX_JOB = 64;
-const ERR = (JOB + MAX_JOB) * 4; // byte offset of the error texts, ERR_BYTES per shard
-const ERR_BYTES = 1024;
 export const MAX_PARTS = 32;
+const MEM = JOB + MAX_JOB; // MEM + p: shard p's wasm memory in 64 KiB pages, after its last job
+const ERR = (MEM + MAX_PARTS) * 4; // byte offset of the error texts, ERR_BYTES per shard
+const ERR_BYTES = 1024;
 const CTL_BYTES = ERR + MAX_PARTS * ERR_BYTES;
-export const LAYOUT = { GEN, QUIT, JOBLEN, XLEN, CRASH, DONE, OUTLEN, JOB, ERR, ERR_BYTES, CTL_BYTES };
+export const LAYOUT = { GEN, QUIT, JOBLEN, XLEN, CRASH, DONE, OUTLEN, JOB, MEM, ERR, ERR_BYTES, CTL_BYTES };
 
 /** A shard that has not answered after this (plus 50× the engine's own time for its rows) is taken for dead. */
 const DEADLINE_MS = 30_000;
@@ -100,8 +104,10 @@ export class ShardPool {
     this.crashPart = 0;
     this.workers = [];
     this.waiters = new Map();
-    /** Each shard's wasm memory in bytes, as it last reported. */
+    /** Each shard's wasm memory in bytes, as it reported once loaded (see instances). */
     this.mem = new Array(parts - 1).fill(0);
+    /** Weight bytes each shard holds. */
+    this.held = new Array(parts - 1).fill(0);
     for (let p = 1; p < parts; p++) {
       const w = new Worker(new URL("./shard.js", import.meta.url), { type: "module", name: `llama-webgpu-shard-${p}` });
       w.onerror = (e) => {
@@ -112,6 +118,7 @@ export class ShardPool {
         if (data.type === "error") this.#broke(fail(`CPU shard worker ${p}: ${data.message}`));
         else {
           if (data.mem) this.mem[p - 1] = data.mem;
+          if (data.held != null) this.held[p - 1] = data.held;
           this.waiters.get(w)?.(data);
         }
       };
@@ -137,9 +144,14 @@ export class ShardPool {
     });
   }
 
+  /** Each shard's wasm memory (bytes; it only grows, so this is its peak) and weight bytes. */
+  instances() {
+    return this.mem.map((m, i) => ({ memoryBytes: Math.max(m, this.ctl ? Atomics.load(this.ctl, MEM + i + 1) * 65536 : 0), weightBytes: this.held[i] }));
+  }
+
   /** Bytes of wasm memory the shards hold. */
   get memoryBytes() {
-    return this.workers.length ? this.mem.reduce((a, b) => a + b, 0) : 0;
+    return this.workers.length ? this.instances().reduce((a, b) => a + b.memoryBytes, 0) : 0;
   }
 
   /** Threads in all, the engine's included (read by the wasm engine). */
@@ -149,7 +161,7 @@ export class ShardPool {
 
   // --- called by the wasm engine (crate/src/wasm.rs, JsShardPool) ---
 
-  /** While loading: shard `part`'s rows of weight `id` (a view of the engine's memory). */
+  /** While loading: the next piece of shard `part`'s rows of weight `id` (a view of the engine's memory). */
   load(part, id, ty, rows, cols, bytes) {
     if (this.error) throw this.error;
     const copy = bytes.slice();

@@ -273,16 +273,23 @@ impl ShardEngine {
         Shard::new(part, parts).map(ShardEngine).map_err(to_js)
     }
 
-    /// This shard's rows of weight `id` (GGUF type id `ty`, `rows` × `cols` in all).
+    /// The next piece of this shard's rows of weight `id` (GGUF type id `ty`, `rows` × `cols`
+    /// in all); the pieces come in order.
     pub fn add(
         &mut self,
         id: u32,
         ty: u32,
         rows: usize,
         cols: usize,
-        bytes: Vec<u8>,
+        bytes: &[u8],
     ) -> std::result::Result<(), JsValue> {
         self.0.add(id, ty, rows, cols, bytes).map_err(to_js)
+    }
+
+    /// Weight bytes this shard holds.
+    #[wasm_bindgen(js_name = heldBytes)]
+    pub fn held_bytes(&self) -> f64 {
+        self.0.held_bytes() as f64
     }
 
     /// A job `[n_tokens, weight ids…]` on input `x` → this shard's rows of each product.
@@ -468,6 +475,9 @@ struct Info {
     backend_reason: String,
     /// CPU backend threads (0 on WebGPU).
     threads: usize,
+    /// Weight bytes the engine's wasm instance holds: on the CPU backend with shards, its rows
+    /// of every matrix only (0 on WebGPU).
+    held_weight_bytes: u64,
 }
 
 /// `general.file_type` as llama.cpp names it, else the most common tensor type.
@@ -583,6 +593,10 @@ pub fn load_engine(size: f64, read: Function, options: JsValue, progress: Functi
             ),
             Model::Cpu(m) => (model.stats().device, false, false, false, 0, m.threads()),
         };
+        let held_weight_bytes = match &model {
+            Model::Cpu(m) => m.held_weight_bytes(),
+            Model::Gpu(_) => 0,
+        };
         let kernels = match &model {
             Model::Gpu(m) if m.gpu.cpu_matmul => Some("cpu"),
             Model::Gpu(_) => Some("gpu"),
@@ -621,6 +635,7 @@ pub fn load_engine(size: f64, read: Function, options: JsValue, progress: Functi
             backend: if choice.backend == Backend::Cpu { "cpu" } else { "webgpu" },
             backend_reason: choice.reason.clone(),
             threads,
+            held_weight_bytes,
         };
         let info = ser(&info)?;
         let inner = Inner {

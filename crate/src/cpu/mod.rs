@@ -152,11 +152,83 @@ pub const WASM32_MEMORY: u64 = 4 << 30;
 /// keeps no per-context scores).
 pub fn memory_bytes(cfg: &LlamaConfig, file: &GgufFile, context: usize, chunk: usize, kv_type: KvType) -> Result<u64> {
     let weights: u64 = file.tensors.iter().map(|t| t.n_bytes).sum();
-    let kv_dim = (cfg.n_head_kv * cfg.head_dim) as u64;
     let kv = crate::kv::kv_bytes(cfg, context, kv_type)?;
+    Ok(weights.saturating_add(kv).saturating_add(activation_bytes(cfg, chunk)))
+}
+
+/// A pass's activations for `chunk` tokens, in bytes.
+fn activation_bytes(cfg: &LlamaConfig, chunk: usize) -> u64 {
+    let kv_dim = (cfg.n_head_kv * cfg.head_dim) as u64;
     let q_dim = (cfg.n_head * cfg.head_dim) as u64;
     let per_token = 3 * cfg.n_embd as u64 + 2 * q_dim + 2 * kv_dim + 3 * cfg.n_ff as u64 + cfg.n_vocab as u64;
-    Ok(weights.saturating_add(kv).saturating_add((chunk as u64).saturating_mul(per_token).saturating_mul(4)))
+    (chunk as u64).saturating_mul(per_token).saturating_mul(4)
+}
+
+/// The widest input of any matmul and the most rows one shard job computes (a fused group,
+/// or the output layer): what sizes the shards' exchange ([`shards::exchange`]).
+fn exchange_dims(cfg: &LlamaConfig) -> (usize, usize) {
+    let (q_dim, kv_dim) = (cfg.n_head * cfg.head_dim, cfg.n_head_kv * cfg.head_dim);
+    let widest = cfg.n_embd.max(q_dim).max(cfg.n_ff);
+    let group = (q_dim + 2 * kv_dim).max(2 * cfg.n_ff).max(cfg.n_vocab).max(cfg.n_embd);
+    (widest, group)
+}
+
+/// Memory a wasm instance needs beyond its planned buffers: the engine's code, tokenizer and
+/// heap; a shard's code, heap and the piece of weights being added.
+const ENGINE_ROOM: u64 = 256 << 20;
+const SHARD_ROOM: u64 = 64 << 20;
+
+/// One instance's planned bytes ([`instance_bytes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstanceBytes {
+    /// Its rows of the weight matrices (the engine: and the norms, as f32).
+    pub weights: u64,
+    /// Everything: weights, KV cache (the engine's), activations and exchange buffers, room.
+    pub total: u64,
+}
+
+/// What each instance holds with the model split over `parts` threads (1: the engine alone):
+/// the engine (index 0) part 0 of every matrix, the norms, the KV cache, a pass's activations
+/// and the shards' outputs; shard `p` part `p` of every matrix and its input and output
+/// buffers. Each with [`ENGINE_ROOM`] or [`SHARD_ROOM`] for code and heap. From the header only.
+pub fn instance_bytes(file: &GgufFile, opts: &CpuOptions, parts: usize) -> Result<Vec<InstanceBytes>> {
+    let cfg = LlamaConfig::from_gguf(file)?;
+    let parts = parts.max(1);
+    let context = crate::plan::wanted_context(&cfg, opts.context)?;
+    let kv = crate::kv::kv_bytes(&cfg, context, opts.kv_type.unwrap_or(DEFAULT_KV_TYPE))?;
+    let chunk = opts.prefill_chunk.max(1);
+    let t = graph::Tensors::of(file, &cfg)?;
+    let w = &t.weights;
+    let matrices = std::iter::once(w.tok_embd)
+        .chain(w.layers.iter().flat_map(|l| [l.wq, l.wk, l.wv, l.wo, l.w_gate, l.w_up, l.w_down]))
+        .chain(w.output);
+    let mut weights = vec![0u64; parts];
+    for m in matrices {
+        let rows = m.rows().max(1);
+        for (p, b) in weights.iter_mut().enumerate() {
+            *b += m.n_bytes / rows * shards::part(rows as usize, parts, p).len() as u64;
+        }
+    }
+    let vectors = w.layers.iter().flat_map(|l| [l.attn_norm, l.ffn_norm]).chain([w.output_norm]).chain(t.rope_freqs);
+    weights[0] += vectors.map(|v| v.n_elements() * 4).sum::<u64>();
+    let (widest, group) = exchange_dims(&cfg);
+    let (max_in, max_out) = shards::exchange(parts, chunk, widest, group, cfg.n_embd);
+    let (max_in, max_out) = (4 * max_in as u64, 4 * max_out as u64);
+    Ok(weights
+        .into_iter()
+        .enumerate()
+        .map(|(p, weights)| {
+            let total = if p == 0 {
+                // with shards: their outputs, and the piece of a tensor being passed on
+                let exchange = if parts > 1 { (parts as u64 - 1) * max_out + opts.chunk_bytes } else { 0 };
+                weights + kv + activation_bytes(&cfg, chunk) + exchange + ENGINE_ROOM
+            } else {
+                // the input, its 8-bit copy and the output, as the shard holds them
+                weights + 2 * max_in + 2 * max_out + SHARD_ROOM
+            };
+            InstanceBytes { weights, total }
+        })
+        .collect())
 }
 
 /// The machine's physical memory (Linux: `MemTotal`), the native bound of [`check_fits`]
@@ -175,25 +247,61 @@ fn host_memory() -> Option<u64> {
 }
 
 /// `Err(OutOfMemory)` when the CPU backend cannot hold `file` in `limit` bytes of memory
-/// (wasm32: [`WASM32_MEMORY`]); checked from the header, before any weight is fetched.
+/// (wasm32: [`WASM32_MEMORY`] for each instance, the engine and every shard of
+/// `opts.link`); checked from the header, before any weight is fetched.
 pub fn check_fits(file: &GgufFile, opts: &CpuOptions, limit: u64) -> Result<()> {
+    let parts = opts.link.as_ref().map_or(1, |l| l.parts().max(1));
+    // natively threads share one memory; in wasm32 each is an instance of its own
+    let split = cfg!(target_arch = "wasm32") || opts.link.is_some();
+    check_instances(file, opts, parts, limit, split)
+}
+
+/// [`check_fits`] for `parts` instances of `limit` bytes each, naming the thread count that
+/// would fit when `parts` does not.
+pub fn check_fits_parts(file: &GgufFile, opts: &CpuOptions, parts: usize, limit: u64) -> Result<()> {
+    check_instances(file, opts, parts, limit, true)
+}
+
+fn check_instances(file: &GgufFile, opts: &CpuOptions, parts: usize, limit: u64, split: bool) -> Result<()> {
+    let need = instance_bytes(file, opts, parts)?;
+    let Some((p, over)) = need.iter().enumerate().find(|(_, b)| b.total > limit) else { return Ok(()) };
     let cfg = LlamaConfig::from_gguf(file)?;
     let context = crate::plan::wanted_context(&cfg, opts.context)?;
     let kv_type = opts.kv_type.unwrap_or(DEFAULT_KV_TYPE);
-    let need = memory_bytes(&cfg, file, context, opts.prefill_chunk.max(1), kv_type)?;
-    // the engine's own code, tokenizer and heap need some room too
-    let room = limit.saturating_sub(256 << 20);
-    if need > room {
-        return Err(Error::OutOfMemory(format!(
-            "the CPU backend needs {:.2} GiB for this model (weights + a {context}-token {kv_type} KV cache of {} bytes), \
-             more than the {:.2} GiB {} can hold; use a smaller context, a smaller KV type, WebGPU or a smaller model",
-            need as f64 / (1u64 << 30) as f64,
-            crate::kv::kv_bytes(&cfg, context, kv_type)?,
-            room as f64 / (1u64 << 30) as f64,
-            if cfg!(target_arch = "wasm32") { "wasm32 memory" } else { "this machine's memory" }
-        )));
-    }
-    Ok(())
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    let most = |n: usize| instance_bytes(file, opts, n).map(|v| v.iter().map(|b| b.total).max().unwrap_or(0));
+    let hint = if !split {
+        String::new()
+    } else {
+        let mut fits = None;
+        for n in parts + 1..=shards::MAX_PARTS {
+            let m = most(n)?;
+            if m <= limit {
+                fits = Some((n, m));
+                break;
+            }
+        }
+        match fits {
+            Some((n, m)) => format!("threads: {n} would fit (each instance {:.2} GiB at most); otherwise ", gib(m)),
+            None => format!("no thread count up to {} fits; ", shards::MAX_PARTS),
+        }
+    };
+    let (who, what) = match p {
+        0 => (
+            "the engine",
+            format!("a {context}-token {kv_type} KV cache of {} bytes", crate::kv::kv_bytes(&cfg, context, kv_type)?),
+        ),
+        p => ("shard", format!("part {p} of every matrix")),
+    };
+    let who = if p == 0 { who.to_string() } else { format!("{who} {p}") };
+    Err(Error::OutOfMemory(format!(
+        "the CPU backend needs {:.2} GiB in {who}'s instance at {parts} thread(s) ({:.2} GiB of weights + {what}), \
+         more than the {:.2} GiB {} can hold; {hint}use a smaller context, a smaller KV type, WebGPU or a smaller model",
+        gib(over.total),
+        gib(over.weights),
+        gib(limit),
+        if cfg!(target_arch = "wasm32") { "wasm32 memory" } else { "this machine's memory" }
+    )))
 }
 
 impl CpuModel {
@@ -216,24 +324,40 @@ impl CpuModel {
         let total: u64 = file.tensors.iter().map(|t| t.n_bytes).sum();
         let mut loaded = 0u64;
         let mut types: std::collections::BTreeMap<String, usize> = Default::default();
-        let step = opts.chunk_bytes.max(1 << 16) as usize;
+        let step = opts.chunk_bytes.max(4 << 10) as usize;
 
-        let mut read = async |t: &TensorInfo| -> Result<Vec<u8>> {
+        // `t`'s first `keep` bytes; the rest goes piece by piece to `send(at, piece)` (the
+        // shards), so no more than `keep` + one piece of it is held at a time
+        let mut read = async |t: &TensorInfo, keep: usize, send: &mut dyn FnMut(usize, &[u8]) -> Result<()>| {
             let n = usize::try_from(t.n_bytes)
                 .map_err(|_| Error::OutOfMemory(format!("tensor '{}' is too large", t.name)))?;
+            let keep = keep.min(n);
             let mut data = Vec::new();
-            data.try_reserve_exact(n).map_err(|_| Error::OutOfMemory(format!("{n} bytes for tensor '{}'", t.name)))?;
-            data.resize(n, 0);
-            for (i, c) in data.chunks_mut(step).enumerate() {
-                src.fetch(t.offset + (i * step) as u64, c).await?;
-                loaded += c.len() as u64;
+            data.try_reserve_exact(keep)
+                .map_err(|_| Error::OutOfMemory(format!("{keep} bytes for tensor '{}'", t.name)))?;
+            // pieces of whole blocks, so each is checked on its own
+            let block = t.ty.type_size().max(1) as usize;
+            let step = step.div_ceil(block) * block;
+            let mut piece = vec![0u8; if keep < n { step.min(n) } else { 0 }];
+            data.resize(keep, 0);
+            let mut at = 0;
+            while at < n {
+                let len = step.min(n - at);
+                let buf = if at + len <= keep { &mut data[at..at + len] } else { &mut piece[..len] };
+                src.fetch(t.offset + at as u64, buf).await?;
+                // NaN/Inf scales (or F32/F16/BF16 values) name the tensor here, as on the GPU path
+                crate::numerics::check_weights(&t.name, t.ty, buf, (at / block) as u64)?;
+                if at + len > keep {
+                    let mine = keep.saturating_sub(at);
+                    data[at.min(keep)..].copy_from_slice(&piece[..mine]);
+                    send(at + mine, &piece[mine..len])?;
+                }
+                at += len;
+                loaded += len as u64;
                 progress(Progress { phase: Phase::Upload, loaded, total });
             }
-            // NaN/Inf scales (or F32/F16/BF16 values) name the tensor here, as on the GPU path
-            crate::numerics::check_weights(&t.name, t.ty, &data, 0)?;
-            Ok(data)
+            Ok::<_, Error>(data)
         };
-        let (embd, q_dim, kv_dim) = (cfg.n_embd, cfg.n_head * cfg.head_dim, cfg.n_head_kv * cfg.head_dim);
         let mut shards = opts.link.clone().map(Shards::new);
         let tensors = graph::Tensors::of(file, &cfg)?;
         let weight = async |t: &TensorInfo| -> Result<CpuWeight> {
@@ -248,13 +372,16 @@ impl CpuModel {
                 expected: vec![],
             })? as usize;
             *types.entry(t.ty.name().to_string()).or_default() += 1;
-            let mut w = CpuWeight { ty: t.ty, rows, cols, row_bytes, data: read(t).await?, first: 0, id: 0 };
-            // the embedding lookup reads any row: the engine keeps all of token_embd, and the
-            // shards get theirs only when it is the output layer too
-            let embd = std::ptr::eq(t, tensors.weights.tok_embd);
-            if let Some(s) = shards.as_mut().filter(|_| !embd || cfg.tied_embeddings) {
-                s.distribute(&mut w, embd)?;
-            }
+            let mut w = CpuWeight { ty: t.ty, rows, cols, row_bytes, data: Vec::new(), first: 0, id: 0 };
+            // with shards, every matrix (token_embd too) is split: the engine keeps part 0
+            let data = match shards.as_mut() {
+                Some(s) => {
+                    let keep = s.register(&mut w)?;
+                    read(t, keep, &mut |at, piece| s.send(&w, at, piece)).await?
+                }
+                None => read(t, usize::MAX, &mut |_, _| Ok(())).await?,
+            };
+            w.data = data;
             Ok(w)
         };
         let norm = async |t: &TensorInfo| graph::read_f32(src, t).await;
@@ -271,9 +398,8 @@ impl CpuModel {
         let weight_bytes = file.tensors.iter().map(|t| t.n_bytes).sum();
         let chunk = opts.prefill_chunk.max(1);
         if let Some(s) = shards.as_mut() {
-            let widest = embd.max(q_dim).max(cfg.n_ff);
-            let group = (q_dim + 2 * kv_dim).max(2 * cfg.n_ff).max(cfg.n_vocab).max(embd);
-            s.ready(chunk, widest, group)?;
+            let (widest, group) = exchange_dims(&cfg);
+            s.ready(chunk, widest, group, cfg.n_embd)?;
         }
         progress(Progress { phase: Phase::Compile, loaded: total, total });
         Ok(CpuModel {
@@ -473,6 +599,9 @@ impl Exec for CpuExec<'_> {
     type Norm = Vec<f32>;
 
     fn embed(&mut self, tok_embd: &CpuWeight) -> Result<()> {
+        if let Some(s) = self.shards {
+            return s.embed(tok_embd, self.ids, &mut self.x);
+        }
         let e = self.cfg.n_embd;
         for (&id, x) in self.ids.iter().zip(self.x.chunks_exact_mut(e)) {
             let row = tok_embd.row(id as usize).ok_or(Error::TokenOutOfVocab { id, vocab: tok_embd.rows })?;

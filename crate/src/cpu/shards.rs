@@ -1,13 +1,22 @@
 //! Row shards: more CPU threads where the executor cannot share memory with them (the browser:
-//! stable Rust cannot build wasm threads, see BENCHMARKS.md). Every weight matrix is split into
-//! `parts` contiguous row ranges ([`part`]); the engine keeps part 0 and runs the whole graph,
-//! each other part lives in a [`Shard`] (its own wasm instance in its own worker). For a matmul,
-//! or a group of matmuls reading the same input (Q/K/V, gate/up), the engine hands the input
-//! to the shards over a [`Link`], computes its own rows, and takes theirs back.
+//! stable Rust cannot build wasm threads, see BENCHMARKS.md). Every weight matrix, token_embd
+//! and the output layer included, is split into `parts` contiguous row ranges ([`part`]); the
+//! engine keeps part 0 and runs the whole graph, each other part lives in a [`Shard`] (its own
+//! wasm instance in its own worker), so no instance holds a whole matrix and a model larger
+//! than one wasm memory (4 GiB) loads over enough threads (`super::check_fits` plans each
+//! instance's share). For a matmul, or a group of matmuls reading the same input (Q/K/V,
+//! gate/up), the engine hands the input to the shards over a [`Link`], computes its own rows,
+//! and takes theirs back; for the embedding lookup it asks the holders of the tokens' rows of
+//! token_embd for those rows, decoded ([`JOB_EMBED`]).
+//!
+//! Weights are streamed: the engine reads each tensor in pieces and posts every shard its
+//! bytes of each piece as it arrives ([`Link::load`] appends), keeping only part 0, so it
+//! never holds a whole tensor, even while loading.
 //!
 //! Exact: a shard computes its rows with the same [`super::Ops::matmul`] code as the engine
 //! does for its own (and as one thread does for all), and every row's dot product depends on
-//! that row and the input only, so the logits are bit-identical for any number of parts.
+//! that row and the input only; an embedding row is decoded by the same `dot::decode_row`
+//! wherever it lives. So the logits are bit-identical for any number of parts.
 
 use super::{CpuWeight, MatIn, MatOut, Ops};
 use crate::error::{Error, Result};
@@ -21,6 +30,17 @@ pub const UNIT: usize = 8;
 /// Set in a job's token count: the shards dot in integers ([`super::CpuDot::Int8`]).
 pub const JOB_INT8: u32 = 1 << 31;
 
+/// Set in a job's token count: an embedding lookup `[n, id]` of weight `id` (token_embd), the
+/// input the `n` token ids as f32s (exact below 2^24); each shard answers with the decoded
+/// rows it holds, `cols` f32s each, in the tokens' order.
+pub const JOB_EMBED: u32 = 1 << 30;
+
+/// Most threads (engine and shards) a model is split over (`MAX_PARTS` in pkg/shards.js).
+pub const MAX_PARTS: usize = 32;
+
+/// Token ids an embedding job carries as f32s must be exact.
+const MAX_EMBED_ROWS: usize = 1 << 24;
+
 /// The rows part `i` of `parts` holds of a `rows`-row matrix: contiguous, in whole [`UNIT`]s
 /// (the last part ends at `rows`), the first parts taking one unit more when they do not divide.
 pub fn part(rows: usize, parts: usize, i: usize) -> Range<usize> {
@@ -33,16 +53,27 @@ pub fn part(rows: usize, parts: usize, i: usize) -> Range<usize> {
     clamp(start)..clamp(start + len)
 }
 
+/// The shards' exchange buffer: f32s of the input and of each shard's output, for `max_tokens`
+/// per pass, `widest` the most columns of any weight, `group_rows` the most rows of one job and
+/// `embd` the embedding width (a lookup may find every token's row in one shard).
+pub fn exchange(parts: usize, max_tokens: usize, widest: usize, group_rows: usize, embd: usize) -> (usize, usize) {
+    // part 0 is the largest, so it bounds every shard's share of every weight
+    let rows = (group_rows.div_ceil(parts.max(1)) + 3 * UNIT).max(embd);
+    (max_tokens * widest, max_tokens * rows)
+}
+
 /// The engine's side of the connection to the shards (JS workers over a SharedArrayBuffer in
 /// the browser). Shards are numbered `1..parts`; their outputs come back in that order.
 ///
 /// A job is `[n_tokens, id_0, id_1, …]`: the ids of the weights that read the input
-/// `[n_tokens, cols]` (`n_tokens` with [`JOB_INT8`] set on the 8-bit integer path). A shard's output is, per weight in order, `[n_tokens, its rows]`
-/// row-major.
+/// `[n_tokens, cols]` (`n_tokens` with [`JOB_INT8`] set on the 8-bit integer path). A shard's
+/// output is, per weight in order, `[n_tokens, its rows]` row-major. (An embedding lookup:
+/// see [`JOB_EMBED`].)
 pub trait Link {
     /// Threads in all, the engine's included.
     fn parts(&self) -> usize;
-    /// While loading: part `p`'s rows of weight `id` (`rows` is the whole matrix's count).
+    /// While loading: the next piece of part `p`'s rows of weight `id` (`rows` is the whole
+    /// matrix's count); the pieces of one weight arrive in order and add up to its rows.
     fn load(&self, p: usize, id: u32, ty: GgmlType, rows: usize, cols: usize, bytes: &[u8]) -> Result<()>;
     /// Every weight is sent; inputs will be at most `max_in` and each shard's output at most
     /// `max_out` f32s.
@@ -97,31 +128,76 @@ impl Shards {
         Error::Worker(m)
     }
 
-    /// Sends `w`'s parts `1..` to the shards and keeps part 0 (or, `keep_whole`, every row:
-    /// the embedding lookup reads any row of `token_embd`).
-    pub(super) fn distribute(&mut self, w: &mut CpuWeight, keep_whole: bool) -> Result<()> {
+    /// Names `w` for the shards; returns the bytes of it the engine keeps (part 0's rows), the
+    /// rest to be sent piece by piece ([`Shards::send`]).
+    pub(super) fn register(&mut self, w: &mut CpuWeight) -> Result<usize> {
         self.check()?;
         w.id = self.next_id;
         self.next_id += 1;
+        // every shard learns every weight, even one of whose rows it holds none
+        for p in 1..self.parts {
+            self.link.load(p, w.id, w.ty, w.rows, w.cols, &[]).map_err(|e| self.fail(e))?;
+        }
+        Ok(part(w.rows, self.parts, 0).end * w.row_bytes)
+    }
+
+    /// Sends the shards their bytes of `piece`, the bytes of weight `w` from byte `at` on.
+    pub(super) fn send(&self, w: &CpuWeight, at: usize, piece: &[u8]) -> Result<()> {
+        self.check()?;
+        let end = at + piece.len();
         for p in 1..self.parts {
             let r = part(w.rows, self.parts, p);
-            let bytes = w.data.get(r.start * w.row_bytes..r.end * w.row_bytes).unwrap_or(&[]);
-            self.link.load(p, w.id, w.ty, w.rows, w.cols, bytes).map_err(|e| self.fail(e))?;
-        }
-        if !keep_whole {
-            w.data.truncate(part(w.rows, self.parts, 0).end * w.row_bytes);
-            w.data.shrink_to_fit();
+            let (lo, hi) = ((r.start * w.row_bytes).max(at), (r.end * w.row_bytes).min(end));
+            if lo < hi {
+                self.link.load(p, w.id, w.ty, w.rows, w.cols, &piece[lo - at..hi - at]).map_err(|e| self.fail(e))?;
+            }
         }
         Ok(())
     }
 
-    /// Loading is done: `max_tokens` per pass, `widest` the most columns of any weight and
-    /// `group_rows` the most rows one job computes (the output layer, or a fused group).
-    pub(super) fn ready(&mut self, max_tokens: usize, widest: usize, group_rows: usize) -> Result<()> {
-        self.max_in = max_tokens * widest;
-        // part 0 is the largest, so it bounds every shard's share of every weight
-        self.max_out = max_tokens * (group_rows.div_ceil(self.parts) + 3 * UNIT);
+    /// Loading is done: `max_tokens` per pass, `widest` the most columns of any weight,
+    /// `group_rows` the most rows one job computes (the output layer, or a fused group) and
+    /// `embd` the embedding width.
+    pub(super) fn ready(&mut self, max_tokens: usize, widest: usize, group_rows: usize, embd: usize) -> Result<()> {
+        (self.max_in, self.max_out) = exchange(self.parts, max_tokens, widest, group_rows, embd);
         self.link.ready(self.max_in, self.max_out).map_err(|e| self.fail(e))
+    }
+
+    /// Decodes the rows of `w` (token_embd) of every token of `ids` into `x` (`[n, w.cols]`):
+    /// part 0's here, the others by their holders in one job.
+    pub(super) fn embed(&self, w: &CpuWeight, ids: &[u32], x: &mut [f32]) -> Result<()> {
+        self.check()?;
+        let cols = w.cols;
+        let holder = |id: u32| (0..self.parts).find(|&p| part(w.rows, self.parts, p).contains(&(id as usize)));
+        let mut remote = 0;
+        for (&id, row) in ids.iter().zip(x.chunks_exact_mut(cols)) {
+            match holder(id) {
+                None => return Err(Error::TokenOutOfVocab { id, vocab: w.rows }),
+                Some(0) => super::dot::decode_row(w.ty, w.row(id as usize).unwrap_or(&[]), row),
+                Some(_) => remote += 1,
+            }
+        }
+        if remote == 0 {
+            return Ok(());
+        }
+        if w.rows > MAX_EMBED_ROWS {
+            return Err(Error::UnsupportedModel(format!("{} token_embd rows for the CPU shards", w.rows)));
+        }
+        let xs: Vec<f32> = ids.iter().map(|&id| id as f32).collect();
+        self.link.start(&[ids.len() as u32 | JOB_EMBED, w.id], &xs).map_err(|e| self.fail(e))?;
+        let mut buf = vec![0f32; remote * cols];
+        self.link.finish(&mut buf).map_err(|e| self.fail(e))?;
+        // shard by shard, each its tokens in order (as the shards wrote them)
+        let mut rows = buf.chunks_exact(cols);
+        for p in 1..self.parts {
+            for (&id, row) in ids.iter().zip(x.chunks_exact_mut(cols)) {
+                if holder(id) == Some(p) {
+                    let got = rows.next().ok_or_else(|| Error::InvalidArgument("embedding rows too short".into()))?;
+                    row.copy_from_slice(got);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Runs every `outs` matmul of `x` (`n` tokens, each output's `w.cols` wide), the rows
@@ -202,24 +278,47 @@ impl Shard {
         })
     }
 
-    /// Takes this shard's rows of weight `id` (`rows` × `cols` in all, of GGUF type `ty`).
-    pub fn add(&mut self, id: u32, ty: u32, rows: usize, cols: usize, bytes: Vec<u8>) -> Result<()> {
+    /// Takes the next piece of this shard's rows of weight `id` (`rows` × `cols` in all, of
+    /// GGUF type `ty`): pieces arrive in order, the first reserves the whole part.
+    pub fn add(&mut self, id: u32, ty: u32, rows: usize, cols: usize, bytes: &[u8]) -> Result<()> {
         let ty = GgmlType::from_id(ty, "shard weight")?;
         let r = part(rows, self.parts, self.part);
         let row_bytes = ty.bytes_for(cols as u64).unwrap_or(0) as usize;
-        if !super::dot::supported(ty) || row_bytes == 0 || bytes.len() != r.len() * row_bytes {
-            return Err(Error::InvalidArgument(format!(
-                "shard weight {id}: {} bytes for rows {r:?} of {cols} {} values",
+        let bad = |held: usize| {
+            Error::InvalidArgument(format!(
+                "shard weight {id}: {} more bytes after {held} for rows {r:?} of {cols} {} values",
                 bytes.len(),
                 ty.name()
-            )));
+            ))
+        };
+        if !super::dot::supported(ty) || row_bytes == 0 {
+            return Err(bad(0));
         }
+        let want = r.len() * row_bytes;
         let i = id as usize;
         if self.weights.len() <= i {
             self.weights.resize_with(i + 1, || None);
         }
-        self.weights[i] = Some(CpuWeight { ty, rows, cols, row_bytes, data: bytes, first: r.start, id });
+        let w = match &mut self.weights[i] {
+            Some(w) if (w.ty, w.rows, w.cols) == (ty, rows, cols) => w,
+            Some(w) => return Err(bad(w.data.len())),
+            slot @ None => {
+                let mut data = Vec::new();
+                data.try_reserve_exact(want)
+                    .map_err(|_| Error::OutOfMemory(format!("{want} bytes for shard weight {id}")))?;
+                slot.insert(CpuWeight { ty, rows, cols, row_bytes, data, first: r.start, id })
+            }
+        };
+        if w.data.len() + bytes.len() > want {
+            return Err(bad(w.data.len()));
+        }
+        w.data.extend_from_slice(bytes);
         Ok(())
+    }
+
+    /// Weight bytes this shard holds.
+    pub fn held_bytes(&self) -> usize {
+        self.weights.iter().flatten().map(|w| w.data.len()).sum()
     }
 
     /// Runs a job (see [`Link`]) on input `x`: this shard's rows of each weight, `[n, part rows]` each.
@@ -227,12 +326,19 @@ impl Shard {
         let bad = |m: String| Error::InvalidArgument(format!("shard job: {m}"));
         let (&n, ids) = job.split_first().ok_or_else(|| bad("empty".into()))?;
         let dot = if n & JOB_INT8 != 0 { super::CpuDot::Int8 } else { super::CpuDot::Exact };
-        let n = (n & !JOB_INT8) as usize;
+        let (embed, n) = (n & JOB_EMBED != 0, (n & !(JOB_INT8 | JOB_EMBED)) as usize);
         let ops = Ops { simd: self.simd, dot, pool: &self.pool, shards: None };
         let mut ws = Vec::with_capacity(ids.len());
         for &id in ids {
             let w =
                 self.weights.get(id as usize).and_then(Option::as_ref).ok_or_else(|| bad(format!("no weight {id}")))?;
+            let r = part(w.rows, self.parts, self.part);
+            if w.data.len() != r.len() * w.row_bytes {
+                return Err(bad(format!("weight {id} has {} of its {} bytes", w.data.len(), r.len() * w.row_bytes)));
+            }
+            if embed {
+                return self.embed(w, x.get(..n).ok_or_else(|| bad(format!("{} ids for {n} tokens", x.len())))?);
+            }
             if x.len() != n * w.cols {
                 return Err(bad(format!("{} inputs for {n} tokens of {} columns", x.len(), w.cols)));
             }
@@ -249,6 +355,23 @@ impl Shard {
             let y = &mut out[at..at + len];
             ops.matmul(w, r.clone(), MatIn { x, q8: a, n }, MatOut { y, stride: r.len(), off: 0, accumulate: false });
             at += len;
+        }
+        Ok(out)
+    }
+
+    /// The decoded rows of `w` this shard holds for the token ids `ids` (as f32s), in order.
+    fn embed(&self, w: &CpuWeight, ids: &[f32]) -> Result<Vec<f32>> {
+        let r = part(w.rows, self.parts, self.part);
+        let mut out = Vec::new();
+        for &id in ids {
+            if !(id >= 0.0 && id.fract() == 0.0 && (id as usize) < w.rows) {
+                return Err(Error::InvalidArgument(format!("shard job: token id {id} of {} rows", w.rows)));
+            }
+            if let Some(row) = r.contains(&(id as usize)).then(|| w.row(id as usize)).flatten() {
+                let at = out.len();
+                out.resize(at + w.cols, 0.0);
+                super::dot::decode_row(w.ty, row, &mut out[at..]);
+            }
         }
         Ok(out)
     }
@@ -287,12 +410,32 @@ mod tests {
     #[test]
     fn shard_rejects_bytes_that_do_not_match_its_rows() {
         let mut s = Shard::new(1, 2).unwrap();
-        // 16 rows of 32 Q8_0 values (34 bytes a row): part 1 is rows 8..16
-        assert!(s.add(0, GgmlType::Q8_0.id(), 16, 32, vec![0; 8 * 34]).is_ok());
-        assert!(s.add(1, GgmlType::Q8_0.id(), 16, 32, vec![0; 7 * 34]).is_err());
+        // 16 rows of 32 Q8_0 values (34 bytes a row): part 1 is rows 8..16, in pieces
+        assert!(s.add(0, GgmlType::Q8_0.id(), 16, 32, &[0; 3 * 34 + 5]).is_ok());
+        assert!(s.run(&[1, 0], &[0.0; 32]).is_err(), "a weight not all there");
+        assert!(s.add(0, GgmlType::Q8_0.id(), 16, 32, &[0; 5 * 34 - 5]).is_ok());
+        assert!(s.add(0, GgmlType::Q8_0.id(), 16, 32, &[0; 1]).is_err(), "more than its rows");
+        assert!(s.add(0, GgmlType::Q4_0.id(), 16, 32, &[]).is_err(), "another type under the same id");
+        assert!(s.add(1, GgmlType::Q8_0.id(), 16, 32, &[0; 7 * 34]).is_ok());
+        assert!(s.run(&[1, 1], &[0.0; 32]).is_err(), "7 of its 8 rows");
         assert!(s.run(&[1, 0], &[0.0; 32]).is_ok());
         assert!(s.run(&[1, 0], &[0.0; 31]).is_err(), "input of the wrong width");
         assert!(s.run(&[1, 5], &[0.0; 32]).is_err(), "unknown weight");
         assert!(Shard::new(0, 2).is_err() && Shard::new(2, 2).is_err());
+        assert_eq!(s.held_bytes(), 8 * 34 + 7 * 34);
+    }
+
+    #[test]
+    fn shard_embeds_the_rows_it_holds() {
+        // 16 rows of 32 F32 values, row r all r: part 1 of 2 is rows 8..16
+        let mut s = Shard::new(1, 2).unwrap();
+        let bytes: Vec<u8> = (8..16u32).flat_map(|r| (0..32).flat_map(move |_| (r as f32).to_le_bytes())).collect();
+        s.add(0, GgmlType::F32.id(), 16, 32, &bytes).unwrap();
+        let out = s.run(&[3 | JOB_EMBED, 0], &[9.0, 2.0, 15.0]).unwrap();
+        assert_eq!(out.len(), 2 * 32, "rows 9 and 15, not row 2 (part 0's)");
+        assert!(out[..32].iter().all(|&v| v == 9.0) && out[32..].iter().all(|&v| v == 15.0));
+        for bad in [16.0, -1.0, 2.5, f32::NAN] {
+            assert!(s.run(&[1 | JOB_EMBED, 0], &[bad]).is_err(), "id {bad}");
+        }
     }
 }
