@@ -1,12 +1,18 @@
 // Browser CPU benchmark, one headless chromium, one page setup (served from 127.0.0.1,
 // cross-origin isolated so that wasm threads / SharedArrayBuffer are allowed):
-//   ours: www/bench.html?backend=cpu  (wasm simd128 CPU backend; threads > 1: row-shard workers)
-//   peer: bench/cpu/wllama.html      (wllama 3.8.1, llama.cpp's wasm CPU path, n_threads)
+//   ours: www/bench.html?backend=cpu  (the wasm CPU backend: the relaxed SIMD build, and with
+//         --simd auto,simd128 the simd128 one too; threads > 1: row-shard workers)
+//   peer: bench/cpu/wllama.html      (wllama, bench/cpu/package.json's version: llama.cpp's
+//         wasm CPU path, n_threads)
 // for each thread count, one after the other. Prints a markdown table and the JSON results.
-//   node bench/browser-cpu.mjs [--model URL] [--prompt 64] [--gen 32] [--threads 1,2]
+//   node bench/browser-cpu.mjs [--model URL|FILE] [--prompt 64] [--gen 32] [--threads 1,2]
+//                              [--cpu-dot exact,int8] [--simd auto,simd128] [--pkg DIR]
+// --model FILE (a local GGUF) is served at /models/NAME, where both pages fetch it; --pkg
+// serves another build of the package (e.g. tests/.cache/pkg-test) at /pkg/.
 import { startDemoServer } from "../www/serve.mjs";
 import { launch } from "../tests/browser/harness.mjs";
 import { existsSync } from "node:fs";
+import { basename, resolve } from "node:path";
 import { execFileSync } from "node:child_process";
 
 const args = process.argv.slice(2);
@@ -15,7 +21,15 @@ const here = new URL(".", import.meta.url).pathname;
 if (!existsSync(`${here}cpu/node_modules/@wllama/wllama`)) {
   execFileSync("npm", ["install", "--omit=optional", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"], { cwd: `${here}cpu`, stdio: "inherit" });
 }
-const server = await startDemoServer({ port: 0, roots: { bench: new URL(".", import.meta.url).pathname, tests: new URL("../tests", import.meta.url).pathname } }); // bench/ (its pages, out/) and tests/ (fixtures) too
+let model = opt("model");
+const models = {};
+if (model && existsSync(model)) {
+  const route = `/models/${basename(model)}`;
+  models[route] = resolve(model);
+  model = route;
+}
+const pkgDir = opt("pkg") ? { pkgDir: resolve(opt("pkg")) } : {};
+const server = await startDemoServer({ port: 0, models, ...pkgDir, roots: { bench: new URL(".", import.meta.url).pathname, tests: new URL("../tests", import.meta.url).pathname } }); // bench/ (its pages, out/) and tests/ (fixtures) too
 // cross-origin isolation (SharedArrayBuffer, wasm threads) for every page of this run
 server.server.prependListener("request", (_req, res) => {
   res.setHeader("Cross-Origin-Opener-Policy", "same-origin");
@@ -27,7 +41,7 @@ const rows = [];
 try {
   const page = await b.page();
   const base = { prompt: opt("prompt", "64"), gen: opt("gen", "32") };
-  if (opt("model")) base.model = opt("model");
+  if (model) base.model = model;
   const runPage = async (path, extra) => {
     await page.goto(`${origin}${path}?${new URLSearchParams({ ...base, ...extra })}`);
     await page.waitForFunction(() => window.benchResult, null, { timeout: 30 * 60 * 1000, polling: 500 });
@@ -36,10 +50,17 @@ try {
     return r;
   };
   for (const threads of opt("threads", "1,2").split(",").map(Number)) {
-    const ours = await runPage("/www/bench.html", { backend: "cpu", threads: String(threads) });
     const peer = await runPage("/bench/cpu/wllama.html", { threads: String(threads) });
+    console.error(JSON.stringify({ threads, peer }));
+    const ours = [];
+    for (const cpuDot of opt("cpu-dot", "exact").split(",")) {
+      for (const simd of opt("simd", "auto").split(",")) {
+        const r = await runPage("/www/bench.html", { backend: "cpu", threads: String(threads), cpuDot, simd });
+        console.error(JSON.stringify({ threads, cpuDot, simd, ours: r }));
+        ours.push(r);
+      }
+    }
     rows.push({ threads, ours, peer });
-    console.error(JSON.stringify({ threads, ours, peer }));
   }
 } finally {
   await b.close();
@@ -50,8 +71,10 @@ const f = (x) => (typeof x === "number" && isFinite(x) ? x.toFixed(2) : "n/a");
 console.log("| threads asked | engine | threads used | prefill tok/s | decode tok/s | decode ours/peer | sync µs |");
 console.log("|---:|---|---:|---:|---:|---:|---:|");
 for (const { threads, ours, peer } of rows) {
-  const sync = ours.shard_sync_us != null ? `${f(ours.shard_sync_us)} × ${ours.shard_syncs_per_token}/token` : "–";
-  console.log(`| ${threads} | llama-webgpu cpu (${ours.adapter}) | ${ours.threads} | ${f(ours.prefill_tokens_per_s)} | ${f(ours.decode_tokens_per_s)} | ${f(ours.decode_tokens_per_s / peer.decode_tokens_per_s)} | ${sync} |`);
+  for (const o of ours) {
+    const sync = o.shard_sync_us != null ? `${f(o.shard_sync_us)} × ${o.shard_syncs_per_token}/token` : "–";
+    console.log(`| ${threads} | llama-webgpu cpu (${o.adapter}) | ${o.threads} | ${f(o.prefill_tokens_per_s)} | ${f(o.decode_tokens_per_s)} | ${f(o.decode_tokens_per_s / peer.decode_tokens_per_s)} | ${sync} |`);
+  }
   console.log(`| ${threads} | ${peer.engine} | ${peer.threads} | ${f(peer.prefill_tokens_per_s)} | ${f(peer.decode_tokens_per_s)} | 1.00 | |`);
 }
 console.log(JSON.stringify(rows));

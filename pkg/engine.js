@@ -6,6 +6,7 @@ import init, { loadEngine, splitPartNames, wasmMemoryBytes as wasmModuleMemoryBy
 import { TEST_HOOKS, testTrapAsync, testTrapSync } from "./hooks.js";
 import { openSources } from "./loader.js";
 import { ShardPool, MAX_PARTS, shardsUnavailable } from "./shards.js";
+import { engineWasm } from "./simd.js";
 import { AbortError, DisposedError, EngineCrashedError, InvalidArgumentError, OutOfMemoryError, WebGPUUnavailableError, crashError, fromPlain, isTrap, toTyped } from "./errors.js";
 
 // A trap (panic, failed allocation) kills this realm's wasm instance for good. In a
@@ -88,21 +89,36 @@ export function macrotask() {
  *  (cpu::check_fits) plans each instance's share exactly once the header is read. */
 const CPU_MAX_MODEL_BYTES = 4 * 2 ** 30 - 256 * 2 ** 20;
 
-const WASM_URL = new URL("./wasm/llama_webgpu_bg.wasm", import.meta.url);
+// This realm's engine build (simd.js): picked by the first load, then fixed (one instance per realm).
+/** @type {{ simd: import("./simd.js").WasmSimd, url: URL } | null} */
+let wasmBuild = null;
 let wasmReady = null;
-function initWasm() {
-  wasmReady ??= init({ module_or_path: WASM_URL }).catch((e) => {
+/** @param {string} [simd] LoadOptions.simd */
+function initWasm(simd = "auto") {
+  if (simd !== "auto" && simd !== "simd128") throw new InvalidArgumentError(`simd must be "auto" or "simd128", got ${JSON.stringify(simd)}`);
+  const want = engineWasm(simd);
+  if (wasmBuild && wasmBuild.simd !== want.simd) {
+    throw new InvalidArgumentError(`this thread already runs the ${wasmBuild.simd} engine build; simd: ${JSON.stringify(simd)} needs a fresh one (useWorker: true, the default)`);
+  }
+  wasmBuild = want;
+  wasmReady ??= init({ module_or_path: want.url }).catch((e) => {
     wasmReady = null;
     throw e;
   });
   return wasmReady;
 }
 
+/** The CPU backend's adapter line, naming the relaxed build ("simd128+relaxed") where it runs. */
+function cpuAdapter(adapter) {
+  return wasmBuild?.simd === "relaxed-simd" ? String(adapter).replace(/\bsimd128\b/, "simd128+relaxed") : adapter;
+}
+
 /** The compiled module again, for shard workers to instantiate (compiled once, posted to each). */
 let shardModule = null;
 function compiledModule() {
   shardModule ??= (async () => {
-    const res = await fetch(WASM_URL);
+    if (!wasmBuild) throw new Error("the engine's wasm is not loaded");
+    const res = await fetch(wasmBuild.url);
     if (!res.ok) throw new Error(`failed to fetch the engine's wasm: HTTP ${res.status}`);
     if (res.headers.get("Content-Type") === "application/wasm") return WebAssembly.compileStreaming(res);
     return WebAssembly.compile(await res.arrayBuffer());
@@ -168,7 +184,7 @@ export class EngineHost {
     const onCpu = backend === "cpu" || (backend === "auto" && (!adapter || adapter.fallback));
     if (signal?.aborted) throw new AbortError();
     const chunkBytes = opts.chunkBytes ?? 8 << 20;
-    await initWasm();
+    await initWasm(opts.simd);
     // the loader's byte count never goes down; index.js drops repeats of a phase's count
     const src = await openSources(partsOf(source), {
       cache: opts.cache ?? true,
@@ -264,7 +280,9 @@ export class EngineHost {
     const info = {
       ...engineInfo,
       threadsReason,
-      adapter: engineInfo.backend === "webgpu" && adapter ? adapter.name : engineInfo.adapter,
+      // the CPU's kernels name the build's SIMD level (the engine knows simd128 only)
+      adapter: engineInfo.backend === "webgpu" && adapter ? adapter.name : cpuAdapter(engineInfo.adapter),
+      simd: wasmBuild?.simd ?? "simd128",
       fromCache: !!src.fromCache,
       source: src.url ?? src.name ?? null,
       // a split model: every part's URL (or file name), in the order given
@@ -317,6 +335,8 @@ export class EngineHost {
   }
   async bench(promptTokens, genTokens) {
     const r = await guarded(sync(() => this.#e.bench(promptTokens, genTokens)));
+    if (r.backend === "cpu") r.adapter = cpuAdapter(r.adapter);
+    r.simd = wasmBuild?.simd ?? "simd128";
     if (this.shards && !this.shards.error) {
       // what one matmul's synchronisation costs, and how many a decoded token has
       r.shard_sync_us = this.shards.barrierUs(500);

@@ -38,6 +38,13 @@ export interface LoadOptions {
    * Default "exact".
    */
   cpuDot?: "exact" | "int8";
+  /**
+   * The CPU backend's wasm build: "auto" runs the relaxed SIMD build where the browser validates
+   * relaxed SIMD (Chrome 114+; faster int8 dots), else simd128; "simd128" forces the fallback.
+   * The build is fixed per thread: on the page (useWorker: false) the first load picks it.
+   * Default "auto".
+   */
+  simd?: "auto" | "simd128";
   /** Run the engine in a dedicated Web Worker. Default true. */
   useWorker?: boolean;
   /** "auto" uses f16 when the adapter has shader-f16. Default "auto". */
@@ -97,6 +104,8 @@ export interface ModelInfo {
   /** The GGUF's pooling for embeddings.create (mean when it names none). */
   pooling: "mean" | "last" | "cls";
   adapter: string;
+  /** The engine's wasm build (the `simd` load option): relaxed SIMD or simd128. */
+  simd: "relaxed-simd" | "simd128";
   /** The WebGPU kernel family that runs: "gpu" (the one GPUs run) or "cpu" (a fallback adapter's, under `kernels: "auto"`); null on the CPU backend. */
   kernels: "gpu" | "cpu" | null;
   /** The backend that runs the model, and why it was picked. */
@@ -338,6 +347,8 @@ export interface Model {
 
 export interface BenchResult {
   adapter: string;
+  /** The engine's wasm build, as ModelInfo.simd. */
+  simd: "relaxed-simd" | "simd128";
   backend: string;
   precision: "f16" | "f32";
   /** CPU backend threads (0 on WebGPU). */

@@ -51,20 +51,51 @@ if ! command -v wasm-pack >/dev/null; then
   cargo install -q wasm-pack --locked
 fi
 
-# wasm-pack over the crate: a release build for wasm32 (extra cargo arguments after the out
-# dir) and wasm-bindgen into $1. --no-pack: pkg/package.json is ours, not generated.
-# --no-opt: wasm-opt runs after it, with feature flags (above).
+# wasm-opt -O on $1 in place, with the feature flags above and any more ($2...).
+opt() {
+  local wasm="$1"
+  shift
+  if [ "${NO_WASM_OPT:-0}" != 1 ]; then
+    echo "== wasm-opt -O $(basename "$wasm") (binaryen $("$WASM_OPT" --version | awk '{print $3}'), 2-3 minutes)"
+    "$WASM_OPT" "${WASM_OPT_FLAGS[@]}" "$@" "$wasm" -o "$wasm.opt"
+    mv "$wasm.opt" "$wasm"
+  fi
+}
+
+# Two builds of the engine, one glue (pkg/simd.js picks the wasm at run time):
+# 1. wasm-pack over the crate: a release build for wasm32 (extra cargo arguments after the out
+#    dir) and wasm-bindgen into $1: llama_webgpu_bg.wasm, simd128. --no-pack: pkg/package.json
+#    is ours, not generated. --no-opt: wasm-opt runs after it, with feature flags (above).
+# 2. llama_webgpu_relaxed_bg.wasm: the engine crate again with +relaxed-simd (the int8 CPU
+#    kernels' relaxed dot, crate/src/cpu/q8/wasm.rs). `cargo rustc` gives the flag to the engine
+#    crate alone, so its dependencies are build 1's artifacts (only the engine recompiles, not
+#    a second tree); wasm-bindgen as wasm-pack runs it, and its glue must equal build 1's.
 pack() {
   local out="$1"
   shift
   wasm-pack build crate --release --target web --mode no-install --no-pack --no-opt \
     --out-dir "$PWD/$out" --out-name llama_webgpu -- --locked "$@"
   rm -f "$out/.gitignore" "$out/package.json" "$out/README.md"
-  if [ "${NO_WASM_OPT:-0}" != 1 ]; then
-    echo "== wasm-opt -O (binaryen $("$WASM_OPT" --version | awk '{print $3}'), 2-3 minutes)"
-    "$WASM_OPT" "${WASM_OPT_FLAGS[@]}" "$out/llama_webgpu_bg.wasm" -o "$out/llama_webgpu_bg.wasm.opt"
-    mv "$out/llama_webgpu_bg.wasm.opt" "$out/llama_webgpu_bg.wasm"
-  fi
+  opt "$out/llama_webgpu_bg.wasm"
+
+  echo "== building the engine for wasm32 again with relaxed SIMD"
+  local tmp="$out.relaxed"
+  rm -rf "$tmp"
+  cargo rustc -p llama-webgpu --lib --release --target wasm32-unknown-unknown --locked "$@" \
+    -- -C target-feature=+relaxed-simd
+  local target_dir
+  target_dir="$(cargo metadata --format-version 1 --no-deps | node -e 'let s="";process.stdin.on("data",(d)=>(s+=d)).on("end",()=>console.log(JSON.parse(s).target_directory))')"
+  wasm-bindgen --target web --out-dir "$tmp" --out-name llama_webgpu \
+    "$target_dir/wasm32-unknown-unknown/release/llama_webgpu.wasm"
+  for f in llama_webgpu.js llama_webgpu.d.ts llama_webgpu_bg.wasm.d.ts; do
+    if ! cmp -s "$tmp/$f" "$out/$f"; then
+      echo "the relaxed SIMD build's $f differs from the simd128 build's: one glue cannot load both" >&2
+      exit 1
+    fi
+  done
+  mv "$tmp/llama_webgpu_bg.wasm" "$out/llama_webgpu_relaxed_bg.wasm"
+  rm -rf "$tmp"
+  opt "$out/llama_webgpu_relaxed_bg.wasm" --enable-relaxed-simd
 }
 
 # The loader's SHA-256 (@noble/hashes, ESM, no dependencies) is bundled into pkg/vendor/: the
@@ -87,7 +118,7 @@ if [ "$TEST" = 0 ]; then
   echo "== building the engine for wasm32 (wasm-pack)"
   rm -rf pkg/wasm
   pack pkg/wasm
-  echo "== pkg/ ready: $(du -h pkg/wasm/llama_webgpu_bg.wasm | cut -f1) of wasm"
+  echo "== pkg/ ready: $(du -h pkg/wasm/llama_webgpu_bg.wasm | cut -f1) of wasm (simd128), $(du -h pkg/wasm/llama_webgpu_relaxed_bg.wasm | cut -f1) (relaxed SIMD)"
   exit 0
 fi
 

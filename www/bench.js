@@ -22,6 +22,9 @@ async function main() {
     backend: q.get("backend") || "auto",
     // ?threads=N: CPU backend threads (more than 1 needs a cross-origin isolated page)
     threads: Number(q.get("threads") || 1),
+    // ?cpuDot=exact|int8: the CPU backend's dot products; ?simd=auto|simd128: its wasm build
+    cpuDot: q.get("cpuDot") || "exact",
+    simd: q.get("simd") || "auto",
     contextLength: promptTokens + genTokens + 8,
     onProgress: (p) => {
       peakWasm = Math.max(peakWasm, wasmMemoryBytes());

@@ -1,7 +1,10 @@
-// The CPU backend in the browser (wasm simd128): every fixture type's logits against
+// The CPU backend in the browser (wasm simd128; the package's relaxed SIMD build where the
+// browser has it, as this chromium does): every fixture type's logits against
 // transformers within 1e-5 of the reference std under f32 KV (prefill, and token by token through the KV
 // cache, which runs the simd128 block-dot kernels), greedy tokens through the KV cache
-// equal to transformers' generate, info reporting the backend, and `auto` on this headless chromium's SwiftShader
+// equal to transformers' generate, info reporting the backend; both builds' block-dot and int8
+// kernels against the reference decode, and cpuDot int8 logits within crate/tests/cpu.rs's int8
+// bounds in both builds (the same bits for Q8_0 and the K-quants); and `auto` on this headless chromium's SwiftShader
 // (a fallback adapter) picking the CPU. Threads (row shards in workers over a SharedArrayBuffer)
 // on a second, cross-origin isolated origin: logits bit-identical to 1 thread, a trapping shard a
 // typed error, dispose() ending the shard workers; without isolation 1 thread, and why. Long
@@ -61,7 +64,7 @@ test("CPU backend in wasm: logits of every fixture type match transformers withi
     const { info, prefill, stepwise } = r[t];
     assert.equal(info.backend, "cpu");
     assert.equal(info.reason, "asked for the CPU backend");
-    assert.match(info.adapter, /CPU, 1 thread\(s\), simd128/);
+    assert.match(info.adapter, /CPU, 1 thread\(s\), simd128\+relaxed, exact dot/);
     const ref = readNpy(join(FIX, `tiny-${t}.logits.npy`));
     const vocab = ref.shape[1];
     const worst = {};
@@ -82,35 +85,116 @@ test("CPU backend in wasm: logits of every fixture type match transformers withi
   }
 });
 
-test("CPU backend in wasm: the simd128 block-dot kernel of every supported format matches the reference decode", async () => {
+// The two engine builds (pkg/simd.js): relaxed SIMD where the browser has it, simd128 else.
+const BUILDS = { "relaxed-simd": "llama_webgpu_relaxed_bg.wasm", simd128: "llama_webgpu_bg.wasm" };
+
+/** Runs `check` (a checkCpu… export) in a module instance of each build; { build: result }. */
+const inEachBuild = (check) =>
+  page.evaluate(async ({ builds, check }) => {
+    const out = {};
+    for (const [name, file] of Object.entries(builds)) {
+      // one glue, a module instance of its own per build (the query string)
+      const w = await import(`/tests/.cache/pkg-test/wasm/llama_webgpu.js?${name}`);
+      await w.default({ module_or_path: `/tests/.cache/pkg-test/wasm/${file}` });
+      out[name] = w[check]();
+    }
+    return out;
+  }, { builds: BUILDS, check });
+
+test("CPU backend in wasm: the simd128 block-dot kernel of every supported format matches the reference decode, in both builds", async () => {
   // Q5_0/Q5_1 have no fixture model: this reaches every kernel, in wasm, on random blocks
-  const r = await page.evaluate(async () => {
-    const w = await import("/tests/.cache/pkg-test/wasm/llama_webgpu.js");
-    await w.default();
-    return w.checkCpuKernels();
-  });
-  assert.equal(r.simd, "simd128");
-  const types = Object.keys(r.worst);
-  for (const t of ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS"]) assert.ok(types.includes(t), `${t} not checked: ${types}`);
-  for (const [t, e] of Object.entries(r.worst)) assert.ok(e <= TOL, `${t}: simd128 dot error ${e} of Σ|w·x| > ${TOL}`);
-  console.log(`simd128 kernels, worst error / Σ|w·x|: ${Object.entries(r.worst).map(([t, e]) => `${t} ${e.toExponential(1)}`).join(", ")}`);
+  for (const [build, r] of Object.entries(await inEachBuild("checkCpuKernels"))) {
+    assert.equal(r.simd, "simd128");
+    const types = Object.keys(r.worst);
+    for (const t of ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS"]) assert.ok(types.includes(t), `${build}: ${t} not checked: ${types}`);
+    for (const [t, e] of Object.entries(r.worst)) assert.ok(e <= TOL, `${build} ${t}: simd128 dot error ${e} of Σ|w·x| > ${TOL}`);
+    console.log(`simd128 kernels (${build} build), worst error / Σ|w·x|: ${Object.entries(r.worst).map(([t, e]) => `${t} ${e.toExponential(1)}`).join(", ")}`);
+  }
 });
 
-test("CPU backend in wasm: the integer (int8) dot kernel of every quantized format matches the scalar one and the decode's bound", async () => {
-  const r = await page.evaluate(async () => {
-    const w = await import("/pkg/wasm/llama_webgpu.js");
-    await w.default();
-    return w.checkCpuInt8Kernels();
-  });
-  assert.equal(r.simd, "simd128");
-  const types = Object.keys(r.worst);
-  for (const t of ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K"]) assert.ok(types.includes(t), `${t} not checked: ${types}`);
-  for (const [t, [vsScalar, vsBound]] of Object.entries(r.worst)) {
-    // integer sums are exact: only the f32 scaling rounds differently
-    assert.ok(vsScalar <= 1e-6, `${t}: ${vsScalar} of Σ|w·x| from the scalar integer kernel`);
-    assert.ok(vsBound <= 1, `${t}: ${vsBound} × the activation-rounding bound`);
+test("CPU backend in wasm: the integer (int8) dot kernel of every quantized format matches the scalar one and the decode's bound, in the relaxed SIMD and the simd128 build", async () => {
+  const r = await inEachBuild("checkCpuInt8Kernels");
+  assert.equal(r["relaxed-simd"].relaxed, true, "the relaxed build runs the relaxed dot");
+  assert.equal(r.simd128.relaxed, false);
+  for (const [build, k] of Object.entries(r)) {
+    assert.equal(k.simd, "simd128");
+    const types = Object.keys(k.worst);
+    for (const t of ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K"]) assert.ok(types.includes(t), `${build}: ${t} not checked: ${types}`);
+    for (const [t, [vsScalar, vsBound]] of Object.entries(k.worst)) {
+      // integer sums are exact: only the f32 scaling rounds differently
+      assert.ok(vsScalar <= 1e-6, `${build} ${t}: ${vsScalar} of Σ|w·x| from the scalar integer kernel`);
+      assert.ok(vsBound <= 1, `${build} ${t}: ${vsBound} × the activation-rounding bound`);
+    }
+    console.log(`int8 kernels (${build}), vs scalar / vs bound: ${Object.entries(k.worst).map(([t, [a, b]]) => `${t} ${a.toExponential(1)} / ${b.toFixed(2)}`).join(", ")}`);
   }
-  console.log(`int8 kernels (${r.relaxed ? "relaxed SIMD" : "simd128"}), vs scalar / vs bound: ${Object.entries(r.worst).map(([t, [a, b]]) => `${t} ${a.toExponential(1)} / ${b.toFixed(2)}`).join(", ")}`);
+});
+
+// crate/tests/cpu.rs's tol_int8: the int8 path's bound against transformers, × the reference std
+const TOL_INT8 = { q8_0: 0.14, q4_0: 0.14, q4_1: 0.17, q4_k_m: 0.35, q5_k_m: 0.35, q6_k: 0.35 };
+/** The fixtures whose int8 logits are the same bits in both builds (see below). */
+const SAME_BITS = new Set(["q8_0", "q4_k_m", "q5_k_m", "q6_k"]);
+
+test("CPU backend in wasm, cpuDot int8: logits within the int8 bounds of transformers in both builds, the same bits for Q8_0 and the K-quants; auto picks relaxed SIMD here", { timeout: 600_000 }, async () => {
+  const types = Object.keys(TOL_INT8);
+  const r = await page.evaluate(async ({ types, tokens }) => {
+    const lib = await import("/tests/.cache/pkg-test/index.js");
+    const out = {};
+    for (const t of types) {
+      for (const simd of ["auto", "simd128"]) {
+        const m = await lib.loadModel(`/tests/fixtures/tiny-${t}.gguf`, { backend: "cpu", cache: false, contextLength: 64, kvType: "f32", cpuDot: "int8", simd });
+        const prefill = Array.from(await m.logits(tokens));
+        const stepwise = Array.from(await m.logits(tokens, { stepwise: true }));
+        const bench = await m.bench({ promptTokens: 4, genTokens: 2 });
+        out[`${t} ${simd}`] = { simd: m.info.simd, adapter: m.info.adapter, bench: { simd: bench.simd, adapter: bench.adapter }, prefill, stepwise };
+        await m.dispose();
+      }
+    }
+    return out;
+  }, { types, tokens: tiny.tokens });
+  for (const t of types) {
+    const relaxed = r[`${t} auto`];
+    const simd = r[`${t} simd128`];
+    assert.equal(relaxed.simd, "relaxed-simd", `${t}: auto on chromium ${JSON.stringify(relaxed.adapter)}`);
+    assert.match(relaxed.adapter, /^CPU, 1 thread\(s\), simd128\+relaxed, int8 dot$/);
+    assert.equal(relaxed.bench.simd, "relaxed-simd");
+    assert.match(relaxed.bench.adapter, /simd128\+relaxed, int8 dot/);
+    assert.equal(simd.simd, "simd128");
+    assert.match(simd.adapter, /^CPU, 1 thread\(s\), simd128, int8 dot$/);
+    assert.equal(simd.bench.simd, "simd128");
+    assert.match(simd.bench.adapter, /simd128, int8 dot/);
+    const ref = readNpy(join(FIX, `tiny-${t}.logits.npy`));
+    const vocab = ref.shape[1];
+    const worst = {};
+    for (const [build, got] of [["relaxed-simd", relaxed], ["simd128", simd]]) {
+      for (const pass of ["prefill", "stepwise"]) {
+        assert.equal(got[pass].length, ref.data.length, `${t} ${build} ${pass}`);
+        let w = 0;
+        for (let p = 0; p < ref.shape[0]; p++) {
+          const row = ref.data.subarray(p * vocab, (p + 1) * vocab);
+          const sd = std(row);
+          for (let i = 0; i < vocab; i++) w = Math.max(w, Math.abs(got[pass][p * vocab + i] - row[i]) / sd);
+        }
+        assert.ok(w <= TOL_INT8[t], `${t} ${build} ${pass}: max |wasm int8 − transformers| / std = ${w} > ${TOL_INT8[t]}`);
+        worst[`${build} ${pass}`] = w;
+      }
+    }
+    // The relaxed dot sums the same integers, into other i32 lanes. Q8_0 keeps the simd128
+    // products, and the K-quants (all these fixtures' K-quant files hold) sum the lanes before
+    // any f32: the same bits. Q4_0/Q4_1 scale the lanes in f32, so rounding differs, and a
+    // rounding step can flip an activation's 8-bit quant downstream: both builds must then
+    // hold the bound on their own (checked above).
+    const same = ["prefill", "stepwise"].map((pass) => {
+      const diff = relaxed[pass].findIndex((x, i) => !Object.is(x, simd[pass][i]));
+      if (SAME_BITS.has(t)) assert.equal(diff, -1, `${t} ${pass}: logit ${diff} differs between the relaxed SIMD and the simd128 build`);
+      return diff === -1;
+    });
+    console.log(`${t} int8: max error / std ${Object.entries(worst).map(([k, w]) => `${k} ${w.toExponential(2)}`).join(", ")}; builds ${same.every(Boolean) ? "bit-identical" : "differ in rounding"}`);
+  }
+  const bad = await page.evaluate(async () => {
+    const lib = await import("/tests/.cache/pkg-test/index.js");
+    return lib.loadModel("/tests/fixtures/tiny-q8_0.gguf", { backend: "cpu", cache: false, simd: "avx" }).then(() => "loaded", (e) => `${e.name}: ${e.message}`);
+  });
+  assert.match(bad, /^InvalidArgumentError: simd must be "auto" or "simd128"/);
 });
 
 test("CPU backend in wasm: greedy tokens through the KV cache equal transformers' generate", { timeout: 300_000 }, async () => {
