@@ -70,6 +70,10 @@ pub struct Q8Act {
     /// Q8_K's `d·Σq` per 32 values (8 per block), for the mins of Q4_K/Q5_K in kernels that
     /// apply them in f32 (one multiply-add per block and token); empty for the 32-value kinds.
     dsums: Vec<f32>,
+    /// Q8_K's first whole groups of 16 tokens with the tokens in lanes, for prefill's AVX-512
+    /// kernel ([`lanes`]); `None` for fewer tokens or without that kernel.
+    #[cfg(target_arch = "x86_64")]
+    lanes: Option<lanes::Lanes>,
 }
 
 /// One token of a [`Q8Act`]: `cols` quants, a scale per block and a `Σq` per `sum_len`.
@@ -102,11 +106,16 @@ impl Q8Act {
             sums: vec![0; n * cols / ss],
             dds: vec![0.0; dds],
             dsums: vec![0.0; if kind == Kind::K { n * cols / 32 } else { 0 }],
+            #[cfg(target_arch = "x86_64")]
+            lanes: None,
         };
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx2") {
             // SAFETY: the features are there.
             unsafe { fill_avx2(&mut a, &x[..n * cols]) };
+            if kind == Kind::K && n >= lanes::TOKENS && vnni() {
+                a.lanes = Some(lanes::Lanes::new(&a));
+            }
             return Some(a);
         }
         fill(&mut a, &x[..n * cols]);
@@ -268,7 +277,30 @@ pub fn rows_dot(simd: Simd, ty: GgmlType, w: &[u8], row_bytes: usize, a: Q8Row, 
 /// rows go in groups that stay in L1 with a tile's activations, each tile dotted with every
 /// row of the group: the activations of many tokens exceed L1 (64 tokens of 2048: 128 KiB),
 /// and re-read from L2 for every row they bounded prefill.
+///
+/// At the `Avx512` level (with VNNI), the K-quants take their whole groups of 16 tokens in
+/// [`lanes`]' kernel (their results then differ from a token's alone in the f32 rounding).
 pub fn rows_dots(simd: Simd, ty: GgmlType, w: &[u8], row_bytes: usize, a: &Q8Act, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(l) = a.lanes.as_ref() {
+        if simd == Simd::Avx512 && lanes::takes(ty) && fits(ty, row_bytes, &a.row(0)) && l.blocks() * 256 == a.cols {
+            let n = a.n;
+            let rows = (out.len() / n).min(w.len() / row_bytes);
+            let (wl, wr) = w.split_at(rows * row_bytes);
+            let (ol, or) = out.split_at_mut(rows * n);
+            // SAFETY: `Lanes` exists where vnni() (and the Avx512 level: F, AVX2, FMA, F16C);
+            // `wl` holds `rows` rows of whole blocks covering `a` (`fits`), `ol` their outputs.
+            unsafe { lanes::rows(ty, wl, row_bytes, rows, l, n, ol) };
+            rows_dots_from(simd, ty, wl, row_bytes, a, ol, l.groups * lanes::TOKENS);
+            rows_dots_from(simd, ty, wr, row_bytes, a, or, 0);
+            return;
+        }
+    }
+    rows_dots_from(simd, ty, w, row_bytes, a, out, 0)
+}
+
+/// [`rows_dots`]' tiles and single-token kernels, for the tokens from `t0`.
+fn rows_dots_from(simd: Simd, ty: GgmlType, w: &[u8], row_bytes: usize, a: &Q8Act, out: &mut [f32], t0: usize) {
     let n = a.n.max(1);
     let tokens: Vec<Q8Row> = (0..a.n).map(|t| a.row(t)).collect();
     #[cfg(target_arch = "x86_64")]
@@ -282,7 +314,7 @@ pub fn rows_dots(simd: Simd, ty: GgmlType, w: &[u8], row_bytes: usize, a: &Q8Act
     while r0 < rows {
         let g = group.min(rows - r0);
         #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
-        let mut t = 0;
+        let mut t = t0;
         #[cfg(target_arch = "x86_64")]
         if tiles {
             // the last row's outputs may be fewer than n
@@ -313,7 +345,7 @@ pub fn rows_dots(simd: Simd, ty: GgmlType, w: &[u8], row_bytes: usize, a: &Q8Act
         for r in r0..r0 + g {
             let row = w.get(r * row_bytes..(r + 1) * row_bytes).unwrap_or(&[]);
             // tokens the tiles did not take (all of them without tiles, or for a short row)
-            let done = if tiles && row.len() == row_bytes { t } else { 0 };
+            let done = if tiles && row.len() == row_bytes { t } else { t0 };
             for (t, v) in out[r * n..len.min((r + 1) * n)].iter_mut().enumerate().skip(done) {
                 match tokens.get(t) {
                     Some(a) => rows_dot(simd, ty, row, row_bytes, *a, std::slice::from_mut(v)),
@@ -345,6 +377,9 @@ mod avx2;
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+
+#[cfg(target_arch = "x86_64")]
+mod lanes;
 
 #[cfg(target_arch = "wasm32")]
 mod wasm;
@@ -473,7 +508,7 @@ mod tests {
     }
 
     /// Prefill's several-token kernels (tiles of 8, 4, 3, 2 and 1 tokens, 13 = 8 + 4 + 1 and
-    /// 4 + 4 + 4 + 1) give every token the bits it gets alone.
+    /// 4 + 4 + 4 + 1; up to 15, below [`lanes`]' 16) give every token the bits it gets alone.
     #[test]
     fn several_tokens_at_once_give_each_token_its_own_bits() {
         let mut seed = 5u64;
@@ -482,8 +517,10 @@ mod tests {
             (seed >> 33) as u32
         };
         let rows = 3;
-        for (ty, n) in
-            GgmlType::ALL.into_iter().filter(|t| kind(*t).is_some()).flat_map(|t| [(t, 5), (t, 6), (t, 7), (t, 13)])
+        for (ty, n) in GgmlType::ALL
+            .into_iter()
+            .filter(|t| kind(*t).is_some())
+            .flat_map(|t| [1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 15].map(|n| (t, n)))
         {
             // 17 blocks of 32: the two-block kernels end on one
             let cols = if kind(ty) == Some(Kind::B32) { 544 } else { 512 };
@@ -505,6 +542,63 @@ mod tests {
                             ty.name(),
                             simd.name()
                         );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Prefill with 16 tokens or more: the K-quants' tokens-in-lanes kernel (AVX-512 VNNI)
+    /// gives every (row, token) the scalar kernel's integer sums, so the scalar result up to
+    /// f32 rounding (1e-6 of Σ|ŵ·x̂|), for ragged row counts (not a multiple of its 4 rows) and
+    /// tokens past the last whole group of 16 (the tiles, bit for bit a token alone).
+    #[test]
+    fn tokens_in_lanes_match_the_scalar_kernel() {
+        let mut seed = 9u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) as u32
+        };
+        let cols = 768;
+        for ty in [GgmlType::Q4K, GgmlType::Q5K, GgmlType::Q6K] {
+            let rb = ty.bytes_for(cols as u64).unwrap() as usize;
+            for (rows, n) in [(1, 16), (3, 17), (5, 16), (7, 33), (9, 31), (13, 48)] {
+                let w = random_blocks(ty, rb * rows, &mut next);
+                // outliers, and a block of zeros for token 3
+                let x: Vec<f32> = (0..n * cols)
+                    .map(|i| {
+                        let u = next() as f32 / u32::MAX as f32 - 0.5;
+                        match (i / cols, i % cols) {
+                            (3, c) if c < 256 => 0.0,
+                            (_, c) if c % 89 == 0 => 30.0 * u,
+                            _ => u,
+                        }
+                    })
+                    .collect();
+                let a = Q8Act::quantize(Kind::K, &x, n, cols).unwrap();
+                #[cfg(target_arch = "x86_64")]
+                assert_eq!(a.lanes.is_some(), vnni(), "16 tokens or more take the lanes wherever the kernel runs");
+                for simd in Simd::available() {
+                    let mut all = vec![f32::NAN; rows * n];
+                    rows_dots(simd, ty, &w, rb, &a, &mut all);
+                    for r in 0..rows {
+                        let row = &w[r * rb..][..rb];
+                        let wr = crate::quant::dequantize(ty, row).unwrap();
+                        for t in 0..n {
+                            let (mut want, mut one) = ([0f32], [0f32]);
+                            scalar::rows(ty, row, rb, a.row(t), &mut want);
+                            rows_dot(simd, ty, row, rb, a.row(t), &mut one);
+                            let got = all[r * n + t];
+                            let xq = &a.dequantize()[t * cols..][..cols];
+                            let mag: f64 = wr.iter().zip(xq).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
+                            let e = (got as f64 - want[0] as f64).abs();
+                            let what =
+                                format!("{} {} {rows} rows {n} tokens: row {r} token {t}", ty.name(), simd.name());
+                            assert!(e <= 1e-6 * mag, "{what}: {got} vs scalar {}", want[0]);
+                            if simd != Simd::Avx512 || t >= n / 16 * 16 {
+                                assert_eq!(got.to_bits(), one[0].to_bits(), "{what}: the single-token bits");
+                            }
+                        }
                     }
                 }
             }
