@@ -12,10 +12,14 @@
 #               drafts never match), to show what a useless drafter costs
 #
 # usage: bench/speculative.sh
-# environment: THREADS (2), REPS (3), BACKEND (cpu), DRAFT_TOKENS (6), GEN (128),
+# environment: THREADS (2), REPS (3), BACKEND (cpu; gpu forces the GPU backend on a CPU adapter
+#              such as lavapipe), DRAFT_TOKENS (6), GEN (128), COPY_GEN (400: lookup-copy's),
 #              SYNTH_TARGET (llama3.2-3b), SYNTH_DRAFT (llama3.2-1b), SYNTH_GEN (32),
-#              DRAFT_DOT (int8: the draft's CPU dot products), CASES (all four),
-#              CARGO_TARGET_DIR (./target), BENCH_OUT (bench/speculative-out)
+#              DRAFT_DOT (int8: the draft's CPU dot products), DRAFT_BACKEND (the model's;
+#              cpu: the draft on the CPU backend beside a GPU target), CASES (all four),
+#              CARGO_TARGET_DIR (./target), BENCH_OUT (bench/speculative-out),
+#              BASELINE_DIR (a target dir: its release binary also runs every speculative
+#              command, right after this one's, as the "before" row of the same plain runs)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
@@ -25,6 +29,7 @@ REPS="${REPS:-3}"
 BACKEND="${BACKEND:-cpu}"
 DRAFT_TOKENS="${DRAFT_TOKENS:-6}"
 GEN="${GEN:-128}"
+COPY_GEN="${COPY_GEN:-400}"
 SYNTH_TARGET="${SYNTH_TARGET:-llama3.2-3b}"
 SYNTH_DRAFT="${SYNTH_DRAFT:-llama3.2-1b}"
 SYNTH_GEN="${SYNTH_GEN:-32}"
@@ -33,6 +38,10 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 out="${BENCH_OUT:-$here/speculative-out}"
 mkdir -p "$out"
 rm -f "$out"/*.json
+# the converted and synthetic models of the default output folder, where another one is used
+for f in smollm2-f16.gguf "synth-$SYNTH_TARGET.gguf" "synth-$SYNTH_DRAFT.gguf"; do
+    [ -e "$out/$f" ] || [ ! -f "$here/speculative-out/$f" ] || ln -s "$here/speculative-out/$f" "$out/$f"
+done
 
 bin="$CARGO_TARGET_DIR/release/llama-webgpu"
 [ -x "$bin" ] || cargo build --release --locked --bin llama-webgpu >&2
@@ -56,11 +65,15 @@ copy_prompt="Repeat the following passage exactly, word for word, without any co
 $passage"
 free_prompt="Write a short essay about why people enjoy walking in the mountains."
 
-# run NAME ARGS...: one generate --json, its last line kept as $out/NAME.RUN.json
+# run NAME ARGS...: one generate --json, its last line kept as $out/NAME.RUN.json; a
+# speculative NAME (…-spec) runs with the BASELINE_DIR binary too, as NAME-before
 run() {
     local name="$1"; shift
     local n; n=$(ls "$out" | grep -c "^$name\." || true)
     "$bin" generate --json "$@" "${engine[@]}" | tail -n 1 > "$out/$name.$n.json"
+    if [ -n "${BASELINE_DIR:-}" ] && [[ "$name" == *-spec ]]; then
+        "$BASELINE_DIR/release/llama-webgpu" generate --json "$@" "${engine[@]}" | tail -n 1 > "$out/$name-before.$n.json"
+    fi
 }
 
 for rep in $(seq 1 "$REPS"); do
@@ -70,10 +83,10 @@ for rep in $(seq 1 "$REPS"); do
         draft)
             args=(--model "$f16" --chat --prompt "$free_prompt" --max-tokens "$GEN")
             run draft-plain "${args[@]}"
-            run draft-spec "${args[@]}" --draft "$q4" --draft-tokens "$DRAFT_TOKENS" ${DRAFT_DOT:+--draft-cpu-dot "$DRAFT_DOT"}
+            run draft-spec "${args[@]}" --draft "$q4" --draft-tokens "$DRAFT_TOKENS" ${DRAFT_DOT:+--draft-cpu-dot "$DRAFT_DOT"} ${DRAFT_BACKEND:+--draft-backend "$DRAFT_BACKEND"}
             ;;
         lookup-copy)
-            args=(--model "$f16" --chat --prompt "$copy_prompt" --max-tokens 400)
+            args=(--model "$f16" --chat --prompt "$copy_prompt" --max-tokens "$COPY_GEN")
             run lookup-copy-plain "${args[@]}"
             run lookup-copy-spec "${args[@]}" --lookup --draft-tokens "$DRAFT_TOKENS"
             ;;
@@ -89,7 +102,7 @@ for rep in $(seq 1 "$REPS"); do
             [ -f "$sd" ] || "$bin" synth --shape "$SYNTH_DRAFT" --out "$sd" --seed 2 --tokenizer "$tj" >&2
             args=(--model "$st" --tokens 128000,791,6864,315,9822,374 --max-tokens "$SYNTH_GEN" --context 256)
             run zero-plain "${args[@]}"
-            run zero-spec "${args[@]}" --draft "$sd" --draft-tokens "$DRAFT_TOKENS" ${DRAFT_DOT:+--draft-cpu-dot "$DRAFT_DOT"}
+            run zero-spec "${args[@]}" --draft "$sd" --draft-tokens "$DRAFT_TOKENS" ${DRAFT_DOT:+--draft-cpu-dot "$DRAFT_DOT"} ${DRAFT_BACKEND:+--draft-backend "$DRAFT_BACKEND"}
             ;;
         esac
     done
@@ -103,17 +116,21 @@ def load(name):
 rows = []
 for case, label in [("draft", "F16 target, Q4_1 draft"), ("lookup-copy", "lookup, repeat a passage"),
                     ("lookup-free", "lookup, free text"), ("zero", "synthetic, draft never matches")]:
-    plain, spec = load(case + "-plain"), load(case + "-spec")
+    plain = load(case + "-plain")
     if not plain:
         continue
-    for p, s in zip(plain, spec):
-        assert p["tokens"] == s["tokens"], f"{case}: speculative tokens differ from plain"
-    mp = statistics.median(r["decode_tokens_per_s"] for r in plain)
-    ms = statistics.median(r["decode_tokens_per_s"] for r in spec)
-    ratios = [s["decode_tokens_per_s"] / p["decode_tokens_per_s"] for p, s in zip(plain, spec)]
-    st = spec[-1]["speculative"]
-    acc = st["accepted"] / st["drafted"] if st["drafted"] else 0.0
-    rows.append((label, len(plain[0]["tokens"]), mp, ms, ms / mp, statistics.median(ratios), st, acc))
+    for variant, suffix in [("", "-spec"), (", before", "-spec-before")]:
+        spec = load(case + suffix)
+        if not spec:
+            continue
+        for p, s in zip(plain, spec):
+            assert p["tokens"] == s["tokens"], f"{case}{variant}: speculative tokens differ from plain"
+        mp = statistics.median(r["decode_tokens_per_s"] for r in plain)
+        ms = statistics.median(r["decode_tokens_per_s"] for r in spec)
+        ratios = [s["decode_tokens_per_s"] / p["decode_tokens_per_s"] for p, s in zip(plain, spec)]
+        st = spec[-1]["speculative"]
+        acc = st["accepted"] / st["drafted"] if st["drafted"] else 0.0
+        rows.append((label + variant, len(plain[0]["tokens"]), mp, ms, ms / mp, statistics.median(ratios), st, acc))
 print("| case | tokens | plain tok/s | speculative tok/s | ratio of medians | median of paired ratios | drafted / accepted / target passes (last run) | acceptance |")
 print("|---|---:|---:|---:|---:|---:|---|---:|")
 for label, n, mp, ms, r, pr, st, acc in rows:

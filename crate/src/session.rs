@@ -454,10 +454,12 @@ impl Generator {
                 let pos = session.cached.len();
                 // drafts must fit the context, and past the last token to emit they are waste
                 let limit = (model.context() - pos - 1).min(self.opts.max_tokens - self.tokens.len() - 1);
-                let drafts = match spec {
+                let drafts = match spec.as_deref_mut() {
                     Some(s) => s.draft_tokens(&session.cached, next, &self.history, limit).await?,
                     None => Vec::new(),
                 };
+                // the speculator prices its drafts by these passes' times
+                let clock = Instant::now();
                 if drafts.is_empty() {
                     self.logits = model.forward(&[next], pos, Logits::Last).await?;
                     session.cached.push(next);
@@ -472,6 +474,9 @@ impl Generator {
                     self.pending = drafts.iter().copied().zip(rows.map(<[f32]>::to_vec)).collect();
                     self.round = (drafts.len(), 0);
                     session.cached.extend_from_slice(&input);
+                }
+                if let Some(s) = spec {
+                    s.time_target(drafts.len() + 1, clock.elapsed().as_secs_f64());
                 }
                 if let Some(st) = &mut self.stats {
                     st.drafted += drafts.len();

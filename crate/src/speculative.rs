@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::graph::Logits;
 use crate::sampler::Sampler;
 use crate::tokenizer::Tokenizer;
+use web_time::Instant;
 
 /// Counters of one generation (the CLI's `"speculative"` JSON, the package's `lastStats`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -47,6 +48,34 @@ pub struct DraftModel {
     model: Model,
     /// Tokens in the draft's KV cache, in order (as `Session::cached` for the target).
     cached: Vec<u32>,
+    /// Its single-token step, seconds (measured inside the speculative runs, where it
+    /// alternates with the target and pays for that in caches, not standalone).
+    step_s: Ema,
+}
+
+/// An exponential moving average of recent timings (`None` before the first).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Ema(Option<f64>);
+
+impl Ema {
+    fn add(&mut self, x: f64) {
+        if x.is_finite() && x >= 0.0 {
+            self.0 = Some(self.0.map_or(x, |m| m + (x - m) * EMA_WEIGHT));
+        }
+    }
+}
+
+/// Weight of the newest timing in an [`Ema`]: a few rounds' memory, so one step slowed by
+/// another process moves the price of a draft by a quarter of the disturbance.
+const EMA_WEIGHT: f64 = 0.25;
+
+/// The target's decode-step times in a speculator's runs (seconds), which price a draft.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Timings {
+    /// A single-token step (plain decoding).
+    step: Ema,
+    /// What each token past the first adds to a verification pass.
+    extra: Ema,
 }
 
 /// Where drafts come from.
@@ -76,6 +105,8 @@ pub struct Speculator {
     /// accepted given the ones before it were.
     hits: f64,
     trials: f64,
+    /// Kept across generations: the models and the device do not change.
+    timings: Timings,
 }
 
 /// Draft length of a generation's first round: a drafter that turns out useless (the
@@ -89,17 +120,28 @@ const MAX_BACKOFF: usize = 64;
 /// How many judged drafts the acceptance estimate remembers (older rounds fade out).
 const ACCEPT_MEMORY: f64 = 64.0;
 
-/// What one more draft costs, in target decode steps (its draft step, if a model makes it,
-/// plus its share of the wider verification): the `j`-th draft of a round is worth drafting
-/// while the chance that it gets accepted, `α^j`, exceeds this. Measured on the CPU backend
-/// (bench/SPECULATIVE.md): SmolLM2's Q4_1 draft step ≈ 0.6 of the F16 target's, a verified
-/// token ≈ 0.07; lookup drafts cost nothing to make.
-fn draft_cost(drafter: &Drafter) -> f64 {
-    match drafter {
-        Drafter::Lookup { .. } => 0.1,
-        Drafter::Model(_) => 0.7,
+/// What one more draft costs, in target decode steps: its draft step (a model's; lookup
+/// drafts cost nothing to make) plus its share of the wider verification, `(d + e) / s` from
+/// the measured draft step `d`, extra verified token `e` and target step `s`. The `j`-th
+/// draft of a round is worth drafting while the chance that it gets accepted, `α^j`,
+/// exceeds this. Until all three are measured (the first rounds), the priors: on the CPU
+/// backend SmolLM2's Q4_1 draft step was ≈ 0.6 of the F16 target's, a verified token ≈ 0.07
+/// (bench/SPECULATIVE.md); the measured cost is kept within [`COST_RANGE`] (timer noise).
+fn draft_cost(t: &Timings, draft_step: Option<Ema>) -> f64 {
+    let prior = if draft_step.is_some() { 0.7 } else { 0.1 };
+    let d = match draft_step {
+        Some(Ema(d)) => d,
+        None => Some(0.0),
+    };
+    match (t.step.0, t.extra.0, d) {
+        (Some(s), Some(e), Some(d)) if s > 0.0 => ((d + e) / s).clamp(COST_RANGE.0, COST_RANGE.1),
+        _ => prior,
     }
 }
+
+/// Bounds of a measured [`draft_cost`]: even a free draft costs a little verification, and
+/// above 2 target steps no acceptance rate pays for a draft anyway.
+const COST_RANGE: (f64, f64) = (0.05, 2.0);
 
 impl Speculator {
     /// Prompt lookup, drafting up to `max_tokens` per round.
@@ -117,13 +159,14 @@ impl Speculator {
         max_tokens: usize,
     ) -> Result<Self> {
         check_vocab(model.config().n_vocab, draft_tok, target.config().n_vocab, target_tok)?;
-        Ok(Self::new(Drafter::Model(Box::new(DraftModel { model, cached: Vec::new() })), max_tokens))
+        let d = DraftModel { model, cached: Vec::new(), step_s: Ema::default() };
+        Ok(Self::new(Drafter::Model(Box::new(d)), max_tokens))
     }
 
     fn new(drafter: Drafter, max_tokens: usize) -> Self {
         let max_tokens = max_tokens.max(1);
         let k = FIRST_DRAFT.min(max_tokens);
-        Speculator { drafter, max_tokens, k, skip: 0, backoff: 1, hits: 0.0, trials: 0.0 }
+        Speculator { drafter, max_tokens, k, skip: 0, backoff: 1, hits: 0.0, trials: 0.0, timings: Timings::default() }
     }
 
     /// Starts the adaptation over (a new generation: its text may suit the drafter better).
@@ -146,8 +189,12 @@ impl Speculator {
 
     /// Up to `limit` tokens proposed to follow `next`, the token about to be run after the
     /// target's `cached` ones; `history` (prompt and generated text, ending with `next`) is
-    /// what lookup searches. Empty while backing off.
+    /// what lookup searches. Empty while backing off, and before the target's single-token
+    /// step has been timed (one plain step prices the drafts; it decodes a token all the same).
     pub async fn draft_tokens(&mut self, cached: &[u32], next: u32, history: &[u32], limit: usize) -> Result<Vec<u32>> {
+        if self.timings.step.0.is_none() {
+            return Ok(Vec::new());
+        }
         if self.skip > 0 {
             self.skip -= 1;
             return Ok(Vec::new());
@@ -167,6 +214,27 @@ impl Speculator {
         }
     }
 
+    /// Times a target forward pass of `tokens` tokens (a plain step: 1; a verification:
+    /// drafts + 1) that took `secs`: the prices of drafts follow the device and its load.
+    pub fn time_target(&mut self, tokens: usize, secs: f64) {
+        let t = &mut self.timings;
+        match (tokens, t.step.0) {
+            (0, _) => {}
+            (1, _) => t.step.add(secs),
+            (n, Some(step)) => t.extra.add(((secs - step) / (n - 1) as f64).max(0.0)),
+            (_, None) => {}
+        }
+    }
+
+    /// What one more draft costs now, in target steps ([`draft_cost`]).
+    pub fn draft_cost(&self) -> f64 {
+        let d = match &self.drafter {
+            Drafter::Model(d) => Some(d.step_s),
+            Drafter::Lookup { .. } => None,
+        };
+        draft_cost(&self.timings, d)
+    }
+
     /// Adapts the draft length to a verification's outcome.
     pub fn record(&mut self, drafted: usize, accepted: usize) {
         if drafted == 0 {
@@ -179,10 +247,13 @@ impl Speculator {
             self.k = (2 * self.k).max(self.paid_length()).min(self.max_tokens);
             self.backoff = 1;
         } else if accepted == 0 {
-            // the drafter lost track (lookup's match ended, the text changed): start small
+            // the drafter lost track (lookup's match ended, the text changed): start small;
+            // one whose acceptance rate pays for no draft at all (a useless draft model)
+            // backs off twice as fast, so it costs a few failed rounds per generation
             self.k = 1;
             self.skip = self.backoff;
-            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+            let grow = if self.paid_length() == 0 { 4 } else { 2 };
+            self.backoff = (self.backoff * grow).min(MAX_BACKOFF);
         } else {
             // one rejection in a long accepted run is chance where the rate is high
             self.k = (accepted + 1).max(self.paid_length()).min(self.max_tokens);
@@ -192,7 +263,7 @@ impl Speculator {
 
     /// [`paid_length`] at the estimated acceptance rate (leaning low: one judged draft short).
     fn paid_length(&self) -> usize {
-        paid_length(self.hits / (self.trials + 1.0), draft_cost(&self.drafter), self.max_tokens)
+        paid_length(self.hits / (self.trials + 1.0), self.draft_cost(), self.max_tokens)
     }
 }
 
@@ -220,7 +291,11 @@ impl DraftModel {
         let common = self.cached.iter().zip(context).take_while(|(a, b)| a == b).count();
         let start = common.min(context.len() - 1);
         self.cached.truncate(start);
+        let clock = Instant::now();
         let mut logits = self.model.forward(&context[start..], start, Logits::Last).await?;
+        if context.len() - start == 1 {
+            self.step_s.add(clock.elapsed().as_secs_f64());
+        }
         self.cached.extend_from_slice(&context[start..]);
         let mut out = Vec::with_capacity(k);
         loop {
@@ -229,7 +304,9 @@ impl DraftModel {
             if out.len() == k {
                 return Ok(out);
             }
+            let clock = Instant::now();
             logits = self.model.forward(&[t], self.cached.len(), Logits::Last).await?;
+            self.step_s.add(clock.elapsed().as_secs_f64());
             self.cached.push(t);
         }
     }
@@ -397,6 +474,65 @@ mod tests {
         assert_eq!(s.k, 2);
         // the estimate forgets: old rounds fade past ACCEPT_MEMORY judged drafts
         assert!(s.trials <= ACCEPT_MEMORY + 1e-9);
+    }
+
+    /// A draft's price comes from the measured steps once they are known: the first step
+    /// is plain (it times the target), verification passes time the extra tokens, a draft
+    /// model its own steps; the price sets how long a draft the acceptance rate pays for.
+    #[test]
+    fn draft_price_comes_from_the_measured_steps() {
+        let mut s = Speculator::lookup(16);
+        // priors until measured
+        assert_eq!(s.draft_cost(), 0.1);
+        // no drafts before a plain step has been timed
+        let drafts = pollster::block_on(s.draft_tokens(&[1, 2, 3], 1, &[1, 2, 3, 1, 2, 3, 1], 8)).unwrap();
+        assert_eq!(drafts, Vec::<u32>::new());
+        s.time_target(1, 0.020);
+        let drafts = pollster::block_on(s.draft_tokens(&[1, 2, 3], 1, &[1, 2, 3, 1, 2, 3, 1], 8)).unwrap();
+        assert_eq!(drafts, vec![2, 3]);
+        // a 5-token verification of 30 ms: 2.5 ms per extra token, 0.125 of a step
+        s.time_target(5, 0.030);
+        assert!((s.draft_cost() - 0.125).abs() < 1e-12, "{}", s.draft_cost());
+        // newer timings move the average by a quarter: 2.5 + (4.5 − 2.5)/4 = 3 ms
+        s.time_target(3, 0.029);
+        assert!((s.draft_cost() - 0.15).abs() < 1e-12, "{}", s.draft_cost());
+        // a model draft: its step (6 ms) plus the verified token, over the target step
+        let t = s.timings;
+        let model = |d: Option<f64>| draft_cost(&t, Some(Ema(d)));
+        assert!((model(Some(0.006)) - 0.45).abs() < 1e-12);
+        assert_eq!(model(None), 0.7);
+        // kept in range: a free draft still costs a little, a dear one at most 2 steps
+        assert_eq!(model(Some(1.0)), COST_RANGE.1);
+        let free = Timings { step: Ema(Some(0.02)), extra: Ema(Some(0.0)) };
+        assert_eq!(draft_cost(&free, None), COST_RANGE.0);
+        // at α = 0.95 a 0.45 draft pays 15 (0.95^15 = 0.46), the old constant 0.7 only 6
+        assert_eq!((paid_length(0.95, model(Some(0.006)), 32), paid_length(0.95, 0.7, 32)), (15, 6));
+        // timings survive a new generation; the adaptation does not
+        s.record(2, 2);
+        s.restart();
+        assert_eq!((s.timings, s.hits), (t, 0.0));
+    }
+
+    /// A drafter whose acceptance pays for no draft backs off 4× per failed round (skips of 1,
+    /// 4, 16, 64 tokens: 4 rounds in 64 tokens, where doubling took 6), one that has paid 2×.
+    #[test]
+    fn a_useless_drafter_backs_off_faster() {
+        let mut s = Speculator::lookup(6);
+        let mut rounds = 0;
+        for _ in 0..64 {
+            if s.skip > 0 {
+                s.skip -= 1;
+                continue;
+            }
+            rounds += 1;
+            s.record(s.k, 0);
+        }
+        assert_eq!((rounds, s.backoff), (4, MAX_BACKOFF));
+        // after some acceptance a zero round doubles, as before
+        let mut s = Speculator::lookup(6);
+        s.record(2, 2);
+        s.record(4, 0);
+        assert_eq!((s.skip, s.backoff), (1, 2));
     }
 
     /// The rule's output distribution is p, exactly (computed, not sampled), for a point-mass

@@ -1,5 +1,8 @@
 //! The 4-lane kernels, one source for wasm `simd128` and aarch64 NEON: written in simd128's
 //! operations, which [`neon`](super::neon) provides on aarch64 (so both give the same bits).
+//! As the AVX2 ones, the hottest formats' kernels take `T` tokens at once (speculative
+//! verification): each block is decoded once for all of them, and each token's sum is the
+//! same sequence of operations as with `T = 1`, so every result is the single-token one.
 
 #[cfg(target_arch = "aarch64")]
 use super::neon::*;
@@ -117,15 +120,23 @@ unsafe fn u8x8(p: *const u8) -> v128 {
     unsafe { u16x8_load_extend_u8x8(p) }
 }
 
-/// `Σ_k q_k · x_k` over four groups of 8 quants (i16 lanes) and their x (two chains;
+/// Four groups of 8 quants (i16 lanes) as f32, converted once for every token's [`dot32`].
+#[inline]
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+#[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
+fn f32q(q: [v128; 4]) -> [[v128; 2]; 4] {
+    [f8(q[0]), f8(q[1]), f8(q[2]), f8(q[3])]
+}
+
+/// `Σ_k q_k · x_k` over four groups of 8 quants (as [`f32q`]) and their x (two chains;
 /// simd128 has no fused multiply-add).
 #[inline]
 #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
 #[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
-unsafe fn dot32(q: [v128; 4], x: [*const f32; 4]) -> v128 {
+unsafe fn dot32(q: &[[v128; 2]; 4], x: [*const f32; 4]) -> v128 {
     let (mut a, mut b) = (f32x4_splat(0.0), f32x4_splat(0.0));
     for k in 0..4 {
-        let [lo, hi] = f8(q[k]);
+        let [lo, hi] = q[k];
         unsafe {
             a = madd(a, lo, ld(x[k]));
             b = madd(b, hi, ld(x[k].add(4)));
@@ -148,35 +159,51 @@ pub unsafe fn sums32(x: &[f32]) -> Vec<f32> {
         .collect()
 }
 
-/// As the AVX2 `blocks`: `Σ_b (d_b · s_b + c_b · xs_b)`, two running sums of each.
+/// As the AVX2 `blocks`: `Σ_b (d_b · s_b + c_b · xs_b)` for each of `T` tokens (`s_b[t]`
+/// the block's `Σ q·x_t`), two running sums of each.
 #[inline]
 #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
 #[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
-fn blocks<const MIN: bool>(nb: usize, xs: &[f32], blk: impl Fn(usize) -> (f32, v128, f32)) -> f32 {
-    let mut t = [f32x4_splat(0.0); 2];
-    let mut c = [0f32; 2];
+fn blocks<const MIN: bool, const T: usize>(
+    nb: usize,
+    xs: [&[f32]; T],
+    blk: impl Fn(usize) -> (f32, [v128; T], f32),
+) -> [f32; T] {
+    let mut acc = [[f32x4_splat(0.0); 2]; T];
+    let mut c = [[0f32; 2]; T];
     for b in 0..nb {
         let (d, s, cb) = blk(b);
-        t[b & 1] = madd(t[b & 1], f32x4_splat(d), s);
-        if MIN {
-            c[b & 1] += cb * xs.get(b).copied().unwrap_or(0.0);
+        let dv = f32x4_splat(d);
+        for t in 0..T {
+            acc[t][b & 1] = madd(acc[t][b & 1], dv, s[t]);
+            if MIN {
+                c[t][b & 1] += cb * xs[t].get(b).copied().unwrap_or(0.0);
+            }
         }
     }
-    hsum(f32x4_add(t[0], t[1])) + (c[0] + c[1])
+    std::array::from_fn(|t| hsum(f32x4_add(acc[t][0], acc[t][1])) + (c[t][0] + c[t][1]))
+}
+
+/// `Σ q·x_t` over the 32 values at `x[t] + 32b`, for each token.
+#[inline]
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+#[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
+unsafe fn dot32_each<const T: usize>(q: &[[v128; 2]; 4], x: [*const f32; T], b: usize) -> [v128; T] {
+    x.map(|x| unsafe {
+        let xb = x.add(32 * b);
+        dot32(q, [xb, xb.add(8), xb.add(16), xb.add(24)])
+    })
 }
 
 #[inline]
 #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
 #[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
-unsafe fn q8_0(w: *const u8, x: *const f32, nb: usize) -> f32 {
-    blocks::<false>(nb, &[], |b| unsafe {
-        let (p, xb) = (w.add(34 * b), x.add(32 * b));
+unsafe fn q8_0<const T: usize>(w: *const u8, x: [*const f32; T], nb: usize) -> [f32; T] {
+    blocks::<false, T>(nb, [&[]; T], |b| unsafe {
+        let p = w.add(34 * b);
         let q = p.add(2);
-        let s = dot32(
-            [0, 1, 2, 3].map(|k| i16x8_load_extend_i8x8(q.add(8 * k) as *const i8)),
-            [xb, xb.add(8), xb.add(16), xb.add(24)],
-        );
-        (half(p), s, 0.0)
+        let q = f32q([0, 1, 2, 3].map(|k| i16x8_load_extend_i8x8(q.add(8 * k) as *const i8)));
+        (half(p), dot32_each(&q, x, b), 0.0)
     })
 }
 
@@ -184,18 +211,23 @@ unsafe fn q8_0(w: *const u8, x: *const f32, nb: usize) -> f32 {
 #[inline]
 #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
 #[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
-unsafe fn q4<const Q41: bool>(w: *const u8, x: *const f32, nb: usize, xs: &[f32]) -> f32 {
+unsafe fn q4<const Q41: bool, const T: usize>(
+    w: *const u8,
+    x: [*const f32; T],
+    nb: usize,
+    xs: [&[f32]; T],
+) -> [f32; T] {
     let (ts, qoff) = if Q41 { (20, 4) } else { (18, 2) };
     let m4 = u16x8_splat(0xF);
     let eight = i16x8_splat(8);
-    blocks::<Q41>(nb, xs, |b| unsafe {
-        let (p, xb) = (w.add(ts * b), x.add(32 * b));
+    blocks::<Q41, T>(nb, xs, |b| unsafe {
+        let p = w.add(ts * b);
         let (v0, v1) = (u8x8(p.add(qoff)), u8x8(p.add(qoff + 8)));
         let lo = |v| i16x8_sub(v128_and(v, m4), eight);
         let hi = |v| i16x8_sub(u16x8_shr(v, 4), eight);
-        let s = dot32([lo(v0), lo(v1), hi(v0), hi(v1)], [xb, xb.add(8), xb.add(16), xb.add(24)]);
+        let q = f32q([lo(v0), lo(v1), hi(v0), hi(v1)]);
         let d = half(p);
-        (d, s, if Q41 { 8.0 * d + half(p.add(2)) } else { 0.0 })
+        (d, dot32_each(&q, x, b), if Q41 { 8.0 * d + half(p.add(2)) } else { 0.0 })
     })
 }
 
@@ -209,8 +241,8 @@ unsafe fn q5<const Q51: bool>(w: *const u8, x: *const f32, nb: usize, xs: &[f32]
     let sixteen = i16x8_splat(16);
     let bits = u16x8(1, 2, 4, 8, 16, 32, 64, 128);
     let zero = u16x8_splat(0);
-    blocks::<Q51>(nb, xs, |b| unsafe {
-        let (p, xb) = (w.add(ts * b), x.add(32 * b));
+    blocks::<Q51, 1>(nb, [xs], |b| unsafe {
+        let p = w.add(ts * b);
         let qh = (p.add(qh_at) as *const u32).read_unaligned();
         // values 8k..8k+8 take their fifth bits from byte k of qh
         let fifth = |k: u32| {
@@ -219,25 +251,24 @@ unsafe fn q5<const Q51: bool>(w: *const u8, x: *const f32, nb: usize, xs: &[f32]
         };
         let (v0, v1) = (u8x8(p.add(qs_at)), u8x8(p.add(qs_at + 8)));
         let q = [v128_and(v0, m4), v128_and(v1, m4), u16x8_shr(v0, 4), u16x8_shr(v1, 4)];
-        let q = [0, 1, 2, 3].map(|k| i16x8_sub(v128_or(q[k], fifth(k as u32)), sixteen));
-        let s = dot32(q, [xb, xb.add(8), xb.add(16), xb.add(24)]);
+        let q = f32q([0, 1, 2, 3].map(|k| i16x8_sub(v128_or(q[k], fifth(k as u32)), sixteen)));
         let d = half(p);
-        (d, s, if Q51 { 16.0 * d + half(p.add(2)) } else { 0.0 })
-    })
+        (d, dot32_each(&q, [x], b), if Q51 { 16.0 * d + half(p.add(2)) } else { 0.0 })
+    })[0]
 }
 
 /// Q4_K and Q5_K, centred and factored as the AVX2 kernel.
 #[inline]
 #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
 #[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
-unsafe fn q45_k<const Q5: bool>(w: &[u8], x: *const f32, nb: usize, xs: &[f32]) -> f32 {
+unsafe fn q45_k<const Q5: bool, const T: usize>(w: &[u8], x: [*const f32; T], nb: usize, xs: [&[f32]; T]) -> [f32; T] {
     let (ts, qoff) = if Q5 { (176, 48) } else { (144, 16) };
     let m4 = u16x8_splat(0xF);
     let one = u16x8_splat(1);
     let c = if Q5 { 16 } else { 8 };
     let mid = i16x8_splat(c);
-    let mut t = [f32x4_splat(0.0); 2];
-    let mut mins = f32x4_splat(0.0);
+    let mut acc = [[f32x4_splat(0.0); 2]; T];
+    let mut mins = [f32x4_splat(0.0); T];
     unsafe {
         for b in 0..nb {
             let blk = w.get_unchecked(ts * b..ts * (b + 1));
@@ -256,27 +287,35 @@ unsafe fn q45_k<const Q5: bool>(w: &[u8], x: *const f32, nb: usize, xs: &[f32]) 
                         hi[k] = v128_or(hi[k], bit(h[k], 2 * j as u32 + 1));
                     }
                 }
-                let xl = x.add(256 * b + 64 * j);
-                let xh = xl.add(32);
                 let centred = |v| i16x8_sub(v, mid);
-                let sl = dot32(lo.map(centred), [xl, xl.add(8), xl.add(16), xl.add(24)]);
-                let sh = dot32(hi.map(centred), [xh, xh.add(8), xh.add(16), xh.add(24)]);
-                t[0] = madd(t[0], f32x4_splat(sc[2 * j]), sl);
-                t[1] = madd(t[1], f32x4_splat(sc[2 * j + 1]), sh);
+                let (lo, hi) = (f32q(lo.map(centred)), f32q(hi.map(centred)));
+                let (al, ah) = (f32x4_splat(sc[2 * j]), f32x4_splat(sc[2 * j + 1]));
+                for t in 0..T {
+                    let xl = x[t].add(256 * b + 64 * j);
+                    let xh = xl.add(32);
+                    let sl = dot32(&lo, [xl, xl.add(8), xl.add(16), xl.add(24)]);
+                    let sh = dot32(&hi, [xh, xh.add(8), xh.add(16), xh.add(24)]);
+                    acc[t][0] = madd(acc[t][0], al, sl);
+                    acc[t][1] = madd(acc[t][1], ah, sh);
+                }
             }
-            if let Some(xsb) = xs.get(8 * b..8 * b + 8) {
-                for half_ in 0..2 {
-                    let at = 4 * half_;
-                    let off = f32x4_sub(
-                        f32x4_mul(f32x4_splat(c as f32), v128_load(sc.as_ptr().add(at) as *const v128)),
-                        v128_load(mn.as_ptr().add(at) as *const v128),
-                    );
-                    mins = madd(mins, off, ld(xsb.as_ptr().add(at)));
+            // c·a − m, as the 8 sub-blocks' offsets (two vectors of 4)
+            let off = [0, 4].map(|at| {
+                f32x4_sub(
+                    f32x4_mul(f32x4_splat(c as f32), v128_load(sc.as_ptr().add(at) as *const v128)),
+                    v128_load(mn.as_ptr().add(at) as *const v128),
+                )
+            });
+            for t in 0..T {
+                if let Some(xsb) = xs[t].get(8 * b..8 * b + 8) {
+                    for (h, off) in off.iter().enumerate() {
+                        mins[t] = madd(mins[t], *off, ld(xsb.as_ptr().add(4 * h)));
+                    }
                 }
             }
         }
     }
-    hsum(f32x4_add(t[0], t[1])) + hsum(mins)
+    std::array::from_fn(|t| hsum(f32x4_add(acc[t][0], acc[t][1])) + hsum(mins[t]))
 }
 
 #[inline]
@@ -291,11 +330,11 @@ fn zero_v() -> v128 {
 #[allow(clippy::needless_range_loop)] // the indices pick lanes and x offsets together
 #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
 #[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
-unsafe fn q6_k(w: *const u8, x: *const f32, nb: usize) -> f32 {
+unsafe fn q6_k<const T: usize>(w: *const u8, x: [*const f32; T], nb: usize) -> [f32; T] {
     let m4 = u16x8_splat(0xF);
     let m30 = u16x8_splat(0x30);
     let m32 = i16x8_splat(32);
-    let mut t = [f32x4_splat(0.0); 4];
+    let mut acc = [[f32x4_splat(0.0); 4]; T];
     unsafe {
         for b in 0..nb {
             let p = w.add(210 * b);
@@ -303,7 +342,6 @@ unsafe fn q6_k(w: *const u8, x: *const f32, nb: usize) -> f32 {
             let sc = p.add(192) as *const i8;
             for h in 0..2 {
                 let (ql, qh) = (p.add(64 * h), p.add(128 + 32 * h));
-                let xh = x.add(256 * b + 128 * h);
                 for i in 0..2 {
                     let q = [0, 1].map(|u| {
                         let l = 16 * i + 8 * u;
@@ -317,21 +355,26 @@ unsafe fn q6_k(w: *const u8, x: *const f32, nb: usize) -> f32 {
                         .map(|v| f8(i16x8_sub(v, m32)))
                     });
                     for k in 0..4 {
-                        let xk = xh.add(32 * k + 16 * i);
-                        let mut s = f32x4_splat(0.0);
-                        for u in 0..2 {
-                            for e in 0..2 {
-                                s = madd(s, q[u][k][e], ld(xk.add(8 * u + 4 * e)));
+                        let scale = f32x4_splat(d * *sc.add(8 * h + 2 * k + i) as f32);
+                        for t in 0..T {
+                            let xk = x[t].add(256 * b + 128 * h + 32 * k + 16 * i);
+                            let mut s = f32x4_splat(0.0);
+                            for u in 0..2 {
+                                for e in 0..2 {
+                                    s = madd(s, q[u][k][e], ld(xk.add(8 * u + 4 * e)));
+                                }
                             }
+                            acc[t][k] = madd(acc[t][k], scale, s);
                         }
-                        let scale = d * *sc.add(8 * h + 2 * k + i) as f32;
-                        t[k] = madd(t[k], f32x4_splat(scale), s);
                     }
                 }
             }
         }
     }
-    hsum(f32x4_add(f32x4_add(t[0], t[1]), f32x4_add(t[2], t[3])))
+    std::array::from_fn(|t| {
+        let a = &acc[t];
+        hsum(f32x4_add(f32x4_add(a[0], a[1]), f32x4_add(a[2], a[3])))
+    })
 }
 
 /// Σ of each 16 consecutive values of `x`.
@@ -406,12 +449,12 @@ unsafe fn iq4_32(q: *const u8, x: *const f32) -> v128 {
         let lo = i8x16_swizzle(table, v128_and(v, m4));
         let hi = i8x16_swizzle(table, u8x16_shr(v, 4));
         dot32(
-            [
+            &f32q([
                 i16x8_extend_low_i8x16(lo),
                 i16x8_extend_high_i8x16(lo),
                 i16x8_extend_low_i8x16(hi),
                 i16x8_extend_high_i8x16(hi),
-            ],
+            ]),
             [x, x.add(8), x.add(16), x.add(24)],
         )
     }
@@ -421,7 +464,8 @@ unsafe fn iq4_32(q: *const u8, x: *const f32) -> v128 {
 #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
 #[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
 unsafe fn iq4_nl(w: *const u8, x: *const f32, nb: usize) -> f32 {
-    blocks::<false>(nb, &[], |b| unsafe { (half(w.add(18 * b)), iq4_32(w.add(18 * b + 2), x.add(32 * b)), 0.0) })
+    blocks::<false, 1>(nb, [&[]], |b| unsafe { (half(w.add(18 * b)), [iq4_32(w.add(18 * b + 2), x.add(32 * b))], 0.0) })
+        [0]
 }
 
 #[inline]
@@ -429,51 +473,95 @@ unsafe fn iq4_nl(w: *const u8, x: *const f32, nb: usize) -> f32 {
 #[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
 unsafe fn iq4_xs(w: &[u8], x: *const f32, nb: usize) -> f32 {
     use crate::quant::blocks::{iq4_xs, scale_iq4_xs};
-    blocks::<false>(nb * 8, &[], |i| unsafe {
+    blocks::<false, 1>(nb * 8, [&[]], |i| unsafe {
         let (b, ib) = (i / 8, i % 8);
         let blk = w.get_unchecked(iq4_xs::BYTES * b..iq4_xs::BYTES * (b + 1));
         let d = half(blk.as_ptr()) * (scale_iq4_xs(ib, blk) as i32 - 32) as f32;
-        (d, iq4_32(blk.as_ptr().add(iq4_xs::QS + 16 * ib), x.add(32 * i)), 0.0)
-    })
+        (d, [iq4_32(blk.as_ptr().add(iq4_xs::QS + 16 * ib), x.add(32 * i))], 0.0)
+    })[0]
+}
+
+/// `T` tokens' dot products with one row of `ty` (`n` values; `xs[t]`: token `t`'s [`sums`]).
+/// The formats with a `T`-token kernel read each block once for all tokens, the others run
+/// one token at a time; either way each token's result is the one `T = 1` gives, bit for bit.
+/// SAFETY: `row` is whole blocks of `ty` covering `n` values, every `x[t]` points at `n`.
+#[inline]
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+#[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
+unsafe fn row_dots<const T: usize>(
+    ty: GgmlType,
+    row: &[u8],
+    x: [*const f32; T],
+    xs: [&[f32]; T],
+    n: usize,
+) -> [f32; T] {
+    use GgmlType::*;
+    let p = row.as_ptr();
+    let nb = n / ty.block_size() as usize;
+    unsafe {
+        match ty {
+            // halves: no f16 lanes in simd128; the scalar path widens them
+            F16 | BF16 => super::scalar::row_dots(ty, row, x.map(|x| std::slice::from_raw_parts(x, n))),
+            Q8_0 => q8_0::<T>(p, x, nb),
+            Q4_0 => q4::<false, T>(p, x, nb, xs),
+            Q4_1 => q4::<true, T>(p, x, nb, xs),
+            Q4K => q45_k::<false, T>(row, x, nb, xs),
+            Q5K => q45_k::<true, T>(row, x, nb, xs),
+            Q6K => q6_k::<T>(p, x, nb),
+            _ => std::array::from_fn(|t| {
+                let (x, xs) = (x[t], xs[t]);
+                match ty {
+                    F32 => f32_dot(p as *const f32, x, n),
+                    Q5_0 => q5::<false>(p, x, nb, xs),
+                    Q5_1 => q5::<true>(p, x, nb, xs),
+                    Q2K => q23_k::<false>(row, x, nb, xs),
+                    Q3K => q23_k::<true>(row, x, nb, xs),
+                    IQ4NL => iq4_nl(p, x, nb),
+                    IQ4XS => iq4_xs(row, x, nb),
+                    _ => 0.0,
+                }
+            }),
+        }
+    }
+}
+
+/// The per-block sums of `x` the formats with a min need (Σx per 32 values, Q2_K's per 16).
+fn sums(ty: GgmlType, x: &[f32]) -> Vec<f32> {
+    use GgmlType::*;
+    // SAFETY: simd128 / NEON is part of the targets these kernels build for
+    match ty {
+        Q4_1 | Q5_1 | Q4K | Q5K => unsafe { sums32(x) },
+        Q2K => unsafe { sums16(x) },
+        _ => Vec::new(),
+    }
 }
 
 /// SAFETY: as for the AVX2 version.
 #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
 #[cfg_attr(target_arch = "aarch64", target_feature(enable = "neon"))]
 pub unsafe fn rows(ty: GgmlType, w: &[u8], rb: usize, x: &[f32], out: &mut [f32]) {
-    use GgmlType::*;
-    let (xp, n) = (x.as_ptr(), x.len());
-    let nb = n / ty.block_size() as usize;
-    let xs = match ty {
-        Q4_1 | Q5_1 | Q4K | Q5K => unsafe { sums32(x) },
-        Q2K => unsafe { sums16(x) },
-        _ => Vec::new(),
-    };
+    let xs = sums(ty, x);
     for (r, o) in out.iter_mut().enumerate() {
         let row = unsafe { w.get_unchecked(r * rb..(r + 1) * rb) };
-        let p = row.as_ptr();
-        *o = unsafe {
-            match ty {
-                // halves: no f16 lanes in simd128; the scalar path widens them
-                F32 => f32_dot(p as *const f32, xp, n),
-                F16 | BF16 => {
-                    super::scalar::rows(ty, row, rb, x, std::slice::from_mut(o));
-                    *o
-                }
-                Q8_0 => q8_0(p, xp, nb),
-                Q4_0 => q4::<false>(p, xp, nb, &xs),
-                Q4_1 => q4::<true>(p, xp, nb, &xs),
-                Q5_0 => q5::<false>(p, xp, nb, &xs),
-                Q5_1 => q5::<true>(p, xp, nb, &xs),
-                Q4K => q45_k::<false>(row, xp, nb, &xs),
-                Q5K => q45_k::<true>(row, xp, nb, &xs),
-                Q6K => q6_k(p, xp, nb),
-                Q2K => q23_k::<false>(row, xp, nb, &xs),
-                Q3K => q23_k::<true>(row, xp, nb, &xs),
-                IQ4NL => iq4_nl(p, xp, nb),
-                IQ4XS => iq4_xs(row, xp, nb),
-                _ => 0.0,
-            }
-        };
+        *o = unsafe { row_dots::<1>(ty, row, [x.as_ptr()], [&xs], x.len())[0] };
+    }
+}
+
+/// [`row_dots`] for `super::rows_dots`.
+pub(super) struct Kernels;
+
+impl super::RowDots for Kernels {
+    unsafe fn dots<const T: usize>(
+        ty: GgmlType,
+        row: &[u8],
+        x: [*const f32; T],
+        xs: [&[f32]; T],
+        n: usize,
+    ) -> [f32; T] {
+        // SAFETY: passed on from the caller
+        unsafe { row_dots::<T>(ty, row, x, xs, n) }
+    }
+    fn sums(ty: GgmlType, x: &[f32]) -> Vec<f32> {
+        sums(ty, x)
     }
 }

@@ -21,17 +21,29 @@ pub fn f32_dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// Decodes one block at a time (the reference values) and dots it with its part of `x`.
 pub fn rows(ty: GgmlType, w: &[u8], rb: usize, x: &[f32], out: &mut [f32]) {
+    for (o, row) in out.iter_mut().zip(w.chunks_exact(rb)) {
+        *o = row_dots(ty, row, [x])[0];
+    }
+}
+
+/// One row's dot products with `T` tokens (all as long as the row): each block decoded once
+/// for all of them, each token's sum the one `T = 1` gives (the 4-lane levels' F16/BF16).
+pub fn row_dots<const T: usize>(ty: GgmlType, row: &[u8], x: [&[f32]; T]) -> [f32; T] {
     let (bs, ts) = (ty.block_size() as usize, ty.type_size() as usize);
     // F32/F16/BF16 blocks are one value: decode 256 at a time
     let per = if bs == 1 { 256 } else { 1 };
     let mut buf = [0f32; 256];
-    for (o, row) in out.iter_mut().zip(w.chunks_exact(rb)) {
-        let mut acc = 0f32;
-        for (blk, xb) in row.chunks(ts * per).zip(x.chunks(bs * per)) {
-            let n = xb.len();
-            decode_row(ty, blk, &mut buf[..n]);
-            acc += f32_dot(&buf[..n], xb);
+    let mut acc = [0f32; T];
+    for (i, blk) in row.chunks(ts * per).enumerate() {
+        let xb = x.map(|x| x.get(i * bs * per..).unwrap_or(&[]));
+        let n = xb.iter().map(|x| x.len()).min().unwrap_or(0).min(bs * per);
+        if n == 0 {
+            break;
         }
-        *o = acc;
+        decode_row(ty, blk, &mut buf[..n]);
+        for (a, xb) in acc.iter_mut().zip(xb) {
+            *a += f32_dot(&buf[..n], &xb[..n]);
+        }
     }
+    acc
 }
