@@ -9,7 +9,7 @@
 //     --out /tmp/llama-webgpu-synth-llama3-8b-q4_k_m.gguf
 //   ln -sf /tmp/llama-webgpu-synth-llama3-8b-q4_k_m.gguf tests/.cache/8b-q4_k_m.gguf
 //   node bench/browser-8b-cpu.mjs --model /tests/.cache/8b-q4_k_m.gguf [--threads 2] [--gen 4] [--bench 4,4] [--context N] [--kv f32]
-import { launch } from "../tests/browser/harness.mjs";
+import { inInstancesWorker, ISOLATION, launch } from "../tests/browser/harness.mjs";
 import { startServer } from "../tests/browser/server.mjs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -17,7 +17,7 @@ import { fileURLToPath } from "node:url";
 const args = process.argv.slice(2);
 const opt = (k, d) => (args.includes(`--${k}`) ? args[args.indexOf(`--${k}`) + 1] : d);
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
-const server = await startServer({ root: ROOT, headers: { "Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp" } });
+const server = await startServer({ root: ROOT, headers: ISOLATION });
 const browser = await launch();
 try {
   const page = await browser.page();
@@ -31,19 +31,7 @@ try {
     generate: { text: opt("prompt", "The capital of France is"), tokens: Number(opt("gen", "4")) },
     bench: bg > 0 ? { prompt: bp, gen: bg } : null,
   };
-  const r = await page.evaluate(
-    (msg) =>
-      new Promise((resolve) => {
-        const w = new Worker("/tests/browser/instances-worker.mjs", { type: "module" });
-        w.onmessage = ({ data }) => {
-          w.terminate();
-          resolve(data);
-        };
-        w.onerror = (e) => resolve({ type: "error", message: e.message });
-        w.postMessage(msg);
-      }),
-    msg,
-  );
+  const r = await inInstancesWorker(page, msg);
   if (r.type !== "done") {
     console.log(JSON.stringify(r));
     console.log(browser.logs.slice(-20).join("\n"));

@@ -15,7 +15,7 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { launch, readNpy, std } from "./harness.mjs";
+import { launch, openIsolatedPage, readNpy, std } from "./harness.mjs";
 import { startServer } from "./server.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -32,9 +32,7 @@ before(async () => {
   page = await browser.page();
   await page.goto(`${server.origin}/tests/browser/page.html`);
   // the same files with COOP/COEP: SharedArrayBuffer and Atomics.wait in the workers
-  isoServer = await startServer({ root: ROOT, headers: { "Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp" } });
-  isoPage = await browser.context.newPage();
-  await isoPage.goto(`${isoServer.origin}/tests/browser/page.html`);
+  ({ server: isoServer, page: isoPage } = await openIsolatedPage(browser));
 });
 
 after(async () => {

@@ -131,3 +131,34 @@ export async function openTestPage() {
   };
   return { server, smol, browser, page, close };
 }
+
+/** Headers that make a page cross-origin isolated (SharedArrayBuffer, Atomics.wait in workers). */
+export const ISOLATION = { "Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp" };
+
+/** The test page in a new tab of `browser`, from a server of the repository that sends [`ISOLATION`]. */
+export async function openIsolatedPage(browser) {
+  const server = await startServer({ root: ROOT, headers: ISOLATION });
+  const page = await browser.context.newPage();
+  await page.goto(`${server.origin}/tests/browser/page.html`);
+  return { server, page };
+}
+
+/**
+ * Runs `msg` in a fresh tests/browser/instances-worker.mjs on `page` (the package's engine in a
+ * worker of its own, reporting each wasm instance's weights and memory); its last message.
+ */
+export function inInstancesWorker(page, msg) {
+  return page.evaluate(
+    (msg) =>
+      new Promise((resolve) => {
+        const w = new Worker("/tests/browser/instances-worker.mjs", { type: "module" });
+        w.onmessage = ({ data }) => {
+          w.terminate();
+          resolve(data);
+        };
+        w.onerror = (e) => resolve({ type: "error", message: e.message });
+        w.postMessage(msg);
+      }),
+    msg,
+  );
+}

@@ -11,8 +11,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { launch } from "./harness.mjs";
-import { startServer } from "./server.mjs";
+import { inInstancesWorker, launch, openIsolatedPage } from "./harness.mjs";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
 const tiny = JSON.parse(readFileSync(join(ROOT, "tests/fixtures/tiny.json"), "utf8"));
@@ -21,9 +20,7 @@ let browser, isoServer, isoPage;
 
 before(async () => {
   browser = await launch();
-  isoServer = await startServer({ root: ROOT, headers: { "Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp" } });
-  isoPage = await browser.context.newPage();
-  await isoPage.goto(`${isoServer.origin}/tests/browser/page.html`);
+  ({ server: isoServer, page: isoPage } = await openIsolatedPage(browser));
 });
 
 after(async () => {
@@ -33,21 +30,7 @@ after(async () => {
 });
 
 /** Runs `msg` in a fresh instances-worker on the isolated page. */
-async function inWorker(msg) {
-  return await isoPage.evaluate(
-    (msg) =>
-      new Promise((resolve) => {
-        const w = new Worker("/tests/browser/instances-worker.mjs", { type: "module" });
-        w.onmessage = ({ data }) => {
-          w.terminate();
-          resolve(data);
-        };
-        w.onerror = (e) => resolve({ type: "error", message: e.message });
-        w.postMessage(msg);
-      }),
-    msg,
-  );
-}
+const inWorker = (msg) => inInstancesWorker(isoPage, msg);
 
 test("threads 2 and 3: each wasm instance holds its share of every matrix (token_embd and output too), logits bit-identical to 1 thread", { timeout: 300_000 }, async () => {
   assert.equal(await isoPage.evaluate(() => crossOriginIsolated), true);
