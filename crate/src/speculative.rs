@@ -114,6 +114,12 @@ pub struct Speculator {
 /// a good one doubles its way to the maximum in two rounds.
 const FIRST_DRAFT: usize = 2;
 
+/// The most drafts a round verifies: the CPU backend computes up to
+/// [`crate::cpu::dot::SMALL_BATCH`] tokens (the pending one and its drafts) with each token's
+/// single-token bits, which makes speculative greedy output the plain output by construction;
+/// past that, prefill's kernels round differently.
+pub const MAX_DRAFTS: usize = crate::cpu::dot::SMALL_BATCH - 1;
+
 /// Longest pause between drafting attempts after repeated rejections.
 const MAX_BACKOFF: usize = 64;
 
@@ -164,7 +170,7 @@ impl Speculator {
     }
 
     fn new(drafter: Drafter, max_tokens: usize) -> Self {
-        let max_tokens = max_tokens.max(1);
+        let max_tokens = max_tokens.clamp(1, MAX_DRAFTS);
         let k = FIRST_DRAFT.min(max_tokens);
         Speculator { drafter, max_tokens, k, skip: 0, backoff: 1, hits: 0.0, trials: 0.0, timings: Timings::default() }
     }
@@ -454,13 +460,13 @@ mod tests {
         assert_eq!(paid_length(0.9, 0.7, 16), 3);
         assert_eq!(paid_length(0.8, 0.1, 16), 10);
         assert_eq!((paid_length(0.0, 0.1, 16), paid_length(1.0, 0.1, 16)), (0, 16));
-        let mut s = Speculator::lookup(16);
+        let mut s = Speculator::lookup(MAX_DRAFTS);
         s.record(2, 2);
         // 2 hits of 2 judged, estimated low: α = 2/3 pays 5 (0.667^5 = 0.13), above 2·2
         assert_eq!(s.k, 5);
-        // 7 of 7: α = 7/8 pays 17, capped
+        // 7 of 7: α = 7/8 pays 17, capped at MAX_DRAFTS (15)
         s.record(5, 5);
-        assert_eq!(s.k, 16);
+        assert_eq!(s.k, MAX_DRAFTS);
         // 8 hits of 9 judged: α = 0.8 pays 10: one rejection early in a long draft keeps
         // the length where "accepted + 1" would have cut it to 2
         s.record(16, 1);
@@ -511,6 +517,15 @@ mod tests {
         s.record(2, 2);
         s.restart();
         assert_eq!((s.timings, s.hits), (t, 0.0));
+    }
+
+    /// A round never drafts more than the CPU backend verifies with single-token bits.
+    #[test]
+    fn drafts_are_capped_where_verification_stays_exact() {
+        assert_eq!(MAX_DRAFTS + 1, crate::cpu::dot::SMALL_BATCH);
+        for (asked, got) in [(0, 1), (6, 6), (MAX_DRAFTS, MAX_DRAFTS), (64, MAX_DRAFTS)] {
+            assert_eq!(Speculator::lookup(asked).max_tokens, got, "asked {asked}");
+        }
     }
 
     /// A drafter whose acceptance pays for no draft backs off 4× per failed round (skips of 1,

@@ -129,8 +129,8 @@ struct SpecArgs {
     /// Draft by prompt lookup: continuations of n-grams seen in the prompt or the output
     #[arg(long)]
     lookup: bool,
-    /// Most tokens drafted per verification pass (adapted down while drafts are rejected)
-    #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u64).range(1..=64))]
+    /// Most tokens drafted per verification pass, 1 to 15 (adapted down while drafts are rejected)
+    #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u64).range(1..=llama_webgpu::speculative::MAX_DRAFTS as u64))]
     draft_tokens: u64,
     /// The draft model's backend [default: the model's]
     #[arg(long, value_name = "auto|gpu|cpu", requires = "draft")]

@@ -113,7 +113,9 @@ impl Q8Act {
         if is_x86_feature_detected!("avx2") {
             // SAFETY: the features are there.
             unsafe { fill_avx2(&mut a, &x[..n * cols]) };
-            if kind == Kind::K && n >= lanes::TOKENS && vnni() {
+            // past SMALL_BATCH only: speculative verification (at most that many tokens)
+            // keeps each token's single-token bits, which the lanes' rounding does not
+            if kind == Kind::K && n >= lanes::TOKENS && n > super::dot::SMALL_BATCH && vnni() {
                 a.lanes = Some(lanes::Lanes::new(&a));
             }
             return Some(a);
@@ -508,7 +510,8 @@ mod tests {
     }
 
     /// Prefill's several-token kernels (tiles of 8, 4, 3, 2 and 1 tokens, 13 = 8 + 4 + 1 and
-    /// 4 + 4 + 4 + 1; up to 15, below [`lanes`]' 16) give every token the bits it gets alone.
+    /// 4 + 4 + 4 + 1; up to SMALL_BATCH = 16, the most a speculative round verifies, below
+    /// [`lanes`]' threshold) give every token the bits it gets alone.
     #[test]
     fn several_tokens_at_once_give_each_token_its_own_bits() {
         let mut seed = 5u64;
@@ -520,7 +523,7 @@ mod tests {
         for (ty, n) in GgmlType::ALL
             .into_iter()
             .filter(|t| kind(*t).is_some())
-            .flat_map(|t| [1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 15].map(|n| (t, n)))
+            .flat_map(|t| [1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 15, 16].map(|n| (t, n)))
         {
             // 17 blocks of 32: the two-block kernels end on one
             let cols = if kind(ty) == Some(Kind::B32) { 544 } else { 512 };
@@ -548,7 +551,7 @@ mod tests {
         }
     }
 
-    /// Prefill with 16 tokens or more: the K-quants' tokens-in-lanes kernel (AVX-512 VNNI)
+    /// Prefill of more than SMALL_BATCH tokens: the K-quants' tokens-in-lanes kernel (AVX-512 VNNI)
     /// gives every (row, token) the scalar kernel's integer sums, so the scalar result up to
     /// f32 rounding (1e-6 of Σ|ŵ·x̂|), for ragged row counts (not a multiple of its 4 rows) and
     /// tokens past the last whole group of 16 (the tiles, bit for bit a token alone).
@@ -577,11 +580,16 @@ mod tests {
                     .collect();
                 let a = Q8Act::quantize(Kind::K, &x, n, cols).unwrap();
                 #[cfg(target_arch = "x86_64")]
-                assert_eq!(a.lanes.is_some(), vnni(), "16 tokens or more take the lanes wherever the kernel runs");
+                let lanes_on = vnni() && n > crate::cpu::dot::SMALL_BATCH;
+                assert_eq!(
+                    a.lanes.is_some(),
+                    lanes_on,
+                    "more than SMALL_BATCH tokens take the lanes wherever the kernel runs"
+                );
                 for simd in Simd::available() {
                     // the lanes kernel (AVX-512 VNNI) gives whole groups of 16 tokens other bits
                     #[cfg(target_arch = "x86_64")]
-                    let in_lanes = simd == Simd::Avx512;
+                    let in_lanes = simd == Simd::Avx512 && lanes_on;
                     #[cfg(not(target_arch = "x86_64"))]
                     let in_lanes = false;
                     let mut all = vec![f32::NAN; rows * n];
