@@ -581,6 +581,7 @@ mod tests {
                 let a = Q8Act::quantize(Kind::K, &x, n, cols).unwrap();
                 #[cfg(target_arch = "x86_64")]
                 let lanes_on = vnni() && n > crate::cpu::dot::SMALL_BATCH;
+                #[cfg(target_arch = "x86_64")]
                 assert_eq!(
                     a.lanes.is_some(),
                     lanes_on,
