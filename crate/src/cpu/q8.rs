@@ -71,7 +71,7 @@ pub struct Q8Act {
     /// apply them in f32 (one multiply-add per block and token); empty for the 32-value kinds.
     dsums: Vec<f32>,
     /// Q8_K's first whole groups of 16 tokens with the tokens in lanes, for prefill's AVX-512
-    /// kernel ([`lanes`]); `None` for fewer tokens or without that kernel.
+    /// and AVX2 kernels ([`lanes`]); `None` for fewer tokens or without AVX2.
     #[cfg(target_arch = "x86_64")]
     lanes: Option<lanes::Lanes>,
 }
@@ -115,7 +115,7 @@ impl Q8Act {
             unsafe { fill_avx2(&mut a, &x[..n * cols]) };
             // past SMALL_BATCH only: speculative verification (at most that many tokens)
             // keeps each token's single-token bits, which the lanes' rounding does not
-            if kind == Kind::K && n >= lanes::TOKENS && n > super::dot::SMALL_BATCH && vnni() {
+            if kind == Kind::K && n >= lanes::TOKENS && n > super::dot::SMALL_BATCH {
                 a.lanes = Some(lanes::Lanes::new(&a));
             }
             return Some(a);
@@ -280,19 +280,28 @@ pub fn rows_dot(simd: Simd, ty: GgmlType, w: &[u8], row_bytes: usize, a: Q8Row, 
 /// row of the group: the activations of many tokens exceed L1 (64 tokens of 2048: 128 KiB),
 /// and re-read from L2 for every row they bounded prefill.
 ///
-/// At the `Avx512` level (with VNNI), the K-quants take their whole groups of 16 tokens in
-/// [`lanes`]' kernel (their results then differ from a token's alone in the f32 rounding).
+/// Past [`SMALL_BATCH`](super::dot::SMALL_BATCH) tokens at the `Avx2` and `Avx512` levels, the
+/// K-quants take their whole groups of 16 tokens in [`lanes`]' kernels (AVX-512 VNNI or AVX2;
+/// their results then differ from a token's alone in the f32 rounding).
 pub fn rows_dots(simd: Simd, ty: GgmlType, w: &[u8], row_bytes: usize, a: &Q8Act, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if let Some(l) = a.lanes.as_ref() {
-        if simd == Simd::Avx512 && lanes::takes(ty) && fits(ty, row_bytes, &a.row(0)) && l.blocks() * 256 == a.cols {
+        let x86 = matches!(simd, Simd::Avx2 | Simd::Avx512);
+        if x86 && lanes::takes(ty) && fits(ty, row_bytes, &a.row(0)) && l.blocks() * 256 == a.cols {
             let n = a.n;
             let rows = (out.len() / n).min(w.len() / row_bytes);
             let (wl, wr) = w.split_at(rows * row_bytes);
             let (ol, or) = out.split_at_mut(rows * n);
-            // SAFETY: `Lanes` exists where vnni() (and the Avx512 level: F, AVX2, FMA, F16C);
-            // `wl` holds `rows` rows of whole blocks covering `a` (`fits`), `ol` their outputs.
-            unsafe { lanes::rows(ty, wl, row_bytes, rows, l, n, ol) };
+            // SAFETY: the Avx2 and Avx512 levels have AVX2, FMA and F16C, vnni() the rest of
+            // the AVX-512 kernel's; `wl` holds `rows` rows of whole blocks covering `a`
+            // (`fits`), `ol` their outputs.
+            unsafe {
+                if simd == Simd::Avx512 && vnni() {
+                    lanes::rows(ty, wl, row_bytes, rows, l, n, ol)
+                } else {
+                    lanes::avx2::rows(ty, wl, row_bytes, rows, l, n, ol)
+                }
+            };
             rows_dots_from(simd, ty, wl, row_bytes, a, ol, l.groups * lanes::TOKENS);
             rows_dots_from(simd, ty, wr, row_bytes, a, or, 0);
             return;
@@ -551,7 +560,7 @@ mod tests {
         }
     }
 
-    /// Prefill of more than SMALL_BATCH tokens: the K-quants' tokens-in-lanes kernel (AVX-512 VNNI)
+    /// Prefill of more than SMALL_BATCH tokens: the K-quants' tokens-in-lanes kernels (AVX-512 VNNI, AVX2)
     /// gives every (row, token) the scalar kernel's integer sums, so the scalar result up to
     /// f32 rounding (1e-6 of Σ|ŵ·x̂|), for ragged row counts (not a multiple of its 4 rows) and
     /// tokens past the last whole group of 16 (the tiles, bit for bit a token alone).
@@ -580,7 +589,7 @@ mod tests {
                     .collect();
                 let a = Q8Act::quantize(Kind::K, &x, n, cols).unwrap();
                 #[cfg(target_arch = "x86_64")]
-                let lanes_on = vnni() && n > crate::cpu::dot::SMALL_BATCH;
+                let lanes_on = is_x86_feature_detected!("avx2") && n > crate::cpu::dot::SMALL_BATCH;
                 #[cfg(target_arch = "x86_64")]
                 assert_eq!(
                     a.lanes.is_some(),
@@ -588,9 +597,9 @@ mod tests {
                     "more than SMALL_BATCH tokens take the lanes wherever the kernel runs"
                 );
                 for simd in Simd::available() {
-                    // the lanes kernel (AVX-512 VNNI) gives whole groups of 16 tokens other bits
+                    // the lanes kernels (AVX-512 VNNI, AVX2) give whole groups of 16 tokens other bits
                     #[cfg(target_arch = "x86_64")]
-                    let in_lanes = simd == Simd::Avx512 && lanes_on;
+                    let in_lanes = matches!(simd, Simd::Avx2 | Simd::Avx512) && lanes_on;
                     #[cfg(not(target_arch = "x86_64"))]
                     let in_lanes = false;
                     let mut all = vec![f32::NAN; rows * n];

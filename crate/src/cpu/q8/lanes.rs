@@ -50,6 +50,9 @@ pub struct Lanes {
     d: Vec<Line>,
     bs32: Vec<Line>,
     c6: Vec<Line>,
+    /// The 16-value sums as i16 pairs (line `gi · 8 + p`: groups `2p`, `2p + 1`), for the AVX2
+    /// kernel's Q6_K centre ([`avx2`]).
+    bs16: Vec<Line>,
 }
 
 impl Lanes {
@@ -63,6 +66,7 @@ impl Lanes {
             d: vec![ZERO; groups * nb],
             bs32: vec![ZERO; groups * nb * 4],
             c6: vec![ZERO; groups * nb * 16],
+            bs16: vec![ZERO; groups * nb * 8],
         };
         for g in 0..groups {
             for j in 0..TOKENS {
@@ -85,6 +89,7 @@ impl Lanes {
                     }
                     for (grp, &v) in s.iter().enumerate() {
                         l.c6[gi * 16 + grp].0[4 * j..][..4].copy_from_slice(&(-32 * v as i32).to_le_bytes());
+                        l.bs16[gi * 8 + grp / 2].0[4 * j + 2 * (grp % 2)..][..2].copy_from_slice(&v.to_le_bytes());
                     }
                 }
             }
@@ -285,5 +290,241 @@ pub unsafe fn rows(ty: GgmlType, w: &[u8], rb: usize, rows: usize, l: &Lanes, n:
             }
         }
         r0 += k;
+    }
+}
+
+/// The same layout with AVX2 alone (no VNNI, 256-bit registers): each 64-byte line is two
+/// halves of 8 tokens, and a half is dotted with [`avx2::R`] rows at once. A weight quad is
+/// broadcast against a half in `maddubs` (unsigned weights, signed activations: 2 products per
+/// i16 lane, the token's 4 products in its i32 lane's two halves), and the i16 sums of a
+/// sub-block are added in i16 before one `madd` with the sub-block's scale: the bounds below
+/// keep every i16 sum exact, so every integer sum is still the scalar kernel's.
+///
+/// - Q4_K: |w·y + w·y| ≤ 2·15·128 = 3840, 8 quads (a 32-value sub-block) ≤ 30720.
+/// - Q5_K: ≤ 2·31·128 = 7936, 4 quads ≤ 31744 (two `madd` per sub-block).
+/// - Q6_K: ≤ 2·63·128 = 16128, 2 quads ≤ 32256 (two `madd` per 16-value group); its centre
+///   `−32·Σ sc·Σy` is one `madd` per two groups of the 16-value sums (`bs16`).
+///
+/// Against the one-row-per-register tiles this drops the per-(block, row, token) mins, scale
+/// and f32 work and the horizontal sums, as the AVX-512 kernel does, and the i16 accumulation
+/// halves the `madd`s: AVX2 has no `vpdpbusd`.
+pub mod avx2 {
+    use super::{prefetch, Lanes, Line, ZERO};
+    use crate::cpu::dot::avx2::half;
+    use crate::gguf::GgmlType;
+    use std::arch::x86_64::*;
+
+    /// Rows dotted at once: each activation half loaded serves this many rows (16 registers:
+    /// R i16 sums, R i32 sums, the activations and the broadcast weights).
+    pub const R: usize = 4;
+
+    /// Tokens per half.
+    const H: usize = 8;
+
+    /// Half `h` of line `i`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn half_line(l: &[Line], i: usize, h: usize) -> __m256i {
+        unsafe { _mm256_load_si256((l.as_ptr().add(i) as *const u8).add(32 * h) as *const __m256i) }
+    }
+
+    /// The 4 weight bytes at `4k` of an unpacked block, in every lane.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn quad(buf: &[Line; 4], k: usize) -> __m256i {
+        unsafe { _mm256_set1_epi32((buf.as_ptr() as *const u8).add(4 * k).cast::<i32>().read()) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn store(buf: &mut [Line; 4], at: usize, v: __m256i) {
+        unsafe { _mm256_store_si256((buf.as_mut_ptr() as *mut u8).add(at) as *mut __m256i, v) }
+    }
+
+    /// Q4_K / Q5_K, rows `p` (block `i` at `p[r] + ts·i`) with half `h` of group `g`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q45_k<const Q5: bool>(p: [*const u8; R], l: &Lanes, g: usize, h: usize, pf: bool) -> [__m256; R] {
+        let (ts, qoff) = if Q5 { (176, 48) } else { (144, 16) };
+        // quads summed in i16 before a madd (see the bounds above)
+        let run = if Q5 { 4 } else { 8 };
+        let m4 = _mm256_set1_epi8(0xF);
+        let m16 = _mm256_set1_epi8(0x10);
+        let mut total = [_mm256_setzero_ps(); R];
+        let mut buf = [[ZERO; 4]; R];
+        for i in 0..l.nb {
+            let gi = g * l.nb + i;
+            let mut sm = [[0u8; 16]; R];
+            let mut dd = [(0f32, 0f32); R];
+            for r in 0..R {
+                unsafe {
+                    let b = p[r].add(ts * i);
+                    if pf {
+                        prefetch(b, ts);
+                    }
+                    dd[r] = (half(b), half(b.add(2)));
+                    _mm_storeu_si128(
+                        sm[r].as_mut_ptr() as *mut __m128i,
+                        crate::cpu::q8::avx2::scales_mins_k4(b.add(4)),
+                    );
+                    let hbits = if Q5 { _mm256_loadu_si256(b.add(16) as *const __m256i) } else { m4 };
+                    for j in 0..4 {
+                        // values 64j..: the low nibbles (sub-block 2j), then the high (2j + 1)
+                        let bits = _mm256_loadu_si256(b.add(qoff + 32 * j) as *const __m256i);
+                        let mut lo = _mm256_and_si256(bits, m4);
+                        let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
+                        if Q5 {
+                            // bit s of each qh byte is the fifth bit of sub-block s
+                            let hm = |s: usize| {
+                                let m = _mm256_set1_epi8(1 << s);
+                                _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, m), m), m16)
+                            };
+                            lo = _mm256_or_si256(lo, hm(2 * j));
+                            hi = _mm256_or_si256(hi, hm(2 * j + 1));
+                        }
+                        store(&mut buf[r], 64 * j, lo);
+                        store(&mut buf[r], 64 * j + 32, hi);
+                    }
+                }
+            }
+            let mut isum = [_mm256_setzero_si256(); R];
+            for s in 0..8 {
+                let sc: [__m256i; R] = std::array::from_fn(|r| _mm256_set1_epi16(sm[r][s] as i16));
+                for k0 in (8 * s..8 * s + 8).step_by(run) {
+                    let mut acc = [_mm256_setzero_si256(); R];
+                    for k in k0..k0 + run {
+                        let y = unsafe { half_line(&l.qs, gi * 64 + k, h) };
+                        for r in 0..R {
+                            acc[r] = _mm256_add_epi16(acc[r], _mm256_maddubs_epi16(unsafe { quad(&buf[r], k) }, y));
+                        }
+                    }
+                    for r in 0..R {
+                        isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(acc[r], sc[r]));
+                    }
+                }
+            }
+            let dy = unsafe { _mm256_load_ps((l.d.as_ptr().add(gi) as *const f32).add(H * h)) };
+            let bs: [__m256i; 4] = std::array::from_fn(|q| unsafe { half_line(&l.bs32, gi * 4 + q, h) });
+            for r in 0..R {
+                let mut mins = _mm256_setzero_si256();
+                for (q, bs) in bs.iter().enumerate() {
+                    let m = sm[r][8 + 2 * q] as i32 | (sm[r][9 + 2 * q] as i32) << 16;
+                    mins = _mm256_add_epi32(mins, _mm256_madd_epi16(*bs, _mm256_set1_epi32(m)));
+                }
+                let (dw, dmin) = dd[r];
+                total[r] =
+                    _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(dw), dy), _mm256_cvtepi32_ps(isum[r]), total[r]);
+                total[r] =
+                    _mm256_fnmadd_ps(_mm256_mul_ps(_mm256_set1_ps(dmin), dy), _mm256_cvtepi32_ps(mins), total[r]);
+            }
+        }
+        total
+    }
+
+    /// Q6_K, as [`q45_k`]: per 16-value group, two i16 sums of 2 quads, each `madd` by the
+    /// group's signed scale; the centre from the 16-value sums once per block.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q6_k(p: [*const u8; R], l: &Lanes, g: usize, h: usize, pf: bool) -> [__m256; R] {
+        let m4 = _mm256_set1_epi8(0xF);
+        let m3 = _mm256_set1_epi8(3);
+        let mut total = [_mm256_setzero_ps(); R];
+        let mut buf = [[ZERO; 4]; R];
+        for i in 0..l.nb {
+            let gi = g * l.nb + i;
+            let mut sc = [[0i8; 16]; R];
+            let mut dw = [0f32; R];
+            for r in 0..R {
+                unsafe {
+                    let b = p[r].add(210 * i);
+                    if pf {
+                        prefetch(b, 210);
+                    }
+                    dw[r] = half(b.add(208));
+                    std::ptr::copy_nonoverlapping(b.add(192) as *const i8, sc[r].as_mut_ptr(), 16);
+                    // values 128j + 32k (the scalar kernel's order): low nibbles with bits 0..2
+                    // / 2..4 of qh, then the high nibbles with bits 4..6 / 6..8
+                    for j in 0..2 {
+                        let (b1, b2) = (
+                            _mm256_loadu_si256(b.add(64 * j) as *const __m256i),
+                            _mm256_loadu_si256(b.add(64 * j + 32) as *const __m256i),
+                        );
+                        let qh = _mm256_loadu_si256(b.add(128 + 32 * j) as *const __m256i);
+                        let hb = |k: i32| {
+                            _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(k)), m3))
+                        };
+                        let q = [
+                            _mm256_or_si256(_mm256_and_si256(b1, m4), hb(0)),
+                            _mm256_or_si256(_mm256_and_si256(b2, m4), hb(2)),
+                            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(b1), m4), hb(4)),
+                            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(b2), m4), hb(6)),
+                        ];
+                        for (k, qk) in q.into_iter().enumerate() {
+                            store(&mut buf[r], 128 * j + 32 * k, qk);
+                        }
+                    }
+                }
+            }
+            let mut isum = [_mm256_setzero_si256(); R];
+            for grp in 0..16 {
+                let s: [__m256i; R] = std::array::from_fn(|r| _mm256_set1_epi16(sc[r][grp] as i16));
+                for k0 in [4 * grp, 4 * grp + 2] {
+                    let y0 = unsafe { half_line(&l.qs, gi * 64 + k0, h) };
+                    let y1 = unsafe { half_line(&l.qs, gi * 64 + k0 + 1, h) };
+                    for r in 0..R {
+                        let a = unsafe {
+                            _mm256_add_epi16(
+                                _mm256_maddubs_epi16(quad(&buf[r], k0), y0),
+                                _mm256_maddubs_epi16(quad(&buf[r], k0 + 1), y1),
+                            )
+                        };
+                        isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(a, s[r]));
+                    }
+                }
+            }
+            // the centre: −32·Σ_groups sc·Σy
+            let bs: [__m256i; 8] = std::array::from_fn(|q| unsafe { half_line(&l.bs16, gi * 8 + q, h) });
+            let dy = unsafe { _mm256_load_ps((l.d.as_ptr().add(gi) as *const f32).add(H * h)) };
+            for r in 0..R {
+                let mut c = _mm256_setzero_si256();
+                for (q, bs) in bs.iter().enumerate() {
+                    let m = (sc[r][2 * q] as i16 as u16 as i32) | ((sc[r][2 * q + 1] as i16 as i32) << 16);
+                    c = _mm256_add_epi32(c, _mm256_madd_epi16(*bs, _mm256_set1_epi32(m)));
+                }
+                let v = _mm256_sub_epi32(isum[r], _mm256_slli_epi32::<5>(c));
+                total[r] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(dw[r]), dy), _mm256_cvtepi32_ps(v), total[r]);
+            }
+        }
+        total
+    }
+
+    /// [`super::rows`] with AVX2 alone.
+    ///
+    /// SAFETY: AVX2, FMA and F16C are present; as [`super::rows`] otherwise.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn rows(ty: GgmlType, w: &[u8], rb: usize, rows: usize, l: &Lanes, n: usize, out: &mut [f32]) {
+        let mut r0 = 0;
+        while r0 < rows {
+            let k = (rows - r0).min(R);
+            // past the last row, its pointer again (results dropped)
+            let p: [*const u8; R] = std::array::from_fn(|j| unsafe { w.as_ptr().add((r0 + j.min(k - 1)) * rb) });
+            for g in 0..l.groups {
+                for h in 0..2 {
+                    // the weights come from memory on the first pass, from cache after
+                    let first = g == 0 && h == 0;
+                    let tot = unsafe {
+                        match ty {
+                            GgmlType::Q4K => q45_k::<false>(p, l, g, h, first),
+                            GgmlType::Q5K => q45_k::<true>(p, l, g, h, first),
+                            _ => q6_k(p, l, g, h, first),
+                        }
+                    };
+                    for (j, t) in tot.iter().enumerate().take(k) {
+                        unsafe { _mm256_storeu_ps(out.as_mut_ptr().add((r0 + j) * n + super::TOKENS * g + H * h), *t) };
+                    }
+                }
+            }
+            r0 += k;
+        }
     }
 }
