@@ -307,7 +307,9 @@ pub unsafe fn rows(ty: GgmlType, w: &[u8], rb: usize, rows: usize, l: &Lanes, n:
 ///
 /// Against the one-row-per-register tiles this drops the per-(block, row, token) mins, scale
 /// and f32 work and the horizontal sums, as the AVX-512 kernel does, and the i16 accumulation
-/// halves the `madd`s: AVX2 has no `vpdpbusd`.
+/// halves the `madd`s: AVX2 has no `vpdpbusd`. A set of rows is unpacked once (bytes, scales,
+/// `d`) for all the token groups: unpacking per group and pass cost as much as the dots
+/// (Q4_K at 64 tokens, q8_bench), its stores read back at once by the broadcasts.
 pub mod avx2 {
     use super::{prefetch, Lanes, Line, ZERO};
     use crate::cpu::dot::avx2::half;
@@ -320,6 +322,15 @@ pub mod avx2 {
 
     /// Tokens per half.
     const H: usize = 8;
+
+    /// [`R`] rows' blocks unpacked: per block `i` and row `r` (entry `i · R + r`) its 256 quants
+    /// as bytes in value order, its scales (Q4_K/Q5_K: 8 scales then 8 mins; Q6_K: 16 signed)
+    /// and `d` (and `dmin`).
+    struct Unpacked {
+        q: Vec<[Line; 4]>,
+        sc: Vec<[u8; 16]>,
+        d: Vec<(f32, f32)>,
+    }
 
     /// Half `h` of line `i`.
     #[inline]
@@ -341,30 +352,22 @@ pub mod avx2 {
         unsafe { _mm256_store_si256((buf.as_mut_ptr() as *mut u8).add(at) as *mut __m256i, v) }
     }
 
-    /// Q4_K / Q5_K, rows `p` (block `i` at `p[r] + ts·i`) with half `h` of group `g`.
+    /// Unpacks Q4_K / Q5_K rows `p` (block `i` at `p[r] + ts·i`) into `u`.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn q45_k<const Q5: bool>(p: [*const u8; R], l: &Lanes, g: usize, h: usize, pf: bool) -> [__m256; R] {
+    unsafe fn unpack_q45<const Q5: bool>(p: [*const u8; R], nb: usize, u: &mut Unpacked) {
         let (ts, qoff) = if Q5 { (176, 48) } else { (144, 16) };
-        // quads summed in i16 before a madd (see the bounds above)
-        let run = if Q5 { 4 } else { 8 };
         let m4 = _mm256_set1_epi8(0xF);
         let m16 = _mm256_set1_epi8(0x10);
-        let mut total = [_mm256_setzero_ps(); R];
-        let mut buf = [[ZERO; 4]; R];
-        for i in 0..l.nb {
-            let gi = g * l.nb + i;
-            let mut sm = [[0u8; 16]; R];
-            let mut dd = [(0f32, 0f32); R];
+        for i in 0..nb {
             for r in 0..R {
+                let e = i * R + r;
                 unsafe {
                     let b = p[r].add(ts * i);
-                    if pf {
-                        prefetch(b, ts);
-                    }
-                    dd[r] = (half(b), half(b.add(2)));
+                    prefetch(b, ts);
+                    u.d[e] = (half(b), half(b.add(2)));
                     _mm_storeu_si128(
-                        sm[r].as_mut_ptr() as *mut __m128i,
+                        u.sc[e].as_mut_ptr() as *mut __m128i,
                         crate::cpu::q8::avx2::scales_mins_k4(b.add(4)),
                     );
                     let hbits = if Q5 { _mm256_loadu_si256(b.add(16) as *const __m256i) } else { m4 };
@@ -382,11 +385,63 @@ pub mod avx2 {
                             lo = _mm256_or_si256(lo, hm(2 * j));
                             hi = _mm256_or_si256(hi, hm(2 * j + 1));
                         }
-                        store(&mut buf[r], 64 * j, lo);
-                        store(&mut buf[r], 64 * j + 32, hi);
+                        store(&mut u.q[e], 64 * j, lo);
+                        store(&mut u.q[e], 64 * j + 32, hi);
                     }
                 }
             }
+        }
+    }
+
+    /// Unpacks Q6_K rows `p` into `u`: values 128j + 32k (the scalar kernel's order), the low
+    /// nibbles with bits 0..2 / 2..4 of qh, then the high nibbles with bits 4..6 / 6..8.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpack_q6(p: [*const u8; R], nb: usize, u: &mut Unpacked) {
+        let m4 = _mm256_set1_epi8(0xF);
+        let m3 = _mm256_set1_epi8(3);
+        for i in 0..nb {
+            for r in 0..R {
+                let e = i * R + r;
+                unsafe {
+                    let b = p[r].add(210 * i);
+                    prefetch(b, 210);
+                    u.d[e] = (half(b.add(208)), 0.0);
+                    std::ptr::copy_nonoverlapping(b.add(192), u.sc[e].as_mut_ptr(), 16);
+                    for j in 0..2 {
+                        let (b1, b2) = (
+                            _mm256_loadu_si256(b.add(64 * j) as *const __m256i),
+                            _mm256_loadu_si256(b.add(64 * j + 32) as *const __m256i),
+                        );
+                        let qh = _mm256_loadu_si256(b.add(128 + 32 * j) as *const __m256i);
+                        let hb = |k: i32| {
+                            _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(k)), m3))
+                        };
+                        let q = [
+                            _mm256_or_si256(_mm256_and_si256(b1, m4), hb(0)),
+                            _mm256_or_si256(_mm256_and_si256(b2, m4), hb(2)),
+                            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(b1), m4), hb(4)),
+                            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(b2), m4), hb(6)),
+                        ];
+                        for (k, qk) in q.into_iter().enumerate() {
+                            store(&mut u.q[e], 128 * j + 32 * k, qk);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Q4_K / Q5_K, the unpacked rows `u` with half `h` of group `g`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q45_k<const Q5: bool>(u: &Unpacked, l: &Lanes, g: usize, h: usize) -> [__m256; R] {
+        // quads summed in i16 before a madd (see the bounds above)
+        let run = if Q5 { 4 } else { 8 };
+        let mut total = [_mm256_setzero_ps(); R];
+        for i in 0..l.nb {
+            let gi = g * l.nb + i;
+            let (buf, sm, dd) = (&u.q[i * R..][..R], &u.sc[i * R..][..R], &u.d[i * R..][..R]);
             let mut isum = [_mm256_setzero_si256(); R];
             for s in 0..8 {
                 let sc: [__m256i; R] = std::array::from_fn(|r| _mm256_set1_epi16(sm[r][s] as i16));
@@ -425,49 +480,14 @@ pub mod avx2 {
     /// group's signed scale; the centre from the 16-value sums once per block.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn q6_k(p: [*const u8; R], l: &Lanes, g: usize, h: usize, pf: bool) -> [__m256; R] {
-        let m4 = _mm256_set1_epi8(0xF);
-        let m3 = _mm256_set1_epi8(3);
+    unsafe fn q6_k(u: &Unpacked, l: &Lanes, g: usize, h: usize) -> [__m256; R] {
         let mut total = [_mm256_setzero_ps(); R];
-        let mut buf = [[ZERO; 4]; R];
         for i in 0..l.nb {
             let gi = g * l.nb + i;
-            let mut sc = [[0i8; 16]; R];
-            let mut dw = [0f32; R];
-            for r in 0..R {
-                unsafe {
-                    let b = p[r].add(210 * i);
-                    if pf {
-                        prefetch(b, 210);
-                    }
-                    dw[r] = half(b.add(208));
-                    std::ptr::copy_nonoverlapping(b.add(192) as *const i8, sc[r].as_mut_ptr(), 16);
-                    // values 128j + 32k (the scalar kernel's order): low nibbles with bits 0..2
-                    // / 2..4 of qh, then the high nibbles with bits 4..6 / 6..8
-                    for j in 0..2 {
-                        let (b1, b2) = (
-                            _mm256_loadu_si256(b.add(64 * j) as *const __m256i),
-                            _mm256_loadu_si256(b.add(64 * j + 32) as *const __m256i),
-                        );
-                        let qh = _mm256_loadu_si256(b.add(128 + 32 * j) as *const __m256i);
-                        let hb = |k: i32| {
-                            _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(k)), m3))
-                        };
-                        let q = [
-                            _mm256_or_si256(_mm256_and_si256(b1, m4), hb(0)),
-                            _mm256_or_si256(_mm256_and_si256(b2, m4), hb(2)),
-                            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(b1), m4), hb(4)),
-                            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(b2), m4), hb(6)),
-                        ];
-                        for (k, qk) in q.into_iter().enumerate() {
-                            store(&mut buf[r], 128 * j + 32 * k, qk);
-                        }
-                    }
-                }
-            }
+            let (buf, sc, dd) = (&u.q[i * R..][..R], &u.sc[i * R..][..R], &u.d[i * R..][..R]);
             let mut isum = [_mm256_setzero_si256(); R];
             for grp in 0..16 {
-                let s: [__m256i; R] = std::array::from_fn(|r| _mm256_set1_epi16(sc[r][grp] as i16));
+                let s: [__m256i; R] = std::array::from_fn(|r| _mm256_set1_epi16(sc[r][grp] as i8 as i16));
                 for k0 in [4 * grp, 4 * grp + 2] {
                     let y0 = unsafe { half_line(&l.qs, gi * 64 + k0, h) };
                     let y1 = unsafe { half_line(&l.qs, gi * 64 + k0 + 1, h) };
@@ -488,11 +508,12 @@ pub mod avx2 {
             for r in 0..R {
                 let mut c = _mm256_setzero_si256();
                 for (q, bs) in bs.iter().enumerate() {
-                    let m = (sc[r][2 * q] as i16 as u16 as i32) | ((sc[r][2 * q + 1] as i16 as i32) << 16);
+                    let pair = |v: u8| v as i8 as i16 as u16 as i32;
+                    let m = pair(sc[r][2 * q]) | (pair(sc[r][2 * q + 1]) << 16);
                     c = _mm256_add_epi32(c, _mm256_madd_epi16(*bs, _mm256_set1_epi32(m)));
                 }
                 let v = _mm256_sub_epi32(isum[r], _mm256_slli_epi32::<5>(c));
-                total[r] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(dw[r]), dy), _mm256_cvtepi32_ps(v), total[r]);
+                total[r] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(dd[r].0), dy), _mm256_cvtepi32_ps(v), total[r]);
             }
         }
         total
@@ -503,20 +524,27 @@ pub mod avx2 {
     /// SAFETY: AVX2, FMA and F16C are present; as [`super::rows`] otherwise.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn rows(ty: GgmlType, w: &[u8], rb: usize, rows: usize, l: &Lanes, n: usize, out: &mut [f32]) {
+        let e = R * l.nb;
+        let mut u = Unpacked { q: vec![[ZERO; 4]; e], sc: vec![[0; 16]; e], d: vec![(0.0, 0.0); e] };
         let mut r0 = 0;
         while r0 < rows {
             let k = (rows - r0).min(R);
             // past the last row, its pointer again (results dropped)
             let p: [*const u8; R] = std::array::from_fn(|j| unsafe { w.as_ptr().add((r0 + j.min(k - 1)) * rb) });
+            unsafe {
+                match ty {
+                    GgmlType::Q4K => unpack_q45::<false>(p, l.nb, &mut u),
+                    GgmlType::Q5K => unpack_q45::<true>(p, l.nb, &mut u),
+                    _ => unpack_q6(p, l.nb, &mut u),
+                }
+            }
             for g in 0..l.groups {
                 for h in 0..2 {
-                    // the weights come from memory on the first pass, from cache after
-                    let first = g == 0 && h == 0;
                     let tot = unsafe {
                         match ty {
-                            GgmlType::Q4K => q45_k::<false>(p, l, g, h, first),
-                            GgmlType::Q5K => q45_k::<true>(p, l, g, h, first),
-                            _ => q6_k(p, l, g, h, first),
+                            GgmlType::Q4K => q45_k::<false>(&u, l, g, h),
+                            GgmlType::Q5K => q45_k::<true>(&u, l, g, h),
+                            _ => q6_k(&u, l, g, h),
                         }
                     };
                     for (j, t) in tot.iter().enumerate().take(k) {
