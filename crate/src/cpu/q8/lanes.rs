@@ -346,6 +346,13 @@ pub mod avx2 {
         unsafe { _mm256_set1_epi32((buf.as_ptr() as *const u8).add(4 * k).cast::<i32>().read()) }
     }
 
+    /// The 16 weight bytes at `4k` of an unpacked block, in both 128-bit lanes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn quads(buf: &[Line; 4], k: usize) -> __m256i {
+        unsafe { _mm256_broadcastsi128_si256(_mm_load_si128((buf.as_ptr() as *const u8).add(4 * k) as *const __m128i)) }
+    }
+
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn store(buf: &mut [Line; 4], at: usize, v: __m256i) {
@@ -447,10 +454,18 @@ pub mod avx2 {
                 let sc: [__m256i; R] = std::array::from_fn(|r| _mm256_set1_epi16(sm[r][s] as i16));
                 for k0 in (8 * s..8 * s + 8).step_by(run) {
                     let mut acc = [_mm256_setzero_si256(); R];
-                    for k in k0..k0 + run {
-                        let y = unsafe { half_line(&l.qs, gi * 64 + k, h) };
+                    for k in (k0..k0 + run).step_by(4) {
+                        let y: [__m256i; 4] = std::array::from_fn(|q| unsafe { half_line(&l.qs, gi * 64 + k + q, h) });
                         for r in 0..R {
-                            acc[r] = _mm256_add_epi16(acc[r], _mm256_maddubs_epi16(unsafe { quad(&buf[r], k) }, y));
+                            let w = unsafe { quads(&buf[r], k) };
+                            let p0 = _mm256_maddubs_epi16(_mm256_shuffle_epi32::<0x00>(w), y[0]);
+                            let p1 = _mm256_maddubs_epi16(_mm256_shuffle_epi32::<0x55>(w), y[1]);
+                            let p2 = _mm256_maddubs_epi16(_mm256_shuffle_epi32::<0xAA>(w), y[2]);
+                            let p3 = _mm256_maddubs_epi16(_mm256_shuffle_epi32::<0xFF>(w), y[3]);
+                            acc[r] = _mm256_add_epi16(
+                                acc[r],
+                                _mm256_add_epi16(_mm256_add_epi16(p0, p1), _mm256_add_epi16(p2, p3)),
+                            );
                         }
                     }
                     for r in 0..R {
