@@ -67,8 +67,8 @@ const STAT_N = 4;
 const CTL_BYTES = STATS + MAX_PARTS * STAT_N * 8;
 export const LAYOUT = { GEN, QUIT, JOBLEN, XLEN, CRASH, DONE, OUTLEN, JOB, MEM, ERR, ERR_BYTES, STATS, STAT_N, CTL_BYTES };
 
-/** The token count of a job's first word (its flags masked off: JOB_INT8, JOB_EMBED). */
-export const jobTokens = (word) => word & 0x3fffffff;
+/** The token count of a job's first word (its flags masked off: JOB_INT8, JOB_EMBED, JOB_SILU). */
+export const jobTokens = (word) => word & 0x1fffffff;
 
 /** A shard that has not answered after this (plus 50× the engine's own time for its rows) is taken for dead. */
 const DEADLINE_MS = 30_000;

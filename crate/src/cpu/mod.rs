@@ -669,11 +669,12 @@ impl Exec for CpuExec<'_> {
     fn ffn_gate_up_silu(&mut self, norm: &Vec<f32>, gate: &CpuWeight, up: &CpuWeight) -> Result<()> {
         rmsnorm(&self.x, norm, self.cfg.rms_eps, &mut self.h);
         let n = self.ids.len();
+        if let Some(s) = self.shards {
+            return s.gate_up_silu(&self.ops(), &self.h, n, (gate, up), &mut self.ffn, &mut self.up);
+        }
         let outs = [Out { w: gate, dst: 0, stride: gate.rows, off: 0 }, Out { w: up, dst: 1, stride: up.rows, off: 0 }];
         self.ops().group(&self.h, n, &mut [&mut self.ffn, &mut self.up], &outs, false)?;
-        for (g, u) in self.ffn.iter_mut().zip(&self.up) {
-            *g = *g / (1.0 + (-*g).exp()) * u;
-        }
+        shards::silu_mul(&mut self.ffn, &self.up);
         Ok(())
     }
 

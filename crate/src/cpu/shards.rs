@@ -35,6 +35,22 @@ pub const JOB_INT8: u32 = 1 << 31;
 /// rows it holds, `cols` f32s each, in the tokens' order.
 pub const JOB_EMBED: u32 = 1 << 30;
 
+/// Set in a job's token count: a job `[n, gate, up]` of two weights with the same rows answers
+/// `silu(gate · x) ⊙ (up · x)` of its rows ([`silu_mul`]), `[n, its rows]`: half the rows to
+/// send back, and the shards do their share of the activation.
+pub const JOB_SILU: u32 = 1 << 29;
+
+/// The flags of a job's first word.
+const JOB_FLAGS: u32 = JOB_INT8 | JOB_EMBED | JOB_SILU;
+
+/// `g ← silu(g) · u`: the feed-forward activation, the same code wherever the rows live (so
+/// the bits do not depend on the split).
+pub(super) fn silu_mul(g: &mut [f32], u: &[f32]) {
+    for (g, u) in g.iter_mut().zip(u) {
+        *g = *g / (1.0 + (-*g).exp()) * u;
+    }
+}
+
 /// Most threads (engine and shards) a model is split over (`MAX_PARTS` in pkg/shards.js).
 pub const MAX_PARTS: usize = 32;
 
@@ -306,6 +322,55 @@ impl Shards {
     }
 }
 
+impl Shards {
+    /// `ffn = silu(gate · x) ⊙ (up · x)` for `n` tokens (`[n, gate.rows]`; `up` is scratch of
+    /// the same size): each part computes its rows and their activation ([`JOB_SILU`]).
+    pub(super) fn gate_up_silu(
+        &self,
+        ops: &Ops,
+        x: &[f32],
+        n: usize,
+        (gate, up): (&CpuWeight, &CpuWeight),
+        ffn: &mut [f32],
+        upbuf: &mut [f32],
+    ) -> Result<()> {
+        self.check()?;
+        let (rows, cols) = (gate.rows, gate.cols);
+        let short = || Error::InvalidArgument("feed-forward buffers too short".into());
+        if (up.rows, up.cols) != (rows, cols) || ffn.len() < n * rows || upbuf.len() < n * rows {
+            return Err(short());
+        }
+        let x = x.get(..n * cols).ok_or_else(short)?;
+        let int8 = if ops.dot == super::CpuDot::Int8 { JOB_INT8 } else { 0 };
+        self.link.start(&[n as u32 | int8 | JOB_SILU, gate.id, up.id], x).map_err(|e| self.fail(e))?;
+        let r = self.split.part(rows, 0);
+        let mut acts = Vec::new();
+        for (w, y) in [(gate, &mut *ffn), (up, &mut *upbuf)] {
+            let a = ops.quantized(w, x, n, &mut acts);
+            let out = MatOut { y, stride: rows, off: r.start, accumulate: false };
+            ops.matmul(w, r.clone(), MatIn { x, q8: a, n }, out);
+        }
+        for t in 0..n {
+            let at = t * rows + r.start;
+            silu_mul(&mut ffn[at..at + r.len()], &upbuf[at..at + r.len()]);
+        }
+        let remote: usize = (1..self.parts).map(|p| self.split.part(rows, p).len()).sum();
+        let mut buf = vec![0f32; n * remote];
+        self.link.finish(&mut buf).map_err(|e| self.fail(e))?;
+        // shard by shard, token-major (as the shards wrote them)
+        let mut at = 0;
+        for p in 1..self.parts {
+            let r = self.split.part(rows, p);
+            for t in 0..n {
+                let src = buf.get(at..at + r.len()).ok_or_else(short)?;
+                at += r.len();
+                ffn[t * rows + r.start..][..r.len()].copy_from_slice(src);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A shard: part `part` of every weight, and the matmuls on it.
 pub struct Shard {
     part: usize,
@@ -385,7 +450,7 @@ impl Shard {
         let bad = |m: String| Error::InvalidArgument(format!("shard job: {m}"));
         let (&n, ids) = job.split_first().ok_or_else(|| bad("empty".into()))?;
         let dot = if n & JOB_INT8 != 0 { super::CpuDot::Int8 } else { super::CpuDot::Exact };
-        let (embed, n) = (n & JOB_EMBED != 0, (n & !(JOB_INT8 | JOB_EMBED)) as usize);
+        let (embed, silu, n) = (n & JOB_EMBED != 0, n & JOB_SILU != 0, (n & !JOB_FLAGS) as usize);
         let ops = Ops { simd: self.simd, dot, pool: &self.pool, shards: None };
         let mut ws = Vec::with_capacity(ids.len());
         for &id in ids {
@@ -403,6 +468,9 @@ impl Shard {
             }
             ws.push(w);
         }
+        if silu {
+            return self.silu(&ops, &ws, x, n);
+        }
         let total: usize = ws.iter().map(|w| n * self.split.part(w.rows, self.part).len()).sum();
         let mut out = vec![0f32; total];
         let mut at = 0;
@@ -416,6 +484,26 @@ impl Shard {
             at += len;
         }
         Ok(out)
+    }
+
+    /// A [`JOB_SILU`] job: `silu(gate · x) ⊙ (up · x)` of this shard's rows, `[n, rows]`.
+    fn silu(&self, ops: &Ops, ws: &[&CpuWeight], x: &[f32], n: usize) -> Result<Vec<f32>> {
+        let &[gate, up] = ws else {
+            return Err(Error::InvalidArgument(format!("shard job: silu of {} weights", ws.len())));
+        };
+        if (gate.rows, gate.cols) != (up.rows, up.cols) {
+            return Err(Error::InvalidArgument("shard job: silu of weights of other shapes".into()));
+        }
+        let r = self.split.part(gate.rows, self.part);
+        let (mut g, mut u) = (vec![0f32; n * r.len()], vec![0f32; n * r.len()]);
+        let mut acts = Vec::new();
+        for (w, y) in [(gate, &mut g), (up, &mut u)] {
+            let a = ops.quantized(w, x, n, &mut acts);
+            let out = MatOut { y, stride: r.len(), off: 0, accumulate: false };
+            ops.matmul(w, r.clone(), MatIn { x, q8: a, n }, out);
+        }
+        silu_mul(&mut g, &u);
+        Ok(g)
     }
 
     /// The decoded rows of `w` this shard holds for the token ids `ids` (as f32s), in order.
