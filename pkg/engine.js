@@ -225,7 +225,8 @@ export class EngineHost {
     let engine;
     try {
       if (onCpu && threads > 1 && !unavailable) {
-        shards = await ShardPool.start(threads, await compiledModule());
+        // shardLead (a benchmark knob): part 0's weight in the row split (shards.js, LEAD)
+        shards = await ShardPool.start(threads, await compiledModule(), opts.shardLead);
         livePools.add(shards);
         threadsReason = `${threads} threads: the engine and ${threads - 1} shard worker(s) over a SharedArrayBuffer`;
       }
@@ -338,7 +339,9 @@ export class EngineHost {
     if (r.backend === "cpu") r.adapter = cpuAdapter(r.adapter);
     r.simd = wasmBuild?.simd ?? "simd128";
     if (this.shards && !this.shards.error) {
+      // where a decoded token's time went (engine rows, wait, between jobs; shards busy/idle),
       // what one matmul's synchronisation costs, and how many a decoded token has
+      r.shard_stats = this.shards.stats(genTokens);
       r.shard_sync_us = this.shards.barrierUs(500);
       r.shard_syncs_per_token = 4 * this.info.layers + 1;
     }

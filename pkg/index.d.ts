@@ -366,6 +366,20 @@ export interface BenchResult {
   /** CPU backend with threads > 1: µs per synchronisation with the shard workers (an empty job's round trip), and how many a decoded token has. */
   shard_sync_us?: number;
   shard_syncs_per_token?: number;
+  /**
+   * CPU backend with threads > 1: a decoded token's time (ms) in the engine's own rows, waiting
+   * for the shards' rows, and between jobs (everything else: norms, rope, attention, argmax,
+   * embedding, glue); jobs per token and those whose wait slept in Atomics.wait; each shard's
+   * ms running jobs and between them.
+   */
+  shard_stats?: {
+    jobs: number;
+    own_ms: number;
+    wait_ms: number;
+    between_ms: number;
+    blocked: number;
+    shards: { busy_ms: number; idle_ms: number; jobs: number; blocked: number }[];
+  };
 }
 
 export function loadModel(source: ModelSource, options?: LoadOptions): Promise<Model>;

@@ -34,7 +34,7 @@ if (TEST_HOOKS) METHODS.add("_crashEngine");
 
 /**
  * CPU backend → shard worker, and its replies.
- * @typedef {{ type: "init", module: WebAssembly.Module, part: number, parts: number }} ShardInit
+ * @typedef {{ type: "init", module: WebAssembly.Module, part: number, parts: number, lead: number }} ShardInit
  * @typedef {{ type: "add", id: number, ty: number, rows: number, cols: number, bytes: Uint8Array }} ShardAdd
  * @typedef {{ type: "run", sab: SharedArrayBuffer, part: number, maxIn: number, maxOut: number }} ShardRun
  * @typedef {ShardInit | ShardAdd | ShardRun} ShardRequest

@@ -8,9 +8,9 @@
 // It holds a Web Lock named llama-webgpu-shard-… while it lives.
 import init, { ShardEngine, wasmMemoryBytes } from "./wasm/llama_webgpu.js";
 import { TEST_HOOKS, testTrapSync } from "./hooks.js";
-import { LAYOUT, poller } from "./shards.js";
+import { LAYOUT, jobTokens, poller } from "./shards.js";
 
-const { GEN, QUIT, JOBLEN, XLEN, CRASH, DONE, OUTLEN, JOB, MEM, ERR, ERR_BYTES, CTL_BYTES } = LAYOUT;
+const { GEN, QUIT, JOBLEN, XLEN, CRASH, DONE, OUTLEN, JOB, MEM, ERR, ERR_BYTES, STATS, STAT_N, CTL_BYTES } = LAYOUT;
 let engine = null;
 let broken = null; // the trap that killed this instance
 
@@ -37,24 +37,38 @@ function serve({ sab, part, maxIn, maxOut }) {
   const f32 = new Float32Array(sab, CTL_BYTES);
   const text = new TextEncoder();
   const wait = poller();
+  // busy ms, idle ms, jobs, blocked waits: of single-token jobs since the last longer one
+  const stats = new Float64Array(sab, STATS + part * STAT_N * 8, STAT_N);
   let seen = Atomics.load(ctl, GEN);
+  let idle = performance.now();
+  let blocked = false;
   for (;;) {
     const g = Atomics.load(ctl, GEN);
     if (g === seen) {
-      wait(ctl, GEN, seen);
+      blocked = wait(ctl, GEN, seen) || blocked;
       continue;
     }
     seen = g;
     if (Atomics.load(ctl, QUIT)) return;
+    const t0 = performance.now();
     try {
       if (broken) throw broken;
       if (TEST_HOOKS && ctl[CRASH] === part) testTrapSync("panic");
       const job = new Uint32Array(sab, JOB * 4, ctl[JOBLEN]);
+      const n = job.length ? jobTokens(job[0]) : 0;
+      if (n > 1) stats.fill(0);
       const out = engine.run(job, f32.subarray(0, ctl[XLEN]));
       if (out.length > maxOut) throw new Error(`${out.length} outputs, more than the ${maxOut} the buffer holds`);
       f32.set(out, maxIn + (part - 1) * maxOut);
       Atomics.store(ctl, OUTLEN + part, out.length);
       Atomics.store(ctl, MEM + part, wasmMemoryBytes() / 65536);
+      if (n === 1) {
+        const t1 = performance.now();
+        stats[0] += t1 - t0;
+        stats[1] += t0 - idle;
+        stats[2]++;
+        stats[3] += +blocked;
+      }
       Atomics.store(ctl, DONE + part, g);
     } catch (e) {
       if (e instanceof WebAssembly.RuntimeError) broken = e;
@@ -64,6 +78,8 @@ function serve({ sab, part, maxIn, maxOut }) {
       Atomics.store(ctl, DONE + part, -g);
     }
     Atomics.notify(ctl, DONE + part);
+    idle = performance.now();
+    blocked = false;
   }
 }
 
@@ -79,7 +95,7 @@ function reply(r) {
 const HANDLERS = {
   async init(m) {
     await init({ module_or_path: m.module });
-    engine = new ShardEngine(m.part, m.parts);
+    engine = new ShardEngine(m.part, m.parts, m.lead);
     await holdLock();
     reply({ type: "inited" });
   },

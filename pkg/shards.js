@@ -33,16 +33,18 @@ export const SPIN_MS = 0.2;
 /**
  * `wait(ctl, i, v, timeoutMs)`: returns once `ctl[i]` may differ from `v` (or at the timeout),
  * polling first for a budget that doubles (up to SPIN_MS) while partners answer within SPIN_MS
- * and halves while they do not, so polling stops where it cannot pay.
+ * and halves while they do not, so polling stops where it cannot pay. Returns whether it
+ * blocked in Atomics.wait.
  */
 export function poller() {
   let budget = SPIN_MS;
   return (ctl, i, v, timeoutMs) => {
     const t0 = performance.now();
-    while (performance.now() - t0 < budget) if (Atomics.load(ctl, i) !== v) return;
+    while (performance.now() - t0 < budget) if (Atomics.load(ctl, i) !== v) return false;
     Atomics.wait(ctl, i, v, timeoutMs);
     const took = performance.now() - t0;
     budget = took < SPIN_MS ? Math.min(SPIN_MS, Math.max(2 * budget, 0.01)) : budget / 2;
+    return true;
   };
 }
 const GEN = 0; // job generation, bumped by the engine
@@ -58,8 +60,15 @@ export const MAX_PARTS = 32;
 const MEM = JOB + MAX_JOB; // MEM + p: shard p's wasm memory in 64 KiB pages, after its last job
 const ERR = (MEM + MAX_PARTS) * 4; // byte offset of the error texts, ERR_BYTES per shard
 const ERR_BYTES = 1024;
-const CTL_BYTES = ERR + MAX_PARTS * ERR_BYTES;
-export const LAYOUT = { GEN, QUIT, JOBLEN, XLEN, CRASH, DONE, OUTLEN, JOB, MEM, ERR, ERR_BYTES, CTL_BYTES };
+// STATS + p * STAT_N: shard p's Float64 counters of its single-token jobs since the last
+// longer one (a prefill): ms running them, ms between them, jobs, how many waits blocked
+const STATS = ERR + MAX_PARTS * ERR_BYTES;
+const STAT_N = 4;
+const CTL_BYTES = STATS + MAX_PARTS * STAT_N * 8;
+export const LAYOUT = { GEN, QUIT, JOBLEN, XLEN, CRASH, DONE, OUTLEN, JOB, MEM, ERR, ERR_BYTES, STATS, STAT_N, CTL_BYTES };
+
+/** The token count of a job's first word (its flags masked off: JOB_INT8, JOB_EMBED, JOB_SILU). */
+export const jobTokens = (word) => word & 0x1fffffff;
 
 /** A shard that has not answered after this (plus 50× the engine's own time for its rows) is taken for dead. */
 const DEADLINE_MS = 30_000;
@@ -79,15 +88,21 @@ export function shardsUnavailable() {
   return null;
 }
 
+/**
+ * Part 0's weight in the row split, in thousandths of each shard's (crate/src/cpu/shards.rs,
+ * Split): the engine also runs everything that is not a matmul, so it takes fewer rows.
+ */
+export const LEAD = 1000;
+
 export class ShardPool {
   /**
    * Starts `parts - 1` shard workers, each instantiating `module` (the engine's compiled wasm).
-   * Resolves once all of them are up.
+   * Resolves once all of them are up. `lead`: part 0's weight (LEAD when not given).
    */
-  static async start(parts, module) {
-    const pool = new ShardPool(parts);
+  static async start(parts, module, lead = LEAD) {
+    const pool = new ShardPool(parts, lead ?? LEAD);
     try {
-      await Promise.all(pool.workers.map((w, i) => pool.#ask(w, { type: "init", module, part: i + 1, parts }, "inited")));
+      await Promise.all(pool.workers.map((w, i) => pool.#ask(w, { type: "init", module, part: i + 1, parts, lead: pool.lead }, "inited")));
     } catch (e) {
       pool.dispose();
       throw e;
@@ -95,13 +110,16 @@ export class ShardPool {
     return pool;
   }
 
-  constructor(parts) {
+  constructor(parts, lead = LEAD) {
     this.n = parts;
+    /** Part 0's weight in the split (read by the wasm engine). */
+    this.lead = Math.round(lead);
     this.error = null;
     this.gen = 0;
     this.wait = poller();
     this.t0 = 0;
     this.crashPart = 0;
+    this.#resetStats();
     this.workers = [];
     this.waiters = new Map();
     /** Each shard's wasm memory in bytes, as it reported once loaded (see instances). */
@@ -124,6 +142,11 @@ export class ShardPool {
       };
       this.workers.push(w);
     }
+  }
+
+  #resetStats() {
+    /** The engine's side of its single-token jobs since the last longer one (see stats()). */
+    this.st = { jobs: 0, own: 0, wait: 0, gap: 0, blocked: 0, last: 0 };
   }
 
   #broke(e) {
@@ -198,6 +221,10 @@ export class ShardPool {
     this.f32.set(x, 0);
     ctl[CRASH] = this.crashPart;
     this.crashPart = 0;
+    const n = job.length ? jobTokens(job[0]) : 0;
+    if (n > 1) this.#resetStats();
+    this.single = n === 1;
+    if (this.single && this.st.last) this.st.gap += performance.now() - this.st.last;
     this.gen = this.gen >= 0x3fffffff ? 1 : this.gen + 1;
     Atomics.store(ctl, GEN, this.gen);
     Atomics.notify(ctl, GEN);
@@ -207,6 +234,7 @@ export class ShardPool {
   finish(out) {
     const { ctl, gen: g } = this;
     const now = performance.now();
+    let blocked = false;
     const deadline = now + DEADLINE_MS + 50 * (now - this.t0);
     let at = 0;
     for (let p = 1; p < this.n; p++) {
@@ -214,7 +242,7 @@ export class ShardPool {
       let v = Atomics.load(ctl, slot);
       while (v !== g && v !== -g) {
         if (performance.now() > deadline) throw this.#dead(fail(`CPU shard worker ${p} did not answer in ${((performance.now() - this.t0) / 1000).toFixed(0)} s`));
-        this.wait(ctl, slot, v, 100);
+        blocked = this.wait(ctl, slot, v, 100) || blocked;
         v = Atomics.load(ctl, slot);
       }
       if (v === -g) throw this.#dead(fail(`CPU shard worker ${p}: ${this.#message(p)}`));
@@ -225,6 +253,32 @@ export class ShardPool {
       at += len;
     }
     if (at !== out.length) throw this.#dead(fail(`CPU shard workers returned ${at} values, expected ${out.length}`));
+    if (this.single) {
+      const st = this.st;
+      st.last = performance.now();
+      st.jobs++;
+      st.own += now - this.t0;
+      st.wait += st.last - now;
+      st.blocked += +blocked;
+    }
+  }
+
+  /**
+   * Where the time of the single-token jobs since the last prefill went, in ms per token over
+   * `tokens` tokens: the engine's own rows (from handing out a job to asking for its result),
+   * its wait for the shards' rows (and copying them in), its work between jobs (norms, rope,
+   * attention, the output's argmax, embedding, JS glue), and each shard's time running jobs
+   * and between them; `blocked`: jobs the waits slept in Atomics.wait (a wake-up's latency).
+   */
+  stats(tokens) {
+    const st = this.st;
+    const per = (v) => v / Math.max(tokens, 1);
+    const shards = [];
+    for (let p = 1; p < this.n && this.sab; p++) {
+      const f = new Float64Array(this.sab, STATS + p * STAT_N * 8, STAT_N);
+      shards.push({ busy_ms: per(f[0]), idle_ms: per(f[1]), jobs: per(f[2]), blocked: per(f[3]) });
+    }
+    return { jobs: per(st.jobs), own_ms: per(st.own), wait_ms: per(st.wait), between_ms: per(st.gap), blocked: per(st.blocked), shards };
   }
 
   #dead(e) {

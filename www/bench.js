@@ -25,6 +25,8 @@ async function main() {
     // ?cpuDot=exact|int8: the CPU backend's dot products; ?simd=auto|simd128: its wasm build
     cpuDot: q.get("cpuDot") || "exact",
     simd: q.get("simd") || "auto",
+    // ?lead=N: part 0's weight in the CPU threads' row split (pkg/shards.js LEAD; a tuning knob)
+    ...(q.get("lead") ? { shardLead: Number(q.get("lead")) } : {}),
     contextLength: promptTokens + genTokens + 8,
     onProgress: (p) => {
       peakWasm = Math.max(peakWasm, wasmMemoryBytes());

@@ -214,6 +214,8 @@ extern "C" {
     pub type JsShardPool;
     #[wasm_bindgen(method, getter)]
     fn parts(this: &JsShardPool) -> u32;
+    #[wasm_bindgen(method, getter)]
+    fn lead(this: &JsShardPool) -> u32;
     #[wasm_bindgen(method, catch, js_name = load)]
     fn load_part(
         this: &JsShardPool,
@@ -246,6 +248,9 @@ impl Link for JsLink {
     fn parts(&self) -> usize {
         self.0.parts() as usize
     }
+    fn lead(&self) -> u32 {
+        self.0.lead()
+    }
     fn load(&self, p: usize, id: u32, ty: crate::gguf::GgmlType, rows: usize, cols: usize, bytes: &[u8]) -> Result<()> {
         self.0.load_part(u32_of(p)?, id, ty.id(), u32_of(rows)?, u32_of(cols)?, bytes).map_err(worker_error)
     }
@@ -267,10 +272,10 @@ pub struct ShardEngine(Shard);
 
 #[wasm_bindgen]
 impl ShardEngine {
-    /// Shard `part` (1..parts) of `parts`.
+    /// Shard `part` (1..parts) of `parts`, part 0 weighted `lead` (`cpu::shards::Split`).
     #[wasm_bindgen(constructor)]
-    pub fn new(part: usize, parts: usize) -> std::result::Result<ShardEngine, JsValue> {
-        Shard::new(part, parts).map(ShardEngine).map_err(to_js)
+    pub fn new(part: usize, parts: usize, lead: u32) -> std::result::Result<ShardEngine, JsValue> {
+        Shard::with_lead(part, parts, lead).map(ShardEngine).map_err(to_js)
     }
 
     /// The next piece of this shard's rows of weight `id` (GGUF type id `ty`, `rows` × `cols`

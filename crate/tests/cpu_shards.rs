@@ -2,7 +2,7 @@
 //! link: logits bit-identical to one thread for 2 and 3 parts (prefill in chunks and token by
 //! token), weights split rather than copied, and a failing shard a typed error that sticks.
 
-use llama_webgpu::cpu::shards::{part, Link, Shard, JOB_EMBED};
+use llama_webgpu::cpu::shards::{part, Link, Shard, Split, EVEN, JOB_EMBED};
 use llama_webgpu::cpu::{CpuDot, CpuModel, CpuOptions};
 use llama_webgpu::gguf::{FileSource, GgmlType, GgufFile};
 use llama_webgpu::graph::Logits;
@@ -22,6 +22,8 @@ fn fixture(name: &str) -> PathBuf {
 /// the `fail_at`-th job on).
 struct LocalLink {
     parts: usize,
+    /// Part 0's weight in the split.
+    lead: u32,
     shards: RefCell<Vec<Shard>>,
     max_out: Cell<usize>,
     out: RefCell<Vec<f32>>,
@@ -36,9 +38,14 @@ struct LocalLink {
 
 impl LocalLink {
     fn new(parts: usize, fail_at: Option<usize>) -> Rc<LocalLink> {
+        LocalLink::with_lead(parts, EVEN, fail_at)
+    }
+
+    fn with_lead(parts: usize, lead: u32, fail_at: Option<usize>) -> Rc<LocalLink> {
         Rc::new(LocalLink {
             parts,
-            shards: RefCell::new((1..parts).map(|p| Shard::new(p, parts).unwrap()).collect()),
+            lead,
+            shards: RefCell::new((1..parts).map(|p| Shard::with_lead(p, parts, lead).unwrap()).collect()),
             max_out: Cell::new(0),
             out: RefCell::new(Vec::new()),
             jobs: Cell::new(0),
@@ -53,6 +60,9 @@ impl LocalLink {
 impl Link for LocalLink {
     fn parts(&self) -> usize {
         self.parts
+    }
+    fn lead(&self) -> u32 {
+        self.lead
     }
     fn load(&self, p: usize, id: u32, ty: GgmlType, rows: usize, cols: usize, bytes: &[u8]) -> Result<()> {
         self.sent.borrow_mut()[p] += bytes.len();
@@ -139,18 +149,25 @@ fn sharded_logits_are_bit_identical_to_one_thread() {
         for (i, &t) in toks.iter().enumerate() {
             want_seq.extend(one.forward(&[t], i, Logits::Last).unwrap());
         }
-        for parts in [2, 3] {
-            let link = LocalLink::new(parts, None);
+        // even splits, and part 0 weighted less (the engine's other work) or more
+        for (parts, lead) in [(2, EVEN), (3, EVEN), (2, 700), (3, 1300)] {
+            let link = LocalLink::with_lead(parts, lead, None);
             let mut m = load_dot(name, Some(link.clone()), dot);
             assert_eq!(m.threads(), parts);
             assert!(m.chunk < toks.len(), "prefill must span several chunks");
             let all = m.forward(&toks, 0, Logits::All).unwrap();
-            assert!(bits(&all) == bits(&want_all), "{name}, {parts} parts: prefill logits differ from one thread");
+            assert!(
+                bits(&all) == bits(&want_all),
+                "{name}, {parts} parts, lead {lead}: prefill logits differ from one thread"
+            );
             let mut seq = Vec::new();
             for (i, &t) in toks.iter().enumerate() {
                 seq.extend(m.forward(&[t], i, Logits::Last).unwrap());
             }
-            assert!(bits(&seq) == bits(&want_seq), "{name}, {parts} parts: decode logits differ from one thread");
+            assert!(
+                bits(&seq) == bits(&want_seq),
+                "{name}, {parts} parts, lead {lead}: decode logits differ from one thread"
+            );
             assert!(link.jobs.get() > 0, "the shards took part");
             assert!(link.embeds.get() > 0, "{name}, {parts} parts: the shards looked up embedding rows");
             assert!(link.pieces.get() > 2 * (parts - 1) * m.cfg.n_layer * 7, "weights went in pieces");
@@ -165,8 +182,9 @@ fn shards_hold_their_rows_and_the_engine_the_rest() {
         let src = FileSource::open(fixture(name)).unwrap();
         let file = GgufFile::read(&src).unwrap();
         let one = load(name, None);
-        for parts in [2, 3] {
-            let link = LocalLink::new(parts, None);
+        for (parts, lead) in [(2, EVEN), (3, EVEN), (2, 600)] {
+            let split = Split { parts, lead };
+            let link = LocalLink::with_lead(parts, lead, None);
             let m = load(name, Some(link.clone()));
             // every matrix's rows go to exactly one place: instance p gets part p of each, bytes for bytes
             let share = |p: usize| -> u64 {
@@ -175,7 +193,7 @@ fn shards_hold_their_rows_and_the_engine_the_rest() {
                     .filter(|t| t.dims.len() == 2)
                     .map(|t| {
                         let rows = t.rows() as usize;
-                        t.n_bytes / rows as u64 * part(rows, parts, p).len() as u64
+                        t.n_bytes / rows as u64 * split.part(rows, p).len() as u64
                     })
                     .sum()
             };
@@ -187,6 +205,7 @@ fn shards_hold_their_rows_and_the_engine_the_rest() {
             // the engine holds part 0 of every matrix, token_embd and the output layer included
             assert_eq!(m.held_weight_bytes(), share(0), "{name}, {parts} parts: the engine's rows");
             assert!(m.held_weight_bytes() < one.held_weight_bytes() / (parts as u64 - 1));
+            assert_eq!(split.part(64, 0), if lead == EVEN { part(64, parts, 0) } else { 0..24 }, "{split:?}");
             assert_eq!(one.held_weight_bytes(), (0..parts).map(share).sum::<u64>());
             let embd = file.tensor("token_embd.weight").unwrap();
             assert!(sent[1] as u64 >= embd.n_bytes / parts as u64 / 2, "{name}: token_embd reached the shards");

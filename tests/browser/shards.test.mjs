@@ -36,7 +36,7 @@ test("threads 2 and 3: each wasm instance holds its share of every matrix (token
   assert.equal(await isoPage.evaluate(() => crossOriginIsolated), true);
   // q4_1 ties the output layer to token_embd; q8_0 has its own
   for (const t of ["q4_1", "q8_0"]) {
-    const run = (threads) => inWorker({ url: `/tests/fixtures/tiny-${t}.gguf`, options: { backend: "cpu", cache: false, contextLength: 64, threads }, logits: tiny.tokens });
+    const run = (threads, extra = {}) => inWorker({ url: `/tests/fixtures/tiny-${t}.gguf`, options: { backend: "cpu", cache: false, contextLength: 64, threads, ...extra }, logits: tiny.tokens });
     const one = await run(1);
     assert.equal(one.type, "done", JSON.stringify(one));
     assert.equal(one.loaded.length, 1);
@@ -61,6 +61,14 @@ test("threads 2 and 3: each wasm instance holds its share of every matrix (token
       assert.equal(diff, -1, `${t}, ${n} threads: logit ${diff} differs from 1 thread`);
       console.log(`${t}, ${n} threads: weight bytes per instance ${held.join(" + ")} (1 thread: ${whole}); wasm memory ${r.ran.map((i) => (i.memoryBytes / 2 ** 20).toFixed(1)).join(" / ")} MiB`);
     }
+    // part 0 weighted less than a shard (shardLead, pkg/shards.js LEAD): the engine holds
+    // fewer rows, and the logits still do not change
+    const r = await run(2, { shardLead: 600 });
+    assert.equal(r.type, "done", JSON.stringify(r));
+    const held = r.loaded.map((i) => i.weightBytes);
+    assert.equal(held.reduce((a, b) => a + b, 0), whole);
+    assert.ok(held[0] < 0.45 * whole && held[1] > 0.55 * whole, `${t}, lead 600: ${held}`);
+    assert.equal(r.logits.findIndex((b, i) => b !== one.logits[i]), -1, `${t}, lead 600: logits differ from 1 thread`);
   }
 });
 

@@ -202,17 +202,18 @@ pub fn instance_bytes(file: &GgufFile, opts: &CpuOptions, parts: usize) -> Resul
     let matrices = std::iter::once(w.tok_embd)
         .chain(w.layers.iter().flat_map(|l| [l.wq, l.wk, l.wv, l.wo, l.w_gate, l.w_up, l.w_down]))
         .chain(w.output);
+    let split = shards::Split { parts, lead: opts.link.as_ref().map_or(shards::EVEN, |l| l.lead()) };
     let mut weights = vec![0u64; parts];
     for m in matrices {
         let rows = m.rows().max(1);
         for (p, b) in weights.iter_mut().enumerate() {
-            *b += m.n_bytes / rows * shards::part(rows as usize, parts, p).len() as u64;
+            *b += m.n_bytes / rows * split.part(rows as usize, p).len() as u64;
         }
     }
     let vectors = w.layers.iter().flat_map(|l| [l.attn_norm, l.ffn_norm]).chain([w.output_norm]).chain(t.rope_freqs);
     weights[0] += vectors.map(|v| v.n_elements() * 4).sum::<u64>();
     let (widest, group) = exchange_dims(&cfg);
-    let (max_in, max_out) = shards::exchange(parts, chunk, widest, group, cfg.n_embd);
+    let (max_in, max_out) = shards::exchange(split, chunk, widest, group, cfg.n_embd);
     let (max_in, max_out) = (4 * max_in as u64, 4 * max_out as u64);
     Ok(weights
         .into_iter()
@@ -668,11 +669,12 @@ impl Exec for CpuExec<'_> {
     fn ffn_gate_up_silu(&mut self, norm: &Vec<f32>, gate: &CpuWeight, up: &CpuWeight) -> Result<()> {
         rmsnorm(&self.x, norm, self.cfg.rms_eps, &mut self.h);
         let n = self.ids.len();
+        if let Some(s) = self.shards {
+            return s.gate_up_silu(&self.ops(), &self.h, n, (gate, up), &mut self.ffn, &mut self.up);
+        }
         let outs = [Out { w: gate, dst: 0, stride: gate.rows, off: 0 }, Out { w: up, dst: 1, stride: up.rows, off: 0 }];
         self.ops().group(&self.h, n, &mut [&mut self.ffn, &mut self.up], &outs, false)?;
-        for (g, u) in self.ffn.iter_mut().zip(&self.up) {
-            *g = *g / (1.0 + (-*g).exp()) * u;
-        }
+        shards::silu_mul(&mut self.ffn, &self.up);
         Ok(())
     }
 

@@ -35,6 +35,22 @@ pub const JOB_INT8: u32 = 1 << 31;
 /// rows it holds, `cols` f32s each, in the tokens' order.
 pub const JOB_EMBED: u32 = 1 << 30;
 
+/// Set in a job's token count: a job `[n, gate, up]` of two weights with the same rows answers
+/// `silu(gate · x) ⊙ (up · x)` of its rows ([`silu_mul`]), `[n, its rows]`: half the rows to
+/// send back, and the shards do their share of the activation.
+pub const JOB_SILU: u32 = 1 << 29;
+
+/// The flags of a job's first word.
+const JOB_FLAGS: u32 = JOB_INT8 | JOB_EMBED | JOB_SILU;
+
+/// `g ← silu(g) · u`: the feed-forward activation, the same code wherever the rows live (so
+/// the bits do not depend on the split).
+pub(super) fn silu_mul(g: &mut [f32], u: &[f32]) {
+    for (g, u) in g.iter_mut().zip(u) {
+        *g = *g / (1.0 + (-*g).exp()) * u;
+    }
+}
+
 /// Most threads (engine and shards) a model is split over (`MAX_PARTS` in pkg/shards.js).
 pub const MAX_PARTS: usize = 32;
 
@@ -53,12 +69,53 @@ pub fn part(rows: usize, parts: usize, i: usize) -> Range<usize> {
     clamp(start)..clamp(start + len)
 }
 
+/// [`Split::lead`] of an even split.
+pub const EVEN: u32 = 1000;
+
+/// How a model's rows are split: over `parts` threads, part 0 (the engine's, which also runs
+/// everything that is not a matmul) weighted `lead` / [`EVEN`] of each other part's share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Split {
+    pub parts: usize,
+    pub lead: u32,
+}
+
+impl Split {
+    pub fn even(parts: usize) -> Split {
+        Split { parts: parts.max(1), lead: EVEN }
+    }
+
+    /// Part `i`'s rows of a `rows`-row matrix ([`part`] when even): contiguous, whole
+    /// [`UNIT`]s; part 0 takes its weighted share (rounded), the others split the rest as
+    /// [`part`] does.
+    pub fn part(&self, rows: usize, i: usize) -> Range<usize> {
+        let parts = self.parts.max(1);
+        if self.lead == EVEN || parts == 1 {
+            return part(rows, parts, i);
+        }
+        let units = rows.div_ceil(UNIT);
+        let lead = self.lead as usize;
+        let weights = lead + (parts - 1) * EVEN as usize;
+        let first = ((units * lead + weights / 2) / weights).min(units);
+        let clamp = |u: usize| (u * UNIT).min(rows);
+        if i == 0 {
+            return 0..clamp(first);
+        }
+        let (rest, j) = (units - first, i - 1);
+        let (base, extra) = (rest / (parts - 1), rest % (parts - 1));
+        let start = first + j * base + j.min(extra);
+        clamp(start)..clamp(start + base + usize::from(j < extra))
+    }
+}
+
 /// The shards' exchange buffer: f32s of the input and of each shard's output, for `max_tokens`
 /// per pass, `widest` the most columns of any weight, `group_rows` the most rows of one job and
 /// `embd` the embedding width (a lookup may find every token's row in one shard).
-pub fn exchange(parts: usize, max_tokens: usize, widest: usize, group_rows: usize, embd: usize) -> (usize, usize) {
-    // part 0 is the largest, so it bounds every shard's share of every weight
-    let rows = (group_rows.div_ceil(parts.max(1)) + 3 * UNIT).max(embd);
+pub fn exchange(split: Split, max_tokens: usize, widest: usize, group_rows: usize, embd: usize) -> (usize, usize) {
+    // the largest part of the group's rows, plus what rounding each of its (up to 3) weights
+    // to whole units may add
+    let most = (0..split.parts).map(|i| split.part(group_rows, i).len()).max().unwrap_or(0);
+    let rows = (most + 3 * 2 * UNIT).max(embd);
     (max_tokens * widest, max_tokens * rows)
 }
 
@@ -72,6 +129,10 @@ pub fn exchange(parts: usize, max_tokens: usize, widest: usize, group_rows: usiz
 pub trait Link {
     /// Threads in all, the engine's included.
     fn parts(&self) -> usize;
+    /// Part 0's weight in the split ([`Split::lead`]); the shards must have been made with it.
+    fn lead(&self) -> u32 {
+        EVEN
+    }
     /// While loading: the next piece of part `p`'s rows of weight `id` (`rows` is the whole
     /// matrix's count); the pieces of one weight arrive in order and add up to its rows.
     fn load(&self, p: usize, id: u32, ty: GgmlType, rows: usize, cols: usize, bytes: &[u8]) -> Result<()>;
@@ -88,6 +149,7 @@ pub trait Link {
 /// a shard that failed once holds weights no one else has).
 pub struct Shards {
     parts: usize,
+    split: Split,
     link: std::rc::Rc<dyn Link>,
     next_id: u32,
     max_in: usize,
@@ -105,7 +167,12 @@ pub(super) struct Out<'w> {
 
 impl Shards {
     pub fn new(link: std::rc::Rc<dyn Link>) -> Shards {
-        Shards { parts: link.parts().max(1), link, next_id: 0, max_in: 0, max_out: 0, dead: RefCell::new(None) }
+        let split = Split { parts: link.parts().max(1), lead: link.lead() };
+        Shards { parts: split.parts, split, link, next_id: 0, max_in: 0, max_out: 0, dead: RefCell::new(None) }
+    }
+
+    pub fn split(&self) -> Split {
+        self.split
     }
 
     pub fn parts(&self) -> usize {
@@ -138,7 +205,7 @@ impl Shards {
         for p in 1..self.parts {
             self.link.load(p, w.id, w.ty, w.rows, w.cols, &[]).map_err(|e| self.fail(e))?;
         }
-        Ok(part(w.rows, self.parts, 0).end * w.row_bytes)
+        Ok(self.split.part(w.rows, 0).end * w.row_bytes)
     }
 
     /// Sends the shards their bytes of `piece`, the bytes of weight `w` from byte `at` on.
@@ -146,7 +213,7 @@ impl Shards {
         self.check()?;
         let end = at + piece.len();
         for p in 1..self.parts {
-            let r = part(w.rows, self.parts, p);
+            let r = self.split.part(w.rows, p);
             let (lo, hi) = ((r.start * w.row_bytes).max(at), (r.end * w.row_bytes).min(end));
             if lo < hi {
                 self.link.load(p, w.id, w.ty, w.rows, w.cols, &piece[lo - at..hi - at]).map_err(|e| self.fail(e))?;
@@ -159,7 +226,7 @@ impl Shards {
     /// `group_rows` the most rows one job computes (the output layer, or a fused group) and
     /// `embd` the embedding width.
     pub(super) fn ready(&mut self, max_tokens: usize, widest: usize, group_rows: usize, embd: usize) -> Result<()> {
-        (self.max_in, self.max_out) = exchange(self.parts, max_tokens, widest, group_rows, embd);
+        (self.max_in, self.max_out) = exchange(self.split, max_tokens, widest, group_rows, embd);
         self.link.ready(self.max_in, self.max_out).map_err(|e| self.fail(e))
     }
 
@@ -168,7 +235,7 @@ impl Shards {
     pub(super) fn embed(&self, w: &CpuWeight, ids: &[u32], x: &mut [f32]) -> Result<()> {
         self.check()?;
         let cols = w.cols;
-        let holder = |id: u32| (0..self.parts).find(|&p| part(w.rows, self.parts, p).contains(&(id as usize)));
+        let holder = |id: u32| (0..self.parts).find(|&p| self.split.part(w.rows, p).contains(&(id as usize)));
         let mut remote = 0;
         for (&id, row) in ids.iter().zip(x.chunks_exact_mut(cols)) {
             match holder(id) {
@@ -220,7 +287,7 @@ impl Shards {
         self.link.start(&job, x).map_err(|e| self.fail(e))?;
         let mut acts = Vec::new();
         for o in outs {
-            let r = part(o.w.rows, self.parts, 0);
+            let r = self.split.part(o.w.rows, 0);
             let y = ys.get_mut(o.dst).ok_or_else(|| Error::InvalidArgument("matmul destination".into()))?;
             let a = ops.quantized(o.w, x, n, &mut acts);
             ops.matmul(
@@ -231,7 +298,7 @@ impl Shards {
             );
         }
         let remote: usize =
-            (1..self.parts).map(|p| outs.iter().map(|o| part(o.w.rows, self.parts, p).len()).sum::<usize>()).sum();
+            (1..self.parts).map(|p| outs.iter().map(|o| self.split.part(o.w.rows, p).len()).sum::<usize>()).sum();
         let mut buf = vec![0f32; n * remote];
         self.link.finish(&mut buf).map_err(|e| self.fail(e))?;
         // scatter: shard by shard, weight by weight, token-major (as the shards wrote them)
@@ -239,7 +306,7 @@ impl Shards {
         let mut at = 0;
         for p in 1..self.parts {
             for o in outs {
-                let r = part(o.w.rows, self.parts, p);
+                let r = self.split.part(o.w.rows, p);
                 let y = ys.get_mut(o.dst).ok_or_else(short)?;
                 for t in 0..n {
                     let src = buf.get(at..at + r.len()).ok_or_else(short)?;
@@ -255,10 +322,59 @@ impl Shards {
     }
 }
 
+impl Shards {
+    /// `ffn = silu(gate · x) ⊙ (up · x)` for `n` tokens (`[n, gate.rows]`; `up` is scratch of
+    /// the same size): each part computes its rows and their activation ([`JOB_SILU`]).
+    pub(super) fn gate_up_silu(
+        &self,
+        ops: &Ops,
+        x: &[f32],
+        n: usize,
+        (gate, up): (&CpuWeight, &CpuWeight),
+        ffn: &mut [f32],
+        upbuf: &mut [f32],
+    ) -> Result<()> {
+        self.check()?;
+        let (rows, cols) = (gate.rows, gate.cols);
+        let short = || Error::InvalidArgument("feed-forward buffers too short".into());
+        if (up.rows, up.cols) != (rows, cols) || ffn.len() < n * rows || upbuf.len() < n * rows {
+            return Err(short());
+        }
+        let x = x.get(..n * cols).ok_or_else(short)?;
+        let int8 = if ops.dot == super::CpuDot::Int8 { JOB_INT8 } else { 0 };
+        self.link.start(&[n as u32 | int8 | JOB_SILU, gate.id, up.id], x).map_err(|e| self.fail(e))?;
+        let r = self.split.part(rows, 0);
+        let mut acts = Vec::new();
+        for (w, y) in [(gate, &mut *ffn), (up, &mut *upbuf)] {
+            let a = ops.quantized(w, x, n, &mut acts);
+            let out = MatOut { y, stride: rows, off: r.start, accumulate: false };
+            ops.matmul(w, r.clone(), MatIn { x, q8: a, n }, out);
+        }
+        for t in 0..n {
+            let at = t * rows + r.start;
+            silu_mul(&mut ffn[at..at + r.len()], &upbuf[at..at + r.len()]);
+        }
+        let remote: usize = (1..self.parts).map(|p| self.split.part(rows, p).len()).sum();
+        let mut buf = vec![0f32; n * remote];
+        self.link.finish(&mut buf).map_err(|e| self.fail(e))?;
+        // shard by shard, token-major (as the shards wrote them)
+        let mut at = 0;
+        for p in 1..self.parts {
+            let r = self.split.part(rows, p);
+            for t in 0..n {
+                let src = buf.get(at..at + r.len()).ok_or_else(short)?;
+                at += r.len();
+                ffn[t * rows + r.start..][..r.len()].copy_from_slice(src);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A shard: part `part` of every weight, and the matmuls on it.
 pub struct Shard {
     part: usize,
-    parts: usize,
+    split: Split,
     simd: super::dot::Simd,
     pool: super::pool::Pool,
     weights: Vec<Option<CpuWeight>>,
@@ -266,12 +382,20 @@ pub struct Shard {
 
 impl Shard {
     pub fn new(part: usize, parts: usize) -> Result<Shard> {
+        Shard::with_lead(part, parts, EVEN)
+    }
+
+    /// Shard `part` of a split whose part 0 is weighted `lead` ([`Split`]).
+    pub fn with_lead(part: usize, parts: usize, lead: u32) -> Result<Shard> {
         if part == 0 || part >= parts {
             return Err(Error::InvalidArgument(format!("shard {part} of {parts} (shards are 1..parts)")));
         }
+        if lead == 0 || lead > 4 * EVEN {
+            return Err(Error::InvalidArgument(format!("part 0's weight {lead} (1..={})", 4 * EVEN)));
+        }
         Ok(Shard {
             part,
-            parts,
+            split: Split { parts, lead },
             simd: super::dot::Simd::detect(),
             pool: super::pool::Pool::new(1),
             weights: Vec::new(),
@@ -282,7 +406,7 @@ impl Shard {
     /// GGUF type `ty`): pieces arrive in order, the first reserves the whole part.
     pub fn add(&mut self, id: u32, ty: u32, rows: usize, cols: usize, bytes: &[u8]) -> Result<()> {
         let ty = GgmlType::from_id(ty, "shard weight")?;
-        let r = part(rows, self.parts, self.part);
+        let r = self.split.part(rows, self.part);
         let row_bytes = ty.bytes_for(cols as u64).unwrap_or(0) as usize;
         let bad = |held: usize| {
             Error::InvalidArgument(format!(
@@ -326,13 +450,13 @@ impl Shard {
         let bad = |m: String| Error::InvalidArgument(format!("shard job: {m}"));
         let (&n, ids) = job.split_first().ok_or_else(|| bad("empty".into()))?;
         let dot = if n & JOB_INT8 != 0 { super::CpuDot::Int8 } else { super::CpuDot::Exact };
-        let (embed, n) = (n & JOB_EMBED != 0, (n & !(JOB_INT8 | JOB_EMBED)) as usize);
+        let (embed, silu, n) = (n & JOB_EMBED != 0, n & JOB_SILU != 0, (n & !JOB_FLAGS) as usize);
         let ops = Ops { simd: self.simd, dot, pool: &self.pool, shards: None };
         let mut ws = Vec::with_capacity(ids.len());
         for &id in ids {
             let w =
                 self.weights.get(id as usize).and_then(Option::as_ref).ok_or_else(|| bad(format!("no weight {id}")))?;
-            let r = part(w.rows, self.parts, self.part);
+            let r = self.split.part(w.rows, self.part);
             if w.data.len() != r.len() * w.row_bytes {
                 return Err(bad(format!("weight {id} has {} of its {} bytes", w.data.len(), r.len() * w.row_bytes)));
             }
@@ -344,12 +468,15 @@ impl Shard {
             }
             ws.push(w);
         }
-        let total: usize = ws.iter().map(|w| n * part(w.rows, self.parts, self.part).len()).sum();
+        if silu {
+            return self.silu(&ops, &ws, x, n);
+        }
+        let total: usize = ws.iter().map(|w| n * self.split.part(w.rows, self.part).len()).sum();
         let mut out = vec![0f32; total];
         let mut at = 0;
         let mut acts = Vec::new();
         for w in ws {
-            let r = part(w.rows, self.parts, self.part);
+            let r = self.split.part(w.rows, self.part);
             let len = n * r.len();
             let a = ops.quantized(w, x, n, &mut acts);
             let y = &mut out[at..at + len];
@@ -359,9 +486,29 @@ impl Shard {
         Ok(out)
     }
 
+    /// A [`JOB_SILU`] job: `silu(gate · x) ⊙ (up · x)` of this shard's rows, `[n, rows]`.
+    fn silu(&self, ops: &Ops, ws: &[&CpuWeight], x: &[f32], n: usize) -> Result<Vec<f32>> {
+        let &[gate, up] = ws else {
+            return Err(Error::InvalidArgument(format!("shard job: silu of {} weights", ws.len())));
+        };
+        if (gate.rows, gate.cols) != (up.rows, up.cols) {
+            return Err(Error::InvalidArgument("shard job: silu of weights of other shapes".into()));
+        }
+        let r = self.split.part(gate.rows, self.part);
+        let (mut g, mut u) = (vec![0f32; n * r.len()], vec![0f32; n * r.len()]);
+        let mut acts = Vec::new();
+        for (w, y) in [(gate, &mut g), (up, &mut u)] {
+            let a = ops.quantized(w, x, n, &mut acts);
+            let out = MatOut { y, stride: r.len(), off: 0, accumulate: false };
+            ops.matmul(w, r.clone(), MatIn { x, q8: a, n }, out);
+        }
+        silu_mul(&mut g, &u);
+        Ok(g)
+    }
+
     /// The decoded rows of `w` this shard holds for the token ids `ids` (as f32s), in order.
     fn embed(&self, w: &CpuWeight, ids: &[f32]) -> Result<Vec<f32>> {
-        let r = part(w.rows, self.parts, self.part);
+        let r = self.split.part(w.rows, self.part);
         let mut out = Vec::new();
         for &id in ids {
             if !(id >= 0.0 && id.fract() == 0.0 && (id as usize) < w.rows) {
@@ -403,6 +550,42 @@ mod tests {
                 let (lo, hi) = (lens.iter().min().unwrap(), lens.iter().max().unwrap());
                 assert!(hi - lo < 2 * UNIT, "rows {rows}, parts {parts}: {lens:?}");
                 assert_eq!(lens[0], *hi);
+            }
+        }
+    }
+
+    #[test]
+    fn a_weighted_split_covers_the_rows_in_order_with_part_0_near_its_share() {
+        for rows in [0, 1, 7, 8, 9, 64, 576, 1536, 2048, 8192, 49153, 128_256] {
+            for parts in 1..=5 {
+                assert_eq!(
+                    (0..parts).map(|i| Split::even(parts).part(rows, i)).collect::<Vec<_>>(),
+                    (0..parts).map(|i| part(rows, parts, i)).collect::<Vec<_>>(),
+                    "even is part()"
+                );
+                for lead in [1, 500, 800, 950, 1200, 4000] {
+                    let s = Split { parts, lead };
+                    let ps: Vec<_> = (0..parts).map(|i| s.part(rows, i)).collect();
+                    assert_eq!(ps[0].start, 0);
+                    assert_eq!(ps[parts - 1].end, rows, "rows {rows}, {s:?}: {ps:?}");
+                    for w in ps.windows(2) {
+                        assert_eq!(w[0].end, w[1].start, "rows {rows}, {s:?}: {ps:?}");
+                    }
+                    for p in &ps {
+                        assert!(p.start % UNIT == 0 || p.start == rows, "rows {rows}, {s:?}: {ps:?}");
+                    }
+                    if parts > 1 {
+                        // part 0 within a unit of its weighted share of the units
+                        let units = rows.div_ceil(UNIT) as f64;
+                        let want = units * lead as f64 / (lead as f64 + (parts - 1) as f64 * EVEN as f64);
+                        let got = ps[0].len().div_ceil(UNIT) as f64;
+                        assert!((got - want).abs() <= 1.0, "rows {rows}, {s:?}: {ps:?}");
+                        // the others within a unit of one another (the last may end short)
+                        let lens: Vec<_> = ps[1..].iter().map(|p| p.len()).collect();
+                        let (lo, hi) = (lens.iter().min().unwrap(), lens.iter().max().unwrap());
+                        assert!(hi - lo < 2 * UNIT, "rows {rows}, {s:?}: {lens:?}");
+                    }
+                }
             }
         }
     }
