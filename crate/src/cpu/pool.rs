@@ -319,6 +319,7 @@ mod tests {
     /// its draft model take turns on the same cores), not only after its polling time: here
     /// that time is an hour, so only the other pool's section can put it to sleep.
     #[test]
+    #[cfg(not(target_arch = "wasm32"))]
     fn an_idle_worker_sleeps_while_another_pool_works() {
         let idle = Pool::with_spin(2, std::time::Duration::from_secs(3600));
         let busy = Pool::new(2);
