@@ -12,7 +12,8 @@
 
 /// How long an idle worker polls for the next section before it sleeps: longer than the gaps
 /// inside a token (norms, rope: microseconds), short enough not to burn a core while the
-/// caller samples, streams text or waits for the user.
+/// caller samples, streams text or waits for the user. It sleeps sooner once another pool of
+/// the process starts a section (a speculative draft model's, beside the target's).
 #[cfg(not(target_arch = "wasm32"))]
 const SPIN: std::time::Duration = std::time::Duration::from_millis(2);
 
@@ -26,18 +27,24 @@ impl Pool {
     /// `threads = 0`: every core the machine has.
     pub fn new(threads: usize) -> Pool {
         #[cfg(not(target_arch = "wasm32"))]
-        {
-            let threads =
-                if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
-            // one thread needs no workers; workers that cannot start leave the caller alone
-            let crew = (threads > 1).then(|| crew::Crew::start(threads - 1)).flatten();
-            let threads = crew.as_ref().map_or(1, |c| c.workers() + 1);
-            Pool { threads, crew }
-        }
+        return Self::with_spin(threads, SPIN);
         #[cfg(target_arch = "wasm32")]
         {
             let _ = threads;
             Pool { threads: 1 }
+        }
+    }
+
+    /// [`Pool::new`] whose idle workers poll for `spin` before they sleep.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn with_spin(threads: usize, spin: std::time::Duration) -> Pool {
+        {
+            let threads =
+                if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
+            // one thread needs no workers; workers that cannot start leave the caller alone
+            let crew = (threads > 1).then(|| crew::Crew::start(threads - 1, spin)).flatten();
+            let threads = crew.as_ref().map_or(1, |c| c.workers() + 1);
+            Pool { threads, crew }
         }
     }
 
@@ -81,11 +88,10 @@ impl Pool {
 
 #[cfg(not(target_arch = "wasm32"))]
 mod crew {
-    use super::SPIN;
     use std::cell::Cell;
     use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
     use std::sync::{Arc, Condvar, Mutex};
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     /// The section being run: a borrowed task body, valid until every worker has left it.
     #[derive(Clone, Copy)]
@@ -112,6 +118,10 @@ mod crew {
         /// Held by the thread running a section: a second thread calling `run` meanwhile
         /// works alone rather than replacing the job under the workers.
         section: Mutex<()>,
+        /// How long an idle worker polls before it sleeps (`super::SPIN`).
+        spin: Duration,
+        /// Workers asleep (waiting for `wake`).
+        asleep: AtomicUsize,
     }
 
     impl Shared {
@@ -130,6 +140,14 @@ mod crew {
         }
     }
 
+    /// Sections started by every crew of the process. Two models with pools of their own (a
+    /// speculative target and its draft model) take turns on the same cores: an idle worker
+    /// of one that went on polling while the other runs takes a core from the busy crew's
+    /// threads, and each of that crew's sections then ends only when the scheduler gets back
+    /// to its descheduled thread. So an idle worker sleeps as soon as another crew starts a
+    /// section.
+    static SECTIONS: AtomicU64 = AtomicU64::new(0);
+
     thread_local! {
         /// Set on workers, and on a caller inside `run`: a section started from a task runs
         /// on that thread alone instead of waiting for itself.
@@ -143,7 +161,7 @@ mod crew {
 
     impl Crew {
         /// `None` when no worker thread could be started.
-        pub fn start(workers: usize) -> Option<Crew> {
+        pub fn start(workers: usize, spin: Duration) -> Option<Crew> {
             let shared = Arc::new(Shared {
                 epoch: AtomicU64::new(0),
                 job: Mutex::new(None),
@@ -154,6 +172,8 @@ mod crew {
                 stop: AtomicBool::new(false),
                 panicked: AtomicBool::new(false),
                 section: Mutex::new(()),
+                spin,
+                asleep: AtomicUsize::new(0),
             });
             let mut handles = Vec::new();
             for i in 0..workers {
@@ -169,6 +189,12 @@ mod crew {
 
         pub fn workers(&self) -> usize {
             self.handles.len()
+        }
+
+        /// Workers asleep now.
+        #[cfg(test)]
+        pub fn asleep(&self) -> usize {
+            self.shared.asleep.load(Acquire)
         }
 
         /// Runs `f(0..tasks)` on the workers and the calling thread; returns when all are done.
@@ -192,6 +218,8 @@ mod crew {
             s.next.store(0, Release);
             s.busy.store(self.handles.len(), Release);
             s.epoch.fetch_add(1, AcqRel);
+            // after the epoch: this crew's workers that see the count move see their section
+            SECTIONS.fetch_add(1, Release);
             {
                 let _g = s.sleep.lock().unwrap_or_else(|e| e.into_inner());
                 s.wake.notify_all();
@@ -214,15 +242,17 @@ mod crew {
         let mut seen = 0u64;
         loop {
             // poll for the next section, then sleep
-            let since = Instant::now();
+            let (since, sections) = (Instant::now(), SECTIONS.load(Acquire));
             let mut spins = 0u32;
             while s.epoch.load(Acquire) == seen && !s.stop.load(Acquire) {
                 std::hint::spin_loop();
                 spins = spins.wrapping_add(1);
-                if spins.is_multiple_of(256) && since.elapsed() > SPIN {
+                if spins.is_multiple_of(256) && (SECTIONS.load(Acquire) != sections || since.elapsed() > s.spin) {
                     let mut g = s.sleep.lock().unwrap_or_else(|e| e.into_inner());
                     while s.epoch.load(Acquire) == seen && !s.stop.load(Acquire) {
+                        s.asleep.fetch_add(1, AcqRel);
                         g = s.wake.wait(g).unwrap_or_else(|e| e.into_inner());
+                        s.asleep.fetch_sub(1, AcqRel);
                     }
                 }
             }
@@ -283,6 +313,29 @@ mod tests {
             c.fill(inner.iter().sum());
         });
         assert_eq!(out, vec![6.0; 8]);
+    }
+
+    /// An idle worker sleeps once another pool starts a section (a speculative target and
+    /// its draft model take turns on the same cores), not only after its polling time: here
+    /// that time is an hour, so only the other pool's section can put it to sleep.
+    #[test]
+    #[cfg(not(target_arch = "wasm32"))]
+    fn an_idle_worker_sleeps_while_another_pool_works() {
+        let idle = Pool::with_spin(2, std::time::Duration::from_secs(3600));
+        let busy = Pool::new(2);
+        let Some(crew) = idle.crew.as_ref() else { return };
+        let mut out = vec![0f32; 64];
+        idle.chunks(&mut out, 4, |i, c| c.fill(i as f32));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        // the worker's polling may have begun after a section of `busy`: run more
+        while crew.asleep() == 0 && std::time::Instant::now() < deadline {
+            busy.chunks(&mut out, 4, |i, c| c.fill(i as f32));
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(crew.asleep(), 1, "the idle pool's worker still polls");
+        // and wakes for its own pool's next section
+        idle.chunks(&mut out, 1, |i, c| c.fill(i as f32));
+        assert_eq!(out, (0..64).map(|i| i as f32).collect::<Vec<_>>());
     }
 
     #[test]
