@@ -520,7 +520,8 @@ mod tests {
 
     /// Prefill's several-token kernels (tiles of 8, 4, 3, 2 and 1 tokens, 13 = 8 + 4 + 1 and
     /// 4 + 4 + 4 + 1; up to SMALL_BATCH = 16, the most a speculative round verifies, below
-    /// [`lanes`]' threshold) give every token the bits it gets alone.
+    /// [`lanes`]' threshold) give every token the bits it gets alone, and so does decoding
+    /// several rows at once (the AVX-512 K-quant kernels take two).
     #[test]
     fn several_tokens_at_once_give_each_token_its_own_bits() {
         let mut seed = 5u64;
@@ -528,7 +529,7 @@ mod tests {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             (seed >> 33) as u32
         };
-        let rows = 3;
+        let rows = 5;
         for (ty, n) in GgmlType::ALL
             .into_iter()
             .filter(|t| kind(*t).is_some())
@@ -547,6 +548,15 @@ mod tests {
                     for t in 0..n {
                         let mut one = [0f32];
                         rows_dot(simd, ty, &w[r * rb..][..rb], rb, a.row(t), &mut one);
+                        let mut whole = vec![f32::NAN; rows];
+                        rows_dot(simd, ty, &w, rb, a.row(t), &mut whole);
+                        assert_eq!(
+                            whole[r].to_bits(),
+                            one[0].to_bits(),
+                            "{} {}: row {r} of {rows}",
+                            ty.name(),
+                            simd.name()
+                        );
                         assert_eq!(
                             all[r * n + t].to_bits(),
                             one[0].to_bits(),

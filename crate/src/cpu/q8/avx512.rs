@@ -195,14 +195,20 @@ fn halves16(a: i16, b: i16) -> __m512i {
     _mm512_inserti64x4::<1>(_mm512_castsi256_si512(_mm256_set1_epi16(a)), _mm256_set1_epi16(b))
 }
 
-/// Q4_K / Q5_K, `T` tokens at once: per 128 values, the low nibbles of 64 bytes hold
-/// sub-blocks `4j` and `4j + 2`, the high `4j + 1` and `4j + 3`; reordered to two registers
-/// of consecutive sub-blocks, they meet 64 consecutive activations each. The mins come off in
-/// f32, `dmin·m` times the activations' `d·Σq` per 32 values (one FMA per block and token,
-/// where the integer `Σ m·Σq` took eight operations).
+/// Q4_K / Q5_K, `R` rows with `T` tokens at once: per 128 values, the low nibbles of 64
+/// bytes hold sub-blocks `4j` and `4j + 2`, the high `4j + 1` and `4j + 3`; reordered to two
+/// registers of consecutive sub-blocks, they meet 64 consecutive activations each. The mins
+/// come off in f32, `dmin·m` times the activations' `d·Σq` per 32 values (one FMA per block
+/// and token, where the integer `Σ m·Σq` took eight operations). Every (row, token) pair goes
+/// through the same operations whatever `R` and `T`: several rows share the activations'
+/// loads and overlap their chains (decode), several tokens the unpacked weights (prefill).
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
-unsafe fn q45_k<const Q5: bool, const T: usize>(w: *const u8, nb: usize, a: &[Q8Row; T]) -> [f32; T] {
+unsafe fn q45_k<const Q5: bool, const R: usize, const T: usize>(
+    w: [*const u8; R],
+    nb: usize,
+    a: &[Q8Row; T],
+) -> [[f32; T]; R] {
     let (ts, qoff) = if Q5 { (176, 48) } else { (144, 16) };
     let m4 = _mm512_set1_epi8(0xF);
     let m16 = _mm512_set1_epi8(0x10);
@@ -212,53 +218,68 @@ unsafe fn q45_k<const Q5: bool, const T: usize>(w: *const u8, nb: usize, a: &[Q8
         _mm512_inserti64x4::<1>(_mm512_set1_epi8(a), _mm256_set1_epi8(b))
     };
     let hmask = [bit(0), bit(2), bit(4), bit(6)];
-    let mut acc = [_mm512_setzero_ps(); T];
-    let mut acc_m = [_mm256_setzero_ps(); T];
+    let mut acc = [[_mm512_setzero_ps(); T]; R];
+    let mut acc_m = [[_mm256_setzero_ps(); T]; R];
     unsafe {
         for i in 0..nb {
-            let p = w.add(ts * i);
-            prefetch(p, ts);
-            let (dw, dmin) = (half(p), half(p.add(2)));
-            let sm = _mm256_cvtepu8_epi16(super::avx2::scales_mins_k4(p.add(4)));
-            // dmin·m per 32 values, times each token's d·Σq over them (exact integer sums)
-            let mins = _mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(_mm256_extracti128_si256::<1>(sm)));
-            let mins = _mm256_mul_ps(_mm256_set1_ps(dmin), mins);
-            for t in 0..T {
-                let ds = _mm256_loadu_ps(a[t].dsums.as_ptr().add(8 * i));
-                acc_m[t] = _mm256_fnmadd_ps(mins, ds, acc_m[t]);
-            }
-            let scales = _mm512_castsi256_si512(sm);
-            let hbits = if Q5 { _mm512_broadcast_i64x4(load256(p.add(16))) } else { _mm512_setzero_si512() };
-            let mut sumi = [_mm512_setzero_si512(); T];
-            for j in 0..2 {
-                let bits = load512(p.add(qoff + 64 * j));
-                let lo = _mm512_and_si512(bits, m4);
-                let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(bits), m4);
-                // sub-blocks (4j, 4j + 1) and (4j + 2, 4j + 3)
-                let mut wa = _mm512_shuffle_i64x2::<0x44>(lo, hi);
-                let mut wb = _mm512_shuffle_i64x2::<0xEE>(lo, hi);
-                if Q5 {
-                    // bit s of each qh byte is the fifth bit of sub-block s
-                    wa = _mm512_mask_add_epi8(wa, _mm512_test_epi8_mask(hbits, hmask[2 * j]), wa, m16);
-                    wb = _mm512_mask_add_epi8(wb, _mm512_test_epi8_mask(hbits, hmask[2 * j + 1]), wb, m16);
-                }
-                let sa = _mm512_permutexvar_epi16(idx[2 * j], scales);
-                let sb = _mm512_permutexvar_epi16(idx[2 * j + 1], scales);
+            let mut scales = [_mm512_setzero_si512(); R];
+            let mut hbits = [_mm512_setzero_si512(); R];
+            let mut dws = [0f32; R];
+            for r in 0..R {
+                let p = w[r].add(ts * i);
+                prefetch(p, ts);
+                let (dw, dmin) = (half(p), half(p.add(2)));
+                dws[r] = dw;
+                let sm = _mm256_cvtepu8_epi16(super::avx2::scales_mins_k4(p.add(4)));
+                // dmin·m per 32 values, times each token's d·Σq over them (exact integer sums)
+                let mins = _mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(_mm256_extracti128_si256::<1>(sm)));
+                let mins = _mm256_mul_ps(_mm256_set1_ps(dmin), mins);
                 for t in 0..T {
-                    let y = (a[t].qs.as_ptr() as *const u8).add(256 * i + 128 * j);
-                    sumi[t] = _mm512_dpwssd_epi32(sumi[t], _mm512_maddubs_epi16(wa, load512(y)), sa);
-                    sumi[t] = _mm512_dpwssd_epi32(sumi[t], _mm512_maddubs_epi16(wb, load512(y.add(64))), sb);
+                    let ds = _mm256_loadu_ps(a[t].dsums.as_ptr().add(8 * i));
+                    acc_m[r][t] = _mm256_fnmadd_ps(mins, ds, acc_m[r][t]);
+                }
+                scales[r] = _mm512_castsi256_si512(sm);
+                if Q5 {
+                    hbits[r] = _mm512_broadcast_i64x4(load256(p.add(16)));
                 }
             }
-            for t in 0..T {
-                let d = *a[t].d.as_ptr().add(i) * dw;
-                acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi[t]), acc[t]);
+            let mut sumi = [[_mm512_setzero_si512(); T]; R];
+            for j in 0..2 {
+                for r in 0..R {
+                    let bits = load512(w[r].add(ts * i + qoff + 64 * j));
+                    let lo = _mm512_and_si512(bits, m4);
+                    let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(bits), m4);
+                    // sub-blocks (4j, 4j + 1) and (4j + 2, 4j + 3)
+                    let mut wa = _mm512_shuffle_i64x2::<0x44>(lo, hi);
+                    let mut wb = _mm512_shuffle_i64x2::<0xEE>(lo, hi);
+                    if Q5 {
+                        // bit s of each qh byte is the fifth bit of sub-block s
+                        wa = _mm512_mask_add_epi8(wa, _mm512_test_epi8_mask(hbits[r], hmask[2 * j]), wa, m16);
+                        wb = _mm512_mask_add_epi8(wb, _mm512_test_epi8_mask(hbits[r], hmask[2 * j + 1]), wb, m16);
+                    }
+                    let sa = _mm512_permutexvar_epi16(idx[2 * j], scales[r]);
+                    let sb = _mm512_permutexvar_epi16(idx[2 * j + 1], scales[r]);
+                    for t in 0..T {
+                        let y = (a[t].qs.as_ptr() as *const u8).add(256 * i + 128 * j);
+                        let s = &mut sumi[r][t];
+                        *s = _mm512_dpwssd_epi32(*s, _mm512_maddubs_epi16(wa, load512(y)), sa);
+                        *s = _mm512_dpwssd_epi32(*s, _mm512_maddubs_epi16(wb, load512(y.add(64))), sb);
+                    }
+                }
+            }
+            for r in 0..R {
+                for t in 0..T {
+                    let d = *a[t].d.as_ptr().add(i) * dws[r];
+                    acc[r][t] = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi[r][t]), acc[r][t]);
+                }
             }
         }
     }
-    let mut out = [0f32; T];
-    for t in 0..T {
-        out[t] = _mm512_reduce_add_ps(acc[t]) + unsafe { hsum(acc_m[t]) };
+    let mut out = [[0f32; T]; R];
+    for r in 0..R {
+        for t in 0..T {
+            out[r][t] = _mm512_reduce_add_ps(acc[r][t]) + unsafe { hsum(acc_m[r][t]) };
+        }
     }
     out
 }
@@ -272,56 +293,69 @@ fn groups16(first: i16) -> __m512i {
     _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
 }
 
-/// Q6_K, `T` tokens at once: per 128 values, 64 bytes of low nibbles and 32 of 2-bit highs
-/// give values 0..64 (low nibbles, bits 0..2 and 2..4) and 64..128 (high nibbles, bits 4..6
-/// and 6..8); the centre, `32·Σ_g sc_g·Σ_g q_x`, comes off in integers through the
-/// activations' 16-value sums.
+/// Q6_K, `R` rows with `T` tokens at once (as [`q45_k`]): per 128 values, 64 bytes of low
+/// nibbles and 32 of 2-bit highs give values 0..64 (low nibbles, bits 0..2 and 2..4) and
+/// 64..128 (high nibbles, bits 4..6 and 6..8); the centre, `32·Σ_g sc_g·Σ_g q_x`, comes off in
+/// integers through the activations' 16-value sums.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
-unsafe fn q6_k<const T: usize>(w: *const u8, nb: usize, a: &[Q8Row; T]) -> [f32; T] {
+unsafe fn q6_k<const R: usize, const T: usize>(w: [*const u8; R], nb: usize, a: &[Q8Row; T]) -> [[f32; T]; R] {
     let m4 = _mm512_set1_epi8(0xF);
     let m3 = _mm512_set1_epi8(3);
     let idx = [groups16(0), groups16(4), groups16(8), groups16(12)];
-    let mut acc = [_mm512_setzero_ps(); T];
+    let mut acc = [[_mm512_setzero_ps(); T]; R];
     unsafe {
         for i in 0..nb {
-            let p = w.add(210 * i);
-            prefetch(p, 210);
-            let dw = half(p.add(208));
-            let sc = _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(192) as *const __m128i));
-            let mut sumi = [_mm512_setzero_si512(); T];
-            for t in 0..T {
-                let bsums = _mm256_loadu_si256(a[t].sums.as_ptr().add(16 * i) as *const __m256i);
-                let c = _mm256_slli_epi32::<5>(_mm256_madd_epi16(sc, bsums));
-                sumi[t] = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), c));
-            }
-            let scales = _mm512_castsi256_si512(sc);
-            for h in 0..2 {
-                let ql = load512(p.add(64 * h));
-                let qh = load256(p.add(128 + 32 * h));
-                let qh = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(qh), _mm256_srli_epi16::<2>(qh));
-                let q01 = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_slli_epi16::<4>(_mm512_and_si512(qh, m3)));
-                let q23 = _mm512_or_si512(
-                    _mm512_and_si512(_mm512_srli_epi16::<4>(ql), m4),
-                    _mm512_slli_epi16::<4>(_mm512_and_si512(_mm512_srli_epi16::<4>(qh), m3)),
-                );
-                let s01 = _mm512_permutexvar_epi16(idx[2 * h], scales);
-                let s23 = _mm512_permutexvar_epi16(idx[2 * h + 1], scales);
+            let mut sumi = [[_mm512_setzero_si512(); T]; R];
+            let mut scales = [_mm512_setzero_si512(); R];
+            let mut dws = [0f32; R];
+            for r in 0..R {
+                let p = w[r].add(210 * i);
+                prefetch(p, 210);
+                dws[r] = half(p.add(208));
+                let sc = _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(192) as *const __m128i));
                 for t in 0..T {
-                    let y = (a[t].qs.as_ptr() as *const u8).add(256 * i + 128 * h);
-                    sumi[t] = _mm512_dpwssd_epi32(sumi[t], _mm512_maddubs_epi16(q01, load512(y)), s01);
-                    sumi[t] = _mm512_dpwssd_epi32(sumi[t], _mm512_maddubs_epi16(q23, load512(y.add(64))), s23);
+                    let bsums = _mm256_loadu_si256(a[t].sums.as_ptr().add(16 * i) as *const __m256i);
+                    let c = _mm256_slli_epi32::<5>(_mm256_madd_epi16(sc, bsums));
+                    sumi[r][t] = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), c));
+                }
+                scales[r] = _mm512_castsi256_si512(sc);
+            }
+            for h in 0..2 {
+                for r in 0..R {
+                    let p = w[r].add(210 * i);
+                    let ql = load512(p.add(64 * h));
+                    let qh = load256(p.add(128 + 32 * h));
+                    let qh = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(qh), _mm256_srli_epi16::<2>(qh));
+                    let q01 =
+                        _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_slli_epi16::<4>(_mm512_and_si512(qh, m3)));
+                    let q23 = _mm512_or_si512(
+                        _mm512_and_si512(_mm512_srli_epi16::<4>(ql), m4),
+                        _mm512_slli_epi16::<4>(_mm512_and_si512(_mm512_srli_epi16::<4>(qh), m3)),
+                    );
+                    let s01 = _mm512_permutexvar_epi16(idx[2 * h], scales[r]);
+                    let s23 = _mm512_permutexvar_epi16(idx[2 * h + 1], scales[r]);
+                    for t in 0..T {
+                        let y = (a[t].qs.as_ptr() as *const u8).add(256 * i + 128 * h);
+                        let s = &mut sumi[r][t];
+                        *s = _mm512_dpwssd_epi32(*s, _mm512_maddubs_epi16(q01, load512(y)), s01);
+                        *s = _mm512_dpwssd_epi32(*s, _mm512_maddubs_epi16(q23, load512(y.add(64))), s23);
+                    }
                 }
             }
-            for t in 0..T {
-                let d = *a[t].d.as_ptr().add(i) * dw;
-                acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi[t]), acc[t]);
+            for r in 0..R {
+                for t in 0..T {
+                    let d = *a[t].d.as_ptr().add(i) * dws[r];
+                    acc[r][t] = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi[r][t]), acc[r][t]);
+                }
             }
         }
     }
-    let mut out = [0f32; T];
-    for t in 0..T {
-        out[t] = _mm512_reduce_add_ps(acc[t]);
+    let mut out = [[0f32; T]; R];
+    for r in 0..R {
+        for t in 0..T {
+            out[r][t] = _mm512_reduce_add_ps(acc[r][t]);
+        }
     }
     out
 }
@@ -338,9 +372,9 @@ unsafe fn row<const T: usize>(ty: GgmlType, p: *const u8, nb: usize, a: &[Q8Row;
             Q4_1 => q4::<true, T>(p, nb, a),
             Q5_0 => q5::<false, T>(p, nb, a),
             Q5_1 => q5::<true, T>(p, nb, a),
-            Q4K => q45_k::<false, T>(p, nb, a),
-            Q5K => q45_k::<true, T>(p, nb, a),
-            Q6K => q6_k(p, nb, a),
+            Q4K => q45_k::<false, 1, T>([p], nb, a)[0],
+            Q5K => q45_k::<true, 1, T>([p], nb, a)[0],
+            Q6K => q6_k::<1, T>([p], nb, a)[0],
             _ => [0.0; T],
         }
     }
@@ -372,9 +406,30 @@ pub unsafe fn tile(ty: GgmlType, p: *const u8, a: &[Q8Row], out: &mut [f32]) {
 /// blocks covering `a`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
 pub unsafe fn rows(ty: GgmlType, w: &[u8], rb: usize, a: Q8Row, out: &mut [f32]) {
+    use GgmlType::*;
     let nb = a.qs.len() / ty.block_size() as usize;
-    for (r, o) in out.iter_mut().enumerate() {
-        let p = unsafe { w.as_ptr().add(r * rb) };
-        *o = unsafe { row(ty, p, nb, &[a])[0] };
+    let at = |r: usize| unsafe { w.as_ptr().add(r * rb) };
+    // The K-quants `ROWS` rows at a time, each from its own stretch of the rows: every row's
+    // bytes are read in order (rows side by side in one stretch halved the bandwidth from
+    // memory: the hardware prefetchers lost the stream). Same results as one row at a time.
+    let part = if matches!(ty, Q4K | Q5K | Q6K) { out.len() / ROWS } else { 0 };
+    for k in 0..part {
+        let p = std::array::from_fn(|q| at(q * part + k));
+        let y = unsafe {
+            match ty {
+                Q4K => q45_k::<false, ROWS, 1>(p, nb, &[a]),
+                Q5K => q45_k::<true, ROWS, 1>(p, nb, &[a]),
+                _ => q6_k::<ROWS, 1>(p, nb, &[a]),
+            }
+        };
+        for (q, y) in y.iter().enumerate() {
+            out[q * part + k] = y[0];
+        }
+    }
+    for (k, o) in out.iter_mut().enumerate().skip(ROWS * part) {
+        *o = unsafe { row(ty, at(k), nb, &[a])[0] };
     }
 }
+
+/// Rows per call of the K-quants' single-token kernels.
+const ROWS: usize = 2;
