@@ -212,7 +212,15 @@ unsafe fn q45_k<const Q5: bool, const R: usize, const T: usize>(
     let (ts, qoff) = if Q5 { (176, 48) } else { (144, 16) };
     let m4 = _mm512_set1_epi8(0xF);
     let m16 = _mm512_set1_epi8(0x10);
-    let idx = [halves16(0, 1), halves16(2, 3), halves16(4, 5), halves16(6, 7)];
+    // Q4_K: byte shuffles that broadcast one i16 scale per 32 lanes within 128-bit lanes
+    // (Q4_K 1B shapes ~8% faster than the word permute); Q5_K keeps the permute, which its
+    // fifth-bit masking runs faster beside
+    let pick = |a: i16, b: i16| halves16((2 * a) | ((2 * a + 1) << 8), (2 * b) | ((2 * b + 1) << 8));
+    let idx = if Q5 {
+        [halves16(0, 1), halves16(2, 3), halves16(4, 5), halves16(6, 7)]
+    } else {
+        [pick(0, 1), pick(2, 3), pick(4, 5), pick(6, 7)]
+    };
     let bit = |s: u32| {
         let (a, b) = ((1u8 << s) as i8, (1u8 << (s + 1)) as i8);
         _mm512_inserti64x4::<1>(_mm512_set1_epi8(a), _mm256_set1_epi8(b))
@@ -238,7 +246,8 @@ unsafe fn q45_k<const Q5: bool, const R: usize, const T: usize>(
                     let ds = _mm256_loadu_ps(a[t].dsums.as_ptr().add(8 * i));
                     acc_m[r][t] = _mm256_fnmadd_ps(mins, ds, acc_m[r][t]);
                 }
-                scales[r] = _mm512_castsi256_si512(sm);
+                scales[r] =
+                    if Q5 { _mm512_castsi256_si512(sm) } else { _mm512_broadcast_i32x4(_mm256_castsi256_si128(sm)) };
                 if Q5 {
                     hbits[r] = _mm512_broadcast_i64x4(load256(p.add(16)));
                 }
@@ -257,8 +266,14 @@ unsafe fn q45_k<const Q5: bool, const R: usize, const T: usize>(
                         wa = _mm512_mask_add_epi8(wa, _mm512_test_epi8_mask(hbits[r], hmask[2 * j]), wa, m16);
                         wb = _mm512_mask_add_epi8(wb, _mm512_test_epi8_mask(hbits[r], hmask[2 * j + 1]), wb, m16);
                     }
-                    let sa = _mm512_permutexvar_epi16(idx[2 * j], scales[r]);
-                    let sb = _mm512_permutexvar_epi16(idx[2 * j + 1], scales[r]);
+                    let scale = |k: usize| {
+                        if Q5 {
+                            _mm512_permutexvar_epi16(idx[k], scales[r])
+                        } else {
+                            _mm512_shuffle_epi8(scales[r], idx[k])
+                        }
+                    };
+                    let (sa, sb) = (scale(2 * j), scale(2 * j + 1));
                     for t in 0..T {
                         let y = (a[t].qs.as_ptr() as *const u8).add(256 * i + 128 * j);
                         let s = &mut sumi[r][t];
