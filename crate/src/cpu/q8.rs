@@ -74,6 +74,11 @@ pub struct Q8Act {
     /// and AVX2 kernels ([`lanes`]); `None` for fewer tokens or without AVX2.
     #[cfg(target_arch = "x86_64")]
     lanes: Option<lanes::Lanes>,
+    /// Q8_K's quants with the middle two 32-value pieces of every 128 swapped, where the
+    /// AVX-512 kernels run: a Q4_K byte's low nibbles are values 0..32 and 64..96 of its 128,
+    /// the high 32..64 and 96..128, and meet them in this order without a shuffle. Empty
+    /// elsewhere.
+    qs_k4: Vec<i8>,
 }
 
 /// One token of a [`Q8Act`]: `cols` quants, a scale per block and a `Σq` per `sum_len`.
@@ -86,6 +91,8 @@ pub struct Q8Row<'a> {
     pub dds: &'a [f32],
     /// Q8_K's `d·Σq` per 32 values, empty for the 32-value kinds.
     pub dsums: &'a [f32],
+    /// Q8_K's quants in Q4_K's nibble order (see [`Q8Act`]), where the AVX-512 kernels run.
+    pub qs_k4: &'a [i8],
 }
 
 impl Q8Act {
@@ -108,6 +115,7 @@ impl Q8Act {
             dsums: vec![0.0; if kind == Kind::K { n * cols / 32 } else { 0 }],
             #[cfg(target_arch = "x86_64")]
             lanes: None,
+            qs_k4: Vec::new(),
         };
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx2") {
@@ -117,6 +125,14 @@ impl Q8Act {
             // keeps each token's single-token bits, which the lanes' rounding does not
             if kind == Kind::K && n >= lanes::TOKENS && n > super::dot::SMALL_BATCH {
                 a.lanes = Some(lanes::Lanes::new(&a));
+            }
+            if kind == Kind::K && vnni() {
+                a.qs_k4 =
+                    a.qs.chunks_exact(128)
+                        .flat_map(|c| [&c[..32], &c[64..96], &c[32..64], &c[96..]])
+                        .flatten()
+                        .copied()
+                        .collect();
             }
             return Some(a);
         }
@@ -133,6 +149,7 @@ impl Q8Act {
             sums: &self.sums[t * c / ss..(t + 1) * c / ss],
             dds: if self.dds.is_empty() { &[] } else { &self.dds[2 * t * c / bs..2 * (t + 1) * c / bs] },
             dsums: if self.dsums.is_empty() { &[] } else { &self.dsums[t * c / 32..(t + 1) * c / 32] },
+            qs_k4: if self.qs_k4.is_empty() { &[] } else { &self.qs_k4[t * c..(t + 1) * c] },
         }
     }
 
@@ -219,6 +236,15 @@ fn fits(ty: GgmlType, row_bytes: usize, a: &Q8Row) -> bool {
         && a.sums.len() * k.sum_len() == cols
         && (k == Kind::K || a.dds.len() == 2 * a.d.len())
         && (k == Kind::B32 || a.dsums.len() == 8 * a.d.len())
+        && (k == Kind::B32 || !avx512_kernels() || a.qs_k4.len() == cols)
+}
+
+/// Whether the AVX-512 kernels can run (they read Q8_K's `qs_k4`).
+fn avx512_kernels() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return vnni();
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 /// How far ahead of the block being dotted the x86 kernels prefetch the weights. Decode streams

@@ -216,10 +216,12 @@ unsafe fn q45_k<const Q5: bool, const R: usize, const T: usize>(
     // (Q4_K 1B shapes ~8% faster than the word permute); Q5_K keeps the permute, which its
     // fifth-bit masking runs faster beside
     let pick = |a: i16, b: i16| halves16((2 * a) | ((2 * a + 1) << 8), (2 * b) | ((2 * b + 1) << 8));
+    // Q4_K meets the activations in its nibble order (`qs_k4`): the low nibbles are
+    // sub-blocks (4j, 4j + 2), the high (4j + 1, 4j + 3)
     let idx = if Q5 {
         [halves16(0, 1), halves16(2, 3), halves16(4, 5), halves16(6, 7)]
     } else {
-        [pick(0, 1), pick(2, 3), pick(4, 5), pick(6, 7)]
+        [pick(0, 2), pick(1, 3), pick(4, 6), pick(5, 7)]
     };
     let bit = |s: u32| {
         let (a, b) = ((1u8 << s) as i8, (1u8 << (s + 1)) as i8);
@@ -258,9 +260,12 @@ unsafe fn q45_k<const Q5: bool, const R: usize, const T: usize>(
                     let bits = load512(w[r].add(ts * i + qoff + 64 * j));
                     let lo = _mm512_and_si512(bits, m4);
                     let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(bits), m4);
-                    // sub-blocks (4j, 4j + 1) and (4j + 2, 4j + 3)
-                    let mut wa = _mm512_shuffle_i64x2::<0x44>(lo, hi);
-                    let mut wb = _mm512_shuffle_i64x2::<0xEE>(lo, hi);
+                    // Q5_K: sub-blocks (4j, 4j + 1) and (4j + 2, 4j + 3); Q4_K: as they are
+                    let (mut wa, mut wb) = if Q5 {
+                        (_mm512_shuffle_i64x2::<0x44>(lo, hi), _mm512_shuffle_i64x2::<0xEE>(lo, hi))
+                    } else {
+                        (lo, hi)
+                    };
                     if Q5 {
                         // bit s of each qh byte is the fifth bit of sub-block s
                         wa = _mm512_mask_add_epi8(wa, _mm512_test_epi8_mask(hbits[r], hmask[2 * j]), wa, m16);
@@ -275,7 +280,8 @@ unsafe fn q45_k<const Q5: bool, const R: usize, const T: usize>(
                     };
                     let (sa, sb) = (scale(2 * j), scale(2 * j + 1));
                     for t in 0..T {
-                        let y = (a[t].qs.as_ptr() as *const u8).add(256 * i + 128 * j);
+                        let qs = if Q5 { a[t].qs } else { a[t].qs_k4 };
+                        let y = (qs.as_ptr() as *const u8).add(256 * i + 128 * j);
                         let s = &mut sumi[r][t];
                         *s = _mm512_dpwssd_epi32(*s, _mm512_maddubs_epi16(wa, load512(y)), sa);
                         *s = _mm512_dpwssd_epi32(*s, _mm512_maddubs_epi16(wb, load512(y.add(64))), sb);
