@@ -282,18 +282,11 @@ unsafe fn q45_k<const Q5: bool, const R: usize, const T: usize>(
                     for t in 0..T {
                         let qs = if Q5 { a[t].qs } else { a[t].qs_k4 };
                         let y = (qs.as_ptr() as *const u8).add(256 * i + 128 * j);
-                        let s = &mut sumi[r][t];
-                        *s = _mm512_dpwssd_epi32(*s, _mm512_maddubs_epi16(wa, load512(y)), sa);
-                        *s = _mm512_dpwssd_epi32(*s, _mm512_maddubs_epi16(wb, load512(y.add(64))), sb);
+                        sumi[r][t] = dot128(sumi[r][t], (wa, sa), (wb, sb), y);
                     }
                 }
             }
-            for r in 0..R {
-                for t in 0..T {
-                    let d = *a[t].d.as_ptr().add(i) * dws[r];
-                    acc[r][t] = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi[r][t]), acc[r][t]);
-                }
-            }
+            scale_block(&mut acc, &sumi, &dws, a, i);
         }
     }
     let mut out = [[0f32; T]; R];
@@ -303,6 +296,57 @@ unsafe fn q45_k<const Q5: bool, const R: usize, const T: usize>(
         }
     }
     out
+}
+
+/// Q6_K's values `128h..128h + 64` and `128h + 64..128h + 128` of the block at `p`, unsigned
+/// (0..64): low nibbles with bits 0..2 / 2..4 of qh, then the high nibbles with bits 4..6 /
+/// 6..8 (the scalar kernel's order).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+pub(super) unsafe fn q6_values(p: *const u8, h: usize) -> (__m512i, __m512i) {
+    let (m4, m3) = (_mm512_set1_epi8(0xF), _mm512_set1_epi8(3));
+    unsafe {
+        let ql = load512(p.add(64 * h));
+        let qh = load256(p.add(128 + 32 * h));
+        let qh = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(qh), _mm256_srli_epi16::<2>(qh));
+        let q01 = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_slli_epi16::<4>(_mm512_and_si512(qh, m3)));
+        let q23 = _mm512_or_si512(
+            _mm512_and_si512(_mm512_srli_epi16::<4>(ql), m4),
+            _mm512_slli_epi16::<4>(_mm512_and_si512(_mm512_srli_epi16::<4>(qh), m3)),
+        );
+        (q01, q23)
+    }
+}
+
+/// `s` plus 128 unsigned quants (`wa`, then `wb`) dotted with the 128 activations at `y`, each
+/// pair of products scaled by its i16 lane of `sa` / `sb`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+unsafe fn dot128(s: __m512i, (wa, sa): (__m512i, __m512i), (wb, sb): (__m512i, __m512i), y: *const u8) -> __m512i {
+    unsafe {
+        let s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(wa, load512(y)), sa);
+        _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(wb, load512(y.add(64))), sb)
+    }
+}
+
+/// Block `i`'s integer sums into the f32 accumulators: `acc += d_x·d_w · sumi`.
+///
+/// SAFETY: every token has a scale for block `i`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
+unsafe fn scale_block<const R: usize, const T: usize>(
+    acc: &mut [[__m512; T]; R],
+    sumi: &[[__m512i; T]; R],
+    dws: &[f32; R],
+    a: &[Q8Row; T],
+    i: usize,
+) {
+    for r in 0..R {
+        for t in 0..T {
+            let d = unsafe { *a[t].d.as_ptr().add(i) } * dws[r];
+            acc[r][t] = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi[r][t]), acc[r][t]);
+        }
+    }
 }
 
 /// i16 lane `j` picks `first + j / 8`: the 16-value group scales of 64 quants.
@@ -321,8 +365,6 @@ fn groups16(first: i16) -> __m512i {
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
 unsafe fn q6_k<const R: usize, const T: usize>(w: [*const u8; R], nb: usize, a: &[Q8Row; T]) -> [[f32; T]; R] {
-    let m4 = _mm512_set1_epi8(0xF);
-    let m3 = _mm512_set1_epi8(3);
     let idx = [groups16(0), groups16(4), groups16(8), groups16(12)];
     let mut acc = [[_mm512_setzero_ps(); T]; R];
     unsafe {
@@ -344,32 +386,16 @@ unsafe fn q6_k<const R: usize, const T: usize>(w: [*const u8; R], nb: usize, a: 
             }
             for h in 0..2 {
                 for r in 0..R {
-                    let p = w[r].add(210 * i);
-                    let ql = load512(p.add(64 * h));
-                    let qh = load256(p.add(128 + 32 * h));
-                    let qh = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(qh), _mm256_srli_epi16::<2>(qh));
-                    let q01 =
-                        _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_slli_epi16::<4>(_mm512_and_si512(qh, m3)));
-                    let q23 = _mm512_or_si512(
-                        _mm512_and_si512(_mm512_srli_epi16::<4>(ql), m4),
-                        _mm512_slli_epi16::<4>(_mm512_and_si512(_mm512_srli_epi16::<4>(qh), m3)),
-                    );
+                    let (q01, q23) = q6_values(w[r].add(210 * i), h);
                     let s01 = _mm512_permutexvar_epi16(idx[2 * h], scales[r]);
                     let s23 = _mm512_permutexvar_epi16(idx[2 * h + 1], scales[r]);
                     for t in 0..T {
                         let y = (a[t].qs.as_ptr() as *const u8).add(256 * i + 128 * h);
-                        let s = &mut sumi[r][t];
-                        *s = _mm512_dpwssd_epi32(*s, _mm512_maddubs_epi16(q01, load512(y)), s01);
-                        *s = _mm512_dpwssd_epi32(*s, _mm512_maddubs_epi16(q23, load512(y.add(64))), s23);
+                        sumi[r][t] = dot128(sumi[r][t], (q01, s01), (q23, s23), y);
                     }
                 }
             }
-            for r in 0..R {
-                for t in 0..T {
-                    let d = *a[t].d.as_ptr().add(i) * dws[r];
-                    acc[r][t] = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi[r][t]), acc[r][t]);
-                }
-            }
+            scale_block(&mut acc, &sumi, &dws, a, i);
         }
     }
     let mut out = [[0f32; T]; R];

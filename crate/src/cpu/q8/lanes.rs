@@ -203,8 +203,6 @@ unsafe fn q45_k<const Q5: bool>(p: [*const u8; R], l: &Lanes, g: usize, pf: bool
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
 unsafe fn q6_k(p: [*const u8; R], l: &Lanes, g: usize, pf: bool) -> [__m512; R] {
-    let m4 = _mm512_set1_epi8(0xF);
-    let m3 = _mm512_set1_epi8(3);
     let mut total = [_mm512_setzero_ps(); R];
     let mut buf = [[ZERO; 4]; R];
     for i in 0..l.nb {
@@ -222,15 +220,7 @@ unsafe fn q6_k(p: [*const u8; R], l: &Lanes, g: usize, pf: bool) -> [__m512; R] 
                 // values 128h..: low nibbles with bits 0..2 / 2..4 of qh, then the high nibbles
                 // with bits 4..6 / 6..8 (as the scalar kernel's order)
                 for h in 0..2 {
-                    let ql = _mm512_loadu_si512(b.add(64 * h) as *const __m512i);
-                    let qh = _mm256_loadu_si256(b.add(128 + 32 * h) as *const __m256i);
-                    let qh = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(qh), _mm256_srli_epi16::<2>(qh));
-                    let q01 =
-                        _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_slli_epi16::<4>(_mm512_and_si512(qh, m3)));
-                    let q23 = _mm512_or_si512(
-                        _mm512_and_si512(_mm512_srli_epi16::<4>(ql), m4),
-                        _mm512_slli_epi16::<4>(_mm512_and_si512(_mm512_srli_epi16::<4>(qh), m3)),
-                    );
+                    let (q01, q23) = super::avx512::q6_values(b, h);
                     store(&mut buf[r][2 * h], q01);
                     store(&mut buf[r][2 * h + 1], q23);
                 }
