@@ -196,8 +196,9 @@ fn halves16(a: i16, b: i16) -> __m512i {
 }
 
 /// Q4_K / Q5_K, `R` rows with `T` tokens at once: per 128 values, the low nibbles of 64
-/// bytes hold sub-blocks `4j` and `4j + 2`, the high `4j + 1` and `4j + 3`; reordered to two
-/// registers of consecutive sub-blocks, they meet 64 consecutive activations each. The mins
+/// bytes hold sub-blocks `4j` and `4j + 2`, the high `4j + 1` and `4j + 3`. Q4_K's meet the
+/// activations in that order (`qs_k4`); Q5_K's are reordered to two registers of consecutive
+/// sub-blocks (its fifth bits are per sub-block) and meet them as they are. The mins
 /// come off in f32, `dmin·m` times the activations' `d·Σq` per 32 values (one FMA per block
 /// and token, where the integer `Σ m·Σq` took eight operations). Every (row, token) pair goes
 /// through the same operations whatever `R` and `T`: several rows share the activations'
@@ -213,8 +214,8 @@ unsafe fn q45_k<const Q5: bool, const R: usize, const T: usize>(
     let m4 = _mm512_set1_epi8(0xF);
     let m16 = _mm512_set1_epi8(0x10);
     // Q4_K: byte shuffles that broadcast one i16 scale per 32 lanes within 128-bit lanes
-    // (Q4_K 1B shapes ~8% faster than the word permute); Q5_K keeps the permute, which its
-    // fifth-bit masking runs faster beside
+    // (Q4_K 1B shapes ~8% faster than the word permute); Q5_K keeps the permute, which was
+    // faster there
     let pick = |a: i16, b: i16| halves16((2 * a) | ((2 * a + 1) << 8), (2 * b) | ((2 * b + 1) << 8));
     // Q4_K meets the activations in its nibble order (`qs_k4`): the low nibbles are
     // sub-blocks (4j, 4j + 2), the high (4j + 1, 4j + 3)
