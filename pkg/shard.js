@@ -32,14 +32,23 @@ function holdLock() {
   });
 }
 
-function serve({ sab, part, maxIn, maxOut }) {
+/**
+ * Serves jobs until dispose(). `announce` tells the engine this shard is running; the first
+ * generation is read before it, since the engine may hand out a job as soon as every shard has
+ * announced, before this thread reads the buffer (a shard that read that job's generation as its
+ * starting one never ran it, and the engine gave up after 30 s).
+ * @param {{ sab: SharedArrayBuffer, part: number, maxIn: number, maxOut: number }} m
+ * @param {() => void} announce
+ */
+function serve({ sab, part, maxIn, maxOut }, announce) {
   const ctl = new Int32Array(sab, 0, CTL_BYTES / 4);
+  let seen = Atomics.load(ctl, GEN);
+  announce();
   const f32 = new Float32Array(sab, CTL_BYTES);
   const text = new TextEncoder();
   const wait = poller();
   // busy ms, idle ms, jobs, blocked waits: of single-token jobs since the last longer one
   const stats = new Float64Array(sab, STATS + part * STAT_N * 8, STAT_N);
-  let seen = Atomics.load(ctl, GEN);
   let idle = performance.now();
   let blocked = false;
   for (;;) {
@@ -103,8 +112,7 @@ const HANDLERS = {
     engine.add(m.id, m.ty, m.rows, m.cols, m.bytes);
   },
   run(m) {
-    reply({ type: "running", mem: wasmMemoryBytes(), held: engine.heldBytes() });
-    serve(m);
+    serve(m, () => reply({ type: "running", mem: wasmMemoryBytes(), held: engine.heldBytes() }));
   },
 };
 
