@@ -32,6 +32,24 @@ fn main() {
         ("1b output", GgmlType::Q6K, 128256, 2048),
         ("1b ffn_up x16", GgmlType::Q4K, 16 * 8192, 2048),
     ];
+    // wasm's relaxed build measures which of its two dots to take; Q8_BENCH_WASM_DOT=i16|i32
+    // fixes one
+    #[cfg(target_arch = "wasm32")]
+    {
+        match std::env::var("Q8_BENCH_WASM_DOT").as_deref() {
+            Ok("i32") => q8::set_i32_dot(Some(true)),
+            Ok("i16") => q8::set_i32_dot(Some(false)),
+            _ => {}
+        }
+        println!("wasm integer dot: {}", if q8::i32_dot() { "i32" } else { "i16" });
+    }
+    // the kernels timed here first agree with the scalar ones and stay within the bound (a
+    // changed kernel is then checked on every run, in wasm too: bench/q8-wasm.mjs)
+    for simd in Simd::available() {
+        for (ty, vs_scalar, vs_decode) in q8::check_kernels(simd) {
+            assert!(vs_scalar <= 1e-6 && vs_decode <= 1.0, "{} {}: {vs_scalar:e} {vs_decode}", simd.name(), ty.name());
+        }
+    }
     let mut seed = 7u64;
     let mut next = move || {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);

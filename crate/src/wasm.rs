@@ -676,20 +676,45 @@ pub fn check_cpu_kernels() -> Result<JsValue, JsValue> {
 }
 
 /// The CPU backend's integer dot kernels (simd128, or relaxed SIMD in a build with it) against
-/// the scalar integer kernels and the formats' reference decode: `{ simd, relaxed, worst: { TYPE:
-/// [vs scalar / Σ|ŵ·x̂|, vs decode / bound] } }` (`cpu::q8::check_kernels`).
+/// the scalar integer kernels and the formats' reference decode: `{ simd, relaxed, dots, chosen,
+/// worst: { TYPE: [vs scalar / Σ|ŵ·x̂|, vs decode / bound] } }` (`cpu::q8::check_kernels`). The
+/// relaxed build has two dots (`cpu::q8::i32_dot`): both are checked (`dots`), the worst of the
+/// two reported, and `chosen` is the one this CPU measures faster.
 #[wasm_bindgen(js_name = checkCpuInt8Kernels)]
 pub fn check_cpu_int8_kernels() -> Result<JsValue, JsValue> {
+    use crate::cpu::q8;
     let simd = crate::cpu::dot::Simd::detect();
-    let worst: std::collections::BTreeMap<String, (f64, f64)> =
-        crate::cpu::q8::check_kernels(simd).into_iter().map(|(t, a, b)| (t.name().to_string(), (a, b))).collect();
+    let dots = [false, true];
+    let name = |i32: bool| if i32 { "i32" } else { "i16" };
+    let mut worst = std::collections::BTreeMap::<String, (f64, f64)>::new();
+    for i32 in dots {
+        q8::set_i32_dot(Some(i32));
+        for (t, a, b) in q8::check_kernels(simd) {
+            let e = worst.entry(t.name().to_string()).or_insert((0.0, 0.0));
+            // NaN (a broken kernel) must not hide behind max
+            *e = (
+                if a.is_nan() { f64::INFINITY } else { e.0.max(a) },
+                if b.is_nan() { f64::INFINITY } else { e.1.max(b) },
+            );
+        }
+    }
+    q8::set_i32_dot(None);
     #[derive(Serialize)]
     struct Out {
         simd: &'static str,
         relaxed: bool,
+        dots: Vec<&'static str>,
+        chosen: &'static str,
         worst: std::collections::BTreeMap<String, (f64, f64)>,
     }
-    ser(&Out { simd: simd.name(), relaxed: cfg!(target_feature = "relaxed-simd"), worst })
+    let dots = dots.iter().map(|&d| name(d)).collect();
+    ser(&Out {
+        simd: simd.name(),
+        relaxed: cfg!(target_feature = "relaxed-simd"),
+        dots,
+        chosen: name(q8::i32_dot()),
+        worst,
+    })
 }
 
 /// Bytes of this wasm instance's linear memory (it only grows).

@@ -35,6 +35,8 @@ export const ARGS = [
   "--disable-sync",
   "--no-first-run",
   "--disable-quic",
+  // extra flags for a benchmark or a profile, e.g. CHROMIUM_ARGS="--js-flags=--perf-basic-prof"
+  ...(process.env.CHROMIUM_ARGS ?? "").split(" ").filter(Boolean),
 ];
 
 /** A persistent context (real OPFS/Cache storage) in a fresh profile dir; `close()` removes it. */

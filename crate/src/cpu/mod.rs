@@ -436,7 +436,13 @@ impl CpuModel {
 
     /// What the model reports (see [`crate::backend::ModelStats`]).
     pub fn stats(&self) -> crate::backend::ModelStats<'_> {
-        let device = format!("CPU, {} thread(s), {}, {} dot", self.threads(), self.simd.name(), self.dot);
+        #[allow(unused_mut)]
+        let mut device = format!("CPU, {} thread(s), {}, {} dot", self.threads(), self.simd.name(), self.dot);
+        // wasm's measured choice of integer dot (q8::i32_dot)
+        #[cfg(target_arch = "wasm32")]
+        if self.dot == CpuDot::Int8 {
+            device.push_str(if q8::i32_dot() { " (i32 lanes)" } else { " (i16 lanes)" });
+        }
         self.held.stats(&self.cfg, self.weight_bytes_per_token(), 0, device)
     }
 

@@ -420,6 +420,8 @@ mod lanes;
 
 #[cfg(target_arch = "wasm32")]
 mod wasm;
+#[cfg(target_arch = "wasm32")]
+pub use wasm::{i32_dot, set_i32_dot};
 
 #[cfg(target_arch = "aarch64")]
 mod neon;
