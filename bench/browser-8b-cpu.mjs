@@ -8,7 +8,7 @@
 //   target/release/llama-webgpu synth --shape llama3-8b --type q4_k_m --tokenizer $LLAMA3_TOKENIZER_JSON \
 //     --out /tmp/llama-webgpu-synth-llama3-8b-q4_k_m.gguf
 //   ln -sf /tmp/llama-webgpu-synth-llama3-8b-q4_k_m.gguf tests/.cache/8b-q4_k_m.gguf
-//   node bench/browser-8b-cpu.mjs --model /tests/.cache/8b-q4_k_m.gguf [--threads 2] [--gen 4] [--bench 4,4] [--context N] [--kv f32]
+//   node bench/browser-8b-cpu.mjs --model /tests/.cache/8b-q4_k_m.gguf [--threads 2] [--gen 4] [--bench 4,4] [--context N] [--kv f32] [--cpu-dot int8]
 import { inInstancesWorker, ISOLATION, launch } from "../tests/browser/harness.mjs";
 import { startServer } from "../tests/browser/server.mjs";
 import { dirname, join } from "node:path";
@@ -27,7 +27,7 @@ try {
   const context = opt("context", null);
   const msg = {
     url: opt("model"),
-    options: { backend: "cpu", cache: false, threads: Number(opt("threads", "2")), ...(context ? { contextLength: Number(context) } : {}), ...(opt("kv") ? { kvType: opt("kv") } : {}) },
+    options: { backend: "cpu", cache: false, threads: Number(opt("threads", "2")), ...(context ? { contextLength: Number(context) } : {}), ...(opt("kv") ? { kvType: opt("kv") } : {}), ...(opt("cpu-dot") ? { cpuDot: opt("cpu-dot") } : {}) },
     generate: { text: opt("prompt", "The capital of France is"), tokens: Number(opt("gen", "4")) },
     bench: bg > 0 ? { prompt: bp, gen: bg } : null,
   };
