@@ -50,6 +50,17 @@ fn main() {
             assert!(vs_scalar <= 1e-6 && vs_decode <= 1.0, "{} {}: {vs_scalar:e} {vs_decode}", simd.name(), ty.name());
         }
     }
+    // the f16 rows (the KV cache's) decode as `half` does, every bit pattern: in wasm that is
+    // the engine's own simd128 conversion (quant::dequantize_row)
+    let raw: Vec<u8> = (0..=u16::MAX).flat_map(|h| h.to_le_bytes()).collect();
+    let mut row = vec![0f32; 1 << 16];
+    if llama_webgpu::quant::dequantize_row(GgmlType::F16, &raw, &mut row).is_err() {
+        panic!("f16 rows do not decode");
+    }
+    for (h, o) in (0..=u16::MAX).zip(&row) {
+        let want = half::f16::from_bits(h).to_f32();
+        assert!(o.to_bits() == want.to_bits() || (o.is_nan() && want.is_nan()), "f16 {h:#06x}: {o} vs {want}");
+    }
     let mut seed = 7u64;
     let mut next = move || {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
