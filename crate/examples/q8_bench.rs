@@ -62,10 +62,7 @@ fn main() {
         assert!(o.to_bits() == want.to_bits() || (o.is_nan() && want.is_nan()), "f16 {h:#06x}: {o} vs {want}");
     }
     let mut seed = 7u64;
-    let mut next = move || {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (seed >> 33) as u32
-    };
+    let mut next = move || llama_webgpu::cpu::dot::lcg(&mut seed);
     for (name, ty, rows, cols) in shapes.into_iter().filter(|s| s.0.contains(only.as_str())) {
         let Some(rb) = ty.bytes_for(cols as u64).map(|b| b as usize) else { continue };
         let Some(kind) = q8::kind(ty) else { continue };

@@ -448,10 +448,7 @@ pub fn random_blocks(ty: GgmlType, bytes: usize, next: &mut impl FnMut() -> u32)
 /// `|got − decode·x| / (bound + 1e-6·Σ|w·x|)` ([`error_bound`]; ≤ 1 is within it).
 /// The unit tests run it natively; the browser tests in wasm.
 pub fn check_kernels(simd: Simd) -> Vec<(GgmlType, f64, f64)> {
-    fn lcg(seed: &mut u64) -> u32 {
-        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (*seed >> 33) as u32
-    }
+    use super::dot::lcg;
     let mut seed = 11u64;
     let rows = 5;
     let mut worst = Vec::new();
@@ -525,10 +522,7 @@ mod tests {
     #[test]
     fn scalar_kernel_is_the_decode_times_the_dequantized_activations() {
         let mut seed = 3u64;
-        let mut next = || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (seed >> 33) as u32
-        };
+        let mut next = || crate::cpu::dot::lcg(&mut seed);
         for ty in GgmlType::ALL.into_iter().filter(|t| kind(*t).is_some()) {
             let k = kind(ty).unwrap();
             let cols = 768;
@@ -553,10 +547,7 @@ mod tests {
     #[test]
     fn several_tokens_at_once_give_each_token_its_own_bits() {
         let mut seed = 5u64;
-        let mut next = || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (seed >> 33) as u32
-        };
+        let mut next = || crate::cpu::dot::lcg(&mut seed);
         let rows = 5;
         for (ty, n) in GgmlType::ALL
             .into_iter()
@@ -605,10 +596,7 @@ mod tests {
     #[test]
     fn tokens_in_lanes_match_the_scalar_kernel() {
         let mut seed = 9u64;
-        let mut next = || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (seed >> 33) as u32
-        };
+        let mut next = || crate::cpu::dot::lcg(&mut seed);
         let cols = 768;
         for ty in [GgmlType::Q4K, GgmlType::Q5K, GgmlType::Q6K] {
             let rb = ty.bytes_for(cols as u64).unwrap() as usize;

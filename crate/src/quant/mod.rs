@@ -79,40 +79,45 @@ fn decode_half_row(ty: GgmlType, raw: &[u8], out: &mut [f32]) {
     }
 }
 
-/// f16 bits to f32, 4 at a time in wasm's simd128: `half` has no hardware conversion there and
-/// branches on every value, which made the f16 KV cache's decode in attention ~19% of the
-/// browser engine's decode time at a depth of ~160 (BENCHMARKS.md). The exponent and mantissa
-/// move into f32's place and a multiply by 2^112 rebiases them, exact for normal and subnormal
-/// halves; Inf and NaN (exponent 31) keep an all-ones exponent. `dst.len() == bits.len()`.
+/// f16 bits to f32 without a branch: the exponent and mantissa move into f32's place and a
+/// multiply by 2^112 rebiases them, exact for normal and subnormal halves; Inf and NaN
+/// (exponent 31) keep an all-ones exponent. `half` has no hardware conversion in wasm and its
+/// portable one branches on every value; the wasm integer kernels convert their f16 block
+/// scales with this, and [`f16_to_f32_wasm`] does the same in vector lanes.
+#[cfg(any(target_arch = "wasm32", test))]
+#[inline]
+pub(crate) fn f16_bits_to_f32(h: u16) -> f32 {
+    let (h, em) = (h as u32, (h & 0x7fff) as u32);
+    let v = f32::from_bits(em << 13) * f32::from_bits(0x7780_0000);
+    let v = if em >= 0x7c00 { f32::from_bits(0x7f80_0000 | (em << 13)) } else { v };
+    f32::from_bits(v.to_bits() | ((h & 0x8000) << 16))
+}
+
+/// [`f16_bits_to_f32`], 8 at a time in wasm's simd128: the f16 KV cache's decode in attention
+/// was ~19% of the browser engine's decode time at a depth of ~160 through `half`
+/// (BENCHMARKS.md). `dst.len() == bits.len()`.
 #[cfg(target_arch = "wasm32")]
 #[target_feature(enable = "simd128")]
 fn f16_to_f32_wasm(bits: &[u16], dst: &mut [f32]) {
     use std::arch::wasm32::*;
-    let one = |h: u32| {
-        let em = h & 0x7fff;
-        let v = f32::from_bits(em << 13) * f32::from_bits(0x7780_0000);
-        let v = if em >= 0x7c00 { f32::from_bits(0x7f80_0000 | (em << 13)) } else { v };
-        f32::from_bits(v.to_bits() | ((h & 0x8000) << 16))
-    };
-    let (mut b4, mut d4) = (bits.chunks_exact(4), dst.chunks_exact_mut(4));
-    for (b, d) in (&mut b4).zip(&mut d4) {
-        let h = u32x4(b[0] as u32, b[1] as u32, b[2] as u32, b[3] as u32);
+    let four = |h: v128| {
         let em = v128_and(h, u32x4_splat(0x7fff));
         let v = f32x4_mul(i32x4_shl(em, 13), f32x4_splat(f32::from_bits(0x7780_0000)));
         let special = v128_or(i32x4_shl(em, 13), u32x4_splat(0x7f80_0000));
         let v = v128_bitselect(special, v, u32x4_gt(em, u32x4_splat(0x7bff)));
-        let v = v128_or(v, i32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16));
-        for (k, o) in d.iter_mut().enumerate() {
-            *o = f32::from_bits(match k {
-                0 => u32x4_extract_lane::<0>(v),
-                1 => u32x4_extract_lane::<1>(v),
-                2 => u32x4_extract_lane::<2>(v),
-                _ => u32x4_extract_lane::<3>(v),
-            });
+        v128_or(v, i32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16))
+    };
+    let (mut b8, mut d8) = (bits.chunks_exact(8), dst.chunks_exact_mut(8));
+    for (b, d) in (&mut b8).zip(&mut d8) {
+        // SAFETY: `b` holds 8 u16s and `d` 8 f32s; wasm loads and stores need no alignment
+        unsafe {
+            let h = v128_load(b.as_ptr() as *const v128);
+            v128_store(d.as_mut_ptr() as *mut v128, four(u32x4_extend_low_u16x8(h)));
+            v128_store(d.as_mut_ptr().add(4) as *mut v128, four(u32x4_extend_high_u16x8(h)));
         }
     }
-    for (b, d) in b4.remainder().iter().zip(d4.into_remainder()) {
-        *d = one(*b as u32);
+    for (b, d) in b8.remainder().iter().zip(d8.into_remainder()) {
+        *d = f16_bits_to_f32(*b);
     }
 }
 
@@ -134,19 +139,15 @@ pub fn dequantize(ty: GgmlType, raw: &[u8]) -> Result<Vec<f32>> {
 mod half_tests {
     use super::*;
 
-    /// Every f16 bit pattern decodes to `half`'s f32, bit for bit (NaN to a NaN). This runs
-    /// natively; the wasm conversion gets the same check from `q8_bench` in wasm32-wasip1
-    /// (`bench/q8-wasm.mjs`), since the library's tests do not build for wasm.
+    /// The branch-free conversion gives `half`'s f32 for every f16 bit pattern (NaN for NaN).
+    /// It runs here natively, where it is scalar code; the wasm vector version gets the same
+    /// check of every pattern from `q8_bench` in wasm32-wasip1 (`bench/q8-wasm.mjs`), since the
+    /// library's tests do not build for wasm.
     #[test]
-    fn f16_rows_decode_every_half_as_half_does() {
-        let all: Vec<u16> = (0..=u16::MAX).collect();
-        // 65536 values: one row, with a tail of 3 past the last group of 4
-        let raw: Vec<u8> = all.iter().chain(&[0x3c00, 0x8001, 0x7e00]).flat_map(|h| h.to_le_bytes()).collect();
-        let mut out = vec![0f32; raw.len() / 2];
-        dequantize_row(GgmlType::F16, &raw, &mut out).unwrap();
-        for (c, o) in raw.chunks_exact(2).zip(&out) {
-            let want = half::f16::from_le_bytes([c[0], c[1]]).to_f32();
-            assert!(o.to_bits() == want.to_bits() || (o.is_nan() && want.is_nan()), "{c:?}: {o} vs {want}");
+    fn branch_free_f16_is_half_for_every_pattern() {
+        for h in 0..=u16::MAX {
+            let (got, want) = (f16_bits_to_f32(h), half::f16::from_bits(h).to_f32());
+            assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "{h:#06x}: {got} vs {want}");
         }
     }
 }

@@ -346,7 +346,9 @@ mod lanes4;
 #[allow(non_camel_case_types)]
 mod neon;
 
-fn lcg(seed: &mut u64) -> u32 {
+/// A 64-bit LCG's high 32 bits: the random blocks and activations of the kernels' checks,
+/// benches and the wasm dot's measurement (reproducible from the seed, on every target).
+pub fn lcg(seed: &mut u64) -> u32 {
     *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     (*seed >> 33) as u32
 }

@@ -249,10 +249,11 @@ unsafe fn q45_k<const Q5: bool, const R: usize, const T: usize>(
                     let ds = _mm256_loadu_ps(a[t].dsums.as_ptr().add(8 * i));
                     acc_m[r][t] = _mm256_fnmadd_ps(mins, ds, acc_m[r][t]);
                 }
-                scales[r] =
-                    if Q5 { _mm512_castsi256_si512(sm) } else { _mm512_broadcast_i32x4(_mm256_castsi256_si128(sm)) };
                 if Q5 {
+                    scales[r] = _mm512_castsi256_si512(sm);
                     hbits[r] = _mm512_broadcast_i64x4(load256(p.add(16)));
+                } else {
+                    scales[r] = _mm512_broadcast_i32x4(_mm256_castsi256_si128(sm));
                 }
             }
             let mut sumi = [[_mm512_setzero_si512(); T]; R];
@@ -261,17 +262,17 @@ unsafe fn q45_k<const Q5: bool, const R: usize, const T: usize>(
                     let bits = load512(w[r].add(ts * i + qoff + 64 * j));
                     let lo = _mm512_and_si512(bits, m4);
                     let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(bits), m4);
-                    // Q5_K: sub-blocks (4j, 4j + 1) and (4j + 2, 4j + 3); Q4_K: as they are
-                    let (mut wa, mut wb) = if Q5 {
-                        (_mm512_shuffle_i64x2::<0x44>(lo, hi), _mm512_shuffle_i64x2::<0xEE>(lo, hi))
+                    // Q5_K: sub-blocks (4j, 4j + 1) and (4j + 2, 4j + 3), bit s of each qh
+                    // byte the fifth bit of sub-block s; Q4_K: as they are
+                    let (wa, wb) = if Q5 {
+                        let (wa, wb) = (_mm512_shuffle_i64x2::<0x44>(lo, hi), _mm512_shuffle_i64x2::<0xEE>(lo, hi));
+                        (
+                            _mm512_mask_add_epi8(wa, _mm512_test_epi8_mask(hbits[r], hmask[2 * j]), wa, m16),
+                            _mm512_mask_add_epi8(wb, _mm512_test_epi8_mask(hbits[r], hmask[2 * j + 1]), wb, m16),
+                        )
                     } else {
                         (lo, hi)
                     };
-                    if Q5 {
-                        // bit s of each qh byte is the fifth bit of sub-block s
-                        wa = _mm512_mask_add_epi8(wa, _mm512_test_epi8_mask(hbits[r], hmask[2 * j]), wa, m16);
-                        wb = _mm512_mask_add_epi8(wb, _mm512_test_epi8_mask(hbits[r], hmask[2 * j + 1]), wb, m16);
-                    }
                     let scale = |k: usize| {
                         if Q5 {
                             _mm512_permutexvar_epi16(idx[k], scales[r])

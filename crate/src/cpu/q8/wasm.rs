@@ -44,18 +44,11 @@ unsafe fn ld(p: *const u8) -> v128 {
     unsafe { v128_load(p as *const v128) }
 }
 
-/// The little-endian f16 at `p` as f32, without a branch (the `half` crate's portable
-/// conversion, which wasm gets, branches on the exponent, and the 32-value formats convert one or
-/// two scales per 32 weights): exponent and mantissa moved into f32's place and rebiased by a
-/// multiply by 2^112, exact for normal and subnormal halves; Inf and NaN keep an all-ones
-/// exponent.
+/// The little-endian f16 at `p` as f32, without a branch ([`crate::quant::f16_bits_to_f32`]:
+/// the 32-value formats convert one or two scales per 32 weights).
 #[inline]
 unsafe fn f16(p: *const u8) -> f32 {
-    let h = unsafe { (p as *const u16).read_unaligned() } as u32;
-    let em = h & 0x7fff;
-    let v = f32::from_bits(em << 13) * f32::from_bits(0x7780_0000);
-    let v = if em >= 0x7c00 { f32::from_bits(0x7f80_0000 | (em << 13)) } else { v };
-    f32::from_bits(v.to_bits() | ((h & 0x8000) << 16))
+    crate::quant::f16_bits_to_f32(unsafe { (p as *const u16).read_unaligned() })
 }
 
 /// 16 bits of `qh` from bit `first` as 16 bytes of 0x10 (set) or 0.
@@ -186,7 +179,14 @@ fn dot32<const I32: bool>(y0: v128, q0: v128, y1: v128, q1: v128) -> v128 {
     if I32 {
         return i32x4_relaxed_dot_i8x16_i7x16_add(y1, q1, i32x4_relaxed_dot_i8x16_i7x16_add(y0, q0, i32x4_splat(0)));
     }
-    i32x4_dot_i16x8(i16x8_add(dot16_i16(y0, q0), dot16_i16(y1, q1)), i16x8_splat(1))
+    i32x4_dot_i16x8(dot32_i16(y0, q0, y1, q1), i16x8_splat(1))
+}
+
+/// `Σ y·q` over 32 bytes in i16 lanes (each at most 4·63·128 = 32256: no overflow).
+#[inline]
+#[target_feature(enable = "simd128")]
+fn dot32_i16(y0: v128, q0: v128, y1: v128, q1: v128) -> v128 {
+    i16x8_add(dot16_i16(y0, q0), dot16_i16(y1, q1))
 }
 
 /// `acc + sc · Σ y·q` over 32 bytes in i32 lanes: one K-quant sub-block times its scale.
@@ -196,7 +196,7 @@ fn sub32<const I32: bool>(acc: v128, y0: v128, q0: v128, y1: v128, q1: v128, sc:
     if I32 {
         i32x4_add(acc, i32x4_mul(dot32::<true>(y0, q0, y1, q1), i32x4_splat(sc as i32)))
     } else {
-        i32x4_add(acc, i32x4_dot_i16x8(i16x8_add(dot16_i16(y0, q0), dot16_i16(y1, q1)), i16x8_splat(sc)))
+        i32x4_add(acc, i32x4_dot_i16x8(dot32_i16(y0, q0, y1, q1), i16x8_splat(sc)))
     }
 }
 
@@ -383,10 +383,7 @@ fn measure_i32_faster() -> bool {
     let ty = GgmlType::Q4K;
     let Some(rb) = ty.bytes_for(cols as u64).map(|b| b as usize) else { return false };
     let mut seed = 5u64;
-    let mut next = || {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (seed >> 33) as u32
-    };
+    let mut next = || crate::cpu::dot::lcg(&mut seed);
     let w = super::random_blocks(ty, rb * rows, &mut next);
     let x: Vec<f32> = (0..cols).map(|_| next() as f32 / u32::MAX as f32 - 0.5).collect();
     let Some(a) = super::Q8Act::quantize(super::Kind::K, &x, 1, cols) else { return false };
