@@ -340,10 +340,11 @@ export class EngineHost {
     r.simd = wasmBuild?.simd ?? "simd128";
     if (this.shards && !this.shards.error) {
       // where a decoded token's time went (engine rows, wait, between jobs; shards busy/idle),
-      // what one matmul's synchronisation costs, and how many a decoded token has
+      // what one job's synchronisation costs, and how many a decoded token has: per layer
+      // QKV, attention, the output projection, gate/up and down; then the output layer
       r.shard_stats = this.shards.stats(genTokens);
       r.shard_sync_us = this.shards.barrierUs(500);
-      r.shard_syncs_per_token = 4 * this.info.layers + 1;
+      r.shard_syncs_per_token = 5 * this.info.layers + 1;
     }
     return r;
   }

@@ -3,7 +3,8 @@
 // Rust cannot build wasm threads, so each extra thread is a worker (shard.js) with a wasm
 // instance of its own that holds one contiguous part of the rows of every weight matrix. The
 // engine runs the whole graph; for every matmul (or group reading one input) its wasm calls
-// start(), computes its own rows, then finish(), which waits for the shards' rows.
+// start(), computes its own rows, then finish(), which waits for the shards' rows. Attention is
+// split the same way by KV heads: each shard keeps the KV cache of its heads.
 //
 // One SharedArrayBuffer carries each job: the engine writes the input and the job, bumps GEN
 // and wakes the shards (Atomics.notify); each shard computes, writes its rows to its own output
@@ -67,8 +68,8 @@ const STAT_N = 4;
 const CTL_BYTES = STATS + MAX_PARTS * STAT_N * 8;
 export const LAYOUT = { GEN, QUIT, JOBLEN, XLEN, CRASH, DONE, OUTLEN, JOB, MEM, ERR, ERR_BYTES, STATS, STAT_N, CTL_BYTES };
 
-/** The token count of a job's first word (its flags masked off: JOB_INT8, JOB_EMBED, JOB_SILU). */
-export const jobTokens = (word) => word & 0x1fffffff;
+/** The token count of a job's first word (its flags masked off: JOB_INT8, JOB_EMBED, JOB_SILU, JOB_ATTN). */
+export const jobTokens = (word) => word & 0x0fffffff;
 
 /** A shard that has not answered after this (plus 50× the engine's own time for its rows) is taken for dead. */
 const DEADLINE_MS = 30_000;

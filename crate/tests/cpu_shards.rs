@@ -2,7 +2,7 @@
 //! link: logits bit-identical to one thread for 2 and 3 parts (prefill in chunks and token by
 //! token), weights split rather than copied, and a failing shard a typed error that sticks.
 
-use llama_webgpu::cpu::shards::{part, Link, Shard, Split, EVEN, JOB_EMBED};
+use llama_webgpu::cpu::shards::{part, Link, Shard, Split, EVEN, JOB_ATTN, JOB_EMBED};
 use llama_webgpu::cpu::{CpuDot, CpuModel, CpuOptions};
 use llama_webgpu::gguf::{FileSource, GgmlType, GgufFile};
 use llama_webgpu::graph::Logits;
@@ -34,6 +34,8 @@ struct LocalLink {
     pieces: Cell<usize>,
     /// Embedding lookups the shards answered.
     embeds: Cell<usize>,
+    /// Attention jobs (by KV heads) the shards answered.
+    attentions: Cell<usize>,
 }
 
 impl LocalLink {
@@ -53,6 +55,7 @@ impl LocalLink {
             sent: RefCell::new(vec![0; parts]),
             pieces: Cell::new(0),
             embeds: Cell::new(0),
+            attentions: Cell::new(0),
         })
     }
 }
@@ -76,6 +79,9 @@ impl Link for LocalLink {
     fn start(&self, job: &[u32], x: &[f32]) -> Result<()> {
         if job.first().is_some_and(|n| n & JOB_EMBED != 0) {
             self.embeds.set(self.embeds.get() + 1);
+        }
+        if job.first().is_some_and(|n| n & JOB_ATTN != 0) {
+            self.attentions.set(self.attentions.get() + 1);
         }
         let mut all = Vec::new();
         for s in self.shards.borrow().iter() {
@@ -149,8 +155,10 @@ fn sharded_logits_are_bit_identical_to_one_thread() {
         for (i, &t) in toks.iter().enumerate() {
             want_seq.extend(one.forward(&[t], i, Logits::Last).unwrap());
         }
-        // even splits, and part 0 weighted less (the engine's other work) or more
-        for (parts, lead) in [(2, EVEN), (3, EVEN), (2, 700), (3, 1300)] {
+        // even splits, and part 0 weighted less (the engine's other work) or more; the tiny
+        // model's 2 KV heads go 1 and 1 over 2 parts, none, 1 and 1 over 3 (the engine
+        // attends with none), 1, 1 and none at lead 1300, and none and 2 at lead 300
+        for (parts, lead) in [(2, EVEN), (3, EVEN), (2, 700), (3, 1300), (2, 300)] {
             let link = LocalLink::with_lead(parts, lead, None);
             let mut m = load_dot(name, Some(link.clone()), dot);
             assert_eq!(m.threads(), parts);
@@ -170,6 +178,15 @@ fn sharded_logits_are_bit_identical_to_one_thread() {
             );
             assert!(link.jobs.get() > 0, "the shards took part");
             assert!(link.embeds.get() > 0, "{name}, {parts} parts: the shards looked up embedding rows");
+            // every layer of every pass attends in the shards too (prefill in chunks, then
+            // token by token)
+            let passes = toks.len().div_ceil(m.chunk) + toks.len();
+            assert_eq!(link.attentions.get(), passes * m.cfg.n_layer, "{name}, {parts} parts: attention jobs");
+            let kv: Vec<usize> = link.shards.borrow().iter().map(|s| s.kv_bytes()).collect();
+            let heads: Vec<usize> = (1..parts).map(|p| Split { parts, lead }.heads(m.cfg.n_head_kv, p).len()).collect();
+            for (k, h) in kv.iter().zip(&heads) {
+                assert_eq!(*k > 0, *h > 0, "{name}, {parts} parts, lead {lead}: shard KV {kv:?} for heads {heads:?}");
+            }
             assert!(link.pieces.get() > 2 * (parts - 1) * m.cfg.n_layer * 7, "weights went in pieces");
         }
     }
@@ -303,9 +320,15 @@ fn the_planner_splits_the_8b_over_wasm_instances_and_names_the_threads_that_fit(
     assert_eq!(two[0].weights + two[1].weights, matrices + norms);
     let embd = file.tensor("token_embd.weight").unwrap().n_bytes;
     assert!(two[1].weights > matrices / 2 - embd / 100, "the shard holds half of every matrix: {two:?}");
-    // the engine: one thread's less the shard's rows, plus the exchange with it (tens of MB)
-    let extra = two[0].total + two[1].weights - one[0].total;
-    assert!(extra < 64 << 20, "{one:?} {two:?}");
+    // the KV cache is split by heads (the 8B's 8 KV heads, 4 each): the shard holds half
+    let cfg = llama_webgpu::gguf::LlamaConfig::from_gguf(&file).unwrap();
+    let context = llama_webgpu::plan::wanted_context(&cfg, opts.context).unwrap();
+    let kv = llama_webgpu::kv::kv_bytes(&cfg, context, llama_webgpu::cpu::DEFAULT_KV_TYPE).unwrap();
+    assert!(two[1].total > two[1].weights + kv / 2, "the shard plans its KV heads: {two:?}");
+    // the engine: one thread's less the shard's rows and KV heads, plus the exchange with it
+    // (tens of MB)
+    let extra = (two[0].total + two[1].weights + kv / 2).checked_sub(one[0].total);
+    assert!(extra.is_some_and(|e| e < 64 << 20), "{one:?} {two:?}");
     eprintln!("8B q4_k_m planned: 1 thread {one:?}; 2 threads {two:?}");
     // a smaller memory: the hint is the smallest count whose every instance fits
     let limit = 2u64 << 30;

@@ -73,11 +73,16 @@ test("threads 2 and 3: each wasm instance holds its share of every matrix (token
 });
 
 test("a model too large for the threads asked is an OutOfMemoryError from the per-instance plan, before the weights are fetched", { timeout: 120_000 }, async () => {
-  // a KV cache of ~16M tokens is the engine's alone: no thread count helps, and the error says so
+  // the KV cache is split by KV heads as the attention is: a ~16M-token cache of the tiny
+  // model's 2 heads (3.8 GiB each) fits in 3 threads (the engine none, each shard one), where
+  // 2 threads leave the engine one; twice that fits in no thread count, and the error says so
   const r = await inWorker({ url: "/tests/fixtures/tiny-q8_0.gguf", options: { backend: "cpu", cache: false, contextLength: 16_000_000, threads: 2 } });
   assert.equal(r.type, "error", JSON.stringify(r));
   assert.equal(r.name, "OutOfMemoryError", r.message);
   assert.match(r.message, /in the engine's instance at 2 thread\(s\)/);
-  assert.match(r.message, /16000000-token f16 KV cache/);
-  assert.match(r.message, /no thread count up to 32 fits/);
+  assert.match(r.message, /1 of the 2 KV heads of a 16000000-token f16 KV cache/);
+  assert.match(r.message, /threads: 3 would fit/);
+  const r2 = await inWorker({ url: "/tests/fixtures/tiny-q8_0.gguf", options: { backend: "cpu", cache: false, contextLength: 32_000_000, threads: 2 } });
+  assert.equal(r2.name, "OutOfMemoryError", r2.message);
+  assert.match(r2.message, /no thread count up to 32 fits/);
 });

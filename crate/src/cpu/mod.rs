@@ -164,11 +164,13 @@ fn activation_bytes(cfg: &LlamaConfig, chunk: usize) -> u64 {
     (chunk as u64).saturating_mul(per_token).saturating_mul(4)
 }
 
-/// The widest input of any matmul and the most rows one shard job computes (a fused group,
-/// or the output layer): what sizes the shards' exchange ([`shards::exchange`]).
+/// The widest input of any shard job (a matmul's, or the attention's Q, K and V) and the most
+/// rows one job computes (a fused group, or the output layer): what sizes the shards'
+/// exchange ([`shards::exchange`]).
 fn exchange_dims(cfg: &LlamaConfig) -> (usize, usize) {
     let (q_dim, kv_dim) = (cfg.n_head * cfg.head_dim, cfg.n_head_kv * cfg.head_dim);
-    let widest = cfg.n_embd.max(q_dim).max(cfg.n_ff);
+    // (the attention job's input: a token's Q, K and V rows)
+    let widest = cfg.n_embd.max(q_dim).max(cfg.n_ff).max(q_dim + 2 * kv_dim);
     let group = (q_dim + 2 * kv_dim).max(2 * cfg.n_ff).max(cfg.n_vocab).max(cfg.n_embd);
     (widest, group)
 }
@@ -183,7 +185,7 @@ const SHARD_ROOM: u64 = 64 << 20;
 pub struct InstanceBytes {
     /// Its rows of the weight matrices (the engine: and the norms, as f32).
     pub weights: u64,
-    /// Everything: weights, KV cache (the engine's), activations and exchange buffers, room.
+    /// Everything: weights, its KV heads' cache, activations and exchange buffers, room.
     pub total: u64,
 }
 
@@ -213,7 +215,16 @@ pub fn instance_bytes(file: &GgufFile, opts: &CpuOptions, parts: usize) -> Resul
     let vectors = w.layers.iter().flat_map(|l| [l.attn_norm, l.ffn_norm]).chain([w.output_norm]).chain(t.rope_freqs);
     weights[0] += vectors.map(|v| v.n_elements() * 4).sum::<u64>();
     let (widest, group) = exchange_dims(&cfg);
-    let (max_in, max_out) = shards::exchange(split, chunk, widest, group, cfg.n_embd);
+    let att = split.attention_out(cfg.n_head_kv, cfg.n_head / cfg.n_head_kv.max(1), cfg.head_dim);
+    let (max_in, max_out) = shards::exchange(split, chunk, widest, group, cfg.n_embd, att);
+    // the KV cache is split by heads, as the attention is (the engine's share with one thread)
+    let kv_of = |p: usize| {
+        if parts > 1 {
+            kv / cfg.n_head_kv.max(1) as u64 * split.heads(cfg.n_head_kv, p).len() as u64
+        } else {
+            kv
+        }
+    };
     let (max_in, max_out) = (4 * max_in as u64, 4 * max_out as u64);
     Ok(weights
         .into_iter()
@@ -222,10 +233,10 @@ pub fn instance_bytes(file: &GgufFile, opts: &CpuOptions, parts: usize) -> Resul
             let total = if p == 0 {
                 // with shards: their outputs, and the piece of a tensor being passed on
                 let exchange = if parts > 1 { (parts as u64 - 1) * max_out + opts.chunk_bytes } else { 0 };
-                weights + kv + activation_bytes(&cfg, chunk) + exchange + ENGINE_ROOM
+                weights + kv_of(0) + activation_bytes(&cfg, chunk) + exchange + ENGINE_ROOM
             } else {
                 // the input, its 8-bit copy and the output, as the shard holds them
-                weights + 2 * max_in + 2 * max_out + SHARD_ROOM
+                weights + kv_of(p) + 2 * max_in + 2 * max_out + SHARD_ROOM
             };
             InstanceBytes { weights, total }
         })
@@ -288,11 +299,17 @@ fn check_instances(file: &GgufFile, opts: &CpuOptions, parts: usize, limit: u64,
         }
     };
     let (who, what) = match p {
-        0 => (
-            "the engine",
-            format!("a {context}-token {kv_type} KV cache of {} bytes", crate::kv::kv_bytes(&cfg, context, kv_type)?),
-        ),
-        p => ("shard", format!("part {p} of every matrix")),
+        0 => {
+            let kv = crate::kv::kv_bytes(&cfg, context, kv_type)?;
+            let cache = format!("a {context}-token {kv_type} KV cache of {kv} bytes");
+            let split = shards::Split { parts, lead: opts.link.as_ref().map_or(shards::EVEN, |l| l.lead()) };
+            let heads = split.heads(cfg.n_head_kv, 0).len();
+            (
+                "the engine",
+                if parts > 1 { format!("{heads} of the {} KV heads of {cache}", cfg.n_head_kv) } else { cache },
+            )
+        }
+        p => ("shard", format!("part {p} of every matrix and of the KV cache")),
     };
     let who = if p == 0 { who.to_string() } else { format!("{who} {p}") };
     Err(Error::OutOfMemory(format!(
@@ -388,8 +405,10 @@ impl CpuModel {
         let norm = async |t: &TensorInfo| graph::read_f32(src, t).await;
         let w = tensors.load(weight, norm).await?;
         let want_ctx = crate::plan::wanted_context(&cfg, opts.context)?;
+        // with shards, the engine keeps the cache of its KV heads only (part 0's)
+        let own_kv = shards.as_ref().map_or(cfg.n_head_kv, |s| s.split().heads(cfg.n_head_kv, 0).len());
         let caches = (0..cfg.n_layer)
-            .map(|_| KvCache::new(kv_type, cfg.n_head_kv, cfg.head_dim, want_ctx))
+            .map(|_| KvCache::new(kv_type, own_kv, cfg.head_dim, want_ctx))
             .collect::<Result<Vec<_>>>()?;
         let rope_freqs = match tensors.rope_freqs {
             Some(t) => Some(graph::read_f32(src, t).await?),
@@ -400,7 +419,8 @@ impl CpuModel {
         let chunk = opts.prefill_chunk.max(1);
         if let Some(s) = shards.as_mut() {
             let (widest, group) = exchange_dims(&cfg);
-            s.ready(chunk, widest, group, cfg.n_embd)?;
+            let att = s.split().attention_out(cfg.n_head_kv, cfg.n_head / cfg.n_head_kv.max(1), cfg.head_dim);
+            s.ready(chunk, widest, group, cfg.n_embd, att)?;
         }
         progress(Progress { phase: Phase::Compile, loaded: total, total });
         Ok(CpuModel {
@@ -644,12 +664,53 @@ impl Exec for CpuExec<'_> {
         }
         rope(&mut self.q, c.n_head, hd, &self.rot);
         rope(&mut k, c.n_head_kv, hd, &self.rot);
-        self.cache(layer)?.write(pos, &k, &v)
+        let Some(s) = self.shards else { return self.cache(layer)?.write(pos, &k, &v) };
+        // the shards store their heads' rows in their own caches (the attention job): they get
+        // the roped rows in the QKV buffer, and the engine keeps its heads'
+        for t in 0..n {
+            let row = &mut self.qkv[t * width..][..width];
+            row[..q_dim].copy_from_slice(&self.q[t * q_dim..][..q_dim]);
+            row[q_dim..q_dim + kv_dim].copy_from_slice(&k[t * kv_dim..][..kv_dim]);
+        }
+        let h = s.split().heads(c.n_head_kv, 0);
+        let (mut own_k, mut own_v) = (Vec::new(), Vec::new());
+        shards::gather(&k, kv_dim, h.start * hd..h.end * hd, &mut own_k);
+        shards::gather(&v, kv_dim, h.start * hd..h.end * hd, &mut own_v);
+        self.cache(layer)?.write(pos, &own_k, &own_v)
     }
 
     fn attention(&mut self, layer: usize) -> Result<()> {
         let (pos, n) = (self.pos, self.ids.len());
         let cache = self.caches.get(layer).ok_or_else(|| Error::InvalidArgument(format!("no layer {layer}")))?;
+        if let Some(s) = self.shards {
+            // by KV heads: the shards attend with theirs while the engine does its own
+            let c = self.cfg;
+            let shape = shards::AttnShape {
+                n_layer: c.n_layer,
+                n_head: c.n_head,
+                n_kv: c.n_head_kv,
+                head_dim: c.head_dim,
+                kv_type: cache.ty,
+                context: cache.context,
+            };
+            s.start_attention(&shape, layer, pos, n, &self.qkv)?;
+            let h = s.split().heads(c.n_head_kv, 0);
+            let (g, hd, q_dim) = (shape.group(), c.head_dim, c.n_head * c.head_dim);
+            let cols = h.start * g * hd..h.end * g * hd;
+            let mut own = Ok(0);
+            if !h.is_empty() {
+                let mut q = Vec::new();
+                shards::gather(&self.q, q_dim, cols.clone(), &mut q);
+                let mut out = vec![0f32; n * cols.len()];
+                let queries = attention::Queries { q: &q, n_head: h.len() * g, pos, n };
+                own = attention::attention(self.simd, self.pool, cache, &queries, &mut out);
+                shards::scatter(&out, q_dim, cols, &mut self.att);
+            }
+            // the started job is taken back even when the engine's share failed
+            let theirs = s.finish_attention(&shape, n, &mut self.att);
+            self.kv_read += own? + theirs?;
+            return Ok(());
+        }
         self.kv_read += attention::attention(
             self.simd,
             self.pool,

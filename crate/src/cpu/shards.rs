@@ -9,6 +9,11 @@
 //! and takes theirs back; for the embedding lookup it asks the holders of the tokens' rows of
 //! token_embd for those rows, decoded ([`JOB_EMBED`]).
 //!
+//! Attention is split too, by KV heads ([`Split::heads`], [`JOB_ATTN`]): each instance keeps
+//! the KV cache of its heads only and attends with the query heads of their groups, so the
+//! engine no longer attends alone while the shards wait, and the cache is spread over the
+//! instances as the weights are. The engine ropes Q and K and hands every part the new rows.
+//!
 //! Weights are streamed: the engine reads each tensor in pieces and posts every shard its
 //! bytes of each piece as it arrives ([`Link::load`] appends), keeping only part 0, so it
 //! never holds a whole tensor, even while loading.
@@ -40,8 +45,99 @@ pub const JOB_EMBED: u32 = 1 << 30;
 /// send back, and the shards do their share of the activation.
 pub const JOB_SILU: u32 = 1 << 29;
 
-/// The flags of a job's first word.
-const JOB_FLAGS: u32 = JOB_INT8 | JOB_EMBED | JOB_SILU;
+/// Set in a job's token count: attention of the shard's KV heads, the job
+/// `[n, layer, pos, ..AttnShape::words]`, the input the `n` tokens' roped Q, K and V rows
+/// (`[n, (n_head + 2·n_kv)·head_dim]`, as the QKV matmul writes them). The shard stores its
+/// heads' K and V at `pos..pos + n` (what its cache held from `pos` on is dropped, as
+/// [`super::kv::KvCache::write`] does) and answers the attention of its query heads,
+/// `[n, its query heads · head_dim]`, then the KV bytes it read as two f32s (`lo, hi`, 24 bits
+/// each, exact).
+pub const JOB_ATTN: u32 = 1 << 28;
+
+/// The flags of a job's first word (`jobTokens` in pkg/shards.js masks them off).
+const JOB_FLAGS: u32 = JOB_INT8 | JOB_EMBED | JOB_SILU | JOB_ATTN;
+
+/// The attention's shape and KV cache, as every attention job tells the shards (a shard makes
+/// its caches at the first such job; they hold only its heads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttnShape {
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub n_kv: usize,
+    pub head_dim: usize,
+    pub kv_type: crate::kv::KvType,
+    /// The caches' capacity in positions.
+    pub context: usize,
+}
+
+impl AttnShape {
+    const WORDS: usize = 6;
+
+    fn words(&self) -> [u32; Self::WORDS] {
+        let ty = crate::kv::KvType::ALL.iter().position(|t| *t == self.kv_type).unwrap_or(0);
+        [self.n_layer, self.n_head, self.n_kv, self.head_dim, ty, self.context].map(|v| v as u32)
+    }
+
+    fn from_words(w: &[u32]) -> Result<AttnShape> {
+        let bad = || Error::InvalidArgument(format!("shard job: attention shape {w:?}"));
+        let &[n_layer, n_head, n_kv, head_dim, ty, context] = w else { return Err(bad()) };
+        let kv_type = *crate::kv::KvType::ALL.get(ty as usize).ok_or_else(bad)?;
+        let s = AttnShape {
+            n_layer: n_layer as usize,
+            n_head: n_head as usize,
+            n_kv: n_kv as usize,
+            head_dim: head_dim as usize,
+            kv_type,
+            context: context as usize,
+        };
+        if s.n_kv == 0 || s.head_dim == 0 || !s.n_head.is_multiple_of(s.n_kv) {
+            return Err(bad());
+        }
+        Ok(s)
+    }
+
+    /// Query heads per KV head.
+    pub fn group(&self) -> usize {
+        self.n_head / self.n_kv.max(1)
+    }
+
+    /// Values of one token's Q, K and V rows.
+    pub fn qkv_width(&self) -> usize {
+        (self.n_head + 2 * self.n_kv) * self.head_dim
+    }
+}
+
+/// Copies columns `cols` of each of the `width`-wide rows of `src` into `dst` (rows of
+/// `cols.len()`).
+pub(super) fn gather(src: &[f32], width: usize, cols: Range<usize>, dst: &mut Vec<f32>) {
+    dst.clear();
+    for row in src.chunks_exact(width) {
+        dst.extend_from_slice(&row[cols.clone()]);
+    }
+}
+
+/// Writes the rows of `src` (`cols.len()` wide) into columns `cols` of the `width`-wide rows
+/// of `dst`.
+pub(super) fn scatter(src: &[f32], width: usize, cols: Range<usize>, dst: &mut [f32]) {
+    if cols.is_empty() {
+        return;
+    }
+    for (row, s) in dst.chunks_exact_mut(width).zip(src.chunks_exact(cols.len())) {
+        row[cols.clone()].copy_from_slice(s);
+    }
+}
+
+/// The two f32s that carry a byte count (24 bits each, exact) after an attention answer.
+fn bytes_words(b: u64) -> [f32; 2] {
+    [(b & 0xff_ffff) as f32, ((b >> 24) & 0xff_ffff) as f32]
+}
+
+fn words_bytes(w: &[f32]) -> u64 {
+    match w {
+        &[lo, hi] => lo as u64 | (hi as u64) << 24,
+        _ => 0,
+    }
+}
 
 /// `g ← silu(g) · u`: the feed-forward activation, the same code wherever the rows live (so
 /// the bits do not depend on the split).
@@ -106,16 +202,43 @@ impl Split {
         let start = first + j * base + j.min(extra);
         clamp(start)..clamp(start + base + usize::from(j < extra))
     }
+
+    /// Part `i`'s KV heads of `n_kv` (with the query heads of their groups): [`Split::part`]
+    /// in whole heads, so weighted as the rows are; contiguous, in order. An even split hands
+    /// the heads that do not divide to the last parts, not the first: part 0 is the engine,
+    /// which also runs everything else (SmolLM2's 3 heads over 2 threads: 1 and 2).
+    pub fn heads(&self, n_kv: usize, i: usize) -> Range<usize> {
+        let parts = self.parts.max(1);
+        if self.lead == EVEN && i < parts {
+            let r = part(n_kv * UNIT, parts, parts - 1 - i);
+            return n_kv - r.end / UNIT..n_kv - r.start / UNIT;
+        }
+        let r = self.part(n_kv * UNIT, i);
+        r.start / UNIT..r.end / UNIT
+    }
+
+    /// The most f32s one token's attention answer takes on any shard (and the byte count's two).
+    pub fn attention_out(&self, n_kv: usize, group: usize, head_dim: usize) -> usize {
+        (1..self.parts).map(|p| self.heads(n_kv, p).len()).max().unwrap_or(0) * group * head_dim + 2
+    }
 }
 
 /// The shards' exchange buffer: f32s of the input and of each shard's output, for `max_tokens`
-/// per pass, `widest` the most columns of any weight, `group_rows` the most rows of one job and
-/// `embd` the embedding width (a lookup may find every token's row in one shard).
-pub fn exchange(split: Split, max_tokens: usize, widest: usize, group_rows: usize, embd: usize) -> (usize, usize) {
+/// per pass, `widest` the most values of any job's input row (a weight's columns, or the
+/// attention's Q, K and V), `group_rows` the most rows of one job, `embd` the embedding width
+/// (a lookup may find every token's row in one shard) and `att` [`Split::attention_out`].
+pub fn exchange(
+    split: Split,
+    max_tokens: usize,
+    widest: usize,
+    group_rows: usize,
+    embd: usize,
+    att: usize,
+) -> (usize, usize) {
     // the largest part of the group's rows, plus what rounding each of its (up to 3) weights
     // to whole units may add
     let most = (0..split.parts).map(|i| split.part(group_rows, i).len()).max().unwrap_or(0);
-    let rows = (most + 3 * 2 * UNIT).max(embd);
+    let rows = (most + 3 * 2 * UNIT).max(embd).max(att);
     (max_tokens * widest, max_tokens * rows)
 }
 
@@ -225,8 +348,15 @@ impl Shards {
     /// Loading is done: `max_tokens` per pass, `widest` the most columns of any weight,
     /// `group_rows` the most rows one job computes (the output layer, or a fused group) and
     /// `embd` the embedding width.
-    pub(super) fn ready(&mut self, max_tokens: usize, widest: usize, group_rows: usize, embd: usize) -> Result<()> {
-        (self.max_in, self.max_out) = exchange(self.split, max_tokens, widest, group_rows, embd);
+    pub(super) fn ready(
+        &mut self,
+        max_tokens: usize,
+        widest: usize,
+        group_rows: usize,
+        embd: usize,
+        att: usize,
+    ) -> Result<()> {
+        (self.max_in, self.max_out) = exchange(self.split, max_tokens, widest, group_rows, embd, att);
         self.link.ready(self.max_in, self.max_out).map_err(|e| self.fail(e))
     }
 
@@ -323,6 +453,48 @@ impl Shards {
 }
 
 impl Shards {
+    /// Hands the shards attention job `layer` at `pos` for the `n` tokens of `qkv` (roped
+    /// Q, K and V rows, [`JOB_ATTN`]); the engine then attends with its own heads and calls
+    /// [`Shards::finish_attention`].
+    pub(super) fn start_attention(
+        &self,
+        shape: &AttnShape,
+        layer: usize,
+        pos: usize,
+        n: usize,
+        qkv: &[f32],
+    ) -> Result<()> {
+        self.check()?;
+        let x = qkv
+            .get(..n * shape.qkv_width())
+            .ok_or_else(|| Error::InvalidArgument("attention input too short".into()))?;
+        let mut job = vec![n as u32 | JOB_ATTN, layer as u32, pos as u32];
+        job.extend(shape.words());
+        self.link.start(&job, x).map_err(|e| self.fail(e))
+    }
+
+    /// Takes the shards' attention of their query heads into their columns of `att`
+    /// (`[n, n_head · head_dim]`); returns the KV bytes they read.
+    pub(super) fn finish_attention(&self, shape: &AttnShape, n: usize, att: &mut [f32]) -> Result<u64> {
+        let (hd, g) = (shape.head_dim, shape.group());
+        let q_dim = shape.n_head * hd;
+        let sizes: Vec<usize> =
+            (1..self.parts).map(|p| n * self.split.heads(shape.n_kv, p).len() * g * hd + 2).collect();
+        let mut buf = vec![0f32; sizes.iter().sum()];
+        self.link.finish(&mut buf).map_err(|e| self.fail(e))?;
+        let att =
+            att.get_mut(..n * q_dim).ok_or_else(|| Error::InvalidArgument("attention output too short".into()))?;
+        let (mut at, mut read) = (0, 0);
+        for (p, len) in (1..self.parts).zip(sizes) {
+            let h = self.split.heads(shape.n_kv, p);
+            let (rows, bytes) = buf[at..at + len].split_at(len - 2);
+            scatter(rows, q_dim, h.start * g * hd..h.end * g * hd, att);
+            read += words_bytes(bytes);
+            at += len;
+        }
+        Ok(read)
+    }
+
     /// `ffn = silu(gate · x) ⊙ (up · x)` for `n` tokens (`[n, gate.rows]`; `up` is scratch of
     /// the same size): each part computes its rows and their activation ([`JOB_SILU`]).
     pub(super) fn gate_up_silu(
@@ -378,6 +550,8 @@ pub struct Shard {
     simd: super::dot::Simd,
     pool: super::pool::Pool,
     weights: Vec<Option<CpuWeight>>,
+    /// The KV caches of this shard's heads, one per layer, made at the first attention job.
+    kv: RefCell<Option<(AttnShape, Vec<super::kv::KvCache>)>>,
 }
 
 impl Shard {
@@ -399,6 +573,7 @@ impl Shard {
             simd: super::dot::Simd::detect(),
             pool: super::pool::Pool::new(1),
             weights: Vec::new(),
+            kv: RefCell::new(None),
         })
     }
 
@@ -440,6 +615,14 @@ impl Shard {
         Ok(())
     }
 
+    /// KV-cache bytes this shard holds (its heads', every layer).
+    pub fn kv_bytes(&self) -> usize {
+        self.kv
+            .borrow()
+            .as_ref()
+            .map_or(0, |(_, caches)| caches.iter().map(|c| c.k.iter().chain(&c.v).map(Vec::len).sum::<usize>()).sum())
+    }
+
     /// Weight bytes this shard holds.
     pub fn held_bytes(&self) -> usize {
         self.weights.iter().flatten().map(|w| w.data.len()).sum()
@@ -451,6 +634,9 @@ impl Shard {
         let (&n, ids) = job.split_first().ok_or_else(|| bad("empty".into()))?;
         let dot = if n & JOB_INT8 != 0 { super::CpuDot::Int8 } else { super::CpuDot::Exact };
         let (embed, silu, n) = (n & JOB_EMBED != 0, n & JOB_SILU != 0, (n & !JOB_FLAGS) as usize);
+        if job[0] & JOB_ATTN != 0 {
+            return self.attention(n, ids, x);
+        }
         let ops = Ops { simd: self.simd, dot, pool: &self.pool, shards: None };
         let mut ws = Vec::with_capacity(ids.len());
         for &id in ids {
@@ -483,6 +669,44 @@ impl Shard {
             ops.matmul(w, r.clone(), MatIn { x, q8: a, n }, MatOut { y, stride: r.len(), off: 0, accumulate: false });
             at += len;
         }
+        Ok(out)
+    }
+
+    /// A [`JOB_ATTN`] job (`words` = `[layer, pos, ..AttnShape]`): stores this shard's heads'
+    /// K and V and answers its query heads' attention, then the KV bytes read.
+    fn attention(&self, n: usize, words: &[u32], x: &[f32]) -> Result<Vec<f32>> {
+        let bad = |m: String| Error::InvalidArgument(format!("shard job: attention {m}"));
+        let (&[layer, pos], shape) = words.split_first_chunk::<2>().ok_or_else(|| bad("without a layer".into()))?;
+        let (layer, pos, shape) = (layer as usize, pos as usize, AttnShape::from_words(shape)?);
+        let (hd, g, width) = (shape.head_dim, shape.group(), shape.qkv_width());
+        if layer >= shape.n_layer || x.len() != n * width {
+            return Err(bad(format!("of layer {layer} with {} inputs for {n} tokens of {width}", x.len())));
+        }
+        let heads = self.split.heads(shape.n_kv, self.part);
+        let mut kv = self.kv.borrow_mut();
+        if kv.as_ref().is_none_or(|(s, _)| *s != shape) {
+            let caches = (0..shape.n_layer)
+                .map(|_| super::kv::KvCache::new(shape.kv_type, heads.len(), hd, shape.context))
+                .collect::<Result<Vec<_>>>()?;
+            *kv = Some((shape, caches));
+        }
+        let Some((_, caches)) = kv.as_mut() else { return Err(bad("caches".into())) };
+        let cache = &mut caches[layer];
+        let q_dim = shape.n_head * hd;
+        let kv_dim = shape.n_kv * hd;
+        let (kc, qc) = (heads.start * hd..heads.end * hd, heads.start * g * hd..heads.end * g * hd);
+        let (mut k, mut v, mut q) = (Vec::new(), Vec::new(), Vec::new());
+        gather(x, width, q_dim + kc.start..q_dim + kc.end, &mut k);
+        gather(x, width, q_dim + kv_dim + kc.start..q_dim + kv_dim + kc.end, &mut v);
+        cache.write(pos, &k, &v)?;
+        let mut out = vec![0f32; n * qc.len()];
+        let mut read = 0;
+        if !heads.is_empty() {
+            gather(x, width, qc.clone(), &mut q);
+            let queries = super::attention::Queries { q: &q, n_head: heads.len() * g, pos, n };
+            read = super::attention::attention(self.simd, &self.pool, cache, &queries, &mut out)?;
+        }
+        out.extend(bytes_words(read));
         Ok(out)
     }
 
@@ -588,6 +812,32 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn kv_heads_are_split_in_order_the_engine_taking_no_more_than_an_even_share() {
+        for n_kv in 1..=9 {
+            for parts in 1..=5 {
+                for lead in [EVEN, 300, 1300] {
+                    let s = Split { parts, lead };
+                    let hs: Vec<_> = (0..parts).map(|i| s.heads(n_kv, i)).collect();
+                    assert_eq!((hs[0].start, hs[parts - 1].end), (0, n_kv), "{n_kv} heads, {s:?}: {hs:?}");
+                    for w in hs.windows(2) {
+                        assert_eq!(w[0].end, w[1].start, "{n_kv} heads, {s:?}: {hs:?}");
+                    }
+                    if lead == EVEN {
+                        // within one of each other, the remainder on the last parts
+                        let lens: Vec<_> = hs.iter().map(|h| h.len()).collect();
+                        assert!(
+                            lens.windows(2).all(|w| w[0] <= w[1] && w[1] - w[0] <= 1),
+                            "{n_kv} heads, {s:?}: {lens:?}"
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(Split::even(2).heads(3, 0), 0..1, "SmolLM2: the engine 1 of 3 heads");
+        assert_eq!(Split::even(2).heads(8, 1), 4..8, "Llama 3.2 1B: 4 and 4");
     }
 
     #[test]
