@@ -197,7 +197,8 @@ pub fn instance_bytes(file: &GgufFile, opts: &CpuOptions, parts: usize) -> Resul
     let cfg = LlamaConfig::from_gguf(file)?;
     let parts = parts.max(1);
     let context = crate::plan::wanted_context(&cfg, opts.context)?;
-    let kv = crate::kv::kv_bytes(&cfg, context, opts.kv_type.unwrap_or(DEFAULT_KV_TYPE))?;
+    let kv_type = opts.kv_type.unwrap_or(DEFAULT_KV_TYPE);
+    let kv = crate::kv::kv_bytes(&cfg, context, kv_type)?;
     let chunk = opts.prefill_chunk.max(1);
     let t = graph::Tensors::of(file, &cfg)?;
     let w = &t.weights;
@@ -215,7 +216,7 @@ pub fn instance_bytes(file: &GgufFile, opts: &CpuOptions, parts: usize) -> Resul
     let vectors = w.layers.iter().flat_map(|l| [l.attn_norm, l.ffn_norm]).chain([w.output_norm]).chain(t.rope_freqs);
     weights[0] += vectors.map(|v| v.n_elements() * 4).sum::<u64>();
     let (widest, group) = exchange_dims(&cfg);
-    let att = split.attention_out(cfg.n_head_kv, cfg.n_head / cfg.n_head_kv.max(1), cfg.head_dim);
+    let att = split.attention_out(&shards::AttnShape::of(&cfg, kv_type, context));
     let (max_in, max_out) = shards::exchange(split, chunk, widest, group, cfg.n_embd, att);
     // the KV cache is split by heads, as the attention is (the engine's share with one thread)
     let kv_of = |p: usize| {
@@ -419,7 +420,7 @@ impl CpuModel {
         let chunk = opts.prefill_chunk.max(1);
         if let Some(s) = shards.as_mut() {
             let (widest, group) = exchange_dims(&cfg);
-            let att = s.split().attention_out(cfg.n_head_kv, cfg.n_head / cfg.n_head_kv.max(1), cfg.head_dim);
+            let att = s.split().attention_out(&shards::AttnShape::of(&cfg, kv_type, want_ctx));
             s.ready(chunk, widest, group, cfg.n_embd, att)?;
         }
         progress(Progress { phase: Phase::Compile, loaded: total, total });
@@ -615,10 +616,6 @@ impl<'a> CpuExec<'a> {
     fn ops(&self) -> Ops<'a> {
         Ops { simd: self.simd, dot: self.dot, pool: self.pool, shards: self.shards }
     }
-
-    fn cache(&mut self, layer: usize) -> Result<&mut KvCache> {
-        self.caches.get_mut(layer).ok_or_else(|| Error::InvalidArgument(format!("no layer {layer}")))
-    }
 }
 
 impl Exec for CpuExec<'_> {
@@ -649,75 +646,44 @@ impl Exec for CpuExec<'_> {
         self.ops().group(&self.h, n, &mut [&mut self.qkv], &outs, false)
     }
 
-    fn rope_store(&mut self, layer: usize) -> Result<()> {
-        let (c, pos, n) = (self.cfg, self.pos, self.ids.len());
+    /// Ropes Q and K in place in the QKV rows (and copies Q out, [`Act::Q`]); the K and V rows
+    /// are stored by [`Exec::attention`], which with shards stores only the engine's heads.
+    fn rope_store(&mut self, _layer: usize) -> Result<()> {
+        let (c, n) = (self.cfg, self.ids.len());
         let hd = c.head_dim;
-        let (q_dim, kv_dim) = (c.n_head * hd, c.n_head_kv * hd);
-        let width = q_dim + 2 * kv_dim;
-        let mut k = vec![0f32; n * kv_dim];
-        let mut v = vec![0f32; n * kv_dim];
-        for t in 0..n {
-            let row = &self.qkv[t * width..][..width];
-            self.q[t * q_dim..][..q_dim].copy_from_slice(&row[..q_dim]);
-            k[t * kv_dim..][..kv_dim].copy_from_slice(&row[q_dim..q_dim + kv_dim]);
-            v[t * kv_dim..][..kv_dim].copy_from_slice(&row[q_dim + kv_dim..]);
+        let (q_dim, width) = (c.n_head * hd, (c.n_head + 2 * c.n_head_kv) * hd);
+        // Q and K are adjacent in a row and every head turns by its token's angles
+        let roped = (c.n_head + c.n_head_kv) * hd;
+        for (row, rot) in self.qkv.chunks_exact_mut(width).take(n).zip(self.rot.chunks((hd / 2).max(1))) {
+            rope(&mut row[..roped], c.n_head + c.n_head_kv, hd, rot);
         }
-        rope(&mut self.q, c.n_head, hd, &self.rot);
-        rope(&mut k, c.n_head_kv, hd, &self.rot);
-        let Some(s) = self.shards else { return self.cache(layer)?.write(pos, &k, &v) };
-        // the shards store their heads' rows in their own caches (the attention job): they get
-        // the roped rows in the QKV buffer, and the engine keeps its heads'
-        for t in 0..n {
-            let row = &mut self.qkv[t * width..][..width];
-            row[..q_dim].copy_from_slice(&self.q[t * q_dim..][..q_dim]);
-            row[q_dim..q_dim + kv_dim].copy_from_slice(&k[t * kv_dim..][..kv_dim]);
-        }
-        let h = s.split().heads(c.n_head_kv, 0);
-        let (mut own_k, mut own_v) = (Vec::new(), Vec::new());
-        shards::gather(&k, kv_dim, h.start * hd..h.end * hd, &mut own_k);
-        shards::gather(&v, kv_dim, h.start * hd..h.end * hd, &mut own_v);
-        self.cache(layer)?.write(pos, &own_k, &own_v)
+        shards::gather(&self.qkv[..n * width], width, 0..q_dim, &mut self.q);
+        Ok(())
     }
 
     fn attention(&mut self, layer: usize) -> Result<()> {
-        let (pos, n) = (self.pos, self.ids.len());
-        let cache = self.caches.get(layer).ok_or_else(|| Error::InvalidArgument(format!("no layer {layer}")))?;
-        if let Some(s) = self.shards {
-            // by KV heads: the shards attend with theirs while the engine does its own
-            let c = self.cfg;
-            let shape = shards::AttnShape {
-                n_layer: c.n_layer,
-                n_head: c.n_head,
-                n_kv: c.n_head_kv,
-                head_dim: c.head_dim,
-                kv_type: cache.ty,
-                context: cache.context,
-            };
-            s.start_attention(&shape, layer, pos, n, &self.qkv)?;
-            let h = s.split().heads(c.n_head_kv, 0);
-            let (g, hd, q_dim) = (shape.group(), c.head_dim, c.n_head * c.head_dim);
-            let cols = h.start * g * hd..h.end * g * hd;
-            let mut own = Ok(0);
-            if !h.is_empty() {
-                let mut q = Vec::new();
-                shards::gather(&self.q, q_dim, cols.clone(), &mut q);
-                let mut out = vec![0f32; n * cols.len()];
-                let queries = attention::Queries { q: &q, n_head: h.len() * g, pos, n };
-                own = attention::attention(self.simd, self.pool, cache, &queries, &mut out);
-                shards::scatter(&out, q_dim, cols, &mut self.att);
-            }
-            // the started job is taken back even when the engine's share failed
-            let theirs = s.finish_attention(&shape, n, &mut self.att);
-            self.kv_read += own? + theirs?;
+        let (pos, n, c) = (self.pos, self.ids.len(), self.cfg);
+        let cache = self.caches.get_mut(layer).ok_or_else(|| Error::InvalidArgument(format!("no layer {layer}")))?;
+        let shape = shards::AttnShape::of(c, cache.ty, cache.context);
+        let ops = (self.simd, self.pool);
+        let Some(s) = self.shards else {
+            let att = self
+                .att
+                .get_mut(..n * c.n_head * c.head_dim)
+                .ok_or_else(|| Error::InvalidArgument("attention output too short".into()))?;
+            self.kv_read += shards::attend_heads(ops, cache, &shape, 0..c.n_head_kv, (pos, n), &self.qkv, att)?;
             return Ok(());
-        }
-        self.kv_read += attention::attention(
-            self.simd,
-            self.pool,
-            cache,
-            &attention::Queries { q: &self.q, n_head: self.cfg.n_head, pos, n },
-            &mut self.att,
-        )?;
+        };
+        // by KV heads: the shards attend with theirs while the engine does its own
+        s.start_attention(&shape, layer, pos, n, &self.qkv)?;
+        let h = s.split().heads(c.n_head_kv, 0);
+        let cols = shape.q_cols(&h);
+        let mut out = vec![0f32; n * cols.len()];
+        let own = shards::attend_heads(ops, cache, &shape, h, (pos, n), &self.qkv, &mut out);
+        shards::scatter(&out, c.n_head * c.head_dim, cols, &mut self.att);
+        // the started job is taken back even when the engine's share failed
+        let theirs = s.finish_attention(&shape, n, &mut self.att);
+        self.kv_read += own? + theirs?;
         Ok(())
     }
 

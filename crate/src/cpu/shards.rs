@@ -73,6 +73,18 @@ pub struct AttnShape {
 impl AttnShape {
     const WORDS: usize = 6;
 
+    /// The attention of model `cfg` over a KV cache of `kv_type` holding `context` positions.
+    pub fn of(cfg: &crate::gguf::LlamaConfig, kv_type: crate::kv::KvType, context: usize) -> AttnShape {
+        AttnShape {
+            n_layer: cfg.n_layer,
+            n_head: cfg.n_head,
+            n_kv: cfg.n_head_kv,
+            head_dim: cfg.head_dim,
+            kv_type,
+            context,
+        }
+    }
+
     fn words(&self) -> [u32; Self::WORDS] {
         let ty = crate::kv::KvType::ALL.iter().position(|t| *t == self.kv_type).unwrap_or(0);
         [self.n_layer, self.n_head, self.n_kv, self.head_dim, ty, self.context].map(|v| v as u32)
@@ -105,6 +117,48 @@ impl AttnShape {
     pub fn qkv_width(&self) -> usize {
         (self.n_head + 2 * self.n_kv) * self.head_dim
     }
+
+    /// The columns of the query heads of KV heads `heads`, in a row of Q (or of the attention's
+    /// output).
+    pub fn q_cols(&self, heads: &Range<usize>) -> Range<usize> {
+        let w = self.group() * self.head_dim;
+        heads.start * w..heads.end * w
+    }
+}
+
+/// Stores the K and V rows of KV heads `heads` of the `n` tokens of `qkv` (roped, `[n,
+/// shape.qkv_width()]` as the QKV matmul lays them out) at `pos..pos + n` of `cache`, which
+/// holds those heads only, and writes the attention of their query heads to `out`
+/// (`[n, shape.q_cols(heads).len()]`, exactly); returns the KV bytes read. The engine and every shard
+/// attend with this one function, so the bits do not depend on the split.
+pub(super) fn attend_heads(
+    (simd, pool): (super::dot::Simd, &super::pool::Pool),
+    cache: &mut super::kv::KvCache,
+    shape: &AttnShape,
+    heads: Range<usize>,
+    (pos, n): (usize, usize),
+    qkv: &[f32],
+    out: &mut [f32],
+) -> Result<u64> {
+    let (hd, width) = (shape.head_dim, shape.qkv_width());
+    let (q_dim, kv_dim) = (shape.n_head * hd, shape.n_kv * hd);
+    let qkv = qkv.get(..n * width).ok_or_else(|| Error::InvalidArgument("attention input too short".into()))?;
+    let (k_at, v_at) = (q_dim + heads.start * hd, q_dim + kv_dim + heads.start * hd);
+    let kv_len = heads.len() * hd;
+    let (mut k, mut v, mut q) = (Vec::new(), Vec::new(), Vec::new());
+    gather(qkv, width, k_at..k_at + kv_len, &mut k);
+    gather(qkv, width, v_at..v_at + kv_len, &mut v);
+    let cols = shape.q_cols(&heads);
+    if out.len() != n * cols.len() {
+        return Err(Error::InvalidArgument(format!("attention output of {} for {n} tokens of {cols:?}", out.len())));
+    }
+    cache.write(pos, &k, &v)?;
+    if heads.is_empty() {
+        return Ok(0);
+    }
+    gather(qkv, width, cols, &mut q);
+    let queries = super::attention::Queries { q: &q, n_head: heads.len() * shape.group(), pos, n };
+    super::attention::attention(simd, pool, cache, &queries, out)
 }
 
 /// Copies columns `cols` of each of the `width`-wide rows of `src` into `dst` (rows of
@@ -218,8 +272,8 @@ impl Split {
     }
 
     /// The most f32s one token's attention answer takes on any shard (and the byte count's two).
-    pub fn attention_out(&self, n_kv: usize, group: usize, head_dim: usize) -> usize {
-        (1..self.parts).map(|p| self.heads(n_kv, p).len()).max().unwrap_or(0) * group * head_dim + 2
+    pub fn attention_out(&self, shape: &AttnShape) -> usize {
+        (1..self.parts).map(|p| shape.q_cols(&self.heads(shape.n_kv, p)).len()).max().unwrap_or(0) + 2
     }
 }
 
@@ -476,21 +530,19 @@ impl Shards {
     /// Takes the shards' attention of their query heads into their columns of `att`
     /// (`[n, n_head · head_dim]`); returns the KV bytes they read.
     pub(super) fn finish_attention(&self, shape: &AttnShape, n: usize, att: &mut [f32]) -> Result<u64> {
-        let (hd, g) = (shape.head_dim, shape.group());
-        let q_dim = shape.n_head * hd;
-        let sizes: Vec<usize> =
-            (1..self.parts).map(|p| n * self.split.heads(shape.n_kv, p).len() * g * hd + 2).collect();
-        let mut buf = vec![0f32; sizes.iter().sum()];
+        let q_dim = shape.n_head * shape.head_dim;
+        let cols: Vec<_> = (1..self.parts).map(|p| shape.q_cols(&self.split.heads(shape.n_kv, p))).collect();
+        let mut buf = vec![0f32; cols.iter().map(|c| n * c.len() + 2).sum()];
         self.link.finish(&mut buf).map_err(|e| self.fail(e))?;
         let att =
             att.get_mut(..n * q_dim).ok_or_else(|| Error::InvalidArgument("attention output too short".into()))?;
-        let (mut at, mut read) = (0, 0);
-        for (p, len) in (1..self.parts).zip(sizes) {
-            let h = self.split.heads(shape.n_kv, p);
-            let (rows, bytes) = buf[at..at + len].split_at(len - 2);
-            scatter(rows, q_dim, h.start * g * hd..h.end * g * hd, att);
+        let (mut rest, mut read) = (&buf[..], 0);
+        for c in cols {
+            let (rows, tail) = rest.split_at(n * c.len());
+            let (bytes, tail) = tail.split_at(2);
+            scatter(rows, q_dim, c, att);
             read += words_bytes(bytes);
-            at += len;
+            rest = tail;
         }
         Ok(read)
     }
@@ -678,7 +730,7 @@ impl Shard {
         let bad = |m: String| Error::InvalidArgument(format!("shard job: attention {m}"));
         let (&[layer, pos], shape) = words.split_first_chunk::<2>().ok_or_else(|| bad("without a layer".into()))?;
         let (layer, pos, shape) = (layer as usize, pos as usize, AttnShape::from_words(shape)?);
-        let (hd, g, width) = (shape.head_dim, shape.group(), shape.qkv_width());
+        let (hd, width) = (shape.head_dim, shape.qkv_width());
         if layer >= shape.n_layer || x.len() != n * width {
             return Err(bad(format!("of layer {layer} with {} inputs for {n} tokens of {width}", x.len())));
         }
@@ -691,22 +743,11 @@ impl Shard {
             *kv = Some((shape, caches));
         }
         let Some((_, caches)) = kv.as_mut() else { return Err(bad("caches".into())) };
-        let cache = &mut caches[layer];
-        let q_dim = shape.n_head * hd;
-        let kv_dim = shape.n_kv * hd;
-        let (kc, qc) = (heads.start * hd..heads.end * hd, heads.start * g * hd..heads.end * g * hd);
-        let (mut k, mut v, mut q) = (Vec::new(), Vec::new(), Vec::new());
-        gather(x, width, q_dim + kc.start..q_dim + kc.end, &mut k);
-        gather(x, width, q_dim + kv_dim + kc.start..q_dim + kv_dim + kc.end, &mut v);
-        cache.write(pos, &k, &v)?;
-        let mut out = vec![0f32; n * qc.len()];
-        let mut read = 0;
-        if !heads.is_empty() {
-            gather(x, width, qc.clone(), &mut q);
-            let queries = super::attention::Queries { q: &q, n_head: heads.len() * g, pos, n };
-            read = super::attention::attention(self.simd, &self.pool, cache, &queries, &mut out)?;
-        }
-        out.extend(bytes_words(read));
+        let len = n * shape.q_cols(&heads).len();
+        let mut out = vec![0f32; len + 2];
+        let at = &mut out[..len];
+        let read = attend_heads((self.simd, &self.pool), &mut caches[layer], &shape, heads, (pos, n), x, at)?;
+        out[len..].copy_from_slice(&bytes_words(read));
         Ok(out)
     }
 

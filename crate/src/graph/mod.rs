@@ -105,7 +105,8 @@ pub trait Exec {
     fn embed(&mut self, tok_embd: &Self::Weight) -> Result<()>;
     /// `Qkv = [wq; wk; wv] · rmsnorm(X, norm)`.
     fn qkv(&mut self, norm: &Self::Norm, wq: &Self::Weight, wk: &Self::Weight, wv: &Self::Weight) -> Result<()>;
-    /// `Q = rope(q of Qkv)`; layer `layer`'s cache at the pass's positions ← rope(k), v.
+    /// `Q = rope(q of Qkv)`; layer `layer`'s cache at the pass's positions ← rope(k), v (the
+    /// CPU stores them in [`Exec::attention`], where each thread keeps its own heads).
     fn rope_store(&mut self, layer: usize) -> Result<()>;
     /// `Att` = causal GQA attention of `Q` over layer `layer`'s cache.
     fn attention(&mut self, layer: usize) -> Result<()>;
