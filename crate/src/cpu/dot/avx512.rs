@@ -32,6 +32,34 @@ unsafe fn ld(x: *const f32) -> __m512 {
     unsafe { _mm512_loadu_ps(x) }
 }
 
+/// One F16/BF16 row's 16 weights from `p`, widened to f32.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+unsafe fn half16(bf: bool, p: *const u8) -> __m512 {
+    unsafe {
+        let h = _mm256_loadu_si256(p as *const __m256i);
+        if bf {
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+        } else {
+            _mm512_cvtph_ps(h)
+        }
+    }
+}
+
+/// A [`half_dot`] row's sum from its two accumulators, then the values past the last 32.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+unsafe fn half_sum(bf: bool, acc: [__m512; 2], w: *const u8, x: *const f32, from: usize, n: usize) -> f32 {
+    let mut s = _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
+    for k in from..n {
+        // SAFETY: the caller's row and token hold `n` values
+        let (b, x) = unsafe { ([*w.add(2 * k), *w.add(2 * k + 1)], *x.add(k)) };
+        let v = if bf { half::bf16::from_le_bytes(b).to_f32() } else { half::f16::from_le_bytes(b).to_f32() };
+        s += v * x;
+    }
+    s
+}
+
 /// F16/BF16 rows with `T` tokens, as `avx2::half_dot`: 16 weights widened per load, so with
 /// several tokens (where the FMAs, not the weight reads, bound the time) half the instructions.
 #[inline]
@@ -40,31 +68,51 @@ unsafe fn half_dot<const T: usize>(bf: bool, w: *const u8, x: [*const f32; T], n
     let mut acc = [[_mm512_setzero_ps(); 2]; T];
     let mut i = 0;
     unsafe {
-        let load = |p: *const u8| {
-            let h = _mm256_loadu_si256(p as *const __m256i);
-            if bf {
-                _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
-            } else {
-                _mm512_cvtph_ps(h)
-            }
-        };
         while i + 32 <= n {
-            let (w0, w1) = (load(w.add(2 * i)), load(w.add(2 * i + 32)));
+            let (w0, w1) = (half16(bf, w.add(2 * i)), half16(bf, w.add(2 * i + 32)));
             for t in 0..T {
                 acc[t][0] = _mm512_fmadd_ps(w0, ld(x[t].add(i)), acc[t][0]);
                 acc[t][1] = _mm512_fmadd_ps(w1, ld(x[t].add(i + 16)), acc[t][1]);
             }
             i += 32;
         }
+        // a loop, not a closure over `acc`: that kept the accumulators in memory
         let mut out = [0f32; T];
         for t in 0..T {
-            let mut s = _mm512_reduce_add_ps(_mm512_add_ps(acc[t][0], acc[t][1]));
-            for k in i..n {
-                let b = [*w.add(2 * k), *w.add(2 * k + 1)];
-                let v = if bf { half::bf16::from_le_bytes(b).to_f32() } else { half::f16::from_le_bytes(b).to_f32() };
-                s += v * *x[t].add(k);
+            out[t] = half_sum(bf, acc[t], w, x[t], i, n);
+        }
+        out
+    }
+}
+
+/// Two rows of [`half_dot`] at once, each row's sums exactly its own (the same FMAs in the same
+/// order): both rows share each token load, so 4 tokens' 16 FMAs per 32 weights take 8 loads
+/// of the tokens, where one row at a time takes 8 for 8 FMAs (the verification of an F16
+/// target, bound by those loads and the FMAs). 16 accumulators, 4 weights and 2 tokens fit
+/// the 32 registers.
+#[inline]
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+unsafe fn half_dot2<const T: usize>(bf: bool, w: [*const u8; 2], x: [*const f32; T], n: usize) -> [[f32; T]; 2] {
+    let mut acc = [[[_mm512_setzero_ps(); 2]; T]; 2];
+    let mut i = 0;
+    unsafe {
+        while i + 32 <= n {
+            let a = [half16(bf, w[0].add(2 * i)), half16(bf, w[0].add(2 * i + 32))];
+            let b = [half16(bf, w[1].add(2 * i)), half16(bf, w[1].add(2 * i + 32))];
+            for t in 0..T {
+                let (x0, x1) = (ld(x[t].add(i)), ld(x[t].add(i + 16)));
+                acc[0][t][0] = _mm512_fmadd_ps(a[0], x0, acc[0][t][0]);
+                acc[0][t][1] = _mm512_fmadd_ps(a[1], x1, acc[0][t][1]);
+                acc[1][t][0] = _mm512_fmadd_ps(b[0], x0, acc[1][t][0]);
+                acc[1][t][1] = _mm512_fmadd_ps(b[1], x1, acc[1][t][1]);
             }
-            out[t] = s;
+            i += 32;
+        }
+        let mut out = [[0f32; T]; 2];
+        for r in 0..2 {
+            for t in 0..T {
+                out[r][t] = half_sum(bf, acc[r][t], w[r], x[t], i, n);
+            }
         }
         out
     }
@@ -346,6 +394,26 @@ impl super::RowDots for Kernels {
     ) -> [f32; T] {
         // SAFETY: passed on from the caller
         unsafe { row_dots::<T>(ty, row, x, xs, n) }
+    }
+    fn pairs(ty: GgmlType) -> bool {
+        matches!(ty, GgmlType::F16 | GgmlType::BF16)
+    }
+    unsafe fn dots2<const T: usize>(
+        ty: GgmlType,
+        rows: [&[u8]; 2],
+        x: [*const f32; T],
+        xs: [&[f32]; T],
+        n: usize,
+    ) -> [[f32; T]; 2] {
+        let w = rows.map(<[u8]>::as_ptr);
+        // SAFETY: passed on from the caller
+        unsafe {
+            match ty {
+                GgmlType::F16 => half_dot2::<T>(false, w, x, n),
+                GgmlType::BF16 => half_dot2::<T>(true, w, x, n),
+                _ => rows.map(|row| row_dots::<T>(ty, row, x, xs, n)),
+            }
+        }
     }
     fn sums(ty: GgmlType, x: &[f32]) -> Vec<f32> {
         super::avx2::sums(ty, x)
