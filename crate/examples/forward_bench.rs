@@ -2,6 +2,8 @@
 //!
 //!   cargo run --release --example forward_bench -- MODEL.gguf [THREADS=1] [REPS=20] [N...=1 2 4 7]
 //!
+//! `CPU_DOT=int8` in the environment runs the integer dots (a draft model's setting).
+//!
 //! Prints wall and process CPU time per pass (CPU time is what a shared machine disturbs
 //! least), with every token's logits computed (`Logits::All`) at position 64.
 
@@ -29,7 +31,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let file = GgufFile::read(&src)?;
     let choice = backend::choose(Backend::Cpu, None);
     let opts = LoadOptions { context: Some(256), ..Default::default() };
-    let cpu = CpuOptions { threads, ..Default::default() };
+    let dot = match std::env::var("CPU_DOT").as_deref() {
+        Ok("int8") => Some(llama_webgpu::cpu::CpuDot::Int8),
+        _ => None,
+    };
+    let cpu = CpuOptions { threads, dot, ..Default::default() };
     let mut m = pollster::block_on(Model::load(&src, &file, &choice, &opts, &cpu, |_| {}))?;
     let prompt: Vec<u32> = (0..64).map(|i| 100 + i).collect();
     m.forward_blocking(&prompt, 0, Logits::Last)?;
