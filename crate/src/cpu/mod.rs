@@ -557,7 +557,6 @@ pub struct CpuExec<'a> {
     rot: Vec<(f64, f64)>,
     x: Vec<f32>,
     qkv: Vec<f32>,
-    q: Vec<f32>,
     att: Vec<f32>,
     ffn: Vec<f32>,
     /// The normalized stream `h` and the up projection (scratch).
@@ -601,7 +600,6 @@ impl<'a> CpuExec<'a> {
             rot,
             x: vec![0.0; n * cfg.n_embd],
             qkv: vec![0.0; n * (q_dim + 2 * kv_dim)],
-            q: vec![0.0; n * q_dim],
             att: vec![0.0; n * q_dim],
             ffn: vec![0.0; n * cfg.n_ff],
             h: vec![0.0; n * cfg.n_embd],
@@ -646,18 +644,17 @@ impl Exec for CpuExec<'_> {
         self.ops().group(&self.h, n, &mut [&mut self.qkv], &outs, false)
     }
 
-    /// Ropes Q and K in place in the QKV rows (and copies Q out, [`Act::Q`]); the K and V rows
-    /// are stored by [`Exec::attention`], which with shards stores only the engine's heads.
+    /// Ropes Q and K in place in the QKV rows; the K and V rows are stored by
+    /// [`Exec::attention`], which with shards stores only the engine's heads.
     fn rope_store(&mut self, _layer: usize) -> Result<()> {
         let (c, n) = (self.cfg, self.ids.len());
         let hd = c.head_dim;
-        let (q_dim, width) = (c.n_head * hd, (c.n_head + 2 * c.n_head_kv) * hd);
+        let width = (c.n_head + 2 * c.n_head_kv) * hd;
         // Q and K are adjacent in a row and every head turns by its token's angles
         let roped = (c.n_head + c.n_head_kv) * hd;
         for (row, rot) in self.qkv.chunks_exact_mut(width).take(n).zip(self.rot.chunks((hd / 2).max(1))) {
             rope(&mut row[..roped], c.n_head + c.n_head_kv, hd, rot);
         }
-        shards::gather(&self.qkv[..n * width], width, 0..q_dim, &mut self.q);
         Ok(())
     }
 
@@ -691,7 +688,6 @@ impl Exec for CpuExec<'_> {
         let input = match input {
             Act::Att => &self.att,
             Act::Ffn => &self.ffn,
-            Act::Q => &self.q,
             Act::Qkv => &self.qkv,
             Act::X => return Err(Error::InvalidArgument("X += W·X is not an op of the graph".into())),
         };

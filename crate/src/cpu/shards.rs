@@ -145,13 +145,13 @@ pub(super) fn attend_heads(
     let qkv = qkv.get(..n * width).ok_or_else(|| Error::InvalidArgument("attention input too short".into()))?;
     let (k_at, v_at) = (q_dim + heads.start * hd, q_dim + kv_dim + heads.start * hd);
     let kv_len = heads.len() * hd;
-    let (mut k, mut v, mut q) = (Vec::new(), Vec::new(), Vec::new());
-    gather(qkv, width, k_at..k_at + kv_len, &mut k);
-    gather(qkv, width, v_at..v_at + kv_len, &mut v);
     let cols = shape.q_cols(&heads);
     if out.len() != n * cols.len() {
         return Err(Error::InvalidArgument(format!("attention output of {} for {n} tokens of {cols:?}", out.len())));
     }
+    let (mut k, mut v, mut q) = (Vec::new(), Vec::new(), Vec::new());
+    gather(qkv, width, k_at..k_at + kv_len, &mut k);
+    gather(qkv, width, v_at..v_at + kv_len, &mut v);
     cache.write(pos, &k, &v)?;
     if heads.is_empty() {
         return Ok(0);

@@ -82,7 +82,6 @@ impl Acts {
         match a {
             Act::X => &self.x,
             Act::Qkv => &self.qkv,
-            Act::Q => &self.q,
             Act::Att => &self.att,
             Act::Ffn => &self.ffn,
         }

@@ -85,8 +85,6 @@ pub enum Act {
     X,
     /// Q | K | V projections, `(n_head + 2 n_kv) · head_dim` wide.
     Qkv,
-    /// Rotated queries, `n_head · head_dim`.
-    Q,
     /// Attention output, `n_head · head_dim`.
     Att,
     /// `silu(gate) ⊙ up`, `n_ff`.
@@ -106,7 +104,8 @@ pub trait Exec {
     /// `Qkv = [wq; wk; wv] · rmsnorm(X, norm)`.
     fn qkv(&mut self, norm: &Self::Norm, wq: &Self::Weight, wk: &Self::Weight, wv: &Self::Weight) -> Result<()>;
     /// `Q = rope(q of Qkv)`; layer `layer`'s cache at the pass's positions ← rope(k), v (the
-    /// CPU stores them in [`Exec::attention`], where each thread keeps its own heads).
+    /// CPU ropes q and k in place in `Qkv` and stores k and v in [`Exec::attention`], where
+    /// each thread keeps its own heads).
     fn rope_store(&mut self, layer: usize) -> Result<()>;
     /// `Att` = causal GQA attention of `Q` over layer `layer`'s cache.
     fn attention(&mut self, layer: usize) -> Result<()>;
